@@ -1,0 +1,97 @@
+"""Configuration: one frozen dataclass, defaults in one place, read from the environment.
+
+Command-line options override these (the CLI builds a Settings with `dataclasses.replace`);
+environment variables override the defaults. Celery's own setting names appear only in
+`farm.celery_app`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from farm.errors import UsageError
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every tunable of farm, with its default and the environment variable that sets it."""
+
+    # FARM_BROKER_URL: the Redis broker. None means: run an embedded farm for this one suite.
+    broker_url: str | None = None
+    # FARM_STATE_URL: where suite state, bundles and history live; defaults to the broker.
+    state_url: str | None = None
+    # FARM_POOL: the pool a suite targets and a worker serves.
+    pool: str = "default"
+    # FARM_CACHE_DIR: worker-side cache of bundles by digest, and scratch space for runs.
+    cache_dir: Path = Path.home() / ".cache" / "farm"
+    # FARM_MAX_BUNDLE_MB: the largest compressed bundle submit-suite accepts.
+    max_bundle_bytes: int = 64 * 1024 * 1024
+    # FARM_OUTPUT_CAP_KB: captured stdout/stderr/log kept per test and section (pytest keeps all).
+    output_cap_bytes: int = 64 * 1024
+    # FARM_LONGREPR_CAP_KB: the longest failure report kept per test.
+    longrepr_cap_bytes: int = 256 * 1024
+    # Records sent per batch, and the longest a record waits in the worker before it is sent.
+    batch_records: int = 500
+    batch_interval_s: float = 0.25
+    # Splitting: at most this many assignments per slot (more than one balances the end of the
+    # run), and no assignment expected to take less than this when durations are known (each
+    # assignment costs a pytest start-up, ~0.3 s here).
+    assignments_per_slot: int = 4
+    min_assignment_s: float = 3.0
+    # How long bundles, finished suites and duration history are kept in the state store.
+    bundle_ttl_s: int = 7 * 24 * 3600
+    suite_ttl_s: int = 7 * 24 * 3600
+    history_ttl_s: int = 90 * 24 * 3600
+    # Redis visibility timeout: a task unacknowledged this long is redelivered. It must exceed
+    # the longest assignment, or Redis runs long assignments twice (a known Celery/Redis trap).
+    visibility_timeout_s: int = 12 * 3600
+
+    @property
+    def state(self) -> str:
+        """The state store URL (the broker's unless set apart)."""
+        url = self.state_url or self.broker_url
+        if url is None:
+            raise UsageError("no broker configured: pass --broker URL or set FARM_BROKER_URL")
+        return url
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Defaults overridden by FARM_* environment variables."""
+        env = os.environ if env is None else env
+        base = cls()
+        try:
+            return cls(
+                broker_url=env.get("FARM_BROKER_URL") or None,
+                state_url=env.get("FARM_STATE_URL") or None,
+                pool=env.get("FARM_POOL", base.pool),
+                cache_dir=Path(env["FARM_CACHE_DIR"]) if env.get("FARM_CACHE_DIR") else base.cache_dir,
+                max_bundle_bytes=_mb(env, "FARM_MAX_BUNDLE_MB", base.max_bundle_bytes),
+                output_cap_bytes=_kb(env, "FARM_OUTPUT_CAP_KB", base.output_cap_bytes),
+                longrepr_cap_bytes=_kb(env, "FARM_LONGREPR_CAP_KB", base.longrepr_cap_bytes),
+            )
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+
+
+def _mb(env: Mapping[str, str], name: str, default: int) -> int:
+    return _scaled(env, name, default, 1024 * 1024)
+
+
+def _kb(env: Mapping[str, str], name: str, default: int) -> int:
+    return _scaled(env, name, default, 1024)
+
+
+def _scaled(env: Mapping[str, str], name: str, default: int, unit: int) -> int:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise ValueError(f"{name} must be positive, got {raw!r}")
+    return int(value * unit)

@@ -1,0 +1,52 @@
+"""The exception tree every farm component raises, with the exit code each maps to.
+
+FarmError
+├── UsageError            bad input from the user (exit 4)
+│   ├── BundleError       project path missing, unreadable or over the size cap
+│   └── BrokerUnreachable the broker / state store does not answer
+├── ProtocolError         a message on the wire is malformed, oversized or of an unknown version
+├── InfrastructureError   a worker, runner or service failed (exit 3)
+└── SuiteNotFound         a suite id that the state store does not know (exit 4)
+
+Interrupts that must never be swallowed derive from BaseException (see `Interrupted`).
+"""
+
+from __future__ import annotations
+
+
+class FarmError(Exception):
+    """Root of every error farm raises on purpose."""
+
+    exit_code = 3
+
+
+class UsageError(FarmError):
+    """The user asked for something that cannot be done as asked."""
+
+    exit_code = 4
+
+
+class BundleError(UsageError):
+    """The project directory cannot be bundled (missing, unreadable, too large)."""
+
+
+class BrokerUnreachable(UsageError):
+    """The broker or the state store did not answer."""
+
+
+class SuiteNotFound(UsageError):
+    """No suite with that id is known to the state store."""
+
+
+class ProtocolError(FarmError):
+    """A wire message is malformed, oversized, or of an unknown schema version."""
+
+
+class InfrastructureError(FarmError):
+    """Something in the farm itself failed (worker, runner, service)."""
+
+    exit_code = 3
+
+
+class Interrupted(BaseException):
+    """Raised to stop work now (shutdown, cancel); never caught by `except Exception`."""

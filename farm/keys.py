@@ -1,0 +1,67 @@
+"""Names of every key farm keeps in the state store (Redis), in one place."""
+
+from __future__ import annotations
+
+PREFIX = "farm"
+
+
+def bundle(digest: str) -> str:
+    """Bytes of a bundle archive, by its sha256 digest."""
+    return f"{PREFIX}:bundle:{digest}"
+
+
+def suite(suite_id: str) -> str:
+    """Hash: the suite's spec, status, totals and timestamps."""
+    return f"{PREFIX}:suite:{suite_id}"
+
+
+def outcomes(suite_id: str) -> str:
+    """Hash: test id → the outcome that counts."""
+    return f"{PREFIX}:suite:{suite_id}:outcomes"
+
+
+def records(suite_id: str) -> str:
+    """Hash: test id → the msgpack record whose outcome counts."""
+    return f"{PREFIX}:suite:{suite_id}:records"
+
+
+def attempts(suite_id: str) -> str:
+    """Hash: "test id NUL assignment NUL attempt" → msgpack attempt row (every attempt)."""
+    return f"{PREFIX}:suite:{suite_id}:attempts"
+
+
+def counts(suite_id: str) -> str:
+    """Hash: outcome → how many tests hold it."""
+    return f"{PREFIX}:suite:{suite_id}:counts"
+
+
+def assignments(suite_id: str) -> str:
+    """Hash: assignment id → msgpack of the assignment and its latest attempt's state."""
+    return f"{PREFIX}:suite:{suite_id}:assignments"
+
+
+def report(suite_id: str) -> str:
+    """String: the finished suite's JSON report."""
+    return f"{PREFIX}:suite:{suite_id}:report"
+
+
+def suite_keys(suite_id: str) -> tuple[str, ...]:
+    """Every key a suite owns (for expiry and deletion)."""
+    return (
+        suite(suite_id),
+        outcomes(suite_id),
+        records(suite_id),
+        attempts(suite_id),
+        counts(suite_id),
+        assignments(suite_id),
+        report(suite_id),
+    )
+
+
+def history(project: str) -> str:
+    """Hash: test id → recorded duration in seconds, for splitting the next run."""
+    return f"{PREFIX}:history:{project}"
+
+
+WORKERS = f"{PREFIX}:workers"  # hash: worker name → msgpack WorkerInfo
+SUITES = f"{PREFIX}:suites"  # sorted set: suite id by submission time

@@ -1,0 +1,104 @@
+"""The domain: suites, assignments, test records, collections and completions.
+
+Frozen dataclasses only; how they travel is `farm.protocol`'s job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from farm.outcomes import Outcome
+
+
+@dataclass(frozen=True)
+class SuiteSpec:
+    """What the submitter asked for: run this bundle's tests with these pytest args."""
+
+    suite_id: str
+    project: str  # key under which durations are recorded for the next split
+    bundle_digest: str  # sha256 of the bundle archive; workers fetch and cache by it
+    pool: str
+    dist: str  # "load" or "loadfile"
+    pytest_args: tuple[str, ...]
+    submitted_at: float
+
+
+@dataclass(frozen=True)
+class TestRecord:
+    """The final result of one test as one runner saw it."""
+
+    test_id: str
+    outcome: Outcome
+    duration_s: float = 0.0
+    phase: str = "call"  # the phase that decided the outcome: setup, call, teardown or collect
+    message: str = ""  # one line: the crash message, skip reason or xfail reason
+    longrepr: str = ""  # the full failure report, as pytest prints it (capped)
+    sections: tuple[tuple[str, str], ...] = ()  # captured output (name, text), each capped
+    started_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class Collection:
+    """What `pytest --collect-only` found in a bundle, on a worker of the target pool."""
+
+    suite_id: str
+    worker: str
+    exit_code: int  # pytest's own exit code of the collection run
+    test_ids: tuple[str, ...]  # runnable items, in collection order
+    # Outcomes already decided at collection: module-level skips and collection errors.
+    decided: tuple[TestRecord, ...] = ()
+    output: str = ""  # the tail of pytest's output, shown when collection failed outright
+    duration_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """A slice of a suite's tests that one runner executes as one pytest process."""
+
+    suite_id: str
+    assignment_id: str
+    attempt: int
+    bundle_digest: str
+    pytest_args: tuple[str, ...]
+    test_ids: tuple[str, ...]
+    expected_s: float = 0.0  # sum of recorded durations, 0 when unknown
+
+
+@dataclass(frozen=True)
+class RecordBatch:
+    """Records streamed by a worker while an assignment runs."""
+
+    suite_id: str
+    assignment_id: str
+    attempt: int
+    worker: str
+    node: str  # the environment the assignment runs in (local sandbox, SSH host, VM)
+    records: tuple[TestRecord, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class Completion:
+    """Sent once when an assignment attempt ends, however it ended."""
+
+    suite_id: str
+    assignment_id: str
+    attempt: int
+    worker: str
+    node: str
+    state: str  # "done", "failed" (runner or infrastructure failure) or "canceled"
+    started_at: float
+    finished_at: float
+    exit_code: int  # the runner's exit code (-N: killed by signal N)
+    reported: int  # how many records the worker sent for this attempt
+    message: str = ""  # why, when state is not "done"
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """A worker process as it announces itself."""
+
+    name: str
+    host: str
+    slots: int
+    pool: str
+    backend: str

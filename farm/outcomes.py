@@ -1,0 +1,99 @@
+"""Test outcomes, how pytest's per-phase results fold into one, and merge precedence.
+
+A test has exactly one outcome in a farm report. Pytest may count a test twice (a test that
+passes and then errors in teardown is "1 passed, 1 error"); farm reports it once, as pytest's
+JUnit XML does, with the worse of the two.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class Outcome(str, enum.Enum):
+    """Outcome of one test in a suite report."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    ERROR = "error"
+    SKIPPED = "skipped"
+    XFAILED = "xfailed"
+    XPASSED = "xpassed"
+    NOT_RUN = "not_run"  # never ran: suite canceled (later also: deadline) before it started
+
+    @property
+    def is_failure(self) -> bool:
+        """Whether this outcome makes the suite fail (exit code 1)."""
+        return self in (Outcome.FAILED, Outcome.ERROR)
+
+
+#: Outcomes in the order the summary line lists them (pytest's order, farm's additions last).
+SUMMARY_ORDER: tuple[Outcome, ...] = (
+    Outcome.FAILED,
+    Outcome.PASSED,
+    Outcome.SKIPPED,
+    Outcome.XFAILED,
+    Outcome.XPASSED,
+    Outcome.ERROR,
+    Outcome.NOT_RUN,
+)
+
+def supersedes(new: Outcome, held: Outcome | None) -> bool:
+    """Whether a record with outcome `new` replaces the outcome the store holds for a test.
+
+    The explicit precedence (like celery's states.PRECEDENCE): nothing held < NOT_RUN < any
+    outcome a runner reported. A record replaces the held outcome only when it ranks strictly
+    higher, so a late or duplicated record never downgrades a final outcome, and applying the
+    same record twice changes nothing. NOT_RUN ranks lowest of the final outcomes so that a real
+    result racing a cancel wins.
+    """
+    return _rank(new) > _rank(held)
+
+
+def _rank(outcome: Outcome | None) -> int:
+    if outcome is None:
+        return 0
+    if outcome is Outcome.NOT_RUN:
+        return 1
+    return 2
+
+
+def fold_phases(setup: str, call: str, teardown: str) -> Outcome:
+    """Fold pytest's per-phase report categories into one outcome.
+
+    Each argument is the category pytest's `pytest_report_teststatus` gave that phase
+    ("passed", "failed", "error", "skipped", "xfailed", "xpassed", or "" when the phase
+    did not run or passed silently, as setup and teardown do).
+    """
+    if setup in ("error", "failed"):
+        return Outcome.ERROR
+    if setup == "skipped":
+        return Outcome.ERROR if teardown in ("error", "failed") else Outcome.SKIPPED
+    primary = _CATEGORY.get(call, Outcome.PASSED)
+    if teardown in ("error", "failed") and not primary.is_failure:
+        return Outcome.ERROR
+    return primary
+
+
+_CATEGORY = {
+    "passed": Outcome.PASSED,
+    "failed": Outcome.FAILED,
+    "error": Outcome.ERROR,
+    "skipped": Outcome.SKIPPED,
+    "xfailed": Outcome.XFAILED,
+    "xpassed": Outcome.XPASSED,
+}
+
+
+def exit_code_for(counts: dict[str, int], *, canceled: bool, total: int) -> int:
+    """Pytest-compatible exit code of a finished suite.
+
+    0 all passed; 1 some failed or errored; 2 interrupted (canceled); 5 nothing collected.
+    """
+    if canceled:
+        return 2
+    if total == 0:
+        return 5
+    if counts.get(Outcome.FAILED.value, 0) or counts.get(Outcome.ERROR.value, 0):
+        return 1
+    return 0

@@ -1,0 +1,199 @@
+"""The wire schema: every message between submitter, coordinator and workers, encoded as msgpack.
+
+Each message is a map `{"v": VERSION, "t": TYPE, ...fields}`. Decoding checks the version, the
+type and every field's type, and unpacks under explicit size limits, so a malformed or hostile
+payload becomes a `ProtocolError`, never a crash. Only msgpack (and Celery's JSON envelope
+around it) is used: never pickle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, fields
+from typing import Any, Callable, TypeVar
+
+import msgpack
+
+from farm.errors import ProtocolError
+from farm.model import (
+    Assignment,
+    Collection,
+    Completion,
+    RecordBatch,
+    SuiteSpec,
+    TestRecord,
+    WorkerInfo,
+)
+from farm.outcomes import Outcome
+
+VERSION = 1
+
+#: Unpacking limits. A message bigger than MAX_MESSAGE_BYTES is refused before it is parsed.
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+MAX_STR = 16 * 1024 * 1024
+MAX_ITEMS = 1_000_000
+MAX_MAP = 64
+MAX_DEPTH = 5  # the deepest our schema nests: message → records → record → sections → pair
+
+T = TypeVar("T")
+
+_TYPES: dict[str, type] = {
+    "suite": SuiteSpec,
+    "collection": Collection,
+    "assignment": Assignment,
+    "records": RecordBatch,
+    "completion": Completion,
+    "worker": WorkerInfo,
+}
+_NAMES = {cls: name for name, cls in _TYPES.items()}
+
+
+def encode(message: Any) -> bytes:
+    """Encode one of the model's messages as versioned msgpack."""
+    name = _NAMES.get(type(message))
+    if name is None:
+        raise ProtocolError(f"cannot encode {type(message).__name__}")
+    body = _to_plain(message)
+    body["v"] = VERSION
+    body["t"] = name
+    return msgpack.packb(body, use_bin_type=True)
+
+
+def decode(data: bytes, expected: type[T]) -> T:
+    """Decode and validate a message of the `expected` type; raise ProtocolError otherwise."""
+    if not isinstance(data, (bytes, bytearray)):
+        raise ProtocolError(f"payload is {type(data).__name__}, not bytes")
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise ProtocolError(f"payload of {len(data)} bytes exceeds {MAX_MESSAGE_BYTES}")
+    try:
+        body = msgpack.unpackb(
+            data,
+            raw=False,
+            strict_map_key=True,
+            use_list=False,
+            max_str_len=MAX_STR,
+            max_bin_len=0,
+            max_array_len=MAX_ITEMS,
+            max_map_len=MAX_ITEMS,
+            max_ext_len=0,
+        )
+    except Exception as exc:  # msgpack raises several unrelated types for bad input
+        raise ProtocolError(f"not valid msgpack: {exc}") from None
+    if _depth(body) > MAX_DEPTH:
+        raise ProtocolError("payload nests deeper than the schema allows")
+    if not isinstance(body, dict):
+        raise ProtocolError("payload is not a map")
+    if body.get("v") != VERSION:
+        raise ProtocolError(f"unsupported schema version {body.get('v')!r}")
+    name = _NAMES.get(expected)
+    if body.get("t") != name:
+        raise ProtocolError(f"expected a {name!r} message, got {body.get('t')!r}")
+    return _build(expected, body)  # type: ignore[return-value]
+
+
+def _to_plain(obj: Any) -> Any:
+    if isinstance(obj, Outcome):
+        return obj.value
+    if hasattr(obj, "__dataclass_fields__"):
+        return {f.name: _to_plain(getattr(obj, f.name)) for f in fields(obj)}
+    if isinstance(obj, (tuple, list)):
+        return [_to_plain(x) for x in obj]
+    return obj
+
+
+def _depth(obj: Any, level: int = 0) -> int:
+    if level > MAX_DEPTH:
+        return level
+    if isinstance(obj, dict):
+        return max([_depth(v, level + 1) for v in obj.values()], default=level + 1)
+    if isinstance(obj, (list, tuple)):
+        return max([_depth(v, level + 1) for v in obj], default=level + 1)
+    return level
+
+
+# --- field validators -------------------------------------------------------------------
+
+
+def _str(v: Any) -> str:
+    if not isinstance(v, str):
+        raise TypeError("a string")
+    return v
+
+
+def _int(v: Any) -> int:
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise TypeError("an integer")
+    return v
+
+
+def _float(v: Any) -> float:
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        raise TypeError("a number")
+    return float(v)
+
+
+def _strs(v: Any) -> tuple[str, ...]:
+    if not isinstance(v, (list, tuple)):
+        raise TypeError("a list of strings")
+    return tuple(_str(x) for x in v)
+
+
+def _outcome(v: Any) -> Outcome:
+    try:
+        return Outcome(_str(v))
+    except ValueError:
+        raise TypeError("a known outcome") from None
+
+
+def _sections(v: Any) -> tuple[tuple[str, str], ...]:
+    if not isinstance(v, (list, tuple)):
+        raise TypeError("a list of [name, text] pairs")
+    out = []
+    for pair in v:
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise TypeError("a list of [name, text] pairs")
+        out.append((_str(pair[0]), _str(pair[1])))
+    return tuple(out)
+
+
+def _records(v: Any) -> tuple[TestRecord, ...]:
+    if not isinstance(v, (list, tuple)):
+        raise TypeError("a list of records")
+    return tuple(_build(TestRecord, r) for r in v)
+
+
+_FIELD: dict[str, Callable[[Any], Any]] = {
+    "outcome": _outcome,
+    "sections": _sections,
+    "records": _records,
+    "decided": _records,
+    "pytest_args": _strs,
+    "test_ids": _strs,
+    "duration_s": _float,
+    "started_at": _float,
+    "finished_at": _float,
+    "submitted_at": _float,
+    "expected_s": _float,
+    "attempt": _int,
+    "exit_code": _int,
+    "reported": _int,
+    "slots": _int,
+}
+
+
+def _build(cls: type, body: Any) -> Any:
+    if not isinstance(body, dict):
+        raise ProtocolError(f"{cls.__name__} is not a map")
+    kwargs = {}
+    for f in fields(cls):
+        if f.name not in body:
+            if f.default is not MISSING or f.default_factory is not MISSING:
+                continue
+            raise ProtocolError(f"{cls.__name__} lacks field {f.name!r}")
+        check = _FIELD.get(f.name, _str)
+        try:
+            kwargs[f.name] = check(body[f.name])
+        except TypeError as exc:
+            raise ProtocolError(f"{cls.__name__}.{f.name} must be {exc}") from None
+        except ProtocolError:
+            raise
+    return cls(**kwargs)
