@@ -1,0 +1,16 @@
+"""Execution backends: where a runner runs (local sandbox now; SSH hosts and libvirt VMs later)."""
+
+from __future__ import annotations
+
+from workers.backends.base import ExecutionBackend, RunningPytest, RunRequest
+
+__all__ = ["ExecutionBackend", "RunRequest", "RunningPytest", "make_backend"]
+
+
+def make_backend(name: str, **options: object) -> ExecutionBackend:
+    """The backend called `name`, chosen at the edge."""
+    if name == "local":
+        from workers.backends.local import LocalBackend
+
+        return LocalBackend(**options)  # type: ignore[arg-type]
+    raise ValueError(f"unknown backend {name!r} (known: local)")

@@ -1,0 +1,50 @@
+"""The small protocol every execution backend implements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """One pytest process to start: collect a bundle, or run some of its tests."""
+
+    mode: str  # "collect" or "run"
+    bundle: Path  # the local bundle archive
+    pytest_args: tuple[str, ...]
+    test_ids: tuple[str, ...]
+    label: str  # names the environment (assignment id or suite id)
+    output_cap: int = 64 * 1024
+    longrepr_cap: int = 256 * 1024
+
+
+class RunningPytest(Protocol):
+    """A started runner: its record lines, its end, and how to stop it."""
+
+    node: str  # the environment it runs in, as reports name it
+
+    def read_lines(self, timeout: float) -> list[bytes]:
+        """Record lines that arrived within `timeout` seconds (maybe none)."""
+
+    def poll(self) -> int | None:
+        """The exit code once the runner ended and every line was read, else None."""
+
+    def stop(self, grace: float) -> int:
+        """Stop the runner and everything it started (TERM, grace, KILL); return the exit code."""
+
+    def output_tail(self, limit: int = 4000) -> str:
+        """The end of the runner's stdout and stderr."""
+
+    def close(self) -> None:
+        """Remove the environment (work directory, VM, ...)."""
+
+
+class ExecutionBackend(Protocol):
+    """Starts runners somewhere."""
+
+    name: str
+
+    def start(self, request: RunRequest) -> RunningPytest:
+        """Prepare an environment with the bundle unpacked and start pytest in it."""

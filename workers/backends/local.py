@@ -1,0 +1,199 @@
+"""The local backend: each runner is a fresh pytest process in its own directory and session."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+
+from farm.bundle import extract_bundle
+from workers.backends.base import RunRequest
+
+PLUGIN_SOURCE = Path(__file__).resolve().parent.parent / "pytest_plugin.py"
+PLUGIN_MODULE = "farm_runner_plugin"
+
+
+def runner_argv(python: str, request: RunRequest) -> list[str]:
+    """The pytest command line for a request (shared by every backend)."""
+    argv = [python, "-m", "pytest", "-p", PLUGIN_MODULE, "-p", "no:cacheprovider"]
+    if request.mode == "collect":
+        argv.append("--collect-only")
+    return argv + list(request.pytest_args)
+
+
+class LocalBackend:
+    """Runs pytest as a subprocess of the worker, under `python`."""
+
+    name = "local"
+
+    def __init__(self, python: str | None = None, scratch: Path | None = None) -> None:
+        self.python = python or sys.executable
+        self.scratch = scratch or Path.home() / ".cache" / "farm" / "runs"
+
+    def start(self, request: RunRequest) -> LocalRun:
+        workdir = self.scratch / f"{request.label}-{uuid.uuid4().hex[:8]}"
+        project = workdir / "project"
+        plugin_dir = workdir / "plugin"
+        try:
+            plugin_dir.mkdir(parents=True)
+            shutil.copyfile(PLUGIN_SOURCE, plugin_dir / f"{PLUGIN_MODULE}.py")
+            with open(request.bundle, "rb") as fh:
+                extract_bundle(fh.read(), project)
+            tests_file = workdir / "tests.json"
+            tests_file.write_text(json.dumps(list(request.test_ids)), encoding="utf-8")
+        except BaseException:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+        return LocalRun(self.python, request, workdir, project, plugin_dir, tests_file)
+
+
+class LocalRun:
+    """A pytest subprocess in its own session, its records on a pipe."""
+
+    def __init__(
+        self, python: str, request: RunRequest, workdir: Path, project: Path, plugin_dir: Path, tests_file: Path
+    ) -> None:
+        self.node = f"local:{socket.gethostname()}"
+        self.workdir = workdir
+        self.log_path = workdir / "output.log"
+        read_fd, write_fd = os.pipe()
+        env = _runner_env(os.environ)
+        env.update({
+            "PYTHONPATH": str(plugin_dir),
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "FARM_RECORD_FD": str(write_fd),
+            "FARM_MODE": request.mode,
+            "FARM_TESTS_FILE": str(tests_file),
+            "FARM_OUTPUT_CAP": str(request.output_cap),
+            "FARM_LONGREPR_CAP": str(request.longrepr_cap),
+        })
+        try:
+            with open(self.log_path, "wb") as log:
+                self.proc = subprocess.Popen(
+                    runner_argv(python, request),
+                    cwd=project,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    pass_fds=(write_fd,),
+                    start_new_session=True,  # its own process group: stop() takes the whole group
+                )
+        finally:
+            os.close(write_fd)
+        self.read_fd = read_fd
+        os.set_blocking(read_fd, False)
+        self.buffer = b""
+        self.eof = False
+        self.exit_code: int | None = None
+
+    def read_lines(self, timeout: float) -> list[bytes]:
+        if self.eof:
+            if timeout:
+                time.sleep(min(timeout, 0.05))
+            return []
+        ready, _, _ = select.select([self.read_fd], [], [], timeout)
+        if not ready:
+            return []
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(self.read_fd, 1 << 20)
+            except OSError as exc:
+                if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
+                    break
+                raise
+            if not chunk:
+                self.eof = True
+                break
+            chunks.append(chunk)
+        data = self.buffer + b"".join(chunks)
+        *lines, self.buffer = data.split(b"\n")
+        return lines
+
+    def poll(self) -> int | None:
+        code = self.proc.poll()
+        if code is None:
+            return None
+        if not self.eof:
+            # The runner ended; its forked children may hold the pipe open, so don't wait for EOF
+            # longer than it takes to drain what is there.
+            return None if self._pending() else code
+        return code
+
+    def _pending(self) -> bool:
+        ready, _, _ = select.select([self.read_fd], [], [], 0)
+        return bool(ready) and not self.eof
+
+    def stop(self, grace: float) -> int:
+        _kill_tree(self.proc, grace)
+        return self.proc.wait()
+
+    def output_tail(self, limit: int = 4000) -> str:
+        try:
+            with open(self.log_path, "rb") as fh:
+                fh.seek(0, os.SEEK_END)
+                size = fh.tell()
+                fh.seek(max(0, size - limit))
+                return fh.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.stop(grace=1.0)
+        else:
+            _kill_group(self.proc.pid, signal.SIGKILL)  # anything it left running in its group
+        try:
+            os.close(self.read_fd)
+        except OSError:
+            pass
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _runner_env(base: os._Environ[str] | dict[str, str]) -> dict[str, str]:
+    """The worker's environment minus farm's and Celery's own variables."""
+    return {k: v for k, v in base.items() if not k.startswith(("FARM_", "CELERY_", "PYTHONPATH"))}
+
+
+def _kill_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _kill_tree(proc: subprocess.Popen[bytes], grace: float) -> None:
+    """TERM the runner's group and descendants, wait `grace`, then KILL what is left."""
+    try:
+        descendants = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.Error:
+        descendants = []
+    _kill_group(proc.pid, signal.SIGTERM)
+    for child in descendants:
+        try:
+            child.terminate()
+        except psutil.Error:
+            pass
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        pass
+    _kill_group(proc.pid, signal.SIGKILL)
+    for child in descendants:
+        try:
+            child.kill()
+        except psutil.Error:
+            pass
+    proc.wait()

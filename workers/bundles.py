@@ -1,0 +1,44 @@
+"""The worker's cache of bundle archives, by digest, filled from the state store on first use."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import redis
+
+from farm import keys
+from farm.errors import InfrastructureError
+
+
+class BundleCache:
+    """Bundles on local disk, named by their sha256 digest."""
+
+    def __init__(self, root: Path, store: redis.Redis) -> None:
+        self.root = root / "bundles"
+        self.store = store
+
+    def path(self, digest: str) -> Path:
+        """The local archive for `digest`, fetched and verified if it is not cached yet."""
+        if not digest.isalnum() or len(digest) != 64:
+            raise InfrastructureError(f"malformed bundle digest {digest!r}")
+        local = self.root / f"{digest}.tar.gz"
+        if local.exists():
+            return local
+        data = self.store.get(keys.bundle(digest))
+        if data is None:
+            raise InfrastructureError(f"bundle {digest[:12]} is not in the state store (expired?)")
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise InfrastructureError(f"bundle {digest[:12]} does not match its digest")
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".incoming-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, local)  # atomic: concurrent slots never see half a file
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return local

@@ -1,0 +1,206 @@
+"""farm's runner plugin: reports collection and per-test results as JSON lines on a file descriptor.
+
+It travels with each assignment into the sandbox, SSH host or VM, so it uses only the standard
+library and pytest (7.2 or newer). The runner loads it with `-p farm_runner_plugin` and sets:
+
+  FARM_RECORD_FD    the descriptor to write JSON lines to (one object per line)
+  FARM_MODE         "collect" (report what --collect-only found) or "run"
+  FARM_TESTS_FILE   in run mode: a JSON list of the node ids to run; everything else is deselected
+  FARM_OUTPUT_CAP   bytes of captured output kept per section (default 65536)
+  FARM_LONGREPR_CAP bytes of failure report kept per phase (default 262144)
+
+Lines it writes: {"k": "item", "id"} per collected test (collect mode); {"k": "collect", "id",
+"cat", "msg", "longrepr"} per failed or skipped collector; {"k": "start", "id", "t"} when a test
+starts; {"k": "test", "id", "t", "duration_s", "phases": {phase: {"cat", "msg", "longrepr"}},
+"sections"} when it ends; {"k": "missing", "id"} for an assigned id that was not collected.
+Folding the phases into one outcome is the worker's job (farm.outcomes.fold_phases).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import pytest
+
+PLUGIN_NAME = "farm-recorder"
+
+
+def pytest_configure(config: Any) -> None:
+    fd = os.environ.get("FARM_RECORD_FD")
+    if not fd:
+        return
+    mode = os.environ.get("FARM_MODE", "run")
+    emitter = _Emitter(int(fd))
+    if mode == "collect":
+        config.pluginmanager.register(_CollectRecorder(emitter), PLUGIN_NAME)
+        return
+    with open(os.environ["FARM_TESTS_FILE"], encoding="utf-8") as fh:
+        wanted = json.load(fh)
+    recorder = _RunRecorder(config, emitter, wanted)
+    config.pluginmanager.register(recorder, PLUGIN_NAME)
+    # Collect only the files the assignment needs: replace the positional arguments (the user's
+    # paths) with the assigned tests' files, keeping every other option as the user gave it.
+    files: list[str] = []
+    for nodeid in wanted:
+        path = nodeid.split("::", 1)[0]
+        if path not in files:
+            files.append(path)
+    config.args[:] = [str(config.rootpath / f) for f in files] or list(config.args)
+
+
+class _Emitter:
+    """Writes JSON lines to the record descriptor, whole lines at a time."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        # Children a test forks must not keep our pipe open after an exec.
+        os.set_inheritable(fd, False)
+
+    def emit(self, obj: dict[str, Any]) -> None:
+        data = (json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8", "replace")
+        view = memoryview(data)
+        while view:
+            written = os.write(self.fd, view)
+            view = view[written:]
+
+
+def _cap(text: str, limit: int) -> str:
+    """Keep the head and tail of text longer than limit characters, saying what was cut."""
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    cut = len(text) - 2 * half
+    return f"{text[:half]}\n[... {cut} characters cut by farm ...]\n{text[-half:]}"
+
+
+def _message(report: Any) -> str:
+    """The one-line message pytest's short summary would show for a report."""
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:  # a skip: (path, lineno, reason)
+        reason = str(longrepr[2])
+        return reason[len("Skipped: "):] if reason.startswith("Skipped: ") else reason
+    if hasattr(report, "wasxfail"):
+        return str(report.wasxfail)
+    crash = getattr(longrepr, "reprcrash", None)
+    if crash is not None:
+        return str(crash.message).splitlines()[0] if crash.message else ""
+    text = str(longrepr or "")
+    lines = text.strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+def _longrepr(report: Any, cap: int) -> str:
+    if report.passed:
+        return ""
+    try:
+        text = report.longreprtext
+    except Exception:  # a plugin's odd longrepr must not lose the record
+        text = str(report.longrepr)
+    return _cap(text, cap)
+
+
+class _CollectRecorder:
+    """Collect mode: every collected item, and every collector that failed or was skipped."""
+
+    def __init__(self, emitter: _Emitter) -> None:
+        self.emitter = emitter
+        self.cap = int(os.environ.get("FARM_LONGREPR_CAP", "262144"))
+
+    def pytest_collectreport(self, report: Any) -> None:
+        if report.failed or report.skipped:
+            self.emitter.emit({
+                "k": "collect",
+                "id": report.nodeid,
+                "cat": "error" if report.failed else "skipped",
+                "msg": _message(report),
+                "longrepr": _longrepr(report, self.cap),
+            })
+
+    def pytest_collection_finish(self, session: Any) -> None:
+        seen: set[str] = set()
+        for item in session.items:
+            if item.nodeid not in seen:
+                seen.add(item.nodeid)
+                self.emitter.emit({"k": "item", "id": item.nodeid})
+
+
+class _RunRecorder:
+    """Run mode: keep only the assigned tests, and report each as it finishes."""
+
+    def __init__(self, config: Any, emitter: _Emitter, wanted: list[str]) -> None:
+        self.config = config
+        self.emitter = emitter
+        self.wanted = set(wanted)
+        self.output_cap = int(os.environ.get("FARM_OUTPUT_CAP", "65536"))
+        self.longrepr_cap = int(os.environ.get("FARM_LONGREPR_CAP", "262144"))
+        self.current: dict[str, dict[str, Any]] = {}
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, session: Any, config: Any, items: list[Any]) -> None:
+        keep, drop, seen = [], [], set()
+        for item in items:
+            if item.nodeid in self.wanted and item.nodeid not in seen:
+                seen.add(item.nodeid)
+                keep.append(item)
+            else:
+                drop.append(item)
+        if drop:
+            config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+        for nodeid in sorted(self.wanted - seen):
+            self.emitter.emit({"k": "missing", "id": nodeid})
+
+    def pytest_collectreport(self, report: Any) -> None:
+        if report.failed:
+            self.emitter.emit({
+                "k": "collect",
+                "id": report.nodeid,
+                "cat": "error",
+                "msg": _message(report),
+                "longrepr": _longrepr(report, self.longrepr_cap),
+            })
+
+    def pytest_runtest_logstart(self, nodeid: str, location: Any) -> None:
+        now = time.time()
+        self.current[nodeid] = {"t": now, "duration_s": 0.0, "phases": {}, "sections": [], "sub": []}
+        self.emitter.emit({"k": "start", "id": nodeid, "t": now})
+
+    def pytest_runtest_logreport(self, report: Any) -> None:
+        state = self.current.get(report.nodeid)
+        if state is None:
+            return
+        if getattr(report, "context", None) is not None:  # a subtest's report (pytest >= 9)
+            if report.failed:
+                state["sub"].append(_longrepr(report, self.longrepr_cap))
+            return
+        category = self.config.hook.pytest_report_teststatus(report=report, config=self.config)[0]
+        state["duration_s"] += float(getattr(report, "duration", 0.0) or 0.0)
+        phase = {"cat": category or ""}
+        if not report.passed or category in ("xpassed",):
+            phase["msg"] = _message(report)
+            phase["longrepr"] = _longrepr(report, self.longrepr_cap)
+        state["phases"][report.when] = phase
+        # Each phase's report carries the sections captured so far; the last one has them all.
+        state["sections"] = [[name, _cap(text, self.output_cap)] for name, text in report.sections]
+
+    def pytest_runtest_logfinish(self, nodeid: str, location: Any) -> None:
+        state = self.current.pop(nodeid, None)
+        if state is None:
+            return
+        phases = state["phases"]
+        if state["sub"] and "call" in phases:
+            call = phases["call"]
+            call["longrepr"] = "\n\n".join(state["sub"] + [call.get("longrepr", "")]).strip()
+        failing = any(p["cat"] in ("failed", "error") for p in phases.values())
+        self.emitter.emit({
+            "k": "test",
+            "id": nodeid,
+            "t": state["t"],
+            "duration_s": state["duration_s"],
+            "phases": phases,
+            # Captured output is kept for failing tests only, as pytest shows it.
+            "sections": state["sections"] if failing else [],
+        })

@@ -1,0 +1,102 @@
+"""Turns the runner plugin's JSON lines into TestRecords (pure: no I/O)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from farm.model import TestRecord
+from farm.outcomes import Outcome, fold_phases
+
+
+@dataclass
+class CollectResult:
+    """What a collect-mode run reported."""
+
+    test_ids: list[str] = field(default_factory=list)
+    decided: list[TestRecord] = field(default_factory=list)
+
+
+def parse_line(line: bytes) -> dict[str, Any] | None:
+    """One plugin line as a dict, or None when it is not a well-formed record line."""
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(obj, dict) or not isinstance(obj.get("k"), str) or not isinstance(obj.get("id"), str):
+        return None
+    return obj
+
+
+def test_record(obj: dict[str, Any]) -> TestRecord:
+    """A finished test's line ("k": "test") as a TestRecord."""
+    phases: dict[str, dict[str, Any]] = obj.get("phases") or {}
+    cats = {when: str(p.get("cat", "")) for when, p in phases.items()}
+    outcome = fold_phases(cats.get("setup", ""), cats.get("call", ""), cats.get("teardown", ""))
+    deciding = _deciding_phase(outcome, cats)
+    detail = phases.get(deciding, {})
+    longrepr = str(detail.get("longrepr", ""))
+    if deciding == "call" and cats.get("teardown") in ("error", "failed"):
+        # Pytest counts this twice (failed + error); farm keeps one outcome, and both reports.
+        longrepr = f"{longrepr}\n\n[teardown]\n{phases['teardown'].get('longrepr', '')}".strip()
+    return TestRecord(
+        test_id=obj["id"],
+        outcome=outcome,
+        duration_s=float(obj.get("duration_s", 0.0)),
+        phase=deciding,
+        message=str(detail.get("msg", "")),
+        longrepr=longrepr,
+        sections=tuple((str(n), str(t)) for n, t in obj.get("sections", [])),
+        started_at=float(obj.get("t", 0.0)),
+    )
+
+
+def collect_record(obj: dict[str, Any]) -> TestRecord:
+    """A failed or skipped collector ("k": "collect") as a TestRecord for its node id."""
+    return TestRecord(
+        test_id=obj["id"],
+        outcome=Outcome.ERROR if obj.get("cat") == "error" else Outcome.SKIPPED,
+        phase="collect",
+        message=str(obj.get("msg", "")),
+        longrepr=str(obj.get("longrepr", "")),
+    )
+
+
+def crashed_record(test_id: str, started_at: float, now: float, why: str) -> TestRecord:
+    """The record of a test during which the runner died."""
+    return TestRecord(
+        test_id=test_id,
+        outcome=Outcome.ERROR,
+        duration_s=max(0.0, now - started_at),
+        phase="call",
+        message=why,
+        longrepr=why,
+        started_at=started_at,
+    )
+
+
+def missing_record(test_id: str, why: str) -> TestRecord:
+    """The record of an assigned test that the runner did not collect."""
+    return TestRecord(test_id=test_id, outcome=Outcome.ERROR, phase="collect", message=why, longrepr=why)
+
+
+def _deciding_phase(outcome: Outcome, cats: dict[str, str]) -> str:
+    if cats.get("setup") in ("error", "failed", "skipped"):
+        if outcome is Outcome.ERROR and cats.get("setup") == "skipped":
+            return "teardown"
+        return "setup"
+    if outcome is Outcome.ERROR and cats.get("call") not in ("error",):
+        return "teardown"
+    return "call" if "call" in cats else "setup"
+
+
+def collect_result(lines: list[dict[str, Any]]) -> CollectResult:
+    """Fold a collect-mode run's lines into the collected ids and the outcomes already decided."""
+    result = CollectResult()
+    for obj in lines:
+        if obj["k"] == "item":
+            result.test_ids.append(obj["id"])
+        elif obj["k"] == "collect":
+            result.decided.append(collect_record(obj))
+    return result

@@ -1,0 +1,188 @@
+"""Runs one assignment (or one collection) in a backend, streaming records as tests finish."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+from farm.config import Settings
+from farm.model import Assignment, Collection, Completion, RecordBatch, SuiteSpec, TestRecord
+from workers import records as rec
+from workers.backends.base import ExecutionBackend, RunningPytest, RunRequest
+
+#: How often the runner asks whether its suite was canceled.
+CANCEL_POLL_S = 0.5
+#: How long stopped runners get between TERM and KILL.
+STOP_GRACE_S = 3.0
+
+
+class RecordSink(Protocol):
+    """Where a worker sends what it learns (the coordinator, over Celery)."""
+
+    def send_batch(self, batch: RecordBatch) -> None: ...
+
+    def send_completion(self, completion: Completion) -> None: ...
+
+
+@dataclass
+class _Stream:
+    """Batches records and sends them when full or old enough."""
+
+    sink: RecordSink
+    header: Assignment
+    worker: str
+    node: str
+    batch_size: int
+    interval_s: float
+    pending: list[TestRecord] = field(default_factory=list)
+    sent: int = 0
+    last_flush: float = field(default_factory=time.monotonic)
+
+    def add(self, record: TestRecord) -> None:
+        self.pending.append(record)
+        if len(self.pending) >= self.batch_size:
+            self.flush()
+
+    def tick(self) -> None:
+        if self.pending and time.monotonic() - self.last_flush >= self.interval_s:
+            self.flush()
+
+    def flush(self, *, force: bool = False) -> None:
+        if not self.pending and not force:
+            return
+        a = self.header
+        self.sink.send_batch(RecordBatch(a.suite_id, a.assignment_id, a.attempt, self.worker, self.node,
+                                         tuple(self.pending)))
+        self.sent += len(self.pending)
+        self.pending = []
+        self.last_flush = time.monotonic()
+
+
+def run_assignment(
+    assignment: Assignment,
+    *,
+    backend: ExecutionBackend,
+    bundle: Callable[[str], object],
+    sink: RecordSink,
+    worker: str,
+    settings: Settings,
+    is_canceled: Callable[[], bool],
+) -> Completion:
+    """Run an assignment to its end and report it; returns the completion it sent."""
+    started_at = time.time()
+    if is_canceled():
+        return _complete(sink, assignment, worker, "", "canceled", started_at, 0, 0, "suite canceled")
+    request = RunRequest(
+        mode="run",
+        bundle=bundle(assignment.bundle_digest),  # type: ignore[arg-type]
+        pytest_args=assignment.pytest_args,
+        test_ids=assignment.test_ids,
+        label=assignment.assignment_id,
+        output_cap=settings.output_cap_bytes,
+        longrepr_cap=settings.longrepr_cap_bytes,
+    )
+    run = backend.start(request)
+    stream = _Stream(sink, assignment, worker, run.node, settings.batch_records, settings.batch_interval_s)
+    try:
+        stream.flush(force=True)  # an empty first batch: the coordinator marks the attempt running
+        running: dict[str, float] = {}
+        collect_errors: list[TestRecord] = []
+        code, canceled = _drive(run, stream, running, collect_errors, is_canceled)
+        now = time.time()
+        if canceled:
+            state, message = "canceled", "suite canceled"
+        else:
+            why = f"runner exited with code {code} while this test ran"
+            for test_id, t in running.items():
+                stream.add(rec.crashed_record(test_id, t, now, why))
+            state = "done" if code in (0, 1, 5) and not running else "failed"
+            message = "" if state == "done" else f"runner exited with code {code}\n{run.output_tail()}"
+        stream.flush()
+        return _complete(sink, assignment, worker, run.node, state, started_at, code, stream.sent, message)
+    finally:
+        run.close()
+
+
+def _drive(
+    run: RunningPytest,
+    stream: _Stream,
+    running: dict[str, float],
+    collect_errors: list[TestRecord],
+    is_canceled: Callable[[], bool],
+) -> tuple[int, bool]:
+    """Read the runner's lines until it ends or the suite is canceled: (exit code, canceled)."""
+    next_cancel_check = time.monotonic() + CANCEL_POLL_S
+    while True:
+        for line in run.read_lines(timeout=0.05):
+            obj = rec.parse_line(line)
+            if obj is None:
+                continue
+            kind = obj["k"]
+            if kind == "start":
+                running[obj["id"]] = float(obj.get("t", time.time()))
+            elif kind == "test":
+                running.pop(obj["id"], None)
+                stream.add(rec.test_record(obj))
+            elif kind == "collect":
+                collect_errors.append(rec.collect_record(obj))
+            elif kind == "missing":
+                stream.add(rec.missing_record(obj["id"], _missing_why(obj["id"], collect_errors)))
+        stream.tick()
+        code = run.poll()
+        if code is not None:
+            return code, False
+        if time.monotonic() >= next_cancel_check:
+            next_cancel_check = time.monotonic() + CANCEL_POLL_S
+            if is_canceled():
+                return run.stop(STOP_GRACE_S), True
+
+
+def _missing_why(test_id: str, collect_errors: list[TestRecord]) -> str:
+    for err in collect_errors:
+        if test_id.startswith(err.test_id):
+            return f"not collected on the worker: collecting {err.test_id} failed\n{err.longrepr}"
+    return "not collected on the worker (was it collected with different options or files?)"
+
+
+def _complete(
+    sink: RecordSink, a: Assignment, worker: str, node: str, state: str, started_at: float, code: int, sent: int,
+    message: str,
+) -> Completion:
+    completion = Completion(a.suite_id, a.assignment_id, a.attempt, worker, node, state, started_at, time.time(),
+                            code, sent, message)
+    sink.send_completion(completion)
+    return completion
+
+
+def collect_suite(
+    spec: SuiteSpec, *, backend: ExecutionBackend, bundle: Callable[[str], object], worker: str, settings: Settings,
+) -> Collection:
+    """Collect a suite's tests with `pytest --collect-only` in a fresh environment."""
+    started = time.monotonic()
+    request = RunRequest(
+        mode="collect",
+        bundle=bundle(spec.bundle_digest),  # type: ignore[arg-type]
+        pytest_args=spec.pytest_args,
+        test_ids=(),
+        label=f"{spec.suite_id}-collect",
+        output_cap=settings.output_cap_bytes,
+        longrepr_cap=settings.longrepr_cap_bytes,
+    )
+    run = backend.start(request)
+    lines: list[dict[str, object]] = []
+    try:
+        while True:
+            for line in run.read_lines(timeout=0.05):
+                obj = rec.parse_line(line)
+                if obj is not None:
+                    lines.append(obj)
+            code = run.poll()
+            if code is not None:
+                break
+        result = rec.collect_result(lines)  # type: ignore[arg-type]
+        output = run.output_tail(8000) if code not in (0, 5) or result.decided else ""
+    finally:
+        run.close()
+    return Collection(spec.suite_id, worker, code, tuple(result.test_ids), tuple(result.decided), output,
+                      time.monotonic() - started)

@@ -1,0 +1,90 @@
+"""`farm worker`: parse options, build the worker's Celery app, and run it in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import sys
+import uuid
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import redis
+from celery import signals
+
+from farm import keys
+from farm.celery_app import make_app, pool_queue
+from farm.config import Settings
+from farm.errors import UsageError
+from farm.model import WorkerInfo
+from farm.protocol import encode
+from workers.backends import make_backend
+from workers.tasks import WorkerContext, register
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="farm worker", description="Run a farm worker in the foreground.")
+    p.add_argument("--broker", help="Redis broker URL (default: $FARM_BROKER_URL)")
+    p.add_argument("--pool", default=None, help="the pool to serve (default: $FARM_POOL or 'default')")
+    p.add_argument("--slots", type=int, default=os.cpu_count() or 1, help="assignments run at once")
+    p.add_argument("--backend", default="local", choices=["local"], help="where runners run")
+    p.add_argument("--python", default=None, help="interpreter that runs pytest (default: farm's own)")
+    p.add_argument("--name", default=None, help="worker name (default: farm-POOL-RANDOM@HOST)")
+    p.add_argument("--cache-dir", type=Path, default=None, help="bundle cache and scratch directory")
+    p.add_argument("--loglevel", default="WARNING")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    settings = Settings.from_env()
+    settings = replace(
+        settings,
+        broker_url=args.broker or settings.broker_url,
+        pool=args.pool or settings.pool,
+        cache_dir=args.cache_dir or settings.cache_dir,
+    )
+    if not settings.broker_url:
+        raise UsageError("farm worker needs --broker URL or FARM_BROKER_URL")
+    if args.slots < 1:
+        raise UsageError("--slots must be at least 1")
+    logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    host = socket.gethostname()
+    name = args.name or f"farm-{settings.pool}-{uuid.uuid4().hex[:6]}@{host}"
+    app = make_app(settings, pools=(settings.pool,))
+    backend = make_backend(args.backend, python=args.python, scratch=settings.cache_dir / "runs")
+    register(WorkerContext(app, settings, backend))
+    info = WorkerInfo(name=name, host=host, slots=args.slots, pool=settings.pool, backend=args.backend)
+    _announce(settings, info)
+    app.worker_main([
+        "worker",
+        "--hostname", name,
+        "--queues", pool_queue(settings.pool).name,
+        "--concurrency", str(args.slots),
+        "--pool", "prefork",
+        "--loglevel", args.loglevel,
+        "--without-mingle",
+        "--without-gossip",
+        "--task-events",
+    ])
+    return 0
+
+
+def _announce(settings: Settings, info: WorkerInfo) -> None:
+    """Register the worker in the state store once it is ready, and remove it when it stops."""
+
+    def ready(**_: Any) -> None:
+        store = redis.Redis.from_url(settings.state)
+        store.hset(keys.WORKERS, info.name, encode(info))
+
+    def stopped(**_: Any) -> None:
+        try:
+            redis.Redis.from_url(settings.state, socket_timeout=2).hdel(keys.WORKERS, info.name)
+        except redis.RedisError:
+            pass
+
+    signals.worker_ready.connect(ready, weak=False)
+    signals.worker_shutdown.connect(stopped, weak=False)

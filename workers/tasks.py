@@ -1,0 +1,89 @@
+"""The worker's Celery tasks: thin wrappers that decode, run, and send results on."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import redis
+from celery import Celery
+
+from farm import keys
+from farm.celery_app import ASSIGNMENT_COMPLETED, COLLECT_SUITE, RECORD_BATCH, RUN_ASSIGNMENT, SUITE_COLLECTED
+from farm.config import Settings
+from farm.errors import FarmError, ProtocolError
+from farm.model import Assignment, Collection, Completion, RecordBatch, SuiteSpec
+from farm.protocol import decode, encode
+from workers import runner
+from workers.backends.base import ExecutionBackend
+from workers.bundles import BundleCache
+
+log = logging.getLogger("farm.worker")
+
+
+@dataclass
+class WorkerContext:
+    """What every task of one worker process needs (built once, before the pool forks)."""
+
+    app: Celery
+    settings: Settings
+    backend: ExecutionBackend
+
+    @cached_property
+    def store(self) -> redis.Redis:
+        return redis.Redis.from_url(self.settings.state, socket_timeout=10, health_check_interval=30)
+
+    @cached_property
+    def bundles(self) -> BundleCache:
+        return BundleCache(self.settings.cache_dir, self.store)
+
+    def is_canceled(self, suite_id: str) -> bool:
+        return self.store.hget(keys.suite(suite_id), "cancel") is not None
+
+    def send_batch(self, batch: RecordBatch) -> None:
+        self.app.send_task(RECORD_BATCH, args=[encode(batch)])
+
+    def send_completion(self, completion: Completion) -> None:
+        self.app.send_task(ASSIGNMENT_COMPLETED, args=[encode(completion)])
+
+
+def register(ctx: WorkerContext) -> None:
+    """Register the worker's tasks on ctx.app under their explicit names."""
+
+    @ctx.app.task(name=COLLECT_SUITE, bind=True)
+    def collect_suite(task: Any, payload: bytes) -> None:
+        try:
+            spec = decode(payload, SuiteSpec)
+        except ProtocolError as exc:
+            log.error("rejected a collect message: %s", exc)
+            return
+        worker = task.request.hostname or "worker"
+        try:
+            collection = runner.collect_suite(spec, backend=ctx.backend, bundle=ctx.bundles.path, worker=worker,
+                                              settings=ctx.settings)
+        except FarmError as exc:
+            log.error("collecting suite %s failed: %s", spec.suite_id, exc)
+            collection = Collection(spec.suite_id, worker, 3, (), (), f"collection failed on {worker}: {exc}")
+        ctx.app.send_task(SUITE_COLLECTED, args=[encode(collection)])
+
+    @ctx.app.task(name=RUN_ASSIGNMENT, bind=True)
+    def run_assignment(task: Any, payload: bytes) -> None:
+        try:
+            assignment = decode(payload, Assignment)
+        except ProtocolError as exc:
+            log.error("rejected an assignment message: %s", exc)
+            return
+        worker = task.request.hostname or "worker"
+        try:
+            runner.run_assignment(
+                assignment, backend=ctx.backend, bundle=ctx.bundles.path, sink=ctx, worker=worker,
+                settings=ctx.settings, is_canceled=lambda: ctx.is_canceled(assignment.suite_id),
+            )
+        except FarmError as exc:
+            log.error("assignment %s failed: %s", assignment.assignment_id, exc)
+            now = time.time()
+            ctx.send_completion(Completion(assignment.suite_id, assignment.assignment_id, assignment.attempt,
+                                           worker, "", "failed", now, now, -1, 0, str(exc)))
