@@ -1,0 +1,1 @@
+"""farm's coordinator service: plans suites into assignments and aggregates their results."""

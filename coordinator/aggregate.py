@@ -1,0 +1,80 @@
+"""Merging test records into a suite's state (pure: held state in, writes out).
+
+The state store holds, per test, the outcome that counts (or "pending"). A batch of records is
+merged against it under the explicit precedence of `farm.outcomes.supersedes`: a record only
+replaces what is held when it ranks higher, so replaying a batch, or delivering it twice, or
+late, changes nothing. Every record is also kept as an attempt row keyed by (test, assignment,
+attempt), which is idempotent by construction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping
+
+from farm.model import TestRecord
+from farm.outcomes import Outcome, supersedes
+
+PENDING = "pending"
+
+
+@dataclass(frozen=True)
+class AttemptRow:
+    """One test's result in one assignment attempt, as the report's `attempts` lists it."""
+
+    test_id: str
+    assignment: str
+    attempt: int
+    worker: str
+    node: str
+    outcome: str
+    duration_s: float
+    started_at: float
+
+    @property
+    def key(self) -> str:
+        return f"{self.test_id}\0{self.assignment}\0{self.attempt}"
+
+
+@dataclass
+class Merge:
+    """What merging a batch decided: the records that now count, and the count changes."""
+
+    counted: dict[str, TestRecord] = field(default_factory=dict)
+    deltas: dict[str, int] = field(default_factory=dict)
+    attempts: dict[str, AttemptRow] = field(default_factory=dict)
+    newly_final: int = 0  # tests that went from pending to an outcome
+    unknown: list[str] = field(default_factory=list)  # records for tests the suite does not have
+
+
+def merge(
+    held: Mapping[str, str | None],
+    records: Iterable[TestRecord],
+    *,
+    assignment: str,
+    attempt: int,
+    worker: str,
+    node: str,
+) -> Merge:
+    """Merge records against `held` (test id → outcome value, "pending", or None if unknown)."""
+    result = Merge()
+    current: dict[str, str | None] = dict(held)
+    for record in records:
+        state = current.get(record.test_id)
+        if state is None:
+            result.unknown.append(record.test_id)
+            continue
+        row = AttemptRow(record.test_id, assignment, attempt, worker, node, record.outcome.value,
+                         record.duration_s, record.started_at)
+        result.attempts[row.key] = row
+        old = None if state == PENDING else Outcome(state)
+        if not supersedes(record.outcome, old):
+            continue
+        if old is None:
+            result.newly_final += 1
+        else:
+            result.deltas[old.value] = result.deltas.get(old.value, 0) - 1
+        result.deltas[record.outcome.value] = result.deltas.get(record.outcome.value, 0) + 1
+        result.counted[record.test_id] = record
+        current[record.test_id] = record.outcome.value
+    return result

@@ -1,0 +1,196 @@
+"""What the coordinator does at each step of a suite's life (Celery-free; state through SuiteState)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Callable
+
+from coordinator.reporting import build_report
+from coordinator.splitting import split
+from coordinator.state import SuiteState
+from farm.config import Settings
+from farm.model import Assignment, Collection, Completion, RecordBatch, SuiteSpec, TestRecord
+from farm.outcomes import Outcome, exit_code_for
+from farm.protocol import encode
+
+log = logging.getLogger("farm.coordinator")
+
+#: Outcomes whose durations are recorded for the next split (a not_run test has no duration).
+_TIMED = {Outcome.PASSED, Outcome.FAILED, Outcome.ERROR, Outcome.XFAILED, Outcome.XPASSED, Outcome.SKIPPED}
+#: How long a canceled suite waits for its running assignments to report before it is closed.
+CANCEL_GRACE_S = 15.0
+
+
+class Planner:
+    """Drives suites: collection → assignments → merged records → report."""
+
+    def __init__(self, state: SuiteState, settings: Settings,
+                 publish_collect: Callable[[SuiteSpec], None],
+                 publish_assignment: Callable[[str, Assignment], None]) -> None:
+        self.state = state
+        self.settings = settings
+        self.publish_collect = publish_collect
+        self.publish_assignment = publish_assignment
+
+    # --- submitted → collecting ----------------------------------------------------------
+
+    def submitted(self, suite_id: str) -> None:
+        spec = self.state.spec(suite_id)
+        if self.state.transition(suite_id, ["submitted"], "collecting"):
+            self.state.mark_active(suite_id)
+            self.publish_collect(spec)
+
+    # --- collecting → running (or finished) ----------------------------------------------
+
+    def collected(self, collection: Collection) -> None:
+        sid = collection.suite_id
+        spec = self.state.spec(sid)
+        if self.state.canceled(sid):
+            self._finish_without_run(spec, collection, "canceled", 2, "suite canceled during collection")
+            return
+        errors = [d for d in collection.decided if d.outcome is Outcome.ERROR]
+        if collection.exit_code in (3, 4) or (collection.exit_code == 2 and not errors):
+            message = f"pytest could not collect the suite (exit code {collection.exit_code})"
+            self._finish_without_run(spec, collection, "error", collection.exit_code, message)
+            return
+        if errors and collection.exit_code == 2:
+            # As pytest: collection errors interrupt the session before any test runs.
+            n = len(errors)
+            message = f"Interrupted: {n} error{'s' if n != 1 else ''} during collection"
+            self._finish_without_run(spec, collection, "finished", 2, message, decided=collection.decided)
+            return
+        test_ids = list(collection.test_ids)
+        durations = self.state.durations(spec.project)
+        slots = self.state.pool_slots(spec.pool) or 1
+        planned = split(test_ids, slots=slots, dist=spec.dist, durations=durations,
+                        per_slot=self.settings.assignments_per_slot, min_assignment_s=self.settings.min_assignment_s)
+        rows = []
+        assignments = []
+        for i, p in enumerate(planned):
+            a = Assignment(sid, f"{sid}-a{i:03d}", 1, spec.bundle_digest, spec.pytest_args, p.test_ids, p.expected_s)
+            assignments.append(a)
+            rows.append({"id": a.assignment_id, "attempt": 1, "state": "queued", "test_ids": list(p.test_ids),
+                         "expected_s": p.expected_s, "worker": "", "node": "", "started_at": 0.0,
+                         "finished_at": 0.0})
+        if not self.state.plan(collection, test_ids, rows):
+            return  # a duplicate delivery of the collection: planned already
+        if collection.decided:
+            self.state.merge(sid, list(collection.decided), assignment="collection", attempt=1,
+                             worker=collection.worker, node="collect")
+        log.info("suite %s: %d tests in %d assignments over %d slots", sid, len(test_ids), len(planned), slots)
+        for a in assignments:
+            self.publish_assignment(spec.pool, a)
+        self._maybe_finish(sid)
+
+    # --- records and completions ---------------------------------------------------------
+
+    def records(self, batch: RecordBatch) -> None:
+        status = self.state.field(batch.suite_id, "status")
+        if status is None:
+            log.warning("records for unknown suite %s dropped", batch.suite_id)
+            return
+        row = self.state.assignment(batch.suite_id, batch.assignment_id)
+        if row is None:
+            log.warning("records for unknown assignment %s dropped", batch.assignment_id)
+            return
+        if row["state"] == "queued":
+            self.state.update_assignment(batch.suite_id, batch.assignment_id, state="running", worker=batch.worker,
+                                         node=batch.node, started_at=time.time(), attempt=batch.attempt)
+        allowed = set(row["test_ids"])
+        records = [r for r in batch.records if r.test_id in allowed]
+        if len(records) != len(batch.records):
+            log.warning("assignment %s sent %d records for tests it was not given; dropped",
+                        batch.assignment_id, len(batch.records) - len(records))
+        if records:
+            result = self.state.merge(batch.suite_id, records, assignment=batch.assignment_id,
+                                      attempt=batch.attempt, worker=batch.worker, node=batch.node)
+            if result.newly_final:
+                self._maybe_finish(batch.suite_id)
+
+    def completed(self, c: Completion) -> None:
+        row = self.state.update_assignment(c.suite_id, c.assignment_id, state=c.state, worker=c.worker,
+                                           node=c.node, finished_at=c.finished_at, exit_code=c.exit_code,
+                                           message=c.message[:4000])
+        if row is None:
+            log.warning("completion for unknown assignment %s dropped", c.assignment_id)
+            return
+        if not row.get("started_at"):
+            self.state.update_assignment(c.suite_id, c.assignment_id, started_at=c.started_at)
+        pending = self.state.pending_in(c.suite_id, list(row["test_ids"]))
+        if pending:
+            why = c.message.splitlines()[0] if c.message else "the runner ended before running this test"
+            if c.state == "done":
+                why = "the runner ended before running this test (pytest -x or --maxfail?)"
+            self._not_run(c.suite_id, pending, c.assignment_id, c.attempt, c.worker, c.node, why)
+        self._maybe_finish(c.suite_id)
+
+    def cancel(self, suite_id: str) -> None:
+        self.state.set_fields(suite_id, cancel=time.time())
+        status = self.state.field(suite_id, "status")
+        if status == "submitted":
+            spec = self.state.spec(suite_id)
+            self._finish_without_run(spec, None, "canceled", 2, "suite canceled before collection")
+
+    def sweep(self) -> None:
+        """Periodic: close canceled suites whose assignments did not all report in time."""
+        for sid in self.state.active_suites():
+            cancel_at = self.state.field(sid, "cancel")
+            if cancel_at and time.time() - float(cancel_at) > CANCEL_GRACE_S:
+                status = self.state.field(sid, "status")
+                if status == "running":
+                    pending = self.state.all_pending(sid)
+                    self._not_run(sid, pending, "cancel", 0, "", "", "suite canceled before this test ran")
+                    self._maybe_finish(sid)
+                elif status in ("submitted", "collecting"):
+                    self._finish_without_run(self.state.spec(sid), None, "canceled", 2, "suite canceled")
+
+    # --- finishing -----------------------------------------------------------------------
+
+    def _not_run(self, sid: str, test_ids: list[str], assignment: str, attempt: int, worker: str, node: str,
+                 why: str) -> None:
+        records = [TestRecord(t, Outcome.NOT_RUN, phase="", message=why) for t in test_ids]
+        self.state.merge(sid, records, assignment=assignment, attempt=attempt, worker=worker, node=node)
+
+    def _maybe_finish(self, sid: str) -> None:
+        total, done = self.state.total_and_done(sid)
+        if done < total or self.state.field(sid, "status") != "running":
+            return
+        if not self.state.claim_finalize(sid):
+            return
+        spec = self.state.spec(sid)
+        counts = self.state.counts(sid)
+        canceled = self.state.canceled(sid)
+        code = exit_code_for(counts, canceled=canceled, total=total)
+        self._finalize(spec, "canceled" if canceled else "finished", code, "suite canceled" if canceled else "")
+
+    def _finish_without_run(self, spec: SuiteSpec, collection: Collection | None, status: str, code: int,
+                            message: str, decided: tuple[TestRecord, ...] = ()) -> None:
+        sid = spec.suite_id
+        if not self.state.claim_finalize(sid):
+            return
+        if collection is not None:
+            self.state.set_fields(sid, collection=encode(collection))
+        self._finalize(spec, status, code, message, decided=decided, collection=collection)
+
+    def _finalize(self, spec: SuiteSpec, status: str, code: int, message: str,
+                  decided: tuple[TestRecord, ...] = (), collection: Collection | None = None) -> None:
+        sid = spec.suite_id
+        now = time.time()
+        started = float(self.state.field(sid, "started_at") or self.state.field(sid, "submitted_at") or now)
+        counted = self.state.counted(sid)
+        for d in decided:
+            counted.setdefault(d.test_id, d)
+        order = self.state.order(sid) or [d.test_id for d in decided]
+        report = build_report(
+            spec=spec, status=status, exit_code=code, message=message, started_at=started, finished_at=now,
+            collection=collection or self.state.collection(sid), order=order, counted=counted,
+            attempts=self.state.attempts(sid), assignments=self.state.assignments(sid),
+            workers=self.state.workers(),
+        )
+        self.state.store_report(sid, json.dumps(report, ensure_ascii=False), status=status, exit_code=code,
+                                finished_at=now, message=message)
+        timed = {t: r.duration_s for t, r in counted.items() if r.outcome in _TIMED and r.phase != "collect"}
+        self.state.record_durations(spec.project, timed)
+        log.info("suite %s %s: exit code %d", sid, status, code)

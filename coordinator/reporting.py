@@ -1,0 +1,92 @@
+"""Building a finished suite's JSON report from its stored state (pure)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Iterable, Mapping, Sequence
+
+from farm.model import Collection, SuiteSpec, TestRecord, WorkerInfo
+from farm.outcomes import Outcome
+from coordinator.aggregate import AttemptRow
+
+SCHEMA = 1
+
+
+def iso(ts: float | None) -> str | None:
+    """An epoch time as ISO 8601 in UTC (None stays None)."""
+    if not ts:
+        return None
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat()
+
+
+def build_report(
+    *,
+    spec: SuiteSpec,
+    status: str,
+    exit_code: int,
+    message: str,
+    started_at: float,
+    finished_at: float,
+    collection: Collection | None,
+    order: Sequence[str],
+    counted: Mapping[str, TestRecord],
+    attempts: Iterable[AttemptRow],
+    assignments: Sequence[Mapping[str, Any]],
+    workers: Sequence[WorkerInfo],
+) -> dict[str, Any]:
+    """The report document described in docs/report-schema.md."""
+    by_test: dict[str, list[AttemptRow]] = {}
+    for row in attempts:
+        by_test.setdefault(row.test_id, []).append(row)
+    tests = []
+    summary = {o.value: 0 for o in Outcome}
+    for test_id in order:
+        record = counted.get(test_id)
+        if record is None:
+            continue
+        summary[record.outcome.value] += 1
+        rows = sorted(by_test.get(test_id, []), key=lambda r: (r.started_at, r.assignment, r.attempt))
+        tests.append({
+            "id": test_id,
+            "outcome": record.outcome.value,
+            "phase": record.phase,
+            "duration_s": round(record.duration_s, 6),
+            "message": record.message,
+            "longrepr": record.longrepr,
+            "sections": [list(s) for s in record.sections],
+            "attempts": [
+                {"assignment": r.assignment, "attempt": r.attempt, "worker": r.worker, "node": r.node,
+                 "outcome": r.outcome, "duration_s": round(r.duration_s, 6), "started_at": iso(r.started_at)}
+                for r in rows
+            ],
+        })
+    summary["total"] = len(tests)
+    used = {a.get("worker") for a in assignments} | ({collection.worker} if collection else set())
+    return {
+        "schema": SCHEMA,
+        "suite_id": spec.suite_id,
+        "project": spec.project,
+        "pool": spec.pool,
+        "status": status,
+        "exit_code": exit_code,
+        "message": message,
+        "pytest_args": list(spec.pytest_args),
+        "summary": summary,
+        "started_at": iso(started_at),
+        "finished_at": iso(finished_at),
+        "duration_s": round(max(0.0, finished_at - started_at), 3),
+        "collection": {
+            "worker": collection.worker,
+            "exit_code": collection.exit_code,
+            "duration_s": round(collection.duration_s, 3),
+            "output": collection.output,
+        } if collection else None,
+        "tests": tests,
+        "assignments": [
+            {"id": a["id"], "attempt": a["attempt"], "worker": a.get("worker") or None, "node": a.get("node") or None,
+             "state": a["state"], "tests": list(a["test_ids"]), "started_at": iso(a.get("started_at")),
+             "finished_at": iso(a.get("finished_at"))}
+            for a in assignments
+        ],
+        "workers": [{"name": w.name, "host": w.host, "slots": w.slots} for w in workers if w.name in used],
+    }

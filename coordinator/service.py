@@ -1,0 +1,70 @@
+"""`farm coordinator`: the coordinator's Celery worker plus its periodic sweeper, in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import socket
+import sys
+import threading
+from dataclasses import replace
+
+import redis
+
+from coordinator.planner import Planner
+from coordinator.state import SuiteState
+from coordinator.tasks import publisher, register
+from farm.celery_app import COORDINATOR_QUEUE, make_app
+from farm.config import Settings
+from farm.errors import UsageError
+
+log = logging.getLogger("farm.coordinator")
+SWEEP_INTERVAL_S = 1.0
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="farm coordinator", description="Run the farm coordinator in the foreground.")
+    p.add_argument("--broker", help="Redis broker URL (default: $FARM_BROKER_URL)")
+    p.add_argument("--concurrency", type=int, default=4, help="messages handled at once (threads)")
+    p.add_argument("--loglevel", default="WARNING")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    settings = Settings.from_env()
+    settings = replace(settings, broker_url=args.broker or settings.broker_url)
+    if not settings.broker_url:
+        raise UsageError("farm coordinator needs --broker URL or FARM_BROKER_URL")
+    logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    app = make_app(settings)
+    state = SuiteState(redis.Redis.from_url(settings.state, socket_timeout=30, health_check_interval=30), settings)
+    publish_collect, publish_assignment = publisher(app)
+    planner = Planner(state, settings, publish_collect, publish_assignment)
+    register(app, planner)
+    stop = threading.Event()
+    sweeper = threading.Thread(target=_sweep, args=(planner, stop), name="farm-sweeper", daemon=True)
+    sweeper.start()
+    try:
+        app.worker_main([
+            "worker",
+            "--hostname", f"farm-coordinator@{socket.gethostname()}",
+            "--queues", COORDINATOR_QUEUE,
+            "--pool", "threads",
+            "--concurrency", str(args.concurrency),
+            "--loglevel", args.loglevel,
+            "--without-mingle",
+            "--without-gossip",
+            "--task-events",
+        ])
+    finally:
+        stop.set()
+    return 0
+
+
+def _sweep(planner: Planner, stop: threading.Event) -> None:
+    while not stop.wait(SWEEP_INTERVAL_S):
+        try:
+            planner.sweep()
+        except Exception:  # the sweeper must outlive a broken suite or a Redis blip
+            log.exception("sweep failed")

@@ -1,0 +1,104 @@
+"""Splitting a collected suite into assignments (pure).
+
+Units are tests (`--dist load`) or whole modules (`--dist loadfile`). With recorded durations,
+units are packed longest-first into the least loaded assignment (LPT); without them, the suite
+is cut into contiguous runs of equal test counts, which keeps a module's tests together. There
+are more assignments than slots (up to `per_slot` each) so the end of the run balances, but
+when durations are known no assignment is planned shorter than `min_assignment_s`, since each
+one pays a pytest start-up. Assignments come out largest first: they are published in that order.
+"""
+
+from __future__ import annotations
+
+import heapq
+import statistics
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One planned assignment: its tests in collection order and their expected duration."""
+
+    test_ids: tuple[str, ...]
+    expected_s: float
+
+
+def module_of(test_id: str) -> str:
+    """The file part of a pytest node id."""
+    return test_id.split("::", 1)[0]
+
+
+def split(
+    test_ids: Sequence[str],
+    *,
+    slots: int,
+    dist: str = "load",
+    durations: Mapping[str, float] | None = None,
+    per_slot: int = 4,
+    min_assignment_s: float = 3.0,
+) -> list[Planned]:
+    """Split `test_ids` into assignments; every test lands in exactly one of them."""
+    if not test_ids:
+        return []
+    if dist not in ("load", "loadfile"):
+        raise ValueError(f"unknown dist mode {dist!r}")
+    slots = max(1, slots)
+    durations = durations or {}
+    order = {t: i for i, t in enumerate(test_ids)}
+    units = _units(test_ids, dist)
+    known = [durations[t] for t in test_ids if t in durations]
+    if known:
+        fallback = statistics.median(known)
+        estimate = {t: max(0.0, durations.get(t, fallback)) for t in test_ids}
+        total = sum(estimate.values())
+        by_time = int(total // min_assignment_s) if min_assignment_s > 0 else len(units)
+        count = min(len(units), slots * per_slot, max(slots, by_time))
+        bins = _lpt(units, estimate, count)
+    else:
+        estimate = {t: 0.0 for t in test_ids}
+        count = min(len(units), slots * per_slot)
+        bins = _contiguous(units, count)
+    planned = [
+        Planned(tuple(sorted(b, key=order.__getitem__)), sum(estimate[t] for t in b)) for b in bins if b
+    ]
+    planned.sort(key=lambda p: (-p.expected_s, -len(p.test_ids), order[p.test_ids[0]]))
+    return planned
+
+
+def _units(test_ids: Sequence[str], dist: str) -> list[list[str]]:
+    if dist == "load":
+        return [[t] for t in test_ids]
+    groups: dict[str, list[str]] = {}
+    for t in test_ids:
+        groups.setdefault(module_of(t), []).append(t)
+    return list(groups.values())
+
+
+def _lpt(units: list[list[str]], estimate: Mapping[str, float], count: int) -> list[list[str]]:
+    """Longest processing time first: each unit goes to the currently lightest bin."""
+    weighted = sorted(units, key=lambda u: -sum(estimate[t] for t in u))
+    bins: list[list[str]] = [[] for _ in range(count)]
+    heap = [(0.0, 0, i) for i in range(count)]  # (load, tests, bin index)
+    for unit in weighted:
+        load, n, i = heapq.heappop(heap)
+        bins[i].extend(unit)
+        heapq.heappush(heap, (load + sum(estimate[t] for t in unit), n + len(unit), i))
+    return bins
+
+
+def _contiguous(units: list[list[str]], count: int) -> list[list[str]]:
+    """Cut the units, in order, into `count` runs of about equal test counts."""
+    total = sum(len(u) for u in units)
+    bins: list[list[str]] = []
+    current: list[str] = []
+    for unit in units:
+        current.extend(unit)
+        remaining_bins = count - len(bins)
+        done_tests = sum(len(b) for b in bins) + len(current)
+        if remaining_bins > 1 and done_tests >= total * (len(bins) + 1) / count:
+            bins.append(current)
+            current = []
+    if current:
+        bins.append(current)
+    return bins

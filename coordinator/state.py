@@ -1,0 +1,274 @@
+"""The coordinator's view of the state store: suites, assignments, merges, history (Redis I/O).
+
+Every change to a suite's counted outcomes happens in a WATCH/MULTI transaction over the
+suite's outcome hash, so concurrent merges (several coordinator threads, redelivered batches)
+apply atomically and the pure merge in `coordinator.aggregate` decides what changes.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Iterable
+
+import msgpack
+import redis
+
+from coordinator.aggregate import PENDING, AttemptRow, Merge, merge
+from farm import keys
+from farm.config import Settings
+from farm.errors import ProtocolError, SuiteNotFound
+from farm.model import Collection, SuiteSpec, TestRecord, WorkerInfo
+from farm.protocol import decode, encode
+
+ACTIVE = f"{keys.PREFIX}:active"  # set: suites not finished yet (the sweeper walks it)
+
+
+def _pack(obj: Any) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+def _unpack(data: bytes) -> Any:
+    return msgpack.unpackb(data, raw=False)
+
+
+def _record_to_plain(r: TestRecord) -> dict[str, Any]:
+    return {"test_id": r.test_id, "outcome": r.outcome.value, "duration_s": r.duration_s, "phase": r.phase,
+            "message": r.message, "longrepr": r.longrepr, "sections": [list(s) for s in r.sections],
+            "started_at": r.started_at}
+
+
+def _record_from_plain(d: dict[str, Any]) -> TestRecord:
+    from farm.outcomes import Outcome
+
+    return TestRecord(d["test_id"], Outcome(d["outcome"]), d["duration_s"], d["phase"], d["message"],
+                      d["longrepr"], tuple((n, t) for n, t in d["sections"]), d["started_at"])
+
+
+class SuiteState:
+    """Reads and writes one state store."""
+
+    def __init__(self, store: redis.Redis, settings: Settings) -> None:
+        self.r = store
+        self.settings = settings
+
+    # --- suites --------------------------------------------------------------------------
+
+    def spec(self, suite_id: str) -> SuiteSpec:
+        data = self.r.hget(keys.suite(suite_id), "spec")
+        if data is None:
+            raise SuiteNotFound(f"no suite {suite_id!r}")
+        return decode(data, SuiteSpec)
+
+    def field(self, suite_id: str, name: str) -> str | None:
+        value = self.r.hget(keys.suite(suite_id), name)
+        return value.decode() if isinstance(value, bytes) else value
+
+    def set_fields(self, suite_id: str, **fields: Any) -> None:
+        self.r.hset(keys.suite(suite_id), mapping={k: v for k, v in fields.items()})
+
+    def transition(self, suite_id: str, from_status: Iterable[str], to_status: str, **fields: Any) -> bool:
+        """Move the suite to `to_status` only if it is in one of `from_status`; True if moved."""
+        key = keys.suite(suite_id)
+        allowed = set(from_status)
+        with self.r.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    status = pipe.hget(key, "status")
+                    if status is None or status.decode() not in allowed:
+                        pipe.unwatch()
+                        return False
+                    pipe.multi()
+                    pipe.hset(key, mapping={"status": to_status, **fields})
+                    pipe.execute()
+                    return True
+                except redis.WatchError:
+                    continue
+
+    def canceled(self, suite_id: str) -> bool:
+        return self.r.hget(keys.suite(suite_id), "cancel") is not None
+
+    def mark_active(self, suite_id: str) -> None:
+        self.r.sadd(ACTIVE, suite_id)
+
+    def active_suites(self) -> list[str]:
+        return [s.decode() for s in self.r.smembers(ACTIVE)]
+
+    # --- planning ------------------------------------------------------------------------
+
+    def plan(self, collection: Collection, test_ids: list[str], assignments: list[dict[str, Any]]) -> bool:
+        """Record the collection and the planned assignments; False if the suite moved on already."""
+        sid = collection.suite_id
+        key = keys.suite(sid)
+        decided_ids = [d.test_id for d in collection.decided if d.test_id not in set(test_ids)]
+        all_ids = test_ids + decided_ids
+        with self.r.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    status = pipe.hget(key, "status")
+                    if status is None or status.decode() != "collecting":
+                        pipe.unwatch()
+                        return False
+                    pipe.multi()
+                    pipe.hset(key, mapping={
+                        "status": "running",
+                        "collection": encode(collection),
+                        "order": _pack(all_ids),
+                        "total": len(all_ids),
+                        "done": 0,
+                        "started_at": time.time(),
+                    })
+                    for chunk in _chunks(all_ids, 5000):
+                        pipe.hset(keys.outcomes(sid), mapping={t: PENDING for t in chunk})
+                    for a in assignments:
+                        pipe.hset(keys.assignments(sid), a["id"], _pack(a))
+                    pipe.execute()
+                    return True
+                except redis.WatchError:
+                    continue
+
+    def total_and_done(self, suite_id: str) -> tuple[int, int]:
+        total, done = self.r.hmget(keys.suite(suite_id), ["total", "done"])
+        return int(total or 0), int(done or 0)
+
+    # --- merging -------------------------------------------------------------------------
+
+    def merge(self, suite_id: str, records: list[TestRecord], *, assignment: str, attempt: int, worker: str,
+              node: str) -> Merge:
+        """Merge records into the suite atomically; returns what changed."""
+        okey = keys.outcomes(suite_id)
+        ids = list(dict.fromkeys(r.test_id for r in records))
+        with self.r.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(okey)
+                    values = pipe.hmget(okey, ids) if ids else []
+                    held = {t: (v.decode() if v is not None else None) for t, v in zip(ids, values)}
+                    result = merge(held, records, assignment=assignment, attempt=attempt, worker=worker, node=node)
+                    pipe.multi()
+                    if result.counted:
+                        pipe.hset(okey, mapping={t: r.outcome.value for t, r in result.counted.items()})
+                        pipe.hset(keys.records(suite_id),
+                                  mapping={t: _pack(_record_to_plain(r)) for t, r in result.counted.items()})
+                    if result.attempts:
+                        pipe.hset(keys.attempts(suite_id),
+                                  mapping={k: _pack(vars(row)) for k, row in result.attempts.items()})
+                    for outcome, delta in result.deltas.items():
+                        if delta:
+                            pipe.hincrby(keys.counts(suite_id), outcome, delta)
+                    if result.newly_final:
+                        pipe.hincrby(keys.suite(suite_id), "done", result.newly_final)
+                    pipe.execute()
+                    return result
+                except redis.WatchError:
+                    continue
+
+    def pending_in(self, suite_id: str, test_ids: list[str]) -> list[str]:
+        if not test_ids:
+            return []
+        values = self.r.hmget(keys.outcomes(suite_id), test_ids)
+        return [t for t, v in zip(test_ids, values) if v == PENDING.encode()]
+
+    def all_pending(self, suite_id: str) -> list[str]:
+        return [k.decode() for k, v in self.r.hscan_iter(keys.outcomes(suite_id)) if v == PENDING.encode()]
+
+    # --- assignments ---------------------------------------------------------------------
+
+    def assignment(self, suite_id: str, assignment_id: str) -> dict[str, Any] | None:
+        data = self.r.hget(keys.assignments(suite_id), assignment_id)
+        return None if data is None else _unpack(data)
+
+    def update_assignment(self, suite_id: str, assignment_id: str, **fields: Any) -> dict[str, Any] | None:
+        akey = keys.assignments(suite_id)
+        with self.r.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(akey)
+                    data = pipe.hget(akey, assignment_id)
+                    if data is None:
+                        pipe.unwatch()
+                        return None
+                    row = _unpack(data)
+                    row.update(fields)
+                    pipe.multi()
+                    pipe.hset(akey, assignment_id, _pack(row))
+                    pipe.execute()
+                    return row
+                except redis.WatchError:
+                    continue
+
+    def assignments(self, suite_id: str) -> list[dict[str, Any]]:
+        rows = [_unpack(v) for v in self.r.hvals(keys.assignments(suite_id))]
+        return sorted(rows, key=lambda a: a["id"])
+
+    # --- reading for the report ----------------------------------------------------------
+
+    def collection(self, suite_id: str) -> Collection | None:
+        data = self.r.hget(keys.suite(suite_id), "collection")
+        if data is None:
+            return None
+        try:
+            return decode(data, Collection)
+        except ProtocolError:
+            return None
+
+    def order(self, suite_id: str) -> list[str]:
+        data = self.r.hget(keys.suite(suite_id), "order")
+        return [] if data is None else list(_unpack(data))
+
+    def counted(self, suite_id: str) -> dict[str, TestRecord]:
+        return {k.decode(): _record_from_plain(_unpack(v)) for k, v in self.r.hscan_iter(keys.records(suite_id),
+                                                                                          count=1000)}
+
+    def attempts(self, suite_id: str) -> list[AttemptRow]:
+        return [AttemptRow(**_unpack(v)) for _, v in self.r.hscan_iter(keys.attempts(suite_id), count=1000)]
+
+    def counts(self, suite_id: str) -> dict[str, int]:
+        return {k.decode(): int(v) for k, v in self.r.hgetall(keys.counts(suite_id)).items()}
+
+    def workers(self) -> list[WorkerInfo]:
+        out = []
+        for data in self.r.hvals(keys.WORKERS):
+            try:
+                out.append(decode(data, WorkerInfo))
+            except ProtocolError:
+                continue
+        return out
+
+    def pool_slots(self, pool: str) -> int:
+        return sum(w.slots for w in self.workers() if w.pool == pool)
+
+    # --- finishing -----------------------------------------------------------------------
+
+    def claim_finalize(self, suite_id: str) -> bool:
+        """True for exactly one caller: the one that finalizes the suite."""
+        return bool(self.r.hsetnx(keys.suite(suite_id), "finalized", 1))
+
+    def store_report(self, suite_id: str, report_json: str, **fields: Any) -> None:
+        ttl = self.settings.suite_ttl_s
+        with self.r.pipeline() as pipe:
+            pipe.set(keys.report(suite_id), report_json)
+            pipe.hset(keys.suite(suite_id), mapping=fields)
+            pipe.srem(ACTIVE, suite_id)
+            for key in keys.suite_keys(suite_id):
+                pipe.expire(key, ttl)
+            pipe.execute()
+
+    def durations(self, project: str) -> dict[str, float]:
+        return {k.decode(): float(v) for k, v in self.r.hscan_iter(keys.history(project), count=5000)}
+
+    def record_durations(self, project: str, durations: dict[str, float]) -> None:
+        if not durations:
+            return
+        key = keys.history(project)
+        with self.r.pipeline() as pipe:
+            for chunk in _chunks(list(durations.items()), 5000):
+                pipe.hset(key, mapping={k: repr(round(v, 6)) for k, v in chunk})
+            pipe.expire(key, self.settings.history_ttl_s)
+            pipe.execute()
+
+
+def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
