@@ -1,0 +1,326 @@
+"""The `farm` command line: submit-suite, status, results, cancel, up, and the service entry points."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from farm import __version__
+from farm.bundle import make_bundle
+from farm.client import Client, Progress, check_broker_url
+from farm.cluster import ClusterSpec, LocalCluster
+from farm.config import Settings
+from farm.errors import FarmError, Interrupted, UsageError
+
+#: Exit codes, as pytest's.
+EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INTERNAL, EXIT_USAGE, EXIT_NO_TESTS = 0, 1, 2, 3, 4, 5
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+broker_option = click.option("--broker", envvar="FARM_BROKER_URL", metavar="URL",
+                             help="Redis broker of a running farm [env: FARM_BROKER_URL].")
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, prog_name="farm")
+def main() -> None:
+    """farm: run pytest suites across a farm of Celery workers."""
+
+
+# --- submit-suite ------------------------------------------------------------------------
+
+
+@main.command("submit-suite", context_settings=CONTEXT)
+@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
+@broker_option
+@click.option("--pool", default="default", show_default=True, help="Pool whose workers run the suite.")
+@click.option("--dist", type=click.Choice(["load", "loadfile"]), default="load", show_default=True,
+              help="load: spread tests; loadfile: keep each module's tests together.")
+@click.option("--junit-xml", type=click.Path(path_type=Path, dir_okay=False), help="Write JUnit XML here.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False), help="Write the JSON report here.")
+@click.option("--no-wait", is_flag=True, help="Print the suite id and return at once (needs --broker).")
+@click.option("--local-workers", type=click.IntRange(min=1), default=None,
+              help="Embedded farm only: slots of the local worker [default: one per CPU].")
+@click.option("--python", "python", type=click.Path(exists=True, dir_okay=False),
+              help="Embedded farm only: interpreter that runs pytest [default: farm's].")
+@click.option("--project", default=None, help="Name under which durations are recorded [default: PATH's name].")
+@click.option("-v", "--verbose", is_flag=True, help="List skipped and xfailed tests in the summary.")
+def submit_suite(path: Path, pytest_args: tuple[str, ...], broker: str | None, pool: str, dist: str,
+                 junit_xml: Path | None, json_path: Path | None, no_wait: bool, local_workers: int | None,
+                 python: str | None, project: str | None, verbose: bool) -> None:
+    """Run the pytest suite of the project at PATH on the farm; pytest options go after `--`.
+
+    With no broker configured, runs an embedded farm for this one suite.
+    """
+    settings = Settings.from_env()
+    if broker:
+        settings = replace(settings, broker_url=check_broker_url(broker))
+    if settings.broker_url and (local_workers or python):
+        raise UsageError("--local-workers and --python apply to the embedded farm only (no --broker)")
+    if not settings.broker_url and no_wait:
+        raise UsageError("--no-wait needs a running farm: pass --broker URL or set FARM_BROKER_URL")
+    _check_writable(junit_xml, json_path)
+    bundle = make_bundle(path, settings.max_bundle_bytes)
+    name = project or path.resolve().name
+    if settings.broker_url:
+        _exit(_submit_and_wait(settings, bundle, name, pool, dist, pytest_args, junit_xml, json_path, no_wait,
+                               verbose))
+    spec = ClusterSpec(slots=local_workers or os.cpu_count() or 1, pool=pool, python=python)
+    with LocalCluster(spec) as cluster:
+        settings = replace(settings, broker_url=cluster.broker_url)
+        code = _submit_and_wait(settings, bundle, name, pool, dist, pytest_args, junit_xml, json_path, False,
+                                verbose, cluster=cluster)
+    _exit(code)
+
+
+def _submit_and_wait(settings: Settings, bundle: Any, project: str, pool: str, dist: str,
+                     pytest_args: tuple[str, ...], junit_xml: Path | None, json_path: Path | None, no_wait: bool,
+                     verbose: bool, cluster: LocalCluster | None = None) -> int:
+    client = Client(settings)
+    try:
+        suite_id = client.submit(bundle, project=project, pool=pool, dist=dist, pytest_args=pytest_args)
+        if no_wait:
+            click.echo(suite_id)
+            return EXIT_OK
+        click.echo(f"farm: suite {suite_id} ({bundle.files} files, bundle {bundle.digest[:12]})", err=True)
+        return _wait_and_report(client, suite_id, junit_xml, json_path, verbose, cluster)
+    finally:
+        client.close()
+
+
+def _wait_and_report(client: Client, suite_id: str, junit_xml: Path | None, json_path: Path | None,
+                     verbose: bool, cluster: LocalCluster | None = None) -> int:
+    from farm.report.live import LiveProgress
+
+    warned: set[str] = set()
+    last_change = [time.monotonic(), ""]
+
+    def show(p: Progress, live: LiveProgress) -> None:
+        if cluster is not None:
+            cluster.check_alive()
+        if p.status != last_change[1]:
+            last_change[:] = [time.monotonic(), p.status]
+        stuck = time.monotonic() - float(last_change[0])
+        if p.status in ("submitted", "collecting") and stuck > 20 and p.status not in warned:
+            warned.add(p.status)
+            who = "no coordinator has taken the suite" if p.status == "submitted" else \
+                "no worker of the pool has collected the suite"
+            click.echo(f"farm: still waiting after {stuck:.0f}s: {who} yet (is it running?)", err=True)
+        live.update(p.done, p.total, p.failed, p.elapsed_s, p.status)
+
+    interrupted = False
+    with LiveProgress(sys.stderr) as live:
+        try:
+            client.wait(suite_id, lambda p: show(p, live))
+        except (KeyboardInterrupt, Interrupted):
+            interrupted = True
+    if interrupted:
+        click.echo(f"farm: interrupted: canceling suite {suite_id}", err=True)
+        client.cancel(suite_id)
+        try:
+            with LiveProgress(sys.stderr) as live:
+                client.wait(suite_id, lambda p: show(p, live))
+        except (KeyboardInterrupt, Interrupted):
+            return EXIT_INTERRUPTED
+    return _emit_report(client.report(suite_id), junit_xml, json_path, verbose)
+
+
+def _emit_report(report: dict[str, Any], junit_xml: Path | None, json_path: Path | None, verbose: bool) -> int:
+    from farm.report.jsonfile import write_json, write_junit
+    from farm.report.terminal import render_summary
+
+    if report.get("status") == "error" and report.get("collection"):
+        output = (report["collection"] or {}).get("output") or ""
+        if output:
+            click.echo(output.rstrip())
+    click.echo(render_summary(report, verbose=verbose))
+    if junit_xml:
+        write_junit(report, junit_xml)
+    if json_path:
+        write_json(report, json_path)
+    return int(report["exit_code"])
+
+
+def _check_writable(*paths: Path | None) -> None:
+    for p in paths:
+        if p is not None and not p.resolve().parent.is_dir():
+            raise UsageError(f"cannot write {p}: no such directory")
+
+
+# --- status, results, cancel -------------------------------------------------------------
+
+
+def _client(broker: str | None) -> Client:
+    settings = Settings.from_env()
+    if broker:
+        settings = replace(settings, broker_url=check_broker_url(broker))
+    if not settings.broker_url:
+        raise UsageError("no farm to ask: pass --broker URL or set FARM_BROKER_URL")
+    return Client(settings)
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("suite_id")
+@broker_option
+def status(suite_id: str, broker: str | None) -> None:
+    """Show a suite's state and progress."""
+    client = _client(broker)
+    try:
+        p = client.progress(suite_id)
+        line = f"{suite_id}: {p.status}, {p.done}/{p.total} tests done, {p.failed} failed, {p.elapsed_s:.1f}s"
+        if p.status in ("finished", "canceled", "error"):
+            report = client.report(suite_id)
+            line += f", exit code {report['exit_code']}"
+        click.echo(line)
+    finally:
+        client.close()
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("suite_id")
+@broker_option
+@click.option("--junit-xml", type=click.Path(path_type=Path, dir_okay=False), help="Write JUnit XML here.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False), help="Write the JSON report here.")
+@click.option("-v", "--verbose", is_flag=True, help="List skipped and xfailed tests in the summary.")
+def results(suite_id: str, broker: str | None, junit_xml: Path | None, json_path: Path | None,
+            verbose: bool) -> None:
+    """Wait for a suite to end, then print its summary; exits with the suite's exit code."""
+    _check_writable(junit_xml, json_path)
+    client = _client(broker)
+    try:
+        client.progress(suite_id)  # unknown suite: a usage error before any waiting
+        code = _wait_and_report(client, suite_id, junit_xml, json_path, verbose)
+    finally:
+        client.close()
+    _exit(code)
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("suite_id")
+@broker_option
+def cancel(suite_id: str, broker: str | None) -> None:
+    """Cancel a suite: running assignments are stopped, the rest is reported not_run."""
+    client = _client(broker)
+    try:
+        client.cancel(suite_id)
+        click.echo(f"farm: cancel requested for {suite_id}")
+    finally:
+        client.close()
+
+
+# --- farm up, and the service entry points -----------------------------------------------
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes.")
+@click.option("--slots", type=click.IntRange(min=1), default=os.cpu_count() or 1, show_default=True,
+              help="Slots per worker.")
+@click.option("--pool", default="default", show_default=True)
+@click.option("--python", type=click.Path(exists=True, dir_okay=False), help="Interpreter that runs pytest.")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="Redis port [default: a free one].")
+@click.option("--flower", is_flag=True, help="Also start Flower.")
+@click.option("--flower-address", default="127.0.0.1", show_default=True)
+@click.option("--flower-port", type=click.IntRange(1, 65535), default=5555, show_default=True)
+@click.option("--flower-auth", metavar="USER:PASS", help="Basic auth; required to listen beyond loopback.")
+def up(workers: int, slots: int, pool: str, python: str | None, port: int | None, flower: bool,
+       flower_address: str, flower_port: int, flower_auth: str | None) -> None:
+    """Start a local farm in the foreground until Ctrl-C, and print its broker URL."""
+    spec = ClusterSpec(workers=workers, slots=slots, pool=pool, python=python, flower=flower,
+                       flower_address=flower_address, flower_port=flower_port, flower_auth=flower_auth,
+                       redis_port=port, appendonly=True)
+    with LocalCluster(spec) as cluster:
+        cluster.wait_ready()
+        click.echo(f"broker: {cluster.broker_url}")
+        if flower:
+            click.echo(f"flower: http://{flower_address}:{flower_port}/")
+        click.echo(f"farm: {workers} worker(s) x {slots} slot(s) in pool {pool!r}; "
+                   f"submit with: farm submit-suite PATH --broker {cluster.broker_url}   (Ctrl-C stops)")
+        sys.stdout.flush()
+        try:
+            while True:
+                cluster.check_alive()
+                time.sleep(0.5)
+        except (KeyboardInterrupt, Interrupted):
+            click.echo("farm: stopping", err=True)
+
+
+_PASSTHROUGH = dict(CONTEXT, ignore_unknown_options=True, allow_extra_args=True, help_option_names=[])
+
+
+@main.command(context_settings=_PASSTHROUGH, add_help_option=False)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def worker(args: tuple[str, ...]) -> NoReturn:
+    """Run a worker service (`farm worker --help` for its options)."""
+    os.execv(sys.executable, [sys.executable, "-m", "workers", *args])
+
+
+@main.command(context_settings=_PASSTHROUGH, add_help_option=False)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def coordinator(args: tuple[str, ...]) -> NoReturn:
+    """Run the coordinator service (`farm coordinator --help` for its options)."""
+    os.execv(sys.executable, [sys.executable, "-m", "coordinator", *args])
+
+
+# --- running the CLI ---------------------------------------------------------------------
+
+
+class _Exit(Exception):
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+
+def _exit(code: int) -> NoReturn:
+    raise _Exit(code)
+
+
+def _on_term(signum: int, frame: Any) -> None:
+    raise Interrupted()
+
+
+def run(argv: list[str] | None = None, prog: str = "farm") -> int:
+    """Run the CLI; every error becomes one line on stderr and a documented exit code."""
+    signal.signal(signal.SIGTERM, _on_term)
+    try:
+        main.main(args=argv, prog_name=prog, standalone_mode=False)
+        return EXIT_OK
+    except _Exit as done:
+        return done.code
+    except click.exceptions.NoArgsIsHelp:
+        return EXIT_USAGE
+    except click.UsageError as exc:
+        click.echo(f"{prog}: error: {exc.format_message()}", err=True)
+        return EXIT_USAGE
+    except click.Abort:
+        click.echo(f"{prog}: interrupted", err=True)
+        return EXIT_INTERRUPTED
+    except (KeyboardInterrupt, Interrupted):
+        click.echo(f"{prog}: interrupted", err=True)
+        return EXIT_INTERRUPTED
+    except FarmError as exc:
+        click.echo(f"{prog}: error: {exc}", err=True)
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except Exception as exc:  # a bug: one line for the user, the traceback on request
+        if os.environ.get("FARM_DEBUG"):
+            raise
+        click.echo(f"{prog}: internal error: {type(exc).__name__}: {exc} (FARM_DEBUG=1 shows the traceback)",
+                   err=True)
+        return EXIT_INTERNAL
+
+
+def entry() -> NoReturn:
+    """Console script `farm`."""
+    sys.exit(run())
+
+
+def submit_entry() -> NoReturn:
+    """Console script `submit-suite`: the same as `farm submit-suite`."""
+    sys.exit(run(["submit-suite", *sys.argv[1:]], prog="submit-suite"))

@@ -1,0 +1,221 @@
+"""A farm on this machine: redis-server on loopback, the coordinator and local workers, as processes.
+
+Used by `submit-suite` with no broker configured (one suite, then torn down) and by `farm up`
+(in the foreground until Ctrl-C). Every process runs in its own session and is killed with its
+whole group on stop; the temp dir holding Redis's files, logs and the bundle cache is removed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import redis
+
+from farm import keys
+from farm.errors import InfrastructureError, UsageError
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGKILL if the farm process that started us dies."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+@dataclass
+class ClusterSpec:
+    """What to start."""
+
+    workers: int = 1
+    slots: int = os.cpu_count() or 1
+    pool: str = "default"
+    python: str | None = None
+    flower: bool = False
+    flower_address: str = "127.0.0.1"
+    flower_port: int = 5555
+    flower_auth: str | None = None
+    redis_port: int | None = None
+    appendonly: bool = False  # farm up turns it on: a Redis restart must lose no test
+    loglevel: str = "WARNING"
+
+
+@dataclass
+class LocalCluster:
+    """Starts and stops a whole farm on this machine."""
+
+    spec: ClusterSpec
+    root: Path = field(init=False)
+    broker_url: str = field(init=False, default="")
+    procs: list[tuple[str, subprocess.Popen[bytes]]] = field(init=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.spec.flower and self.spec.flower_address not in LOOPBACK and not self.spec.flower_auth:
+            raise UsageError(f"Flower may listen on {self.spec.flower_address} only with --flower-auth USER:PASS")
+        if self.spec.workers < 1 or self.spec.slots < 1:
+            raise UsageError("--workers and --slots must be at least 1")
+        if shutil.which("redis-server") is None:
+            raise UsageError("redis-server is not installed (apt-get install redis-server), "
+                             "or pass --broker URL to use a running farm")
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def __enter__(self) -> LocalCluster:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> str:
+        self.root = Path(tempfile.mkdtemp(prefix="farm-cluster-"))
+        try:
+            port = self.spec.redis_port or free_port()
+            self.broker_url = f"redis://127.0.0.1:{port}/0"
+            self._start_redis(port)
+            py = sys.executable
+            self._spawn("coordinator", [py, "-m", "coordinator", "--broker", self.broker_url,
+                                        "--loglevel", self.spec.loglevel])
+            for i in range(self.spec.workers):
+                argv = [py, "-m", "workers", "--broker", self.broker_url, "--pool", self.spec.pool,
+                        "--slots", str(self.spec.slots), "--cache-dir", str(self.root / f"worker-{i}"),
+                        "--name", f"farm-{self.spec.pool}-{i}-{os.getpid()}@{socket.gethostname()}",
+                        "--loglevel", self.spec.loglevel]
+                if self.spec.python:
+                    argv += ["--python", self.spec.python]
+                self._spawn(f"worker-{i}", argv)
+            if self.spec.flower:
+                self._start_flower()
+        except BaseException:
+            self.stop()
+            raise
+        return self.broker_url
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Block until every worker registered itself (and Flower answers, if started)."""
+        store = redis.Redis.from_url(self.broker_url)
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                self.check_alive()
+                if store.hlen(keys.WORKERS) >= self.spec.workers and (not self.spec.flower or self._flower_up()):
+                    return
+                time.sleep(0.1)
+        finally:
+            store.close()
+        raise InfrastructureError(f"the local farm did not start within {timeout:.0f}s (logs in {self.root})")
+
+    def check_alive(self) -> None:
+        """Raise if a process of the cluster died."""
+        for name, proc in self.procs:
+            code = proc.poll()
+            if code is not None:
+                raise InfrastructureError(f"{name} exited with code {code}: {self.log_tail(name)}")
+
+    def stop(self, grace: float = 10.0) -> None:
+        """Stop every process (TERM, then KILL after `grace`) and remove the temp dir."""
+        procs, self.procs = self.procs, []
+        # Workers and the coordinator first (warm shutdown), Redis last.
+        for _, proc in reversed(procs):
+            _signal_group(proc, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for _, proc in reversed(procs):
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+            _signal_group(proc, signal.SIGKILL)
+            proc.wait()
+        for _, proc in procs:
+            for stream in (proc.stdout, proc.stderr):
+                if stream is not None:
+                    stream.close()
+        if getattr(self, "root", None) is not None:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def log_tail(self, name: str, limit: int = 2000) -> str:
+        try:
+            text = (self.root / f"{name}.log").read_text(errors="replace")
+        except OSError:
+            return ""
+        return text[-limit:].strip()
+
+    # --- pieces --------------------------------------------------------------------------
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        log: IO[bytes] = open(self.root / f"{name}.log", "wb")
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    env={**os.environ, **(env or {})}, start_new_session=True,
+                                    preexec_fn=_die_with_parent, cwd=self.root)
+        finally:
+            log.close()
+        self.procs.append((name, proc))
+        return proc
+
+    def _start_redis(self, port: int) -> None:
+        data = self.root / "redis"
+        data.mkdir()
+        self._spawn("redis", [
+            "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--protected-mode", "yes",
+            "--dir", str(data), "--save", "", "--daemonize", "no",
+            "--appendonly", "yes" if self.spec.appendonly else "no", "--appendfsync", "everysec",
+        ])
+        store = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1)
+        deadline = time.monotonic() + 10
+        try:
+            while time.monotonic() < deadline:
+                try:
+                    store.ping()
+                    return
+                except redis.ConnectionError:
+                    self.check_alive()
+                    time.sleep(0.02)
+        finally:
+            store.close()
+        raise InfrastructureError(f"redis-server did not answer on port {port}: {self.log_tail('redis')}")
+
+    def _start_flower(self) -> None:
+        argv = [sys.executable, "-m", "celery", "--broker", self.broker_url, "flower",
+                f"--address={self.spec.flower_address}", f"--port={self.spec.flower_port}"]
+        env = {}
+        if self.spec.flower_auth:
+            argv.append(f"--basic-auth={self.spec.flower_auth}")
+        else:
+            env["FLOWER_UNAUTHENTICATED_API"] = "true"  # loopback only (checked above)
+        self._spawn("flower", argv, env)
+
+    def _flower_up(self) -> bool:
+        try:
+            with socket.create_connection((self.spec.flower_address, self.spec.flower_port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass

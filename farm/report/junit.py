@@ -1,0 +1,133 @@
+"""JUnit XML of a suite report, shaped like pytest's own `--junitxml` output."""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+from typing import Any
+
+from farm.outcomes import Outcome
+
+#: Characters XML 1.0 forbids (C0 controls but tab/LF/CR, surrogates, U+FFFE/U+FFFF), plus the
+#: DEL and C1 controls it discourages: all are dropped from every attribute and text.
+_ILLEGAL_XML = re.compile("[^\t\n\r\x20-\x7e\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+#: Longest `message` attribute kept, as pytest's MESSAGE_ATTR_BUDGET; the element text is whole.
+MESSAGE_BUDGET = 500
+
+_DECLARATION = b'<?xml version="1.0" encoding="utf-8"?>\n'
+
+
+def xml_safe(text: object) -> str:
+    """`text` as a string with every character that XML 1.0 cannot carry removed."""
+    return _ILLEGAL_XML.sub("", str(text))
+
+
+def classname_and_name(nodeid: str) -> tuple[str, str]:
+    """The JUnit (classname, name) pytest derives from a node id (its `mangle_test_address`).
+
+    `tests/sub/test_a.py::TestC::test_m[1]` -> (`tests.sub.test_a.TestC`, `test_m[1]`);
+    a collector `tests/test_broken.py` -> (``, `tests.test_broken`).
+    """
+    path, sep, tail = nodeid.partition("::")
+    module = path.replace("/", ".")
+    module = module.removesuffix(".py")
+    if not sep:
+        return "", module
+    names, bracket, params = tail.partition("[")
+    parts = [module, *names.split("::")]
+    return ".".join(parts[:-1]), parts[-1] + bracket + params
+
+
+def render_junit(report: Mapping[str, Any]) -> bytes:
+    """The report as JUnit XML (UTF-8, with declaration), one `<testcase>` per test."""
+    tests = list(report.get("tests") or ())
+    counts = {o.value: 0 for o in Outcome}
+    for test in tests:
+        outcome = str(test.get("outcome", ""))
+        if outcome in counts:
+            counts[outcome] += 1
+    skipped = counts["skipped"] + counts["xfailed"] + counts["not_run"]
+    suite = ET.Element(
+        "testsuite",
+        name="pytest",
+        errors=str(counts["error"]),
+        failures=str(counts["failed"]),
+        skipped=str(skipped),
+        tests=str(len(tests)),
+        time=f"{float(report.get('duration_s') or 0.0):.3f}",
+        timestamp=xml_safe(report.get("started_at") or ""),
+        hostname=xml_safe(_hostname(report)),
+    )
+    for test in tests:
+        suite.append(_testcase(test))
+    root = ET.Element("testsuites", name="pytest tests")
+    root.append(suite)
+    return _DECLARATION + ET.tostring(root, encoding="unicode").encode("utf-8") + b"\n"
+
+
+def _hostname(report: Mapping[str, Any]) -> str:
+    """The hosts that ran the suite, comma-separated (pytest gives its one host)."""
+    hosts = {str(w.get("host") or "") for w in report.get("workers") or ()}
+    return ",".join(sorted(h for h in hosts if h))
+
+
+def _testcase(test: Mapping[str, Any]) -> ET.Element:
+    nodeid = str(test.get("id", ""))
+    classname, name = classname_and_name(nodeid)
+    case = ET.Element(
+        "testcase",
+        classname=xml_safe(classname),
+        name=xml_safe(name),
+        time=f"{float(test.get('duration_s') or 0.0):.3f}",
+    )
+    child = _result(test)
+    if child is not None:
+        case.append(child)
+    return case
+
+
+def _result(test: Mapping[str, Any]) -> ET.Element | None:
+    """The child element for the test's outcome, or None for passed and xpassed."""
+    outcome = str(test.get("outcome", ""))
+    phase = str(test.get("phase") or "")
+    message = str(test.get("message") or "").strip()
+    longrepr = str(test.get("longrepr") or "")
+    if outcome == Outcome.FAILED.value:
+        return _element("failure", {"message": _shorten(message or _last_line(longrepr))}, longrepr or message)
+    if outcome == Outcome.ERROR.value:
+        if phase == "collect":
+            attrs = {"message": "collection failure"}
+        else:
+            reason = message or _last_line(longrepr)
+            when = phase if phase in ("teardown", "call") else "setup"
+            attrs = {"message": _shorten(f'failed on {when} with "{reason}"')}
+        return _element("error", attrs, longrepr or message)
+    if outcome == Outcome.SKIPPED.value:
+        if phase == "collect":
+            return _element("skipped", {"message": "collection skipped"}, longrepr or message)
+        reason = message.removeprefix("Skipped: ")
+        return _element("skipped", {"type": "pytest.skip", "message": reason}, longrepr)
+    if outcome == Outcome.XFAILED.value:
+        return _element("skipped", {"type": "pytest.xfail", "message": message.removeprefix("reason: ")}, "")
+    if outcome == Outcome.NOT_RUN.value:
+        reason = f"not run: {message}" if message else "not run"
+        return _element("skipped", {"type": "farm.not_run", "message": reason}, "")
+    return None
+
+
+def _element(tag: str, attrs: dict[str, str], text: str) -> ET.Element:
+    node = ET.Element(tag, {key: xml_safe(value) for key, value in attrs.items()})
+    if text:
+        node.text = xml_safe(text)
+    return node
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1].strip() if lines else ""
+
+
+def _shorten(message: str) -> str:
+    return message if len(message) <= MESSAGE_BUDGET else message[:MESSAGE_BUDGET] + "..."

@@ -1,0 +1,202 @@
+"""JUnit XML reads back like pytest's own --junitxml, and report files are written safely."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from _pytest.junitxml import mangle_test_address
+from hypothesis import given
+from hypothesis import strategies as st
+from junitparser import Error, Failure, JUnitXml, Skipped, TestCase
+from report_samples import FAIL_LONGREPR, make_report, make_test, mixed_report
+
+from farm.errors import UsageError
+from farm.report.jsonfile import write_json, write_junit
+from farm.report.junit import classname_and_name, render_junit, xml_safe
+
+
+def cases_of(data: bytes) -> list[TestCase]:
+    xml = JUnitXml.fromstring(data)
+    (suite,) = list(xml)
+    return list(suite)
+
+
+def describe(case: TestCase) -> tuple[str, str, str | None, str | None, str | None]:
+    results = list(case.result)
+    assert len(results) <= 1
+    if not results:
+        return (case.classname, case.name, None, None, None)
+    result = results[0]
+    return (case.classname, case.name, type(result).__name__, result.type, result.message)
+
+
+def test_testcases_match_what_pytest_junitxml_wrote_for_the_same_run() -> None:
+    # Expected values copied from pytest 9's --junitxml output for the run mixed_report() mirrors.
+    assert [describe(c) for c in cases_of(render_junit(mixed_report()))] == [
+        ("", "tests.test_broken", "Error", None, "collection failure"),
+        ("tests.sub.test_a", "test_pass", None, None, None),
+        ("tests.sub.test_a", "test_fail", "Failure", None, "AssertionError: boom"),
+        ("tests.sub.test_a.TestC", "test_m[1]", None, None, None),
+        ("tests.sub.test_a.TestC", "test_m[a b]", None, None, None),
+        ("tests.sub.test_a.TestC", "test_skip", "Skipped", "pytest.skip", "nope"),
+        ("tests.sub.test_a", "test_seterr", "Error", None, 'failed on setup with "RuntimeError: setup bad"'),
+        ("tests.sub.test_a", "test_tderr", "Error", None, 'failed on teardown with "RuntimeError: teardown bad"'),
+        ("tests.sub.test_a", "test_xf", "Skipped", "pytest.xfail", "known"),
+        ("tests.sub.test_a", "test_xp", None, None, None),
+    ]
+
+
+def test_failure_and_error_text_is_the_longrepr() -> None:
+    cases = {c.name: c for c in cases_of(render_junit(mixed_report()))}
+    (failure,) = cases["test_fail"].result
+    assert isinstance(failure, Failure)
+    assert failure.text == FAIL_LONGREPR
+    (error,) = cases["tests.test_broken"].result
+    assert isinstance(error, Error)
+    assert "No module named 'nonexistent_mod'" in (error.text or "")
+
+
+def test_testsuite_totals_are_counted_from_the_tests() -> None:
+    report = mixed_report()
+    report["tests"].append(make_test("tests/x.py::test_late", "not_run", message="suite canceled"))
+    report["summary"] = {"total": 0}  # totals must not come from here
+    (suite,) = list(JUnitXml.fromstring(render_junit(report)))
+    assert (suite.name, suite.tests, suite.failures, suite.errors, suite.skipped) == ("pytest", 11, 1, 3, 3)
+    assert suite.time == pytest.approx(3.2)
+    assert suite.timestamp == "2026-11-22T10:00:00.123456+00:00"
+    assert suite.hostname == "host-a,host-b"
+
+
+def test_document_has_pytest_root_and_utf8_declaration() -> None:
+    data = render_junit(mixed_report())
+    assert data.startswith(b'<?xml version="1.0" encoding="utf-8"?>')
+    root = ET.fromstring(data)
+    assert root.tag == "testsuites"
+    assert root.get("name") == "pytest tests"
+    assert [child.tag for child in root] == ["testsuite"]
+
+
+def test_not_run_is_a_farm_skip_with_the_reason() -> None:
+    report = make_report([make_test("t.py::test_a", "not_run", message="suite canceled")])
+    (case,) = cases_of(render_junit(report))
+    (skipped,) = case.result
+    assert isinstance(skipped, Skipped)
+    assert (skipped.type, skipped.message) == ("farm.not_run", "not run: suite canceled")
+
+
+def test_module_level_skip_is_a_collection_skip_like_pytest() -> None:
+    report = make_report([make_test("tests/t.py", "skipped", phase="collect", message="no db",
+                                    longrepr="tests/t.py:3: no db")])
+    (case,) = cases_of(render_junit(report))
+    assert (case.classname, case.name) == ("", "tests.t")
+    (skipped,) = case.result
+    assert (skipped.message, skipped.text) == ("collection skipped", "tests/t.py:3: no db")
+
+
+def test_empty_suite_is_a_valid_document_with_zero_tests() -> None:
+    (suite,) = list(JUnitXml.fromstring(render_junit(make_report([]))))
+    assert (suite.tests, suite.failures, suite.errors, suite.skipped) == (0, 0, 0, 0)
+    assert list(suite) == []
+
+
+@pytest.mark.parametrize(
+    "nodeid",
+    [
+        "tests/sub/test_a.py::TestC::test_m[1]",
+        "tests/test_broken.py",
+        "test_top.py::test_f",
+        "tests/t.py::TestA::TestB::test_c",
+        "tests/t.py::test_f[a::b/c.py]",
+        "tests/t[1].py::test_x",
+        "tests/t.py::test_u[naïve café-日本 語]",
+    ],
+)
+def test_classname_and_name_agree_with_pytest(nodeid: str) -> None:
+    names = mangle_test_address(nodeid)
+    assert classname_and_name(nodeid) == (".".join(names[:-1]), names[-1])
+
+
+def test_illegal_control_characters_are_stripped_everywhere() -> None:
+    report = make_report([make_test("tests/x.py::test_c[a\x01b]", "failed", message="bad \x1b[31mred\x00",
+                                    longrepr="x\x0cy\ud800z")])
+    (case,) = cases_of(render_junit(report))  # parsing at all proves the XML is well formed
+    assert case.name == "test_c[ab]"
+    (failure,) = case.result
+    assert (failure.message, failure.text) == ("bad [31mred", "xyz")
+
+
+def test_non_ascii_brackets_and_spaces_survive_a_round_trip_through_a_file(tmp_path: Path) -> None:
+    nodeid = "tests/t.py::TestÜ::test_u[naïve café-日本 語 <&>]"
+    report = make_report([make_test(nodeid, "failed", message="é ≠ e", longrepr='"<tag>" & ünïcode')])
+    path = tmp_path / "junit.xml"
+    write_junit(report, path)
+    (suite,) = list(JUnitXml.fromfile(str(path)))
+    (case,) = list(suite)
+    assert (case.classname, case.name) == ("tests.t.TestÜ", "test_u[naïve café-日本 語 <&>]")
+    (failure,) = case.result
+    assert (failure.message, failure.text) == ("é ≠ e", '"<tag>" & ünïcode')
+
+
+@given(st.text(max_size=200), st.text(max_size=200))
+def test_any_text_gives_well_formed_xml_that_keeps_the_legal_characters(name: str, message: str) -> None:
+    report = make_report([make_test(f"t.py::test_x[{name}]", "skipped", message=message)])
+    case = ET.fromstring(render_junit(report)).find("testsuite/testcase")
+    assert case is not None
+    assert case.get("name") == xml_safe(f"test_x[{name}]")
+    skipped = case.find("skipped")
+    assert skipped is not None
+    assert skipped.get("message") == xml_safe(message.strip().removeprefix("Skipped: "))
+
+
+def test_long_failure_message_attribute_is_capped_but_text_is_whole() -> None:
+    long = "x" * 2000
+    (case,) = cases_of(render_junit(make_report([make_test("t.py::test_a", "failed", message=long,
+                                                             longrepr=long)])))
+    (failure,) = case.result
+    assert failure.message == "x" * 500 + "..."
+    assert failure.text == long
+
+
+# Report files (farm.report.jsonfile)
+
+
+def test_write_json_writes_indented_utf8_with_non_ascii_kept(tmp_path: Path) -> None:
+    report = make_report([make_test("tests/t.py::test_é[日本]")])
+    path = tmp_path / "report.json"
+    write_json(report, path)
+    raw = path.read_bytes()
+    assert "test_é[日本]".encode() in raw
+    assert raw.startswith(b'{\n  "schema": 1,')
+    assert json.loads(raw.decode("utf-8")) == report
+
+
+def test_write_replaces_an_existing_file_and_leaves_no_temporary_files(tmp_path: Path) -> None:
+    path = tmp_path / "report.json"
+    path.write_text("old")
+    write_json(make_report([]), path)
+    write_junit(make_report([]), tmp_path / "junit.xml")
+    assert json.loads(path.read_text())["tests"] == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["junit.xml", "report.json"]
+
+
+def test_write_into_missing_directory_is_a_usage_error(tmp_path: Path) -> None:
+    path = tmp_path / "nope" / "report.json"
+    with pytest.raises(UsageError) as info:
+        write_json(make_report([]), path)
+    assert str(info.value) == f"cannot write {path}: no such directory"
+    with pytest.raises(UsageError, match="no such directory"):
+        write_junit(make_report([]), path)
+    assert not (tmp_path / "nope").exists()
+
+
+def test_write_over_a_directory_is_a_one_line_usage_error(tmp_path: Path) -> None:
+    target = tmp_path / "taken"
+    target.mkdir()
+    with pytest.raises(UsageError) as info:
+        write_junit(make_report([]), target)
+    assert str(info.value).startswith(f"cannot write {target}: ")
+    assert "\n" not in str(info.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
