@@ -65,7 +65,8 @@ class Planner:
         durations = self.state.durations(spec.project)
         slots = self.state.pool_slots(spec.pool) or 1
         planned = split(test_ids, slots=slots, dist=spec.dist, durations=durations,
-                        per_slot=self.settings.assignments_per_slot, min_assignment_s=self.settings.min_assignment_s)
+                        per_slot=self.settings.assignments_per_slot, min_assignment_s=self.settings.min_assignment_s,
+                        min_tests=self.settings.min_assignment_tests)
         rows = []
         assignments = []
         for i, p in enumerate(planned):
@@ -178,7 +179,7 @@ class Planner:
                   decided: tuple[TestRecord, ...] = (), collection: Collection | None = None) -> None:
         sid = spec.suite_id
         now = time.time()
-        started = float(self.state.field(sid, "started_at") or self.state.field(sid, "submitted_at") or now)
+        started = float(self.state.field(sid, "submitted_at") or now)
         counted = self.state.counted(sid)
         for d in decided:
             counted.setdefault(d.test_id, d)

@@ -4,8 +4,9 @@ Units are tests (`--dist load`) or whole modules (`--dist loadfile`). With recor
 units are packed longest-first into the least loaded assignment (LPT); without them, the suite
 is cut into contiguous runs of equal test counts, which keeps a module's tests together. There
 are more assignments than slots (up to `per_slot` each) so the end of the run balances, but
-when durations are known no assignment is planned shorter than `min_assignment_s`, since each
-one pays a pytest start-up. Assignments come out largest first: they are published in that order.
+each assignment pays a pytest start-up, so none is planned shorter than `min_assignment_s`
+when durations are known, nor smaller than `min_tests` tests when they are not (at least one
+assignment per slot either way, as long as there are units to fill them). Assignments come out largest first: they are published in that order.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def split(
     durations: Mapping[str, float] | None = None,
     per_slot: int = 4,
     min_assignment_s: float = 3.0,
+    min_tests: int = 20,
 ) -> list[Planned]:
     """Split `test_ids` into assignments; every test lands in exactly one of them."""
     if not test_ids:
@@ -57,7 +59,8 @@ def split(
         bins = _lpt(units, estimate, count)
     else:
         estimate = {t: 0.0 for t in test_ids}
-        count = min(len(units), slots * per_slot)
+        by_count = -(-len(test_ids) // max(1, min_tests))
+        count = min(len(units), slots * per_slot, max(slots, by_count))
         bins = _contiguous(units, count)
     planned = [
         Planned(tuple(sorted(b, key=order.__getitem__)), sum(estimate[t] for t in b)) for b in bins if b

@@ -73,10 +73,16 @@ def submit_suite(path: Path, pytest_args: tuple[str, ...], broker: str | None, p
         _exit(_submit_and_wait(settings, bundle, name, pool, dist, pytest_args, junit_xml, json_path, no_wait,
                                verbose))
     spec = ClusterSpec(slots=local_workers or os.cpu_count() or 1, pool=pool, python=python)
-    with LocalCluster(spec) as cluster:
+    cluster = LocalCluster(spec)
+    cluster.start()
+    try:
         settings = replace(settings, broker_url=cluster.broker_url)
         code = _submit_and_wait(settings, bundle, name, pool, dist, pytest_args, junit_xml, json_path, False,
                                 verbose, cluster=cluster)
+    except BaseException:
+        cluster.stop()  # warm: workers stop their runners
+        raise
+    cluster.stop(fast=True)  # the suite has ended: nothing left to hand back
     _exit(code)
 
 
@@ -140,7 +146,7 @@ def _emit_report(report: dict[str, Any], junit_xml: Path | None, json_path: Path
         output = (report["collection"] or {}).get("output") or ""
         if output:
             click.echo(output.rstrip())
-    click.echo(render_summary(report, verbose=verbose))
+    click.echo(render_summary(report, verbose=verbose).rstrip("\n"))
     if junit_xml:
         write_junit(report, junit_xml)
     if json_path:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+import psutil
 import redis
 
 from farm import keys
@@ -133,12 +134,16 @@ class LocalCluster:
             if code is not None:
                 raise InfrastructureError(f"{name} exited with code {code}: {self.log_tail(name)}")
 
-    def stop(self, grace: float = 10.0) -> None:
-        """Stop every process (TERM, then KILL after `grace`) and remove the temp dir."""
+    def stop(self, grace: float = 10.0, *, fast: bool = False) -> None:
+        """Stop every process and remove the temp dir.
+
+        Normally a warm shutdown: TERM, then KILL after `grace`. `fast` kills at once, for an
+        embedded farm whose suite has ended (nothing of value is left running in it).
+        """
         procs, self.procs = self.procs, []
-        # Workers and the coordinator first (warm shutdown), Redis last.
+        # Workers and the coordinator first, Redis last.
         for _, proc in reversed(procs):
-            _signal_group(proc, signal.SIGTERM)
+            _signal_group(proc, signal.SIGKILL if fast else signal.SIGTERM)
         deadline = time.monotonic() + grace
         for _, proc in reversed(procs):
             try:
@@ -147,11 +152,8 @@ class LocalCluster:
                 pass
             _signal_group(proc, signal.SIGKILL)
             proc.wait()
-        for _, proc in procs:
-            for stream in (proc.stdout, proc.stderr):
-                if stream is not None:
-                    stream.close()
         if getattr(self, "root", None) is not None:
+            _kill_strays(self.root)
             shutil.rmtree(self.root, ignore_errors=True)
 
     def log_tail(self, name: str, limit: int = 2000) -> str:
@@ -212,6 +214,18 @@ class LocalCluster:
                 return True
         except OSError:
             return False
+
+
+def _kill_strays(root: Path) -> None:
+    """Kill processes still working inside the cluster's directory (runners, daemons tests forked)."""
+    prefix = str(root)
+    for proc in psutil.process_iter(["cwd"]):
+        try:
+            cwd = proc.info["cwd"] or ""
+            if cwd == prefix or cwd.startswith(prefix + os.sep):
+                proc.kill()
+        except psutil.Error:
+            continue
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:

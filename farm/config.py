@@ -41,6 +41,8 @@ class Settings:
     # assignment costs a pytest start-up, ~0.3 s here).
     assignments_per_slot: int = 4
     min_assignment_s: float = 3.0
+    # Without recorded durations: no assignment smaller than this many tests.
+    min_assignment_tests: int = 20
     # How long bundles, finished suites and duration history are kept in the state store.
     bundle_ttl_s: int = 7 * 24 * 3600
     suite_ttl_s: int = 7 * 24 * 3600

@@ -1,0 +1,77 @@
+"""Fixtures shared by every test tier, and the checks that tests leave nothing behind."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import psutil
+import pytest
+
+from support.helpers import ROOT, need
+
+collect_ignore = ["fixtures", "support"]
+
+SESSION_MARK = "FARMTEST_SESSION"
+os.environ[SESSION_MARK] = uuid.uuid4().hex
+TIERS = ("unit", "integration", "e2e", "system")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test with its tier, from the directory it lives in."""
+    for item in items:
+        parts = Path(str(item.fspath)).resolve().relative_to(ROOT / "tests").parts
+        if parts and parts[0] in TIERS:
+            item.add_marker(getattr(pytest.mark, parts[0]))
+
+
+def _ours() -> list[psutil.Process]:
+    """Processes started by this test session (they inherit its marker), except itself."""
+    mark = os.environ[SESSION_MARK]
+    me = os.getpid()
+    found = []
+    for proc in psutil.process_iter(["pid"]):
+        if proc.pid == me:
+            continue
+        try:
+            if proc.environ().get(SESSION_MARK) == mark:
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+def _cluster_dirs() -> set[str]:
+    return {p.name for p in Path(tempfile.gettempdir()).glob("farm-cluster-*")}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_left_behind() -> Iterator[None]:
+    """Fail the session if tests leave processes or cluster directories behind."""
+    before = _cluster_dirs()
+    yield
+    deadline = time.monotonic() + 10
+    while _ours() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    stray = [" ".join(p.cmdline()[:4]) for p in _ours() if p.is_running()]
+    for p in _ours():
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    leftover = _cluster_dirs() - before
+    assert not stray, f"tests left processes running: {stray}"
+    assert not leftover, f"tests left cluster directories: {sorted(leftover)}"
+
+
+@pytest.fixture(scope="session")
+def redis_server_bin() -> str:
+    path = shutil.which("redis-server")
+    need(path is not None, "redis-server is not installed")
+    assert path is not None
+    return path

@@ -1,0 +1,76 @@
+"""A real farm started with `farm up`, shared by the end-to-end tests of a module."""
+
+from __future__ import annotations
+
+import os
+import re
+import selectors
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from typing import Iterator
+
+import pytest
+
+from farm.cluster import free_port
+from support.helpers import FARM
+
+
+@dataclass(frozen=True)
+class RunningFarm:
+    broker: str
+    flower_port: int
+    proc: subprocess.Popen[str]
+
+
+def start_farm_up(*args: str, timeout: float = 90) -> RunningFarm:
+    """Start `farm up ARGS` and wait for the broker line it prints when ready."""
+    flower_port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
+    proc = subprocess.Popen([FARM, "up", "--flower", "--flower-port", str(flower_port), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            start_new_session=True)
+    assert proc.stdout is not None
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not sel.select(timeout=0.5):
+            if proc.poll() is not None:
+                break
+            continue
+        line = proc.stdout.readline()
+        if not line and proc.poll() is not None:
+            break
+        seen.append(line)
+        match = re.match(r"broker: (redis://\S+)", line)
+        if match:
+            return RunningFarm(match.group(1), flower_port, proc)
+    stop_farm_up(proc)
+    raise AssertionError(f"farm up did not become ready: {''.join(seen)}")
+
+
+def stop_farm_up(proc: subprocess.Popen[str]) -> int:
+    """Ctrl-C, as a user stops it; returns its exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    if proc.stdout:
+        proc.stdout.close()
+    return proc.returncode
+
+
+@pytest.fixture(scope="module")
+def running_farm() -> Iterator[RunningFarm]:
+    farm = start_farm_up("--workers", "1", "--slots", "2")
+    try:
+        yield farm
+    finally:
+        code = stop_farm_up(farm.proc)
+        assert code == 0, f"farm up exited with {code} on Ctrl-C"

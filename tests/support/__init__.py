@@ -1,0 +1,1 @@
+"""Helpers shared by farm's integration and end-to-end tests."""

@@ -1,0 +1,43 @@
+"""Helpers for integration and end-to-end tests: fixture projects, the farm command, CI rules."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
+FARM = str(Path(sys.executable).parent / "farm")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+#: Leaves the hypothesis pytest plugin (installed in our venv for our own tests) out of the
+#: suites that farm runs in tests: it adds ~1 s to every pytest start-up here.
+LEAN = ("-p", "no:hypothesispytest")
+
+
+def need(condition: bool, why: str) -> None:
+    """A service a test needs and cannot have: a failure in CI, a skip elsewhere."""
+    if not condition:
+        if IN_CI:
+            pytest.fail(f"required in CI: {why}")
+        pytest.skip(why)
+
+
+def copy_fixture(name: str, dest_root: Path) -> Path:
+    """A private copy of a fixture project (so no parent ini file or cache leaks in)."""
+    dest = dest_root / name
+    shutil.copytree(FIXTURES / name, dest)
+    return dest
+
+
+def farm(*args: str, env: dict[str, str] | None = None, timeout: float = 300,
+         cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the installed `farm` command as a user would (no FARM_* variables unless given)."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
+    return subprocess.run([FARM, *args], env={**base, **(env or {})}, capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd)
