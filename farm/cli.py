@@ -293,14 +293,18 @@ def _on_term(signum: int, frame: Any) -> None:
 def run(argv: list[str] | None = None, prog: str = "farm") -> int:
     """Run the CLI; every error becomes one line on stderr and a documented exit code."""
     signal.signal(signal.SIGTERM, _on_term)
+    # Ctrl-C must always stop a farm, even when started from a shell that ignores SIGINT in
+    # background jobs.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         main.main(args=argv, prog_name=prog, standalone_mode=False)
         return EXIT_OK
     except _Exit as done:
         return done.code
-    except click.exceptions.NoArgsIsHelp:
-        return EXIT_USAGE
     except click.UsageError as exc:
+        if type(exc).__name__.startswith("NoArgsIsHelp"):  # bare `farm`: show the help
+            click.echo(exc.format_message(), err=True)
+            return EXIT_USAGE
         click.echo(f"{prog}: error: {exc.format_message()}", err=True)
         return EXIT_USAGE
     except click.Abort:

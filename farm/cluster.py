@@ -199,7 +199,7 @@ class LocalCluster:
         raise InfrastructureError(f"redis-server did not answer on port {port}: {self.log_tail('redis')}")
 
     def _start_flower(self) -> None:
-        argv = [sys.executable, "-m", "celery", "--broker", self.broker_url, "flower",
+        argv = [sys.executable, "-m", "celery", "-A", "farm.flower_app", "--broker", self.broker_url, "flower",
                 f"--address={self.spec.flower_address}", f"--port={self.spec.flower_port}"]
         env = {}
         if self.spec.flower_auth:
