@@ -27,6 +27,8 @@ class SuiteSpec:
 class TestRecord:
     """The final result of one test as one runner saw it."""
 
+    __test__ = False  # not a pytest test class, despite its name
+
     test_id: str
     outcome: Outcome
     duration_s: float = 0.0

@@ -99,9 +99,9 @@ def run_assignment(
             state = "done" if code in (0, 1, 5) and not running else "failed"
             message = "" if state == "done" else f"runner exited with code {code}\n{run.output_tail()}"
         stream.flush()
-        return _complete(sink, assignment, worker, run.node, state, started_at, code, stream.sent, message)
     finally:
-        run.close()
+        run.close()  # the environment is gone before the completion says so
+    return _complete(sink, assignment, worker, run.node, state, started_at, code, stream.sent, message)
 
 
 def _drive(

@@ -1,0 +1,76 @@
+"""SuiteState against a real redis-server: atomic, idempotent merges under concurrency."""
+
+from __future__ import annotations
+
+import threading
+
+import redis
+
+from coordinator.state import SuiteState
+from farm import keys
+from farm.config import Settings
+from farm.model import Collection, TestRecord
+from farm.outcomes import Outcome
+
+
+def _state(url: str) -> SuiteState:
+    return SuiteState(redis.Redis.from_url(url), Settings(broker_url=url))
+
+
+def _planned(state: SuiteState, sid: str, ids: list[str]) -> None:
+    state.r.hset(keys.suite(sid), mapping={"status": "collecting"})
+    rows = [{"id": f"{sid}-a000", "attempt": 1, "state": "queued", "test_ids": ids}]
+    assert state.plan(Collection(sid, "w", 0, tuple(ids)), ids, rows)
+
+
+def test_concurrent_duplicate_batches_count_each_test_once(redis_url: str) -> None:
+    state = _state(redis_url)
+    ids = [f"t.py::test_{i}" for i in range(300)]
+    _planned(state, "s1", ids)
+    records = [TestRecord(t, Outcome.FAILED if i % 7 == 0 else Outcome.PASSED, 0.01) for i, t in enumerate(ids)]
+    batches = [records[i:i + 50] for i in range(0, len(records), 50)]
+
+    def deliver() -> None:
+        mine = _state(redis_url)
+        for batch in batches:
+            mine.merge("s1", batch, assignment="s1-a000", attempt=1, worker="w", node="n")
+
+    threads = [threading.Thread(target=deliver) for _ in range(6)]  # every batch delivered 6 times
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert state.total_and_done("s1") == (300, 300)
+    counts = state.counts("s1")
+    assert counts == {"failed": 43, "passed": 257}
+    assert len(state.counted("s1")) == 300
+    assert len(state.attempts("s1")) == 300  # one row per (test, assignment, attempt)
+
+
+def test_late_not_run_never_downgrades_and_real_result_upgrades_not_run(redis_url: str) -> None:
+    state = _state(redis_url)
+    _planned(state, "s2", ["a", "b"])
+    state.merge("s2", [TestRecord("a", Outcome.PASSED)], assignment="x", attempt=1, worker="w", node="n")
+    state.merge("s2", [TestRecord("a", Outcome.NOT_RUN), TestRecord("b", Outcome.NOT_RUN)], assignment="x",
+                attempt=1, worker="w", node="n")
+    assert state.counts("s2") == {"passed": 1, "not_run": 1}
+    state.merge("s2", [TestRecord("b", Outcome.FAILED)], assignment="x", attempt=1, worker="w", node="n")
+    assert state.counts("s2") == {"passed": 1, "not_run": 0, "failed": 1}
+    assert state.total_and_done("s2") == (2, 2)
+
+
+def test_records_for_tests_the_suite_does_not_have_are_not_counted(redis_url: str) -> None:
+    state = _state(redis_url)
+    _planned(state, "s3", ["a"])
+    result = state.merge("s3", [TestRecord("zzz", Outcome.PASSED)], assignment="x", attempt=1, worker="w",
+                         node="n")
+    assert result.unknown == ["zzz"]
+    assert state.total_and_done("s3") == (1, 0)
+
+
+def test_plan_happens_once_even_if_collection_is_delivered_twice(redis_url: str) -> None:
+    state = _state(redis_url)
+    _planned(state, "s4", ["a", "b"])
+    again = state.plan(Collection("s4", "w", 0, ("a", "b")), ["a", "b"],
+                       [{"id": "s4-a000", "attempt": 1, "state": "queued", "test_ids": ["a", "b"]}])
+    assert again is False
