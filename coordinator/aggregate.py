@@ -9,8 +9,8 @@ attempt), which is idempotent by construction.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
 
 from farm.model import TestRecord
 from farm.outcomes import Outcome, supersedes

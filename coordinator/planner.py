@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from coordinator.reporting import build_report
 from coordinator.splitting import split
@@ -21,6 +21,10 @@ log = logging.getLogger("farm.coordinator")
 _TIMED = {Outcome.PASSED, Outcome.FAILED, Outcome.ERROR, Outcome.XFAILED, Outcome.XPASSED, Outcome.SKIPPED}
 #: How long a canceled suite waits for its running assignments to report before it is closed.
 CANCEL_GRACE_S = 15.0
+#: How long a suite whose every test has an outcome waits for assignments' completions (they
+#: follow the last record by milliseconds) before it is reported without them.
+COMPLETION_GRACE_S = 5.0
+TERMINAL = ("done", "failed", "canceled")
 
 
 class Planner:
@@ -135,8 +139,12 @@ class Planner:
             self._finish_without_run(spec, None, "canceled", 2, "suite canceled before collection")
 
     def sweep(self) -> None:
-        """Periodic: close canceled suites whose assignments did not all report in time."""
+        """Periodic: close suites whose assignments did not all report in time."""
         for sid in self.state.active_suites():
+            complete_at = self.state.field(sid, "complete_at")
+            if complete_at and time.time() - float(complete_at) > COMPLETION_GRACE_S:
+                self._maybe_finish(sid, force=True)
+                continue
             cancel_at = self.state.field(sid, "cancel")
             if cancel_at and time.time() - float(cancel_at) > CANCEL_GRACE_S:
                 status = self.state.field(sid, "status")
@@ -154,9 +162,13 @@ class Planner:
         records = [TestRecord(t, Outcome.NOT_RUN, phase="", message=why) for t in test_ids]
         self.state.merge(sid, records, assignment=assignment, attempt=attempt, worker=worker, node=node)
 
-    def _maybe_finish(self, sid: str) -> None:
+    def _maybe_finish(self, sid: str, *, force: bool = False) -> None:
+        """Finalize once every test has an outcome and every assignment has ended (or waited enough)."""
         total, done = self.state.total_and_done(sid)
         if done < total or self.state.field(sid, "status") != "running":
+            return
+        if not force and any(a["state"] not in TERMINAL for a in self.state.assignments(sid)):
+            self.state.note_all_tests_final(sid)
             return
         if not self.state.claim_finalize(sid):
             return

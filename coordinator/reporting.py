@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
+from coordinator.aggregate import AttemptRow
 from farm.model import Collection, SuiteSpec, TestRecord, WorkerInfo
 from farm.outcomes import Outcome
-from coordinator.aggregate import AttemptRow
 
 SCHEMA = 1
 
@@ -16,7 +17,7 @@ def iso(ts: float | None) -> str | None:
     """An epoch time as ISO 8601 in UTC (None stays None)."""
     if not ts:
         return None
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat()
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat()
 
 
 def build_report(

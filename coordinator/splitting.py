@@ -6,15 +6,16 @@ is cut into contiguous runs of equal test counts, which keeps a module's tests t
 are more assignments than slots (up to `per_slot` each) so the end of the run balances, but
 each assignment pays a pytest start-up, so none is planned shorter than `min_assignment_s`
 when durations are known, nor smaller than `min_tests` tests when they are not (at least one
-assignment per slot either way, as long as there are units to fill them). Assignments come out largest first: they are published in that order.
+assignment per slot either way, as long as there are units to fill them). Assignments come out
+largest first: they are published in that order.
 """
 
 from __future__ import annotations
 
 import heapq
 import statistics
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 
 @dataclass(frozen=True)

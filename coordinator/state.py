@@ -8,7 +8,8 @@ apply atomically and the pure merge in `coordinator.aggregate` decides what chan
 from __future__ import annotations
 
 import time
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import msgpack
 import redis
@@ -24,7 +25,8 @@ ACTIVE = f"{keys.PREFIX}:active"  # set: suites not finished yet (the sweeper wa
 
 
 def _pack(obj: Any) -> bytes:
-    return msgpack.packb(obj, use_bin_type=True)
+    data: bytes = msgpack.packb(obj, use_bin_type=True)
+    return data
 
 
 def _unpack(data: bytes) -> Any:
@@ -48,7 +50,9 @@ class SuiteState:
     """Reads and writes one state store."""
 
     def __init__(self, store: redis.Redis, settings: Settings) -> None:
-        self.r = store
+        # redis-py types every reply as a union of its sync and async shapes; this class only
+        # uses the synchronous client, whose replies are bytes, ints and lists of them.
+        self.r: Any = store
         self.settings = settings
 
     # --- suites --------------------------------------------------------------------------
@@ -144,7 +148,7 @@ class SuiteState:
                 try:
                     pipe.watch(okey)
                     values = pipe.hmget(okey, ids) if ids else []
-                    held = {t: (v.decode() if v is not None else None) for t, v in zip(ids, values)}
+                    held = {t: (v.decode() if v is not None else None) for t, v in zip(ids, values, strict=True)}
                     result = merge(held, records, assignment=assignment, attempt=attempt, worker=worker, node=node)
                     pipe.multi()
                     if result.counted:
@@ -168,7 +172,7 @@ class SuiteState:
         if not test_ids:
             return []
         values = self.r.hmget(keys.outcomes(suite_id), test_ids)
-        return [t for t, v in zip(test_ids, values) if v == PENDING.encode()]
+        return [t for t, v in zip(test_ids, values, strict=True) if v == PENDING.encode()]
 
     def all_pending(self, suite_id: str) -> list[str]:
         return [k.decode() for k, v in self.r.hscan_iter(keys.outcomes(suite_id)) if v == PENDING.encode()]
@@ -177,7 +181,8 @@ class SuiteState:
 
     def assignment(self, suite_id: str, assignment_id: str) -> dict[str, Any] | None:
         data = self.r.hget(keys.assignments(suite_id), assignment_id)
-        return None if data is None else _unpack(data)
+        row: dict[str, Any] | None = None if data is None else _unpack(data)
+        return row
 
     def update_assignment(self, suite_id: str, assignment_id: str, **fields: Any) -> dict[str, Any] | None:
         akey = keys.assignments(suite_id)
@@ -189,7 +194,7 @@ class SuiteState:
                     if data is None:
                         pipe.unwatch()
                         return None
-                    row = _unpack(data)
+                    row: dict[str, Any] = _unpack(data)
                     row.update(fields)
                     pipe.multi()
                     pipe.hset(akey, assignment_id, _pack(row))
@@ -240,6 +245,10 @@ class SuiteState:
         return sum(w.slots for w in self.workers() if w.pool == pool)
 
     # --- finishing -----------------------------------------------------------------------
+
+    def note_all_tests_final(self, suite_id: str) -> None:
+        """Remember when every test first had an outcome (the sweeper's grace starts then)."""
+        self.r.hsetnx(keys.suite(suite_id), "complete_at", time.time())
 
     def claim_finalize(self, suite_id: str) -> bool:
         """True for exactly one caller: the one that finalizes the suite."""

@@ -44,7 +44,8 @@ def main() -> None:
 @click.option("--dist", type=click.Choice(["load", "loadfile"]), default="load", show_default=True,
               help="load: spread tests; loadfile: keep each module's tests together.")
 @click.option("--junit-xml", type=click.Path(path_type=Path, dir_okay=False), help="Write JUnit XML here.")
-@click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False), help="Write the JSON report here.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write the JSON report here.")
 @click.option("--no-wait", is_flag=True, help="Print the suite id and return at once (needs --broker).")
 @click.option("--local-workers", type=click.IntRange(min=1), default=None,
               help="Embedded farm only: slots of the local worker [default: one per CPU].")
@@ -106,14 +107,13 @@ def _wait_and_report(client: Client, suite_id: str, junit_xml: Path | None, json
     from farm.report.live import LiveProgress
 
     warned: set[str] = set()
-    last_change = [time.monotonic(), ""]
+    since = {"": time.monotonic()}  # status → when the suite entered it
 
     def show(p: Progress, live: LiveProgress) -> None:
         if cluster is not None:
             cluster.check_alive()
-        if p.status != last_change[1]:
-            last_change[:] = [time.monotonic(), p.status]
-        stuck = time.monotonic() - float(last_change[0])
+        since.setdefault(p.status, time.monotonic())
+        stuck = time.monotonic() - since[p.status]
         if p.status in ("submitted", "collecting") and stuck > 20 and p.status not in warned:
             warned.add(p.status)
             who = "no coordinator has taken the suite" if p.status == "submitted" else \
@@ -193,7 +193,8 @@ def status(suite_id: str, broker: str | None) -> None:
 @click.argument("suite_id")
 @broker_option
 @click.option("--junit-xml", type=click.Path(path_type=Path, dir_okay=False), help="Write JUnit XML here.")
-@click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False), help="Write the JSON report here.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write the JSON report here.")
 @click.option("-v", "--verbose", is_flag=True, help="List skipped and xfailed tests in the summary.")
 def results(suite_id: str, broker: str | None, junit_xml: Path | None, json_path: Path | None,
             verbose: bool) -> None:

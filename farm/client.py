@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlparse
 
 import redis
@@ -54,7 +55,7 @@ def connect(settings: Settings) -> redis.Redis:
 
 
 def new_suite_id() -> str:
-    return f"s-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:8]}"
+    return f"s-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:8]}"
 
 
 class Client:
@@ -96,7 +97,7 @@ class Client:
         counts = self.store.hmget(keys.counts(suite_id), ["failed", "error"])
         failed = sum(int(c or 0) for c in counts)
         elapsed = time.time() - float(submitted or time.time())
-        return Progress(status.decode(), int(total or 0), int(done or 0), failed, elapsed)
+        return Progress(_text(status), int(total or 0), int(done or 0), failed, elapsed)
 
     def wait(self, suite_id: str, on_progress: Callable[[Progress], None], interval_s: float = 0.2) -> Progress:
         """Poll until the suite ends, reporting progress; returns the final snapshot."""
@@ -127,6 +128,10 @@ class Client:
         if self._app is not None:
             self._app.close()
         self.store.close()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _redact(url: str) -> str:

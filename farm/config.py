@@ -8,9 +8,9 @@ environment variables override the defaults. Celery's own setting names appear o
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 from farm.errors import UsageError
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 
 
-class Outcome(str, enum.Enum):
+class Outcome(enum.StrEnum):
     """Outcome of one test in a suite report."""
 
     PASSED = "passed"

@@ -8,8 +8,9 @@ around it) is used: never pickle.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import MISSING, fields
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar, cast
 
 import msgpack
 
@@ -55,7 +56,8 @@ def encode(message: Any) -> bytes:
     body = _to_plain(message)
     body["v"] = VERSION
     body["t"] = name
-    return msgpack.packb(body, use_bin_type=True)
+    data: bytes = msgpack.packb(body, use_bin_type=True)
+    return data
 
 
 def decode(data: bytes, expected: type[T]) -> T:
@@ -87,7 +89,8 @@ def decode(data: bytes, expected: type[T]) -> T:
     name = _NAMES.get(expected)
     if body.get("t") != name:
         raise ProtocolError(f"expected a {name!r} message, got {body.get('t')!r}")
-    return _build(expected, body)  # type: ignore[return-value]
+    message: T = _build(expected, body)
+    return message
 
 
 def _to_plain(obj: Any) -> Any:
@@ -180,7 +183,7 @@ _FIELD: dict[str, Callable[[Any], Any]] = {
 }
 
 
-def _build(cls: type, body: Any) -> Any:
+def _build(cls: Any, body: Any) -> Any:
     if not isinstance(body, dict):
         raise ProtocolError(f"{cls.__name__} is not a map")
     kwargs = {}
@@ -189,11 +192,12 @@ def _build(cls: type, body: Any) -> Any:
             if f.default is not MISSING or f.default_factory is not MISSING:
                 continue
             raise ProtocolError(f"{cls.__name__} lacks field {f.name!r}")
-        check = _FIELD.get(f.name, _str)
+        check: Callable[[Any], Any] = _FIELD.get(f.name, _str)
         try:
             kwargs[f.name] = check(body[f.name])
         except TypeError as exc:
             raise ProtocolError(f"{cls.__name__}.{f.name} must be {exc}") from None
         except ProtocolError:
             raise
-    return cls(**kwargs)
+    built: Any = cast(Callable[..., Any], cls)(**kwargs)
+    return built

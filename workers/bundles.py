@@ -27,7 +27,7 @@ class BundleCache:
         local = self.root / f"{digest}.tar.gz"
         if local.exists():
             return local
-        data = self.store.get(keys.bundle(digest))
+        data: bytes | None = self.store.get(keys.bundle(digest))  # type: ignore[assignment]
         if data is None:
             raise InfrastructureError(f"bundle {digest[:12]} is not in the state store (expired?)")
         if hashlib.sha256(data).hexdigest() != digest:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Protocol
 
 from farm.config import Settings
 from farm.model import Assignment, Collection, Completion, RecordBatch, SuiteSpec, TestRecord
@@ -180,7 +181,7 @@ def collect_suite(
             code = run.poll()
             if code is not None:
                 break
-        result = rec.collect_result(lines)  # type: ignore[arg-type]
+        result = rec.collect_result(lines)
         output = run.output_tail(8000) if code not in (0, 5) or result.decided else ""
     finally:
         run.close()

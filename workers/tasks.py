@@ -53,7 +53,7 @@ class WorkerContext:
 def register(ctx: WorkerContext) -> None:
     """Register the worker's tasks on ctx.app under their explicit names."""
 
-    @ctx.app.task(name=COLLECT_SUITE, bind=True)
+    @ctx.app.task(name=COLLECT_SUITE, bind=True)  # type: ignore[untyped-decorator]
     def collect_suite(task: Any, payload: bytes) -> None:
         try:
             spec = decode(payload, SuiteSpec)
@@ -69,7 +69,7 @@ def register(ctx: WorkerContext) -> None:
             collection = Collection(spec.suite_id, worker, 3, (), (), f"collection failed on {worker}: {exc}")
         ctx.app.send_task(SUITE_COLLECTED, args=[encode(collection)])
 
-    @ctx.app.task(name=RUN_ASSIGNMENT, bind=True)
+    @ctx.app.task(name=RUN_ASSIGNMENT, bind=True)  # type: ignore[untyped-decorator]
     def run_assignment(task: Any, payload: bytes) -> None:
         try:
             assignment = decode(payload, Assignment)
