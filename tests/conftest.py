@@ -7,12 +7,11 @@ import shutil
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import psutil
 import pytest
-
 from support.helpers import ROOT, need
 
 collect_ignore = ["fixtures", "support"]

@@ -8,13 +8,13 @@ import selectors
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import pytest
+from support.helpers import FARM
 
 from farm.cluster import free_port
-from support.helpers import FARM
 
 
 @dataclass(frozen=True)

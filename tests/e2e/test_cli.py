@@ -12,9 +12,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from support.helpers import FARM, LEAN, copy_fixture, farm
 
 from farm.cluster import free_port
-from support.helpers import FARM, LEAN, copy_fixture, farm
 
 
 def _one_line_error(result: subprocess.CompletedProcess[str]) -> str:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import junitparser
 import pytest
-
 from support.helpers import LEAN, copy_fixture, farm
 from support.reference import run_reference
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import msgpack
 import pytest
 from kombu import Connection, Exchange, Producer
+from support.helpers import FIXTURES, LEAN
 
 from farm.bundle import make_bundle
 from farm.celery_app import ASSIGNMENT_COMPLETED, COORDINATOR_QUEUE, RECORD_BATCH, SUITE_COLLECTED, make_app
@@ -21,7 +22,6 @@ from farm.config import Settings
 from farm.model import RecordBatch, TestRecord
 from farm.outcomes import Outcome
 from farm.protocol import encode
-from support.helpers import FIXTURES, LEAN
 
 
 def _run_suite(cluster: LocalCluster, project: Path, *args: str) -> tuple[str, dict]:
