@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from farm.bundle import extract_bundle, is_excluded, make_bundle
-from farm.errors import BundleError, UsageError
+from farm.errors import BundleError, InfrastructureError, UsageError
 
 BIG = 64 * 1024 * 1024
 
@@ -142,14 +142,27 @@ def test_excluded_content_does_not_change_the_digest(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("rel", "excluded"),
     [
-        (".git", True), ("__pycache__", True), (".venv", True), ("build", True), ("dist", True),
-        ("p.egg-info", True), (".pytest_cache", True), ("m.pyc", True), ("m.pyo", True),
-        ("src", False), ("tests", False), ("m.py", False), ("building", False), ("dist_utils", False),
-        ("git", False), ("egg-info.py", False),
+        (".git", True), ("__pycache__", True), (".venv", True), ("p.egg-info", True), (".pytest_cache", True),
+        ("src", False), ("tests", False), ("building", False), ("dist_utils", False), ("git", False),
     ],
 )
-def test_is_excluded_by_name(tmp_path: Path, rel: str, excluded: bool) -> None:
+def test_directories_are_excluded_by_name(tmp_path: Path, rel: str, excluded: bool) -> None:
+    (tmp_path / rel).mkdir()
     assert is_excluded(tmp_path / rel) is excluded
+
+
+@pytest.mark.parametrize(("rel", "excluded"), [("m.pyc", True), ("m.pyo", True), ("m.py", False),
+                                               ("egg-info.py", False), ("build", False), ("venv", False)])
+def test_files_are_excluded_by_suffix_only(tmp_path: Path, rel: str, excluded: bool) -> None:
+    (tmp_path / rel).write_text("x")
+    assert is_excluded(tmp_path / rel) is excluded
+
+
+def test_build_outputs_are_excluded_at_the_top_only(tmp_path: Path) -> None:
+    for rel in ("build", "dist", "tests/build", "tests/dist"):
+        (tmp_path / rel).mkdir(parents=True)
+    assert is_excluded(tmp_path / "build", top=True) and is_excluded(tmp_path / "dist", top=True)
+    assert not is_excluded(tmp_path / "tests" / "build") and not is_excluded(tmp_path / "tests" / "dist")
 
 
 def test_is_excluded_finds_a_virtualenv_by_its_pyvenv_cfg(tmp_path: Path) -> None:
@@ -223,7 +236,6 @@ def test_the_size_cap_applies_to_the_compressed_archive(tmp_path: Path) -> None:
     assert len(bundle.data) < 1024 * 1024
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a cap under 1 MiB is reported as 'more than 0 MiB'")
 def test_the_size_cap_message_is_clear_for_caps_under_a_mib(tmp_path: Path) -> None:
     root = project(tmp_path / "p")
     (root / "blob.bin").write_bytes(os.urandom(64 * 1024))
@@ -285,7 +297,8 @@ def test_extract_refuses_members_that_land_outside_the_target(tmp_path: Path, ev
     data = hand_made_bundle(evil)
     with pytest.raises(Exception) as info:
         extract_bundle(data, dest)
-    assert isinstance(info.value, (tarfile.TarError, BundleError))
+    assert isinstance(info.value, InfrastructureError)
+    assert "bundle cannot be unpacked" in str(info.value)
     assert not (tmp_path / "box" / "evil.py").exists()
     assert not (tmp_path / "evil.py").exists()
     assert not (dest / "link").is_symlink() and not (dest / "abs-link").is_symlink()
@@ -302,17 +315,16 @@ def test_extract_puts_an_absolute_member_inside_the_target(tmp_path: Path) -> No
 def test_extract_refuses_writing_through_a_link_that_points_outside(tmp_path: Path) -> None:
     dest = tmp_path / "box" / "dest"
     data = hand_made_bundle(("out", None, ".."), ("out/evil.py", b"pwned", None))
-    with pytest.raises((tarfile.TarError, BundleError)):
+    with pytest.raises(InfrastructureError, match="bundle cannot be unpacked"):
         extract_bundle(data, dest)
     assert not (tmp_path / "box" / "evil.py").exists()
 
 
 def test_extract_refuses_data_that_is_not_a_bundle(tmp_path: Path) -> None:
-    with pytest.raises((tarfile.TarError, BundleError, OSError)):
+    with pytest.raises(InfrastructureError, match="bundle cannot be unpacked"):
         extract_bundle(b"definitely not gzip", tmp_path / "out")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: make_bundle accepts links that extract refuses")
 @pytest.mark.parametrize("target", ["/etc", "../shared"], ids=["absolute", "sibling"])
 def test_a_bundle_that_make_bundle_accepts_can_be_extracted(tmp_path: Path, target: str) -> None:
     # Either refuse at submit time with a BundleError (one clear line for the user), or bundle

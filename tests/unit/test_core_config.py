@@ -61,7 +61,6 @@ def test_an_empty_variable_counts_as_unset(name: str) -> None:
     assert Settings.from_env({name: ""}) == Settings()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: FARM_POOL='' gives pool '', unlike the other vars")
 def test_an_empty_pool_variable_counts_as_unset() -> None:
     assert Settings.from_env({"FARM_POOL": ""}).pool == "default"
 
@@ -75,14 +74,12 @@ def test_a_bad_number_is_a_usage_error_naming_the_variable(name: str, value: str
     assert info.value.exit_code == 4
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: _scaled lets inf/nan reach int(): OverflowError / no name")
 @pytest.mark.parametrize("value", ["inf", "nan", "1e400", "-nan"])
 def test_non_finite_numbers_are_a_usage_error_naming_the_variable(value: str) -> None:
     with pytest.raises(UsageError, match="FARM_MAX_BUNDLE_MB"):
         Settings.from_env({"FARM_MAX_BUNDLE_MB": value})
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a tiny positive value rounds down to a limit of 0 bytes")
 def test_a_tiny_positive_size_does_not_become_zero() -> None:
     assert Settings.from_env({"FARM_OUTPUT_CAP_KB": "0.0001"}).output_cap_bytes > 0
 

@@ -253,7 +253,6 @@ def test_fold_phases_reports_what_pytest_reports(phases: tuple[str, str, str], o
     assert fold_phases(*phases) is outcome
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: fold_phases ignores an 'xfailed' setup phase and says PASSED")
 @pytest.mark.parametrize("teardown", ["", "passed"])
 def test_fold_phases_xfail_decided_at_setup_is_xfailed(teardown: str) -> None:
     # pytest reports "XFAIL at setup" for @xfail(run=False) and for an xfail test whose fixture

@@ -217,7 +217,6 @@ def test_without_history_loadfile_count_stays_within_its_caps(
     assert 1 <= len(planned) <= min(n_modules, slots * per_slot, max(slots, math.ceil(len(ids) / min_tests)))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: _contiguous closes too few bins when a big module comes last")
 def test_without_history_loadfile_fills_every_slot_when_there_are_enough_modules() -> None:
     # 3 modules, 3 slots: the docstring promises one assignment per slot "as long as there are
     # units to fill them", but the whole suite lands in one assignment and runs serially.
