@@ -96,11 +96,15 @@ def _contiguous(units: list[list[str]], count: int) -> list[list[str]]:
     total = sum(len(u) for u in units)
     bins: list[list[str]] = []
     current: list[str] = []
-    for unit in units:
+    placed = 0
+    for i, unit in enumerate(units):
         current.extend(unit)
+        placed += len(unit)
         remaining_bins = count - len(bins)
-        done_tests = sum(len(b) for b in bins) + len(current)
-        if remaining_bins > 1 and done_tests >= total * (len(bins) + 1) / count:
+        units_left = len(units) - i - 1
+        # Close the bin when it holds its share, or when every unit left is needed to fill
+        # the bins left (so there are never fewer assignments than planned).
+        if remaining_bins > 1 and (placed >= total * (len(bins) + 1) / count or units_left <= remaining_bins - 1):
             bins.append(current)
             current = []
     if current:

@@ -15,13 +15,15 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from farm.errors import BundleError
+from farm.errors import BundleError, InfrastructureError
 
-#: Directory names never bundled: VCS data, caches, build outputs, dependency trees.
+#: Directory names never bundled, wherever they are: VCS data, caches, dependency trees.
 EXCLUDED_DIRS = frozenset({
     ".git", ".hg", ".svn", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache",
-    ".tox", ".nox", ".eggs", "build", "dist", "node_modules", ".venv", "venv", ".farm",
+    ".tox", ".nox", ".eggs", "node_modules", ".venv", "venv", ".farm",
 })
+#: Build outputs: left out only at the top of the project (a test package may be named build).
+EXCLUDED_TOP_DIRS = frozenset({"build", "dist"})
 EXCLUDED_SUFFIXES = (".pyc", ".pyo", ".egg-info")
 
 
@@ -34,13 +36,17 @@ class Bundle:
     files: int
 
 
-def is_excluded(path: Path) -> bool:
-    """Whether a directory entry is left out of bundles."""
+def is_excluded(path: Path, *, top: bool = False) -> bool:
+    """Whether a directory entry is left out of bundles (`top`: it sits at the project's root)."""
     name = path.name
-    if name in EXCLUDED_DIRS or name.endswith(EXCLUDED_SUFFIXES):
+    if name.endswith(EXCLUDED_SUFFIXES):
+        return True
+    if not path.is_dir() or path.is_symlink():
+        return False
+    if name in EXCLUDED_DIRS or (top and name in EXCLUDED_TOP_DIRS):
         return True
     # Any virtualenv, whatever its name.
-    return path.is_dir() and (path / "pyvenv.cfg").is_file()
+    return (path / "pyvenv.cfg").is_file()
 
 
 def make_bundle(root: Path, max_bytes: int) -> Bundle:
@@ -71,7 +77,10 @@ def make_bundle(root: Path, max_bytes: int) -> Bundle:
                     except OSError as exc:
                         raise BundleError(f"cannot read {path}: {exc.strerror}") from None
                     files += 1
-                elif info.isdir() or info.issym():
+                elif info.isdir():
+                    tar.addfile(info)
+                elif info.issym():
+                    _check_link(root, path)
                     tar.addfile(info)
                 if buffer.tell() > max_bytes:
                     raise _too_large(root, max_bytes)
@@ -84,8 +93,19 @@ def make_bundle(root: Path, max_bytes: int) -> Bundle:
 def extract_bundle(data: bytes, dest: Path) -> None:
     """Unpack a bundle into `dest`, refusing members that would land outside it."""
     dest.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-        tar.extractall(dest, filter="data")
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+            tar.extractall(dest, filter="data")
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise InfrastructureError(f"bundle cannot be unpacked: {exc}") from None
+
+
+def _check_link(root: Path, link: Path) -> None:
+    """Refuse a symlink that points out of the project: workers could not unpack it."""
+    target = os.readlink(link)
+    resolved = Path(os.path.normpath(link.parent.resolve() / target))
+    if os.path.isabs(target) or not resolved.is_relative_to(root.resolve()):
+        raise BundleError(f"symlink {link} points out of the project ({target}): replace it with a copy")
 
 
 def _walk(root: Path) -> list[Path]:
@@ -93,7 +113,7 @@ def _walk(root: Path) -> list[Path]:
     out: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root):
         base = Path(dirpath)
-        dirnames[:] = sorted(d for d in dirnames if not is_excluded(base / d))
+        dirnames[:] = sorted(d for d in dirnames if not is_excluded(base / d, top=base == root))
         for d in dirnames:
             out.append(base / d)
         for f in sorted(filenames):
@@ -110,7 +130,8 @@ def _walk(root: Path) -> list[Path]:
 
 
 def _too_large(root: Path, max_bytes: int) -> BundleError:
+    size = f"{max_bytes / 2**20:g} MiB" if max_bytes >= 2**20 else f"{max_bytes / 1024:g} KiB"
     return BundleError(
-        f"project {root} bundles to more than {max_bytes // (1024 * 1024)} MiB "
+        f"project {root} bundles to more than {size} "
         "(raise FARM_MAX_BUNDLE_MB or leave large files out of the project)"
     )

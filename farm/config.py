@@ -7,6 +7,7 @@ environment variables override the defaults. Celery's own setting names appear o
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -68,7 +69,7 @@ class Settings:
             return cls(
                 broker_url=env.get("FARM_BROKER_URL") or None,
                 state_url=env.get("FARM_STATE_URL") or None,
-                pool=env.get("FARM_POOL", base.pool),
+                pool=env.get("FARM_POOL") or base.pool,
                 cache_dir=Path(env["FARM_CACHE_DIR"]) if env.get("FARM_CACHE_DIR") else base.cache_dir,
                 max_bundle_bytes=_mb(env, "FARM_MAX_BUNDLE_MB", base.max_bundle_bytes),
                 output_cap_bytes=_kb(env, "FARM_OUTPUT_CAP_KB", base.output_cap_bytes),
@@ -94,6 +95,6 @@ def _scaled(env: Mapping[str, str], name: str, default: int, unit: int) -> int:
         value = float(raw)
     except ValueError:
         raise ValueError(f"{name} must be a number, got {raw!r}") from None
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, got {raw!r}")
-    return int(value * unit)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive number, got {raw!r}")
+    return max(1, int(value * unit))

@@ -67,8 +67,9 @@ def fold_phases(setup: str, call: str, teardown: str) -> Outcome:
     """
     if setup in ("error", "failed"):
         return Outcome.ERROR
-    if setup == "skipped":
-        return Outcome.ERROR if teardown in ("error", "failed") else Outcome.SKIPPED
+    if setup in ("skipped", "xfailed"):  # xfail(run=False), or an xfail test whose fixture raised
+        decided = Outcome.SKIPPED if setup == "skipped" else Outcome.XFAILED
+        return Outcome.ERROR if teardown in ("error", "failed") else decided
     primary = _CATEGORY.get(call, Outcome.PASSED)
     if teardown in ("error", "failed") and not primary.is_failure:
         return Outcome.ERROR

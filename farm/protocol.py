@@ -75,7 +75,7 @@ def decode(data: bytes, expected: type[T]) -> T:
             max_str_len=MAX_STR,
             max_bin_len=0,
             max_array_len=MAX_ITEMS,
-            max_map_len=MAX_ITEMS,
+            max_map_len=MAX_MAP,
             max_ext_len=0,
         )
     except Exception as exc:  # msgpack raises several unrelated types for bad input
@@ -84,7 +84,7 @@ def decode(data: bytes, expected: type[T]) -> T:
         raise ProtocolError("payload nests deeper than the schema allows")
     if not isinstance(body, dict):
         raise ProtocolError("payload is not a map")
-    if body.get("v") != VERSION:
+    if type(body.get("v")) is not int or body.get("v") != VERSION:
         raise ProtocolError(f"unsupported schema version {body.get('v')!r}")
     name = _NAMES.get(expected)
     if body.get("t") != name:

@@ -18,6 +18,11 @@ collect_ignore = ["fixtures", "support"]
 
 SESSION_MARK = "FARMTEST_SESSION"
 os.environ[SESSION_MARK] = uuid.uuid4().hex
+# Everything this session and the farms it starts put in temp dirs goes in a private one, so the
+# leftover check below sees only our own leftovers (not those of other sessions on the machine).
+SESSION_TMP = Path(tempfile.mkdtemp(prefix="farm-tests-"))
+os.environ["TMPDIR"] = str(SESSION_TMP)
+tempfile.tempdir = None
 TIERS = ("unit", "integration", "e2e", "system")
 
 
@@ -46,7 +51,7 @@ def _ours() -> list[psutil.Process]:
 
 
 def _cluster_dirs() -> set[str]:
-    return {p.name for p in Path(tempfile.gettempdir()).glob("farm-cluster-*")}
+    return {p.name for p in SESSION_TMP.glob("farm-cluster-*")}
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -66,6 +71,7 @@ def nothing_left_behind() -> Iterator[None]:
     leftover = _cluster_dirs() - before
     assert not stray, f"tests left processes running: {stray}"
     assert not leftover, f"tests left cluster directories: {sorted(leftover)}"
+    shutil.rmtree(SESSION_TMP, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -48,7 +48,10 @@ def pytest_configure(config: Any) -> None:
         path = nodeid.split("::", 1)[0]
         if path not in files:
             files.append(path)
-    config.args[:] = [str(config.rootpath / f) for f in files] or list(config.args)
+    # A file this environment lacks would make pytest stop before anything runs; leave it out, and
+    # its tests are reported "missing" like any other assigned test that was not collected.
+    present = [str(config.rootpath / f) for f in files if (config.rootpath / f).exists()]
+    config.args[:] = present or list(config.args)
 
 
 class _Emitter:
@@ -71,9 +74,9 @@ def _cap(text: str, limit: int) -> str:
     """Keep the head and tail of text longer than limit characters, saying what was cut."""
     if len(text) <= limit:
         return text
-    half = limit // 2
+    half = max(0, limit // 2)
     cut = len(text) - 2 * half
-    return f"{text[:half]}\n[... {cut} characters cut by farm ...]\n{text[-half:]}"
+    return f"{text[:half]}\n[... {cut} characters cut by farm ...]\n{text[len(text) - half:]}"
 
 
 def _message(report: Any) -> str:
@@ -95,6 +98,14 @@ def _message(report: Any) -> str:
 def _longrepr(report: Any, cap: int) -> str:
     if report.passed:
         return ""
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:  # a skip: (path, lineno, reason)
+        path, lineno, reason = longrepr
+        try:
+            path = os.path.relpath(str(path))
+        except ValueError:
+            pass
+        return _cap(f"{path}:{lineno}: {reason}", cap)
     try:
         text = report.longreprtext
     except Exception:  # a plugin's odd longrepr must not lose the record

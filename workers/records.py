@@ -22,7 +22,7 @@ def parse_line(line: bytes) -> dict[str, Any] | None:
     """One plugin line as a dict, or None when it is not a well-formed record line."""
     try:
         obj = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if not isinstance(obj, dict) or not isinstance(obj.get("k"), str) or not isinstance(obj.get("id"), str):
         return None
@@ -82,8 +82,8 @@ def missing_record(test_id: str, why: str) -> TestRecord:
 
 
 def _deciding_phase(outcome: Outcome, cats: dict[str, str]) -> str:
-    if cats.get("setup") in ("error", "failed", "skipped"):
-        if outcome is Outcome.ERROR and cats.get("setup") == "skipped":
+    if cats.get("setup") in ("error", "failed", "skipped", "xfailed"):
+        if outcome is Outcome.ERROR and cats.get("setup") in ("skipped", "xfailed"):
             return "teardown"
         return "setup"
     if outcome is Outcome.ERROR and cats.get("call") not in ("error",):
