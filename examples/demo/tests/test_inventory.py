@@ -1,7 +1,6 @@
 import time
 
 import pytest
-
 from inventory import Inventory, OutOfStock
 
 
