@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
 from coordinator.reporting import build_report
 from coordinator.splitting import split
@@ -25,6 +27,19 @@ CANCEL_GRACE_S = 15.0
 #: follow the last record by milliseconds) before it is reported without them.
 COMPLETION_GRACE_S = 5.0
 TERMINAL = ("done", "failed", "canceled")
+
+
+#: The history field holding the median per-assignment overhead (not a node id: it has a NUL).
+OVERHEAD_KEY = "\0assignment-overhead"
+
+
+def assignment_overhead(assignments: list[dict[str, Any]], durations: dict[str, float]) -> float | None:
+    """Median of (wall time - its tests' durations) over the assignments that ran to the end."""
+    overheads = [
+        max(0.0, a["wall_s"] - sum(durations.get(t, 0.0) for t in a["test_ids"]))
+        for a in assignments if a.get("state") == "done" and "wall_s" in a
+    ]
+    return statistics.median(overheads) if overheads else None
 
 
 class Planner:
@@ -67,10 +82,11 @@ class Planner:
             return
         test_ids = list(collection.test_ids)
         durations = self.state.durations(spec.project)
+        overhead = durations.pop(OVERHEAD_KEY, None)
         slots = self.state.pool_slots(spec.pool) or 1
         planned = split(test_ids, slots=slots, dist=spec.dist, durations=durations,
                         per_slot=self.settings.assignments_per_slot, min_assignment_s=self.settings.min_assignment_s,
-                        min_tests=self.settings.min_assignment_tests)
+                        min_tests=self.settings.min_assignment_tests, overhead_s=overhead)
         rows = []
         assignments = []
         for i, p in enumerate(planned):
@@ -117,7 +133,7 @@ class Planner:
     def completed(self, c: Completion) -> None:
         row = self.state.update_assignment(c.suite_id, c.assignment_id, state=c.state, worker=c.worker,
                                            node=c.node, finished_at=c.finished_at, exit_code=c.exit_code,
-                                           message=c.message[:4000])
+                                           message=c.message[:4000], wall_s=max(0.0, c.finished_at - c.started_at))
         if row is None:
             log.warning("completion for unknown assignment %s dropped", c.assignment_id)
             return
@@ -205,5 +221,8 @@ class Planner:
         self.state.store_report(sid, json.dumps(report, ensure_ascii=False), status=status, exit_code=code,
                                 finished_at=now, message=message)
         timed = {t: r.duration_s for t, r in counted.items() if r.outcome in _TIMED and r.phase != "collect"}
+        overhead = assignment_overhead(self.state.assignments(sid), timed)
+        if overhead is not None:
+            timed[OVERHEAD_KEY] = overhead
         self.state.record_durations(spec.project, timed)
         log.info("suite %s %s: exit code %d", sid, status, code)

@@ -17,6 +17,9 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+#: With a measured per-assignment overhead, no assignment is planned shorter than this many times it.
+OVERHEAD_FACTOR = 10.0
+
 
 @dataclass(frozen=True)
 class Planned:
@@ -40,8 +43,14 @@ def split(
     per_slot: int = 4,
     min_assignment_s: float = 3.0,
     min_tests: int = 20,
+    overhead_s: float | None = None,
 ) -> list[Planned]:
-    """Split `test_ids` into assignments; every test lands in exactly one of them."""
+    """Split `test_ids` into assignments; every test lands in exactly one of them.
+
+    `overhead_s` is what an assignment cost beyond its tests last time (pytest start-up, bundle
+    unpacking); assignments are then planned at least OVERHEAD_FACTOR times as long, so the
+    start-ups stay a small share of the run.
+    """
     if not test_ids:
         return []
     if dist not in ("load", "loadfile"):
@@ -55,7 +64,8 @@ def split(
         fallback = statistics.median(known)
         estimate = {t: max(0.0, durations.get(t, fallback)) for t in test_ids}
         total = sum(estimate.values())
-        by_time = int(total // min_assignment_s) if min_assignment_s > 0 else len(units)
+        shortest = max(min_assignment_s, OVERHEAD_FACTOR * (overhead_s or 0.0))
+        by_time = int(total // shortest) if shortest > 0 else len(units)
         count = min(len(units), slots * per_slot, max(slots, by_time))
         bins = _lpt(units, estimate, count)
     else:

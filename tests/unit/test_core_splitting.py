@@ -268,3 +268,33 @@ def test_non_positive_slots_count_as_one(slots: int) -> None:
 )
 def test_module_of_is_the_file_part_of_a_node_id(node_id: str, module: str) -> None:
     assert module_of(node_id) == module
+
+
+def test_measured_overhead_makes_assignments_longer() -> None:
+    ids = [f"m{i % 20}.py::t{i}" for i in range(400)]
+    durations = {t: 0.25 for t in ids}  # 100 s in all
+    cheap = split(ids, slots=4, durations=durations, per_slot=4, min_assignment_s=3.0, overhead_s=0.1)
+    costly = split(ids, slots=4, durations=durations, per_slot=4, min_assignment_s=3.0, overhead_s=2.0)
+    assert len(cheap) == 16  # 100 s / 3 s allows 33; capped at slots * per_slot
+    assert len(costly) == 5  # no assignment under 10 x 2 s: 100 s / 20 s
+    assert sorted(t for p in costly for t in p.test_ids) == sorted(ids)
+
+
+def test_overhead_never_leaves_slots_idle() -> None:
+    ids = [f"m.py::t{i}" for i in range(40)]
+    planned = split(ids, slots=8, durations={t: 0.1 for t in ids}, overhead_s=5.0)
+    assert len(planned) == 8
+
+
+def test_assignment_overhead_is_the_median_wall_time_beyond_the_tests() -> None:
+    from coordinator.planner import assignment_overhead
+
+    rows = [
+        {"state": "done", "wall_s": 3.0, "test_ids": ["a", "b"]},  # 3.0 - 2.0 = 1.0
+        {"state": "done", "wall_s": 2.5, "test_ids": ["c"]},  # 2.5 - 1.0 = 1.5
+        {"state": "done", "wall_s": 9.0, "test_ids": ["d"]},  # 9.0 - 1.0 = 8.0
+        {"state": "failed", "wall_s": 100.0, "test_ids": ["e"]},  # not a normal run: ignored
+        {"state": "done", "test_ids": ["f"]},  # no wall time recorded: ignored
+    ]
+    assert assignment_overhead(rows, {t: 1.0 for t in "abcdef"}) == 1.5
+    assert assignment_overhead([], {}) is None
