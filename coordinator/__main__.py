@@ -12,11 +12,13 @@ def run() -> int:
 
     try:
         return main()
+    except SystemExit as exc:  # argparse: 2 on a bad option; farm's usage errors exit 4
+        return 4 if exc.code == 2 else int(exc.code or 0)
     except FarmError as exc:
         print(f"farm coordinator: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        return 130
+        return 2
 
 
 if __name__ == "__main__":

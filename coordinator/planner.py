@@ -15,7 +15,7 @@ from coordinator.state import SuiteState
 from farm.config import Settings
 from farm.model import Assignment, Collection, Completion, RecordBatch, SuiteSpec, TestRecord
 from farm.outcomes import Outcome, exit_code_for
-from farm.protocol import encode
+from farm.protocol import decode, encode
 
 log = logging.getLogger("farm.coordinator")
 
@@ -127,15 +127,32 @@ class Planner:
         if records:
             result = self.state.merge(batch.suite_id, records, assignment=batch.assignment_id,
                                       attempt=batch.attempt, worker=batch.worker, node=batch.node)
-            if result.newly_final:
+            row = self.state.add_received(batch.suite_id, batch.assignment_id, len(records)) or row
+            held = row.get("held_completion")
+            if held is not None and row.get("received", 0) >= decode(held, Completion).reported:
+                self._settle(decode(held, Completion))  # the records it was waiting for are in
+            elif result.newly_final:
                 self._maybe_finish(batch.suite_id)
 
     def completed(self, c: Completion) -> None:
-        row = self.state.update_assignment(c.suite_id, c.assignment_id, state=c.state, worker=c.worker,
-                                           node=c.node, finished_at=c.finished_at, exit_code=c.exit_code,
-                                           message=c.message[:4000], wall_s=max(0.0, c.finished_at - c.started_at))
+        """An attempt ended. Held until the records it says it sent have arrived (threads reorder)."""
+        row = self.state.assignment(c.suite_id, c.assignment_id)
         if row is None:
             log.warning("completion for unknown assignment %s dropped", c.assignment_id)
+            return
+        if row.get("received", 0) < c.reported:
+            self.state.update_assignment(c.suite_id, c.assignment_id, held_completion=encode(c),
+                                         held_since=time.time())
+            return
+        self._settle(c)
+
+    def _settle(self, c: Completion) -> None:
+        """Record how an attempt ended; its tests still without an outcome did not run."""
+        row = self.state.update_assignment(c.suite_id, c.assignment_id, state=c.state, worker=c.worker,
+                                           node=c.node, finished_at=c.finished_at, exit_code=c.exit_code,
+                                           message=c.message[:4000], wall_s=max(0.0, c.finished_at - c.started_at),
+                                           held_completion=None)
+        if row is None:
             return
         if not row.get("started_at"):
             self.state.update_assignment(c.suite_id, c.assignment_id, started_at=c.started_at)
@@ -148,7 +165,7 @@ class Planner:
         self._maybe_finish(c.suite_id)
 
     def cancel(self, suite_id: str) -> None:
-        self.state.set_fields(suite_id, cancel=time.time())
+        self.state.request_cancel(suite_id)
         status = self.state.field(suite_id, "status")
         if status == "submitted":
             spec = self.state.spec(suite_id)
@@ -157,6 +174,12 @@ class Planner:
     def sweep(self) -> None:
         """Periodic: close suites whose assignments did not all report in time."""
         for sid in self.state.active_suites():
+            for row in self.state.assignments(sid):
+                held = row.get("held_completion")
+                if held is not None and time.time() - row.get("held_since", 0.0) > COMPLETION_GRACE_S:
+                    log.warning("assignment %s: %d of its records never arrived", row["id"],
+                                decode(held, Completion).reported - row.get("received", 0))
+                    self._settle(decode(held, Completion))
             complete_at = self.state.field(sid, "complete_at")
             if complete_at and time.time() - float(complete_at) > COMPLETION_GRACE_S:
                 self._maybe_finish(sid, force=True)
@@ -191,7 +214,8 @@ class Planner:
         spec = self.state.spec(sid)
         counts = self.state.counts(sid)
         canceled = self.state.canceled(sid)
-        code = exit_code_for(counts, canceled=canceled, total=total)
+        collection = self.state.collection(sid)
+        code = exit_code_for(counts, canceled=canceled, collected=len(collection.test_ids) if collection else total)
         self._finalize(spec, "canceled" if canceled else "finished", code, "suite canceled" if canceled else "")
 
     def _finish_without_run(self, spec: SuiteSpec, collection: Collection | None, status: str, code: int,

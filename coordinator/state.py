@@ -8,7 +8,7 @@ apply atomically and the pure merge in `coordinator.aggregate` decides what chan
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgpack
@@ -21,7 +21,6 @@ from farm.errors import ProtocolError, SuiteNotFound
 from farm.model import Collection, SuiteSpec, TestRecord, WorkerInfo
 from farm.protocol import decode, encode
 
-ACTIVE = f"{keys.PREFIX}:active"  # set: suites not finished yet (the sweeper walks it)
 
 
 def _pack(obj: Any) -> bytes:
@@ -89,14 +88,18 @@ class SuiteState:
                 except redis.WatchError:
                     continue
 
+    def request_cancel(self, suite_id: str) -> None:
+        """Flag the suite canceled (workers check the flag); the first request's time is kept."""
+        self.r.hsetnx(keys.suite(suite_id), "cancel", time.time())
+
     def canceled(self, suite_id: str) -> bool:
         return self.r.hget(keys.suite(suite_id), "cancel") is not None
 
     def mark_active(self, suite_id: str) -> None:
-        self.r.sadd(ACTIVE, suite_id)
+        self.r.sadd(keys.ACTIVE, suite_id)
 
     def active_suites(self) -> list[str]:
-        return [s.decode() for s in self.r.smembers(ACTIVE)]
+        return [s.decode() for s in self.r.smembers(keys.ACTIVE)]
 
     # --- planning ------------------------------------------------------------------------
 
@@ -104,7 +107,8 @@ class SuiteState:
         """Record the collection and the planned assignments; False if the suite moved on already."""
         sid = collection.suite_id
         key = keys.suite(sid)
-        decided_ids = [d.test_id for d in collection.decided if d.test_id not in set(test_ids)]
+        runnable = set(test_ids)
+        decided_ids = [d.test_id for d in collection.decided if d.test_id not in runnable]
         all_ids = test_ids + decided_ids
         with self.r.pipeline() as pipe:
             while True:
@@ -127,6 +131,8 @@ class SuiteState:
                         pipe.hset(keys.outcomes(sid), mapping={t: PENDING for t in chunk})
                     for a in assignments:
                         pipe.hset(keys.assignments(sid), a["id"], _pack(a))
+                    for key in keys.suite_keys(sid):  # nothing lives forever, finished or not
+                        pipe.expire(key, self.settings.suite_ttl_s)
                     pipe.execute()
                     return True
                 except redis.WatchError:
@@ -163,6 +169,8 @@ class SuiteState:
                             pipe.hincrby(keys.counts(suite_id), outcome, delta)
                     if result.newly_final:
                         pipe.hincrby(keys.suite(suite_id), "done", result.newly_final)
+                    for key in (keys.records(suite_id), keys.attempts(suite_id), keys.counts(suite_id)):
+                        pipe.expire(key, self.settings.suite_ttl_s)
                     pipe.execute()
                     return result
                 except redis.WatchError:
@@ -185,6 +193,17 @@ class SuiteState:
         return row
 
     def update_assignment(self, suite_id: str, assignment_id: str, **fields: Any) -> dict[str, Any] | None:
+        """Set fields of an assignment's row; returns the updated row (None if there is none)."""
+        return self._modify_assignment(suite_id, assignment_id, lambda row: row.update(fields))
+
+    def add_received(self, suite_id: str, assignment_id: str, count: int) -> dict[str, Any] | None:
+        """Count records merged for an assignment; returns its updated row."""
+        return self._modify_assignment(
+            suite_id, assignment_id, lambda row: row.update(received=row.get("received", 0) + count))
+
+    def _modify_assignment(self, suite_id: str, assignment_id: str,
+                           change: Callable[[dict[str, Any]], None]) -> dict[str, Any] | None:
+        """Read-modify-write of one assignment row, atomic under concurrent coordinator threads."""
         akey = keys.assignments(suite_id)
         with self.r.pipeline() as pipe:
             while True:
@@ -195,7 +214,7 @@ class SuiteState:
                         pipe.unwatch()
                         return None
                     row: dict[str, Any] = _unpack(data)
-                    row.update(fields)
+                    change(row)
                     pipe.multi()
                     pipe.hset(akey, assignment_id, _pack(row))
                     pipe.execute()
@@ -259,7 +278,7 @@ class SuiteState:
         with self.r.pipeline() as pipe:
             pipe.set(keys.report(suite_id), report_json)
             pipe.hset(keys.suite(suite_id), mapping=fields)
-            pipe.srem(ACTIVE, suite_id)
+            pipe.srem(keys.ACTIVE, suite_id)
             for key in keys.suite_keys(suite_id):
                 pipe.expire(key, ttl)
             pipe.execute()

@@ -55,8 +55,9 @@ def make_app(settings: Settings, *, pools: tuple[str, ...] = ()) -> Celery:
         # Acknowledge after the task ran, so an assignment whose worker dies is delivered again
         # instead of being lost (Knapsack-style "fetched but never run" batches).
         task_acks_late=True,
-        # When a pool child is killed mid-task the message goes back to the queue; farm's own
-        # attempt counter (not Celery's) caps how often that can happen.
+        # When a pool child is killed mid-task the message goes back to the queue instead of
+        # being acknowledged as done. (Capping such redeliveries with farm's own attempt counter
+        # is not built yet: see "What is not done yet" in docs/how-it-works.md.)
         task_reject_on_worker_lost=True,
         # One message in flight per slot: a busy slot must not hoard assignments that an idle
         # slot elsewhere could run now.

@@ -40,7 +40,8 @@ def main() -> None:
 @click.argument("path", type=click.Path(path_type=Path))
 @click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
 @broker_option
-@click.option("--pool", default="default", show_default=True, help="Pool whose workers run the suite.")
+@click.option("--pool", envvar="FARM_POOL", default="default", show_default=True,
+              help="Pool whose workers run the suite [env: FARM_POOL].")
 @click.option("--dist", type=click.Choice(["load", "loadfile"]), default="load", show_default=True,
               help="load: spread tests; loadfile: keep each module's tests together.")
 @click.option("--junit-xml", type=click.Path(path_type=Path, dir_okay=False), help="Write JUnit XML here.")

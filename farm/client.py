@@ -83,7 +83,8 @@ class Client:
             self.store.hset(keys.suite(suite_id), mapping={
                 "spec": encode(spec), "status": "submitted", "submitted_at": spec.submitted_at,
             })
-            self.store.zadd(keys.SUITES, {suite_id: spec.submitted_at})
+            # Even a suite that never finishes (its farm went away) expires in time.
+            self.store.expire(keys.suite(suite_id), self.settings.suite_ttl_s)
             self.app.send_task(SUITE_SUBMITTED, args=[suite_id])
         except redis.RedisError as exc:
             raise BrokerUnreachable(f"lost the broker while submitting: {exc}") from None

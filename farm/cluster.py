@@ -27,6 +27,7 @@ from farm import keys
 from farm.errors import InfrastructureError, UsageError
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
+_CLUSTER_OWNED = ("FARM_BROKER_URL", "FARM_STATE_URL", "CELERY_BROKER_URL", "FARM_POOL")
 
 
 def free_port() -> int:
@@ -168,8 +169,10 @@ class LocalCluster:
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         log: IO[bytes] = open(self.root / f"{name}.log", "wb")
         try:
+            # The cluster decides its own broker and state store: none inherited from the caller.
+            inherited = {k: v for k, v in os.environ.items() if k not in _CLUSTER_OWNED}
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    env={**os.environ, **(env or {})}, start_new_session=True,
+                                    env={**inherited, **(env or {})}, start_new_session=True,
                                     preexec_fn=_die_with_parent, cwd=self.root)
         finally:
             log.close()

@@ -18,7 +18,7 @@ from farm.errors import UsageError
 
 @dataclass(frozen=True)
 class Settings:
-    """Every tunable of farm, with its default and the environment variable that sets it."""
+    """Every tunable of farm, with its default (and the environment variable, where one sets it)."""
 
     # FARM_BROKER_URL: the Redis broker. None means: run an embedded farm for this one suite.
     broker_url: str | None = None

@@ -64,4 +64,4 @@ def history(project: str) -> str:
 
 
 WORKERS = f"{PREFIX}:workers"  # hash: worker name → msgpack WorkerInfo
-SUITES = f"{PREFIX}:suites"  # sorted set: suite id by submission time
+ACTIVE = f"{PREFIX}:active"  # set: suites not finished yet (the coordinator's sweeper walks it)

@@ -86,15 +86,20 @@ _CATEGORY = {
 }
 
 
-def exit_code_for(counts: dict[str, int], *, canceled: bool, total: int) -> int:
+def exit_code_for(counts: dict[str, int], *, canceled: bool, collected: int) -> int:
     """Pytest-compatible exit code of a finished suite.
 
-    0 all passed; 1 some failed or errored; 2 interrupted (canceled); 5 nothing collected.
+    `collected` is how many runnable tests collection found (module-level skips and collection
+    errors are not runnable tests). 2 interrupted (canceled); 5 nothing collected, as pytest
+    even when a module was skipped; 1 some test failed or errored; 3 some test never ran
+    although nothing was canceled (the farm failed to run it); 0 otherwise.
     """
     if canceled:
         return 2
-    if total == 0:
+    if collected == 0:
         return 5
     if counts.get(Outcome.FAILED.value, 0) or counts.get(Outcome.ERROR.value, 0):
         return 1
+    if counts.get(Outcome.NOT_RUN.value, 0):
+        return 3
     return 0

@@ -204,7 +204,8 @@ class _RunRecorder:
         phases = state["phases"]
         if state["sub"] and "call" in phases:
             call = phases["call"]
-            call["longrepr"] = "\n\n".join(state["sub"] + [call.get("longrepr", "")]).strip()
+            joined = "\n\n".join(state["sub"] + [call.get("longrepr", "")]).strip()
+            call["longrepr"] = _cap(joined, self.longrepr_cap)
         failing = any(p["cat"] in ("failed", "error") for p in phases.values())
         self.emitter.emit({
             "k": "test",

@@ -16,6 +16,14 @@ from workers.backends.base import ExecutionBackend, RunningPytest, RunRequest
 CANCEL_POLL_S = 0.5
 #: How long stopped runners get between TERM and KILL.
 STOP_GRACE_S = 3.0
+#: A batch is sent once its text reaches this many characters (at most 4 bytes each in UTF-8),
+#: whatever its record count, so no message nears the protocol's 64 MiB limit.
+BATCH_CHARS = 2 * 1024 * 1024
+
+
+def _size(record: TestRecord) -> int:
+    return len(record.test_id) + len(record.message) + len(record.longrepr) + sum(
+        len(name) + len(text) for name, text in record.sections)
 
 
 class RecordSink(Protocol):
@@ -37,12 +45,14 @@ class _Stream:
     batch_size: int
     interval_s: float
     pending: list[TestRecord] = field(default_factory=list)
+    pending_chars: int = 0
     sent: int = 0
     last_flush: float = field(default_factory=time.monotonic)
 
     def add(self, record: TestRecord) -> None:
         self.pending.append(record)
-        if len(self.pending) >= self.batch_size:
+        self.pending_chars += _size(record)
+        if len(self.pending) >= self.batch_size or self.pending_chars >= BATCH_CHARS:
             self.flush()
 
     def tick(self) -> None:
@@ -57,6 +67,7 @@ class _Stream:
                                          tuple(self.pending)))
         self.sent += len(self.pending)
         self.pending = []
+        self.pending_chars = 0
         self.last_flush = time.monotonic()
 
 

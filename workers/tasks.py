@@ -64,7 +64,9 @@ def register(ctx: WorkerContext) -> None:
         try:
             collection = runner.collect_suite(spec, backend=ctx.backend, bundle=ctx.bundles.path, worker=worker,
                                               settings=ctx.settings)
-        except FarmError as exc:
+        except Exception as exc:  # whatever broke, the coordinator must hear of it, or the suite waits forever
+            if not isinstance(exc, FarmError):
+                log.exception("collecting suite %s failed", spec.suite_id)
             log.error("collecting suite %s failed: %s", spec.suite_id, exc)
             collection = Collection(spec.suite_id, worker, 3, (), (), f"collection failed on {worker}: {exc}")
         ctx.app.send_task(SUITE_COLLECTED, args=[encode(collection)])
@@ -82,7 +84,9 @@ def register(ctx: WorkerContext) -> None:
                 assignment, backend=ctx.backend, bundle=ctx.bundles.path, sink=ctx, worker=worker,
                 settings=ctx.settings, is_canceled=lambda: ctx.is_canceled(assignment.suite_id),
             )
-        except FarmError as exc:
+        except Exception as exc:  # as above: always send a completion
+            if not isinstance(exc, FarmError):
+                log.exception("assignment %s failed", assignment.assignment_id)
             log.error("assignment %s failed: %s", assignment.assignment_id, exc)
             now = time.time()
             ctx.send_completion(Completion(assignment.suite_id, assignment.assignment_id, assignment.attempt,

@@ -264,7 +264,7 @@ def test_fold_phases_xfail_decided_at_setup_is_xfailed(teardown: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("counts", "canceled", "total", "code"),
+    ("counts", "canceled", "collected", "code"),
     [
         ({"passed": 3}, False, 3, 0),
         ({"passed": 1, "skipped": 1, "xfailed": 1, "xpassed": 1}, False, 4, 0),
@@ -276,10 +276,13 @@ def test_fold_phases_xfail_decided_at_setup_is_xfailed(teardown: str) -> None:
         ({"not_run": 3}, True, 3, 2),
         ({}, True, 0, 2),
         ({}, False, 0, 5),
+        ({"skipped": 1}, False, 0, 5),  # only a module-level skip: pytest says no tests collected
+        ({"passed": 2, "not_run": 1}, False, 3, 3),  # the farm failed to run a test
+        ({"failed": 1, "not_run": 1}, False, 2, 1),  # pytest -x: a failure, then the rest not run
     ],
 )
-def test_exit_code_matches_pytest(counts: dict[str, int], canceled: bool, total: int, code: int) -> None:
-    assert exit_code_for(counts, canceled=canceled, total=total) == code
+def test_exit_code_matches_pytest(counts: dict[str, int], canceled: bool, collected: int, code: int) -> None:
+    assert exit_code_for(counts, canceled=canceled, collected=collected) == code
 
 
 def test_only_failed_and_error_are_failures() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import json
 import os
@@ -89,6 +90,7 @@ class LocalRun:
                     stderr=subprocess.STDOUT,
                     pass_fds=(write_fd,),
                     start_new_session=True,  # its own process group: stop() takes the whole group
+                    preexec_fn=_die_with_parent,  # a killed pool child takes its runner with it
                 )
         finally:
             os.close(write_fd)
@@ -160,6 +162,14 @@ class LocalRun:
         except OSError:
             pass
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _die_with_parent() -> None:
+    """In the runner before exec: SIGKILL when the worker process that started it dies."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
 
 
 def _runner_env(base: os._Environ[str] | dict[str, str]) -> dict[str, str]:

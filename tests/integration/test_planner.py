@@ -1,0 +1,113 @@
+"""The coordinator's Planner against a real redis-server, with Celery publishing recorded.
+
+The real publishing path is covered by test_pipeline.py; here the order of messages is chosen
+by the test, to reproduce the reorderings the coordinator's threads can produce.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import redis
+
+from coordinator.planner import Planner
+from coordinator.state import SuiteState
+from farm import keys
+from farm.config import Settings
+from farm.model import Assignment, Collection, Completion, RecordBatch, SuiteSpec, TestRecord, WorkerInfo
+from farm.outcomes import Outcome
+from farm.protocol import encode
+
+
+class Published:
+    """Records what the planner would publish on the pools' queues."""
+
+    def __init__(self) -> None:
+        self.collects: list[SuiteSpec] = []
+        self.assignments: list[Assignment] = []
+
+    def collect(self, spec: SuiteSpec) -> None:
+        self.collects.append(spec)
+
+    def assignment(self, pool: str, a: Assignment) -> None:
+        self.assignments.append(a)
+
+
+def _planner(url: str) -> tuple[Planner, SuiteState, Published]:
+    settings = Settings(broker_url=url)
+    state = SuiteState(redis.Redis.from_url(url), settings)
+    state.r.hset(keys.WORKERS, "w@h", encode(WorkerInfo("w@h", "h", 1, "default", "local")))
+    published = Published()
+    return Planner(state, settings, published.collect, published.assignment), state, published
+
+
+def _submit(state: SuiteState, planner: Planner, sid: str) -> None:
+    spec = SuiteSpec(sid, "proj", "0" * 64, "default", "load", (), time.time())
+    state.r.hset(keys.suite(sid), mapping={"spec": encode(spec), "status": "submitted",
+                                           "submitted_at": spec.submitted_at})
+    planner.submitted(sid)
+
+
+def _report(state: SuiteState, sid: str) -> dict:
+    data = state.r.get(keys.report(sid))
+    assert data is not None, "the suite has no report"
+    return json.loads(data)
+
+
+def test_a_completion_that_overtakes_its_records_waits_for_them(redis_url: str) -> None:
+    planner, state, published = _planner(redis_url)
+    _submit(state, planner, "s1")
+    planner.collected(Collection("s1", "w@h", 0, ("t.py::a", "t.py::b")))
+    (a,) = published.assignments
+    now = time.time()
+    # The completion (2 records sent) is handled before the batch that carries them.
+    planner.completed(Completion("s1", a.assignment_id, 1, "w@h", "local:h", "done", now, now + 1, 1, 2))
+    assert state.counts("s1") == {}, "tests were given up on before their records arrived"
+    assert state.field("s1", "status") == "running"
+    planner.records(RecordBatch("s1", a.assignment_id, 1, "w@h", "local:h", (
+        TestRecord("t.py::a", Outcome.PASSED, 0.1), TestRecord("t.py::b", Outcome.FAILED, 0.2))))
+    report = _report(state, "s1")
+    assert report["summary"]["passed"] == 1 and report["summary"]["failed"] == 1
+    assert report["summary"]["not_run"] == 0 and report["exit_code"] == 1
+    assert report["assignments"][0]["state"] == "done"
+
+
+def test_a_held_completion_is_settled_by_the_sweeper_when_records_never_come(redis_url: str,
+                                                                            monkeypatch) -> None:
+    import coordinator.planner as planner_module
+
+    monkeypatch.setattr(planner_module, "COMPLETION_GRACE_S", 0.2)
+    planner, state, published = _planner(redis_url)
+    _submit(state, planner, "s2")
+    planner.collected(Collection("s2", "w@h", 0, ("t.py::a",)))
+    (a,) = published.assignments
+    now = time.time()
+    planner.completed(Completion("s2", a.assignment_id, 1, "w@h", "local:h", "failed", now, now, -9, 1,
+                                 "runner exited with code -9"))
+    time.sleep(0.3)
+    planner.sweep()
+    report = _report(state, "s2")
+    assert report["tests"][0]["outcome"] == "not_run"
+    assert "runner exited with code -9" in report["tests"][0]["message"]
+    assert report["exit_code"] == 3  # the farm failed to run a test: an infrastructure error
+
+
+def test_a_suite_of_only_a_module_level_skip_exits_5_like_pytest(redis_url: str) -> None:
+    planner, state, published = _planner(redis_url)
+    _submit(state, planner, "s3")
+    skip = TestRecord("t_skip.py", Outcome.SKIPPED, phase="collect", message="whole module skipped")
+    planner.collected(Collection("s3", "w@h", 5, (), (skip,)))
+    report = _report(state, "s3")
+    assert report["exit_code"] == 5 and report["summary"]["skipped"] == 1
+    assert published.assignments == []
+
+
+def test_collection_delivered_twice_publishes_assignments_once(redis_url: str) -> None:
+    planner, state, published = _planner(redis_url)
+    _submit(state, planner, "s4")
+    collection = Collection("s4", "w@h", 0, tuple(f"t.py::t{i}" for i in range(50)))
+    planner.collected(collection)
+    first = len(published.assignments)
+    planner.collected(collection)
+    assert first >= 1 and len(published.assignments) == first
