@@ -22,7 +22,6 @@ from farm.model import Collection, SuiteSpec, TestRecord, WorkerInfo
 from farm.protocol import decode, encode
 
 
-
 def _pack(obj: Any) -> bytes:
     data: bytes = msgpack.packb(obj, use_bin_type=True)
     return data
