@@ -17,8 +17,8 @@ def markdown(results: dict[str, Any]) -> str:
             f"pytest {machine['pytest']} · pytest-xdist {machine['xdist']}"
         ),
         "",
-        "| scenario | tool | slots | wall (s) | ratio | result |",
-        "|---|---|---:|---:|---:|---|",
+        "| scenario | tool | slots | wall (s) | ratio | makespan (s) | makespan / bound | result |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
     ]
     # Only the load before the bench started says something about others: the bench loads the machine itself.
     load = machine["loadavg_at_start"][0]
@@ -32,13 +32,15 @@ def markdown(results: dict[str, Any]) -> str:
         for row in scenario["timings"]:
             wall = "" if row["wall_s"] is None else f"{row['wall_s']:.2f}"
             ratio = row.get("ratio")
+            span, span_ratio = row.get("makespan_s"), row.get("makespan_ratio")
             lines.append(
                 f"| {name} | {row['label']} | {row.get('slots', '')} | {wall} | "
-                f"{'' if ratio is None else f'{ratio:.2f}'} | {_result(row)} |"
+                f"{'' if ratio is None else f'{ratio:.2f}'} | {'' if span is None else f'{span:.2f}'} | "
+                f"{'' if span_ratio is None else f'{span_ratio:.2f}'} | {_result(row)} |"
             )
         farm_error = scenario.get("farm_error")
         if farm_error:
-            lines.append(f"| {name} | farm | {scenario['slots']} |  |  | not run: {_cell(farm_error)} |")
+            lines.append(f"| {name} | farm | {scenario['slots']} |  |  |  |  | not run: {_cell(farm_error)} |")
     lines.append("")
     for name, scenario in results["scenarios"].items():
         lines.append(f"- {name}: {scenario['about']}")

@@ -171,20 +171,29 @@ def skewed(bench: Bench, slots: int) -> dict[str, Any]:
     farm = bench.farm_runs("skewed", suite, slots, info)
     for row in [xdist, *farm]:
         row["ratio"] = _ratio(row, bound)
+        # Makespan: the session time each tool reports ("in 12.34s"): for pytest, its session
+        # without interpreter start-up; for farm, submission to the last merged result.
+        found = SESSION_TIME.search(row["summary"] or "") if row["ok"] else None
+        row["makespan_s"] = float(found.group(1)) if found else None
+        row["makespan_ratio"] = row["makespan_s"] / bound if row["makespan_s"] else None
     info["timings"] = [xdist, *farm]
     info["about"] = (
         f"{len(durations)} sleeping tests, total {sum(durations):.1f} s, longest {max(durations):.2f} s; "
-        f"lower bound max(total / {slots}, longest) = {bound:.2f} s; ratio = wall / lower bound"
+        f"lower bound max(total / {slots}, longest) = {bound:.2f} s; ratio = wall / lower bound; "
+        "makespan = the session time the tool reports, judged against the target"
     )
-    second = [farm[1]["ratio"]] if len(farm) >= 2 else [None]
+    second = [farm[1]["makespan_ratio"]] if len(farm) >= 2 else [None]
     info["target"] = _target(
-        f"farm run 2 ≤ {SKEWED_TARGET} × lower bound at {SKEWED_SLOTS} slots",
+        f"farm run 2 makespan ≤ {SKEWED_TARGET} × lower bound at {SKEWED_SLOTS} slots",
         second,
         SKEWED_TARGET,
         1,
         slots == SKEWED_SLOTS,
     )
     return info
+
+
+SESSION_TIME = re.compile(r" in ([0-9.]+)s")
 
 
 def _ratio(row: dict[str, Any], reference: float | None) -> float | None:
@@ -264,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         (tmp / "tmp").mkdir()
         env = {**os.environ, "TMPDIR": str(tmp / "tmp")}  # whatever the tools leave in TMPDIR goes too
+        if os.sep in args.python:  # commands run in the suite's directory: a relative path would break
+            args.python = os.path.abspath(args.python)
         bench = Bench(args.python, args.farm, args.runs, args.timeout, args.startup_timeout, tmp, env)
         results: dict[str, Any] = {"machine": machine_info(args.python, 60.0), "farm": args.farm, "runs": args.runs}
         scenarios: dict[str, dict[str, Any]] = {}

@@ -90,7 +90,8 @@ class Planner:
         rows = []
         assignments = []
         for i, p in enumerate(planned):
-            a = Assignment(sid, f"{sid}-a{i:03d}", 1, spec.bundle_digest, spec.pytest_args, p.test_ids, p.expected_s)
+            a = Assignment(sid, f"{sid}-a{i:03d}", 1, spec.bundle_digest, spec.pytest_args, p.test_ids, p.expected_s,
+                           priority=i)
             assignments.append(a)
             rows.append({"id": a.assignment_id, "attempt": 1, "state": "queued", "test_ids": list(p.test_ids),
                          "expected_s": p.expected_s, "worker": "", "node": "", "started_at": 0.0,
@@ -136,15 +137,11 @@ class Planner:
 
     def completed(self, c: Completion) -> None:
         """An attempt ended. Held until the records it says it sent have arrived (threads reorder)."""
-        row = self.state.assignment(c.suite_id, c.assignment_id)
-        if row is None:
+        held = self.state.hold_completion(c.suite_id, c.assignment_id, encode(c), c.reported)
+        if held is None:
             log.warning("completion for unknown assignment %s dropped", c.assignment_id)
-            return
-        if row.get("received", 0) < c.reported:
-            self.state.update_assignment(c.suite_id, c.assignment_id, held_completion=encode(c),
-                                         held_since=time.time())
-            return
-        self._settle(c)
+        elif not held:
+            self._settle(c)
 
     def _settle(self, c: Completion) -> None:
         """Record how an attempt ended; its tests still without an outcome did not run."""

@@ -200,6 +200,23 @@ class SuiteState:
         return self._modify_assignment(
             suite_id, assignment_id, lambda row: row.update(received=row.get("received", 0) + count))
 
+    def hold_completion(self, suite_id: str, assignment_id: str, completion: bytes, reported: int) -> bool | None:
+        """Keep a completion on its row until `reported` records were received; True if kept.
+
+        Decided in the same transaction that add_received uses, so a batch merged concurrently
+        either sees the held completion (and settles it) or is counted before this decision.
+        """
+        held: list[bool] = []
+
+        def change(row: dict[str, Any]) -> None:
+            held[:] = [row.get("received", 0) < reported]
+            if held[0]:
+                row.update(held_completion=completion, held_since=time.time())
+
+        if self._modify_assignment(suite_id, assignment_id, change) is None:
+            return None
+        return held[0]
+
     def _modify_assignment(self, suite_id: str, assignment_id: str,
                            change: Callable[[dict[str, Any]], None]) -> dict[str, Any] | None:
         """Read-modify-write of one assignment row, atomic under concurrent coordinator threads."""

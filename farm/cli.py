@@ -74,7 +74,9 @@ def submit_suite(path: Path, pytest_args: tuple[str, ...], broker: str | None, p
     if settings.broker_url:
         _exit(_submit_and_wait(settings, bundle, name, pool, dist, pytest_args, junit_xml, json_path, no_wait,
                                verbose))
-    spec = ClusterSpec(slots=local_workers or os.cpu_count() or 1, pool=pool, python=python)
+    # Absolute, but not resolved: a venv's python is a symlink that must stay inside its venv.
+    spec = ClusterSpec(slots=local_workers or os.cpu_count() or 1, pool=pool,
+                       python=os.path.abspath(python) if python else None)
     cluster = LocalCluster(spec)
     cluster.start()
     try:
@@ -231,7 +233,8 @@ def cancel(suite_id: str, broker: str | None) -> None:
 @click.option("--slots", type=click.IntRange(min=1), default=os.cpu_count() or 1, show_default=True,
               help="Slots per worker.")
 @click.option("--pool", default="default", show_default=True)
-@click.option("--python", type=click.Path(exists=True, dir_okay=False), help="Interpreter that runs pytest.")
+@click.option("--python", type=click.Path(exists=True, dir_okay=False),
+              help="Interpreter that runs pytest.")
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="Redis port [default: a free one].")
 @click.option("--flower", is_flag=True, help="Also start Flower.")
 @click.option("--flower-address", default="127.0.0.1", show_default=True)
@@ -240,7 +243,8 @@ def cancel(suite_id: str, broker: str | None) -> None:
 def up(workers: int, slots: int, pool: str, python: str | None, port: int | None, flower: bool,
        flower_address: str, flower_port: int, flower_auth: str | None) -> None:
     """Start a local farm in the foreground until Ctrl-C, and print its broker URL."""
-    spec = ClusterSpec(workers=workers, slots=slots, pool=pool, python=python, flower=flower,
+    spec = ClusterSpec(workers=workers, slots=slots, pool=pool, python=os.path.abspath(python) if python else None,
+                       flower=flower,
                        flower_address=flower_address, flower_port=flower_port, flower_auth=flower_auth,
                        redis_port=port, appendonly=True)
     with LocalCluster(spec) as cluster:

@@ -100,7 +100,7 @@ class Client:
         elapsed = time.time() - float(submitted or time.time())
         return Progress(_text(status), int(total or 0), int(done or 0), failed, elapsed)
 
-    def wait(self, suite_id: str, on_progress: Callable[[Progress], None], interval_s: float = 0.2) -> Progress:
+    def wait(self, suite_id: str, on_progress: Callable[[Progress], None], interval_s: float = 0.1) -> Progress:
         """Poll until the suite ends, reporting progress; returns the final snapshot."""
         while True:
             p = self.progress(suite_id)

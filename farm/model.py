@@ -64,6 +64,9 @@ class Assignment:
     pytest_args: tuple[str, ...]
     test_ids: tuple[str, ...]
     expected_s: float = 0.0  # sum of recorded durations, 0 when unknown
+    # Publish order: 0 for the largest. On a host with more slots than cores, runners of later
+    # assignments get a lower CPU priority, so the critical path starts first.
+    priority: int = 0
 
 
 @dataclass(frozen=True)

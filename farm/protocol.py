@@ -179,6 +179,7 @@ _FIELD: dict[str, Callable[[Any], Any]] = {
     "attempt": _int,
     "exit_code": _int,
     "reported": _int,
+    "priority": _int,
     "slots": _int,
 }
 

@@ -12,6 +12,8 @@ from farm.model import Assignment, Collection, Completion, RecordBatch, SuiteSpe
 from workers import records as rec
 from workers.backends.base import ExecutionBackend, RunningPytest, RunRequest
 
+#: The lowest CPU priority given to a runner (for the assignments published last).
+MAX_NICENESS = 10
 #: How often the runner asks whether its suite was canceled.
 CANCEL_POLL_S = 0.5
 #: How long stopped runners get between TERM and KILL.
@@ -93,6 +95,7 @@ def run_assignment(
         label=assignment.assignment_id,
         output_cap=settings.output_cap_bytes,
         longrepr_cap=settings.longrepr_cap_bytes,
+        niceness=min(MAX_NICENESS, assignment.priority),
     )
     run = backend.start(request)
     stream = _Stream(sink, assignment, worker, run.node, settings.batch_records, settings.batch_interval_s)

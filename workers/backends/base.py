@@ -18,6 +18,7 @@ class RunRequest:
     label: str  # names the environment (assignment id or suite id)
     output_cap: int = 64 * 1024
     longrepr_cap: int = 256 * 1024
+    niceness: int = 0  # added to the runner's CPU niceness (0: as the worker)
 
 
 class RunningPytest(Protocol):

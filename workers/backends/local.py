@@ -90,7 +90,7 @@ class LocalRun:
                     stderr=subprocess.STDOUT,
                     pass_fds=(write_fd,),
                     start_new_session=True,  # its own process group: stop() takes the whole group
-                    preexec_fn=_die_with_parent,  # a killed pool child takes its runner with it
+                    preexec_fn=lambda: _prepare_child(request.niceness),
                 )
         finally:
             os.close(write_fd)
@@ -164,12 +164,15 @@ class LocalRun:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def _die_with_parent() -> None:
-    """In the runner before exec: SIGKILL when the worker process that started it dies."""
+def _prepare_child(niceness: int) -> None:
+    """In the runner before exec: die with the worker process that started it, and take the
+    CPU priority its assignment was given."""
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except OSError:
         pass
+    if niceness > 0:
+        os.nice(niceness)
 
 
 def _runner_env(base: os._Environ[str] | dict[str, str]) -> dict[str, str]:
