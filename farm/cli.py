@@ -299,6 +299,7 @@ def _on_term(signum: int, frame: Any) -> None:
 def run(argv: list[str] | None = None, prog: str = "farm") -> int:
     """Run the CLI; every error becomes one line on stderr and a documented exit code."""
     signal.signal(signal.SIGTERM, _on_term)
+    signal.signal(signal.SIGHUP, _on_term)  # the terminal went away: clean up as for Ctrl-C
     # Ctrl-C must always stop a farm, even when started from a shell that ignores SIGINT in
     # background jobs.
     signal.signal(signal.SIGINT, signal.default_int_handler)

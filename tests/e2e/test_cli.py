@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
 from support.helpers import FARM, LEAN, copy_fixture, farm
 
@@ -235,3 +237,24 @@ def test_second_run_splits_by_recorded_durations(running_farm, tmp_path: Path) -
     # Durations were recorded by the first run: the second assignment plan carries expected times.
     assert all(t["duration_s"] >= 0.5 for t in reports[0]["tests"])
     assert reports[1]["summary"]["passed"] == 3
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_interrupting_the_embedded_farm_tears_everything_down(tmp_path: Path, sig: signal.Signals) -> None:
+    project = copy_fixture("slow", tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
+    proc = subprocess.Popen([FARM, "submit-suite", str(project), "--local-workers", "2", "--", *LEAN, "tests"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 60
+    while not list(Path(tempfile.gettempdir()).glob("farm-cluster-*/worker-0/runs/*")):
+        assert time.monotonic() < deadline and proc.poll() is None, "no assignment ever started"
+        time.sleep(0.1)
+    children = psutil.Process(proc.pid).children(recursive=True)
+    assert children, "the embedded farm has no processes"
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2, err
+    assert "Traceback" not in err
+    gone, alive = psutil.wait_procs(children, timeout=15)
+    assert not alive, f"left running: {[p.cmdline()[:3] for p in alive]}"
+    assert not list(Path(tempfile.gettempdir()).glob("farm-cluster-*"))
