@@ -91,7 +91,7 @@ class Planner:
         assignments = []
         for i, p in enumerate(planned):
             a = Assignment(sid, f"{sid}-a{i:03d}", 1, spec.bundle_digest, spec.pytest_args, p.test_ids, p.expected_s,
-                           priority=i)
+                           test_timeout_s=spec.test_timeout_s, priority=i)
             assignments.append(a)
             rows.append({"id": a.assignment_id, "attempt": 1, "state": "queued", "test_ids": list(p.test_ids),
                          "expected_s": p.expected_s, "worker": "", "node": "", "started_at": 0.0,

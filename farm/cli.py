@@ -14,9 +14,9 @@ import click
 
 from farm import __version__
 from farm.bundle import make_bundle
-from farm.client import Client, Progress, check_broker_url
+from farm.client import Client, Progress, SuiteOptions, check_broker_url
 from farm.cluster import ClusterSpec, LocalCluster
-from farm.config import Settings
+from farm.config import Settings, parse_duration
 from farm.errors import FarmError, Interrupted, UsageError
 
 #: Exit codes, as pytest's.
@@ -53,10 +53,12 @@ def main() -> None:
 @click.option("--python", "python", type=click.Path(exists=True, dir_okay=False),
               help="Embedded farm only: interpreter that runs pytest [default: farm's].")
 @click.option("--project", default=None, help="Name under which durations are recorded [default: PATH's name].")
+@click.option("--test-timeout", "test_timeout", metavar="DURATION", default=None,
+              help="Stop a test running longer (e.g. 30s, 5m) and record it as timeout, with its stack.")
 @click.option("-v", "--verbose", is_flag=True, help="List skipped and xfailed tests in the summary.")
 def submit_suite(path: Path, pytest_args: tuple[str, ...], broker: str | None, pool: str, dist: str,
                  junit_xml: Path | None, json_path: Path | None, no_wait: bool, local_workers: int | None,
-                 python: str | None, project: str | None, verbose: bool) -> None:
+                 python: str | None, project: str | None, test_timeout: str | None, verbose: bool) -> None:
     """Run the pytest suite of the project at PATH on the farm; pytest options go after `--`.
 
     With no broker configured, runs an embedded farm for this one suite.
@@ -69,11 +71,12 @@ def submit_suite(path: Path, pytest_args: tuple[str, ...], broker: str | None, p
     if not settings.broker_url and no_wait:
         raise UsageError("--no-wait needs a running farm: pass --broker URL or set FARM_BROKER_URL")
     _check_writable(junit_xml, json_path)
+    options = SuiteOptions(test_timeout_s=_duration("--test-timeout", test_timeout))
     bundle = make_bundle(path, settings.max_bundle_bytes)
     name = project or path.resolve().name
     if settings.broker_url:
         _exit(_submit_and_wait(settings, bundle, name, pool, dist, pytest_args, junit_xml, json_path, no_wait,
-                               verbose))
+                               verbose, options))
     # Absolute, but not resolved: a venv's python is a symlink that must stay inside its venv.
     spec = ClusterSpec(slots=local_workers or os.cpu_count() or 1, pool=pool,
                        python=os.path.abspath(python) if python else None)
@@ -82,7 +85,7 @@ def submit_suite(path: Path, pytest_args: tuple[str, ...], broker: str | None, p
     try:
         settings = replace(settings, broker_url=cluster.broker_url)
         code = _submit_and_wait(settings, bundle, name, pool, dist, pytest_args, junit_xml, json_path, False,
-                                verbose, cluster=cluster)
+                                verbose, options, cluster=cluster)
     except BaseException:
         cluster.stop()  # warm: workers stop their runners
         raise
@@ -92,10 +95,11 @@ def submit_suite(path: Path, pytest_args: tuple[str, ...], broker: str | None, p
 
 def _submit_and_wait(settings: Settings, bundle: Any, project: str, pool: str, dist: str,
                      pytest_args: tuple[str, ...], junit_xml: Path | None, json_path: Path | None, no_wait: bool,
-                     verbose: bool, cluster: LocalCluster | None = None) -> int:
+                     verbose: bool, options: SuiteOptions, cluster: LocalCluster | None = None) -> int:
     client = Client(settings)
     try:
-        suite_id = client.submit(bundle, project=project, pool=pool, dist=dist, pytest_args=pytest_args)
+        suite_id = client.submit(bundle, project=project, pool=pool, dist=dist, pytest_args=pytest_args,
+                                 options=options)
         if no_wait:
             click.echo(suite_id)
             return EXIT_OK
@@ -155,6 +159,15 @@ def _emit_report(report: dict[str, Any], junit_xml: Path | None, json_path: Path
     if json_path:
         write_json(report, json_path)
     return int(report["exit_code"])
+
+
+def _duration(option: str, text: str | None) -> float:
+    if text is None:
+        return 0.0
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}") from None
 
 
 def _check_writable(*paths: Path | None) -> None:

@@ -25,6 +25,13 @@ FINAL = ("finished", "canceled", "error")
 
 
 @dataclass(frozen=True)
+class SuiteOptions:
+    """How a suite runs, beyond what it runs."""
+
+    test_timeout_s: float = 0.0
+
+
+@dataclass(frozen=True)
 class Progress:
     """A snapshot of a suite while it runs."""
 
@@ -72,10 +79,13 @@ class Client:
             self._app = make_app(self.settings)
         return self._app
 
-    def submit(self, bundle: Bundle, *, project: str, pool: str, dist: str, pytest_args: tuple[str, ...]) -> str:
+    def submit(self, bundle: Bundle, *, project: str, pool: str, dist: str, pytest_args: tuple[str, ...],
+               options: SuiteOptions | None = None) -> str:
         """Upload the bundle (if new) and submit the suite; returns its id."""
+        options = options or SuiteOptions()
         suite_id = new_suite_id()
-        spec = SuiteSpec(suite_id, project, bundle.digest, pool, dist, pytest_args, time.time())
+        spec = SuiteSpec(suite_id, project, bundle.digest, pool, dist, pytest_args, time.time(),
+                         test_timeout_s=options.test_timeout_s)
         try:
             # The same bytes under the same digest: an existing bundle is only given a new lease.
             self.store.set(keys.bundle(bundle.digest), bundle.data, ex=self.settings.bundle_ttl_s, nx=True)
@@ -95,7 +105,7 @@ class Client:
                                                           ["status", "total", "done", "submitted_at"])
         if status is None:
             raise SuiteNotFound(f"no suite {suite_id!r} in this farm")
-        counts = self.store.hmget(keys.counts(suite_id), ["failed", "error"])
+        counts = self.store.hmget(keys.counts(suite_id), ["failed", "error", "timeout", "crashed"])
         failed = sum(int(c or 0) for c in counts)
         elapsed = time.time() - float(submitted or time.time())
         return Progress(_text(status), int(total or 0), int(done or 0), failed, elapsed)

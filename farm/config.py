@@ -79,6 +79,22 @@ class Settings:
             raise UsageError(str(exc)) from None
 
 
+_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in '90', '90s', '1.5m' or '2h'; ValueError for anything else or a non-positive value."""
+    raw = text.strip().lower()
+    unit = raw[-1:] if raw[-1:] in ("s", "m", "h") else ""
+    try:
+        value = float(raw[: len(raw) - len(unit)]) * _UNITS[unit]
+    except ValueError:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 90, 90s, 1.5m, 2h)") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"a duration must be positive: {text!r}")
+    return value
+
+
 def _mb(env: Mapping[str, str], name: str, default: int) -> int:
     return _scaled(env, name, default, 1024 * 1024)
 

@@ -21,6 +21,7 @@ class SuiteSpec:
     dist: str  # "load" or "loadfile"
     pytest_args: tuple[str, ...]
     submitted_at: float
+    test_timeout_s: float = 0.0  # a test running longer is stopped and recorded `timeout` (0: none)
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class Assignment:
     pytest_args: tuple[str, ...]
     test_ids: tuple[str, ...]
     expected_s: float = 0.0  # sum of recorded durations, 0 when unknown
+    test_timeout_s: float = 0.0  # from the suite
     # Publish order: 0 for the largest. On a host with more slots than cores, runners of later
     # assignments get a lower CPU priority, so the critical path starts first.
     priority: int = 0

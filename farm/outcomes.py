@@ -19,12 +19,14 @@ class Outcome(enum.StrEnum):
     SKIPPED = "skipped"
     XFAILED = "xfailed"
     XPASSED = "xpassed"
-    NOT_RUN = "not_run"  # never ran: suite canceled (later also: deadline) before it started
+    TIMEOUT = "timeout"  # ran past --test-timeout (or its assignment's deadline) and was stopped
+    CRASHED = "crashed"  # its runner died while it ran (os._exit, a signal, the OOM killer)
+    NOT_RUN = "not_run"  # never ran: canceled, past the deadline, or the farm could not run it
 
     @property
     def is_failure(self) -> bool:
         """Whether this outcome makes the suite fail (exit code 1)."""
-        return self in (Outcome.FAILED, Outcome.ERROR)
+        return self in FAILURES
 
 
 #: Outcomes in the order the summary line lists them (pytest's order, farm's additions last).
@@ -35,8 +37,13 @@ SUMMARY_ORDER: tuple[Outcome, ...] = (
     Outcome.XFAILED,
     Outcome.XPASSED,
     Outcome.ERROR,
+    Outcome.TIMEOUT,
+    Outcome.CRASHED,
     Outcome.NOT_RUN,
 )
+
+#: Outcomes that fail a suite.
+FAILURES = frozenset({Outcome.FAILED, Outcome.ERROR, Outcome.TIMEOUT, Outcome.CRASHED})
 
 def supersedes(new: Outcome, held: Outcome | None) -> bool:
     """Whether a record with outcome `new` replaces the outcome the store holds for a test.
@@ -98,7 +105,7 @@ def exit_code_for(counts: dict[str, int], *, canceled: bool, collected: int) -> 
         return 2
     if collected == 0:
         return 5
-    if counts.get(Outcome.FAILED.value, 0) or counts.get(Outcome.ERROR.value, 0):
+    if any(counts.get(o.value, 0) for o in FAILURES):
         return 1
     if counts.get(Outcome.NOT_RUN.value, 0):
         return 3

@@ -180,6 +180,7 @@ _FIELD: dict[str, Callable[[Any], Any]] = {
     "exit_code": _int,
     "reported": _int,
     "priority": _int,
+    "test_timeout_s": _float,
     "slots": _int,
 }
 

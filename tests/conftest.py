@@ -23,7 +23,7 @@ os.environ[SESSION_MARK] = uuid.uuid4().hex
 SESSION_TMP = Path(tempfile.mkdtemp(prefix="farm-tests-"))
 os.environ["TMPDIR"] = str(SESSION_TMP)
 tempfile.tempdir = None
-TIERS = ("unit", "integration", "e2e", "system")
+TIERS = ("unit", "integration", "e2e", "system", "faults")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

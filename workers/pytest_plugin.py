@@ -8,6 +8,9 @@ library and pytest (7.2 or newer). The runner loads it with `-p farm_runner_plug
   FARM_TESTS_FILE   in run mode: a JSON list of the node ids to run; everything else is deselected
   FARM_OUTPUT_CAP   bytes of captured output kept per section (default 65536)
   FARM_LONGREPR_CAP bytes of failure report kept per phase (default 262144)
+  FARM_TEST_TIMEOUT seconds one test may take (0 or unset: no limit). Past it, faulthandler
+                    writes every thread's stack to FARM_STACK_FILE and ends the process; the
+                    worker records the test as `timeout` and starts a new runner for the rest.
 
 Lines it writes: {"k": "item", "id"} per collected test (collect mode); {"k": "collect", "id",
 "cat", "msg", "longrepr"} per failed or skipped collector; {"k": "start", "id", "t"} when a test
@@ -18,6 +21,7 @@ Folding the phases into one outcome is the worker's job (farm.outcomes.fold_phas
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import time
@@ -148,6 +152,8 @@ class _RunRecorder:
         self.output_cap = int(os.environ.get("FARM_OUTPUT_CAP", "65536"))
         self.longrepr_cap = int(os.environ.get("FARM_LONGREPR_CAP", "262144"))
         self.current: dict[str, dict[str, Any]] = {}
+        self.timeout = float(os.environ.get("FARM_TEST_TIMEOUT") or 0)
+        self.stack_file = open(os.environ["FARM_STACK_FILE"], "w") if self.timeout > 0 else None  # noqa: SIM115
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, session: Any, config: Any, items: list[Any]) -> None:
@@ -178,6 +184,8 @@ class _RunRecorder:
         now = time.time()
         self.current[nodeid] = {"t": now, "duration_s": 0.0, "phases": {}, "sections": [], "sub": []}
         self.emitter.emit({"k": "start", "id": nodeid, "t": now})
+        if self.stack_file is not None:  # armed after the start line, so the worker knows which test hung
+            faulthandler.dump_traceback_later(self.timeout, exit=True, file=self.stack_file)
 
     def pytest_runtest_logreport(self, report: Any) -> None:
         state = self.current.get(report.nodeid)
@@ -198,6 +206,8 @@ class _RunRecorder:
         state["sections"] = [[name, _cap(text, self.output_cap)] for name, text in report.sections]
 
     def pytest_runtest_logfinish(self, nodeid: str, location: Any) -> None:
+        if self.stack_file is not None:
+            faulthandler.cancel_dump_traceback_later()
         state = self.current.pop(nodeid, None)
         if state is None:
             return

@@ -63,15 +63,28 @@ def collect_record(obj: dict[str, Any]) -> TestRecord:
     )
 
 
-def crashed_record(test_id: str, started_at: float, now: float, why: str) -> TestRecord:
+def crashed_record(test_id: str, started_at: float, now: float, why: str, output: str = "") -> TestRecord:
     """The record of a test during which the runner died."""
     return TestRecord(
         test_id=test_id,
-        outcome=Outcome.ERROR,
+        outcome=Outcome.CRASHED,
         duration_s=max(0.0, now - started_at),
         phase="call",
         message=why,
-        longrepr=why,
+        longrepr=f"{why}\n\nlast output of the runner:\n{output}" if output else why,
+        started_at=started_at,
+    )
+
+
+def timeout_record(test_id: str, started_at: float, now: float, why: str, stacks: str) -> TestRecord:
+    """The record of a test stopped for running too long, with the stacks of where it hung."""
+    return TestRecord(
+        test_id=test_id,
+        outcome=Outcome.TIMEOUT,
+        duration_s=max(0.0, now - started_at),
+        phase="call",
+        message=why,
+        longrepr=f"{why}; where every thread was:\n\n{stacks}",
         started_at=started_at,
     )
 

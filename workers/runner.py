@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,6 +13,8 @@ from farm.model import Assignment, Collection, Completion, RecordBatch, SuiteSpe
 from workers import records as rec
 from workers.backends.base import ExecutionBackend, RunningPytest, RunRequest
 
+#: How many new runners an assignment may start after runners died during a test.
+MAX_RUNNER_RESTARTS = 3
 #: The lowest CPU priority given to a runner (for the assignments published last).
 MAX_NICENESS = 10
 #: How often the runner asks whether its suite was canceled.
@@ -83,51 +86,90 @@ def run_assignment(
     settings: Settings,
     is_canceled: Callable[[], bool],
 ) -> Completion:
-    """Run an assignment to its end and report it; returns the completion it sent."""
+    """Run an assignment to its end and report it; returns the completion it sent.
+
+    A runner that dies while a test runs (os._exit, a signal, a test past --test-timeout) gets
+    that test recorded as `crashed` or `timeout`, and a new runner takes the tests still to run,
+    up to MAX_RUNNER_RESTARTS times.
+    """
     started_at = time.time()
     if is_canceled():
         return _complete(sink, assignment, worker, "", "canceled", started_at, 0, 0, "suite canceled")
-    request = RunRequest(
-        mode="run",
-        bundle=bundle(assignment.bundle_digest),  # type: ignore[arg-type]
-        pytest_args=assignment.pytest_args,
-        test_ids=assignment.test_ids,
-        label=assignment.assignment_id,
-        output_cap=settings.output_cap_bytes,
-        longrepr_cap=settings.longrepr_cap_bytes,
-        niceness=min(MAX_NICENESS, assignment.priority),
-    )
-    run = backend.start(request)
-    stream = _Stream(sink, assignment, worker, run.node, settings.batch_records, settings.batch_interval_s)
-    try:
-        stream.flush(force=True)  # an empty first batch: the coordinator marks the attempt running
-        running: dict[str, float] = {}
-        collect_errors: list[TestRecord] = []
-        code, canceled = _drive(run, stream, running, collect_errors, is_canceled)
-        now = time.time()
-        if canceled:
-            state, message = "canceled", "suite canceled"
-        else:
-            why = f"runner exited with code {code} while this test ran"
+    archive = bundle(assignment.bundle_digest)
+    remaining = list(assignment.test_ids)
+    stream: _Stream | None = None
+    node, code, restarts = "", 0, 0
+    while True:
+        request = RunRequest(
+            mode="run",
+            bundle=archive,  # type: ignore[arg-type]
+            pytest_args=assignment.pytest_args,
+            test_ids=tuple(remaining),
+            label=f"{assignment.assignment_id}-r{restarts}",
+            output_cap=settings.output_cap_bytes,
+            longrepr_cap=settings.longrepr_cap_bytes,
+            niceness=min(MAX_NICENESS, assignment.priority),
+            test_timeout_s=assignment.test_timeout_s,
+        )
+        run = backend.start(request)
+        node = run.node
+        if stream is None:
+            stream = _Stream(sink, assignment, worker, node, settings.batch_records, settings.batch_interval_s)
+            stream.flush(force=True)  # an empty first batch: the coordinator marks the attempt running
+        try:
+            running: dict[str, float] = {}
+            reported: set[str] = set()
+            code, canceled = _drive(run, stream, running, reported, is_canceled)
+            if canceled:
+                state, message = "canceled", "suite canceled"
+                break
+            if not running:  # the runner ended on its own, between tests
+                state = "done" if code in (0, 1, 5) else "failed"
+                message = "" if state == "done" else f"runner exited with code {code}\n{run.output_tail()}"
+                break
+            now = time.time()
             for test_id, t in running.items():
-                stream.add(rec.crashed_record(test_id, t, now, why))
-            state = "done" if code in (0, 1, 5) and not running else "failed"
-            message = "" if state == "done" else f"runner exited with code {code}\n{run.output_tail()}"
-        stream.flush()
-    finally:
-        run.close()  # the environment is gone before the completion says so
-    return _complete(sink, assignment, worker, run.node, state, started_at, code, stream.sent, message)
+                stream.add(_death_record(run, test_id, t, now, code, assignment.test_timeout_s))
+                reported.add(test_id)
+            remaining = [t for t in remaining if t not in reported]
+            restarts += 1
+            if not remaining:
+                state, message = "done", ""
+                break
+            if restarts > MAX_RUNNER_RESTARTS:
+                state = "failed"
+                message = f"runner died {restarts} times; giving up on its last {len(remaining)} tests"
+                break
+        finally:
+            stream.flush()
+            run.close()  # the environment is gone before the completion says so
+    return _complete(sink, assignment, worker, node, state, started_at, code, stream.sent, message)
+
+
+def _death_record(run: RunningPytest, test_id: str, started: float, now: float, code: int,
+                  timeout_s: float) -> TestRecord:
+    """The record of the test that was running when its runner died."""
+    stacks = run.stack_dump()
+    if stacks and timeout_s > 0:
+        return rec.timeout_record(test_id, started, now, f"test ran past --test-timeout {timeout_s:g}s", stacks)
+    how = f"killed by {signal.Signals(-code).name}" if code < 0 and -code in _SIGNALS else f"exit code {code}"
+    why = f"the runner died while this test ran ({how})"
+    return rec.crashed_record(test_id, started, now, why, run.output_tail(2000))
+
+
+_SIGNALS = {s.value for s in signal.Signals}
 
 
 def _drive(
     run: RunningPytest,
     stream: _Stream,
     running: dict[str, float],
-    collect_errors: list[TestRecord],
+    reported: set[str],
     is_canceled: Callable[[], bool],
 ) -> tuple[int, bool]:
     """Read the runner's lines until it ends or the suite is canceled: (exit code, canceled)."""
     next_cancel_check = time.monotonic() + CANCEL_POLL_S
+    collect_errors: list[TestRecord] = []
     while True:
         for line in run.read_lines(timeout=0.05):
             obj = rec.parse_line(line)
@@ -138,10 +180,12 @@ def _drive(
                 running[obj["id"]] = float(obj.get("t", time.time()))
             elif kind == "test":
                 running.pop(obj["id"], None)
+                reported.add(obj["id"])
                 stream.add(rec.test_record(obj))
             elif kind == "collect":
                 collect_errors.append(rec.collect_record(obj))
             elif kind == "missing":
+                reported.add(obj["id"])
                 stream.add(rec.missing_record(obj["id"], _missing_why(obj["id"], collect_errors)))
         stream.tick()
         code = run.poll()

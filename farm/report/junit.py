@@ -52,7 +52,7 @@ def render_junit(report: Mapping[str, Any]) -> bytes:
     suite = ET.Element(
         "testsuite",
         name="pytest",
-        errors=str(counts["error"]),
+        errors=str(counts["error"] + counts["timeout"] + counts["crashed"]),
         failures=str(counts["failed"]),
         skipped=str(skipped),
         tests=str(len(tests)),
@@ -104,6 +104,10 @@ def _result(test: Mapping[str, Any]) -> ET.Element | None:
             when = phase if phase in ("teardown", "call") else "setup"
             attrs = {"message": _shorten(f'failed on {when} with "{reason}"')}
         return _element("error", attrs, longrepr or message)
+    if outcome in (Outcome.TIMEOUT.value, Outcome.CRASHED.value):
+        # Errors with a clear message: the test did not fail an assertion, it was stopped or died.
+        return _element("error", {"type": f"farm.{outcome}", "message": _shorten(f"{outcome}: {message}")},
+                        longrepr or message)
     if outcome == Outcome.SKIPPED.value:
         if phase == "collect":
             return _element("skipped", {"message": "collection skipped"}, longrepr or message)

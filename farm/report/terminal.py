@@ -19,9 +19,12 @@ _SHORT_WORD = {
     Outcome.XFAILED: "XFAIL",
     Outcome.XPASSED: "XPASS",
     Outcome.NOT_RUN: "NOT RUN",
+    Outcome.TIMEOUT: "TIMEOUT",
+    Outcome.CRASHED: "CRASHED",
 }
-#: Outcomes listed in the short test summary: pytest's default `-r fE`, and more when verbose.
-_SHORT_DEFAULT = (Outcome.FAILED, Outcome.ERROR)
+#: Outcomes listed in the short test summary: pytest's default `-r fE` (with farm's own failures),
+#: and more when verbose.
+_SHORT_DEFAULT = (Outcome.FAILED, Outcome.ERROR, Outcome.TIMEOUT, Outcome.CRASHED)
 _SHORT_VERBOSE = _SHORT_DEFAULT + (Outcome.SKIPPED, Outcome.XFAILED, Outcome.XPASSED, Outcome.NOT_RUN)
 
 
@@ -115,6 +118,11 @@ def render_summary(report: Mapping[str, Any], *, verbose: bool = False) -> str:
         lines.append(separator("=", "FAILURES"))
         for test in failures:
             lines.extend(_test_block(head_line(str(test.get("id", ""))), test))
+    stopped = [t for t in tests if t.get("outcome") in (Outcome.TIMEOUT.value, Outcome.CRASHED.value)]
+    if stopped:
+        lines.append(separator("=", "TIMEOUTS AND CRASHES"))
+        for test in stopped:
+            lines.extend(_test_block(f"{str(test['outcome']).upper()} {head_line(str(test.get('id', '')))}", test))
     short = _short_summary(tests, _SHORT_VERBOSE if verbose else _SHORT_DEFAULT)
     if short:
         lines.append(separator("=", "short test summary info"))

@@ -105,3 +105,19 @@ def test_state_url_alone_is_enough_for_state() -> None:
 def test_settings_are_frozen() -> None:
     with pytest.raises(AttributeError):
         Settings().pool = "other"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90", 90.0), ("90s", 90.0), ("1.5m", 90.0), ("2h", 7200.0),
+                                               (" 3S ", 3.0), ("0.25", 0.25)])
+def test_parse_duration_accepts_seconds_minutes_hours(text: str, seconds: float) -> None:
+    from farm.config import parse_duration
+
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "abc", "5d", "-1", "0", "0s", "inf", "nan", "1e400", "m"])
+def test_parse_duration_refuses_anything_else(text: str) -> None:
+    from farm.config import parse_duration
+
+    with pytest.raises(ValueError):
+        parse_duration(text)

@@ -285,5 +285,10 @@ def test_exit_code_matches_pytest(counts: dict[str, int], canceled: bool, collec
     assert exit_code_for(counts, canceled=canceled, collected=collected) == code
 
 
-def test_only_failed_and_error_are_failures() -> None:
-    assert {o for o in Outcome if o.is_failure} == {Outcome.FAILED, Outcome.ERROR}
+def test_failures_are_failed_error_timeout_and_crashed() -> None:
+    assert {o for o in Outcome if o.is_failure} == {Outcome.FAILED, Outcome.ERROR, Outcome.TIMEOUT, Outcome.CRASHED}
+
+
+@pytest.mark.parametrize("outcome", ["timeout", "crashed"])
+def test_a_timeout_or_a_crash_fails_the_suite(outcome: str) -> None:
+    assert exit_code_for({"passed": 3, outcome: 1}, canceled=False, collected=4) == 1

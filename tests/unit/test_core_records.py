@@ -147,10 +147,18 @@ def test_collect_result_of_nothing_is_empty() -> None:
     assert result.test_ids == [] and result.decided == []
 
 
-def test_a_crashed_test_is_an_error_lasting_until_the_crash() -> None:
+def test_a_crashed_test_is_crashed_lasting_until_the_crash() -> None:
     r = records.crashed_record("t.py::t", started_at=100.0, now=103.5, why="runner exited with code -9")
-    assert (r.outcome, r.phase, r.duration_s, r.started_at) == (Outcome.ERROR, "call", 3.5, 100.0)
+    assert (r.outcome, r.phase, r.duration_s, r.started_at) == (Outcome.CRASHED, "call", 3.5, 100.0)
     assert r.message == r.longrepr == "runner exited with code -9"
+    with_output = records.crashed_record("t", started_at=1.0, now=2.0, why="died", output="last words")
+    assert with_output.longrepr.startswith("died") and with_output.longrepr.endswith("last words")
+
+
+def test_a_timed_out_test_carries_the_stacks() -> None:
+    r = records.timeout_record("t.py::t", started_at=1.0, now=3.0, why="ran past 2s", stacks="File x, line 3")
+    assert (r.outcome, r.duration_s, r.message) == (Outcome.TIMEOUT, 2.0, "ran past 2s")
+    assert r.longrepr.endswith("File x, line 3")
     assert records.crashed_record("t", started_at=10.0, now=9.0, why="x").duration_s == 0.0, "clock skew"
 
 

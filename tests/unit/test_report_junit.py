@@ -200,3 +200,20 @@ def test_write_over_a_directory_is_a_one_line_usage_error(tmp_path: Path) -> Non
     assert str(info.value).startswith(f"cannot write {target}: ")
     assert "\n" not in str(info.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+
+
+@pytest.mark.parametrize("outcome", ["timeout", "crashed"])
+def test_timeouts_and_crashes_are_errors_with_a_clear_message(outcome: str) -> None:
+    import xml.etree.ElementTree as ET
+
+    from farm.report.junit import render_junit
+
+    report = {"tests": [{"id": "t.py::test_x", "outcome": outcome, "phase": "call", "duration_s": 2.0,
+                         "message": "why it stopped", "longrepr": "the stacks"}], "duration_s": 2.0}
+    root = ET.fromstring(render_junit(report))
+    suite = root.find("testsuite")
+    assert suite is not None and suite.get("errors") == "1" and suite.get("failures") == "0"
+    error = root.find("testsuite/testcase/error")
+    assert error is not None
+    assert error.get("type") == f"farm.{outcome}" and error.get("message") == f"{outcome}: why it stopped"
+    assert error.text == "the stacks"

@@ -189,3 +189,15 @@ def test_message_of_a_suite_that_ended_in_error_precedes_the_final_line_without_
 )
 def test_format_duration_matches_pytest(seconds: float, expected: str) -> None:
     assert format_duration(seconds) == expected
+
+
+def test_timeouts_and_crashes_get_a_section_and_a_short_summary_line() -> None:
+    from farm.report.terminal import render_summary
+
+    report = {"status": "finished", "duration_s": 3.0, "summary": {"total": 2, "timeout": 1, "crashed": 1},
+              "tests": [{"id": "t.py::test_a", "outcome": "timeout", "message": "ran past 2s", "longrepr": "STACK"},
+                        {"id": "t.py::test_b", "outcome": "crashed", "message": "exit code 3", "longrepr": "OUT"}]}
+    text = render_summary(report)
+    assert "TIMEOUTS AND CRASHES" in text and "STACK" in text and "OUT" in text
+    assert "TIMEOUT t.py::test_a - ran past 2s" in text
+    assert "CRASHED t.py::test_b - exit code 3" in text

@@ -19,6 +19,7 @@ class RunRequest:
     output_cap: int = 64 * 1024
     longrepr_cap: int = 256 * 1024
     niceness: int = 0  # added to the runner's CPU niceness (0: as the worker)
+    test_timeout_s: float = 0.0  # per-test limit enforced inside the runner (0: none)
 
 
 class RunningPytest(Protocol):
@@ -37,6 +38,9 @@ class RunningPytest(Protocol):
 
     def output_tail(self, limit: int = 4000) -> str:
         """The end of the runner's stdout and stderr."""
+
+    def stack_dump(self) -> str:
+        """The stacks the runner dumped when a test ran past its timeout ("" if it did not)."""
 
     def close(self) -> None:
         """Remove the environment (work directory, VM, ...)."""

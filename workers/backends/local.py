@@ -68,6 +68,9 @@ class LocalRun:
         self.node = f"local:{socket.gethostname()}"
         self.workdir = workdir
         self.log_path = workdir / "output.log"
+        self.stack_path = workdir / "stacks.txt"
+        _become_subreaper()
+        self.before = _descendants()
         read_fd, write_fd = os.pipe()
         env = _runner_env(os.environ)
         env.update({
@@ -78,6 +81,8 @@ class LocalRun:
             "FARM_TESTS_FILE": str(tests_file),
             "FARM_OUTPUT_CAP": str(request.output_cap),
             "FARM_LONGREPR_CAP": str(request.longrepr_cap),
+            "FARM_TEST_TIMEOUT": repr(request.test_timeout_s),
+            "FARM_STACK_FILE": str(self.stack_path),
         })
         try:
             with open(self.log_path, "wb") as log:
@@ -142,6 +147,12 @@ class LocalRun:
         _kill_tree(self.proc, grace)
         return self.proc.wait()
 
+    def stack_dump(self) -> str:
+        try:
+            return self.stack_path.read_text(errors="replace").strip()
+        except OSError:
+            return ""
+
     def output_tail(self, limit: int = 4000) -> str:
         try:
             with open(self.log_path, "rb") as fh:
@@ -157,11 +168,33 @@ class LocalRun:
             self.stop(grace=1.0)
         else:
             _kill_group(self.proc.pid, signal.SIGKILL)  # anything it left running in its group
+        # Daemons the tests started (even double-forked, in sessions of their own) were
+        # reparented to this process, the subreaper: nothing the tests started survives.
+        for proc in _descendants() - self.before:
+            try:
+                psutil.Process(proc).kill()
+            except psutil.Error:
+                pass
         try:
             os.close(self.read_fd)
         except OSError:
             pass
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _become_subreaper() -> None:
+    """Orphans below this process are reparented to it (not to init), so they can be found."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(36, 1)  # PR_SET_CHILD_SUBREAPER
+    except OSError:
+        pass
+
+
+def _descendants() -> set[int]:
+    try:
+        return {p.pid for p in psutil.Process().children(recursive=True)}
+    except psutil.Error:
+        return set()
 
 
 def _prepare_child(niceness: int) -> None:
