@@ -30,6 +30,7 @@ class AttemptRow:
     outcome: str
     duration_s: float
     started_at: float
+    fenced: bool = False  # from an attempt that no longer owned the test: history only, never counted
 
     @property
     def key(self) -> str:
@@ -45,6 +46,7 @@ class Merge:
     attempts: dict[str, AttemptRow] = field(default_factory=dict)
     newly_final: int = 0  # tests that went from pending to an outcome
     unknown: list[str] = field(default_factory=list)  # records for tests the suite does not have
+    fenced: int = 0  # records from attempts that no longer own their test
 
 
 def merge(
@@ -55,18 +57,29 @@ def merge(
     attempt: int,
     worker: str,
     node: str,
+    owners: Mapping[str, str] | None = None,
 ) -> Merge:
-    """Merge records against `held` (test id → outcome value, "pending", or None if unknown)."""
+    """Merge records against `held` (test id → outcome value, "pending", or None if unknown).
+
+    With `owners` (test id → "assignment#attempt"), a record counts only when it comes from the
+    attempt that owns its test: records of an attempt that was given up on and run again are
+    fenced, kept in the attempt history only.
+    """
     result = Merge()
     current: dict[str, str | None] = dict(held)
+    me = f"{assignment}#{attempt}"
     for record in records:
         state = current.get(record.test_id)
         if state is None:
             result.unknown.append(record.test_id)
             continue
+        fenced = owners is not None and owners.get(record.test_id) != me
         row = AttemptRow(record.test_id, assignment, attempt, worker, node, record.outcome.value,
-                         record.duration_s, record.started_at)
+                         record.duration_s, record.started_at, fenced)
         result.attempts[row.key] = row
+        if fenced:
+            result.fenced += 1
+            continue
         old = None if state == PENDING else Outcome(state)
         if not supersedes(record.outcome, old):
             continue

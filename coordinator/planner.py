@@ -26,7 +26,7 @@ CANCEL_GRACE_S = 15.0
 #: How long a suite whose every test has an outcome waits for assignments' completions (they
 #: follow the last record by milliseconds) before it is reported without them.
 COMPLETION_GRACE_S = 5.0
-TERMINAL = ("done", "failed", "canceled")
+TERMINAL = ("done", "failed", "canceled", "lost")
 
 
 #: The history field holding the median per-assignment overhead (not a node id: it has a NUL).
@@ -113,13 +113,13 @@ class Planner:
         if status is None:
             log.warning("records for unknown suite %s dropped", batch.suite_id)
             return
-        row = self.state.assignment(batch.suite_id, batch.assignment_id)
+        row = self.state.assignment(batch.suite_id, batch.assignment_id, batch.attempt)
         if row is None:
-            log.warning("records for unknown assignment %s dropped", batch.assignment_id)
+            log.warning("records for unknown attempt %s#%d dropped", batch.assignment_id, batch.attempt)
             return
         if row["state"] == "queued":
-            self.state.update_assignment(batch.suite_id, batch.assignment_id, state="running", worker=batch.worker,
-                                         node=batch.node, started_at=time.time(), attempt=batch.attempt)
+            self.state.update_assignment(batch.suite_id, batch.assignment_id, batch.attempt, state="running",
+                                         worker=batch.worker, node=batch.node, started_at=time.time())
         allowed = set(row["test_ids"])
         records = [r for r in batch.records if r.test_id in allowed]
         if len(records) != len(batch.records):
@@ -128,7 +128,10 @@ class Planner:
         if records:
             result = self.state.merge(batch.suite_id, records, assignment=batch.assignment_id,
                                       attempt=batch.attempt, worker=batch.worker, node=batch.node)
-            row = self.state.add_received(batch.suite_id, batch.assignment_id, len(records)) or row
+            if result.fenced:
+                log.warning("attempt %s#%d: %d late records fenced (their tests run again elsewhere)",
+                            batch.assignment_id, batch.attempt, result.fenced)
+            row = self.state.add_received(batch.suite_id, batch.assignment_id, batch.attempt, len(records)) or row
             held = row.get("held_completion")
             if held is not None and row.get("received", 0) >= decode(held, Completion).reported:
                 self._settle(decode(held, Completion))  # the records it was waiting for are in
@@ -137,29 +140,57 @@ class Planner:
 
     def completed(self, c: Completion) -> None:
         """An attempt ended. Held until the records it says it sent have arrived (threads reorder)."""
-        held = self.state.hold_completion(c.suite_id, c.assignment_id, encode(c), c.reported)
+        held = self.state.hold_completion(c.suite_id, c.assignment_id, c.attempt, encode(c), c.reported)
         if held is None:
-            log.warning("completion for unknown assignment %s dropped", c.assignment_id)
+            log.warning("completion for unknown attempt %s#%d dropped", c.assignment_id, c.attempt)
         elif not held:
             self._settle(c)
 
     def _settle(self, c: Completion) -> None:
         """Record how an attempt ended; its tests still without an outcome did not run."""
-        row = self.state.update_assignment(c.suite_id, c.assignment_id, state=c.state, worker=c.worker,
+        before = self.state.assignment(c.suite_id, c.assignment_id, c.attempt)
+        if before is None:
+            return
+        # An attempt given up on (lost) keeps that state: its tests belong to a newer attempt.
+        state = "lost" if before["state"] == "lost" else c.state
+        row = self.state.update_assignment(c.suite_id, c.assignment_id, c.attempt, state=state, worker=c.worker,
                                            node=c.node, finished_at=c.finished_at, exit_code=c.exit_code,
                                            message=c.message[:4000], wall_s=max(0.0, c.finished_at - c.started_at),
-                                           held_completion=None)
+                                           held_completion=None, started_at=before.get("started_at") or c.started_at)
         if row is None:
             return
-        if not row.get("started_at"):
-            self.state.update_assignment(c.suite_id, c.assignment_id, started_at=c.started_at)
-        pending = self.state.pending_in(c.suite_id, list(row["test_ids"]))
+        if state != "lost":
+            self.state.mark_finished(c.suite_id, c.assignment_id, c.attempt)
+        owner = f"{c.assignment_id}#{c.attempt}"
+        pending = self.state.pending_in(c.suite_id, list(row["test_ids"]), owner)
         if pending:
             why = c.message.splitlines()[0] if c.message else "the runner ended before running this test"
             if c.state == "done":
                 why = "the runner ended before running this test (pytest -x or --maxfail?)"
             self._not_run(c.suite_id, pending, c.assignment_id, c.attempt, c.worker, c.node, why)
         self._maybe_finish(c.suite_id)
+
+    def lost(self, suite_id: str, row: dict[str, Any]) -> None:
+        """An attempt's worker stopped renewing its lease: run its unfinished tests again, or give up."""
+        why = (f"attempt {row['attempt']} lost: {row.get('worker') or 'its worker'} stopped renewing its lease "
+               f"for {self.settings.lease_s:g}s")
+        spec = self.state.spec(suite_id)
+        moved = self.state.requeue(suite_id, row, why)
+        log.warning("suite %s: %s; %d tests run again", suite_id, why, len(moved))
+        if not moved:
+            self._maybe_finish(suite_id)
+            return
+        attempt = row["attempt"] + 1
+        if attempt > self.settings.max_attempts or self.state.canceled(suite_id):
+            reason = "suite canceled" if self.state.canceled(suite_id) else \
+                f"not run: its assignment was lost {row['attempt']} times (workers died)"
+            self._not_run(suite_id, moved, row["id"], attempt, "", "", reason)
+            self.state.update_assignment(suite_id, row["id"], attempt, state="failed", message=reason)
+            self._maybe_finish(suite_id)
+            return
+        self.publish_assignment(spec.pool, Assignment(
+            suite_id, row["id"], attempt, spec.bundle_digest, spec.pytest_args, tuple(moved),
+            test_timeout_s=spec.test_timeout_s, priority=0))
 
     def cancel(self, suite_id: str) -> None:
         self.state.request_cancel(suite_id)
@@ -168,10 +199,28 @@ class Planner:
             spec = self.state.spec(suite_id)
             self._finish_without_run(spec, None, "canceled", 2, "suite canceled before collection")
 
+    def collection_lost(self, suite_id: str) -> None:
+        """The worker collecting the suite stopped renewing its lease: collect again, or give up."""
+        spec = self.state.spec(suite_id)
+        tries = self.state.collection_retry(suite_id)
+        log.warning("suite %s: collection lost (try %d)", suite_id, tries)
+        if tries >= self.settings.max_attempts:
+            message = f"the collection was lost {tries} times (workers died while collecting)"
+            self._finish_without_run(spec, None, "error", 3, message)
+            return
+        self.publish_collect(spec)
+
     def sweep(self) -> None:
-        """Periodic: close suites whose assignments did not all report in time."""
+        """Periodic: requeue lost attempts, settle late completions, close suites in time."""
         for sid in self.state.active_suites():
+            if (self.state.field(sid, "status") == "collecting" and self.state.field(sid, "collect_started")
+                    and not self.state.lease_alive(sid, "collect", None)):
+                self.collection_lost(sid)
+                continue
             for row in self.state.assignments(sid):
+                if row["state"] == "running" and not self.state.lease_alive(sid, row["id"], row["attempt"]):
+                    self.lost(sid, row)
+                    continue
                 held = row.get("held_completion")
                 if held is not None and time.time() - row.get("held_since", 0.0) > COMPLETION_GRACE_S:
                     log.warning("assignment %s: %d of its records never arrived", row["id"],
@@ -196,7 +245,9 @@ class Planner:
     def _not_run(self, sid: str, test_ids: list[str], assignment: str, attempt: int, worker: str, node: str,
                  why: str) -> None:
         records = [TestRecord(t, Outcome.NOT_RUN, phase="", message=why) for t in test_ids]
-        self.state.merge(sid, records, assignment=assignment, attempt=attempt, worker=worker, node=node)
+        # The coordinator's own verdict: not subject to ownership fencing.
+        self.state.merge(sid, records, assignment=assignment, attempt=attempt, worker=worker, node=node,
+                         fence=False)
 
     def _maybe_finish(self, sid: str, *, force: bool = False) -> None:
         """Finalize once every test has an outcome and every assignment has ended (or waited enough)."""

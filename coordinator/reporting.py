@@ -57,7 +57,8 @@ def build_report(
             "sections": [list(s) for s in record.sections],
             "attempts": [
                 {"assignment": r.assignment, "attempt": r.attempt, "worker": r.worker, "node": r.node,
-                 "outcome": r.outcome, "duration_s": round(r.duration_s, 6), "started_at": iso(r.started_at)}
+                 "outcome": r.outcome, "duration_s": round(r.duration_s, 6), "started_at": iso(r.started_at),
+                 "fenced": r.fenced}
                 for r in rows
             ],
         })

@@ -21,6 +21,9 @@ from farm.errors import ProtocolError, SuiteNotFound
 from farm.model import Collection, SuiteSpec, TestRecord, WorkerInfo
 from farm.protocol import decode, encode
 
+#: The owner of outcomes decided at collection (module-level skips, collection errors).
+COLLECTION_OWNER = "collection#1"
+
 
 def _pack(obj: Any) -> bytes:
     data: bytes = msgpack.packb(obj, use_bin_type=True)
@@ -129,7 +132,13 @@ class SuiteState:
                     for chunk in _chunks(all_ids, 5000):
                         pipe.hset(keys.outcomes(sid), mapping={t: PENDING for t in chunk})
                     for a in assignments:
-                        pipe.hset(keys.assignments(sid), a["id"], _pack(a))
+                        akey = keys.attempt_key(a["id"], a["attempt"])
+                        pipe.hset(keys.assignments(sid), akey, _pack(a))
+                        pipe.hset(keys.current(sid), a["id"], a["attempt"])
+                        for chunk in _chunks(list(a["test_ids"]), 5000):
+                            pipe.hset(keys.owners(sid), mapping={t: akey for t in chunk})
+                    if decided_ids:
+                        pipe.hset(keys.owners(sid), mapping={t: COLLECTION_OWNER for t in decided_ids})
                     for key in keys.suite_keys(sid):  # nothing lives forever, finished or not
                         pipe.expire(key, self.settings.suite_ttl_s)
                     pipe.execute()
@@ -144,17 +153,20 @@ class SuiteState:
     # --- merging -------------------------------------------------------------------------
 
     def merge(self, suite_id: str, records: list[TestRecord], *, assignment: str, attempt: int, worker: str,
-              node: str) -> Merge:
+              node: str, fence: bool = True) -> Merge:
         """Merge records into the suite atomically; returns what changed."""
-        okey = keys.outcomes(suite_id)
+        okey, wkey = keys.outcomes(suite_id), keys.owners(suite_id)
         ids = list(dict.fromkeys(r.test_id for r in records))
         with self.r.pipeline() as pipe:
             while True:
                 try:
-                    pipe.watch(okey)
+                    pipe.watch(okey, wkey)
                     values = pipe.hmget(okey, ids) if ids else []
                     held = {t: (v.decode() if v is not None else None) for t, v in zip(ids, values, strict=True)}
-                    result = merge(held, records, assignment=assignment, attempt=attempt, worker=worker, node=node)
+                    owned = pipe.hmget(wkey, ids) if ids else []
+                    owners = {t: v.decode() for t, v in zip(ids, owned, strict=True) if v is not None}
+                    result = merge(held, records, assignment=assignment, attempt=attempt, worker=worker, node=node,
+                                   owners=owners if fence else None)
                     pipe.multi()
                     if result.counted:
                         pipe.hset(okey, mapping={t: r.outcome.value for t, r in result.counted.items()})
@@ -175,32 +187,41 @@ class SuiteState:
                 except redis.WatchError:
                     continue
 
-    def pending_in(self, suite_id: str, test_ids: list[str]) -> list[str]:
+    def pending_in(self, suite_id: str, test_ids: list[str], owner: str | None = None) -> list[str]:
+        """The tests among `test_ids` without an outcome (and owned by `owner`, if given)."""
         if not test_ids:
             return []
         values = self.r.hmget(keys.outcomes(suite_id), test_ids)
-        return [t for t, v in zip(test_ids, values, strict=True) if v == PENDING.encode()]
+        pending = [t for t, v in zip(test_ids, values, strict=True) if v == PENDING.encode()]
+        if owner is None or not pending:
+            return pending
+        owned = self.r.hmget(keys.owners(suite_id), pending)
+        return [t for t, o in zip(pending, owned, strict=True) if o is not None and o.decode() == owner]
 
     def all_pending(self, suite_id: str) -> list[str]:
         return [k.decode() for k, v in self.r.hscan_iter(keys.outcomes(suite_id)) if v == PENDING.encode()]
 
     # --- assignments ---------------------------------------------------------------------
 
-    def assignment(self, suite_id: str, assignment_id: str) -> dict[str, Any] | None:
-        data = self.r.hget(keys.assignments(suite_id), assignment_id)
+    def assignment(self, suite_id: str, assignment_id: str, attempt: int) -> dict[str, Any] | None:
+        data = self.r.hget(keys.assignments(suite_id), keys.attempt_key(assignment_id, attempt))
         row: dict[str, Any] | None = None if data is None else _unpack(data)
         return row
 
-    def update_assignment(self, suite_id: str, assignment_id: str, **fields: Any) -> dict[str, Any] | None:
-        """Set fields of an assignment's row; returns the updated row (None if there is none)."""
-        return self._modify_assignment(suite_id, assignment_id, lambda row: row.update(fields))
+    def update_assignment(self, suite_id: str, assignment_id: str, attempt: int,
+                          **fields: Any) -> dict[str, Any] | None:
+        """Set fields of an attempt's row; returns the updated row (None if there is none)."""
+        row_key = keys.attempt_key(assignment_id, attempt)
+        return self._modify_assignment(suite_id, row_key, lambda row: row.update(fields))
 
-    def add_received(self, suite_id: str, assignment_id: str, count: int) -> dict[str, Any] | None:
-        """Count records merged for an assignment; returns its updated row."""
+    def add_received(self, suite_id: str, assignment_id: str, attempt: int, count: int) -> dict[str, Any] | None:
+        """Count records merged for an attempt; returns its updated row."""
         return self._modify_assignment(
-            suite_id, assignment_id, lambda row: row.update(received=row.get("received", 0) + count))
+            suite_id, keys.attempt_key(assignment_id, attempt),
+            lambda row: row.update(received=row.get("received", 0) + count))
 
-    def hold_completion(self, suite_id: str, assignment_id: str, completion: bytes, reported: int) -> bool | None:
+    def hold_completion(self, suite_id: str, assignment_id: str, attempt: int, completion: bytes,
+                        reported: int) -> bool | None:
         """Keep a completion on its row until `reported` records were received; True if kept.
 
         Decided in the same transaction that add_received uses, so a batch merged concurrently
@@ -213,26 +234,81 @@ class SuiteState:
             if held[0]:
                 row.update(held_completion=completion, held_since=time.time())
 
-        if self._modify_assignment(suite_id, assignment_id, change) is None:
+        if self._modify_assignment(suite_id, keys.attempt_key(assignment_id, attempt), change) is None:
             return None
         return held[0]
 
-    def _modify_assignment(self, suite_id: str, assignment_id: str,
+    def requeue(self, suite_id: str, row: dict[str, Any], why: str) -> list[str]:
+        """Give up on an attempt: its tests without an outcome move to a new attempt (queued).
+
+        Atomic with merges (same WATCHed keys): a record of the old attempt is either counted
+        before this, and its test stays put, or fenced after it. Returns the moved tests.
+        """
+        old_key = keys.attempt_key(row["id"], row["attempt"])
+        new_attempt = row["attempt"] + 1
+        new_key = keys.attempt_key(row["id"], new_attempt)
+        okey, wkey, akey = keys.outcomes(suite_id), keys.owners(suite_id), keys.assignments(suite_id)
+        tests = list(row["test_ids"])
+        with self.r.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(okey, wkey, akey)
+                    values = pipe.hmget(okey, tests) if tests else []
+                    owned = pipe.hmget(wkey, tests) if tests else []
+                    moving = [t for t, v, o in zip(tests, values, owned, strict=True)
+                              if v == PENDING.encode() and o is not None and o.decode() == old_key]
+                    data = pipe.hget(akey, old_key)
+                    if data is None or _unpack(data)["state"] == "lost":
+                        pipe.unwatch()
+                        return []
+                    old = _unpack(data)
+                    old.update(state="lost", message=why[:4000], finished_at=time.time())
+                    pipe.multi()
+                    pipe.hset(akey, old_key, _pack(old))
+                    if moving:
+                        new = {"id": row["id"], "attempt": new_attempt, "state": "queued", "test_ids": moving,
+                               "expected_s": 0.0, "worker": "", "node": "", "started_at": 0.0, "finished_at": 0.0}
+                        pipe.hset(akey, new_key, _pack(new))
+                        pipe.hset(wkey, mapping={t: new_key for t in moving})
+                        pipe.hset(keys.current(suite_id), row["id"], new_attempt)
+                    pipe.execute()
+                    return moving
+                except redis.WatchError:
+                    continue
+
+    def mark_finished(self, suite_id: str, assignment_id: str, attempt: int) -> None:
+        """Workers drop any further delivery of an attempt that ended ("N!" in the current map)."""
+        self.r.hset(keys.current(suite_id), assignment_id, f"{attempt}!")
+
+    def lease_alive(self, suite_id: str, assignment_id: str, attempt: int | None) -> bool:
+        """Whether a worker holds the lease of that attempt (attempt None: of the collection)."""
+        name = assignment_id if attempt is None else keys.attempt_key(assignment_id, attempt)
+        return bool(self.r.exists(keys.lease(suite_id, name)))
+
+    def collection_retry(self, suite_id: str) -> int:
+        """Count a lost collection and clear its start mark; returns how many were lost."""
+        with self.r.pipeline() as pipe:
+            pipe.hincrby(keys.suite(suite_id), "collect_lost", 1)
+            pipe.hdel(keys.suite(suite_id), "collect_started")
+            lost, _ = pipe.execute()
+        return int(lost)
+
+    def _modify_assignment(self, suite_id: str, row_key: str,
                            change: Callable[[dict[str, Any]], None]) -> dict[str, Any] | None:
-        """Read-modify-write of one assignment row, atomic under concurrent coordinator threads."""
+        """Read-modify-write of one attempt's row, atomic under concurrent coordinator threads."""
         akey = keys.assignments(suite_id)
         with self.r.pipeline() as pipe:
             while True:
                 try:
                     pipe.watch(akey)
-                    data = pipe.hget(akey, assignment_id)
+                    data = pipe.hget(akey, row_key)
                     if data is None:
                         pipe.unwatch()
                         return None
                     row: dict[str, Any] = _unpack(data)
                     change(row)
                     pipe.multi()
-                    pipe.hset(akey, assignment_id, _pack(row))
+                    pipe.hset(akey, row_key, _pack(row))
                     pipe.execute()
                     return row
                 except redis.WatchError:
@@ -240,7 +316,7 @@ class SuiteState:
 
     def assignments(self, suite_id: str) -> list[dict[str, Any]]:
         rows = [_unpack(v) for v in self.r.hvals(keys.assignments(suite_id))]
-        return sorted(rows, key=lambda a: a["id"])
+        return sorted(rows, key=lambda a: (a["id"], a["attempt"]))
 
     # --- reading for the report ----------------------------------------------------------
 

@@ -48,6 +48,11 @@ class Settings:
     bundle_ttl_s: int = 7 * 24 * 3600
     suite_ttl_s: int = 7 * 24 * 3600
     history_ttl_s: int = 90 * 24 * 3600
+    # FARM_LEASE_S: a running attempt whose worker has not renewed its lease for this long is
+    # taken as lost, and its tests without an outcome run again as a new attempt.
+    lease_s: float = 10.0
+    # How many attempts an assignment gets before its remaining tests are reported not_run.
+    max_attempts: int = 3
     # Redis visibility timeout: a task unacknowledged this long is redelivered. It must exceed
     # the longest assignment, or Redis runs long assignments twice (a known Celery/Redis trap).
     visibility_timeout_s: int = 12 * 3600
@@ -74,6 +79,7 @@ class Settings:
                 max_bundle_bytes=_mb(env, "FARM_MAX_BUNDLE_MB", base.max_bundle_bytes),
                 output_cap_bytes=_kb(env, "FARM_OUTPUT_CAP_KB", base.output_cap_bytes),
                 longrepr_cap_bytes=_kb(env, "FARM_LONGREPR_CAP_KB", base.longrepr_cap_bytes),
+                lease_s=parse_duration(env["FARM_LEASE_S"]) if env.get("FARM_LEASE_S") else base.lease_s,
             )
         except ValueError as exc:
             raise UsageError(str(exc)) from None

@@ -40,6 +40,26 @@ def assignments(suite_id: str) -> str:
     return f"{PREFIX}:suite:{suite_id}:assignments"
 
 
+def owners(suite_id: str) -> str:
+    """Hash: test id → the attempt ("assignment#attempt") whose record for it counts."""
+    return f"{PREFIX}:suite:{suite_id}:owners"
+
+
+def current(suite_id: str) -> str:
+    """Hash: assignment id → its current attempt ("N", or "N!" once it ended): workers drop the rest."""
+    return f"{PREFIX}:suite:{suite_id}:current"
+
+
+def lease(suite_id: str, attempt_key: str) -> str:
+    """String with a TTL: held by the worker running that attempt, refreshed while it runs."""
+    return f"{PREFIX}:lease:{suite_id}:{attempt_key}"
+
+
+def attempt_key(assignment_id: str, attempt: int) -> str:
+    """How an assignment's attempt is named in owners, leases and assignment rows."""
+    return f"{assignment_id}#{attempt}"
+
+
 def report(suite_id: str) -> str:
     """String: the finished suite's JSON report."""
     return f"{PREFIX}:suite:{suite_id}:report"
@@ -55,6 +75,8 @@ def suite_keys(suite_id: str) -> tuple[str, ...]:
         counts(suite_id),
         assignments(suite_id),
         report(suite_id),
+        owners(suite_id),
+        current(suite_id),
     )
 
 

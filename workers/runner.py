@@ -13,6 +13,8 @@ from farm.model import Assignment, Collection, Completion, RecordBatch, SuiteSpe
 from workers import records as rec
 from workers.backends.base import ExecutionBackend, RunningPytest, RunRequest
 
+#: How many times per lease period a running attempt renews its lease.
+LEASE_RENEWALS = 4
 #: How many new runners an assignment may start after runners died during a test.
 MAX_RUNNER_RESTARTS = 3
 #: The lowest CPU priority given to a runner (for the assignments published last).
@@ -85,6 +87,7 @@ def run_assignment(
     worker: str,
     settings: Settings,
     is_canceled: Callable[[], bool],
+    keepalive: Callable[[], None] = lambda: None,
 ) -> Completion:
     """Run an assignment to its end and report it; returns the completion it sent.
 
@@ -119,7 +122,8 @@ def run_assignment(
         try:
             running: dict[str, float] = {}
             reported: set[str] = set()
-            code, canceled = _drive(run, stream, running, reported, is_canceled)
+            code, canceled = _drive(run, stream, running, reported, is_canceled, keepalive,
+                                    settings.lease_s / LEASE_RENEWALS)
             if canceled:
                 state, message = "canceled", "suite canceled"
                 break
@@ -166,9 +170,12 @@ def _drive(
     running: dict[str, float],
     reported: set[str],
     is_canceled: Callable[[], bool],
+    keepalive: Callable[[], None],
+    keepalive_every_s: float,
 ) -> tuple[int, bool]:
     """Read the runner's lines until it ends or the suite is canceled: (exit code, canceled)."""
     next_cancel_check = time.monotonic() + CANCEL_POLL_S
+    next_keepalive = time.monotonic() + keepalive_every_s
     collect_errors: list[TestRecord] = []
     while True:
         for line in run.read_lines(timeout=0.05):
@@ -191,6 +198,9 @@ def _drive(
         code = run.poll()
         if code is not None:
             return code, False
+        if time.monotonic() >= next_keepalive:
+            next_keepalive = time.monotonic() + keepalive_every_s
+            keepalive()
         if time.monotonic() >= next_cancel_check:
             next_cancel_check = time.monotonic() + CANCEL_POLL_S
             if is_canceled():
@@ -216,6 +226,7 @@ def _complete(
 
 def collect_suite(
     spec: SuiteSpec, *, backend: ExecutionBackend, bundle: Callable[[str], object], worker: str, settings: Settings,
+    keepalive: Callable[[], None] = lambda: None,
 ) -> Collection:
     """Collect a suite's tests with `pytest --collect-only` in a fresh environment."""
     started = time.monotonic()
@@ -230,8 +241,12 @@ def collect_suite(
     )
     run = backend.start(request)
     lines: list[dict[str, object]] = []
+    next_keepalive = time.monotonic() + settings.lease_s / LEASE_RENEWALS
     try:
         while True:
+            if time.monotonic() >= next_keepalive:
+                next_keepalive = time.monotonic() + settings.lease_s / LEASE_RENEWALS
+                keepalive()
             for line in run.read_lines(timeout=0.05):
                 obj = rec.parse_line(line)
                 if obj is not None:

@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     name = args.name or f"farm-{settings.pool}-{uuid.uuid4().hex[:6]}@{host}"
     app = make_app(settings, pools=(settings.pool,))
     backend = make_backend(args.backend, python=args.python, scratch=settings.cache_dir / "runs")
-    register(WorkerContext(app, settings, backend))
+    register(WorkerContext(app, settings, backend, name))
     info = WorkerInfo(name=name, host=host, slots=args.slots, pool=settings.pool, backend=args.backend)
     _announce(settings, info)
     app.worker_main([

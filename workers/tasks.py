@@ -31,6 +31,7 @@ class WorkerContext:
     app: Celery
     settings: Settings
     backend: ExecutionBackend
+    name: str = "worker"
 
     @cached_property
     def store(self) -> redis.Redis:
@@ -39,6 +40,40 @@ class WorkerContext:
     @cached_property
     def bundles(self) -> BundleCache:
         return BundleCache(self.settings.cache_dir, self.store)
+
+    def claim(self, a: Assignment) -> bool:
+        """Take the lease of an attempt; False if it is superseded or another worker holds it."""
+        current = self.store.hget(keys.current(a.suite_id), a.assignment_id)
+        if current is not None and current.decode() != str(a.attempt):  # superseded, or ended ("N!")
+            return False
+        key = keys.lease(a.suite_id, keys.attempt_key(a.assignment_id, a.attempt))
+        return bool(self.store.set(key, self.name, nx=True, px=int(self.settings.lease_s * 1000)))
+
+    def claim_collection(self, suite_id: str) -> bool:
+        """Take the lease of a suite's collection, and say it started (the coordinator watches it)."""
+        if not self.store.set(keys.lease(suite_id, "collect"), self.name, nx=True,
+                              px=int(self.settings.lease_s * 1000)):
+            return False
+        self.store.hset(keys.suite(suite_id), "collect_started", self.name)
+        return True
+
+    def renew(self, a: Assignment) -> None:
+        self.renew_key(keys.lease(a.suite_id, keys.attempt_key(a.assignment_id, a.attempt)))
+
+    def release(self, a: Assignment) -> None:
+        self.release_key(keys.lease(a.suite_id, keys.attempt_key(a.assignment_id, a.attempt)))
+
+    def renew_key(self, key: str) -> None:
+        try:
+            self.store.set(key, self.name, px=int(self.settings.lease_s * 1000))
+        except redis.RedisError as exc:  # the lease may lapse: the work is then done again, fenced
+            log.warning("could not renew lease %s: %s", key, exc)
+
+    def release_key(self, key: str) -> None:
+        try:
+            self.store.delete(key)
+        except redis.RedisError:
+            pass  # it expires by itself
 
     def is_canceled(self, suite_id: str) -> bool:
         return self.store.hget(keys.suite(suite_id), "cancel") is not None
@@ -61,15 +96,20 @@ def register(ctx: WorkerContext) -> None:
             log.error("rejected a collect message: %s", exc)
             return
         worker = task.request.hostname or "worker"
+        if not ctx.claim_collection(spec.suite_id):
+            log.warning("dropping a delivery of the collection of %s: running elsewhere", spec.suite_id)
+            return
         try:
             collection = runner.collect_suite(spec, backend=ctx.backend, bundle=ctx.bundles.path, worker=worker,
-                                              settings=ctx.settings)
+                                              settings=ctx.settings,
+                                              keepalive=lambda: ctx.renew_key(keys.lease(spec.suite_id, "collect")))
         except Exception as exc:  # whatever broke, the coordinator must hear of it, or the suite waits forever
             if not isinstance(exc, FarmError):
                 log.exception("collecting suite %s failed", spec.suite_id)
             log.error("collecting suite %s failed: %s", spec.suite_id, exc)
             collection = Collection(spec.suite_id, worker, 3, (), (), f"collection failed on {worker}: {exc}")
         ctx.app.send_task(SUITE_COLLECTED, args=[encode(collection)])
+        ctx.release_key(keys.lease(spec.suite_id, "collect"))
 
     @ctx.app.task(name=RUN_ASSIGNMENT, bind=True)  # type: ignore[untyped-decorator]
     def run_assignment(task: Any, payload: bytes) -> None:
@@ -79,10 +119,17 @@ def register(ctx: WorkerContext) -> None:
             log.error("rejected an assignment message: %s", exc)
             return
         worker = task.request.hostname or "worker"
+        if not ctx.claim(assignment):
+            # A second delivery (Celery's redelivery after a lost pool child, or a duplicate) of an
+            # attempt that is running, was given up on, or was superseded: not run twice.
+            log.warning("dropping a delivery of %s#%d: superseded or running elsewhere",
+                        assignment.assignment_id, assignment.attempt)
+            return
         try:
             runner.run_assignment(
                 assignment, backend=ctx.backend, bundle=ctx.bundles.path, sink=ctx, worker=worker,
                 settings=ctx.settings, is_canceled=lambda: ctx.is_canceled(assignment.suite_id),
+                keepalive=lambda: ctx.renew(assignment),
             )
         except Exception as exc:  # as above: always send a completion
             if not isinstance(exc, FarmError):
@@ -91,3 +138,5 @@ def register(ctx: WorkerContext) -> None:
             now = time.time()
             ctx.send_completion(Completion(assignment.suite_id, assignment.assignment_id, assignment.attempt,
                                            worker, "", "failed", now, now, -1, 0, str(exc)))
+        finally:
+            ctx.release(assignment)

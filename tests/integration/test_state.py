@@ -50,11 +50,11 @@ def test_concurrent_duplicate_batches_count_each_test_once(redis_url: str) -> No
 def test_late_not_run_never_downgrades_and_real_result_upgrades_not_run(redis_url: str) -> None:
     state = _state(redis_url)
     _planned(state, "s2", ["a", "b"])
-    state.merge("s2", [TestRecord("a", Outcome.PASSED)], assignment="x", attempt=1, worker="w", node="n")
-    state.merge("s2", [TestRecord("a", Outcome.NOT_RUN), TestRecord("b", Outcome.NOT_RUN)], assignment="x",
+    state.merge("s2", [TestRecord("a", Outcome.PASSED)], assignment="s2-a000", attempt=1, worker="w", node="n")
+    state.merge("s2", [TestRecord("a", Outcome.NOT_RUN), TestRecord("b", Outcome.NOT_RUN)], assignment="s2-a000",
                 attempt=1, worker="w", node="n")
     assert state.counts("s2") == {"passed": 1, "not_run": 1}
-    state.merge("s2", [TestRecord("b", Outcome.FAILED)], assignment="x", attempt=1, worker="w", node="n")
+    state.merge("s2", [TestRecord("b", Outcome.FAILED)], assignment="s2-a000", attempt=1, worker="w", node="n")
     assert state.counts("s2") == {"passed": 1, "not_run": 0, "failed": 1}
     assert state.total_and_done("s2") == (2, 2)
 
@@ -62,7 +62,7 @@ def test_late_not_run_never_downgrades_and_real_result_upgrades_not_run(redis_ur
 def test_records_for_tests_the_suite_does_not_have_are_not_counted(redis_url: str) -> None:
     state = _state(redis_url)
     _planned(state, "s3", ["a"])
-    result = state.merge("s3", [TestRecord("zzz", Outcome.PASSED)], assignment="x", attempt=1, worker="w",
+    result = state.merge("s3", [TestRecord("zzz", Outcome.PASSED)], assignment="s3-a000", attempt=1, worker="w",
                          node="n")
     assert result.unknown == ["zzz"]
     assert state.total_and_done("s3") == (1, 0)
@@ -74,3 +74,26 @@ def test_plan_happens_once_even_if_collection_is_delivered_twice(redis_url: str)
     again = state.plan(Collection("s4", "w", 0, ("a", "b")), ["a", "b"],
                        [{"id": "s4-a000", "attempt": 1, "state": "queued", "test_ids": ["a", "b"]}])
     assert again is False
+
+
+def test_records_of_a_lost_attempt_are_fenced_after_its_tests_moved_on(redis_url: str) -> None:
+    state = _state(redis_url)
+    _planned(state, "s5", ["a", "b", "c"])
+    state.merge("s5", [TestRecord("a", Outcome.PASSED)], assignment="s5-a000", attempt=1, worker="w1", node="n")
+    row = state.assignment("s5", "s5-a000", 1)
+    assert row is not None
+    state.update_assignment("s5", "s5-a000", 1, state="running")
+    moved = state.requeue("s5", {**row, "state": "running"}, "lost")
+    assert moved == ["b", "c"]  # "a" already counted: it stays
+    assert state.requeue("s5", {**row, "state": "running"}, "lost") == []  # once only
+    # The old attempt's late records: kept as history, never counted.
+    late = state.merge("s5", [TestRecord("b", Outcome.FAILED)], assignment="s5-a000", attempt=1, worker="w1",
+                       node="n")
+    assert late.fenced == 1 and not late.counted
+    # The new attempt's count.
+    state.merge("s5", [TestRecord("b", Outcome.PASSED), TestRecord("c", Outcome.PASSED)], assignment="s5-a000",
+                attempt=2, worker="w2", node="n")
+    assert state.counts("s5") == {"passed": 3}
+    rows = {(r.test_id, r.attempt): r.fenced for r in state.attempts("s5")}
+    assert rows == {("a", 1): False, ("b", 1): True, ("b", 2): False, ("c", 2): False}
+    assert [(a["attempt"], a["state"]) for a in state.assignments("s5")] == [(1, "lost"), (2, "queued")]

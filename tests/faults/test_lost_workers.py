@@ -1,0 +1,135 @@
+"""Workers that die mid-assignment, killed for real: their unfinished tests run again, counted once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from support.helpers import LEAN, copy_fixture, farm
+
+from farm.cluster import ClusterSpec, LocalCluster
+
+LEASE_S = "3"  # short, so a lost attempt is noticed within seconds in tests
+
+
+@pytest.fixture
+def two_workers(monkeypatch: pytest.MonkeyPatch) -> LocalCluster:
+    monkeypatch.setenv("FARM_LEASE_S", LEASE_S)  # the cluster's processes inherit it
+    cluster = LocalCluster(ClusterSpec(workers=2, slots=1, loglevel="INFO"))
+    cluster.start()
+    try:
+        cluster.wait_ready()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def _busy_worker(cluster: LocalCluster, timeout: float = 60) -> tuple[str, psutil.Process]:
+    """A worker process one of whose pool children is running a pytest runner right now."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for name, proc in cluster.procs:
+            if not name.startswith("worker-"):
+                continue
+            for child in psutil.Process(proc.pid).children(recursive=True):
+                try:
+                    argv = " ".join(child.cmdline())
+                    if "pytest" in argv and "--collect-only" not in argv:  # running tests, not collecting
+                        return name, psutil.Process(proc.pid)
+                except psutil.Error:
+                    continue
+        time.sleep(0.1)
+    raise AssertionError("no worker ever ran an assignment")
+
+
+def _is_runner(proc: psutil.Process) -> bool:
+    argv = proc.cmdline()
+    return any("pytest" in a for a in argv) and "--collect-only" not in argv
+
+
+def _check_every_test_once(report: dict, total: int) -> dict[str, dict]:
+    ids = [t["id"] for t in report["tests"]]
+    assert len(ids) == len(set(ids)) == total
+    assert report["summary"]["passed"] == total, report["summary"]
+    return {t["id"]: t for t in report["tests"]}
+
+
+def test_kill_9_of_a_worker_mid_assignment_runs_its_unfinished_tests_again(two_workers: LocalCluster,
+                                                                            tmp_path: Path) -> None:
+    project = copy_fixture("slow", tmp_path)
+    report_path = tmp_path / "r.json"
+    submit = farm("submit-suite", str(project), "--broker", two_workers.broker_url, "--no-wait", "--", *LEAN,
+                  "tests")
+    suite_id = submit.stdout.strip()
+    name, victim = _busy_worker(two_workers)
+    doomed = [victim, *victim.children(recursive=True)]
+    os.killpg(victim.pid, signal.SIGKILL)  # the worker, its pool children, and their runners
+    killed_at = time.monotonic()
+    psutil.wait_procs(doomed, timeout=10)
+    result = farm("results", suite_id, "--broker", two_workers.broker_url, "--json", str(report_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    tests = _check_every_test_once(report, 40)
+    lost = [a for a in report["assignments"] if a["state"] == "lost"]
+    assert lost, "no attempt was recorded as lost"
+    for attempt in lost:
+        again = [a for a in report["assignments"]
+                 if a["id"] == attempt["id"] and a["attempt"] == attempt["attempt"] + 1]
+        assert again and again[0]["state"] == "done"
+        for test_id in again[0]["tests"]:
+            assert tests[test_id]["attempts"][-1]["attempt"] == attempt["attempt"] + 1
+    # Noticed within the lease (3 s) plus the sweep, far below the 30 s bound; the rest is the rerun.
+    assert time.monotonic() - killed_at < 60
+    assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in doomed)
+
+
+def test_kill_9_of_a_pool_child_runs_its_tests_again_once(two_workers: LocalCluster, tmp_path: Path) -> None:
+    project = copy_fixture("slow", tmp_path)
+    report_path = tmp_path / "r.json"
+    submit = farm("submit-suite", str(project), "--broker", two_workers.broker_url, "--no-wait", "--", *LEAN,
+                  "tests")
+    suite_id = submit.stdout.strip()
+    _, worker = _busy_worker(two_workers)
+    child = next(c for c in worker.children() if any(_is_runner(g) for g in c.children()))
+    runner = [g for g in child.children(recursive=True)]
+    child.kill()  # the pool child only: Celery's main process lives on and forks a new one
+    result = farm("results", suite_id, "--broker", two_workers.broker_url, "--json", str(report_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    _check_every_test_once(report, 40)
+    assert any(a["state"] == "lost" for a in report["assignments"])
+    # Its runner died with it (parent-death signal).
+    gone, alive = psutil.wait_procs(runner, timeout=10)
+    assert not alive
+
+
+def test_kill_9_of_the_worker_collecting_the_suite_collects_it_again(two_workers: LocalCluster,
+                                                                     tmp_path: Path) -> None:
+    project = copy_fixture("slow_collect", tmp_path)
+    report_path = tmp_path / "r.json"
+    submit = farm("submit-suite", str(project), "--broker", two_workers.broker_url, "--no-wait", "--", *LEAN,
+                  "tests")
+    suite_id = submit.stdout.strip()
+    deadline = time.monotonic() + 60
+    victim, victim_index = None, ""
+    while victim is None:
+        assert time.monotonic() < deadline, "no worker ever collected the suite"
+        for name, proc in two_workers.procs:
+            if name.startswith("worker-") and any(
+                    "--collect-only" in g.cmdline() for g in psutil.Process(proc.pid).children(recursive=True)):
+                victim, victim_index = psutil.Process(proc.pid), name.removeprefix("worker-")
+        time.sleep(0.1)
+    os.killpg(victim.pid, signal.SIGKILL)
+    result = farm("results", suite_id, "--broker", two_workers.broker_url, "--json", str(report_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    _check_every_test_once(report, 5)
+    # Collected again, and run, by the surviving worker (cluster workers are named farm-POOL-INDEX-…).
+    dead_prefix = f"farm-default-{victim_index}-"
+    assert not report["collection"]["worker"].startswith(dead_prefix)
+    assert all(a["worker"] and not a["worker"].startswith(dead_prefix) for a in report["assignments"])
