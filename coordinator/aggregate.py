@@ -43,7 +43,8 @@ class Merge:
 
     counted: dict[str, TestRecord] = field(default_factory=dict)
     deltas: dict[str, int] = field(default_factory=dict)
-    attempts: dict[str, AttemptRow] = field(default_factory=dict)
+    attempts: dict[str, AttemptRow] = field(default_factory=dict)  # rows to write (HSET)
+    verdicts: dict[str, AttemptRow] = field(default_factory=dict)  # not_run rows, written only if absent
     newly_final: int = 0  # tests that went from pending to an outcome
     unknown: list[str] = field(default_factory=list)  # records for tests the suite does not have
     fenced: int = 0  # records from attempts that no longer own their test
@@ -76,10 +77,18 @@ def merge(
         fenced = owners is not None and owners.get(record.test_id) != me
         row = AttemptRow(record.test_id, assignment, attempt, worker, node, record.outcome.value,
                          record.duration_s, record.started_at, fenced)
-        result.attempts[row.key] = row
         if fenced:
+            result.attempts[row.key] = row
             result.fenced += 1
             continue
+        if record.outcome is Outcome.NOT_RUN:
+            # A not_run verdict never overwrites a row (it is written only where none exists):
+            # a real result of the same attempt keeps its row whichever arrives first.
+            if row.key not in result.attempts:
+                result.verdicts.setdefault(row.key, row)
+        else:
+            result.attempts[row.key] = row
+            result.verdicts.pop(row.key, None)
         old = None if state == PENDING else Outcome(state)
         if not supersedes(record.outcome, old):
             continue

@@ -26,7 +26,7 @@ CANCEL_GRACE_S = 15.0
 #: How long a suite whose every test has an outcome waits for assignments' completions (they
 #: follow the last record by milliseconds) before it is reported without them.
 COMPLETION_GRACE_S = 5.0
-TERMINAL = ("done", "failed", "canceled", "lost")
+TERMINAL = ("done", "failed", "canceled", "deadline", "lost")
 
 
 #: The history field holding the median per-assignment overhead (not a node id: it has a NUL).
@@ -40,6 +40,11 @@ def assignment_overhead(assignments: list[dict[str, Any]], durations: dict[str, 
         for a in assignments if a.get("state") == "done" and "wall_s" in a
     ]
     return statistics.median(overheads) if overheads else None
+
+
+def _deadline_at(spec: SuiteSpec) -> float:
+    """The epoch time at which the suite's deadline falls (0: no deadline)."""
+    return spec.submitted_at + spec.deadline_s if spec.deadline_s > 0 else 0.0
 
 
 class Planner:
@@ -91,7 +96,7 @@ class Planner:
         assignments = []
         for i, p in enumerate(planned):
             a = Assignment(sid, f"{sid}-a{i:03d}", 1, spec.bundle_digest, spec.pytest_args, p.test_ids, p.expected_s,
-                           test_timeout_s=spec.test_timeout_s, priority=i)
+                           test_timeout_s=spec.test_timeout_s, deadline_at=_deadline_at(spec), priority=i)
             assignments.append(a)
             rows.append({"id": a.assignment_id, "attempt": 1, "state": "queued", "test_ids": list(p.test_ids),
                          "expected_s": p.expected_s, "worker": "", "node": "", "started_at": 0.0,
@@ -167,6 +172,8 @@ class Planner:
             why = c.message.splitlines()[0] if c.message else "the runner ended before running this test"
             if c.state == "done":
                 why = "the runner ended before running this test (pytest -x or --maxfail?)"
+            if c.state == "deadline":
+                why = "not run: the suite deadline came first"
             self._not_run(c.suite_id, pending, c.assignment_id, c.attempt, c.worker, c.node, why)
         self._maybe_finish(c.suite_id)
 
@@ -181,8 +188,13 @@ class Planner:
             self._maybe_finish(suite_id)
             return
         attempt = row["attempt"] + 1
-        if attempt > self.settings.max_attempts or self.state.canceled(suite_id):
+        deadline = _deadline_at(spec)
+        expected = sum(self.state.durations(spec.project).get(t, 0.0) for t in moved)
+        too_late = bool(deadline) and time.time() + expected >= deadline
+        if attempt > self.settings.max_attempts or self.state.canceled(suite_id) or too_late:
+            # Retries never start work that cannot finish before the suite deadline.
             reason = "suite canceled" if self.state.canceled(suite_id) else \
+                "not run: no time left before the suite deadline to run it again" if too_late else \
                 f"not run: its assignment was lost {row['attempt']} times (workers died)"
             self._not_run(suite_id, moved, row["id"], attempt, "", "", reason)
             self.state.update_assignment(suite_id, row["id"], attempt, state="failed", message=reason)
@@ -190,7 +202,7 @@ class Planner:
             return
         self.publish_assignment(spec.pool, Assignment(
             suite_id, row["id"], attempt, spec.bundle_digest, spec.pytest_args, tuple(moved),
-            test_timeout_s=spec.test_timeout_s, priority=0))
+            test_timeout_s=spec.test_timeout_s, deadline_at=deadline, priority=0))
 
     def cancel(self, suite_id: str) -> None:
         self.state.request_cancel(suite_id)
@@ -210,9 +222,24 @@ class Planner:
             return
         self.publish_collect(spec)
 
+    def deadline_passed(self, suite_id: str) -> None:
+        """Past the deadline (and the grace workers get to report): what did not run, did not run."""
+        status = self.state.field(suite_id, "status")
+        spec = self.state.spec(suite_id)
+        if status in ("submitted", "collecting"):
+            self._finish_without_run(spec, None, "deadline", 2, "suite deadline reached before collection ended")
+        elif status == "running":
+            self._not_run(suite_id, self.state.all_pending(suite_id), "deadline", 0, "", "",
+                          "not run: the suite deadline came first")
+            self._maybe_finish(suite_id, force=True)
+
     def sweep(self) -> None:
         """Periodic: requeue lost attempts, settle late completions, close suites in time."""
         for sid in self.state.active_suites():
+            spec_deadline = self.state.deadline_at(sid)
+            if spec_deadline and time.time() > spec_deadline + self.settings.lease_s + COMPLETION_GRACE_S:
+                self.deadline_passed(sid)
+                continue
             if (self.state.field(sid, "status") == "collecting" and self.state.field(sid, "collect_started")
                     and not self.state.lease_alive(sid, "collect", None)):
                 self.collection_lost(sid)
@@ -262,6 +289,11 @@ class Planner:
         spec = self.state.spec(sid)
         counts = self.state.counts(sid)
         canceled = self.state.canceled(sid)
+        past_deadline = bool(spec.deadline_s) and time.time() >= _deadline_at(spec) and (
+            counts.get("not_run", 0) > 0 or any(a["state"] == "deadline" for a in self.state.assignments(sid)))
+        if past_deadline and not canceled:
+            self._finalize(spec, "deadline", 2, f"suite deadline of {spec.deadline_s:g}s reached")
+            return
         collection = self.state.collection(sid)
         code = exit_code_for(counts, canceled=canceled, collected=len(collection.test_ids) if collection else total)
         self._finalize(spec, "canceled" if canceled else "finished", code, "suite canceled" if canceled else "")

@@ -94,6 +94,11 @@ class SuiteState:
         """Flag the suite canceled (workers check the flag); the first request's time is kept."""
         self.r.hsetnx(keys.suite(suite_id), "cancel", time.time())
 
+    def deadline_at(self, suite_id: str) -> float:
+        """The suite's deadline as an epoch time (0: none)."""
+        spec = self.spec(suite_id)
+        return spec.submitted_at + spec.deadline_s if spec.deadline_s > 0 else 0.0
+
     def canceled(self, suite_id: str) -> bool:
         return self.r.hget(keys.suite(suite_id), "cancel") is not None
 
@@ -175,6 +180,8 @@ class SuiteState:
                     if result.attempts:
                         pipe.hset(keys.attempts(suite_id),
                                   mapping={k: _pack(vars(row)) for k, row in result.attempts.items()})
+                    for k, row in result.verdicts.items():
+                        pipe.hsetnx(keys.attempts(suite_id), k, _pack(vars(row)))
                     for outcome, delta in result.deltas.items():
                         if delta:
                             pipe.hincrby(keys.counts(suite_id), outcome, delta)

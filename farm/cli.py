@@ -55,10 +55,14 @@ def main() -> None:
 @click.option("--project", default=None, help="Name under which durations are recorded [default: PATH's name].")
 @click.option("--test-timeout", "test_timeout", metavar="DURATION", default=None,
               help="Stop a test running longer (e.g. 30s, 5m) and record it as timeout, with its stack.")
+@click.option("--deadline", "deadline", metavar="DURATION", default=None,
+              help="End the whole suite this long after submission: what runs then is stopped (timeout), "
+                   "what has not started is not_run; exit code 2.")
 @click.option("-v", "--verbose", is_flag=True, help="List skipped and xfailed tests in the summary.")
 def submit_suite(path: Path, pytest_args: tuple[str, ...], broker: str | None, pool: str, dist: str,
                  junit_xml: Path | None, json_path: Path | None, no_wait: bool, local_workers: int | None,
-                 python: str | None, project: str | None, test_timeout: str | None, verbose: bool) -> None:
+                 python: str | None, project: str | None, test_timeout: str | None, deadline: str | None,
+                 verbose: bool) -> None:
     """Run the pytest suite of the project at PATH on the farm; pytest options go after `--`.
 
     With no broker configured, runs an embedded farm for this one suite.
@@ -71,7 +75,8 @@ def submit_suite(path: Path, pytest_args: tuple[str, ...], broker: str | None, p
     if not settings.broker_url and no_wait:
         raise UsageError("--no-wait needs a running farm: pass --broker URL or set FARM_BROKER_URL")
     _check_writable(junit_xml, json_path)
-    options = SuiteOptions(test_timeout_s=_duration("--test-timeout", test_timeout))
+    options = SuiteOptions(test_timeout_s=_duration("--test-timeout", test_timeout),
+                           deadline_s=_duration("--deadline", deadline))
     bundle = make_bundle(path, settings.max_bundle_bytes)
     name = project or path.resolve().name
     if settings.broker_url:
@@ -197,7 +202,7 @@ def status(suite_id: str, broker: str | None) -> None:
     try:
         p = client.progress(suite_id)
         line = f"{suite_id}: {p.status}, {p.done}/{p.total} tests done, {p.failed} failed, {p.elapsed_s:.1f}s"
-        if p.status in ("finished", "canceled", "error"):
+        if p.status in ("finished", "canceled", "deadline", "error"):
             report = client.report(suite_id)
             line += f", exit code {report['exit_code']}"
         click.echo(line)

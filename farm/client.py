@@ -21,7 +21,7 @@ from farm.errors import BrokerUnreachable, SuiteNotFound, UsageError
 from farm.model import SuiteSpec
 from farm.protocol import encode
 
-FINAL = ("finished", "canceled", "error")
+FINAL = ("finished", "canceled", "deadline", "error")
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,7 @@ class SuiteOptions:
     """How a suite runs, beyond what it runs."""
 
     test_timeout_s: float = 0.0
+    deadline_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ class Client:
         options = options or SuiteOptions()
         suite_id = new_suite_id()
         spec = SuiteSpec(suite_id, project, bundle.digest, pool, dist, pytest_args, time.time(),
-                         test_timeout_s=options.test_timeout_s)
+                         test_timeout_s=options.test_timeout_s, deadline_s=options.deadline_s)
         try:
             # The same bytes under the same digest: an existing bundle is only given a new lease.
             self.store.set(keys.bundle(bundle.digest), bundle.data, ex=self.settings.bundle_ttl_s, nx=True)

@@ -22,6 +22,7 @@ class SuiteSpec:
     pytest_args: tuple[str, ...]
     submitted_at: float
     test_timeout_s: float = 0.0  # a test running longer is stopped and recorded `timeout` (0: none)
+    deadline_s: float = 0.0  # the whole suite ends this long after submission (0: none)
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class Assignment:
     test_ids: tuple[str, ...]
     expected_s: float = 0.0  # sum of recorded durations, 0 when unknown
     test_timeout_s: float = 0.0  # from the suite
+    deadline_at: float = 0.0  # epoch time by which the worker stops the run (0: none)
     # Publish order: 0 for the largest. On a host with more slots than cores, runners of later
     # assignments get a lower CPU priority, so the critical path starts first.
     priority: int = 0

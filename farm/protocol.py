@@ -181,6 +181,8 @@ _FIELD: dict[str, Callable[[Any], Any]] = {
     "reported": _int,
     "priority": _int,
     "test_timeout_s": _float,
+    "deadline_s": _float,
+    "deadline_at": _float,
     "slots": _int,
 }
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import faulthandler
 import json
 import os
+import signal
 import time
 from typing import Any
 
@@ -153,7 +154,11 @@ class _RunRecorder:
         self.longrepr_cap = int(os.environ.get("FARM_LONGREPR_CAP", "262144"))
         self.current: dict[str, dict[str, Any]] = {}
         self.timeout = float(os.environ.get("FARM_TEST_TIMEOUT") or 0)
-        self.stack_file = open(os.environ["FARM_STACK_FILE"], "w") if self.timeout > 0 else None  # noqa: SIM115
+        stack_path = os.environ.get("FARM_STACK_FILE")
+        self.stack_file = open(stack_path, "w") if stack_path else None  # noqa: SIM115
+        if self.stack_file is not None and hasattr(signal, "SIGUSR1"):
+            # The worker asks for the stacks before it stops a run at its deadline.
+            faulthandler.register(signal.SIGUSR1, file=self.stack_file, all_threads=True)
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, session: Any, config: Any, items: list[Any]) -> None:
@@ -184,7 +189,7 @@ class _RunRecorder:
         now = time.time()
         self.current[nodeid] = {"t": now, "duration_s": 0.0, "phases": {}, "sections": [], "sub": []}
         self.emitter.emit({"k": "start", "id": nodeid, "t": now})
-        if self.stack_file is not None:  # armed after the start line, so the worker knows which test hung
+        if self.stack_file is not None and self.timeout > 0:  # armed after the start line: the worker knows which
             faulthandler.dump_traceback_later(self.timeout, exit=True, file=self.stack_file)
 
     def pytest_runtest_logreport(self, report: Any) -> None:
@@ -206,7 +211,7 @@ class _RunRecorder:
         state["sections"] = [[name, _cap(text, self.output_cap)] for name, text in report.sections]
 
     def pytest_runtest_logfinish(self, nodeid: str, location: Any) -> None:
-        if self.stack_file is not None:
+        if self.stack_file is not None and self.timeout > 0:
             faulthandler.cancel_dump_traceback_later()
         state = self.current.pop(nodeid, None)
         if state is None:

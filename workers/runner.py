@@ -98,6 +98,8 @@ def run_assignment(
     started_at = time.time()
     if is_canceled():
         return _complete(sink, assignment, worker, "", "canceled", started_at, 0, 0, "suite canceled")
+    if assignment.deadline_at and started_at >= assignment.deadline_at:
+        return _complete(sink, assignment, worker, "", "deadline", started_at, 0, 0, "suite deadline reached")
     archive = bundle(assignment.bundle_digest)
     remaining = list(assignment.test_ids)
     stream: _Stream | None = None
@@ -122,10 +124,16 @@ def run_assignment(
         try:
             running: dict[str, float] = {}
             reported: set[str] = set()
-            code, canceled = _drive(run, stream, running, reported, is_canceled, keepalive,
-                                    settings.lease_s / LEASE_RENEWALS)
-            if canceled:
+            code, stopped = _drive(run, stream, running, reported, is_canceled, keepalive,
+                                   settings.lease_s / LEASE_RENEWALS, assignment.deadline_at)
+            if stopped == "canceled":
                 state, message = "canceled", "suite canceled"
+                break
+            if stopped == "deadline":
+                now, stacks = time.time(), run.stack_dump()
+                for test_id, t in running.items():
+                    stream.add(rec.timeout_record(test_id, t, now, "stopped at the suite deadline", stacks))
+                state, message = "deadline", "suite deadline reached"
                 break
             if not running:  # the runner ended on its own, between tests
                 state = "done" if code in (0, 1, 5) else "failed"
@@ -172,8 +180,11 @@ def _drive(
     is_canceled: Callable[[], bool],
     keepalive: Callable[[], None],
     keepalive_every_s: float,
-) -> tuple[int, bool]:
-    """Read the runner's lines until it ends or the suite is canceled: (exit code, canceled)."""
+    deadline_at: float = 0.0,
+) -> tuple[int, str]:
+    """Read the runner's lines until it ends, the suite is canceled or the deadline comes.
+
+    Returns (exit code, "" or "canceled" or "deadline")."""
     next_cancel_check = time.monotonic() + CANCEL_POLL_S
     next_keepalive = time.monotonic() + keepalive_every_s
     collect_errors: list[TestRecord] = []
@@ -197,14 +208,16 @@ def _drive(
         stream.tick()
         code = run.poll()
         if code is not None:
-            return code, False
+            return code, ""
+        if deadline_at and time.time() >= deadline_at:
+            return run.stop(STOP_GRACE_S, stacks=True), "deadline"
         if time.monotonic() >= next_keepalive:
             next_keepalive = time.monotonic() + keepalive_every_s
             keepalive()
         if time.monotonic() >= next_cancel_check:
             next_cancel_check = time.monotonic() + CANCEL_POLL_S
             if is_canceled():
-                return run.stop(STOP_GRACE_S), True
+                return run.stop(STOP_GRACE_S), "canceled"
 
 
 def _missing_why(test_id: str, collect_errors: list[TestRecord]) -> str:

@@ -132,6 +132,8 @@ def render_summary(report: Mapping[str, Any], *, verbose: bool = False) -> str:
         lines.extend(message.splitlines())
     if report.get("status") == "canceled":
         lines.append(separator("!", "Interrupted: suite canceled"))
+    if report.get("status") == "deadline":
+        lines.append(separator("!", "Interrupted: suite deadline reached"))
     lines.append(separator("=", summary_line(report)))
     return "\n".join(lines) + "\n"
 

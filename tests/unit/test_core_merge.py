@@ -41,6 +41,7 @@ class Store:
         self.counts.update(result.deltas)
         self.final += result.newly_final
         self.rows.update(result.attempts)
+        self.rows.update(result.verdicts)  # row keys only: HSETNX writes a key that HSET would
         return result
 
     def summary(self) -> tuple[dict[str, str], dict[str, int], int]:

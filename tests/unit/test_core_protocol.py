@@ -330,7 +330,7 @@ def test_a_batch_with_a_non_map_record_names_the_record_type() -> None:
 FIELD_TYPES = {
     "outcome": Outcome, "duration_s": float, "started_at": float, "finished_at": float, "submitted_at": float,
     "expected_s": float, "attempt": int, "exit_code": int, "reported": int, "slots": int, "priority": int,
-    "test_timeout_s": float,
+    "test_timeout_s": float, "deadline_s": float, "deadline_at": float,
 }
 
 

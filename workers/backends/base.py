@@ -33,8 +33,10 @@ class RunningPytest(Protocol):
     def poll(self) -> int | None:
         """The exit code once the runner ended and every line was read, else None."""
 
-    def stop(self, grace: float) -> int:
-        """Stop the runner and everything it started (TERM, grace, KILL); return the exit code."""
+    def stop(self, grace: float, *, stacks: bool = False) -> int:
+        """Stop the runner and everything it started (TERM, grace, KILL); return the exit code.
+
+        With `stacks`, first ask the runner to write where every thread is (for stack_dump)."""
 
     def output_tail(self, limit: int = 4000) -> str:
         """The end of the runner's stdout and stderr."""

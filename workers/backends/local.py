@@ -143,7 +143,13 @@ class LocalRun:
         ready, _, _ = select.select([self.read_fd], [], [], 0)
         return bool(ready) and not self.eof
 
-    def stop(self, grace: float) -> int:
+    def stop(self, grace: float, *, stacks: bool = False) -> int:
+        if stacks and self.proc.poll() is None:
+            try:
+                os.kill(self.proc.pid, signal.SIGUSR1)  # faulthandler writes the stacks to stacks.txt
+                time.sleep(0.3)
+            except ProcessLookupError:
+                pass
         _kill_tree(self.proc, grace)
         return self.proc.wait()
 
