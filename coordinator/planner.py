@@ -123,8 +123,8 @@ class Planner:
             log.warning("records for unknown attempt %s#%d dropped", batch.assignment_id, batch.attempt)
             return
         if row["state"] == "queued":
-            self.state.update_assignment(batch.suite_id, batch.assignment_id, batch.attempt, state="running",
-                                         worker=batch.worker, node=batch.node, started_at=time.time())
+            self.state.mark_running(batch.suite_id, batch.assignment_id, batch.attempt, worker=batch.worker,
+                                    node=batch.node, started_at=time.time())
         allowed = set(row["test_ids"])
         records = [r for r in batch.records if r.test_id in allowed]
         if len(records) != len(batch.records):
@@ -153,19 +153,14 @@ class Planner:
 
     def _settle(self, c: Completion) -> None:
         """Record how an attempt ended; its tests still without an outcome did not run."""
-        before = self.state.assignment(c.suite_id, c.assignment_id, c.attempt)
-        if before is None:
-            return
         # An attempt given up on (lost) keeps that state: its tests belong to a newer attempt.
-        state = "lost" if before["state"] == "lost" else c.state
-        row = self.state.update_assignment(c.suite_id, c.assignment_id, c.attempt, state=state, worker=c.worker,
-                                           node=c.node, finished_at=c.finished_at, exit_code=c.exit_code,
-                                           message=c.message[:4000], wall_s=max(0.0, c.finished_at - c.started_at),
-                                           held_completion=None, started_at=before.get("started_at") or c.started_at)
+        row = self.state.settle_row(c.suite_id, c.assignment_id, c.attempt, c.state, worker=c.worker,
+                                    node=c.node, finished_at=c.finished_at, exit_code=c.exit_code,
+                                    message=c.message[:4000], wall_s=max(0.0, c.finished_at - c.started_at),
+                                    held_completion=None, started_at=c.started_at)
         if row is None:
             return
-        if state != "lost":
-            self.state.mark_finished(c.suite_id, c.assignment_id, c.attempt)
+        self.state.mark_finished(c.suite_id, c.assignment_id, c.attempt)
         owner = f"{c.assignment_id}#{c.attempt}"
         pending = self.state.pending_in(c.suite_id, list(row["test_ids"]), owner)
         if pending:
@@ -245,7 +240,8 @@ class Planner:
                 self.collection_lost(sid)
                 continue
             for row in self.state.assignments(sid):
-                if row["state"] == "running" and not self.state.lease_alive(sid, row["id"], row["attempt"]):
+                if (row["state"] == "running" and row.get("held_completion") is None
+                        and not self.state.lease_alive(sid, row["id"], row["attempt"])):
                     self.lost(sid, row)
                     continue
                 held = row.get("held_completion")

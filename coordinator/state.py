@@ -284,8 +284,42 @@ class SuiteState:
                     continue
 
     def mark_finished(self, suite_id: str, assignment_id: str, attempt: int) -> None:
-        """Workers drop any further delivery of an attempt that ended ("N!" in the current map)."""
-        self.r.hset(keys.current(suite_id), assignment_id, f"{attempt}!")
+        """Workers drop any further delivery of an attempt that ended ("N!" in the current map).
+
+        Only while N is still the current attempt: a newer attempt's mark is never overwritten."""
+        ckey = keys.current(suite_id)
+        with self.r.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(ckey)
+                    if pipe.hget(ckey, assignment_id) != str(attempt).encode():
+                        pipe.unwatch()
+                        return
+                    pipe.multi()
+                    pipe.hset(ckey, assignment_id, f"{attempt}!")
+                    pipe.execute()
+                    return
+                except redis.WatchError:
+                    continue
+
+    def mark_running(self, suite_id: str, assignment_id: str, attempt: int, **fields: Any) -> None:
+        """queued → running, and nothing else (a row that ended meanwhile keeps its state)."""
+        def change(row: dict[str, Any]) -> None:
+            if row["state"] == "queued":
+                row.update(state="running", **fields)
+
+        self._modify_assignment(suite_id, keys.attempt_key(assignment_id, attempt), change)
+
+    def settle_row(self, suite_id: str, assignment_id: str, attempt: int, state: str,
+                   **fields: Any) -> dict[str, Any] | None:
+        """Record how an attempt ended; a row taken for lost keeps that state."""
+        def change(row: dict[str, Any]) -> None:
+            row.update(fields)
+            row["started_at"] = row.get("started_at") or fields.get("started_at", 0.0)
+            if row["state"] != "lost":
+                row["state"] = state
+
+        return self._modify_assignment(suite_id, keys.attempt_key(assignment_id, attempt), change)
 
     def lease_alive(self, suite_id: str, assignment_id: str, attempt: int | None) -> bool:
         """Whether a worker holds the lease of that attempt (attempt None: of the collection)."""

@@ -56,8 +56,9 @@ def make_app(settings: Settings, *, pools: tuple[str, ...] = ()) -> Celery:
         # instead of being lost (Knapsack-style "fetched but never run" batches).
         task_acks_late=True,
         # When a pool child is killed mid-task the message goes back to the queue instead of
-        # being acknowledged as done. (Capping such redeliveries with farm's own attempt counter
-        # is not built yet: see "What is not done yet" in docs/how-it-works.md.)
+        # being acknowledged as done. The redelivery never runs the tests twice: the attempt's
+        # lease is still held, so the worker drops it; when the lease lapses the coordinator
+        # runs the unfinished tests as a new attempt, at most FARM max_attempts (3) times.
         task_reject_on_worker_lost=True,
         # One message in flight per slot: a busy slot must not hoard assignments that an idle
         # slot elsewhere could run now.
@@ -75,7 +76,9 @@ def make_app(settings: Settings, *, pools: tuple[str, ...] = ()) -> Celery:
         # Events for Flower: workers, tasks, and task-sent.
         worker_send_task_events=True,
         task_send_sent_event=True,
-        # A worker asked to stop gives its running tasks this long before it hands them back.
+        # On a cold shutdown (SIGQUIT, or SIGINT twice) running tasks get this long before the
+        # worker stops; a warm shutdown (SIGTERM) waits for them. Tasks stopped are redelivered
+        # (acks_late) and farm's leases and attempt markers keep them from running twice.
         worker_soft_shutdown_timeout=10.0,
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,

@@ -117,6 +117,7 @@ def run_assignment(
             test_timeout_s=assignment.test_timeout_s,
         )
         run = backend.start(request)
+        keepalive()  # unpacking the bundle may have used much of the lease taken before it
         node = run.node
         if stream is None:
             stream = _Stream(sink, assignment, worker, node, settings.batch_records, settings.batch_interval_s)
@@ -254,7 +255,7 @@ def collect_suite(
     )
     run = backend.start(request)
     lines: list[dict[str, object]] = []
-    next_keepalive = time.monotonic() + settings.lease_s / LEASE_RENEWALS
+    next_keepalive = time.monotonic()  # renewed at once: unpacking the bundle used part of the lease
     try:
         while True:
             if time.monotonic() >= next_keepalive:

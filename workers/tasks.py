@@ -60,20 +60,12 @@ class WorkerContext:
     def renew(self, a: Assignment) -> None:
         self.renew_key(keys.lease(a.suite_id, keys.attempt_key(a.assignment_id, a.attempt)))
 
-    def release(self, a: Assignment) -> None:
-        self.release_key(keys.lease(a.suite_id, keys.attempt_key(a.assignment_id, a.attempt)))
-
     def renew_key(self, key: str) -> None:
         try:
             self.store.set(key, self.name, px=int(self.settings.lease_s * 1000))
         except redis.RedisError as exc:  # the lease may lapse: the work is then done again, fenced
             log.warning("could not renew lease %s: %s", key, exc)
 
-    def release_key(self, key: str) -> None:
-        try:
-            self.store.delete(key)
-        except redis.RedisError:
-            pass  # it expires by itself
 
     def is_canceled(self, suite_id: str) -> bool:
         return self.store.hget(keys.suite(suite_id), "cancel") is not None
@@ -112,8 +104,7 @@ def register(ctx: WorkerContext) -> None:
                 log.exception("collecting suite %s failed", spec.suite_id)
             log.error("collecting suite %s failed: %s", spec.suite_id, exc)
             collection = Collection(spec.suite_id, worker, 3, (), (), f"collection failed on {worker}: {exc}")
-        ctx.app.send_task(SUITE_COLLECTED, args=[encode(collection)])
-        ctx.release_key(keys.lease(spec.suite_id, "collect"))
+        ctx.app.send_task(SUITE_COLLECTED, args=[encode(collection)])  # the lease lapses by itself
 
     @ctx.app.task(name=RUN_ASSIGNMENT, bind=True)  # type: ignore[untyped-decorator]
     def run_assignment(task: Any, payload: bytes) -> None:
@@ -142,5 +133,5 @@ def register(ctx: WorkerContext) -> None:
             now = time.time()
             ctx.send_completion(Completion(assignment.suite_id, assignment.assignment_id, assignment.attempt,
                                            worker, "", "failed", now, now, -1, 0, str(exc)))
-        finally:
-            ctx.release(assignment)
+        # The lease is not released: it lapses by itself, long after the coordinator has handled
+        # the completion. Released now, the sweeper could take the attempt for lost in between.

@@ -111,3 +111,32 @@ def test_collection_delivered_twice_publishes_assignments_once(redis_url: str) -
     first = len(published.assignments)
     planner.collected(collection)
     assert first >= 1 and len(published.assignments) == first
+
+
+def test_an_attempt_whose_completion_is_held_is_not_taken_for_lost(redis_url: str) -> None:
+    planner, state, published = _planner(redis_url)
+    _submit(state, planner, "s5")
+    planner.collected(Collection("s5", "w@h", 0, ("t.py::a", "t.py::b")))
+    (a,) = published.assignments
+    planner.records(RecordBatch("s5", a.assignment_id, 1, "w@h", "local:h", ()))  # running; no lease held
+    now = time.time()
+    planner.completed(Completion("s5", a.assignment_id, 1, "w@h", "local:h", "done", now, now + 1, 0, 2))
+    planner.sweep()  # the lease is gone, but the attempt ended: its records are on their way
+    assert len(published.assignments) == 1, "a finished attempt was run again"
+    planner.records(RecordBatch("s5", a.assignment_id, 1, "w@h", "local:h", (
+        TestRecord("t.py::a", Outcome.PASSED), TestRecord("t.py::b", Outcome.PASSED))))
+    assert _report(state, "s5")["summary"]["passed"] == 2
+
+
+def test_an_attempt_that_ends_late_never_unmarks_its_successor(redis_url: str) -> None:
+    planner, state, published = _planner(redis_url)
+    _submit(state, planner, "s6")
+    planner.collected(Collection("s6", "w@h", 0, ("t.py::a",)))
+    (a,) = published.assignments
+    planner.records(RecordBatch("s6", a.assignment_id, 1, "w@h", "local:h", ()))
+    planner.sweep()  # no lease: attempt 1 is lost, attempt 2 is published
+    assert [x.attempt for x in published.assignments] == [1, 2]
+    now = time.time()
+    planner.completed(Completion("s6", a.assignment_id, 1, "w@h", "local:h", "done", now, now, 0, 0))
+    assert state.r.hget(keys.current("s6"), a.assignment_id) == b"2"  # workers still take attempt 2
+    assert state.assignment("s6", a.assignment_id, 1)["state"] == "lost"
