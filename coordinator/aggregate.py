@@ -9,8 +9,8 @@ attempt), which is idempotent by construction.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Container, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 
 from farm.model import TestRecord
 from farm.outcomes import Outcome, supersedes
@@ -59,6 +59,7 @@ def merge(
     worker: str,
     node: str,
     owners: Mapping[str, str] | None = None,
+    rerun: Container[str] = (),
 ) -> Merge:
     """Merge records against `held` (test id → outcome value, "pending", or None if unknown).
 
@@ -92,6 +93,9 @@ def merge(
         old = None if state == PENDING else Outcome(state)
         if not supersedes(record.outcome, old):
             continue
+        if record.outcome is Outcome.PASSED and record.test_id in rerun:
+            # It failed before and passes now.
+            record = replace(record, outcome=Outcome.FLAKY, message="failed, then passed when run again")
         if old is None:
             result.newly_final += 1
         else:

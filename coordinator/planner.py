@@ -217,6 +217,28 @@ class Planner:
             return
         self.publish_collect(spec)
 
+    def _rerun_failures(self, spec: SuiteSpec) -> bool:
+        """Run the suite's failing tests again (--rerun-failures), if any may be; True if started."""
+        sid = spec.suite_id
+        deadline = _deadline_at(spec)
+        if deadline and time.time() >= deadline:
+            return False
+        tests = self.state.failing_for_rerun(sid, spec.rerun_failures)
+        if not tests:
+            return False
+        round_ = 1 + len({a["id"] for a in self.state.assignments(sid) if a["id"].startswith(f"{sid}-r")})
+        aid = f"{sid}-r{round_:02d}"
+        row = {"id": aid, "attempt": 1, "state": "queued", "test_ids": tests, "expected_s": 0.0, "worker": "",
+               "node": "", "started_at": 0.0, "finished_at": 0.0}
+        moved = self.state.start_rerun(sid, row, tests)
+        if not moved:
+            return False
+        log.info("suite %s: running %d failing tests again (round %d)", sid, len(moved), round_)
+        self.publish_assignment(spec.pool, Assignment(
+            sid, aid, 1, spec.bundle_digest, spec.pytest_args, tuple(moved), test_timeout_s=spec.test_timeout_s,
+            deadline_at=deadline, priority=0))
+        return True
+
     def deadline_passed(self, suite_id: str) -> None:
         """Past the deadline (and the grace workers get to report): what did not run, did not run."""
         status = self.state.field(suite_id, "status")
@@ -280,9 +302,11 @@ class Planner:
         if not force and any(a["state"] not in TERMINAL for a in self.state.assignments(sid)):
             self.state.note_all_tests_final(sid)
             return
+        spec = self.state.spec(sid)
+        if spec.rerun_failures and not self.state.canceled(sid) and self._rerun_failures(spec):
+            return  # failing tests run again; the suite finishes after them
         if not self.state.claim_finalize(sid):
             return
-        spec = self.state.spec(sid)
         counts = self.state.counts(sid)
         canceled = self.state.canceled(sid)
         past_deadline = bool(spec.deadline_s) and time.time() >= _deadline_at(spec) and (
@@ -291,7 +315,8 @@ class Planner:
             self._finalize(spec, "deadline", 2, f"suite deadline of {spec.deadline_s:g}s reached")
             return
         collection = self.state.collection(sid)
-        code = exit_code_for(counts, canceled=canceled, collected=len(collection.test_ids) if collection else total)
+        code = exit_code_for(counts, canceled=canceled, collected=len(collection.test_ids) if collection else total,
+                             strict_flaky=spec.strict_flaky)
         self._finalize(spec, "canceled" if canceled else "finished", code, "suite canceled" if canceled else "")
 
     def _finish_without_run(self, spec: SuiteSpec, collection: Collection | None, status: str, code: int,

@@ -19,6 +19,7 @@ from farm import keys
 from farm.config import Settings
 from farm.errors import ProtocolError, SuiteNotFound
 from farm.model import Collection, SuiteSpec, TestRecord, WorkerInfo
+from farm.outcomes import FAILURES
 from farm.protocol import decode, encode
 
 #: The owner of outcomes decided at collection (module-level skips, collection errors).
@@ -170,8 +171,10 @@ class SuiteState:
                     held = {t: (v.decode() if v is not None else None) for t, v in zip(ids, values, strict=True)}
                     owned = pipe.hmget(wkey, ids) if ids else []
                     owners = {t: v.decode() for t, v in zip(ids, owned, strict=True) if v is not None}
+                    rerun_counts = pipe.hmget(keys.reruns(suite_id), ids) if ids else []
+                    rerun = {t for t, n in zip(ids, rerun_counts, strict=True) if n is not None}
                     result = merge(held, records, assignment=assignment, attempt=attempt, worker=worker, node=node,
-                                   owners=owners if fence else None)
+                                   owners=owners if fence else None, rerun=rerun)
                     pipe.multi()
                     if result.counted:
                         pipe.hset(okey, mapping={t: r.outcome.value for t, r in result.counted.items()})
@@ -280,6 +283,45 @@ class SuiteState:
                         pipe.hset(keys.current(suite_id), row["id"], new_attempt)
                     pipe.execute()
                     return moving
+                except redis.WatchError:
+                    continue
+
+    def failing_for_rerun(self, suite_id: str, limit: int) -> list[str]:
+        """Tests whose outcome fails the suite and that were run again fewer than `limit` times."""
+        failing = {o.value.encode() for o in FAILURES}
+        done = {k.decode(): int(v) for k, v in self.r.hgetall(keys.reruns(suite_id)).items()}
+        return [k.decode() for k, v in self.r.hscan_iter(keys.outcomes(suite_id), count=5000)
+                if v in failing and done.get(k.decode(), 0) < limit]
+
+    def start_rerun(self, suite_id: str, row: dict[str, Any], test_ids: list[str]) -> list[str]:
+        """Hand failing tests to a new (rerun) assignment: their outcomes go back to pending.
+
+        Atomic with merges; a test that no longer fails, or moved already, is left alone.
+        Returns the tests moved.
+        """
+        okey, wkey = keys.outcomes(suite_id), keys.owners(suite_id)
+        failing = {o.value.encode() for o in FAILURES}
+        new_key = keys.attempt_key(row["id"], row["attempt"])
+        with self.r.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(okey, wkey)
+                    values = pipe.hmget(okey, test_ids) if test_ids else []
+                    moving = [(t, v.decode()) for t, v in zip(test_ids, values, strict=True) if v in failing]
+                    pipe.multi()
+                    if moving:
+                        names = [t for t, _ in moving]
+                        pipe.hset(okey, mapping={t: PENDING for t in names})
+                        pipe.hset(wkey, mapping={t: new_key for t in names})
+                        for t, outcome in moving:
+                            pipe.hincrby(keys.counts(suite_id), outcome, -1)
+                            pipe.hincrby(keys.reruns(suite_id), t, 1)
+                        pipe.hincrby(keys.suite(suite_id), "done", -len(names))
+                        pipe.hset(keys.assignments(suite_id), new_key, _pack({**row, "test_ids": names}))
+                        pipe.hset(keys.current(suite_id), row["id"], row["attempt"])
+                        pipe.hdel(keys.suite(suite_id), "complete_at")
+                    pipe.execute()
+                    return [t for t, _ in moving]
                 except redis.WatchError:
                     continue
 

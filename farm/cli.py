@@ -55,14 +55,17 @@ def main() -> None:
 @click.option("--project", default=None, help="Name under which durations are recorded [default: PATH's name].")
 @click.option("--test-timeout", "test_timeout", metavar="DURATION", default=None,
               help="Stop a test running longer (e.g. 30s, 5m) and record it as timeout, with its stack.")
+@click.option("--rerun-failures", "rerun_failures", type=click.IntRange(0, 10), default=0, metavar="N",
+              help="Run failing tests again, up to N times; one that then passes is reported flaky.")
+@click.option("--strict-flaky", is_flag=True, help="A flaky test fails the suite (exit code 1).")
 @click.option("--deadline", "deadline", metavar="DURATION", default=None,
               help="End the whole suite this long after submission: what runs then is stopped (timeout), "
                    "what has not started is not_run; exit code 2.")
 @click.option("-v", "--verbose", is_flag=True, help="List skipped and xfailed tests in the summary.")
 def submit_suite(path: Path, pytest_args: tuple[str, ...], broker: str | None, pool: str, dist: str,
                  junit_xml: Path | None, json_path: Path | None, no_wait: bool, local_workers: int | None,
-                 python: str | None, project: str | None, test_timeout: str | None, deadline: str | None,
-                 verbose: bool) -> None:
+                 python: str | None, project: str | None, test_timeout: str | None, rerun_failures: int,
+                 strict_flaky: bool, deadline: str | None, verbose: bool) -> None:
     """Run the pytest suite of the project at PATH on the farm; pytest options go after `--`.
 
     With no broker configured, runs an embedded farm for this one suite.
@@ -76,7 +79,8 @@ def submit_suite(path: Path, pytest_args: tuple[str, ...], broker: str | None, p
         raise UsageError("--no-wait needs a running farm: pass --broker URL or set FARM_BROKER_URL")
     _check_writable(junit_xml, json_path)
     options = SuiteOptions(test_timeout_s=_duration("--test-timeout", test_timeout),
-                           deadline_s=_duration("--deadline", deadline))
+                           deadline_s=_duration("--deadline", deadline), rerun_failures=rerun_failures,
+                           strict_flaky=strict_flaky)
     bundle = make_bundle(path, settings.max_bundle_bytes)
     name = project or path.resolve().name
     if settings.broker_url:

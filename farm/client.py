@@ -30,6 +30,8 @@ class SuiteOptions:
 
     test_timeout_s: float = 0.0
     deadline_s: float = 0.0
+    rerun_failures: int = 0
+    strict_flaky: bool = False
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,8 @@ class Client:
         options = options or SuiteOptions()
         suite_id = new_suite_id()
         spec = SuiteSpec(suite_id, project, bundle.digest, pool, dist, pytest_args, time.time(),
-                         test_timeout_s=options.test_timeout_s, deadline_s=options.deadline_s)
+                         test_timeout_s=options.test_timeout_s, deadline_s=options.deadline_s,
+                         rerun_failures=options.rerun_failures, strict_flaky=options.strict_flaky)
         try:
             # The same bytes under the same digest: an existing bundle is only given a new lease.
             self.store.set(keys.bundle(bundle.digest), bundle.data, ex=self.settings.bundle_ttl_s, nx=True)

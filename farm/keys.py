@@ -45,6 +45,11 @@ def owners(suite_id: str) -> str:
     return f"{PREFIX}:suite:{suite_id}:owners"
 
 
+def reruns(suite_id: str) -> str:
+    """Hash: test id → how many times it was run again after failing (--rerun-failures)."""
+    return f"{PREFIX}:suite:{suite_id}:reruns"
+
+
 def current(suite_id: str) -> str:
     """Hash: assignment id → its current attempt ("N", or "N!" once it ended): workers drop the rest."""
     return f"{PREFIX}:suite:{suite_id}:current"
@@ -77,6 +82,7 @@ def suite_keys(suite_id: str) -> tuple[str, ...]:
         report(suite_id),
         owners(suite_id),
         current(suite_id),
+        reruns(suite_id),
     )
 
 

@@ -23,6 +23,8 @@ class SuiteSpec:
     submitted_at: float
     test_timeout_s: float = 0.0  # a test running longer is stopped and recorded `timeout` (0: none)
     deadline_s: float = 0.0  # the whole suite ends this long after submission (0: none)
+    rerun_failures: int = 0  # failing tests run again up to this many times; a pass then is `flaky`
+    strict_flaky: bool = False  # a flaky test fails the suite
 
 
 @dataclass(frozen=True)

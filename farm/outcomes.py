@@ -21,6 +21,7 @@ class Outcome(enum.StrEnum):
     XPASSED = "xpassed"
     TIMEOUT = "timeout"  # ran past --test-timeout (or its assignment's deadline) and was stopped
     CRASHED = "crashed"  # its runner died while it ran (os._exit, a signal, the OOM killer)
+    FLAKY = "flaky"  # failed, then passed when run again (--rerun-failures): passing unless --strict-flaky
     NOT_RUN = "not_run"  # never ran: canceled, past the deadline, or the farm could not run it
 
     @property
@@ -36,6 +37,7 @@ SUMMARY_ORDER: tuple[Outcome, ...] = (
     Outcome.SKIPPED,
     Outcome.XFAILED,
     Outcome.XPASSED,
+    Outcome.FLAKY,
     Outcome.ERROR,
     Outcome.TIMEOUT,
     Outcome.CRASHED,
@@ -93,7 +95,7 @@ _CATEGORY = {
 }
 
 
-def exit_code_for(counts: dict[str, int], *, canceled: bool, collected: int) -> int:
+def exit_code_for(counts: dict[str, int], *, canceled: bool, collected: int, strict_flaky: bool = False) -> int:
     """Pytest-compatible exit code of a finished suite.
 
     `collected` is how many runnable tests collection found (module-level skips and collection
@@ -105,7 +107,7 @@ def exit_code_for(counts: dict[str, int], *, canceled: bool, collected: int) -> 
         return 2
     if collected == 0:
         return 5
-    if any(counts.get(o.value, 0) for o in FAILURES):
+    if any(counts.get(o.value, 0) for o in FAILURES) or (strict_flaky and counts.get(Outcome.FLAKY.value, 0)):
         return 1
     if counts.get(Outcome.NOT_RUN.value, 0):
         return 3

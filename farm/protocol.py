@@ -134,6 +134,12 @@ def _float(v: Any) -> float:
     return float(v)
 
 
+def _bool(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise TypeError("a boolean")
+    return v
+
+
 def _strs(v: Any) -> tuple[str, ...]:
     if not isinstance(v, (list, tuple)):
         raise TypeError("a list of strings")
@@ -183,6 +189,8 @@ _FIELD: dict[str, Callable[[Any], Any]] = {
     "test_timeout_s": _float,
     "deadline_s": _float,
     "deadline_at": _float,
+    "rerun_failures": _int,
+    "strict_flaky": _bool,
     "slots": _int,
 }
 

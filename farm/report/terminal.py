@@ -21,10 +21,11 @@ _SHORT_WORD = {
     Outcome.NOT_RUN: "NOT RUN",
     Outcome.TIMEOUT: "TIMEOUT",
     Outcome.CRASHED: "CRASHED",
+    Outcome.FLAKY: "FLAKY",
 }
 #: Outcomes listed in the short test summary: pytest's default `-r fE` (with farm's own failures),
 #: and more when verbose.
-_SHORT_DEFAULT = (Outcome.FAILED, Outcome.ERROR, Outcome.TIMEOUT, Outcome.CRASHED)
+_SHORT_DEFAULT = (Outcome.FAILED, Outcome.ERROR, Outcome.TIMEOUT, Outcome.CRASHED, Outcome.FLAKY)
 _SHORT_VERBOSE = _SHORT_DEFAULT + (Outcome.SKIPPED, Outcome.XFAILED, Outcome.XPASSED, Outcome.NOT_RUN)
 
 

@@ -293,3 +293,20 @@ def test_failures_are_failed_error_timeout_and_crashed() -> None:
 @pytest.mark.parametrize("outcome", ["timeout", "crashed"])
 def test_a_timeout_or_a_crash_fails_the_suite(outcome: str) -> None:
     assert exit_code_for({"passed": 3, outcome: 1}, canceled=False, collected=4) == 1
+
+
+def test_a_pass_of_a_test_run_again_after_failing_is_flaky() -> None:
+    held = {"t": PENDING, "u": PENDING}
+    result = merge(held, [Record("t", Outcome.PASSED), Record("u", Outcome.FAILED)], assignment="r01", attempt=1,
+                   worker="w", node="n", rerun={"t", "u"})
+    assert result.counted["t"].outcome is Outcome.FLAKY
+    assert result.counted["t"].message == "failed, then passed when run again"
+    assert result.counted["u"].outcome is Outcome.FAILED  # still failing: not flaky
+    assert result.attempts["t\0r01\x001"].outcome == "passed"  # the attempt says what the runner saw
+    assert merge({"t": PENDING}, [Record("t", Outcome.PASSED)], assignment="a", attempt=1, worker="w",
+                 node="n").counted["t"].outcome is Outcome.PASSED  # not run again: a plain pass
+
+
+@pytest.mark.parametrize(("strict", "code"), [(False, 0), (True, 1)])
+def test_flaky_passes_unless_strict(strict: bool, code: int) -> None:
+    assert exit_code_for({"passed": 2, "flaky": 1}, canceled=False, collected=3, strict_flaky=strict) == code

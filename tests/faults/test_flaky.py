@@ -1,0 +1,42 @@
+"""--rerun-failures: failing tests run again; one that then passes is flaky, with all its attempts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from support.helpers import LEAN, copy_fixture, farm
+
+
+@pytest.mark.parametrize(("strict", "code"), [(False, 0), (True, 1)])
+def test_a_test_that_passes_when_run_again_is_flaky(tmp_path: Path, strict: bool, code: int) -> None:
+    project = copy_fixture("flaky", tmp_path)
+    state = tmp_path / "state"
+    state.mkdir()
+    report_path = tmp_path / "r.json"
+    args = ["--rerun-failures", "2", *(["--strict-flaky"] if strict else [])]
+    result = farm("submit-suite", str(project), "--local-workers", "1", *args, "--json", str(report_path), "--",
+                  *LEAN, "tests/test_flaky.py::test_flaky", "tests/test_flaky.py::test_passes",
+                  env={"FARMTEST_FLAKY_DIR": str(state)})
+    assert result.returncode == code, result.stdout + result.stderr
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    tests = {t["id"].split("::")[-1].split("[")[0]: t for t in report["tests"]}
+    assert tests["test_flaky"]["outcome"] == "flaky"
+    assert [a["outcome"] for a in tests["test_flaky"]["attempts"]] == ["failed", "passed"]
+    assert tests["test_passes"]["outcome"] == "passed" and len(tests["test_passes"]["attempts"]) == 1
+    assert report["summary"]["flaky"] == 1 and report["summary"]["failed"] == 0
+    assert "FLAKY tests/test_flaky.py::test_flaky - failed, then passed when run again" in result.stdout
+
+
+def test_a_test_that_keeps_failing_is_run_again_n_times_and_fails(tmp_path: Path) -> None:
+    project = copy_fixture("flaky", tmp_path)
+    report_path = tmp_path / "r.json"
+    result = farm("submit-suite", str(project), "--local-workers", "1", "--rerun-failures", "2", "--json",
+                  str(report_path), "--", *LEAN, "tests/test_flaky.py::test_always_fails")
+    assert result.returncode == 1
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    (test,) = report["tests"]
+    assert test["outcome"] == "failed"
+    assert [a["outcome"] for a in test["attempts"]] == ["failed"] * 3  # the run, then 2 reruns
+    assert len({a["assignment"] for a in test["attempts"]}) == 3
