@@ -4,21 +4,13 @@ from __future__ import annotations
 
 import sys
 
-from farm.errors import FarmError
+from farm.service_main import run_service
 
 
 def run() -> int:
     from coordinator.service import main
 
-    try:
-        return main()
-    except SystemExit as exc:  # argparse: 2 on a bad option; farm's usage errors exit 4
-        return 4 if exc.code == 2 else int(exc.code or 0)
-    except FarmError as exc:
-        print(f"farm coordinator: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return 2
+    return run_service(main, "coordinator")
 
 
 if __name__ == "__main__":
