@@ -71,6 +71,10 @@ def nothing_left_behind() -> Iterator[None]:
     leftover = _cluster_dirs() - before
     assert not stray, f"tests left processes running: {stray}"
     assert not leftover, f"tests left cluster directories: {sorted(leftover)}"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The session's private temp dir goes in every case (--collect-only runs no fixture)."""
     shutil.rmtree(SESSION_TMP, ignore_errors=True)
 
 
