@@ -67,7 +67,7 @@ class SuiteState:
 
     def field(self, suite_id: str, name: str) -> str | None:
         value = self.r.hget(keys.suite(suite_id), name)
-        return value.decode() if isinstance(value, bytes) else value
+        return None if value is None else keys.text(value)
 
     def set_fields(self, suite_id: str, **fields: Any) -> None:
         self.r.hset(keys.suite(suite_id), mapping={k: v for k, v in fields.items()})

@@ -112,7 +112,7 @@ class Client:
         counts = self.store.hmget(keys.counts(suite_id), ["failed", "error", "timeout", "crashed"])
         failed = sum(int(c or 0) for c in counts)
         elapsed = time.time() - float(submitted or time.time())
-        return Progress(_text(status), int(total or 0), int(done or 0), failed, elapsed)
+        return Progress(keys.text(status), int(total or 0), int(done or 0), failed, elapsed)
 
     def wait(self, suite_id: str, on_progress: Callable[[Progress], None], interval_s: float = 0.1) -> Progress:
         """Poll until the suite ends, reporting progress; returns the final snapshot."""
@@ -143,10 +143,6 @@ class Client:
         if self._app is not None:
             self._app.close()
         self.store.close()
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _redact(url: str) -> str:

@@ -7,7 +7,6 @@ whole group on stop; the temp dir holding Redis's files, logs and the bundle cac
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shutil
 import signal
@@ -20,11 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-import psutil
 import redis
 
 from farm import keys
 from farm.errors import InfrastructureError, UsageError
+from farm.processes import die_with_parent, signal_all, signal_group, working_in
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 _CLUSTER_OWNED = ("FARM_BROKER_URL", "FARM_STATE_URL", "CELERY_BROKER_URL", "FARM_POOL")
@@ -35,15 +34,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: get SIGKILL if the farm process that started us dies."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 @dataclass
@@ -144,17 +134,18 @@ class LocalCluster:
         procs, self.procs = self.procs, []
         # Workers and the coordinator first, Redis last.
         for _, proc in reversed(procs):
-            _signal_group(proc, signal.SIGKILL if fast else signal.SIGTERM)
+            signal_group(proc.pid, signal.SIGKILL if fast else signal.SIGTERM)
         deadline = time.monotonic() + grace
         for _, proc in reversed(procs):
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 pass
-            _signal_group(proc, signal.SIGKILL)
+            signal_group(proc.pid, signal.SIGKILL)
             proc.wait()
         if getattr(self, "root", None) is not None:
-            _kill_strays(self.root)
+            # Runners and daemons tests forked, still working inside the cluster's directory.
+            signal_all(working_in(str(self.root)), signal.SIGKILL)
             shutil.rmtree(self.root, ignore_errors=True)
 
     def log_tail(self, name: str, limit: int = 2000) -> str:
@@ -173,7 +164,7 @@ class LocalCluster:
             inherited = {k: v for k, v in os.environ.items() if k not in _CLUSTER_OWNED}
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                     env={**inherited, **(env or {})}, start_new_session=True,
-                                    preexec_fn=_die_with_parent, cwd=self.root)
+                                    preexec_fn=die_with_parent, cwd=self.root)
         finally:
             log.close()
         self.procs.append((name, proc))
@@ -217,22 +208,3 @@ class LocalCluster:
                 return True
         except OSError:
             return False
-
-
-def _kill_strays(root: Path) -> None:
-    """Kill processes still working inside the cluster's directory (runners, daemons tests forked)."""
-    prefix = str(root)
-    for proc in psutil.process_iter(["cwd"]):
-        try:
-            cwd = proc.info["cwd"] or ""
-            if cwd == prefix or cwd.startswith(prefix + os.sep):
-                proc.kill()
-        except psutil.Error:
-            continue
-
-
-def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
-    try:
-        os.killpg(proc.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass

@@ -5,6 +5,11 @@ from __future__ import annotations
 PREFIX = "farm"
 
 
+def text(reply: bytes | str) -> str:
+    """A string reply from the state store as text (redis-py types replies as bytes or str)."""
+    return reply.decode() if isinstance(reply, bytes) else reply
+
+
 def bundle(digest: str) -> str:
     """Bytes of a bundle archive, by its sha256 digest."""
     return f"{PREFIX}:bundle:{digest}"

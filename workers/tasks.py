@@ -44,7 +44,7 @@ class WorkerContext:
     def claim(self, a: Assignment) -> bool:
         """Take the lease of an attempt; False if it is superseded or another worker holds it."""
         current = self.store.hget(keys.current(a.suite_id), a.assignment_id)
-        if current is not None and _text(current) != str(a.attempt):  # superseded, or ended ("N!")
+        if current is not None and keys.text(current) != str(a.attempt):  # superseded, or ended ("N!")
             return False
         key = keys.lease(a.suite_id, keys.attempt_key(a.assignment_id, a.attempt))
         return bool(self.store.set(key, self.name, nx=True, px=int(self.settings.lease_s * 1000)))
@@ -75,10 +75,6 @@ class WorkerContext:
 
     def send_completion(self, completion: Completion) -> None:
         self.app.send_task(ASSIGNMENT_COMPLETED, args=[encode(completion)])
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def register(ctx: WorkerContext) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import json
 import os
@@ -16,9 +15,8 @@ import time
 import uuid
 from pathlib import Path
 
-import psutil
-
 from farm.bundle import extract_bundle
+from farm.processes import become_subreaper, descendants, die_with_parent, signal_all, signal_group
 from workers.backends.base import RunRequest
 
 PLUGIN_SOURCE = Path(__file__).resolve().parent.parent / "pytest_plugin.py"
@@ -69,8 +67,8 @@ class LocalRun:
         self.workdir = workdir
         self.log_path = workdir / "output.log"
         self.stack_path = workdir / "stacks.txt"
-        _become_subreaper()
-        self.before = _descendants()
+        become_subreaper()
+        self.before = {p.pid for p in descendants()}
         read_fd, write_fd = os.pipe()
         env = _runner_env(os.environ)
         env.update({
@@ -173,14 +171,10 @@ class LocalRun:
         if self.proc.poll() is None:
             self.stop(grace=1.0)
         else:
-            _kill_group(self.proc.pid, signal.SIGKILL)  # anything it left running in its group
+            signal_group(self.proc.pid, signal.SIGKILL)  # anything it left running in its group
         # Daemons the tests started (even double-forked, in sessions of their own) were
         # reparented to this process, the subreaper: nothing the tests started survives.
-        for proc in _descendants() - self.before:
-            try:
-                psutil.Process(proc).kill()
-            except psutil.Error:
-                pass
+        signal_all([p for p in descendants() if p.pid not in self.before], signal.SIGKILL)
         try:
             os.close(self.read_fd)
         except OSError:
@@ -188,28 +182,10 @@ class LocalRun:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def _become_subreaper() -> None:
-    """Orphans below this process are reparented to it (not to init), so they can be found."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(36, 1)  # PR_SET_CHILD_SUBREAPER
-    except OSError:
-        pass
-
-
-def _descendants() -> set[int]:
-    try:
-        return {p.pid for p in psutil.Process().children(recursive=True)}
-    except psutil.Error:
-        return set()
-
-
 def _prepare_child(niceness: int) -> None:
     """In the runner before exec: die with the worker process that started it, and take the
     CPU priority its assignment was given."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
+    die_with_parent()
     if niceness > 0:
         os.nice(niceness)
 
@@ -219,33 +195,15 @@ def _runner_env(base: os._Environ[str] | dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in base.items() if not k.startswith(("FARM_", "CELERY_", "PYTHONPATH"))}
 
 
-def _kill_group(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
 def _kill_tree(proc: subprocess.Popen[bytes], grace: float) -> None:
     """TERM the runner's group and descendants, wait `grace`, then KILL what is left."""
-    try:
-        descendants = psutil.Process(proc.pid).children(recursive=True)
-    except psutil.Error:
-        descendants = []
-    _kill_group(proc.pid, signal.SIGTERM)
-    for child in descendants:
-        try:
-            child.terminate()
-        except psutil.Error:
-            pass
+    below = descendants(proc.pid)
+    signal_group(proc.pid, signal.SIGTERM)
+    signal_all(below, signal.SIGTERM)
     try:
         proc.wait(timeout=grace)
     except subprocess.TimeoutExpired:
         pass
-    _kill_group(proc.pid, signal.SIGKILL)
-    for child in descendants:
-        try:
-            child.kill()
-        except psutil.Error:
-            pass
+    signal_group(proc.pid, signal.SIGKILL)
+    signal_all(below, signal.SIGKILL)
     proc.wait()

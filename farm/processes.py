@@ -1,0 +1,65 @@
+"""Linux process plumbing shared by the embedded farm and the local backend: lifetimes and kills."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+from collections.abc import Iterable
+
+import psutil
+
+_PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def _prctl(option: int, value: int) -> None:
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(option, value)
+    except OSError:  # not Linux (or no libc): the guarantees below do not hold, nothing breaks
+        pass
+
+
+def die_with_parent() -> None:
+    """In a child before exec: get SIGKILL if the process that started it dies."""
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def become_subreaper() -> None:
+    """Orphans below this process are reparented to it (not to init), so they can be found."""
+    _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+
+
+def signal_group(pgid: int, sig: int) -> None:
+    """Send `sig` to a process group that may be gone already."""
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def signal_all(procs: Iterable[psutil.Process | int], sig: int) -> None:
+    """Send `sig` to each process (or pid), skipping those that are gone."""
+    for proc in procs:
+        try:
+            (proc if isinstance(proc, psutil.Process) else psutil.Process(proc)).send_signal(sig)
+        except psutil.Error:
+            pass
+
+
+def descendants(pid: int | None = None) -> list[psutil.Process]:
+    """Every process below `pid` (default: this process); empty if it is gone."""
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def working_in(root: str) -> list[psutil.Process]:
+    """Processes whose working directory is `root` or below it."""
+    found = []
+    for proc in psutil.process_iter(["cwd"]):
+        cwd = proc.info.get("cwd") or ""
+        if cwd == root or cwd.startswith(root + os.sep):
+            found.append(proc)
+    return found
