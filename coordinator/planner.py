@@ -311,13 +311,17 @@ class Planner:
         canceled = self.state.canceled(sid)
         past_deadline = bool(spec.deadline_s) and time.time() >= _deadline_at(spec) and (
             counts.get("not_run", 0) > 0 or any(a["state"] == "deadline" for a in self.state.assignments(sid)))
-        if past_deadline and not canceled:
-            self._finalize(spec, "deadline", 2, f"suite deadline of {spec.deadline_s:g}s reached")
-            return
+        if canceled:
+            status, message = "canceled", "suite canceled"
+        elif past_deadline:
+            status, message = "deadline", f"suite deadline of {spec.deadline_s:g}s reached"
+        else:
+            status, message = "finished", ""
         collection = self.state.collection(sid)
-        code = exit_code_for(counts, canceled=canceled, collected=len(collection.test_ids) if collection else total,
+        code = exit_code_for(counts, interrupted=status != "finished",
+                             collected=len(collection.test_ids) if collection else total,
                              strict_flaky=spec.strict_flaky)
-        self._finalize(spec, "canceled" if canceled else "finished", code, "suite canceled" if canceled else "")
+        self._finalize(spec, status, code, message)
 
     def _finish_without_run(self, spec: SuiteSpec, collection: Collection | None, status: str, code: int,
                             message: str, decided: tuple[TestRecord, ...] = ()) -> None:

@@ -95,15 +95,15 @@ _CATEGORY = {
 }
 
 
-def exit_code_for(counts: dict[str, int], *, canceled: bool, collected: int, strict_flaky: bool = False) -> int:
+def exit_code_for(counts: dict[str, int], *, interrupted: bool, collected: int, strict_flaky: bool = False) -> int:
     """Pytest-compatible exit code of a finished suite.
 
     `collected` is how many runnable tests collection found (module-level skips and collection
-    errors are not runnable tests). 2 interrupted (canceled); 5 nothing collected, as pytest
+    errors are not runnable tests). 2 interrupted (canceled, or the deadline came); 5 nothing collected, as pytest
     even when a module was skipped; 1 some test failed or errored; 3 some test never ran
     although nothing was canceled (the farm failed to run it); 0 otherwise.
     """
-    if canceled:
+    if interrupted:
         return 2
     if collected == 0:
         return 5

@@ -283,7 +283,7 @@ def test_fold_phases_xfail_decided_at_setup_is_xfailed(teardown: str) -> None:
     ],
 )
 def test_exit_code_matches_pytest(counts: dict[str, int], canceled: bool, collected: int, code: int) -> None:
-    assert exit_code_for(counts, canceled=canceled, collected=collected) == code
+    assert exit_code_for(counts, interrupted=canceled, collected=collected) == code
 
 
 def test_failures_are_failed_error_timeout_and_crashed() -> None:
@@ -292,7 +292,7 @@ def test_failures_are_failed_error_timeout_and_crashed() -> None:
 
 @pytest.mark.parametrize("outcome", ["timeout", "crashed"])
 def test_a_timeout_or_a_crash_fails_the_suite(outcome: str) -> None:
-    assert exit_code_for({"passed": 3, outcome: 1}, canceled=False, collected=4) == 1
+    assert exit_code_for({"passed": 3, outcome: 1}, interrupted=False, collected=4) == 1
 
 
 def test_a_pass_of_a_test_run_again_after_failing_is_flaky() -> None:
@@ -309,4 +309,4 @@ def test_a_pass_of_a_test_run_again_after_failing_is_flaky() -> None:
 
 @pytest.mark.parametrize(("strict", "code"), [(False, 0), (True, 1)])
 def test_flaky_passes_unless_strict(strict: bool, code: int) -> None:
-    assert exit_code_for({"passed": 2, "flaky": 1}, canceled=False, collected=3, strict_flaky=strict) == code
+    assert exit_code_for({"passed": 2, "flaky": 1}, interrupted=False, collected=3, strict_flaky=strict) == code
