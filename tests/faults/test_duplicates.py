@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 import msgpack
-from support.helpers import LEAN, copy_fixture, farm
+from support.helpers import LEAN, copy_fixture, farm, running_cluster
 
 from farm import keys
 from farm.celery_app import RUN_ASSIGNMENT, make_app, pool_queue
@@ -22,10 +22,7 @@ def _drops(cluster: LocalCluster) -> int:
 
 
 def test_an_assignment_delivered_again_runs_once_and_counts_once(tmp_path: Path) -> None:
-    cluster = LocalCluster(ClusterSpec(workers=2, slots=1, loglevel="INFO"))
-    cluster.start()
-    try:
-        cluster.wait_ready()
+    with running_cluster(ClusterSpec(workers=2, slots=1, loglevel="INFO")) as cluster:
         settings = Settings(broker_url=cluster.broker_url)
         client, app = Client(settings), make_app(settings)
         try:
@@ -64,5 +61,3 @@ def test_an_assignment_delivered_again_runs_once_and_counts_once(tmp_path: Path)
         ids = [t["id"] for t in report["tests"]]
         assert len(ids) == len(set(ids)) == 40 and report["summary"]["passed"] == 40
         assert all(len(t["attempts"]) == 1 for t in report["tests"]), "a duplicate ran a test again"
-    finally:
-        cluster.stop()

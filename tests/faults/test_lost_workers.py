@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from support.helpers import LEAN, copy_fixture, farm
+from support.helpers import LEAN, copy_fixture, farm, running_cluster
 
 from farm.cluster import ClusterSpec, LocalCluster
 
@@ -20,13 +20,8 @@ LEASE_S = "3"  # short, so a lost attempt is noticed within seconds in tests
 @pytest.fixture
 def two_workers(monkeypatch: pytest.MonkeyPatch) -> LocalCluster:
     monkeypatch.setenv("FARM_LEASE_S", LEASE_S)  # the cluster's processes inherit it
-    cluster = LocalCluster(ClusterSpec(workers=2, slots=1, loglevel="INFO"))
-    cluster.start()
-    try:
-        cluster.wait_ready()
+    with running_cluster(ClusterSpec(workers=2, slots=1, loglevel="INFO")) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 def _busy_worker(cluster: LocalCluster, timeout: float = 60) -> tuple[str, psutil.Process]:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from support.helpers import running_cluster
 
 from farm.cluster import ClusterSpec, LocalCluster, free_port
 
@@ -40,10 +41,5 @@ def redis_url(redis_server_bin: str, tmp_path: Path) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def cluster(redis_server_bin: str) -> Iterator[LocalCluster]:
     """A real farm: redis-server, the coordinator and one worker with two slots."""
-    c = LocalCluster(ClusterSpec(workers=1, slots=2, loglevel="INFO"))
-    c.start()
-    try:
-        c.wait_ready()
+    with running_cluster(ClusterSpec(workers=1, slots=2, loglevel="INFO")) as c:
         yield c
-    finally:
-        c.stop()

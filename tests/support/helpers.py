@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from farm.cluster import ClusterSpec, LocalCluster
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -41,3 +45,15 @@ def farm(*args: str, env: dict[str, str] | None = None, timeout: float = 300,
     base = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
     return subprocess.run([FARM, *args], env={**base, **(env or {})}, capture_output=True, text=True,
                           timeout=timeout, cwd=cwd)
+
+
+@contextlib.contextmanager
+def running_cluster(spec: ClusterSpec) -> Iterator[LocalCluster]:
+    """A real farm on this machine, ready (every worker registered), stopped afterwards."""
+    cluster = LocalCluster(spec)
+    cluster.start()
+    try:
+        cluster.wait_ready()
+        yield cluster
+    finally:
+        cluster.stop()
