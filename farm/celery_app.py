@@ -6,6 +6,8 @@ from celery import Celery
 from kombu.entity import Exchange, Queue
 
 from farm.config import Settings
+from farm.model import Assignment
+from farm.protocol import encode
 
 #: The coordinator's queue: suite lifecycle, record batches, completions.
 COORDINATOR_QUEUE = "farm.coordinator"
@@ -30,12 +32,47 @@ def pool_queue(pool: str) -> Queue:
     return Queue(name, _EXCHANGE, routing_key=name)
 
 
+def send_assignment(app: Celery, pool: str, a: Assignment) -> None:
+    """Publish an assignment attempt on its pool's queue."""
+    q = pool_queue(pool)
+    app.send_task(RUN_ASSIGNMENT, args=[encode(a)], queue=q.name, routing_key=q.routing_key)
+
+
 def coordinator_queue() -> Queue:
     return Queue(COORDINATOR_QUEUE, _EXCHANGE, routing_key=COORDINATOR_QUEUE)
 
 
-def make_app(settings: Settings, *, pools: tuple[str, ...] = ()) -> Celery:
-    """A Celery app for any farm process; `pools` are the pool queues this process consumes."""
+#: How often a consumer looks for delivered messages that were never acknowledged.
+_RESTORE_EVERY_S = 5
+
+
+def _transport_options(settings: Settings, coordinator: bool) -> dict[str, object]:
+    """Redis transport options: the coordinator's deliveries are tracked apart from the pools'.
+
+    kombu keeps every delivered, unacknowledged message in one sorted set and puts back on its
+    queue any message older than the visibility timeout. Pool messages are assignments, which may
+    run for hours: they get a long timeout. The coordinator's messages take milliseconds to
+    handle, so its own set, under its own keys, gets a short one: when a coordinator is killed
+    with messages it had fetched and not acknowledged, the next coordinator gets them back within
+    about a minute, not after hours. Its handlers are idempotent, so a message delivered twice
+    changes nothing.
+    """
+    if not coordinator:
+        return {"visibility_timeout": settings.visibility_timeout_s}
+    return {
+        "visibility_timeout": settings.coordinator_visibility_s,
+        "unacked_key": "farm.unacked.coordinator",
+        "unacked_index_key": "farm.unacked.coordinator.index",
+        "unacked_mutex_key": "farm.unacked.coordinator.mutex",
+        "unacked_restore_interval": _RESTORE_EVERY_S,
+        "unacked_restore_throttle": 1,
+    }
+
+
+def make_app(settings: Settings, *, pools: tuple[str, ...] = (), coordinator: bool = False) -> Celery:
+    """A Celery app for any farm process; `pools` are the pool queues this process consumes.
+
+    `coordinator` is set only in the coordinator, the one consumer of the coordinator's queue."""
     app = Celery("farm", broker=settings.broker_url, set_as_current=False)
     app.conf.update(
         # Only msgpack and JSON on the wire, never pickle: a broker message must not be able
@@ -63,9 +100,15 @@ def make_app(settings: Settings, *, pools: tuple[str, ...] = ()) -> Celery:
         # One message in flight per slot: a busy slot must not hoard assignments that an idle
         # slot elsewhere could run now.
         worker_prefetch_multiplier=1,
-        # Redis redelivers an unacknowledged message after the visibility timeout; it must be
-        # longer than any assignment, or long assignments run twice.
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        # Redis redelivers an unacknowledged message after the visibility timeout; for pools it is
+        # longer than any assignment, or long assignments would be delivered again while they run
+        # (the copy would be dropped by the lease, but it is noise). See _transport_options.
+        broker_transport_options=_transport_options(settings, coordinator),
+        # A message published while the broker restarts is retried for about a minute instead of
+        # failing the task that sends it (a worker's records, the coordinator's assignments).
+        task_publish_retry=True,
+        task_publish_retry_policy={"max_retries": 60, "interval_start": 0, "interval_step": 0.25,
+                                   "interval_max": 1.0},
         # Keep retrying the broker, at start-up too: workers outlive a broker restart.
         broker_connection_retry=True,
         broker_connection_retry_on_startup=True,

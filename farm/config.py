@@ -56,6 +56,17 @@ class Settings:
     # Redis visibility timeout: a task unacknowledged this long is redelivered. It must exceed
     # the longest assignment, or Redis runs long assignments twice (a known Celery/Redis trap).
     visibility_timeout_s: int = 12 * 3600
+    # FARM_COORDINATOR_VISIBILITY_S: the same for the coordinator's queue, whose messages take
+    # milliseconds to handle: what a killed coordinator had fetched comes back this soon.
+    coordinator_visibility_s: int = 60
+    # --deadline gives each assignment its own deadline too: this many times its tests'
+    # recorded durations, and never less than the floor (FARM_ASSIGNMENT_DEADLINE_FACTOR,
+    # FARM_ASSIGNMENT_DEADLINE_MIN_S). Without recorded durations only the suite's applies.
+    assignment_deadline_factor: float = 3.0
+    assignment_deadline_min_s: float = 30.0
+    # How long a worker's announcement counts without a heartbeat (a killed worker's slots stop
+    # counting for the split after this).
+    worker_stale_s: float = 30.0
 
     @property
     def state(self) -> str:
@@ -80,6 +91,12 @@ class Settings:
                 output_cap_bytes=_kb(env, "FARM_OUTPUT_CAP_KB", base.output_cap_bytes),
                 longrepr_cap_bytes=_kb(env, "FARM_LONGREPR_CAP_KB", base.longrepr_cap_bytes),
                 lease_s=parse_duration(env["FARM_LEASE_S"]) if env.get("FARM_LEASE_S") else base.lease_s,
+                coordinator_visibility_s=max(1, round(parse_duration(env["FARM_COORDINATOR_VISIBILITY_S"])))
+                if env.get("FARM_COORDINATOR_VISIBILITY_S") else base.coordinator_visibility_s,
+                assignment_deadline_factor=_number(env, "FARM_ASSIGNMENT_DEADLINE_FACTOR",
+                                                   base.assignment_deadline_factor),
+                assignment_deadline_min_s=parse_duration(env["FARM_ASSIGNMENT_DEADLINE_MIN_S"])
+                if env.get("FARM_ASSIGNMENT_DEADLINE_MIN_S") else base.assignment_deadline_min_s,
             )
         except ValueError as exc:
             raise UsageError(str(exc)) from None
@@ -109,7 +126,7 @@ def _kb(env: Mapping[str, str], name: str, default: int) -> int:
     return _scaled(env, name, default, 1024)
 
 
-def _scaled(env: Mapping[str, str], name: str, default: int, unit: int) -> int:
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name)
     if not raw:
         return default
@@ -119,4 +136,10 @@ def _scaled(env: Mapping[str, str], name: str, default: int, unit: int) -> int:
         raise ValueError(f"{name} must be a number, got {raw!r}") from None
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a positive number, got {raw!r}")
-    return max(1, int(value * unit))
+    return value
+
+
+def _scaled(env: Mapping[str, str], name: str, default: int, unit: int) -> int:
+    if not env.get(name):
+        return default
+    return max(1, int(_number(env, name, default) * unit))

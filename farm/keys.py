@@ -55,6 +55,11 @@ def reruns(suite_id: str) -> str:
     return f"{PREFIX}:suite:{suite_id}:reruns"
 
 
+def crash_retries(suite_id: str) -> str:
+    """Hash: test id → 1 once it was run again, elsewhere, after it crashed its runner."""
+    return f"{PREFIX}:suite:{suite_id}:crash-retries"
+
+
 def current(suite_id: str) -> str:
     """Hash: assignment id → its current attempt ("N", or "N!" once it ended): workers drop the rest."""
     return f"{PREFIX}:suite:{suite_id}:current"
@@ -88,6 +93,7 @@ def suite_keys(suite_id: str) -> tuple[str, ...]:
         owners(suite_id),
         current(suite_id),
         reruns(suite_id),
+        crash_retries(suite_id),
     )
 
 

@@ -69,7 +69,14 @@ class Assignment:
     test_ids: tuple[str, ...]
     expected_s: float = 0.0  # sum of recorded durations, 0 when unknown
     test_timeout_s: float = 0.0  # from the suite
-    deadline_at: float = 0.0  # epoch time by which the worker stops the run (0: none)
+    deadline_at: float = 0.0  # the suite's deadline as an epoch time: the run stops there (0: none)
+    # The assignment's own deadline, counted from when a worker starts it: past it, the worker
+    # stops the run and hands its unstarted tests back (0: none; see Settings).
+    budget_s: float = 0.0
+    # Workers that should not run it (where its tests crashed, or failed before a rerun): such a
+    # worker puts it back on the queue for another, unless none is alive or it came back too often.
+    avoid: tuple[str, ...] = ()
+    bounces: int = 0
     # Publish order: 0 for the largest. On a host with more slots than cores, runners of later
     # assignments get a lower CPU priority, so the critical path starts first.
     priority: int = 0
@@ -96,7 +103,10 @@ class Completion:
     attempt: int
     worker: str
     node: str
-    state: str  # "done", "failed" (runner or infrastructure failure) or "canceled"
+    # "done"; "failed" (runner or infrastructure failure); "canceled"; "deadline" (the suite's);
+    # "handback": stopped before its end (its own deadline, its worker stopping, the broker
+    # lost): its unstarted tests go back to the coordinator to be queued again.
+    state: str
     started_at: float
     finished_at: float
     exit_code: int  # the runner's exit code (-N: killed by signal N)
@@ -113,3 +123,4 @@ class WorkerInfo:
     slots: int
     pool: str
     backend: str
+    seen_at: float = 0.0  # the last heartbeat (epoch time)

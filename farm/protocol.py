@@ -192,6 +192,10 @@ _FIELD: dict[str, Callable[[Any], Any]] = {
     "rerun_failures": _int,
     "strict_flaky": _bool,
     "slots": _int,
+    "budget_s": _float,
+    "avoid": _strs,
+    "bounces": _int,
+    "seen_at": _float,
 }
 
 

@@ -44,6 +44,9 @@ def test_from_env_ignores_variables_outside_its_prefix() -> None:
         ("FARM_OUTPUT_CAP_KB", "1", "output_cap_bytes", 1024),
         ("FARM_OUTPUT_CAP_KB", " 2 ", "output_cap_bytes", 2048),
         ("FARM_LONGREPR_CAP_KB", "1e3", "longrepr_cap_bytes", 1000 * 1024),
+        ("FARM_COORDINATOR_VISIBILITY_S", "2m", "coordinator_visibility_s", 120),
+        ("FARM_ASSIGNMENT_DEADLINE_FACTOR", "2.5", "assignment_deadline_factor", 2.5),
+        ("FARM_ASSIGNMENT_DEADLINE_MIN_S", "90s", "assignment_deadline_min_s", 90.0),
     ],
 )
 def test_each_variable_overrides_its_default(name: str, value: str, attribute: str, expected: object) -> None:
@@ -65,7 +68,8 @@ def test_an_empty_pool_variable_counts_as_unset() -> None:
     assert Settings.from_env({"FARM_POOL": ""}).pool == "default"
 
 
-@pytest.mark.parametrize("name", ["FARM_MAX_BUNDLE_MB", "FARM_OUTPUT_CAP_KB", "FARM_LONGREPR_CAP_KB"])
+@pytest.mark.parametrize("name", ["FARM_MAX_BUNDLE_MB", "FARM_OUTPUT_CAP_KB", "FARM_LONGREPR_CAP_KB",
+                                  "FARM_ASSIGNMENT_DEADLINE_FACTOR"])
 @pytest.mark.parametrize("value", ["ten", "10MB", "1,5", "0", "-1", "-0.5", "0x10"])
 def test_a_bad_number_is_a_usage_error_naming_the_variable(name: str, value: str) -> None:
     with pytest.raises(UsageError, match=name) as info:

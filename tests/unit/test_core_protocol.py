@@ -331,6 +331,7 @@ FIELD_TYPES = {
     "outcome": Outcome, "duration_s": float, "started_at": float, "finished_at": float, "submitted_at": float,
     "expected_s": float, "attempt": int, "exit_code": int, "reported": int, "slots": int, "priority": int,
     "test_timeout_s": float, "deadline_s": float, "deadline_at": float, "rerun_failures": int, "strict_flaky": bool,
+    "budget_s": float, "bounces": int, "seen_at": float,
 }
 
 
@@ -342,7 +343,7 @@ def assert_well_typed(obj: Any) -> None:
             for r in value:
                 assert isinstance(r, Record)
                 assert_well_typed(r)
-        elif f.name in ("test_ids", "pytest_args"):
+        elif f.name in ("test_ids", "pytest_args", "avoid"):
             assert isinstance(value, tuple) and all(isinstance(x, str) for x in value)
         elif f.name == "sections":
             assert isinstance(value, tuple)
