@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -88,19 +90,26 @@ def run_assignment(
     settings: Settings,
     is_canceled: Callable[[], bool],
     keepalive: Callable[[], None] = lambda: None,
+    is_stopping: Callable[[], bool] = lambda: False,
 ) -> Completion:
     """Run an assignment to its end and report it; returns the completion it sent.
 
     A runner that dies while a test runs (os._exit, a signal, a test past --test-timeout) gets
     that test recorded as `crashed` or `timeout`, and a new runner takes the tests still to run,
-    up to MAX_RUNNER_RESTARTS times.
+    up to MAX_RUNNER_RESTARTS times. At the assignment's own deadline (`budget_s` after it
+    started) the test running is recorded `timeout` and the attempt completes `handback`: the
+    coordinator queues its unstarted tests again. So it does when `is_stopping` turns true (its
+    worker is stopping), without a record for the tests running then: they did nothing wrong.
     """
     started_at = time.time()
     if is_canceled():
         return _complete(sink, assignment, worker, "", "canceled", started_at, 0, 0, "suite canceled")
     if assignment.deadline_at and started_at >= assignment.deadline_at:
         return _complete(sink, assignment, worker, "", "deadline", started_at, 0, 0, "suite deadline reached")
-    archive = bundle(assignment.bundle_digest)
+    own_deadline = started_at + assignment.budget_s if assignment.budget_s > 0 else 0.0
+    deadline = min((d for d in (assignment.deadline_at, own_deadline) if d), default=0.0)
+    with _renewing(keepalive, settings.lease_s / LEASE_RENEWALS):  # a big bundle may take a while
+        archive = bundle(assignment.bundle_digest)
     remaining = list(assignment.test_ids)
     stream: _Stream | None = None
     node, code, restarts = "", 0, 0
@@ -116,8 +125,8 @@ def run_assignment(
             niceness=min(MAX_NICENESS, assignment.priority),
             test_timeout_s=assignment.test_timeout_s,
         )
-        run = backend.start(request)
-        keepalive()  # unpacking the bundle may have used much of the lease taken before it
+        with _renewing(keepalive, settings.lease_s / LEASE_RENEWALS):  # unpacking, booting
+            run = backend.start(request)
         node = run.node
         if stream is None:
             stream = _Stream(sink, assignment, worker, node, settings.batch_records, settings.batch_interval_s)
@@ -126,15 +135,25 @@ def run_assignment(
             running: dict[str, float] = {}
             reported: set[str] = set()
             code, stopped = _drive(run, stream, running, reported, is_canceled, keepalive,
-                                   settings.lease_s / LEASE_RENEWALS, assignment.deadline_at)
+                                   settings.lease_s / LEASE_RENEWALS, deadline, is_stopping)
             if stopped == "canceled":
                 state, message = "canceled", "suite canceled"
                 break
+            if stopped == "stopping":
+                state, message = "handback", f"{worker} stopped before the assignment ended: tests handed back"
+                break
             if stopped == "deadline":
                 now, stacks = time.time(), run.stack_dump()
+                suite_over = bool(assignment.deadline_at) and now >= assignment.deadline_at
+                why = "stopped at the suite deadline" if suite_over else \
+                    f"stopped at the assignment's deadline ({assignment.budget_s:g}s after it started)"
                 for test_id, t in running.items():
-                    stream.add(rec.timeout_record(test_id, t, now, "stopped at the suite deadline", stacks))
-                state, message = "deadline", "suite deadline reached"
+                    stream.add(rec.timeout_record(test_id, t, now, why, stacks))
+                if suite_over:
+                    state, message = "deadline", "suite deadline reached"
+                else:
+                    state = "handback"
+                    message = f"assignment deadline of {assignment.budget_s:g}s reached: unstarted tests handed back"
                 break
             if not running:  # the runner ended on its own, between tests
                 state = "done" if code in (0, 1, 5) else "failed"
@@ -182,10 +201,12 @@ def _drive(
     keepalive: Callable[[], None],
     keepalive_every_s: float,
     deadline_at: float = 0.0,
+    is_stopping: Callable[[], bool] = lambda: False,
 ) -> tuple[int, str]:
-    """Read the runner's lines until it ends, the suite is canceled or the deadline comes.
+    """Read the runner's lines until it ends, the suite is canceled, the deadline comes or the
+    worker stops.
 
-    Returns (exit code, "" or "canceled" or "deadline")."""
+    Returns (exit code, "" or "canceled" or "deadline" or "stopping")."""
     next_cancel_check = time.monotonic() + CANCEL_POLL_S
     next_keepalive = time.monotonic() + keepalive_every_s
     collect_errors: list[TestRecord] = []
@@ -212,6 +233,8 @@ def _drive(
             return code, ""
         if deadline_at and time.time() >= deadline_at:
             return run.stop(STOP_GRACE_S, stacks=True), "deadline"
+        if is_stopping():
+            return run.stop(STOP_GRACE_S), "stopping"
         if time.monotonic() >= next_keepalive:
             next_keepalive = time.monotonic() + keepalive_every_s
             keepalive()
@@ -219,6 +242,25 @@ def _drive(
             next_cancel_check = time.monotonic() + CANCEL_POLL_S
             if is_canceled():
                 return run.stop(STOP_GRACE_S), "canceled"
+
+
+@contextlib.contextmanager
+def _renewing(keepalive: Callable[[], None], every_s: float) -> Iterator[None]:
+    """Renew the lease from a thread while a blocking step runs (and once when it ends)."""
+    done = threading.Event()
+
+    def renew() -> None:
+        while not done.wait(every_s):
+            keepalive()
+
+    thread = threading.Thread(target=renew, name="farm-lease", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+        keepalive()
 
 
 def _missing_why(test_id: str, collect_errors: list[TestRecord]) -> str:

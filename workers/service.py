@@ -7,6 +7,7 @@ import logging
 import os
 import socket
 import sys
+import threading
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -15,14 +16,16 @@ from typing import Any
 import redis
 from celery import signals
 
-from farm import keys
+from farm import registry, store
 from farm.celery_app import make_app, pool_queue
 from farm.config import Settings
 from farm.errors import UsageError
 from farm.model import WorkerInfo
-from farm.protocol import encode
+from workers import stopping
 from workers.backends import make_backend
 from workers.tasks import WorkerContext, register
+
+log = logging.getLogger("farm.worker")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -74,17 +77,36 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _announce(settings: Settings, info: WorkerInfo) -> None:
-    """Register the worker in the state store once it is ready, and remove it when it stops."""
+    """Announce the worker once it is ready and every HEARTBEAT_S after (a killed worker stops
+    counting when its heartbeat goes stale); remove it when it stops. Pool children learn to hand
+    their work back when asked (see workers.stopping)."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        conn = store.connect(settings.state)
+        while True:
+            try:
+                registry.announce(conn, info)
+            except redis.RedisError as exc:  # the broker restarts: the next beat will do
+                log.warning("could not renew the worker's announcement: %s", exc)
+            if stop.wait(registry.HEARTBEAT_S):
+                return
 
     def ready(**_: Any) -> None:
-        store = redis.Redis.from_url(settings.state)
-        store.hset(keys.WORKERS, info.name, encode(info))
+        threading.Thread(target=beat, name="farm-heartbeat", daemon=True).start()
+
+    def shutting_down(**_: Any) -> None:
+        asked = stopping.ask_pool_children()
+        log.info("stopping: asked %d pool children to hand their assignments back", asked)
 
     def stopped(**_: Any) -> None:
+        stop.set()
         try:
-            redis.Redis.from_url(settings.state, socket_timeout=2).hdel(keys.WORKERS, info.name)
+            registry.remove(redis.Redis.from_url(settings.state, socket_timeout=2), info.name)
         except redis.RedisError:
             pass
 
+    signals.worker_process_init.connect(lambda **_: stopping.install(), weak=False)
     signals.worker_ready.connect(ready, weak=False)
+    signals.worker_shutting_down.connect(shutting_down, weak=False)
     signals.worker_shutdown.connect(stopped, weak=False)

@@ -4,24 +4,36 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
 import redis
 from celery import Celery
 
-from farm import keys
-from farm.celery_app import ASSIGNMENT_COMPLETED, COLLECT_SUITE, RECORD_BATCH, RUN_ASSIGNMENT, SUITE_COLLECTED
+from farm import keys, registry, store
+from farm.celery_app import (
+    ASSIGNMENT_COMPLETED,
+    COLLECT_SUITE,
+    RECORD_BATCH,
+    RUN_ASSIGNMENT,
+    SUITE_COLLECTED,
+    send_assignment,
+)
 from farm.config import Settings
 from farm.errors import FarmError, ProtocolError
 from farm.model import Assignment, Collection, Completion, RecordBatch, SuiteSpec
 from farm.protocol import decode, encode
-from workers import runner
+from workers import runner, stopping
 from workers.backends.base import ExecutionBackend
 from workers.bundles import BundleCache
 
 log = logging.getLogger("farm.worker")
+
+#: How many times an assignment may be put back on the queue by workers it asks to avoid,
+#: and how long such a worker waits before it puts it back (so another worker takes it).
+MAX_BOUNCES = 20
+BOUNCE_WAIT_S = 0.25
 
 
 @dataclass
@@ -35,7 +47,7 @@ class WorkerContext:
 
     @cached_property
     def store(self) -> redis.Redis:
-        return redis.Redis.from_url(self.settings.state, socket_timeout=10, health_check_interval=30)
+        return store.connect(self.settings.state)
 
     @cached_property
     def bundles(self) -> BundleCache:
@@ -66,6 +78,14 @@ class WorkerContext:
         except redis.RedisError as exc:  # the lease may lapse: the work is then done again, fenced
             log.warning("could not renew lease %s: %s", key, exc)
 
+
+    def someone_else_can_run(self, a: Assignment) -> bool:
+        """Whether `a` should go back to the queue for another worker (it asks to avoid this one)."""
+        if self.name not in a.avoid or a.bounces >= MAX_BOUNCES:
+            return False
+        others = [w for w in registry.alive(self.store, self.settings.worker_stale_s, self.settings.pool)
+                  if w.name not in a.avoid]
+        return bool(others)
 
     def is_canceled(self, suite_id: str) -> bool:
         return self.store.hget(keys.suite(suite_id), "cancel") is not None
@@ -110,6 +130,10 @@ def register(ctx: WorkerContext) -> None:
             log.error("rejected an assignment message: %s", exc)
             return
         worker = task.request.hostname or "worker"
+        if ctx.someone_else_can_run(assignment):
+            time.sleep(BOUNCE_WAIT_S)  # an idle worker it does not avoid takes it meanwhile
+            send_assignment(ctx.app, ctx.settings.pool, replace(assignment, bounces=assignment.bounces + 1))
+            return
         if not ctx.claim(assignment):
             # A second delivery (Celery's redelivery after a lost pool child, or a duplicate) of an
             # attempt that is running, was given up on, or was superseded: not run twice.
@@ -117,11 +141,12 @@ def register(ctx: WorkerContext) -> None:
                         assignment.assignment_id, assignment.attempt)
             return
         try:
-            runner.run_assignment(
-                assignment, backend=ctx.backend, bundle=ctx.bundles.path, sink=ctx, worker=worker,
-                settings=ctx.settings, is_canceled=lambda: ctx.is_canceled(assignment.suite_id),
-                keepalive=lambda: ctx.renew(assignment),
-            )
+            with stopping.running():
+                runner.run_assignment(
+                    assignment, backend=ctx.backend, bundle=ctx.bundles.path, sink=ctx, worker=worker,
+                    settings=ctx.settings, is_canceled=lambda: ctx.is_canceled(assignment.suite_id),
+                    keepalive=lambda: ctx.renew(assignment), is_stopping=stopping.requested,
+                )
         except Exception as exc:  # as above: always send a completion
             if not isinstance(exc, FarmError):
                 log.exception("assignment %s failed", assignment.assignment_id)
