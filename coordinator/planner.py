@@ -13,6 +13,7 @@ from coordinator.reporting import build_report
 from coordinator.splitting import split
 from coordinator.state import SuiteState
 from farm.config import Settings
+from farm.errors import SuiteNotFound
 from farm.model import Assignment, Collection, Completion, RecordBatch, SuiteSpec, TestRecord
 from farm.outcomes import Outcome, exit_code_for
 from farm.protocol import decode, encode
@@ -26,7 +27,13 @@ CANCEL_GRACE_S = 15.0
 #: How long a suite whose every test has an outcome waits for assignments' completions (they
 #: follow the last record by milliseconds) before it is reported without them.
 COMPLETION_GRACE_S = 5.0
-TERMINAL = ("done", "failed", "canceled", "deadline", "lost")
+TERMINAL = ("done", "failed", "canceled", "deadline", "lost", "handback")
+#: The most attempts an assignment gets, however they ended (hand-backs included).
+ATTEMPT_CAP = 10
+#: A published attempt (or collection) that no worker took for this many lease periods, while
+#: its pool's queue is empty, lost its message (fetched by a worker that died before it took
+#: the lease, or lost in a broker crash): it is published again.
+REPUBLISH_AFTER_LEASES = 3
 
 
 #: The history field holding the median per-assignment overhead (not a node id: it has a NUL).
@@ -52,11 +59,37 @@ class Planner:
 
     def __init__(self, state: SuiteState, settings: Settings,
                  publish_collect: Callable[[SuiteSpec], None],
-                 publish_assignment: Callable[[str, Assignment], None]) -> None:
+                 publish_assignment: Callable[[str, Assignment], None],
+                 queue_length: Callable[[str], int] = lambda pool: -1) -> None:
         self.state = state
         self.settings = settings
         self.publish_collect = publish_collect
         self.publish_assignment = publish_assignment
+        # Messages waiting on a pool's queue (-1: unknown, and then nothing is published again).
+        self.queue_length = queue_length
+
+    # --- publishing ----------------------------------------------------------------------
+
+    def _budget(self, spec: SuiteSpec, expected_s: float) -> float:
+        """An assignment's own deadline, from its tests' expected duration (0: none).
+
+        Only under a suite deadline and with recorded durations: a multiple of what its tests
+        took last time, never below a floor (a cold cache or a busy host is not a hang)."""
+        if spec.deadline_s <= 0 or expected_s <= 0:
+            return 0.0
+        return max(self.settings.assignment_deadline_min_s, self.settings.assignment_deadline_factor * expected_s)
+
+    def _publish(self, spec: SuiteSpec, row: dict[str, Any], durations: dict[str, float] | None = None) -> None:
+        """Publish an attempt from its row, and note when (the sweeper watches unclaimed ones)."""
+        expected = row.get("expected_s") or 0.0
+        if not expected and durations:
+            expected = sum(durations.get(t, 0.0) for t in row["test_ids"])
+        self.publish_assignment(spec.pool, Assignment(
+            spec.suite_id, row["id"], row["attempt"], spec.bundle_digest, spec.pytest_args, tuple(row["test_ids"]),
+            expected, test_timeout_s=spec.test_timeout_s, deadline_at=_deadline_at(spec),
+            priority=row.get("priority", 0), budget_s=self._budget(spec, expected),
+            avoid=tuple(row.get("avoid", ()))))
+        self.state.update_assignment(spec.suite_id, row["id"], row["attempt"], published_at=time.time())
 
     # --- submitted → collecting ----------------------------------------------------------
 
@@ -64,7 +97,11 @@ class Planner:
         spec = self.state.spec(suite_id)
         if self.state.transition(suite_id, ["submitted"], "collecting"):
             self.state.mark_active(suite_id)
-            self.publish_collect(spec)
+            self._publish_collect(spec)
+
+    def _publish_collect(self, spec: SuiteSpec) -> None:
+        self.publish_collect(spec)
+        self.state.set_fields(spec.suite_id, collect_published=time.time())
 
     # --- collecting → running (or finished) ----------------------------------------------
 
@@ -92,23 +129,18 @@ class Planner:
         planned = split(test_ids, slots=slots, dist=spec.dist, durations=durations,
                         per_slot=self.settings.assignments_per_slot, min_assignment_s=self.settings.min_assignment_s,
                         min_tests=self.settings.min_assignment_tests, overhead_s=overhead)
-        rows = []
-        assignments = []
-        for i, p in enumerate(planned):
-            a = Assignment(sid, f"{sid}-a{i:03d}", 1, spec.bundle_digest, spec.pytest_args, p.test_ids, p.expected_s,
-                           test_timeout_s=spec.test_timeout_s, deadline_at=_deadline_at(spec), priority=i)
-            assignments.append(a)
-            rows.append({"id": a.assignment_id, "attempt": 1, "state": "queued", "test_ids": list(p.test_ids),
-                         "expected_s": p.expected_s, "worker": "", "node": "", "started_at": 0.0,
-                         "finished_at": 0.0})
+        rows = [{"id": f"{sid}-a{i:03d}", "attempt": 1, "state": "queued", "test_ids": list(p.test_ids),
+                 "expected_s": p.expected_s, "worker": "", "node": "", "started_at": 0.0, "finished_at": 0.0,
+                 "priority": i, "avoid": [], "published_at": 0.0}
+                for i, p in enumerate(planned)]
         if not self.state.plan(collection, test_ids, rows):
             return  # a duplicate delivery of the collection: planned already
         if collection.decided:
             self.state.merge(sid, list(collection.decided), assignment="collection", attempt=1,
                              worker=collection.worker, node="collect")
         log.info("suite %s: %d tests in %d assignments over %d slots", sid, len(test_ids), len(planned), slots)
-        for a in assignments:
-            self.publish_assignment(spec.pool, a)
+        for row in rows:
+            self._publish(spec, row)
         self._maybe_finish(sid)
 
     # --- records and completions ---------------------------------------------------------
@@ -151,8 +183,11 @@ class Planner:
         elif not held:
             self._settle(c)
 
-    def _settle(self, c: Completion) -> None:
-        """Record how an attempt ended; its tests still without an outcome did not run."""
+    def _settle(self, c: Completion, *, records_lost: int = 0) -> None:
+        """Record how an attempt ended; its tests still without an outcome did not run.
+
+        Unless the attempt handed them back (it stopped early), or records it sent were lost on
+        the way (`records_lost`, a broker restart): then they are queued again."""
         # An attempt given up on (lost) keeps that state: its tests belong to a newer attempt.
         row = self.state.settle_row(c.suite_id, c.assignment_id, c.attempt, c.state, worker=c.worker,
                                     node=c.node, finished_at=c.finished_at, exit_code=c.exit_code,
@@ -163,6 +198,11 @@ class Planner:
         self.state.mark_finished(c.suite_id, c.assignment_id, c.attempt)
         owner = f"{c.assignment_id}#{c.attempt}"
         pending = self.state.pending_in(c.suite_id, list(row["test_ids"]), owner)
+        if pending and (c.state == "handback" or (records_lost and c.state not in ("canceled", "deadline"))):
+            why = c.message.splitlines()[0] if c.state == "handback" else \
+                f"{records_lost} records of attempt {c.attempt} never arrived"
+            self._run_again(c.suite_id, row, why, state="handback")
+            return
         if pending:
             why = c.message.splitlines()[0] if c.message else "the runner ended before running this test"
             if c.state == "done":
@@ -176,28 +216,41 @@ class Planner:
         """An attempt's worker stopped renewing its lease: run its unfinished tests again, or give up."""
         why = (f"attempt {row['attempt']} lost: {row.get('worker') or 'its worker'} stopped renewing its lease "
                f"for {self.settings.lease_s:g}s")
+        self._run_again(suite_id, row, why, state="lost")
+
+    def _run_again(self, suite_id: str, row: dict[str, Any], why: str, *, state: str) -> None:
+        """Move an attempt's unfinished tests to a new attempt and publish it, if it may still run.
+
+        A lost attempt counts against max_attempts; one handed back (stopped early, through no
+        fault of its tests) does not, up to ATTEMPT_CAP attempts in all."""
         spec = self.state.spec(suite_id)
-        moved = self.state.requeue(suite_id, row, why)
+        moved = self.state.requeue(suite_id, row, why, state=state)
         log.warning("suite %s: %s; %d tests run again", suite_id, why, len(moved))
         if not moved:
             self._maybe_finish(suite_id)
             return
         attempt = row["attempt"] + 1
         deadline = _deadline_at(spec)
-        expected = sum(self.state.durations(spec.project).get(t, 0.0) for t in moved)
+        durations = self.state.durations(spec.project)
+        expected = sum(durations.get(t, 0.0) for t in moved)
         too_late = bool(deadline) and time.time() + expected >= deadline
-        if attempt > self.settings.max_attempts or self.state.canceled(suite_id) or too_late:
+        rows = [r for r in self.state.assignments(suite_id) if r["id"] == row["id"]]
+        losses = sum(1 for r in rows if r["state"] == "lost")
+        if losses >= self.settings.max_attempts or attempt > ATTEMPT_CAP or self.state.canceled(suite_id) \
+                or too_late:
             # Retries never start work that cannot finish before the suite deadline.
             reason = "suite canceled" if self.state.canceled(suite_id) else \
                 "not run: no time left before the suite deadline to run it again" if too_late else \
-                f"not run: its assignment was lost {row['attempt']} times (workers died)"
+                f"not run: its assignment was lost {losses} times (workers died)" \
+                if losses >= self.settings.max_attempts else \
+                f"not run: its assignment was stopped {attempt - 1} times"
             self._not_run(suite_id, moved, row["id"], attempt, "", "", reason)
             self.state.update_assignment(suite_id, row["id"], attempt, state="failed", message=reason)
             self._maybe_finish(suite_id)
             return
-        self.publish_assignment(spec.pool, Assignment(
-            suite_id, row["id"], attempt, spec.bundle_digest, spec.pytest_args, tuple(moved),
-            test_timeout_s=spec.test_timeout_s, deadline_at=deadline, priority=0))
+        new = self.state.assignment(suite_id, row["id"], attempt)
+        if new is not None:
+            self._publish(spec, new, durations)
 
     def cancel(self, suite_id: str) -> None:
         self.state.request_cancel(suite_id)
@@ -215,29 +268,59 @@ class Planner:
             message = f"the collection was lost {tries} times (workers died while collecting)"
             self._finish_without_run(spec, None, "error", 3, message)
             return
-        self.publish_collect(spec)
+        self._publish_collect(spec)
 
     def _rerun_failures(self, spec: SuiteSpec) -> bool:
-        """Run the suite's failing tests again (--rerun-failures), if any may be; True if started."""
+        """Run the suite's failing tests again (--rerun-failures), if any may be; True if started.
+
+        Preferably on other workers than those where they failed (a preference: any worker takes
+        them when no other is alive)."""
+        tests = self.state.failing_for_rerun(spec.suite_id, spec.rerun_failures)
+        avoid = sorted(set(self.state.last_workers(spec.suite_id, tests).values()))
+        return self._run_tests_again(spec, [(tests, avoid)], "r", crash_retry=False)
+
+    def _retry_crashes(self, spec: SuiteSpec) -> bool:
+        """Run each crashed test once more, on another worker than the one it crashed on (one
+        assignment per such worker); True if started.
+
+        A test that crashes there too crashes its runners, whatever the worker: it stays
+        `crashed`. One that does not was let down by its first worker (the report says which)."""
+        tests = self.state.crashed_for_retry(spec.suite_id)
+        by_worker: dict[str, list[str]] = {}
+        where = self.state.last_workers(spec.suite_id, tests)
+        for test_id in tests:
+            by_worker.setdefault(where.get(test_id, ""), []).append(test_id)
+        groups = [(ids, [w] if w else []) for w, ids in sorted(by_worker.items())]
+        return self._run_tests_again(spec, groups, "c", crash_retry=True)
+
+    def _run_tests_again(self, spec: SuiteSpec, groups: list[tuple[list[str], list[str]]], prefix: str, *,
+                         crash_retry: bool) -> bool:
+        """Move finished tests to new assignments SUITE-<prefix>NN, one per (tests, workers to
+        avoid) group; True if any was published."""
         sid = spec.suite_id
         deadline = _deadline_at(spec)
         if deadline and time.time() >= deadline:
             return False
-        tests = self.state.failing_for_rerun(sid, spec.rerun_failures)
-        if not tests:
-            return False
-        round_ = 1 + len({a["id"] for a in self.state.assignments(sid) if a["id"].startswith(f"{sid}-r")})
-        aid = f"{sid}-r{round_:02d}"
-        row = {"id": aid, "attempt": 1, "state": "queued", "test_ids": tests, "expected_s": 0.0, "worker": "",
-               "node": "", "started_at": 0.0, "finished_at": 0.0}
-        moved = self.state.start_rerun(sid, row, tests)
-        if not moved:
-            return False
-        log.info("suite %s: running %d failing tests again (round %d)", sid, len(moved), round_)
-        self.publish_assignment(spec.pool, Assignment(
-            sid, aid, 1, spec.bundle_digest, spec.pytest_args, tuple(moved), test_timeout_s=spec.test_timeout_s,
-            deadline_at=deadline, priority=0))
-        return True
+        round_ = len({a["id"] for a in self.state.assignments(sid) if a["id"].startswith(f"{sid}-{prefix}")})
+        durations = self.state.durations(spec.project)
+        started = False
+        for tests, avoid in groups:
+            if not tests:
+                continue
+            round_ += 1
+            aid = f"{sid}-{prefix}{round_:02d}"
+            row = {"id": aid, "attempt": 1, "state": "queued", "test_ids": tests, "expected_s": 0.0, "worker": "",
+                   "node": "", "started_at": 0.0, "finished_at": 0.0, "priority": 0, "avoid": avoid,
+                   "published_at": 0.0}
+            moved = self.state.start_rerun(sid, row, tests, crash_retry=crash_retry)
+            if not moved:
+                continue
+            what = "crashed tests once more" if crash_retry else "failing tests again"
+            log.info("suite %s: running %d %s (%s), avoiding %s", sid, len(moved), what, aid,
+                     ", ".join(avoid) or "-")
+            self._publish(spec, {**row, "test_ids": moved}, durations)
+            started = True
+        return started
 
     def deadline_passed(self, suite_id: str) -> None:
         """Past the deadline (and the grace workers get to report): what did not run, did not run."""
@@ -257,20 +340,21 @@ class Planner:
             if spec_deadline and time.time() > spec_deadline + self.settings.lease_s + COMPLETION_GRACE_S:
                 self.deadline_passed(sid)
                 continue
-            if (self.state.field(sid, "status") == "collecting" and self.state.field(sid, "collect_started")
-                    and not self.state.lease_alive(sid, "collect", None)):
-                self.collection_lost(sid)
+            if self.state.field(sid, "status") == "collecting":
+                self._watch_collection(sid)
                 continue
             for row in self.state.assignments(sid):
-                if (row["state"] == "running" and row.get("held_completion") is None
-                        and not self.state.lease_alive(sid, row["id"], row["attempt"])):
-                    self.lost(sid, row)
-                    continue
                 held = row.get("held_completion")
-                if held is not None and time.time() - row.get("held_since", 0.0) > COMPLETION_GRACE_S:
-                    log.warning("assignment %s: %d of its records never arrived", row["id"],
-                                decode(held, Completion).reported - row.get("received", 0))
-                    self._settle(decode(held, Completion))
+                if held is not None:
+                    if time.time() - row.get("held_since", 0.0) > COMPLETION_GRACE_S:
+                        completion = decode(held, Completion)
+                        missing = max(1, completion.reported - row.get("received", 0))
+                        log.warning("assignment %s: %d of its records never arrived", row["id"], missing)
+                        self._settle(completion, records_lost=missing)
+                elif row["state"] == "queued":
+                    self._watch_queued(sid, row)
+                elif row["state"] == "running" and not self.state.lease_alive(sid, row["id"], row["attempt"]):
+                    self.lost(sid, row)
             complete_at = self.state.field(sid, "complete_at")
             if complete_at and time.time() - float(complete_at) > COMPLETION_GRACE_S:
                 self._maybe_finish(sid, force=True)
@@ -284,6 +368,66 @@ class Planner:
                     self._maybe_finish(sid)
                 elif status in ("submitted", "collecting"):
                     self._finish_without_run(self.state.spec(sid), None, "canceled", 2, "suite canceled")
+
+    def _watch_collection(self, sid: str) -> None:
+        """A started collection whose lease lapsed is lost; one never taken may have lost its message."""
+        if self.state.field(sid, "collect_started"):
+            if not self.state.lease_alive(sid, "collect", None):
+                self.collection_lost(sid)
+            return
+        published = float(self.state.field(sid, "collect_published") or 0)
+        if published and self._unclaimed_too_long(published, self.state.spec(sid).pool) \
+                and not self.state.lease_alive(sid, "collect", None):
+            log.warning("suite %s: no worker took its collection and the queue is empty; publishing it again", sid)
+            self._publish_collect(self.state.spec(sid))
+
+    def _watch_queued(self, sid: str, row: dict[str, Any]) -> None:
+        """A queued attempt whose lease a worker holds is running (its first batch may be late);
+        one that nobody took while its queue emptied lost its message: publish it again."""
+        holder = self.state.lease_holder(sid, row["id"], row["attempt"])
+        if holder is not None:
+            self.state.mark_running(sid, row["id"], row["attempt"], worker=holder, started_at=time.time())
+            return
+        published = row.get("published_at") or 0.0
+        if not published:
+            return  # being published right now (or by a coordinator that died: see reconcile)
+        spec = self.state.spec(sid)
+        if self._unclaimed_too_long(published, spec.pool):
+            log.warning("suite %s: no worker took %s#%d and the queue is empty; publishing it again",
+                        sid, row["id"], row["attempt"])
+            self._publish(spec, row, self.state.durations(spec.project))
+
+    def _unclaimed_too_long(self, published_at: float, pool: str) -> bool:
+        return (time.time() - published_at > REPUBLISH_AFTER_LEASES * self.settings.lease_s
+                and self.queue_length(pool) == 0)
+
+    def reconcile(self) -> int:
+        """On start: finish what a coordinator that died left half done; how many suites it checked.
+
+        Messages it had fetched come back by themselves (the coordinator's short visibility
+        timeout), and are idempotent. What no message will redo: a collection or an attempt
+        recorded but never published, and a suite whose finalization was claimed but not stored.
+        """
+        suites = self.state.active_suites()
+        for sid in suites:
+            try:
+                spec = self.state.spec(sid)
+            except SuiteNotFound:
+                continue
+            if self.state.field(sid, "finalized"):
+                self.state.release_finalize(sid)
+            status = self.state.field(sid, "status")
+            if status == "collecting" and not self.state.field(sid, "collect_published"):
+                self._publish_collect(spec)
+            elif status == "running":
+                durations = self.state.durations(spec.project)
+                for row in self.state.assignments(sid):
+                    if row["state"] == "queued" and not row.get("published_at"):
+                        self._publish(spec, row, durations)
+                self._maybe_finish(sid)
+        if suites:
+            log.warning("reconciled %d unfinished suites left by an earlier coordinator", len(suites))
+        return len(suites)
 
     # --- finishing -----------------------------------------------------------------------
 
@@ -303,6 +447,8 @@ class Planner:
             self.state.note_all_tests_final(sid)
             return
         spec = self.state.spec(sid)
+        if not self.state.canceled(sid) and self._retry_crashes(spec):
+            return  # crashed tests run once more elsewhere; the suite finishes after them
         if spec.rerun_failures and not self.state.canceled(sid) and self._rerun_failures(spec):
             return  # failing tests run again; the suite finishes after them
         if not self.state.claim_finalize(sid):

@@ -41,18 +41,28 @@ def build_report(
         by_test.setdefault(row.test_id, []).append(row)
     tests = []
     summary = {o.value: 0 for o in Outcome}
+    suspects: dict[str, list[str]] = {}
     for test_id in order:
         record = counted.get(test_id)
         if record is None:
             continue
         summary[record.outcome.value] += 1
         rows = sorted(by_test.get(test_id, []), key=lambda r: (r.started_at, r.assignment, r.attempt))
+        crashed_on, blame = crash_blame(record.outcome, rows)
+        test_message = record.message
+        if blame == "test":
+            test_message += f" [crashed its runner on {len(crashed_on)} workers: the test, not a worker]"
+        elif blame == "worker":
+            for worker in crashed_on:
+                suspects.setdefault(worker, []).append(test_id)
         tests.append({
             "id": test_id,
             "outcome": record.outcome.value,
             "phase": record.phase,
             "duration_s": round(record.duration_s, 6),
-            "message": record.message,
+            "message": test_message,
+            "crashed_on": crashed_on,
+            "blame": blame,
             "longrepr": record.longrepr,
             "sections": [list(s) for s in record.sections],
             "attempts": [
@@ -91,4 +101,20 @@ def build_report(
             for a in assignments
         ],
         "workers": [{"name": w.name, "host": w.host, "slots": w.slots} for w in workers if w.name in used],
+        "suspect_workers": [{"worker": w, "tests": ids} for w, ids in sorted(suspects.items())],
     }
+
+
+def crash_blame(outcome: Outcome, rows: Sequence[AttemptRow]) -> tuple[list[str], str | None]:
+    """The workers where a test crashed its runner, and whom that blames.
+
+    "test": it crashed on two or more workers (it crashes whatever runs it); "worker": it crashed
+    somewhere and its final outcome is not a crash (run again elsewhere, it did not); "unknown":
+    it crashed on one worker only and could not be run elsewhere; None: it never crashed.
+    """
+    crashed_on = sorted({r.worker for r in rows if r.outcome == Outcome.CRASHED.value and not r.fenced})
+    if not crashed_on:
+        return [], None
+    if outcome is not Outcome.CRASHED:
+        return crashed_on, "worker"
+    return crashed_on, "test" if len(crashed_on) >= 2 else "unknown"

@@ -7,14 +7,16 @@ import logging
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 
-import redis
+from celery import Celery
 
 from coordinator.planner import Planner
 from coordinator.state import SuiteState
 from coordinator.tasks import publisher, register
-from farm.celery_app import COORDINATOR_QUEUE, make_app
+from farm import store
+from farm.celery_app import COORDINATOR_QUEUE, make_app, pool_queue
 from farm.config import Settings
 from farm.errors import UsageError
 
@@ -37,11 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     if not settings.broker_url:
         raise UsageError("farm coordinator needs --broker URL or FARM_BROKER_URL")
     logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    app = make_app(settings)
-    state = SuiteState(redis.Redis.from_url(settings.state, socket_timeout=30, health_check_interval=30), settings)
+    app = make_app(settings, coordinator=True)
+    state = SuiteState(store.connect(settings.state, timeout=30), settings)
     publish_collect, publish_assignment = publisher(app)
-    planner = Planner(state, settings, publish_collect, publish_assignment)
+    planner = Planner(state, settings, publish_collect, publish_assignment, queue_length(app))
     register(app, planner)
+    planner.reconcile()
     stop = threading.Event()
     sweeper = threading.Thread(target=_sweep, args=(planner, stop), name="farm-sweeper", daemon=True)
     sweeper.start()
@@ -60,6 +63,20 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stop.set()
     return 0
+
+
+def queue_length(app: Celery) -> Callable[[str], int]:
+    """How many messages wait on a pool's queue (-1 when the broker cannot say right now)."""
+
+    def length(pool: str) -> int:
+        try:
+            with app.connection_for_write() as conn:
+                return int(conn.default_channel.queue_declare(queue=pool_queue(pool).name, passive=True).message_count)
+        except Exception as exc:  # a broker restart: ask again at the next sweep
+            log.warning("could not read the length of pool %s's queue: %s", pool, exc)
+            return -1
+
+    return length
 
 
 def _sweep(planner: Planner, stop: threading.Event) -> None:

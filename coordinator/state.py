@@ -15,11 +15,11 @@ import msgpack
 import redis
 
 from coordinator.aggregate import PENDING, AttemptRow, Merge, merge
-from farm import keys
+from farm import keys, registry
 from farm.config import Settings
 from farm.errors import ProtocolError, SuiteNotFound
 from farm.model import Collection, SuiteSpec, TestRecord, WorkerInfo
-from farm.outcomes import FAILURES
+from farm.outcomes import FAILURES, Outcome
 from farm.protocol import decode, encode
 
 #: The owner of outcomes decided at collection (module-level skips, collection errors).
@@ -42,8 +42,6 @@ def _record_to_plain(r: TestRecord) -> dict[str, Any]:
 
 
 def _record_from_plain(d: dict[str, Any]) -> TestRecord:
-    from farm.outcomes import Outcome
-
     return TestRecord(d["test_id"], Outcome(d["outcome"]), d["duration_s"], d["phase"], d["message"],
                       d["longrepr"], tuple((n, t) for n, t in d["sections"]), d["started_at"])
 
@@ -248,11 +246,13 @@ class SuiteState:
             return None
         return held[0]
 
-    def requeue(self, suite_id: str, row: dict[str, Any], why: str) -> list[str]:
+    def requeue(self, suite_id: str, row: dict[str, Any], why: str, *, state: str = "lost") -> list[str]:
         """Give up on an attempt: its tests without an outcome move to a new attempt (queued).
 
-        Atomic with merges (same WATCHed keys): a record of the old attempt is either counted
-        before this, and its test stays put, or fenced after it. Returns the moved tests.
+        The old row takes `state` ("lost": its worker stopped renewing the lease; "handback": it
+        stopped early and handed its tests back). Atomic with merges (same WATCHed keys): a
+        record of the old attempt is either counted before this, and its test stays put, or
+        fenced after it. Happens once per attempt. Returns the moved tests.
         """
         old_key = keys.attempt_key(row["id"], row["attempt"])
         new_attempt = row["attempt"] + 1
@@ -268,16 +268,18 @@ class SuiteState:
                     moving = [t for t, v, o in zip(tests, values, owned, strict=True)
                               if v == PENDING.encode() and o is not None and o.decode() == old_key]
                     data = pipe.hget(akey, old_key)
-                    if data is None or _unpack(data)["state"] == "lost":
+                    if data is None or _unpack(data).get("requeued") or _unpack(data)["state"] == "lost":
                         pipe.unwatch()
                         return []
                     old = _unpack(data)
-                    old.update(state="lost", message=why[:4000], finished_at=time.time())
+                    old.update(state=state, message=why[:4000], finished_at=old.get("finished_at") or time.time(),
+                               requeued=True)
                     pipe.multi()
                     pipe.hset(akey, old_key, _pack(old))
                     if moving:
                         new = {"id": row["id"], "attempt": new_attempt, "state": "queued", "test_ids": moving,
-                               "expected_s": 0.0, "worker": "", "node": "", "started_at": 0.0, "finished_at": 0.0}
+                               "expected_s": 0.0, "worker": "", "node": "", "started_at": 0.0, "finished_at": 0.0,
+                               "avoid": list(old.get("avoid", [])), "published_at": 0.0}
                         pipe.hset(akey, new_key, _pack(new))
                         pipe.hset(wkey, mapping={t: new_key for t in moving})
                         pipe.hset(keys.current(suite_id), row["id"], new_attempt)
@@ -287,18 +289,30 @@ class SuiteState:
                     continue
 
     def failing_for_rerun(self, suite_id: str, limit: int) -> list[str]:
-        """Tests whose outcome fails the suite and that were run again fewer than `limit` times."""
-        failing = {o.value.encode() for o in FAILURES}
+        """Tests whose outcome fails the suite and that were run again fewer than `limit` times.
+
+        Crashed tests are not among them: they get their one retry elsewhere (crashed_for_retry)."""
+        failing = {o.value.encode() for o in FAILURES if o is not Outcome.CRASHED}
         done = {k.decode(): int(v) for k, v in self.r.hgetall(keys.reruns(suite_id)).items()}
         return [k.decode() for k, v in self.r.hscan_iter(keys.outcomes(suite_id), count=5000)
                 if v in failing and done.get(k.decode(), 0) < limit]
 
-    def start_rerun(self, suite_id: str, row: dict[str, Any], test_ids: list[str]) -> list[str]:
+    def crashed_for_retry(self, suite_id: str) -> list[str]:
+        """Crashed tests not yet run again after their crash."""
+        done = {k.decode() for k in self.r.hkeys(keys.crash_retries(suite_id))}
+        crashed = Outcome.CRASHED.value.encode()
+        return [k.decode() for k, v in self.r.hscan_iter(keys.outcomes(suite_id), count=5000)
+                if v == crashed and k.decode() not in done]
+
+    def start_rerun(self, suite_id: str, row: dict[str, Any], test_ids: list[str], *,
+                    crash_retry: bool = False) -> list[str]:
         """Hand failing tests to a new (rerun) assignment: their outcomes go back to pending.
 
-        Atomic with merges; a test that no longer fails, or moved already, is left alone.
-        Returns the tests moved.
+        Counted in `reruns` (a pass then is flaky), or with `crash_retry` in `crash_retries` (a
+        pass then is a pass: the crash was the worker's). Atomic with merges; a test that no
+        longer fails, or moved already, is left alone. Returns the tests moved.
         """
+        counter = keys.crash_retries(suite_id) if crash_retry else keys.reruns(suite_id)
         okey, wkey = keys.outcomes(suite_id), keys.owners(suite_id)
         failing = {o.value.encode() for o in FAILURES}
         new_key = keys.attempt_key(row["id"], row["attempt"])
@@ -315,7 +329,7 @@ class SuiteState:
                         pipe.hset(wkey, mapping={t: new_key for t in names})
                         for t, outcome in moving:
                             pipe.hincrby(keys.counts(suite_id), outcome, -1)
-                            pipe.hincrby(keys.reruns(suite_id), t, 1)
+                            pipe.hincrby(counter, t, 1)
                         pipe.hincrby(keys.suite(suite_id), "done", -len(names))
                         pipe.hset(keys.assignments(suite_id), new_key, _pack({**row, "test_ids": names}))
                         pipe.hset(keys.current(suite_id), row["id"], row["attempt"])
@@ -345,10 +359,15 @@ class SuiteState:
                     continue
 
     def mark_running(self, suite_id: str, assignment_id: str, attempt: int, **fields: Any) -> None:
-        """queued → running, and nothing else (a row that ended meanwhile keeps its state)."""
+        """queued → running, and nothing else (a row that ended meanwhile keeps its state).
+
+        A running row whose node is not known yet (the sweeper saw its lease before its first
+        batch came) takes the fields it lacks."""
         def change(row: dict[str, Any]) -> None:
             if row["state"] == "queued":
                 row.update(state="running", **fields)
+            elif row["state"] == "running":
+                row.update({k: v for k, v in fields.items() if not row.get(k)})
 
         self._modify_assignment(suite_id, keys.attempt_key(assignment_id, attempt), change)
 
@@ -365,8 +384,13 @@ class SuiteState:
 
     def lease_alive(self, suite_id: str, assignment_id: str, attempt: int | None) -> bool:
         """Whether a worker holds the lease of that attempt (attempt None: of the collection)."""
+        return self.lease_holder(suite_id, assignment_id, attempt) is not None
+
+    def lease_holder(self, suite_id: str, assignment_id: str, attempt: int | None) -> str | None:
+        """The worker holding the lease of that attempt (attempt None: of the collection), if any."""
         name = assignment_id if attempt is None else keys.attempt_key(assignment_id, attempt)
-        return bool(self.r.exists(keys.lease(suite_id, name)))
+        holder = self.r.get(keys.lease(suite_id, name))
+        return None if holder is None else keys.text(holder)
 
     def collection_retry(self, suite_id: str) -> int:
         """Count a lost collection and clear its start mark; returns how many were lost."""
@@ -427,22 +451,32 @@ class SuiteState:
         return {k.decode(): int(v) for k, v in self.r.hgetall(keys.counts(suite_id)).items()}
 
     def workers(self) -> list[WorkerInfo]:
-        out = []
-        for data in self.r.hvals(keys.WORKERS):
-            try:
-                out.append(decode(data, WorkerInfo))
-            except ProtocolError:
-                continue
-        return out
+        return registry.all_workers(self.r)
 
     def pool_slots(self, pool: str) -> int:
-        return sum(w.slots for w in self.workers() if w.pool == pool)
+        """The slots of the pool's live workers (a killed worker's stop counting)."""
+        return sum(w.slots for w in registry.alive(self.r, self.settings.worker_stale_s, pool))
 
     # --- finishing -----------------------------------------------------------------------
 
     def note_all_tests_final(self, suite_id: str) -> None:
         """Remember when every test first had an outcome (the sweeper's grace starts then)."""
         self.r.hsetnx(keys.suite(suite_id), "complete_at", time.time())
+
+    def last_workers(self, suite_id: str, test_ids: list[str]) -> dict[str, str]:
+        """Test id → the worker whose record for it counts now (where it last ran), where known."""
+        owned = self.r.hmget(keys.owners(suite_id), test_ids) if test_ids else []
+        names = []
+        for test_id, owner in zip(test_ids, owned, strict=True):
+            if owner is not None:
+                assignment, _, attempt = keys.text(owner).rpartition("#")
+                names.append(f"{test_id}\0{assignment}\0{attempt}")
+        rows = [_unpack(r) for r in (self.r.hmget(keys.attempts(suite_id), names) if names else []) if r is not None]
+        return {row["test_id"]: row["worker"] for row in rows if row.get("worker")}
+
+    def release_finalize(self, suite_id: str) -> None:
+        """Undo a claim to finalize whose holder died before it stored the report (reconcile)."""
+        self.r.hdel(keys.suite(suite_id), "finalized")
 
     def claim_finalize(self, suite_id: str) -> bool:
         """True for exactly one caller: the one that finalizes the suite."""

@@ -14,10 +14,10 @@ from farm.celery_app import (
     CANCEL_SUITE,
     COLLECT_SUITE,
     RECORD_BATCH,
-    RUN_ASSIGNMENT,
     SUITE_COLLECTED,
     SUITE_SUBMITTED,
     pool_queue,
+    send_assignment,
 )
 from farm.errors import ProtocolError, SuiteNotFound
 from farm.model import Assignment, Collection, Completion, RecordBatch, SuiteSpec
@@ -35,8 +35,7 @@ def publisher(app: Celery) -> tuple[Callable[[SuiteSpec], None], Callable[[str, 
         app.send_task(COLLECT_SUITE, args=[encode(spec)], queue=q.name, routing_key=q.routing_key)
 
     def publish_assignment(pool: str, a: Assignment) -> None:
-        q = pool_queue(pool)
-        app.send_task(RUN_ASSIGNMENT, args=[encode(a)], queue=q.name, routing_key=q.routing_key)
+        send_assignment(app, pool, a)
 
     return publish_collect, publish_assignment
 

@@ -125,6 +125,11 @@ def render_summary(report: Mapping[str, Any], *, verbose: bool = False) -> str:
         for test in stopped:
             lines.extend(_test_block(f"{str(test['outcome']).upper()} {head_line(str(test.get('id', '')))}", test))
     short = _short_summary(tests, _SHORT_VERBOSE if verbose else _SHORT_DEFAULT)
+    for suspect in report.get("suspect_workers") or ():
+        names = list(suspect.get("tests") or ())
+        short.append(f"SUSPECT WORKER {suspect.get('worker')} - {len(names)} test{'s' if len(names) != 1 else ''} "
+                     f"crashed its runner there and did not crash elsewhere: {', '.join(names[:3])}"
+                     f"{' ...' if len(names) > 3 else ''}")
     if short:
         lines.append(separator("=", "short test summary info"))
         lines.extend(short)

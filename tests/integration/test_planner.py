@@ -73,8 +73,9 @@ def test_a_completion_that_overtakes_its_records_waits_for_them(redis_url: str) 
     assert report["assignments"][0]["state"] == "done"
 
 
-def test_a_held_completion_is_settled_by_the_sweeper_when_records_never_come(redis_url: str,
-                                                                            monkeypatch) -> None:
+def test_tests_whose_records_never_come_are_run_again_after_the_grace(redis_url: str, monkeypatch) -> None:
+    """A completion says 1 record was sent; it never arrives (lost in a broker crash): after the
+    grace the test is queued again as attempt 2, and counted once, from attempt 2."""
     import coordinator.planner as planner_module
 
     monkeypatch.setattr(planner_module, "COMPLETION_GRACE_S", 0.2)
@@ -83,11 +84,29 @@ def test_a_held_completion_is_settled_by_the_sweeper_when_records_never_come(red
     planner.collected(Collection("s2", "w@h", 0, ("t.py::a",)))
     (a,) = published.assignments
     now = time.time()
-    planner.completed(Completion("s2", a.assignment_id, 1, "w@h", "local:h", "failed", now, now, -9, 1,
-                                 "runner exited with code -9"))
+    planner.completed(Completion("s2", a.assignment_id, 1, "w@h", "local:h", "done", now, now, 0, 1))
     time.sleep(0.3)
     planner.sweep()
+    assert state.field("s2", "status") == "running"
+    again = published.assignments[-1]
+    assert (again.assignment_id, again.attempt, again.test_ids) == (a.assignment_id, 2, ("t.py::a",))
+    planner.records(RecordBatch("s2", a.assignment_id, 2, "w@h", "local:h", (TestRecord("t.py::a", Outcome.PASSED),)))
+    planner.completed(Completion("s2", a.assignment_id, 2, "w@h", "local:h", "done", now, now, 0, 1))
     report = _report(state, "s2")
+    assert report["summary"]["passed"] == 1 and report["exit_code"] == 0
+    states = {(r["id"], r["attempt"]): r["state"] for r in report["assignments"]}
+    assert states == {(a.assignment_id, 1): "handback", (a.assignment_id, 2): "done"}
+
+
+def test_a_failed_runner_leaves_its_unrun_tests_not_run(redis_url: str) -> None:
+    planner, state, published = _planner(redis_url)
+    _submit(state, planner, "s2b")
+    planner.collected(Collection("s2b", "w@h", 0, ("t.py::a",)))
+    (a,) = published.assignments
+    now = time.time()
+    planner.completed(Completion("s2b", a.assignment_id, 1, "w@h", "local:h", "failed", now, now, -9, 0,
+                                 "runner exited with code -9"))
+    report = _report(state, "s2b")
     assert report["tests"][0]["outcome"] == "not_run"
     assert "runner exited with code -9" in report["tests"][0]["message"]
     assert report["exit_code"] == 3  # the farm failed to run a test: an infrastructure error
