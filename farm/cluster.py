@@ -61,6 +61,7 @@ class LocalCluster:
     root: Path = field(init=False)
     broker_url: str = field(init=False, default="")
     procs: list[tuple[str, subprocess.Popen[bytes]]] = field(init=False, default_factory=list)
+    commands: dict[str, tuple[list[str], dict[str, str] | None]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.spec.flower and self.spec.flower_address not in LOOPBACK and not self.spec.flower_auth:
@@ -148,6 +149,23 @@ class LocalCluster:
             signal_all(working_in(str(self.root)), signal.SIGKILL)
             shutil.rmtree(self.root, ignore_errors=True)
 
+    def restart(self, name: str, sig: signal.Signals = signal.SIGKILL) -> None:
+        """Stop one process of the cluster with `sig` (its whole group) and start it again, as it
+        was started: a crash or a restart of the coordinator, a worker or Redis (same port and
+        data directory, so Redis reloads its append-only file)."""
+        index = next(i for i, (n, _) in enumerate(self.procs) if n == name)
+        _, proc = self.procs.pop(index)
+        signal_group(proc.pid, sig)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            signal_group(proc.pid, signal.SIGKILL)
+            proc.wait()
+        argv, env = self.commands[name]
+        self._spawn(name, argv, env, append=True)
+        if name == "redis":
+            self._wait_for_redis(int(argv[argv.index("--port") + 1]))
+
     def log_tail(self, name: str, limit: int = 2000) -> str:
         try:
             text = (self.root / f"{name}.log").read_text(errors="replace")
@@ -157,8 +175,10 @@ class LocalCluster:
 
     # --- pieces --------------------------------------------------------------------------
 
-    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        log: IO[bytes] = open(self.root / f"{name}.log", "wb")
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None, *,
+               append: bool = False) -> subprocess.Popen[bytes]:
+        self.commands[name] = (argv, env)
+        log: IO[bytes] = open(self.root / f"{name}.log", "ab" if append else "wb")
         try:
             # The cluster decides its own broker and state store: none inherited from the caller.
             inherited = {k: v for k, v in os.environ.items() if k not in _CLUSTER_OWNED}
@@ -178,6 +198,9 @@ class LocalCluster:
             "--dir", str(data), "--save", "", "--daemonize", "no",
             "--appendonly", "yes" if self.spec.appendonly else "no", "--appendfsync", "everysec",
         ])
+        self._wait_for_redis(port)
+
+    def _wait_for_redis(self, port: int) -> None:
         store = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1)
         deadline = time.monotonic() + 10
         try:

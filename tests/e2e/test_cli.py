@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from support.helpers import FARM, LEAN, copy_fixture, farm
+from support.helpers import FARM, LEAN, assert_nothing_left_of, copy_fixture, farm
 
 from farm.cluster import free_port
 
@@ -200,6 +200,7 @@ def test_cancel_stops_the_suite_and_reports_not_run(running_farm, tmp_path: Path
     assert summary["not_run"] > 0 and summary["total"] == 40
     assert summary["passed"] + summary["not_run"] == 40
     assert "Interrupted: suite canceled" in results.stdout
+    assert_nothing_left_of(suite_id)  # the runners that were stopped, and anything they started
 
 
 def test_flower_lists_the_farm_workers(running_farm) -> None:

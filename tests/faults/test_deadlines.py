@@ -6,7 +6,9 @@ import json
 import time
 from pathlib import Path
 
-from support.helpers import LEAN, copy_fixture, farm
+from support.helpers import LEAN, copy_fixture, farm, running_cluster
+
+from farm.cluster import ClusterSpec
 
 
 def test_the_suite_deadline_stops_everything_and_reports_what_finished(tmp_path: Path) -> None:
@@ -38,3 +40,35 @@ def test_a_bad_deadline_is_a_usage_error(tmp_path: Path) -> None:
     result = farm("submit-suite", str(copy_fixture("slow", tmp_path)), "--deadline", "-5s")
     assert result.returncode == 4
     assert "--deadline: a duration must be positive" in result.stderr
+
+
+def test_an_assignment_past_its_own_deadline_hands_its_unstarted_tests_back(tmp_path: Path,
+                                                                             monkeypatch) -> None:
+    """With recorded durations, each assignment gets its own deadline (3 × expected, at least
+    FARM_ASSIGNMENT_DEADLINE_MIN_S): a test that hangs is stopped there, well before the suite's
+    deadline, and the tests after it run again in a new attempt."""
+    monkeypatch.setenv("FARM_ASSIGNMENT_DEADLINE_MIN_S", "3")  # the cluster's coordinator reads it
+    monkeypatch.setenv("FARMTEST_HANG_FILE", str(tmp_path / "hang"))  # the runners read it
+    project = copy_fixture("overtime", tmp_path)
+    with running_cluster(ClusterSpec(workers=1, slots=1)) as cluster:
+        first = farm("submit-suite", str(project), "--broker", cluster.broker_url, "--", *LEAN, "tests")
+        assert first.returncode == 0, first.stdout + first.stderr  # durations recorded: 0.2 s each
+        (tmp_path / "hang").write_text("")
+        report_path = tmp_path / "r.json"
+        second = farm("submit-suite", str(project), "--broker", cluster.broker_url, "--deadline", "5m",
+                      "--json", str(report_path), "--", *LEAN, "tests")
+    assert second.returncode == 1, second.stdout + second.stderr
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    assert report["status"] == "finished", "the suite deadline was not what stopped it"
+    tests = {t["id"].split("::")[-1]: t for t in report["tests"]}
+    assert len(report["tests"]) == len(tests) == 12, "every collected test appears exactly once"
+    hung = tests["test_quick[3]"]
+    assert hung["outcome"] == "timeout" and "assignment's deadline" in hung["message"]
+    assert "time.sleep(120)" in hung["longrepr"] or "test_quick" in hung["longrepr"]
+    assert [t["outcome"] for name, t in tests.items() if name != "test_quick[3]"] == ["passed"] * 11
+    handed = [a for a in report["assignments"] if a["state"] == "handback"]
+    assert len(handed) == 1
+    again = [a for a in report["assignments"] if a["id"] == handed[0]["id"] and a["attempt"] == 2]
+    assert again and again[0]["state"] == "done"
+    for i in range(4, 12):  # unstarted at the deadline: run by the second attempt
+        assert [a["attempt"] for a in tests[f"test_quick[{i}]"]["attempts"]] == [2]

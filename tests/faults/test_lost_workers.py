@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from support.helpers import LEAN, copy_fixture, farm, running_cluster
+from support.helpers import LEAN, assert_nothing_left_of, copy_fixture, farm, running_cluster
 
 from farm.cluster import ClusterSpec, LocalCluster
 
@@ -81,6 +81,7 @@ def test_kill_9_of_a_worker_mid_assignment_runs_its_unfinished_tests_again(two_w
     # Noticed within the lease (3 s) plus the sweep, far below the 30 s bound; the rest is the rerun.
     assert time.monotonic() - killed_at < 60
     assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in doomed)
+    assert_nothing_left_of(suite_id)
 
 
 def test_kill_9_of_a_pool_child_runs_its_tests_again_once(two_workers: LocalCluster, tmp_path: Path) -> None:
@@ -101,6 +102,7 @@ def test_kill_9_of_a_pool_child_runs_its_tests_again_once(two_workers: LocalClus
     # Its runner died with it (parent-death signal).
     gone, alive = psutil.wait_procs(runner, timeout=10)
     assert not alive
+    assert_nothing_left_of(suite_id)
 
 
 def test_kill_9_of_the_worker_collecting_the_suite_collects_it_again(two_workers: LocalCluster,

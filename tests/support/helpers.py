@@ -7,9 +7,11 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from farm.cluster import ClusterSpec, LocalCluster
@@ -57,3 +59,23 @@ def running_cluster(spec: ClusterSpec) -> Iterator[LocalCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+def assert_nothing_left_of(suite_id: str, timeout: float = 10) -> None:
+    """No process still works in one of the suite's run directories (runners, what tests started).
+
+    Run directories are named after the assignment, whose id starts with the suite's."""
+    deadline = time.monotonic() + timeout
+    left: list[str] = []
+    while time.monotonic() < deadline:
+        left = []
+        for proc in psutil.process_iter(["pid", "cwd", "cmdline"]):
+            try:
+                if suite_id in (proc.info["cwd"] or ""):
+                    left.append(f"{proc.info['pid']} {' '.join(proc.info['cmdline'] or [])[:200]}")
+            except psutil.Error:
+                continue
+        if not left:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"processes of suite {suite_id} left behind: {left}")
