@@ -69,6 +69,12 @@ class Settings:
     worker_stale_s: float = 30.0
 
     @property
+    def task_hard_limit_s(self) -> int:
+        """Celery's hard time limit on a worker task: the pool child is killed past it. Half an
+        hour under the visibility timeout, so Redis never redelivers a task that may still run."""
+        return max(60, self.visibility_timeout_s - 1800)
+
+    @property
     def state(self) -> str:
         """The state store URL (the broker's unless set apart)."""
         url = self.state_url or self.broker_url

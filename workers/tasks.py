@@ -100,7 +100,9 @@ class WorkerContext:
 def register(ctx: WorkerContext) -> None:
     """Register the worker's tasks on ctx.app under their explicit names."""
 
-    @ctx.app.task(name=COLLECT_SUITE, bind=True)  # type: ignore[untyped-decorator]
+    limit = ctx.settings.task_hard_limit_s  # below the visibility timeout: never redelivered while it runs
+
+    @ctx.app.task(name=COLLECT_SUITE, bind=True, time_limit=limit)  # type: ignore[untyped-decorator]
     def collect_suite(task: Any, payload: bytes) -> None:
         try:
             spec = decode(payload, SuiteSpec)
@@ -122,7 +124,7 @@ def register(ctx: WorkerContext) -> None:
             collection = Collection(spec.suite_id, worker, 3, (), (), f"collection failed on {worker}: {exc}")
         ctx.app.send_task(SUITE_COLLECTED, args=[encode(collection)])  # the lease lapses by itself
 
-    @ctx.app.task(name=RUN_ASSIGNMENT, bind=True)  # type: ignore[untyped-decorator]
+    @ctx.app.task(name=RUN_ASSIGNMENT, bind=True, time_limit=limit)  # type: ignore[untyped-decorator]
     def run_assignment(task: Any, payload: bytes) -> None:
         try:
             assignment = decode(payload, Assignment)
