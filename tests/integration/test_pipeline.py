@@ -138,11 +138,11 @@ def test_json_report_has_the_documented_fields(cluster: LocalCluster, tmp_path: 
     _, report = _run_suite(cluster, _copy("correctness", tmp_path), "tests/test_outcomes.py")
     assert report["schema"] == 1
     for key in ("suite_id", "status", "exit_code", "summary", "started_at", "finished_at", "duration_s", "tests",
-                "assignments", "workers"):
+                "assignments", "workers", "suspect_workers"):
         assert key in report
     assert set(report["summary"]) >= {"total", "passed", "failed", "error", "skipped", "xfailed", "xpassed"}
     test = report["tests"][0]
-    assert set(test) >= {"id", "outcome", "duration_s", "message", "attempts"}
+    assert set(test) >= {"id", "outcome", "duration_s", "message", "attempts", "crashed_on", "blame"}
     assert set(test["attempts"][0]) >= {"assignment", "attempt", "worker", "outcome", "duration_s", "started_at"}
     assignment = report["assignments"][0]
     assert set(assignment) >= {"id", "attempt", "worker", "node", "state", "tests", "started_at", "finished_at"}
