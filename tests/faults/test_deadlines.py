@@ -6,7 +6,7 @@ import json
 import time
 from pathlib import Path
 
-from support.helpers import LEAN, copy_fixture, farm, running_cluster
+from support.helpers import LEAN, assert_nothing_left_of, copy_fixture, farm, running_cluster
 
 from farm.cluster import ClusterSpec
 
@@ -34,6 +34,7 @@ def test_the_suite_deadline_stops_everything_and_reports_what_finished(tmp_path:
         if test["outcome"] == "not_run":
             assert "deadline" in test["message"]
     assert elapsed < 30, "the deadline did not stop the suite"  # 4 s + start-up and teardown
+    assert_nothing_left_of(report["suite_id"])
 
 
 def test_a_bad_deadline_is_a_usage_error(tmp_path: Path) -> None:
@@ -72,3 +73,4 @@ def test_an_assignment_past_its_own_deadline_hands_its_unstarted_tests_back(tmp_
     assert again and again[0]["state"] == "done"
     for i in range(4, 12):  # unstarted at the deadline: run by the second attempt
         assert [a["attempt"] for a in tests[f"test_quick[{i}]"]["attempts"]] == [2]
+    assert_nothing_left_of(report["suite_id"])  # the hung test's runner was killed

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 import msgpack
-from support.helpers import LEAN, copy_fixture, farm, running_cluster
+from support.helpers import LEAN, assert_nothing_left_of, copy_fixture, farm, running_cluster
 
 from farm import keys
 from farm.celery_app import RUN_ASSIGNMENT, make_app, pool_queue
@@ -55,6 +55,10 @@ def test_an_assignment_delivered_again_runs_once_and_counts_once(tmp_path: Path)
                                  if "farm.run_assignment" in line or "dropping" in line or "ERROR" in line))
                 time.sleep(0.2)
             assert client.report(suite_id) == report
+            ids = [t["id"] for t in report["tests"]]
+            assert len(ids) == len(set(ids)) == 40 and report["exit_code"] == 0
+            assert all(len([a for a in t["attempts"] if not a["fenced"]]) == 1 for t in report["tests"])
+            assert_nothing_left_of(suite_id)
         finally:
             app.close()
             client.close()

@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from support.helpers import LEAN, copy_fixture, farm
+from support.helpers import LEAN, assert_nothing_left_of, copy_fixture, farm, running_cluster
+
+from farm.cluster import ClusterSpec
 
 
 @pytest.mark.parametrize(("strict", "code"), [(False, 0), (True, 1)])
@@ -40,3 +42,22 @@ def test_a_test_that_keeps_failing_is_run_again_n_times_and_fails(tmp_path: Path
     assert test["outcome"] == "failed"
     assert [a["outcome"] for a in test["attempts"]] == ["failed"] * 3  # the run, then 2 reruns
     assert len({a["assignment"] for a in test["attempts"]}) == 3
+
+
+def test_a_rerun_runs_on_another_worker_when_there_is_one(tmp_path: Path, monkeypatch) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    monkeypatch.setenv("FARMTEST_FLAKY_DIR", str(state))  # the cluster's runners inherit it
+    project = copy_fixture("flaky", tmp_path)
+    report_path = tmp_path / "r.json"
+    with running_cluster(ClusterSpec(workers=2, slots=1)) as cluster:
+        result = farm("submit-suite", str(project), "--broker", cluster.broker_url, "--rerun-failures", "1",
+                      "--json", str(report_path), "--", *LEAN, "tests/test_flaky.py::test_flaky")
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    (test,) = report["tests"]
+    assert test["outcome"] == "flaky"
+    first, rerun = test["attempts"]
+    assert (first["outcome"], rerun["outcome"]) == ("failed", "passed")
+    assert first["worker"] != rerun["worker"], "the rerun ran on the worker where the test failed"
+    assert_nothing_left_of(report["suite_id"])

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import psutil
-from support.helpers import LEAN, copy_fixture, farm
+from support.helpers import LEAN, assert_nothing_left_of, copy_fixture, farm
 
 
 def _outcomes(report: dict) -> dict[str, str]:
@@ -46,6 +46,12 @@ def test_hung_crashed_and_daemon_forking_tests_are_recorded_and_the_rest_runs(tm
     assert "exit code 3" in tests["test_exits_the_runner"]["message"]
     assert "SIGSEGV" in tests["test_segfaults"]["message"]
     assert report["summary"]["timeout"] == 1 and report["summary"]["crashed"] == 2
+    # Each crash was run once more; with one worker only, nobody can say whether test or worker.
+    for name in ("test_exits_the_runner", "test_segfaults"):
+        assert [a["outcome"] for a in tests[name]["attempts"]] == ["crashed", "crashed"]
+        assert tests[name]["blame"] == "unknown"
+    assert all(t["attempts"] for t in report["tests"]), "a test has no attempt recorded"
+    assert_nothing_left_of(report["suite_id"])
     # JUnit: errors with a clear message.
     xml = junit_path.read_text(encoding="utf-8")
     assert 'type="farm.timeout" message="timeout: test ran past --test-timeout 2s"' in xml
