@@ -95,8 +95,7 @@ class Planner:
 
     def submitted(self, suite_id: str) -> None:
         spec = self.state.spec(suite_id)
-        if self.state.transition(suite_id, ["submitted"], "collecting"):
-            self.state.mark_active(suite_id)
+        if self.state.start_collecting(suite_id):
             self._publish_collect(spec)
 
     def _publish_collect(self, spec: SuiteSpec) -> None:
@@ -131,7 +130,7 @@ class Planner:
                         min_tests=self.settings.min_assignment_tests, overhead_s=overhead)
         rows = [{"id": f"{sid}-a{i:03d}", "attempt": 1, "state": "queued", "test_ids": list(p.test_ids),
                  "expected_s": p.expected_s, "worker": "", "node": "", "started_at": 0.0, "finished_at": 0.0,
-                 "priority": i, "avoid": [], "published_at": 0.0}
+                 "priority": i, "avoid": [], "published_at": 0.0, "planned_at": time.time()}
                 for i, p in enumerate(planned)]
         if not self.state.plan(collection, test_ids, rows):
             return  # a duplicate delivery of the collection: planned already
@@ -311,7 +310,7 @@ class Planner:
             aid = f"{sid}-{prefix}{round_:02d}"
             row = {"id": aid, "attempt": 1, "state": "queued", "test_ids": tests, "expected_s": 0.0, "worker": "",
                    "node": "", "started_at": 0.0, "finished_at": 0.0, "priority": 0, "avoid": avoid,
-                   "published_at": 0.0}
+                   "published_at": 0.0, "planned_at": time.time()}
             moved = self.state.start_rerun(sid, row, tests, crash_retry=crash_retry)
             if not moved:
                 continue
@@ -335,6 +334,12 @@ class Planner:
 
     def sweep(self) -> None:
         """Periodic: requeue lost attempts, settle late completions, close suites in time."""
+        for sid in self.state.submitted_before(time.time() - REPUBLISH_AFTER_LEASES * self.settings.lease_s):
+            log.warning("suite %s: submitted but never taken up (its message was lost); taking it up", sid)
+            try:
+                self.submitted(sid)
+            except SuiteNotFound:  # expired, or never written whole
+                self.state.forget_submitted(sid)
         for sid in self.state.active_suites():
             spec_deadline = self.state.deadline_at(sid)
             if spec_deadline and time.time() > spec_deadline + self.settings.lease_s + COMPLETION_GRACE_S:
@@ -375,8 +380,9 @@ class Planner:
             if not self.state.lease_alive(sid, "collect", None):
                 self.collection_lost(sid)
             return
-        published = float(self.state.field(sid, "collect_published") or 0)
-        if published and self._unclaimed_too_long(published, self.state.spec(sid).pool) \
+        # Published (or, if publishing failed, meant to be) this long ago.
+        since = float(self.state.field(sid, "collect_published") or self.state.field(sid, "collecting_since") or 0)
+        if since and self._unclaimed_too_long(since, self.state.spec(sid).pool) \
                 and not self.state.lease_alive(sid, "collect", None):
             log.warning("suite %s: no worker took its collection and the queue is empty; publishing it again", sid)
             self._publish_collect(self.state.spec(sid))
@@ -389,9 +395,15 @@ class Planner:
             self.state.mark_running(sid, row["id"], row["attempt"], worker=holder, started_at=time.time())
             return
         published = row.get("published_at") or 0.0
-        if not published:
-            return  # being published right now (or by a coordinator that died: see reconcile)
         spec = self.state.spec(sid)
+        if not published:
+            # Being published right now, or its publishing failed (the broker was away): after
+            # a while, publish it.
+            if time.time() - (row.get("planned_at") or time.time()) > REPUBLISH_AFTER_LEASES * self.settings.lease_s:
+                log.warning("suite %s: %s#%d was planned but never published; publishing it",
+                            sid, row["id"], row["attempt"])
+                self._publish(spec, row, self.state.durations(spec.project))
+            return
         if self._unclaimed_too_long(published, spec.pool):
             log.warning("suite %s: no worker took %s#%d and the queue is empty; publishing it again",
                         sid, row["id"], row["attempt"])
@@ -420,6 +432,10 @@ class Planner:
             if status == "collecting" and not self.state.field(sid, "collect_published"):
                 self._publish_collect(spec)
             elif status == "running":
+                collection = self.state.collection(sid)
+                if collection is not None and collection.decided:  # merged after planning: maybe not yet
+                    self.state.merge(sid, list(collection.decided), assignment="collection", attempt=1,
+                                     worker=collection.worker, node="collect")
                 durations = self.state.durations(spec.project)
                 for row in self.state.assignments(sid):
                     if row["state"] == "queued" and not row.get("published_at"):

@@ -109,12 +109,15 @@ def crash_blame(outcome: Outcome, rows: Sequence[AttemptRow]) -> tuple[list[str]
     """The workers where a test crashed its runner, and whom that blames.
 
     "test": it crashed on two or more workers (it crashes whatever runs it); "worker": it crashed
-    somewhere and its final outcome is not a crash (run again elsewhere, it did not); "unknown":
-    it crashed on one worker only and could not be run elsewhere; None: it never crashed.
+    on a worker and did not when run again on another; "unknown": it crashed on one worker only
+    and was not run elsewhere (or ran there again without crashing); None: it never crashed.
+    `rows` are in the order they ran.
     """
-    crashed_on = sorted({r.worker for r in rows if r.outcome == Outcome.CRASHED.value and not r.fenced})
+    counted = [r for r in rows if not r.fenced]
+    crashed_on = sorted({r.worker for r in counted if r.outcome == Outcome.CRASHED.value})
     if not crashed_on:
         return [], None
     if outcome is not Outcome.CRASHED:
-        return crashed_on, "worker"
+        # It did not crash last time: the worker is to blame only if that was another worker.
+        return crashed_on, "unknown" if counted[-1].worker in crashed_on else "worker"
     return crashed_on, "test" if len(crashed_on) >= 2 else "unknown"

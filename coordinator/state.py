@@ -89,6 +89,35 @@ class SuiteState:
                 except redis.WatchError:
                     continue
 
+    def start_collecting(self, suite_id: str) -> bool:
+        """submitted → collecting, and active (the sweeper watches it) in the same transaction;
+        True if moved."""
+        key = keys.suite(suite_id)
+        with self.r.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    status = pipe.hget(key, "status")
+                    if status is None or status.decode() != "submitted":
+                        pipe.unwatch()
+                        self.r.zrem(keys.SUBMITTED, suite_id)
+                        return False
+                    pipe.multi()
+                    pipe.hset(key, mapping={"status": "collecting", "collecting_since": time.time()})
+                    pipe.sadd(keys.ACTIVE, suite_id)
+                    pipe.zrem(keys.SUBMITTED, suite_id)
+                    pipe.execute()
+                    return True
+                except redis.WatchError:
+                    continue
+
+    def forget_submitted(self, suite_id: str) -> None:
+        self.r.zrem(keys.SUBMITTED, suite_id)
+
+    def submitted_before(self, before: float) -> list[str]:
+        """Suites submitted before `before` that no coordinator has taken up yet."""
+        return [keys.text(s) for s in self.r.zrangebyscore(keys.SUBMITTED, 0, before)]
+
     def request_cancel(self, suite_id: str) -> None:
         """Flag the suite canceled (workers check the flag); the first request's time is kept."""
         self.r.hsetnx(keys.suite(suite_id), "cancel", time.time())
@@ -100,9 +129,6 @@ class SuiteState:
 
     def canceled(self, suite_id: str) -> bool:
         return self.r.hget(keys.suite(suite_id), "cancel") is not None
-
-    def mark_active(self, suite_id: str) -> None:
-        self.r.sadd(keys.ACTIVE, suite_id)
 
     def active_suites(self) -> list[str]:
         return [s.decode() for s in self.r.smembers(keys.ACTIVE)]
@@ -279,7 +305,8 @@ class SuiteState:
                     if moving:
                         new = {"id": row["id"], "attempt": new_attempt, "state": "queued", "test_ids": moving,
                                "expected_s": 0.0, "worker": "", "node": "", "started_at": 0.0, "finished_at": 0.0,
-                               "avoid": list(old.get("avoid", [])), "published_at": 0.0}
+                               "avoid": list(old.get("avoid", [])), "published_at": 0.0,
+                               "planned_at": time.time()}
                         pipe.hset(akey, new_key, _pack(new))
                         pipe.hset(wkey, mapping={t: new_key for t in moving})
                         pipe.hset(keys.current(suite_id), row["id"], new_attempt)
@@ -488,6 +515,7 @@ class SuiteState:
             pipe.set(keys.report(suite_id), report_json)
             pipe.hset(keys.suite(suite_id), mapping=fields)
             pipe.srem(keys.ACTIVE, suite_id)
+            pipe.zrem(keys.SUBMITTED, suite_id)
             for key in keys.suite_keys(suite_id):
                 pipe.expire(key, ttl)
             pipe.execute()

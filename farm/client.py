@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 
 import redis
 
-from farm import keys
+from farm import keys, store
 from farm.bundle import Bundle
 from farm.celery_app import CANCEL_SUITE, SUITE_SUBMITTED, make_app
 from farm.config import Settings
@@ -54,14 +54,18 @@ def check_broker_url(url: str) -> str:
 
 
 def connect(settings: Settings) -> redis.Redis:
-    """A connection to the state store that answered a PING, or BrokerUnreachable."""
+    """A connection to the state store that answered a PING, or BrokerUnreachable.
+
+    The first PING fails fast (a wrong URL is told at once); the connection returned then rides
+    out a Redis restart while the client waits for its suite (farm.store)."""
     url = check_broker_url(settings.state)
     try:
-        store = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=10)
-        store.ping()
+        probe = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=10)
+        probe.ping()
+        probe.close()
     except (redis.RedisError, OSError, ValueError) as exc:
         raise BrokerUnreachable(f"cannot reach the broker at {_redact(url)}: {exc}") from None
-    return store
+    return store.connect(url)
 
 
 def new_suite_id() -> str:
@@ -99,6 +103,7 @@ class Client:
             })
             # Even a suite that never finishes (its farm went away) expires in time.
             self.store.expire(keys.suite(suite_id), self.settings.suite_ttl_s)
+            self.store.zadd(keys.SUBMITTED, {suite_id: spec.submitted_at})
             self.app.send_task(SUITE_SUBMITTED, args=[suite_id])
         except redis.RedisError as exc:
             raise BrokerUnreachable(f"lost the broker while submitting: {exc}") from None

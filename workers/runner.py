@@ -173,8 +173,10 @@ def run_assignment(
                 message = f"runner died {restarts} times; giving up on its last {len(remaining)} tests"
                 break
         finally:
-            stream.flush()
-            run.close()  # the environment is gone before the completion says so
+            try:
+                stream.flush()
+            finally:
+                run.close()  # the environment is gone before the completion says so
     return _complete(sink, assignment, worker, node, state, started_at, code, stream.sent, message)
 
 
@@ -286,18 +288,21 @@ def collect_suite(
 ) -> Collection:
     """Collect a suite's tests with `pytest --collect-only` in a fresh environment."""
     started = time.monotonic()
+    with _renewing(keepalive, settings.lease_s / LEASE_RENEWALS):
+        archive = bundle(spec.bundle_digest)
     request = RunRequest(
         mode="collect",
-        bundle=bundle(spec.bundle_digest),  # type: ignore[arg-type]
+        bundle=archive,  # type: ignore[arg-type]
         pytest_args=spec.pytest_args,
         test_ids=(),
         label=f"{spec.suite_id}-collect",
         output_cap=settings.output_cap_bytes,
         longrepr_cap=settings.longrepr_cap_bytes,
     )
-    run = backend.start(request)
+    with _renewing(keepalive, settings.lease_s / LEASE_RENEWALS):  # fetching and unpacking the bundle
+        run = backend.start(request)
     lines: list[dict[str, object]] = []
-    next_keepalive = time.monotonic()  # renewed at once: unpacking the bundle used part of the lease
+    next_keepalive = time.monotonic() + settings.lease_s / LEASE_RENEWALS
     try:
         while True:
             if time.monotonic() >= next_keepalive:

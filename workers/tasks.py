@@ -153,8 +153,9 @@ def register(ctx: WorkerContext) -> None:
             if not isinstance(exc, FarmError):
                 log.exception("assignment %s failed", assignment.assignment_id)
             log.error("assignment %s failed: %s", assignment.assignment_id, exc)
+            # Not the tests' fault (the bundle, the disk, the broker): they go back to be run again.
             now = time.time()
             ctx.send_completion(Completion(assignment.suite_id, assignment.assignment_id, assignment.attempt,
-                                           worker, "", "failed", now, now, -1, 0, str(exc)))
+                                           worker, "", "handback", now, now, -1, 0, f"worker error on {worker}: {exc}"))
         # The lease is not released: it lapses by itself, long after the coordinator has handled
         # the completion. Released now, the sweeper could take the attempt for lost in between.

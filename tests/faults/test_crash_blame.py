@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.helpers import LEAN, copy_fixture, farm, running_cluster
+from support.helpers import LEAN, assert_nothing_left_of, copy_fixture, farm, running_cluster
 
 from farm.cluster import ClusterSpec, LocalCluster
 
@@ -46,3 +46,4 @@ def test_a_crash_is_retried_once_elsewhere_and_blamed_on_the_test_or_the_worker(
 
     assert all(tests[f"test_fine[{i}]"]["outcome"] == "passed" for i in range(10))
     assert report["summary"]["crashed"] == 1 and report["summary"]["passed"] == 11
+    assert_nothing_left_of(report["suite_id"])

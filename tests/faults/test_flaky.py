@@ -29,6 +29,7 @@ def test_a_test_that_passes_when_run_again_is_flaky(tmp_path: Path, strict: bool
     assert tests["test_passes"]["outcome"] == "passed" and len(tests["test_passes"]["attempts"]) == 1
     assert report["summary"]["flaky"] == 1 and report["summary"]["failed"] == 0
     assert "FLAKY tests/test_flaky.py::test_flaky - failed, then passed when run again" in result.stdout
+    assert_nothing_left_of(report["suite_id"])
 
 
 def test_a_test_that_keeps_failing_is_run_again_n_times_and_fails(tmp_path: Path) -> None:
@@ -42,6 +43,7 @@ def test_a_test_that_keeps_failing_is_run_again_n_times_and_fails(tmp_path: Path
     assert test["outcome"] == "failed"
     assert [a["outcome"] for a in test["attempts"]] == ["failed"] * 3  # the run, then 2 reruns
     assert len({a["assignment"] for a in test["attempts"]}) == 3
+    assert_nothing_left_of(report["suite_id"])
 
 
 def test_a_rerun_runs_on_another_worker_when_there_is_one(tmp_path: Path, monkeypatch) -> None:

@@ -130,3 +130,4 @@ def test_kill_9_of_the_worker_collecting_the_suite_collects_it_again(two_workers
     dead_prefix = f"farm-default-{victim_index}-"
     assert not report["collection"]["worker"].startswith(dead_prefix)
     assert all(a["worker"] and not a["worker"].startswith(dead_prefix) for a in report["assignments"])
+    assert_nothing_left_of(suite_id)

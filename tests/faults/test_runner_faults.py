@@ -79,3 +79,4 @@ def test_a_runner_that_keeps_dying_is_given_up_after_a_bounded_number_of_restart
     assert outcomes == ["crashed"] * 4 + ["not_run"] * 2
     assert "runner died 4 times" in report["tests"][-1]["message"]
     assert report["assignments"][0]["state"] == "failed"
+    assert_nothing_left_of(report["suite_id"])

@@ -159,3 +159,71 @@ def test_an_attempt_that_ends_late_never_unmarks_its_successor(redis_url: str) -
     planner.completed(Completion("s6", a.assignment_id, 1, "w@h", "local:h", "done", now, now, 0, 0))
     assert state.r.hget(keys.current("s6"), a.assignment_id) == b"2"  # workers still take attempt 2
     assert state.assignment("s6", a.assignment_id, 1)["state"] == "lost"
+
+
+def _forget(state: SuiteState, sid: str) -> None:
+    """Take a suite out of the sweeper's view (other tests share this Redis)."""
+    state.r.srem(keys.ACTIVE, sid)
+    state.r.zrem(keys.SUBMITTED, sid)
+
+
+def test_a_suite_whose_submitted_message_was_lost_is_taken_up_by_the_sweeper(redis_url: str) -> None:
+    planner, state, published = _planner(redis_url)
+    spec = SuiteSpec("s7", "proj", "0" * 64, "default", "load", (), time.time() - 100)
+    state.r.hset(keys.suite("s7"), mapping={"spec": encode(spec), "status": "submitted",
+                                            "submitted_at": spec.submitted_at})
+    state.r.zadd(keys.SUBMITTED, {"s7": spec.submitted_at})  # as the client does; no message follows
+    try:
+        planner.sweep()
+        assert [c.suite_id for c in published.collects].count("s7") == 1
+        assert state.field("s7", "status") == "collecting"
+        assert state.r.zscore(keys.SUBMITTED, "s7") is None
+        planner.sweep()  # taken up once
+        assert [c.suite_id for c in published.collects].count("s7") == 1
+    finally:
+        _forget(state, "s7")
+
+
+def test_an_attempt_planned_but_never_published_is_published_by_the_sweeper(redis_url: str) -> None:
+    settings = Settings(broker_url=redis_url, lease_s=0.1)
+    state = SuiteState(redis.Redis.from_url(redis_url), settings)
+    state.r.hset(keys.WORKERS, "w@h", encode(WorkerInfo("w@h", "h", 1, "default", "local")))
+    published = Published()
+    broker_down = [True]
+
+    def publish(pool: str, a: Assignment) -> None:
+        if broker_down[0]:
+            raise ConnectionError("the broker is away")
+        published.assignment(pool, a)
+
+    planner = Planner(state, settings, published.collect, publish)
+    _submit(state, planner, "s8")
+    try:
+        try:
+            planner.collected(Collection("s8", "w@h", 0, ("t.py::a", "t.py::b")))
+        except ConnectionError:
+            pass  # the handler failed after planning: nothing was published
+        assert published.assignments == []
+        broker_down[0] = False
+        time.sleep(0.4)  # more than 3 lease periods
+        planner.sweep()
+        (a,) = published.assignments
+        assert (a.attempt, a.test_ids) == (1, ("t.py::a", "t.py::b"))
+        assert state.assignment("s8", a.assignment_id, 1)["published_at"] > 0
+    finally:
+        _forget(state, "s8")
+
+
+def test_reconcile_finishes_a_suite_whose_finalization_a_dead_coordinator_claimed(redis_url: str) -> None:
+    planner, state, published = _planner(redis_url)
+    _submit(state, planner, "s9")
+    planner.collected(Collection("s9", "w@h", 0, ("t.py::a",)))
+    (a,) = published.assignments
+    state.r.hset(keys.suite("s9"), "finalized", 1)  # claimed by a coordinator killed before it stored the report
+    now = time.time()
+    planner.records(RecordBatch("s9", a.assignment_id, 1, "w@h", "local:h", (TestRecord("t.py::a", Outcome.PASSED),)))
+    planner.completed(Completion("s9", a.assignment_id, 1, "w@h", "local:h", "done", now, now, 0, 1))
+    assert state.r.get(keys.report("s9")) is None
+    planner.reconcile()  # what a new coordinator does on start
+    report = _report(state, "s9")
+    assert report["summary"]["passed"] == 1 and report["exit_code"] == 0

@@ -33,3 +33,8 @@ def test_crashes_on_one_worker_only_cannot_be_blamed() -> None:
 def test_fenced_rows_do_not_count() -> None:
     rows = [_row("a", Outcome.CRASHED, fenced=True), _row("b", Outcome.CRASHED)]
     assert crash_blame(Outcome.CRASHED, rows) == (["b"], "unknown")
+
+
+def test_a_pass_on_the_same_worker_after_a_crash_cannot_be_blamed() -> None:
+    rows = [_row("a", Outcome.CRASHED), _row("a", Outcome.PASSED, attempt=2)]
+    assert crash_blame(Outcome.PASSED, rows) == (["a"], "unknown")
