@@ -364,6 +364,7 @@ class Planner:
             if complete_at and time.time() - float(complete_at) > COMPLETION_GRACE_S:
                 self._maybe_finish(sid, force=True)
                 continue
+            self._maybe_finish(sid)  # in case the thread that could have finished it lost a race
             cancel_at = self.state.field(sid, "cancel")
             if cancel_at and time.time() - float(cancel_at) > CANCEL_GRACE_S:
                 status = self.state.field(sid, "status")
@@ -455,20 +456,23 @@ class Planner:
                          fence=False)
 
     def _maybe_finish(self, sid: str, *, force: bool = False) -> None:
-        """Finalize once every test has an outcome and every assignment has ended (or waited enough)."""
-        total, done = self.state.total_and_done(sid)
-        if done < total or self.state.field(sid, "status") != "running":
+        """Finalize once every test has an outcome and every assignment has ended (or waited enough).
+
+        Crash retries and reruns are decided under the finalize claim, so that one thread
+        starting them and another finalizing can never interleave (the second would report tests
+        the first just moved back to pending); whoever holds the claim releases it when it did
+        not finalize, and the sweeper calls this every second, so a suite is never left behind.
+        """
+        if not self._complete(sid, force=force):
             return
-        if not force and any(a["state"] not in TERMINAL for a in self.state.assignments(sid)):
-            self.state.note_all_tests_final(sid)
-            return
-        spec = self.state.spec(sid)
-        if not self.state.canceled(sid) and self._retry_crashes(spec):
-            return  # crashed tests run once more elsewhere; the suite finishes after them
-        if spec.rerun_failures and not self.state.canceled(sid) and self._rerun_failures(spec):
-            return  # failing tests run again; the suite finishes after them
         if not self.state.claim_finalize(sid):
             return
+        spec = self.state.spec(sid)
+        if not self._complete(sid, force=force) or (not self.state.canceled(sid) and (
+                self._retry_crashes(spec) or (spec.rerun_failures and self._rerun_failures(spec)))):
+            self.state.release_finalize(sid)  # moved on meanwhile, or tests run again: not yet
+            return
+        total, _ = self.state.total_and_done(sid)
         counts = self.state.counts(sid)
         canceled = self.state.canceled(sid)
         past_deadline = bool(spec.deadline_s) and time.time() >= _deadline_at(spec) and (
@@ -484,6 +488,16 @@ class Planner:
                              collected=len(collection.test_ids) if collection else total,
                              strict_flaky=spec.strict_flaky)
         self._finalize(spec, status, code, message)
+
+    def _complete(self, sid: str, *, force: bool) -> bool:
+        """Every test has an outcome and (unless forced) every assignment has ended."""
+        total, done = self.state.total_and_done(sid)
+        if done < total or self.state.field(sid, "status") != "running":
+            return False
+        if not force and any(a["state"] not in TERMINAL for a in self.state.assignments(sid)):
+            self.state.note_all_tests_final(sid)
+            return False
+        return True
 
     def _finish_without_run(self, spec: SuiteSpec, collection: Collection | None, status: str, code: int,
                             message: str, decided: tuple[TestRecord, ...] = ()) -> None:

@@ -227,3 +227,42 @@ def test_reconcile_finishes_a_suite_whose_finalization_a_dead_coordinator_claime
     planner.reconcile()  # what a new coordinator does on start
     report = _report(state, "s9")
     assert report["summary"]["passed"] == 1 and report["exit_code"] == 0
+
+
+def test_a_rerun_and_the_finalization_never_interleave(redis_url: str) -> None:
+    """The same completion handled by 4 threads at once (a redelivery, a sweep): one starts the
+    rerun of the failed test, and none may finalize the suite with that test still pending."""
+    import threading
+
+    planner, state, published = _planner(redis_url)
+    for i in range(15):
+        sid = f"race{i}"
+        spec = SuiteSpec(sid, "proj", "0" * 64, "default", "load", (), time.time(), rerun_failures=1)
+        state.r.hset(keys.suite(sid), mapping={"spec": encode(spec), "status": "submitted",
+                                               "submitted_at": spec.submitted_at})
+        planner.submitted(sid)
+        planner.collected(Collection(sid, "w@h", 0, ("t.py::a", "t.py::b")))
+        a = published.assignments[-1]
+        planner.records(RecordBatch(sid, a.assignment_id, 1, "w@h", "local:h", (
+            TestRecord("t.py::a", Outcome.FAILED), TestRecord("t.py::b", Outcome.PASSED))))
+        now = time.time()
+        completion = Completion(sid, a.assignment_id, 1, "w@h", "local:h", "done", now, now, 1, 2)
+        barrier = threading.Barrier(4)
+
+        def deliver() -> None:
+            barrier.wait()
+            planner.completed(completion)
+
+        threads = [threading.Thread(target=deliver) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert state.r.get(keys.report(sid)) is None, f"{sid} was finalized while its rerun was pending"
+        reruns = [x for x in published.assignments if x.suite_id == sid and x.assignment_id.endswith("-r01")]
+        assert len(reruns) == 1 and reruns[0].test_ids == ("t.py::a",)
+        planner.records(RecordBatch(sid, reruns[0].assignment_id, 1, "w@h", "local:h",
+                                    (TestRecord("t.py::a", Outcome.PASSED),)))
+        planner.completed(Completion(sid, reruns[0].assignment_id, 1, "w@h", "local:h", "done", now, now, 0, 1))
+        report = _report(state, sid)
+        assert report["summary"]["flaky"] == 1 and report["exit_code"] == 0
