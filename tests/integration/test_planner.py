@@ -249,7 +249,7 @@ def test_a_rerun_and_the_finalization_never_interleave(redis_url: str) -> None:
         completion = Completion(sid, a.assignment_id, 1, "w@h", "local:h", "done", now, now, 1, 2)
         barrier = threading.Barrier(4)
 
-        def deliver() -> None:
+        def deliver(barrier: threading.Barrier = barrier, completion: Completion = completion) -> None:
             barrier.wait()
             planner.completed(completion)
 
