@@ -23,6 +23,7 @@ from farm.errors import UsageError
 from farm.model import WorkerInfo
 from workers import stopping
 from workers.backends import make_backend
+from workers.backends.ssh_hosts import load_hosts
 from workers.tasks import WorkerContext, register
 
 log = logging.getLogger("farm.worker")
@@ -32,8 +33,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="farm worker", description="Run a farm worker in the foreground.")
     p.add_argument("--broker", help="Redis broker URL (default: $FARM_BROKER_URL)")
     p.add_argument("--pool", default=None, help="the pool to serve (default: $FARM_POOL or 'default')")
-    p.add_argument("--slots", type=int, default=os.cpu_count() or 1, help="assignments run at once")
-    p.add_argument("--backend", default="local", choices=["local"], help="where runners run")
+    p.add_argument("--slots", type=int, default=None,
+                   help="assignments run at once (default: the CPU count; with ssh, the hosts' slots)")
+    p.add_argument("--backend", default="local", choices=["local", "ssh"], help="where runners run")
+    p.add_argument("--hosts", type=Path, default=None, help="ssh backend: the hosts file (TOML, see docs)")
     p.add_argument("--python", default=None, help="interpreter that runs pytest (default: farm's own)")
     p.add_argument("--name", default=None, help="worker name (default: farm-POOL-RANDOM@HOST)")
     p.add_argument("--cache-dir", type=Path, default=None, help="bundle cache and scratch directory")
@@ -52,21 +55,32 @@ def main(argv: list[str] | None = None) -> int:
     )
     if not settings.broker_url:
         raise UsageError("farm worker needs --broker URL or FARM_BROKER_URL")
-    if args.slots < 1:
+    options: dict[str, Any] = {"scratch": settings.cache_dir / "runs"}
+    if args.backend == "ssh":
+        if args.hosts is None:
+            raise UsageError("--backend ssh needs --hosts FILE")
+        options["hosts"] = load_hosts(args.hosts)
+        slots = args.slots if args.slots is not None else options["hosts"].slots
+    else:
+        if args.hosts is not None:
+            raise UsageError("--hosts is for --backend ssh")
+        options["python"] = args.python
+        slots = args.slots if args.slots is not None else os.cpu_count() or 1
+    if slots < 1:
         raise UsageError("--slots must be at least 1")
     logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     host = socket.gethostname()
     name = args.name or f"farm-{settings.pool}-{uuid.uuid4().hex[:6]}@{host}"
     app = make_app(settings, pools=(settings.pool,))
-    backend = make_backend(args.backend, python=args.python, scratch=settings.cache_dir / "runs")
+    backend = make_backend(args.backend, **options)
     register(WorkerContext(app, settings, backend, name))
-    info = WorkerInfo(name=name, host=host, slots=args.slots, pool=settings.pool, backend=args.backend)
+    info = WorkerInfo(name=name, host=host, slots=slots, pool=settings.pool, backend=args.backend)
     _announce(settings, info)
     app.worker_main([
         "worker",
         "--hostname", name,
         "--queues", pool_queue(settings.pool).name,
-        "--concurrency", str(args.slots),
+        "--concurrency", str(slots),
         "--pool", "prefork",
         "--loglevel", args.loglevel,
         "--without-mingle",

@@ -1,4 +1,4 @@
-"""Execution backends: where a runner runs (local sandbox now; SSH hosts and libvirt VMs later)."""
+"""Execution backends: where a runner runs (a local sandbox, SSH hosts; libvirt VMs later)."""
 
 from __future__ import annotations
 
@@ -13,4 +13,8 @@ def make_backend(name: str, **options: object) -> ExecutionBackend:
         from workers.backends.local import LocalBackend
 
         return LocalBackend(**options)  # type: ignore[arg-type]
-    raise ValueError(f"unknown backend {name!r} (known: local)")
+    if name == "ssh":
+        from workers.backends.ssh import SSHBackend
+
+        return SSHBackend(**options)  # type: ignore[arg-type]
+    raise ValueError(f"unknown backend {name!r} (known: local, ssh)")

@@ -1,0 +1,247 @@
+"""The SSH backend: runners on static hosts (bare metal, long-lived VMs), reached with paramiko.
+
+Per run: a slot of a host is taken (a file lock shared by the worker's pool processes), an SSH
+connection is opened with key authentication and the host key checked against known_hosts
+(RejectPolicy: an unknown or changed key is refused, never learned), the bundle, the runner
+plugin and workers/remote_runner.py are uploaded over SFTP into a fresh directory, and the
+remote runner is started over an SSH channel. Records stream back on the channel's stdout as
+tests finish; stop requests go down its stdin. close() removes the directory and frees the slot.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import select
+import shlex
+import time
+import uuid
+from pathlib import Path
+from typing import IO, Any
+
+import paramiko
+
+from farm.errors import InfrastructureError
+from workers.backends.base import RunRequest
+from workers.backends.local import PLUGIN_MODULE, PLUGIN_SOURCE, runner_argv
+from workers.backends.ssh_hosts import HostsFile, SSHHost
+
+REMOTE_RUNNER = Path(__file__).resolve().parent.parent / "remote_runner.py"
+CONNECT_TIMEOUT_S = 15.0
+#: How long stop() waits for the remote runner to report its end beyond the grace it was given.
+STOP_SLACK_S = 10.0
+
+
+def connect(host: SSHHost, known_hosts: Path) -> paramiko.SSHClient:
+    """An authenticated SSH client for `host`, its key checked; InfrastructureError otherwise."""
+    client = paramiko.SSHClient()
+    try:
+        client.load_host_keys(str(known_hosts))
+    except OSError as exc:
+        raise InfrastructureError(f"cannot read known_hosts {known_hosts}: {exc.strerror or exc}") from None
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    sock = None
+    if host.proxy:
+        sock = paramiko.ProxyCommand(host.proxy.replace("%h", host.address).replace("%p", str(host.port)))
+    try:
+        client.connect(host.address, port=host.port, username=host.user,
+                       key_filename=str(host.key) if host.key else None, timeout=CONNECT_TIMEOUT_S,
+                       banner_timeout=CONNECT_TIMEOUT_S, auth_timeout=CONNECT_TIMEOUT_S, sock=sock,
+                       allow_agent=False, look_for_keys=host.key is None)
+    except paramiko.BadHostKeyException:
+        client.close()
+        raise InfrastructureError(f"host {host.name}: its host key does not match {known_hosts}: refused") from None
+    except paramiko.SSHException as exc:
+        client.close()
+        raise InfrastructureError(f"host {host.name}: {exc}") from None
+    except OSError as exc:
+        client.close()
+        raise InfrastructureError(f"host {host.name}: cannot connect to {host.address}:{host.port}: {exc}") from None
+    return client
+
+
+class _Slot:
+    """One of a host's slots, held through an exclusive lock on a file (released at close)."""
+
+    def __init__(self, host: SSHHost, fh: IO[str]) -> None:
+        self.host, self.fh = host, fh
+
+    def release(self) -> None:
+        fcntl.flock(self.fh, fcntl.LOCK_UN)
+        self.fh.close()
+
+
+class SSHBackend:
+    """Starts runners on the hosts of a hosts file."""
+
+    name = "ssh"
+
+    def __init__(self, hosts: HostsFile, scratch: Path | None = None) -> None:
+        self.hosts = hosts
+        self.locks = (scratch or Path.home() / ".cache" / "farm" / "runs") / "ssh-slots"
+
+    def _acquire(self, timeout: float = 600.0) -> _Slot:
+        """A free slot, the least loaded host first (every pool process shares the lock files)."""
+        self.locks.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + timeout
+        while True:
+            for slot_index in range(max(h.slots for h in self.hosts.hosts)):
+                for host in self.hosts.hosts:
+                    if slot_index >= host.slots:
+                        continue
+                    fh = open(self.locks / f"{host.name}-{slot_index}.lock", "a")
+                    try:
+                        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        fh.close()
+                        continue
+                    return _Slot(host, fh)
+            if time.monotonic() > deadline:
+                raise InfrastructureError("no free slot on any SSH host (more worker slots than host slots?)")
+            time.sleep(0.2)
+
+    def start(self, request: RunRequest) -> SSHRun:
+        slot = self._acquire()
+        host = slot.host
+        try:
+            client = connect(host, self.hosts.known_hosts)
+        except BaseException:
+            slot.release()
+            raise
+        workdir = f"{host.workdir.rstrip('/')}/{request.label}-{uuid.uuid4().hex[:8]}"
+        try:
+            _run(client, f"mkdir -p {shlex.quote(workdir)}/plugin")
+            with client.open_sftp() as sftp:
+                sftp.put(str(request.bundle), f"{workdir}/bundle.tar.gz")
+                sftp.put(str(PLUGIN_SOURCE), f"{workdir}/plugin/{PLUGIN_MODULE}.py")
+                sftp.put(str(REMOTE_RUNNER), f"{workdir}/remote_runner.py")
+                with sftp.open(f"{workdir}/tests.json", "w") as fh:
+                    fh.write(json.dumps(list(request.test_ids)))
+                with sftp.open(f"{workdir}/request.json", "w") as fh:
+                    fh.write(json.dumps({"argv": runner_argv(host.python, request), "env": {
+                        "PYTHONPATH": f"{workdir}/plugin",
+                        "PYTHONDONTWRITEBYTECODE": "1",
+                        "FARM_MODE": request.mode,
+                        "FARM_TESTS_FILE": f"{workdir}/tests.json",
+                        "FARM_OUTPUT_CAP": str(request.output_cap),
+                        "FARM_LONGREPR_CAP": str(request.longrepr_cap),
+                        "FARM_TEST_TIMEOUT": repr(request.test_timeout_s),
+                        "FARM_STACK_FILE": f"{workdir}/stacks.txt",
+                    }, "niceness": request.niceness}))
+            channel = client.get_transport().open_session()  # type: ignore[union-attr]
+            channel.exec_command(f"{shlex.quote(host.python)} {shlex.quote(workdir + '/remote_runner.py')} "
+                                 f"{shlex.quote(workdir)}")
+        except (paramiko.SSHException, OSError) as exc:
+            _cleanup(client, workdir)
+            slot.release()
+            raise InfrastructureError(f"host {host.name}: could not start the runner: {exc}") from None
+        return SSHRun(client, channel, slot, workdir)
+
+
+class SSHRun:
+    """A remote runner: its records on the channel's stdout, its stop requests on its stdin."""
+
+    def __init__(self, client: paramiko.SSHClient, channel: paramiko.Channel, slot: _Slot, workdir: str) -> None:
+        self.client, self.channel, self.slot, self.workdir = client, channel, slot, workdir
+        self.node = f"ssh:{slot.host.name}"
+        self.buffer = b""
+        self.exit_code: int | None = None
+        self.closed = False
+
+    def read_lines(self, timeout: float) -> list[bytes]:
+        if self.exit_code is not None:
+            if timeout:
+                time.sleep(min(timeout, 0.05))
+            return []
+        ready, _, _ = select.select([self.channel], [], [], timeout)
+        if not ready and not self.channel.recv_ready():
+            return []
+        chunks, eof = [], False
+        while self.channel.recv_ready():
+            chunks.append(self.channel.recv(1 << 20))
+        if not chunks:  # readable without data: the channel closed
+            chunk = self.channel.recv(1 << 20)
+            eof = not chunk
+            chunks.append(chunk)
+        data = self.buffer + b"".join(chunks)
+        *lines, self.buffer = data.split(b"\n")
+        out = []
+        for line in lines:
+            if line.startswith((b'{"k": "exit"', b'{"k": "pid"')):
+                frame: dict[str, Any] = json.loads(line)
+                if frame["k"] == "exit":
+                    self.exit_code = int(frame["code"])
+                continue
+            out.append(line)
+        if eof and self.exit_code is None:
+            self._lost()
+        return out
+
+    def _lost(self) -> None:
+        status = self.channel.recv_exit_status() if self.channel.exit_status_ready() else -1
+        self.exit_code = -1  # asked again, it has ended
+        tail = self.output_tail(2000)
+        raise InfrastructureError(f"{self.node}: the remote runner ended without reporting (status {status}); "
+                                  f"the connection may be lost\n{tail}")
+
+    def poll(self) -> int | None:
+        return self.exit_code
+
+    def stop(self, grace: float, *, stacks: bool = False) -> int:
+        if self.exit_code is None:
+            try:
+                self.channel.sendall(f"stop {grace:g}{' stacks' if stacks else ''}\n".encode())
+            except (OSError, paramiko.SSHException):
+                pass
+            deadline = time.monotonic() + grace + STOP_SLACK_S + (0.3 if stacks else 0.0)
+            while self.exit_code is None and time.monotonic() < deadline:
+                self.read_lines(0.1)
+        if self.exit_code is None:
+            raise InfrastructureError(f"{self.node}: the remote runner did not stop")
+        return self.exit_code
+
+    def _read_remote(self, name: str, limit: int) -> str:
+        try:
+            with self.client.open_sftp() as sftp, sftp.open(f"{self.workdir}/{name}", "rb") as fh:
+                size = fh.stat().st_size or 0
+                fh.seek(max(0, size - limit))
+                return bytes(fh.read(limit)).decode("utf-8", "replace")
+        except (OSError, paramiko.SSHException):
+            return ""
+
+    def output_tail(self, limit: int = 4000) -> str:
+        return self._read_remote("output.log", limit)
+
+    def stack_dump(self) -> str:
+        return self._read_remote("stacks.txt", 1 << 20).strip()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            if self.exit_code is None:
+                try:
+                    self.stop(1.0)
+                except InfrastructureError:
+                    pass
+            self.channel.close()
+            _cleanup(self.client, self.workdir)
+        finally:
+            self.slot.release()
+
+
+def _run(client: paramiko.SSHClient, command: str) -> None:
+    _, stdout, stderr = client.exec_command(command, timeout=CONNECT_TIMEOUT_S)
+    if stdout.channel.recv_exit_status() != 0:
+        raise InfrastructureError(f"remote command failed: {command}: {stderr.read().decode(errors='replace')}")
+
+
+def _cleanup(client: paramiko.SSHClient, workdir: str) -> None:
+    try:
+        _run(client, f"rm -rf {shlex.quote(workdir)}")
+    except (InfrastructureError, paramiko.SSHException, OSError):
+        pass
+    finally:
+        client.close()
+
