@@ -51,6 +51,7 @@ class ClusterSpec:
     redis_port: int | None = None
     appendonly: bool = False  # farm up turns it on: a Redis restart must lose no test
     loglevel: str = "WARNING"
+    worker_args: tuple[str, ...] = ()  # more options for every worker (e.g. --backend ssh --hosts FILE)
 
 
 @dataclass
@@ -97,7 +98,7 @@ class LocalCluster:
                         "--loglevel", self.spec.loglevel]
                 if self.spec.python:
                     argv += ["--python", self.spec.python]
-                self._spawn(f"worker-{i}", argv)
+                self._spawn(f"worker-{i}", argv + list(self.spec.worker_args))
             if self.spec.flower:
                 self._start_flower()
         except BaseException:

@@ -262,3 +262,14 @@ def test_interrupting_the_embedded_farm_tears_everything_down(tmp_path: Path, si
     gone, alive = psutil.wait_procs(children, timeout=15)
     assert not alive, f"left running: {[p.cmdline()[:3] for p in alive]}"
     assert set(Path(tempfile.gettempdir()).glob("farm-cluster-*")) == before
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--backend", "ssh"), "--backend ssh needs --hosts FILE"),
+    (("--backend", "ssh", "--hosts", "/nonexistent/hosts.toml"), "cannot read the hosts file"),
+    (("--hosts", "/etc/hosts"), "--hosts is for --backend ssh"),
+])
+def test_a_worker_with_a_bad_backend_setup_is_a_usage_error(args: tuple[str, ...], message: str) -> None:
+    result = farm("worker", "--broker", "redis://127.0.0.1:1/0", *args)
+    assert result.returncode == 4
+    assert message in _one_line_error(result)
