@@ -297,6 +297,13 @@ def worker(args: tuple[str, ...]) -> NoReturn:
 
 @main.command(context_settings=_PASSTHROUGH, add_help_option=False)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def image(args: tuple[str, ...]) -> NoReturn:
+    """Build or check the base image of libvirt workers (`farm image --help`)."""
+    os.execv(sys.executable, [sys.executable, "-m", "workers.image", *args])
+
+
+@main.command(context_settings=_PASSTHROUGH, add_help_option=False)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def coordinator(args: tuple[str, ...]) -> NoReturn:
     """Run the coordinator service (`farm coordinator --help` for its options)."""
     os.execv(sys.executable, [sys.executable, "-m", "coordinator", *args])

@@ -96,8 +96,8 @@ def run_assignment(
 
     A runner that dies while a test runs (os._exit, a signal, a test past --test-timeout) gets
     that test recorded as `crashed` or `timeout`, and a new runner takes the tests still to run,
-    up to MAX_RUNNER_RESTARTS times. At the assignment's own deadline (`budget_s` after it
-    started) the test running is recorded `timeout` and the attempt completes `handback`: the
+    up to MAX_RUNNER_RESTARTS times. At the assignment's own deadline (`budget_s` after its first
+    runner started) the test running is recorded `timeout` and the attempt completes `handback`: the
     coordinator queues its unstarted tests again. So it does when `is_stopping` turns true (its
     worker is stopping), without a record for the tests running then: they did nothing wrong.
     """
@@ -106,8 +106,7 @@ def run_assignment(
         return _complete(sink, assignment, worker, "", "canceled", started_at, 0, 0, "suite canceled")
     if assignment.deadline_at and started_at >= assignment.deadline_at:
         return _complete(sink, assignment, worker, "", "deadline", started_at, 0, 0, "suite deadline reached")
-    own_deadline = started_at + assignment.budget_s if assignment.budget_s > 0 else 0.0
-    deadline = min((d for d in (assignment.deadline_at, own_deadline) if d), default=0.0)
+    deadline = assignment.deadline_at  # and, once the first runner started, the assignment's own
     with _renewing(keepalive, settings.lease_s / LEASE_RENEWALS):  # a big bundle may take a while
         archive = bundle(assignment.bundle_digest)
     remaining = list(assignment.test_ids)
@@ -127,6 +126,9 @@ def run_assignment(
         )
         with _renewing(keepalive, settings.lease_s / LEASE_RENEWALS):  # unpacking, booting
             run = backend.start(request)
+        if stream is None and assignment.budget_s > 0:
+            # The budget is for the tests: a VM's boot or a bundle's upload does not count.
+            deadline = min(d for d in (assignment.deadline_at, time.time() + assignment.budget_s) if d)
         node = run.node
         if stream is None:
             stream = _Stream(sink, assignment, worker, node, settings.batch_records, settings.batch_interval_s)
@@ -146,7 +148,7 @@ def run_assignment(
                 now, stacks = time.time(), run.stack_dump()
                 suite_over = bool(assignment.deadline_at) and now >= assignment.deadline_at
                 why = "stopped at the suite deadline" if suite_over else \
-                    f"stopped at the assignment's deadline ({assignment.budget_s:g}s after it started)"
+                    f"stopped at the assignment's deadline ({assignment.budget_s:g}s after its runner started)"
                 for test_id, t in running.items():
                     stream.add(rec.timeout_record(test_id, t, now, why, stacks))
                 if suite_over:

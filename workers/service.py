@@ -19,14 +19,18 @@ from celery import signals
 from farm import registry, store
 from farm.celery_app import make_app, pool_queue
 from farm.config import Settings
-from farm.errors import UsageError
+from farm.errors import InfrastructureError, UsageError
 from farm.model import WorkerInfo
 from workers import stopping
 from workers.backends import make_backend
+from workers.backends.libvirt import LibvirtBackend
 from workers.backends.ssh_hosts import load_hosts
+from workers.image import Image
 from workers.tasks import WorkerContext, register
 
 log = logging.getLogger("farm.worker")
+#: Boots in a row that may fail the start-up health check of a libvirt worker.
+HEALTH_TRIES = 3
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -35,8 +39,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--pool", default=None, help="the pool to serve (default: $FARM_POOL or 'default')")
     p.add_argument("--slots", type=int, default=None,
                    help="assignments run at once (default: the CPU count; with ssh, the hosts' slots)")
-    p.add_argument("--backend", default="local", choices=["local", "ssh"], help="where runners run")
+    p.add_argument("--backend", default="local", choices=["local", "ssh", "libvirt"], help="where runners run")
     p.add_argument("--hosts", type=Path, default=None, help="ssh backend: the hosts file (TOML, see docs)")
+    p.add_argument("--image", type=Path, default=None, help="libvirt backend: the image directory (farm image build)")
+    p.add_argument("--libvirt-uri", default="qemu:///system", help="libvirt backend: the hypervisor")
+    p.add_argument("--warm", type=int, default=0, help="libvirt backend: VMs kept booted and ready")
+    p.add_argument("--vm-memory", type=int, default=512, help="libvirt backend: MiB per VM")
+    p.add_argument("--vm-cpus", type=int, default=1, help="libvirt backend: vCPUs per VM")
     p.add_argument("--python", default=None, help="interpreter that runs pytest (default: farm's own)")
     p.add_argument("--name", default=None, help="worker name (default: farm-POOL-RANDOM@HOST)")
     p.add_argument("--cache-dir", type=Path, default=None, help="bundle cache and scratch directory")
@@ -61,6 +70,14 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError("--backend ssh needs --hosts FILE")
         options["hosts"] = load_hosts(args.hosts)
         slots = args.slots if args.slots is not None else options["hosts"].slots
+    elif args.backend == "libvirt":
+        if args.image is None:
+            raise UsageError("--backend libvirt needs --image DIR (farm image build)")
+        slots = args.slots if args.slots is not None else os.cpu_count() or 1
+        if args.warm < 0 or args.vm_memory < 64 or args.vm_cpus < 1:
+            raise UsageError("--warm must be 0 or more, --vm-memory at least 64 (MiB), --vm-cpus at least 1")
+        options.update(image=Image.load(args.image), uri=args.libvirt_uri, warm=args.warm, slots=slots,
+                       memory_mb=args.vm_memory, vcpus=args.vm_cpus)
     else:
         if args.hosts is not None:
             raise UsageError("--hosts is for --backend ssh")
@@ -73,6 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     name = args.name or f"farm-{settings.pool}-{uuid.uuid4().hex[:6]}@{host}"
     app = make_app(settings, pools=(settings.pool,))
     backend = make_backend(args.backend, **options)
+    if isinstance(backend, LibvirtBackend):
+        _prepare_vms(backend)
+        # Warm VMs live in libvirtd, not under the worker: destroy what it owns when it stops.
+        signals.worker_shutdown.connect(lambda **_: backend.cleanup(), weak=False)
+        signals.worker_process_init.connect(lambda **_: backend.warm_up(), weak=False)
     register(WorkerContext(app, settings, backend, name))
     info = WorkerInfo(name=name, host=host, slots=slots, pool=settings.pool, backend=args.backend)
     _announce(settings, info)
@@ -88,6 +110,26 @@ def main(argv: list[str] | None = None) -> int:
         "--task-events",
     ])
     return 0
+
+
+def _prepare_vms(backend: LibvirtBackend, tries: int = HEALTH_TRIES) -> None:
+    """Before consuming: destroy the VMs a killed predecessor left, then boot one VM and run a
+    trivial test in it; after `tries` failures in a row the worker does not start, and says why."""
+    from workers.backends.vm import check_image
+
+    gone = backend.cleanup()
+    backend.disconnect()  # the pool forks next
+    if gone:
+        log.warning("destroyed %d VMs left by an earlier run of this worker: %s", len(gone), ", ".join(gone))
+    errors = []
+    for _ in range(tries):
+        try:
+            seconds = check_image(backend.image, backend.uri)
+            log.info("health check: a VM booted and ran a test in %.1fs", seconds)
+            return
+        except InfrastructureError as exc:
+            errors.append(str(exc).splitlines()[0])
+    raise InfrastructureError(f"health check failed {tries} times in a row, not consuming: {errors[-1]}")
 
 
 def _announce(settings: Settings, info: WorkerInfo) -> None:

@@ -1,4 +1,4 @@
-"""Execution backends: where a runner runs (a local sandbox, SSH hosts; libvirt VMs later)."""
+"""Execution backends: where a runner runs (a local sandbox, SSH hosts, libvirt VMs)."""
 
 from __future__ import annotations
 
@@ -17,4 +17,8 @@ def make_backend(name: str, **options: object) -> ExecutionBackend:
         from workers.backends.ssh import SSHBackend
 
         return SSHBackend(**options)  # type: ignore[arg-type]
-    raise ValueError(f"unknown backend {name!r} (known: local, ssh)")
+    if name == "libvirt":
+        from workers.backends.libvirt import LibvirtBackend
+
+        return LibvirtBackend(**options)  # type: ignore[arg-type]
+    raise ValueError(f"unknown backend {name!r} (known: local, ssh, libvirt)")

@@ -16,6 +16,7 @@ import select
 import shlex
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -102,48 +103,58 @@ class SSHBackend:
 
     def start(self, request: RunRequest) -> SSHRun:
         slot = self._acquire()
-        host = slot.host
-        try:
-            client = connect(host, self.hosts.known_hosts)
-        except BaseException:
-            slot.release()
-            raise
-        workdir = f"{host.workdir.rstrip('/')}/{request.label}-{uuid.uuid4().hex[:8]}"
-        try:
-            _run(client, f"mkdir -p {shlex.quote(workdir)}/plugin")
-            with client.open_sftp() as sftp:
-                sftp.put(str(request.bundle), f"{workdir}/bundle.tar.gz")
-                sftp.put(str(PLUGIN_SOURCE), f"{workdir}/plugin/{PLUGIN_MODULE}.py")
-                sftp.put(str(REMOTE_RUNNER), f"{workdir}/remote_runner.py")
-                with sftp.open(f"{workdir}/tests.json", "w") as fh:
-                    fh.write(json.dumps(list(request.test_ids)))
-                with sftp.open(f"{workdir}/request.json", "w") as fh:
-                    fh.write(json.dumps({"argv": runner_argv(host.python, request), "env": {
-                        "PYTHONPATH": f"{workdir}/plugin",
-                        "PYTHONDONTWRITEBYTECODE": "1",
-                        "FARM_MODE": request.mode,
-                        "FARM_TESTS_FILE": f"{workdir}/tests.json",
-                        "FARM_OUTPUT_CAP": str(request.output_cap),
-                        "FARM_LONGREPR_CAP": str(request.longrepr_cap),
-                        "FARM_TEST_TIMEOUT": repr(request.test_timeout_s),
-                        "FARM_STACK_FILE": f"{workdir}/stacks.txt",
-                    }, "niceness": request.niceness}))
-            channel = client.get_transport().open_session()  # type: ignore[union-attr]
-            channel.exec_command(f"{shlex.quote(host.python)} {shlex.quote(workdir + '/remote_runner.py')} "
-                                 f"{shlex.quote(workdir)}")
-        except (paramiko.SSHException, OSError) as exc:
-            _cleanup(client, workdir)
-            slot.release()
-            raise InfrastructureError(f"host {host.name}: could not start the runner: {exc}") from None
-        return SSHRun(client, channel, slot, workdir)
+        return start_on(slot.host, self.hosts.known_hosts, request, node=f"ssh:{slot.host.name}",
+                        on_close=slot.release)
+
+
+def start_on(host: SSHHost, known_hosts: Path, request: RunRequest, *, node: str,
+             on_close: Callable[[], None] = lambda: None, diagnose: Callable[[], str] = lambda: "") -> SSHRun:
+    """Upload a run to `host` and start the remote runner there (shared by the ssh and libvirt
+    backends). `on_close` runs once the run is closed, or at once if it could not start;
+    `diagnose` adds what the environment knows when the connection is lost (a VM's console)."""
+    try:
+        client = connect(host, known_hosts)
+    except BaseException:
+        on_close()
+        raise
+    workdir = f"{host.workdir.rstrip('/')}/{request.label}-{uuid.uuid4().hex[:8]}"
+    try:
+        _run(client, f"mkdir -p {shlex.quote(workdir)}/plugin")
+        with client.open_sftp() as sftp:
+            sftp.put(str(request.bundle), f"{workdir}/bundle.tar.gz")
+            sftp.put(str(PLUGIN_SOURCE), f"{workdir}/plugin/{PLUGIN_MODULE}.py")
+            sftp.put(str(REMOTE_RUNNER), f"{workdir}/remote_runner.py")
+            with sftp.open(f"{workdir}/tests.json", "w") as fh:
+                fh.write(json.dumps(list(request.test_ids)))
+            with sftp.open(f"{workdir}/request.json", "w") as fh:
+                fh.write(json.dumps({"argv": runner_argv(host.python, request), "env": {
+                    "PYTHONPATH": f"{workdir}/plugin",
+                    "PYTHONDONTWRITEBYTECODE": "1",
+                    "FARM_MODE": request.mode,
+                    "FARM_TESTS_FILE": f"{workdir}/tests.json",
+                    "FARM_OUTPUT_CAP": str(request.output_cap),
+                    "FARM_LONGREPR_CAP": str(request.longrepr_cap),
+                    "FARM_TEST_TIMEOUT": repr(request.test_timeout_s),
+                    "FARM_STACK_FILE": f"{workdir}/stacks.txt",
+                }, "niceness": request.niceness}))
+        channel = client.get_transport().open_session()  # type: ignore[union-attr]
+        channel.exec_command(f"{shlex.quote(host.python)} {shlex.quote(workdir + '/remote_runner.py')} "
+                             f"{shlex.quote(workdir)}")
+    except (paramiko.SSHException, OSError, InfrastructureError) as exc:
+        _cleanup(client, workdir)
+        on_close()
+        raise InfrastructureError(f"{node}: could not start the runner: {exc} {diagnose()}".strip()) from None
+    return SSHRun(client, channel, node, workdir, on_close, diagnose)
 
 
 class SSHRun:
     """A remote runner: its records on the channel's stdout, its stop requests on its stdin."""
 
-    def __init__(self, client: paramiko.SSHClient, channel: paramiko.Channel, slot: _Slot, workdir: str) -> None:
-        self.client, self.channel, self.slot, self.workdir = client, channel, slot, workdir
-        self.node = f"ssh:{slot.host.name}"
+    def __init__(self, client: paramiko.SSHClient, channel: paramiko.Channel, node: str, workdir: str,
+                 on_close: Callable[[], None], diagnose: Callable[[], str] = lambda: "") -> None:
+        self.client, self.channel, self.workdir = client, channel, workdir
+        self.on_close, self.diagnose = on_close, diagnose
+        self.node = node
         self.buffer = b""
         self.exit_code: int | None = None
         self.closed = False
@@ -180,9 +191,9 @@ class SSHRun:
     def _lost(self) -> None:
         status = self.channel.recv_exit_status() if self.channel.exit_status_ready() else -1
         self.exit_code = -1  # asked again, it has ended
-        tail = self.output_tail(2000)
+        why = self.diagnose() or self.output_tail(2000)
         raise InfrastructureError(f"{self.node}: the remote runner ended without reporting (status {status}); "
-                                  f"the connection may be lost\n{tail}")
+                                  f"the connection may be lost\n{why}")
 
     def poll(self) -> int | None:
         return self.exit_code
@@ -228,7 +239,7 @@ class SSHRun:
             self.channel.close()
             _cleanup(self.client, self.workdir)
         finally:
-            self.slot.release()
+            self.on_close()
 
 
 def _run(client: paramiko.SSHClient, command: str) -> None:

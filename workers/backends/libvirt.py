@@ -1,0 +1,139 @@
+"""The libvirt backend: each assignment runs in a VM of its own, booted from a clean overlay of
+the base image, and destroyed (overlay deleted) when the run closes. No VM serves two runs.
+
+The remote side is the SSH backend's: the worker logs in as root with the image's key, the
+guest's host key (made when the image was built) checked with RejectPolicy, and the same
+remote runner streams records back. With `warm`, each pool process keeps VMs booted and ready
+in the background, so an assignment does not wait for a boot; a warm VM still serves one run.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from farm.errors import InfrastructureError
+from workers.backends.base import RunRequest
+from workers.backends.ssh import SSHRun, start_on
+from workers.backends.ssh_hosts import SSHHost
+from workers.backends.vm import VM, boot, destroy, destroy_owned, open_connection, wait_ready
+from workers.image import Image
+
+GUEST_WORKDIR = "/tmp/farm-runs"
+
+
+class LibvirtBackend:
+    name = "libvirt"
+
+    def __init__(self, image: Image, *, uri: str = "qemu:///system", scratch: Path | None = None,
+                 owner: str | None = None, memory_mb: int = 512, vcpus: int = 1, warm: int = 0,
+                 slots: int = 1) -> None:
+        self.image = image
+        self.uri = uri
+        self.vms = (scratch or Path.home() / ".cache" / "farm" / "runs") / "vms"
+        self.owner = owner or str(self.vms.resolve())
+        self.memory_mb, self.vcpus = memory_mb, vcpus
+        self.warm_per_process = math.ceil(warm / max(1, slots)) if warm > 0 else 0
+        self._conn: Any = None
+        self._pid = 0
+        self._warm: list[VM] = []
+        self._warming = 0
+        self._lock = threading.Lock()
+        self.boot_times: list[float] = []  # seconds from create to SSH ready, for the benchmarks
+
+    def conn(self) -> Any:
+        """One libvirt connection per process (pool processes do not share the parent's)."""
+        if self._conn is None or self._pid != os.getpid():
+            self._conn, self._pid = open_connection(self.uri), os.getpid()
+            self._warm, self._warming = [], 0
+        return self._conn
+
+    def cleanup(self) -> list[str]:
+        """Destroy what this worker had started before it was killed; the domains' names."""
+        return destroy_owned(self.conn(), self.owner, self.vms)
+
+    def disconnect(self) -> None:
+        """Close this process's connection. Before the pool forks: a child that inherited it would
+        close it for everyone when it exits (libvirt's connection is one socket)."""
+        if self._conn is not None and self._pid == os.getpid():
+            self._conn.close()
+        self._conn, self._pid = None, 0
+
+    def warm_up(self) -> None:
+        """In a new pool process: start booting its warm VMs before the first assignment comes."""
+        self.conn()
+        self._refill()
+
+    def _known_hosts(self, vm: VM) -> Path:
+        return self.vms / f"{vm.name}.known_hosts"
+
+    def _boot_ready(self) -> VM:
+        vm = boot(self.conn(), self.image, self.vms, owner=self.owner, memory_mb=self.memory_mb, vcpus=self.vcpus)
+        try:
+            wait_ready(vm, self._known_hosts(vm))
+        except BaseException:
+            self._discard(vm)
+            raise
+        self.boot_times.append(vm.ready_s)
+        return vm
+
+    def _discard(self, vm: VM) -> None:
+        destroy(vm)
+        self._known_hosts(vm).unlink(missing_ok=True)
+
+    def _refill(self) -> None:
+        """Boot VMs in the background until `warm` are ready or booting."""
+        with self._lock:
+            missing = self.warm_per_process - len(self._warm) - self._warming
+            self._warming += max(0, missing)
+        for _ in range(max(0, missing)):
+            threading.Thread(target=self._warm_one, name="farm-warm-vm", daemon=True).start()
+
+    def _warm_one(self) -> None:
+        try:
+            vm = self._boot_ready()
+        except InfrastructureError:
+            vm = None
+        with self._lock:
+            self._warming -= 1
+            if vm is not None:
+                self._warm.append(vm)
+
+    def acquire(self) -> tuple[VM, float]:
+        """A ready VM (a warm one if there is one) and the seconds the caller waited for it."""
+        started = time.monotonic()
+        self.conn()
+        while True:
+            with self._lock:
+                vm = self._warm.pop(0) if self._warm else None
+            if vm is None:
+                break
+            if vm.panic_excerpt() or not vm.domain.isActive():
+                self._discard(vm)
+                continue
+            return vm, time.monotonic() - started
+        return self._boot_ready(), time.monotonic() - started
+
+    def start(self, request: RunRequest) -> SSHRun:
+        vm, _ = self.acquire()
+        self._refill()  # the next VM boots while this one runs
+        host = SSHHost(vm.name, "127.0.0.1", vm.ssh_port, "root", python="python3", workdir=GUEST_WORKDIR,
+                       key=self.image.client_key)
+
+        def diagnose() -> str:
+            excerpt = vm.panic_excerpt()
+            return f"kernel panic or oops on the VM's console:\n{excerpt}" if excerpt else ""
+
+        return start_on(host, self._known_hosts(vm), request, node=f"vm:{vm.name} ({self.image.name})",
+                        on_close=lambda: self._discard(vm), diagnose=diagnose)
+
+    def close(self) -> None:
+        """Destroy the warm VMs (a stopping worker)."""
+        with self._lock:
+            warm, self._warm = self._warm, []
+        for vm in warm:
+            self._discard(vm)
