@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import time
 from dataclasses import replace
@@ -262,13 +263,32 @@ def cancel(suite_id: str, broker: str | None) -> None:
 @click.option("--flower-address", default="127.0.0.1", show_default=True)
 @click.option("--flower-port", type=click.IntRange(1, 65535), default=5555, show_default=True)
 @click.option("--flower-auth", metavar="USER:PASS", help="Basic auth; required to listen beyond loopback.")
+@click.option("--backend", type=click.Choice(["local", "ssh", "libvirt"]), default="local", show_default=True,
+              help="Where the workers' runners run (docs/backends.md).")
+@click.option("--hosts", type=click.Path(exists=True, dir_okay=False), help="ssh: the hosts file.")
+@click.option("--image", "image_dir", type=click.Path(file_okay=False),
+              help="libvirt: the image directory [default: ~/.cache/farm/images/debian-bookworm, built if missing].")
+@click.option("--warm", type=click.IntRange(min=0), default=0, help="libvirt: VMs kept booted per worker.")
 def up(workers: int, slots: int, pool: str, python: str | None, port: int | None, flower: bool,
-       flower_address: str, flower_port: int, flower_auth: str | None) -> None:
+       flower_address: str, flower_port: int, flower_auth: str | None, backend: str, hosts: str | None,
+       image_dir: str | None, warm: int) -> None:
     """Start a local farm in the foreground until Ctrl-C, and print its broker URL."""
+    worker_args: tuple[str, ...] = ()
+    if backend == "ssh":
+        if not hosts:
+            raise UsageError("--backend ssh needs --hosts FILE")
+        worker_args = ("--backend", "ssh", "--hosts", os.path.abspath(hosts))
+    elif backend == "libvirt":
+        image_path = os.path.abspath(image_dir or os.path.expanduser("~/.cache/farm/images/debian-bookworm"))
+        click.echo(f"farm: image {image_path} (built if missing or out of date)", err=True)
+        built = subprocess.run([sys.executable, "-m", "workers.image", "build", "--output", image_path])
+        if built.returncode != 0:
+            raise SystemExit(built.returncode)
+        worker_args = ("--backend", "libvirt", "--image", image_path, "--warm", str(warm))
     spec = ClusterSpec(workers=workers, slots=slots, pool=pool, python=os.path.abspath(python) if python else None,
                        flower=flower,
                        flower_address=flower_address, flower_port=flower_port, flower_auth=flower_auth,
-                       redis_port=port, appendonly=True)
+                       redis_port=port, appendonly=True, worker_args=worker_args)
     with LocalCluster(spec) as cluster:
         cluster.wait_ready()
         click.echo(f"broker: {cluster.broker_url}")

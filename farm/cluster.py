@@ -106,8 +106,12 @@ class LocalCluster:
             raise
         return self.broker_url
 
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        """Block until every worker registered itself (and Flower answers, if started)."""
+    def wait_ready(self, timeout: float | None = None) -> None:
+        """Block until every worker registered itself (and Flower answers, if started).
+
+        Libvirt workers boot a VM and run a test before they register: they get longer."""
+        if timeout is None:
+            timeout = 300.0 if "libvirt" in self.spec.worker_args else 60.0
         store = redis.Redis.from_url(self.broker_url)
         deadline = time.monotonic() + timeout
         try:

@@ -8,7 +8,7 @@ import selectors
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -74,3 +74,18 @@ def running_farm() -> Iterator[RunningFarm]:
     finally:
         code = stop_farm_up(farm.proc)
         assert code == 0, f"farm up exited with {code} on Ctrl-C"
+
+
+@pytest.fixture
+def farm_up() -> Iterator[Callable[..., RunningFarm]]:
+    """Start `farm up ARGS` (any number of times in a test); each is stopped with Ctrl-C after."""
+    started: list[RunningFarm] = []
+
+    def start(*args: str, timeout: float = 90) -> RunningFarm:
+        running = start_farm_up(*args, timeout=timeout)
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        assert stop_farm_up(running.proc) == 0, "farm up did not exit 0 on Ctrl-C"

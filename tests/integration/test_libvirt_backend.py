@@ -4,8 +4,10 @@ host key. CI starts libvirtd (.ci/libvirt-setup) and builds the image once (it i
 
 from __future__ import annotations
 
+import html
 import json
 import os
+import re
 import shutil
 import signal
 import time
@@ -23,14 +25,33 @@ from farm.errors import InfrastructureError
 from farm.model import Assignment
 from workers import runner
 from workers.backends.libvirt import LibvirtBackend
-from workers.backends.vm import boot, destroy, open_connection, wait_ready
+from workers.backends.vm import METADATA_NS, boot, destroy, open_connection, wait_ready
 from workers.image import DEFAULT_DIR, Image, build
 
 URI = "qemu:///system"
 
 
 def _domains(conn: object) -> list[str]:
-    return sorted(d.name() for d in conn.listAllDomains() if d.name().startswith("farm-"))  # type: ignore[attr-defined]
+    """This test session's farm domains (by their owner: a directory in the session's TMPDIR, or a
+    test's own name), so that VMs of other sessions on the machine never count."""
+    mine = (os.environ.get("TMPDIR", "/nonexistent"), f"test-{os.getpid()}-")
+    return sorted(name for name, owner in owners(conn).items() if owner.startswith(mine))
+
+
+def owners(conn: object) -> dict[str, str]:
+    """Domain name → the owner recorded in farm's metadata, for every farm domain."""
+    import libvirt
+
+    found = {}
+    for d in conn.listAllDomains():  # type: ignore[attr-defined]
+        try:
+            meta = d.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, METADATA_NS)
+        except libvirt.libvirtError:
+            continue
+        match = re.search(r"owner=[\"']([^\"']*)", meta)
+        if match:
+            found[d.name()] = html.unescape(match.group(1))
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -140,14 +161,7 @@ def test_a_worker_killed_with_kill_9_leaves_no_domain_or_overlay_once_restarted(
 
 def _owned(conn: object, cluster: LocalCluster) -> list[str]:
     owner = str((cluster.root / "worker-0" / "runs" / "vms").resolve())
-    names = []
-    for d in conn.listAllDomains():  # type: ignore[attr-defined]
-        try:
-            if owner in d.metadata(2, "https://suitefarm.invalid/libvirt/1"):
-                names.append(d.name())
-        except Exception:  # noqa: BLE001 - a domain without farm's metadata
-            continue
-    return names
+    return [name for name, o in owners(conn).items() if o == owner]
 
 
 def test_a_tampered_host_key_is_refused_and_the_vm_destroyed(conn: object, image: Image, tmp_path: Path) -> None:

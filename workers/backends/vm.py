@@ -220,7 +220,7 @@ def check_image(image: Image, uri: str) -> float:
         bundle = make_bundle(project, 1 << 20)
         archive = root / "bundle.tar.gz"
         archive.write_bytes(bundle.data)
-        backend = LibvirtBackend(image, uri=uri, scratch=root / "runs", owner=f"check-{uuid.uuid4().hex[:8]}")
+        backend = LibvirtBackend(image, uri=uri, scratch=root / "runs")
         sink = _Sink()
         a = Assignment("check", "check-a000", 1, bundle.digest, ("-q",), ("test_image.py::test_image",))
         runner.run_assignment(a, backend=backend, bundle=lambda d: archive, sink=sink, worker="farm-image-check",
