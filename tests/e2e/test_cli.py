@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from support.helpers import FARM, LEAN, assert_nothing_left_of, copy_fixture, farm
+from support.helpers import FARM, LEAN, assert_nothing_left_of, copy_fixture, farm, need
 
 from farm.cluster import free_port
 
@@ -273,3 +273,17 @@ def test_a_worker_with_a_bad_backend_setup_is_a_usage_error(args: tuple[str, ...
     result = farm("worker", "--broker", "redis://127.0.0.1:1/0", *args)
     assert result.returncode == 4
     assert message in _one_line_error(result)
+
+
+def test_a_libvirt_worker_whose_vms_cannot_boot_says_why_and_never_consumes(tmp_path: Path) -> None:
+    need(os.path.exists("/var/run/libvirt/libvirt-sock"), "libvirtd is not running (bash .ci/libvirt-setup)")
+    image = tmp_path / "broken-image"
+    image.mkdir()
+    for name in ("base.qcow2", "vmlinuz", "initrd.img", "id_ed25519"):
+        (image / name).write_bytes(b"")  # an empty disk: no VM can boot from it
+    (image / "host_ed25519.pub").write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB farm-vm\n")
+    (image / "image.json").write_text('{"inputs": "00"}')
+    result = farm("worker", "--broker", "redis://127.0.0.1:1/0", "--backend", "libvirt", "--image", str(image),
+                  "--cache-dir", str(tmp_path / "cache"))
+    assert result.returncode == 3
+    assert "health check failed 3 times in a row, not consuming" in _one_line_error(result)

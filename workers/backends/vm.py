@@ -112,8 +112,11 @@ def boot(conn: Any, image: Image, workdir: Path, *, owner: str, prefix: str = "f
     workdir.mkdir(parents=True, exist_ok=True)
     name = f"{prefix}-{uuid.uuid4().hex[:10]}"
     overlay, console = workdir / f"{name}.qcow2", workdir / f"{name}.console"
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(image.disk), "-F", "qcow2", str(overlay)],
-                   check=True, capture_output=True)
+    made = subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(image.disk), "-F", "qcow2",
+                           str(overlay)], capture_output=True, text=True)
+    if made.returncode != 0:
+        why = (made.stderr.strip().splitlines() or ["no output"])[-1]
+        raise InfrastructureError(f"cannot make an overlay of {image.disk}: {why}")
     vm = VM(name, free_port(), overlay, console, image)
     xml = domain_xml(name=name, image=image, overlay=overlay, console=console, ssh_port=vm.ssh_port,
                      memory_mb=memory_mb, vcpus=vcpus, owner=owner)
@@ -141,6 +144,9 @@ def wait_ready(vm: VM, known_hosts: Path, timeout: float = 120.0) -> None:
         excerpt = vm.panic_excerpt()
         if excerpt:
             raise InfrastructureError(f"VM {vm.name} panicked while booting:\n{excerpt}")
+        if not _active(vm):
+            tail = "\n".join(vm.console_text().splitlines()[-10:])
+            raise InfrastructureError(f"VM {vm.name} stopped while booting; its console ended with:\n{tail}")
         if READY_LINE in vm.console_text() and _banner(vm.ssh_port):
             try:
                 connect(host, known_hosts).close()
@@ -152,6 +158,15 @@ def wait_ready(vm: VM, known_hosts: Path, timeout: float = 120.0) -> None:
                 last = str(exc)
         time.sleep(0.2)
     raise InfrastructureError(f"VM {vm.name} was not ready within {timeout:.0f}s ({last or 'no sshd yet'})")
+
+
+def _active(vm: VM) -> bool:
+    import libvirt
+
+    try:
+        return vm.domain is None or bool(vm.domain.isActive())
+    except libvirt.libvirtError:
+        return False  # destroyed (a transient domain that stopped is gone)
 
 
 def _banner(port: int) -> bool:
