@@ -69,3 +69,34 @@ def test_an_incomplete_image_directory_is_a_usage_error(tmp_path: Path) -> None:
 
     with pytest.raises(UsageError, match="is not a farm image: base.qcow2 is missing"):
         Image.load(tmp_path)
+
+
+def test_the_vm_lifecycle_against_the_test_driver(tmp_path: Path) -> None:
+    """boot makes an overlay and a running transient domain; destroy_owned finds a worker's own
+    domains by the owner in their metadata, and no one else's; destroy removes the overlay."""
+    import subprocess
+
+    from workers.backends.vm import boot, destroy, destroy_owned
+
+    root = tmp_path / "img"
+    root.mkdir()
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(root / "base.qcow2"), "1M"], check=True)
+    for name in ("vmlinuz", "initrd.img", "id_ed25519"):
+        (root / name).write_bytes(b"")
+    (root / "host_ed25519.pub").write_text("ssh-ed25519 AAAAC3Nza farm-vm\n")
+    (root / "image.json").write_text(json.dumps({"inputs": "cd" * 32}))
+    image = Image.load(root)
+    conn = libvirt.open("test:///default")
+    try:
+        mine = boot(conn, image, tmp_path / "vms-1", owner="/cache/w1", autodestroy=False)
+        theirs = boot(conn, image, tmp_path / "vms-2", owner="/cache/w2", autodestroy=False)
+        assert mine.overlay.exists() and mine.domain.isActive() and theirs.domain.isActive()
+        assert destroy_owned(conn, "/cache/w1", tmp_path / "vms-1") == [mine.name]
+        assert not mine.overlay.exists(), "the restarted worker's leftovers were not removed"
+        running = {d.name() for d in conn.listAllDomains() if d.isActive()}
+        assert mine.name not in running and theirs.name in running
+        destroy(theirs)
+        assert not theirs.overlay.exists()
+        assert theirs.name not in {d.name() for d in conn.listAllDomains() if d.isActive()}
+    finally:
+        conn.close()

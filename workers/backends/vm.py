@@ -105,8 +105,10 @@ def open_connection(uri: str) -> Any:
 
 
 def boot(conn: Any, image: Image, workdir: Path, *, owner: str, prefix: str = "farm", memory_mb: int = 512,
-         vcpus: int = 1) -> VM:
-    """Create the overlay and start a transient domain (returns at once; see wait_ready)."""
+         vcpus: int = 1, autodestroy: bool = True) -> VM:
+    """Create the overlay and start a transient domain (returns at once; see wait_ready).
+
+    `autodestroy` is off only for libvirt's test driver, which does not support it."""
     import libvirt
 
     workdir.mkdir(parents=True, exist_ok=True)
@@ -123,7 +125,7 @@ def boot(conn: Any, image: Image, workdir: Path, *, owner: str, prefix: str = "f
     try:
         # Autodestroy: libvirtd destroys the domain when the connection that created it closes,
         # so a worker process that dies (kill -9, a crash) takes its VMs with it.
-        vm.domain = conn.createXML(xml, libvirt.VIR_DOMAIN_START_AUTODESTROY)
+        vm.domain = conn.createXML(xml, libvirt.VIR_DOMAIN_START_AUTODESTROY if autodestroy else 0)
     except libvirt.libvirtError as exc:
         overlay.unlink(missing_ok=True)
         raise InfrastructureError(f"libvirt could not start {name}: {exc}") from None
