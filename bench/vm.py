@@ -20,33 +20,16 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from farm.bundle import make_bundle  # noqa: E402
-from farm.config import Settings  # noqa: E402
-from farm.model import Assignment  # noqa: E402
-from workers import runner  # noqa: E402
 from workers.backends.libvirt import LibvirtBackend  # noqa: E402
 from workers.backends.local import LocalBackend  # noqa: E402
+from workers.backends.vm import run_one_test  # noqa: E402
 from workers.image import DEFAULT_DIR, Image  # noqa: E402
 
 
-class Sink:
-    def __init__(self) -> None:
-        self.outcomes: list[str] = []
-
-    def send_batch(self, batch: Any) -> None:
-        self.outcomes += [r.outcome.value for r in batch.records]
-
-    def send_completion(self, completion: Any) -> None:
-        pass
-
-
-def one_assignment(backend: Any, archive: Path, digest: str) -> float:
-    sink = Sink()
-    a = Assignment("bench", "bench-a000", 1, digest, ("-q", "-p", "no:cacheprovider"), ("test_one.py::test_one",))
+def one_assignment(backend: Any, root: Path) -> float:
     started = time.monotonic()
-    runner.run_assignment(a, backend=backend, bundle=lambda d: archive, sink=sink, worker="bench",
-                          settings=Settings(), is_canceled=lambda: False)
-    assert sink.outcomes == ["passed"], sink.outcomes
+    outcomes, message = run_one_test(backend, root)
+    assert outcomes == ["passed"], (outcomes, message)
     return time.monotonic() - started
 
 
@@ -59,15 +42,9 @@ def main() -> int:
     image = Image.load(args.image)
     with tempfile.TemporaryDirectory(prefix="farm-bench-vm-") as tmp:
         root = Path(tmp)
-        project = root / "project"
-        project.mkdir()
-        (project / "test_one.py").write_text("def test_one():\n    assert True\n")
-        bundle = make_bundle(project, 1 << 20)
-        archive = root / "b.tar.gz"
-        archive.write_bytes(bundle.data)
-        local = [one_assignment(LocalBackend(scratch=root / "local"), archive, bundle.digest) for _ in range(args.runs)]
+        local = [one_assignment(LocalBackend(scratch=root / "local"), root) for _ in range(args.runs)]
         cold_backend = LibvirtBackend(image, scratch=root / "cold")
-        cold = [one_assignment(cold_backend, archive, bundle.digest) for _ in range(args.runs)]
+        cold = [one_assignment(cold_backend, root) for _ in range(args.runs)]
         boots = list(cold_backend.boot_times)
         warm_backend = LibvirtBackend(image, scratch=root / "warm", warm=1)
         warm_backend.warm_up()
@@ -79,7 +56,7 @@ def main() -> int:
             vm, waited = warm_backend.acquire()
             acquire.append(waited)
             warm_backend._warm.insert(0, vm)  # put it back for the assignment to take
-            warm.append(one_assignment(warm_backend, archive, bundle.digest))
+            warm.append(one_assignment(warm_backend, root))
         warm_backend.close()
         for b in (cold_backend, warm_backend):
             b.cleanup()

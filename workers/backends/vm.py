@@ -222,32 +222,39 @@ def check_image(image: Image, uri: str) -> float:
     """Boot the image once and run a trivial test in it; the seconds it took."""
     import tempfile
 
-    from farm.bundle import make_bundle
-    from farm.config import Settings
-    from farm.model import Assignment
-    from workers import runner
     from workers.backends.libvirt import LibvirtBackend
 
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="farm-image-check-") as tmp:
         root = Path(tmp)
-        project = root / "project"
-        project.mkdir()
-        (project / "test_image.py").write_text("def test_image():\n    assert 1 + 1 == 2\n")
-        bundle = make_bundle(project, 1 << 20)
-        archive = root / "bundle.tar.gz"
-        archive.write_bytes(bundle.data)
         backend = LibvirtBackend(image, uri=uri, scratch=root / "runs")
-        sink = _Sink()
-        a = Assignment("check", "check-a000", 1, bundle.digest, ("-q",), ("test_image.py::test_image",))
-        runner.run_assignment(a, backend=backend, bundle=lambda d: archive, sink=sink, worker="farm-image-check",
-                              settings=Settings(), is_canceled=lambda: False)
-        outcomes = [r.outcome.value for b in sink.batches for r in b.records]
+        outcomes, message = run_one_test(backend, root)
         if outcomes != ["passed"]:
-            done = sink.completions[-1] if sink.completions else None
-            raise InfrastructureError(f"the test in the image did not pass: {outcomes} "
-                                      f"({done.message if done else 'no completion'})")
+            raise InfrastructureError(f"the test in the image did not pass: {outcomes} ({message})")
     return time.monotonic() - started
+
+
+def run_one_test(backend: Any, root: Path) -> tuple[list[str], str]:
+    """Run an assignment of one trivial test through `backend`, as a worker does (the health
+    check, the benchmarks): its outcomes and its completion's message."""
+    from farm.bundle import make_bundle
+    from farm.config import Settings
+    from farm.model import Assignment
+    from workers import runner
+
+    project = root / "one-test"
+    project.mkdir(parents=True, exist_ok=True)
+    (project / "test_one.py").write_text("def test_one():\n    assert 1 + 1 == 2\n")
+    bundle = make_bundle(project, 1 << 20)
+    archive = root / f"{bundle.digest}.tar.gz"
+    archive.write_bytes(bundle.data)
+    sink = _Sink()
+    a = Assignment("check", "check-a000", 1, bundle.digest, ("-q", "-p", "no:cacheprovider"),
+                   ("test_one.py::test_one",))
+    runner.run_assignment(a, backend=backend, bundle=lambda d: archive, sink=sink, worker="farm-image-check",
+                          settings=Settings(), is_canceled=lambda: False)
+    outcomes = [r.outcome.value for b in sink.batches for r in b.records]
+    return outcomes, sink.completions[-1].message if sink.completions else "no completion"
 
 
 class _Sink:
