@@ -199,12 +199,20 @@ def _client(broker: str | None) -> Client:
 
 
 @main.command(context_settings=CONTEXT)
-@click.argument("suite_id")
+@click.argument("suite_id", required=False)
 @broker_option
-def status(suite_id: str, broker: str | None) -> None:
-    """Show a suite's state and progress."""
+def status(suite_id: str | None, broker: str | None) -> None:
+    """Show a suite's state and progress; without SUITE_ID, the farm's workers and their health."""
     client = _client(broker)
     try:
+        if suite_id is None:
+            workers = client.workers()
+            if not workers:
+                click.echo("no worker has announced itself to this farm")
+            for w, alive in sorted(workers, key=lambda wa: wa[0].name):
+                state = ("unhealthy: " + w.health) if w.health else "ok" if alive else "silent (no heartbeat)"
+                click.echo(f"{w.name}: pool {w.pool}, backend {w.backend}, {w.slots} slots, {state}")
+            return
         p = client.progress(suite_id)
         line = f"{suite_id}: {p.status}, {p.done}/{p.total} tests done, {p.failed} failed, {p.elapsed_s:.1f}s"
         if p.status in ("finished", "canceled", "deadline", "error"):

@@ -13,12 +13,12 @@ from urllib.parse import urlparse
 
 import redis
 
-from farm import keys, store
+from farm import keys, registry, store
 from farm.bundle import Bundle
 from farm.celery_app import CANCEL_SUITE, SUITE_SUBMITTED, make_app
 from farm.config import Settings
 from farm.errors import BrokerUnreachable, SuiteNotFound, UsageError
-from farm.model import SuiteSpec
+from farm.model import SuiteSpec, WorkerInfo
 from farm.protocol import encode
 
 FINAL = ("finished", "canceled", "deadline", "error")
@@ -143,6 +143,10 @@ class Client:
         # The flag is what workers check; the message lets the coordinator close the suite.
         self.store.hsetnx(keys.suite(suite_id), "cancel", time.time())
         self.app.send_task(CANCEL_SUITE, args=[suite_id])
+
+    def workers(self) -> list[tuple[WorkerInfo, bool]]:
+        """Every announced worker, and whether its heartbeat is fresh."""
+        return [(w, registry.is_alive(w, self.settings.worker_stale_s)) for w in registry.all_workers(self.store)]
 
     def close(self) -> None:
         if self._app is not None:

@@ -124,3 +124,4 @@ class WorkerInfo:
     pool: str
     backend: str
     seen_at: float = 0.0  # the last heartbeat (epoch time)
+    health: str = ""  # why the worker stopped consuming ("" while it is healthy)

@@ -9,6 +9,7 @@ import socket
 import sys
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -97,11 +98,21 @@ def main(argv: list[str] | None = None) -> int:
         signals.worker_process_init.connect(lambda **_: backend.warm_up(), weak=False)
     register(WorkerContext(app, settings, backend, name))
     info = WorkerInfo(name=name, host=host, slots=slots, pool=settings.pool, backend=args.backend)
-    _announce(settings, info)
+    queue = pool_queue(settings.pool).name
+    if isinstance(backend, LibvirtBackend):
+        vms = backend
+
+        def stop_consuming(why: str) -> None:
+            log.error("%s: not consuming from %s any more", why, queue)
+            app.control.cancel_consumer(queue, destination=[name])
+
+        _announce(settings, info, health=vms.health, on_unhealthy=stop_consuming)
+    else:
+        _announce(settings, info)
     app.worker_main([
         "worker",
         "--hostname", name,
-        "--queues", pool_queue(settings.pool).name,
+        "--queues", queue,
         "--concurrency", str(slots),
         "--pool", "prefork",
         "--loglevel", args.loglevel,
@@ -119,6 +130,7 @@ def _prepare_vms(backend: LibvirtBackend, tries: int = HEALTH_TRIES) -> None:
 
     gone = backend.cleanup()
     backend.disconnect()  # the pool forks next
+    backend.health_file.unlink(missing_ok=True)  # a new start, a new count
     if gone:
         log.warning("destroyed %d VMs left by an earlier run of this worker: %s", len(gone), ", ".join(gone))
     errors = []
@@ -132,17 +144,27 @@ def _prepare_vms(backend: LibvirtBackend, tries: int = HEALTH_TRIES) -> None:
     raise InfrastructureError(f"health check failed {tries} times in a row, not consuming: {errors[-1]}")
 
 
-def _announce(settings: Settings, info: WorkerInfo) -> None:
+def _announce(settings: Settings, info: WorkerInfo, *, health: Callable[[], str] = lambda: "",
+              on_unhealthy: Callable[[str], None] = lambda why: None) -> None:
     """Announce the worker once it is ready and every HEARTBEAT_S after (a killed worker stops
     counting when its heartbeat goes stale); remove it when it stops. Pool children learn to hand
-    their work back when asked (see workers.stopping)."""
+    their work back when asked (see workers.stopping). When `health` says something is wrong, the
+    announcement says so (farm status) and `on_unhealthy` runs, once."""
     stop = threading.Event()
 
     def beat() -> None:
         conn = store.connect(settings.state)
+        current = info
         while True:
+            why = health()
+            if why and not current.health:
+                current = replace(current, health=why)
+                try:
+                    on_unhealthy(why)
+                except Exception as exc:  # the broker restarts: the announcement still says why
+                    log.warning("could not stop consuming: %s", exc)
             try:
-                registry.announce(conn, info)
+                registry.announce(conn, current)
             except redis.RedisError as exc:  # the broker restarts: the next beat will do
                 log.warning("could not renew the worker's announcement: %s", exc)
             if stop.wait(registry.HEARTBEAT_S):

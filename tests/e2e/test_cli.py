@@ -287,3 +287,10 @@ def test_a_libvirt_worker_whose_vms_cannot_boot_says_why_and_never_consumes(tmp_
                   "--cache-dir", str(tmp_path / "cache"))
     assert result.returncode == 3
     assert "health check failed 3 times in a row, not consuming" in _one_line_error(result)
+
+
+def test_status_without_a_suite_lists_the_workers_and_their_health(running_farm) -> None:
+    result = farm("status", "--broker", running_farm.broker)
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.startswith("farm-default-")]
+    assert lines and all(line.endswith("backend local, 2 slots, ok") for line in lines), result.stdout

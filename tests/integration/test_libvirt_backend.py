@@ -180,3 +180,38 @@ def test_a_tampered_host_key_is_refused_and_the_vm_destroyed(conn: object, image
     finally:
         destroy(vm)
     assert vm.name not in _domains(conn)
+
+
+def test_a_worker_whose_vms_stop_booting_stops_consuming_and_says_why(image: Image, tmp_path: Path) -> None:
+    broken = tmp_path / "img"
+    broken.mkdir()
+    for path in image.root.iterdir():
+        (broken / path.name).symlink_to(path)
+    spec = ClusterSpec(workers=1, slots=1, loglevel="INFO",
+                       worker_args=("--backend", "libvirt", "--image", str(broken)))
+    with running_cluster(spec) as cluster:  # the start-up check boots the real image
+        (broken / "base.qcow2").unlink()
+        (broken / "base.qcow2").write_bytes(b"")  # from now on no VM can boot
+        project = copy_fixture("slow", tmp_path)
+        deadline = time.monotonic() + 180
+        status, suites = "", []
+        while "VM boots failed in a row" not in status:
+            assert time.monotonic() < deadline, f"the worker never said it was unhealthy: {status}"
+            if len(suites) < 5:  # each suite's collection needs a VM: each is a failed boot
+                submit = farm("submit-suite", str(project), "--broker", cluster.broker_url, "--no-wait", "--",
+                              *LEAN, "tests")
+                suites.append(submit.stdout.strip())
+            time.sleep(2)
+            status = farm("status", "--broker", cluster.broker_url).stdout
+        assert "cannot make an overlay" in status
+        from farm.celery_app import make_app
+
+        app = make_app(Settings(broker_url=cluster.broker_url))
+        try:
+            queues = app.control.inspect(timeout=5).active_queues() or {}
+        finally:
+            app.close()
+        worker_queues = [q for name, q in queues.items() if name.startswith("farm-default-0-")]
+        assert worker_queues == [[]], f"it still consumes: {queues}"
+        for suite_id in suites:
+            farm("cancel", suite_id, "--broker", cluster.broker_url)

@@ -24,6 +24,8 @@ from workers.backends.vm import VM, boot, destroy, destroy_owned, open_connectio
 from workers.image import Image
 
 GUEST_WORKDIR = "/tmp/farm-runs"
+#: Failed boots in a row after which a worker stops consuming (and says why).
+HEALTH_LIMIT = 3
 
 
 class LibvirtBackend:
@@ -44,6 +46,9 @@ class LibvirtBackend:
         self._warming = 0
         self._lock = threading.Lock()
         self.boot_times: list[float] = []  # seconds from create to SSH ready, for the benchmarks
+        self.failed_boots = 0  # in a row, in this process
+        # Written after HEALTH_LIMIT failed boots in a row: the worker then stops consuming.
+        self.health_file = self.vms.parent / "unhealthy"
 
     def conn(self) -> Any:
         """One libvirt connection per process (pool processes do not share the parent's)."""
@@ -72,14 +77,33 @@ class LibvirtBackend:
         return self.vms / f"{vm.name}.known_hosts"
 
     def _boot_ready(self) -> VM:
-        vm = boot(self.conn(), self.image, self.vms, owner=self.owner, memory_mb=self.memory_mb, vcpus=self.vcpus)
         try:
-            wait_ready(vm, self._known_hosts(vm))
-        except BaseException:
-            self._discard(vm)
+            vm = boot(self.conn(), self.image, self.vms, owner=self.owner, memory_mb=self.memory_mb,
+                      vcpus=self.vcpus)
+            try:
+                wait_ready(vm, self._known_hosts(vm))
+            except BaseException:
+                self._discard(vm)
+                raise
+        except InfrastructureError as exc:
+            self._boot_failed(str(exc).splitlines()[0])
             raise
+        self.failed_boots = 0
         self.boot_times.append(vm.ready_s)
         return vm
+
+    def _boot_failed(self, why: str) -> None:
+        self.failed_boots += 1
+        if self.failed_boots >= HEALTH_LIMIT:
+            self.health_file.parent.mkdir(parents=True, exist_ok=True)
+            self.health_file.write_text(f"{self.failed_boots} VM boots failed in a row: {why}")
+
+    def health(self) -> str:
+        """Why this worker should stop consuming ("" while its VMs boot)."""
+        try:
+            return self.health_file.read_text().strip()
+        except OSError:
+            return ""
 
     def _discard(self, vm: VM) -> None:
         destroy(vm)
