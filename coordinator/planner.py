@@ -200,7 +200,8 @@ class Planner:
         if pending and (c.state == "handback" or (records_lost and c.state not in ("canceled", "deadline"))):
             why = c.message.splitlines()[0] if c.state == "handback" else \
                 f"{records_lost} records of attempt {c.attempt} never arrived"
-            self._run_again(c.suite_id, row, why, state="handback")
+            # A failed environment (a VM that panicked or would not boot): preferably elsewhere.
+            self._run_again(c.suite_id, row, why, state="handback", avoid=c.worker if c.infrastructure else "")
             return
         if pending:
             why = c.message.splitlines()[0] if c.message else "the runner ended before running this test"
@@ -217,13 +218,13 @@ class Planner:
                f"for {self.settings.lease_s:g}s")
         self._run_again(suite_id, row, why, state="lost")
 
-    def _run_again(self, suite_id: str, row: dict[str, Any], why: str, *, state: str) -> None:
+    def _run_again(self, suite_id: str, row: dict[str, Any], why: str, *, state: str, avoid: str = "") -> None:
         """Move an attempt's unfinished tests to a new attempt and publish it, if it may still run.
 
         A lost attempt counts against max_attempts; one handed back (stopped early, through no
         fault of its tests) does not, up to ATTEMPT_CAP attempts in all."""
         spec = self.state.spec(suite_id)
-        moved = self.state.requeue(suite_id, row, why, state=state)
+        moved = self.state.requeue(suite_id, row, why, state=state, avoid=avoid)
         log.warning("suite %s: %s; %d tests run again", suite_id, why, len(moved))
         if not moved:
             self._maybe_finish(suite_id)

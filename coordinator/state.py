@@ -272,7 +272,8 @@ class SuiteState:
             return None
         return held[0]
 
-    def requeue(self, suite_id: str, row: dict[str, Any], why: str, *, state: str = "lost") -> list[str]:
+    def requeue(self, suite_id: str, row: dict[str, Any], why: str, *, state: str = "lost",
+                avoid: str = "") -> list[str]:
         """Give up on an attempt: its tests without an outcome move to a new attempt (queued).
 
         The old row takes `state` ("lost": its worker stopped renewing the lease; "handback": it
@@ -305,7 +306,8 @@ class SuiteState:
                     if moving:
                         new = {"id": row["id"], "attempt": new_attempt, "state": "queued", "test_ids": moving,
                                "expected_s": 0.0, "worker": "", "node": "", "started_at": 0.0, "finished_at": 0.0,
-                               "avoid": list(old.get("avoid", [])), "published_at": 0.0,
+                               "avoid": sorted({*old.get("avoid", []), *([avoid] if avoid else [])}),
+                               "published_at": 0.0,
                                "planned_at": time.time()}
                         pipe.hset(akey, new_key, _pack(new))
                         pipe.hset(wkey, mapping={t: new_key for t in moving})

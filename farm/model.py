@@ -112,6 +112,9 @@ class Completion:
     exit_code: int  # the runner's exit code (-N: killed by signal N)
     reported: int  # how many records the worker sent for this attempt
     message: str = ""  # why, when state is not "done"
+    # The environment failed, not the tests (a VM that panicked or would not boot, a lost
+    # connection): the tests handed back should run on another worker.
+    infrastructure: bool = False
 
 
 @dataclass(frozen=True)

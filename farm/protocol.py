@@ -196,6 +196,7 @@ _FIELD: dict[str, Callable[[Any], Any]] = {
     "avoid": _strs,
     "bounces": _int,
     "seen_at": _float,
+    "infrastructure": _bool,
 }
 
 

@@ -21,7 +21,7 @@ from farm.celery_app import (
     send_assignment,
 )
 from farm.config import Settings
-from farm.errors import FarmError, ProtocolError
+from farm.errors import FarmError, InfrastructureError, ProtocolError
 from farm.model import Assignment, Collection, Completion, RecordBatch, SuiteSpec
 from farm.protocol import decode, encode
 from workers import runner, stopping
@@ -156,6 +156,7 @@ def register(ctx: WorkerContext) -> None:
             # Not the tests' fault (the bundle, the disk, the broker): they go back to be run again.
             now = time.time()
             ctx.send_completion(Completion(assignment.suite_id, assignment.assignment_id, assignment.attempt,
-                                           worker, "", "handback", now, now, -1, 0, f"worker error on {worker}: {exc}"))
+                                           worker, "", "handback", now, now, -1, 0, f"worker error on {worker}: {exc}",
+                                           infrastructure=isinstance(exc, InfrastructureError)))
         # The lease is not released: it lapses by itself, long after the coordinator has handled
         # the completion. Released now, the sweeper could take the attempt for lost in between.

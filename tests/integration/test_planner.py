@@ -266,3 +266,24 @@ def test_a_rerun_and_the_finalization_never_interleave(redis_url: str) -> None:
         planner.completed(Completion(sid, reruns[0].assignment_id, 1, "w@h", "local:h", "done", now, now, 0, 1))
         report = _report(state, sid)
         assert report["summary"]["flaky"] == 1 and report["exit_code"] == 0
+
+
+def test_tests_handed_back_by_a_failed_environment_avoid_its_worker(redis_url: str) -> None:
+    planner, state, published = _planner(redis_url)
+    _submit(state, planner, "s10")
+    try:
+        planner.collected(Collection("s10", "w@h", 0, ("t.py::a", "t.py::b")))
+        (a,) = published.assignments
+        now = time.time()
+        planner.records(RecordBatch("s10", a.assignment_id, 1, "w@h", "vm:farm-1", (TestRecord("t.py::a",
+                                                                                             Outcome.PASSED),)))
+        planner.completed(Completion("s10", a.assignment_id, 1, "w@h", "vm:farm-1", "handback", now, now, -1, 1,
+                                     "worker error on w@h: vm:farm-1: kernel panic", infrastructure=True))
+        again = published.assignments[-1]
+        assert (again.attempt, again.test_ids, again.avoid) == (2, ("t.py::b",), ("w@h",))
+        # A hand-back that is not the environment's fault (the worker stopping) avoids no one.
+        planner.completed(Completion("s10", a.assignment_id, 2, "w@h", "vm:farm-2", "handback", now, now, -1, 0,
+                                     "w@h stopped before the assignment ended"))
+        assert published.assignments[-1].avoid == ("w@h",), "the avoid list of attempt 2 is kept"
+    finally:
+        _forget(state, "s10")

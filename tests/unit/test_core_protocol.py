@@ -331,7 +331,7 @@ FIELD_TYPES = {
     "outcome": Outcome, "duration_s": float, "started_at": float, "finished_at": float, "submitted_at": float,
     "expected_s": float, "attempt": int, "exit_code": int, "reported": int, "slots": int, "priority": int,
     "test_timeout_s": float, "deadline_s": float, "deadline_at": float, "rerun_failures": int, "strict_flaky": bool,
-    "budget_s": float, "bounces": int, "seen_at": float,
+    "budget_s": float, "bounces": int, "seen_at": float, "infrastructure": bool,
 }
 
 
