@@ -198,7 +198,7 @@ class Planner:
         owner = f"{c.assignment_id}#{c.attempt}"
         pending = self.state.pending_in(c.suite_id, list(row["test_ids"]), owner)
         if pending and (c.state == "handback" or (records_lost and c.state not in ("canceled", "deadline"))):
-            why = c.message.splitlines()[0] if c.state == "handback" else \
+            why = (c.message or "handed back") if c.state == "handback" else \
                 f"{records_lost} records of attempt {c.attempt} never arrived"
             # A failed environment (a VM that panicked or would not boot): preferably elsewhere.
             self._run_again(c.suite_id, row, why, state="handback", avoid=c.worker if c.infrastructure else "")
@@ -225,7 +225,7 @@ class Planner:
         fault of its tests) does not, up to ATTEMPT_CAP attempts in all."""
         spec = self.state.spec(suite_id)
         moved = self.state.requeue(suite_id, row, why, state=state, avoid=avoid)
-        log.warning("suite %s: %s; %d tests run again", suite_id, why, len(moved))
+        log.warning("suite %s: %s; %d tests run again", suite_id, why.splitlines()[0] if why else "", len(moved))
         if not moved:
             self._maybe_finish(suite_id)
             return

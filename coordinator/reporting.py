@@ -97,7 +97,7 @@ def build_report(
         "assignments": [
             {"id": a["id"], "attempt": a["attempt"], "worker": a.get("worker") or None, "node": a.get("node") or None,
              "state": a["state"], "tests": list(a["test_ids"]), "started_at": iso(a.get("started_at")),
-             "finished_at": iso(a.get("finished_at"))}
+             "finished_at": iso(a.get("finished_at")), "message": a.get("message") or ""}
             for a in assignments
         ],
         "workers": [{"name": w.name, "host": w.host, "slots": w.slots} for w in workers if w.name in used],

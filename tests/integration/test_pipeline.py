@@ -145,6 +145,7 @@ def test_json_report_has_the_documented_fields(cluster: LocalCluster, tmp_path: 
     assert set(test) >= {"id", "outcome", "duration_s", "message", "attempts", "crashed_on", "blame"}
     assert set(test["attempts"][0]) >= {"assignment", "attempt", "worker", "outcome", "duration_s", "started_at"}
     assignment = report["assignments"][0]
-    assert set(assignment) >= {"id", "attempt", "worker", "node", "state", "tests", "started_at", "finished_at"}
+    assert set(assignment) >= {"id", "attempt", "worker", "node", "state", "tests", "started_at", "finished_at",
+                               "message"}
     assert set(report["workers"][0]) == {"name", "host", "slots"}
     json.dumps(report)

@@ -278,12 +278,15 @@ def test_tests_handed_back_by_a_failed_environment_avoid_its_worker(redis_url: s
         planner.records(RecordBatch("s10", a.assignment_id, 1, "w@h", "vm:farm-1", (TestRecord("t.py::a",
                                                                                              Outcome.PASSED),)))
         planner.completed(Completion("s10", a.assignment_id, 1, "w@h", "vm:farm-1", "handback", now, now, -1, 1,
-                                     "worker error on w@h: vm:farm-1: kernel panic", infrastructure=True))
+                                     "worker error on w@h: vm:farm-1: lost\nKernel panic - not syncing",
+                                     infrastructure=True))
         again = published.assignments[-1]
         assert (again.attempt, again.test_ids, again.avoid) == (2, ("t.py::b",), ("w@h",))
         # A hand-back that is not the environment's fault (the worker stopping) avoids no one.
         planner.completed(Completion("s10", a.assignment_id, 2, "w@h", "vm:farm-2", "handback", now, now, -1, 0,
                                      "w@h stopped before the assignment ended"))
         assert published.assignments[-1].avoid == ("w@h",), "the avoid list of attempt 2 is kept"
+        rows = {r["attempt"]: r for r in state.assignments("s10")}
+        assert "Kernel panic - not syncing" in rows[1]["message"], "the console excerpt reaches the report"
     finally:
         _forget(state, "s10")
