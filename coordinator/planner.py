@@ -342,7 +342,7 @@ class Planner:
             except SuiteNotFound:  # expired, or never written whole
                 self.state.forget_submitted(sid)
         for sid in self.state.active_suites():
-            spec_deadline = self.state.deadline_at(sid)
+            spec_deadline = _deadline_at(self.state.spec(sid))
             if spec_deadline and time.time() > spec_deadline + self.settings.lease_s + COMPLETION_GRACE_S:
                 self.deadline_passed(sid)
                 continue

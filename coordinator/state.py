@@ -70,8 +70,10 @@ class SuiteState:
     def set_fields(self, suite_id: str, **fields: Any) -> None:
         self.r.hset(keys.suite(suite_id), mapping={k: v for k, v in fields.items()})
 
-    def transition(self, suite_id: str, from_status: Iterable[str], to_status: str, **fields: Any) -> bool:
-        """Move the suite to `to_status` only if it is in one of `from_status`; True if moved."""
+    def transition(self, suite_id: str, from_status: Iterable[str], to_status: str, *,
+                   also: Callable[[Any], None] = lambda pipe: None, **fields: Any) -> bool:
+        """Move the suite to `to_status` only if it is in one of `from_status`, setting `fields`
+        and whatever `also` adds to the same transaction; True if moved."""
         key = keys.suite(suite_id)
         allowed = set(from_status)
         with self.r.pipeline() as pipe:
@@ -84,6 +86,7 @@ class SuiteState:
                         return False
                     pipe.multi()
                     pipe.hset(key, mapping={"status": to_status, **fields})
+                    also(pipe)
                     pipe.execute()
                     return True
                 except redis.WatchError:
@@ -91,25 +94,15 @@ class SuiteState:
 
     def start_collecting(self, suite_id: str) -> bool:
         """submitted → collecting, and active (the sweeper watches it) in the same transaction;
-        True if moved."""
-        key = keys.suite(suite_id)
-        with self.r.pipeline() as pipe:
-            while True:
-                try:
-                    pipe.watch(key)
-                    status = pipe.hget(key, "status")
-                    if status is None or status.decode() != "submitted":
-                        pipe.unwatch()
-                        self.r.zrem(keys.SUBMITTED, suite_id)
-                        return False
-                    pipe.multi()
-                    pipe.hset(key, mapping={"status": "collecting", "collecting_since": time.time()})
-                    pipe.sadd(keys.ACTIVE, suite_id)
-                    pipe.zrem(keys.SUBMITTED, suite_id)
-                    pipe.execute()
-                    return True
-                except redis.WatchError:
-                    continue
+        True if moved. Either way the suite is no longer waiting to be taken up."""
+        def also(pipe: Any) -> None:
+            pipe.sadd(keys.ACTIVE, suite_id)
+            pipe.zrem(keys.SUBMITTED, suite_id)
+
+        moved = self.transition(suite_id, ["submitted"], "collecting", also=also, collecting_since=time.time())
+        if not moved:
+            self.forget_submitted(suite_id)
+        return moved
 
     def forget_submitted(self, suite_id: str) -> None:
         self.r.zrem(keys.SUBMITTED, suite_id)
@@ -122,11 +115,6 @@ class SuiteState:
         """Flag the suite canceled (workers check the flag); the first request's time is kept."""
         self.r.hsetnx(keys.suite(suite_id), "cancel", time.time())
 
-    def deadline_at(self, suite_id: str) -> float:
-        """The suite's deadline as an epoch time (0: none)."""
-        spec = self.spec(suite_id)
-        return spec.submitted_at + spec.deadline_s if spec.deadline_s > 0 else 0.0
-
     def canceled(self, suite_id: str) -> bool:
         return self.r.hget(keys.suite(suite_id), "cancel") is not None
 
@@ -138,43 +126,25 @@ class SuiteState:
     def plan(self, collection: Collection, test_ids: list[str], assignments: list[dict[str, Any]]) -> bool:
         """Record the collection and the planned assignments; False if the suite moved on already."""
         sid = collection.suite_id
-        key = keys.suite(sid)
         runnable = set(test_ids)
         decided_ids = [d.test_id for d in collection.decided if d.test_id not in runnable]
         all_ids = test_ids + decided_ids
-        with self.r.pipeline() as pipe:
-            while True:
-                try:
-                    pipe.watch(key)
-                    status = pipe.hget(key, "status")
-                    if status is None or status.decode() != "collecting":
-                        pipe.unwatch()
-                        return False
-                    pipe.multi()
-                    pipe.hset(key, mapping={
-                        "status": "running",
-                        "collection": encode(collection),
-                        "order": _pack(all_ids),
-                        "total": len(all_ids),
-                        "done": 0,
-                        "started_at": time.time(),
-                    })
-                    for chunk in _chunks(all_ids, 5000):
-                        pipe.hset(keys.outcomes(sid), mapping={t: PENDING for t in chunk})
-                    for a in assignments:
-                        akey = keys.attempt_key(a["id"], a["attempt"])
-                        pipe.hset(keys.assignments(sid), akey, _pack(a))
-                        pipe.hset(keys.current(sid), a["id"], a["attempt"])
-                        for chunk in _chunks(list(a["test_ids"]), 5000):
-                            pipe.hset(keys.owners(sid), mapping={t: akey for t in chunk})
-                    if decided_ids:
-                        pipe.hset(keys.owners(sid), mapping={t: COLLECTION_OWNER for t in decided_ids})
-                    for key in keys.suite_keys(sid):  # nothing lives forever, finished or not
-                        pipe.expire(key, self.settings.suite_ttl_s)
-                    pipe.execute()
-                    return True
-                except redis.WatchError:
-                    continue
+        def also(pipe: Any) -> None:
+            for chunk in _chunks(all_ids, 5000):
+                pipe.hset(keys.outcomes(sid), mapping={t: PENDING for t in chunk})
+            for a in assignments:
+                akey = keys.attempt_key(a["id"], a["attempt"])
+                pipe.hset(keys.assignments(sid), akey, _pack(a))
+                pipe.hset(keys.current(sid), a["id"], a["attempt"])
+                for chunk in _chunks(list(a["test_ids"]), 5000):
+                    pipe.hset(keys.owners(sid), mapping={t: akey for t in chunk})
+            if decided_ids:
+                pipe.hset(keys.owners(sid), mapping={t: COLLECTION_OWNER for t in decided_ids})
+            for key in keys.suite_keys(sid):  # nothing lives forever, finished or not
+                pipe.expire(key, self.settings.suite_ttl_s)
+
+        return self.transition(sid, ["collecting"], "running", also=also, collection=encode(collection),
+                               order=_pack(all_ids), total=len(all_ids), done=0, started_at=time.time())
 
     def total_and_done(self, suite_id: str) -> tuple[int, int]:
         total, done = self.r.hmget(keys.suite(suite_id), ["total", "done"])
