@@ -12,6 +12,7 @@ from typing import Any
 from coordinator.reporting import build_report
 from coordinator.splitting import split
 from coordinator.state import SuiteState
+from farm import keys
 from farm.config import Settings
 from farm.errors import SuiteNotFound
 from farm.model import Assignment, Collection, Completion, RecordBatch, SuiteSpec, TestRecord
@@ -342,14 +343,18 @@ class Planner:
             except SuiteNotFound:  # expired, or never written whole
                 self.state.forget_submitted(sid)
         for sid in self.state.active_suites():
-            spec_deadline = _deadline_at(self.state.spec(sid))
+            spec = self.state.spec(sid)
+            spec_deadline = _deadline_at(spec)
             if spec_deadline and time.time() > spec_deadline + self.settings.lease_s + COMPLETION_GRACE_S:
                 self.deadline_passed(sid)
                 continue
             if self.state.field(sid, "status") == "collecting":
-                self._watch_collection(sid)
+                self._watch_collection(spec)
                 continue
-            for row in self.state.assignments(sid):
+            rows = self.state.assignments(sid)
+            watched = [r for r in rows if r.get("held_completion") is None and r["state"] in ("queued", "running")]
+            holders = self.state.lease_holders(sid, watched)
+            for row in rows:
                 held = row.get("held_completion")
                 if held is not None:
                     if time.time() - row.get("held_since", 0.0) > COMPLETION_GRACE_S:
@@ -358,8 +363,8 @@ class Planner:
                         log.warning("assignment %s: %d of its records never arrived", row["id"], missing)
                         self._settle(completion, records_lost=missing)
                 elif row["state"] == "queued":
-                    self._watch_queued(sid, row)
-                elif row["state"] == "running" and not self.state.lease_alive(sid, row["id"], row["attempt"]):
+                    self._watch_queued(spec, row, holders.get(keys.attempt_key(row["id"], row["attempt"])))
+                elif row["state"] == "running" and keys.attempt_key(row["id"], row["attempt"]) not in holders:
                     self.lost(sid, row)
             complete_at = self.state.field(sid, "complete_at")
             if complete_at and time.time() - float(complete_at) > COMPLETION_GRACE_S:
@@ -376,28 +381,27 @@ class Planner:
                 elif status in ("submitted", "collecting"):
                     self._finish_without_run(self.state.spec(sid), None, "canceled", 2, "suite canceled")
 
-    def _watch_collection(self, sid: str) -> None:
+    def _watch_collection(self, spec: SuiteSpec) -> None:
         """A started collection whose lease lapsed is lost; one never taken may have lost its message."""
+        sid = spec.suite_id
         if self.state.field(sid, "collect_started"):
             if not self.state.lease_alive(sid, "collect", None):
                 self.collection_lost(sid)
             return
         # Published (or, if publishing failed, meant to be) this long ago.
         since = float(self.state.field(sid, "collect_published") or self.state.field(sid, "collecting_since") or 0)
-        if since and self._unclaimed_too_long(since, self.state.spec(sid).pool) \
-                and not self.state.lease_alive(sid, "collect", None):
+        if since and self._unclaimed_too_long(since, spec.pool) and not self.state.lease_alive(sid, "collect", None):
             log.warning("suite %s: no worker took its collection and the queue is empty; publishing it again", sid)
-            self._publish_collect(self.state.spec(sid))
+            self._publish_collect(spec)
 
-    def _watch_queued(self, sid: str, row: dict[str, Any]) -> None:
-        """A queued attempt whose lease a worker holds is running (its first batch may be late);
-        one that nobody took while its queue emptied lost its message: publish it again."""
-        holder = self.state.lease_holder(sid, row["id"], row["attempt"])
+    def _watch_queued(self, spec: SuiteSpec, row: dict[str, Any], holder: str | None) -> None:
+        """A queued attempt whose lease a worker holds (`holder`) is running (its first batch may be
+        late); one that nobody took while its queue emptied lost its message: publish it again."""
+        sid = spec.suite_id
         if holder is not None:
             self.state.mark_running(sid, row["id"], row["attempt"], worker=holder, started_at=time.time())
             return
         published = row.get("published_at") or 0.0
-        spec = self.state.spec(sid)
         if not published:
             # Being published right now, or its publishing failed (the broker was away): after
             # a while, publish it.

@@ -383,13 +383,15 @@ class SuiteState:
 
     def lease_alive(self, suite_id: str, assignment_id: str, attempt: int | None) -> bool:
         """Whether a worker holds the lease of that attempt (attempt None: of the collection)."""
-        return self.lease_holder(suite_id, assignment_id, attempt) is not None
-
-    def lease_holder(self, suite_id: str, assignment_id: str, attempt: int | None) -> str | None:
-        """The worker holding the lease of that attempt (attempt None: of the collection), if any."""
         name = assignment_id if attempt is None else keys.attempt_key(assignment_id, attempt)
-        holder = self.r.get(keys.lease(suite_id, name))
-        return None if holder is None else keys.text(holder)
+        return bool(self.r.exists(keys.lease(suite_id, name)))
+
+    def lease_holders(self, suite_id: str, rows: list[dict[str, Any]]) -> dict[str, str]:
+        """Attempt key → the worker holding its lease, for those of `rows` whose lease is held,
+        in one round trip."""
+        names = [keys.attempt_key(r["id"], r["attempt"]) for r in rows]
+        values = self.r.mget([keys.lease(suite_id, n) for n in names]) if names else []
+        return {n: keys.text(v) for n, v in zip(names, values, strict=True) if v is not None}
 
     def collection_retry(self, suite_id: str) -> int:
         """Count a lost collection and clear its start mark; returns how many were lost."""
