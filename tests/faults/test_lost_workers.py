@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from support.helpers import LEAN, assert_nothing_left_of, copy_fixture, farm, running_cluster
+from support.helpers import assert_nothing_left_of, copy_fixture, farm, running_cluster, submit_no_wait
 
 from farm.cluster import ClusterSpec, LocalCluster
 
@@ -58,9 +58,7 @@ def test_kill_9_of_a_worker_mid_assignment_runs_its_unfinished_tests_again(two_w
                                                                             tmp_path: Path) -> None:
     project = copy_fixture("slow", tmp_path)
     report_path = tmp_path / "r.json"
-    submit = farm("submit-suite", str(project), "--broker", two_workers.broker_url, "--no-wait", "--", *LEAN,
-                  "tests")
-    suite_id = submit.stdout.strip()
+    suite_id = submit_no_wait(two_workers.broker_url, project)
     name, victim = _busy_worker(two_workers)
     doomed = [victim, *victim.children(recursive=True)]
     os.killpg(victim.pid, signal.SIGKILL)  # the worker, its pool children, and their runners
@@ -87,9 +85,7 @@ def test_kill_9_of_a_worker_mid_assignment_runs_its_unfinished_tests_again(two_w
 def test_kill_9_of_a_pool_child_runs_its_tests_again_once(two_workers: LocalCluster, tmp_path: Path) -> None:
     project = copy_fixture("slow", tmp_path)
     report_path = tmp_path / "r.json"
-    submit = farm("submit-suite", str(project), "--broker", two_workers.broker_url, "--no-wait", "--", *LEAN,
-                  "tests")
-    suite_id = submit.stdout.strip()
+    suite_id = submit_no_wait(two_workers.broker_url, project)
     _, worker = _busy_worker(two_workers)
     child = next(c for c in worker.children() if any(_is_runner(g) for g in c.children()))
     runner = [g for g in child.children(recursive=True)]
@@ -109,9 +105,7 @@ def test_kill_9_of_the_worker_collecting_the_suite_collects_it_again(two_workers
                                                                      tmp_path: Path) -> None:
     project = copy_fixture("slow_collect", tmp_path)
     report_path = tmp_path / "r.json"
-    submit = farm("submit-suite", str(project), "--broker", two_workers.broker_url, "--no-wait", "--", *LEAN,
-                  "tests")
-    suite_id = submit.stdout.strip()
+    suite_id = submit_no_wait(two_workers.broker_url, project)
     deadline = time.monotonic() + 60
     victim, victim_index = None, ""
     while victim is None:

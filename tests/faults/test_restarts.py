@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from support.helpers import LEAN, assert_nothing_left_of, copy_fixture, farm, running_cluster
+from support.helpers import assert_nothing_left_of, copy_fixture, farm, running_cluster, submit_no_wait
 
 from farm import keys
 from farm.cluster import ClusterSpec, LocalCluster
@@ -28,10 +28,7 @@ def cluster(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalCluster]:
 
 
 def _submit(cluster: LocalCluster, tmp_path: Path) -> str:
-    project = copy_fixture("slow", tmp_path)
-    submit = farm("submit-suite", str(project), "--broker", cluster.broker_url, "--no-wait", "--", *LEAN, "tests")
-    assert submit.returncode == 0, submit.stderr
-    return submit.stdout.strip()
+    return submit_no_wait(cluster.broker_url, copy_fixture("slow", tmp_path))
 
 
 def _wait_for_progress(cluster: LocalCluster, suite_id: str, done: int, timeout: float = 60) -> None:

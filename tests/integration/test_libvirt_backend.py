@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.helpers import FIXTURES, LEAN, copy_fixture, farm, need, running_cluster
+from support.helpers import FIXTURES, LEAN, copy_fixture, farm, need, running_cluster, submit_no_wait
 from support.reference import run_reference
 
 from farm.bundle import make_bundle
@@ -198,9 +198,7 @@ def test_a_worker_whose_vms_stop_booting_stops_consuming_and_says_why(image: Ima
         while "VM boots failed in a row" not in status:
             assert time.monotonic() < deadline, f"the worker never said it was unhealthy: {status}"
             if len(suites) < 5:  # each suite's collection needs a VM: each is a failed boot
-                submit = farm("submit-suite", str(project), "--broker", cluster.broker_url, "--no-wait", "--",
-                              *LEAN, "tests")
-                suites.append(submit.stdout.strip())
+                suites.append(submit_no_wait(cluster.broker_url, project))
             time.sleep(2)
             status = farm("status", "--broker", cluster.broker_url).stdout
         assert "cannot make an overlay" in status

@@ -79,3 +79,12 @@ def assert_nothing_left_of(suite_id: str, timeout: float = 10) -> None:
             return
         time.sleep(0.2)
     raise AssertionError(f"processes of suite {suite_id} left behind: {left}")
+
+
+def submit_no_wait(broker: str, project: Path, *pytest_args: str) -> str:
+    """Submit a project's suite to a running farm (the lean plugin set, `tests` by default) and
+    return its id without waiting."""
+    submit = farm("submit-suite", str(project), "--broker", broker, "--no-wait", "--", *LEAN,
+                  *(pytest_args or ("tests",)))
+    assert submit.returncode == 0, submit.stderr
+    return submit.stdout.strip()
