@@ -38,7 +38,7 @@ REPUBLISH_AFTER_LEASES = 3
 
 
 #: The history field holding the median per-assignment overhead (not a node id: it has a NUL).
-OVERHEAD_KEY = "\0assignment-overhead"
+OVERHEAD_KEY = keys.HISTORY_OVERHEAD_FIELD
 
 
 def assignment_overhead(assignments: list[dict[str, Any]], durations: dict[str, float]) -> float | None:

@@ -139,7 +139,7 @@ def _wait_and_report(client: Client, suite_id: str, junit_xml: Path | None, json
             who = "no coordinator has taken the suite" if p.status == "submitted" else \
                 "no worker of the pool has collected the suite"
             click.echo(f"farm: still waiting after {stuck:.0f}s: {who} yet (is it running?)", err=True)
-        live.update(p.done, p.total, p.failed, p.elapsed_s, p.status)
+        live.update(p.done, p.total, p.failed, p.elapsed_s, p.status, p.eta_s)
 
     interrupted = False
     with LiveProgress(sys.stderr) as live:
@@ -253,8 +253,11 @@ def cancel(suite_id: str, broker: str | None) -> None:
     """Cancel a suite: running assignments are stopped, the rest is reported not_run."""
     client = _client(broker)
     try:
-        client.cancel(suite_id)
-        click.echo(f"farm: cancel requested for {suite_id}")
+        ended = client.cancel(suite_id)
+        if ended is not None:  # nothing to stop: not an error, so cleanup scripts may cancel blindly
+            click.echo(f"farm: suite {suite_id} had already finished ({ended})")
+        else:
+            click.echo(f"farm: cancel requested for {suite_id}")
     finally:
         client.close()
 

@@ -307,7 +307,7 @@ class HistoryCache:
         return [p for p in targets if _unlink(p)]
 
     def _evict(self, keep: Path) -> None:
-        for path in evictions(self.files(), keep):
+        for path in evictions(self.files(), keep, MAX_PROJECTS, MAX_TOTAL_BYTES):
             _unlink(path)
         stale = time.time() - 3600  # temp files of saves that died midway
         try:
@@ -413,4 +413,4 @@ class EmbeddedHistory:
             self.cache.warn(f"cannot read the history of {self.project!r} from the embedded farm: {exc}")
             return
         if now.keys:
-            self.cache.save(trimmed(now, self.before))
+            self.cache.save(trimmed(now, self.before, MAX_ENTRIES))

@@ -105,6 +105,11 @@ def history(project: str) -> str:
     return f"{PREFIX}:history:{project}"
 
 
+#: The field of a project's durations hash holding the median per-assignment overhead (not a node
+#: id: it has a NUL).
+HISTORY_OVERHEAD_FIELD = "\0assignment-overhead"
+
+
 def history_patterns(project: str) -> tuple[str, str]:
     """SCAN patterns matching every history key of a project: its durations hash and its `:NAME` keys."""
     base = "".join("\\" + c if c in "*?[]\\" else c for c in history(project))
