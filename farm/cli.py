@@ -1,4 +1,4 @@
-"""The `farm` command line: submit-suite, status, results, cancel, up, and the service entry points."""
+"""The `farm` command line: submit-suite, status, results, cancel, history, up, and the service entry points."""
 
 from __future__ import annotations
 
@@ -250,7 +250,9 @@ def results(suite_id: str, broker: str | None, junit_xml: Path | None, json_path
 @click.argument("suite_id")
 @broker_option
 def cancel(suite_id: str, broker: str | None) -> None:
-    """Cancel a suite: running assignments are stopped, the rest is reported not_run."""
+    """Cancel a suite: running assignments are stopped, the rest is reported not_run.
+
+    A suite that had already ended is left as it was (exit 0)."""
     client = _client(broker)
     try:
         ended = client.cancel(suite_id)
