@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from support.helpers import LEAN, copy_fixture, farm
@@ -13,7 +14,9 @@ def _run(project: Path, report: Path, *extra: str, env: dict[str, str]) -> dict:
                   "--", *LEAN, env=env)
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
-    return json.loads(report.read_text(encoding="utf-8"))
+    loaded: dict = json.loads(report.read_text(encoding="utf-8"))
+    loaded["stderr"] = result.stderr
+    return loaded
 
 
 def _slow_per_assignment(report: dict) -> list[int]:
@@ -34,6 +37,10 @@ def test_second_embedded_run_is_split_by_durations_per_project_until_cleared(tmp
     # assignment two of the slow tests.
     second = _run(project, tmp_path / "r2.json", env=env)
     assert _slow_per_assignment(second) == [2, 2]
+    # The progress line: no ETA without durations (a count-based one said 0.0s while the slow
+    # assignment ran alone), one from the plan's expected times once they are known.
+    assert "ETA" not in first["stderr"]
+    assert re.search(r"\[farm\] running: .*, ETA [0-9.]+s", second["stderr"]), second["stderr"]
     # --project keys the history: another name starts from nothing.
     other = _run(project, tmp_path / "r3.json", "--project", "other-name", env=env)
     assert _slow_per_assignment(other) == [4, 0]
