@@ -38,7 +38,7 @@ REPUBLISH_AFTER_LEASES = 3
 
 
 #: The history field holding the median per-assignment overhead (not a node id: it has a NUL).
-OVERHEAD_KEY = "\0assignment-overhead"
+OVERHEAD_KEY = keys.HISTORY_OVERHEAD_FIELD
 
 
 def assignment_overhead(assignments: list[dict[str, Any]], durations: dict[str, float]) -> float | None:
@@ -528,11 +528,13 @@ class Planner:
             attempts=self.state.attempts(sid), assignments=self.state.assignments(sid),
             workers=self.state.workers(),
         )
-        self.state.store_report(sid, json.dumps(report, ensure_ascii=False), status=status, exit_code=code,
-                                finished_at=now, message=message)
+        # History first: whoever sees the report (the embedded farm saving its history, the next
+        # submission) sees this suite's durations too.
         timed = {t: r.duration_s for t, r in counted.items() if r.outcome in _TIMED and r.phase != "collect"}
         overhead = assignment_overhead(self.state.assignments(sid), timed)
         if overhead is not None:
             timed[OVERHEAD_KEY] = overhead
         self.state.record_durations(spec.project, timed)
+        self.state.store_report(sid, json.dumps(report, ensure_ascii=False), status=status, exit_code=code,
+                                finished_at=now, message=message)
         log.info("suite %s %s: exit code %d", sid, status, code)

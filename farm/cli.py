@@ -1,4 +1,4 @@
-"""The `farm` command line: submit-suite, status, results, cancel, up, and the service entry points."""
+"""The `farm` command line: submit-suite, status, results, cancel, history, up, and the service entry points."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from farm.client import Client, Progress, SuiteOptions, check_broker_url
 from farm.cluster import ClusterSpec, LocalCluster
 from farm.config import Settings, parse_duration
 from farm.errors import FarmError, Interrupted, UsageError
+from farm.history_cache import EmbeddedHistory
 
 #: Exit codes, as pytest's.
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INTERNAL, EXIT_USAGE, EXIT_NO_TESTS = 0, 1, 2, 3, 4, 5
@@ -93,9 +94,11 @@ def submit_suite(path: Path, pytest_args: tuple[str, ...], broker: str | None, p
     cluster = LocalCluster(spec)
     cluster.start()
     try:
+        history = EmbeddedHistory.restore(cluster.broker_url, name)  # what earlier embedded runs measured
         settings = replace(settings, broker_url=cluster.broker_url)
         code = _submit_and_wait(settings, bundle, name, pool, dist, pytest_args, junit_xml, json_path, False,
                                 verbose, options, cluster=cluster)
+        history.save()
     except BaseException:
         cluster.stop()  # warm: workers stop their runners
         raise
@@ -136,7 +139,7 @@ def _wait_and_report(client: Client, suite_id: str, junit_xml: Path | None, json
             who = "no coordinator has taken the suite" if p.status == "submitted" else \
                 "no worker of the pool has collected the suite"
             click.echo(f"farm: still waiting after {stuck:.0f}s: {who} yet (is it running?)", err=True)
-        live.update(p.done, p.total, p.failed, p.elapsed_s, p.status)
+        live.update(p.done, p.total, p.failed, p.elapsed_s, p.status, p.eta_s)
 
     interrupted = False
     with LiveProgress(sys.stderr) as live:
@@ -247,13 +250,61 @@ def results(suite_id: str, broker: str | None, junit_xml: Path | None, json_path
 @click.argument("suite_id")
 @broker_option
 def cancel(suite_id: str, broker: str | None) -> None:
-    """Cancel a suite: running assignments are stopped, the rest is reported not_run."""
+    """Cancel a suite: running assignments are stopped, the rest is reported not_run.
+
+    A suite that had already ended is left as it was (exit 0)."""
     client = _client(broker)
     try:
-        client.cancel(suite_id)
-        click.echo(f"farm: cancel requested for {suite_id}")
+        ended = client.cancel(suite_id)
+        if ended is not None:  # nothing to stop: not an error, so cleanup scripts may cancel blindly
+            click.echo(f"farm: suite {suite_id} had already finished ({ended})")
+        else:
+            click.echo(f"farm: cancel requested for {suite_id}")
     finally:
         client.close()
+
+
+# --- history ----------------------------------------------------------------------------
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("project", required=False)
+@click.option("--clear", is_flag=True, help="Remove the saved history (of PROJECT only, if given).")
+@click.option("--path", "show_path", is_flag=True,
+              help="Print where the history is kept (PROJECT's file, if given) and nothing else.")
+def history(project: str | None, clear: bool, show_path: bool) -> None:
+    """What embedded runs measured and keep for the next split: per project, in the user's cache.
+
+    A running farm (--broker) keeps its own history in its Redis, under farm:history:PROJECT.
+    """
+    from farm.history_cache import HistoryCache
+
+    if clear and show_path:
+        raise UsageError("--clear and --path do not go together")
+    cache = HistoryCache(warn=lambda m: click.echo(f"farm: warning: {m}", err=True))
+    if show_path:
+        click.echo(str(cache.path_of(project) if project is not None else cache.root))
+        return
+    if clear:
+        gone = cache.clear(project)
+        what = f"the history of {project!r}" if project is not None else "all history"
+        click.echo(f"farm: removed {what} ({len(gone)} file{'s' if len(gone) != 1 else ''} in {cache.root})")
+        return
+    kept = cache.projects()
+    if project is not None:
+        kept = [(p, h) for p, h in kept if p == cache.path_of(project)]
+    if not kept:
+        click.echo(f"no history kept for {project!r} in {cache.root}" if project is not None
+                   else f"no history kept in {cache.root}")
+        return
+    for path, h in kept:
+        if h is None:
+            click.echo(f"{path.name}: unreadable (ignored; replaced by the next run)")
+            continue
+        saved = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(h.saved_at))
+        size = path.stat().st_size if path.exists() else 0
+        click.echo(f"{h.project}: {h.durations()} test durations, {len(h.keys)} key(s), saved {saved}, "
+                   f"{size / 1024:.1f} KiB ({path})")
 
 
 # --- farm up, and the service entry points -----------------------------------------------

@@ -6,11 +6,12 @@ import json
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlparse
 
+import msgpack
 import redis
 
 from farm import keys, registry, store
@@ -18,10 +19,13 @@ from farm.bundle import Bundle
 from farm.celery_app import CANCEL_SUITE, SUITE_SUBMITTED, make_app
 from farm.config import Settings
 from farm.errors import BrokerUnreachable, SuiteNotFound, UsageError
+from farm.eta import SuiteEta
 from farm.model import SuiteSpec, WorkerInfo
-from farm.protocol import encode
+from farm.protocol import decode, encode
 
 FINAL = ("finished", "canceled", "deadline", "error")
+#: How often a waiting client looks at which assignments ended, for its ETA (seconds).
+ETA_REFRESH_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -42,7 +46,8 @@ class Progress:
     total: int
     done: int
     failed: int
-    elapsed_s: float
+    elapsed_s: float  # from submission to now, or to the end of a finished suite
+    eta_s: float | None = None  # time left by the plan's recorded durations; None when unknown
 
 
 def check_broker_url(url: str) -> str:
@@ -110,23 +115,60 @@ class Client:
         return suite_id
 
     def progress(self, suite_id: str) -> Progress:
-        status, total, done, submitted = self.store.hmget(keys.suite(suite_id),
-                                                          ["status", "total", "done", "submitted_at"])
+        status, total, done, submitted, finished = self.store.hmget(
+            keys.suite(suite_id), ["status", "total", "done", "submitted_at", "finished_at"])
         if status is None:
             raise SuiteNotFound(f"no suite {suite_id!r} in this farm")
         counts = self.store.hmget(keys.counts(suite_id), ["failed", "error", "timeout", "crashed"])
         failed = sum(int(c or 0) for c in counts)
-        elapsed = time.time() - float(submitted or time.time())
+        # A finished suite's clock stopped when it was finalized.
+        end = float(finished) if finished else time.time()
+        elapsed = max(0.0, end - float(submitted or end))
         return Progress(keys.text(status), int(total or 0), int(done or 0), failed, elapsed)
 
     def wait(self, suite_id: str, on_progress: Callable[[Progress], None], interval_s: float = 0.1) -> Progress:
-        """Poll until the suite ends, reporting progress; returns the final snapshot."""
+        """Poll until the suite ends, reporting progress (with an ETA once running); returns the
+        final snapshot."""
+        eta: SuiteEta | None = None
+        seen_at = 0.0
         while True:
             p = self.progress(suite_id)
+            if p.status == "running" and p.total > 0:
+                now = time.time()
+                if eta is None:
+                    eta = self._plan_eta(suite_id)
+                if now - seen_at >= ETA_REFRESH_S:  # the ends of assignments: one small hash
+                    self._observe(suite_id, eta, now)
+                    seen_at = now
+                p = replace(p, eta_s=eta.remaining(now) if p.done < p.total else None)
             on_progress(p)
             if p.status in FINAL and self.store.exists(keys.report(suite_id)):
                 return p
             time.sleep(interval_s)
+
+    def _plan_eta(self, suite_id: str) -> SuiteEta:
+        """The suite's plan as the ETA needs it: read once, when the suite starts running."""
+        started, raw_spec = self.store.hmget(keys.suite(suite_id), ["started_at", "spec"])
+        rows = [msgpack.unpackb(v, raw=False) for v in self.store.hvals(keys.assignments(suite_id))]
+        first = sorted((r for r in rows if r.get("attempt") == 1), key=lambda r: (r.get("priority", 0), r["id"]))
+        slots, overhead = 1, 0.0
+        if raw_spec is not None:
+            spec = decode(raw_spec if isinstance(raw_spec, bytes) else raw_spec.encode(), SuiteSpec)
+            slots = sum(w.slots for w in registry.alive(self.store, self.settings.worker_stale_s, spec.pool))
+            raw = self.store.hget(keys.history(spec.project), keys.HISTORY_OVERHEAD_FIELD)
+            overhead = float(raw) if raw is not None else 0.0
+        return SuiteEta([(r["id"], float(r.get("expected_s") or 0.0)) for r in first], slots=slots or 1,
+                        started_at=float(started or time.time()), overhead_s=overhead)
+
+    def _observe(self, suite_id: str, eta: SuiteEta, now: float) -> None:
+        current = {keys.text(a): keys.text(v) for a, v in self.store.hgetall(keys.current(suite_id)).items()}
+        new = [a for a in current if not eta.known(a)]
+        if new:  # reruns and crash retries, published after the plan
+            attempts = [keys.attempt_key(a, int(current[a].rstrip("!"))) for a in new]
+            for a, v in zip(new, self.store.hmget(keys.assignments(suite_id), attempts), strict=True):
+                expected = float(msgpack.unpackb(v, raw=False).get("expected_s") or 0.0) if v else 0.0
+                eta.published(a, expected, now)
+        eta.ended([a for a, v in current.items() if v.endswith("!")], now)
 
     def report(self, suite_id: str) -> dict[str, Any]:
         data = self.store.get(keys.report(suite_id))
@@ -137,12 +179,18 @@ class Client:
         report: dict[str, Any] = json.loads(data)
         return report
 
-    def cancel(self, suite_id: str) -> None:
-        if not self.store.exists(keys.suite(suite_id)):
+    def cancel(self, suite_id: str) -> str | None:
+        """Ask the farm to cancel the suite; returns None, or the final status of a suite that had
+        already ended (nothing is then asked)."""
+        status = self.store.hget(keys.suite(suite_id), "status")
+        if status is None:
             raise SuiteNotFound(f"no suite {suite_id!r} in this farm")
+        if keys.text(status) in FINAL:
+            return keys.text(status)
         # The flag is what workers check; the message lets the coordinator close the suite.
         self.store.hsetnx(keys.suite(suite_id), "cancel", time.time())
         self.app.send_task(CANCEL_SUITE, args=[suite_id])
+        return None
 
     def workers(self) -> list[tuple[WorkerInfo, bool]]:
         """Every announced worker, and whether its heartbeat is fresh."""

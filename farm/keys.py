@@ -98,8 +98,22 @@ def suite_keys(suite_id: str) -> tuple[str, ...]:
 
 
 def history(project: str) -> str:
-    """Hash: test id → recorded duration in seconds, for splitting the next run."""
+    """Hash: test id → recorded duration in seconds, for splitting the next run.
+
+    Any other history of a project (runs, flake rates...) goes under `history(project) + ":NAME"`:
+    the embedded farm saves and restores every key matching `history_patterns(project)`."""
     return f"{PREFIX}:history:{project}"
+
+
+#: The field of a project's durations hash holding the median per-assignment overhead (not a node
+#: id: it has a NUL).
+HISTORY_OVERHEAD_FIELD = "\0assignment-overhead"
+
+
+def history_patterns(project: str) -> tuple[str, str]:
+    """SCAN patterns matching every history key of a project: its durations hash and its `:NAME` keys."""
+    base = "".join("\\" + c if c in "*?[]\\" else c for c in history(project))
+    return base, base + ":*"
 
 
 WORKERS = f"{PREFIX}:workers"  # hash: worker name → msgpack WorkerInfo

@@ -78,6 +78,16 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(SESSION_TMP, ignore_errors=True)
 
 
+@pytest.fixture(autouse=True)
+def private_cache_home(monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test's farm commands keep the embedded farm's history in a cache of their own: never the
+    user's, and never one test's durations steering another test's split."""
+    cache = Path(tempfile.mkdtemp(prefix="xdg-cache-", dir=SESSION_TMP))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    monkeypatch.delenv("FARM_HISTORY_DIR", raising=False)
+    return cache
+
+
 @pytest.fixture(scope="session")
 def redis_server_bin() -> str:
     path = shutil.which("redis-server")

@@ -26,20 +26,16 @@ def short_duration(seconds: float) -> str:
     return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
 
 
-def eta_seconds(done: int, total: int, elapsed_s: float) -> float | None:
-    """Estimated time left, `elapsed / done * (total - done)`; None before the first result or after the last."""
-    if done <= 0 or total <= done:
-        return None
-    return elapsed_s / done * (total - done)
+def progress_line(done: int, total: int, failed: int, elapsed_s: float, status: str,
+                  eta_s: float | None = None) -> str:
+    """One plain progress line: `[farm] running: 120/400 tests, 2 failed, 3.1s elapsed, ETA 7.0s`.
 
-
-def progress_line(done: int, total: int, failed: int, elapsed_s: float, status: str) -> str:
-    """One plain progress line: `[farm] running: 120/400 tests, 2 failed, 3.1s elapsed, ETA 7.0s`."""
+    The ETA is the caller's (farm.eta: from recorded durations); without one, none is shown. A
+    count-based guess is not: when a slow assignment runs alone at the end it says 0.0s throughout."""
     tests = f"{done}/{total} tests" if total > 0 else f"{done} tests"
     line = f"[farm] {status}: {tests}, {failed} failed, {short_duration(elapsed_s)} elapsed"
-    eta = eta_seconds(done, total, elapsed_s)
-    if eta is not None:
-        line += f", ETA {short_duration(eta)}"
+    if eta_s is not None:
+        line += f", ETA {short_duration(eta_s)}"
     return line
 
 
@@ -82,16 +78,18 @@ class LiveProgress:
     ) -> None:
         self.close()
 
-    def update(self, done: int, total: int, failed: int, elapsed_s: float, status: str) -> None:
-        """Show the latest counts; ignored once closed. A `total` of 0 means not known yet."""
+    def update(self, done: int, total: int, failed: int, elapsed_s: float, status: str,
+               eta_s: float | None = None) -> None:
+        """Show the latest counts (and the time left, when known); ignored once closed. A `total`
+        of 0 means not known yet."""
         if self._closed:
             return
         if total <= 0 and self._total:
             total = self._total
         if self.interactive:
-            self._update_bar(done, total, failed, elapsed_s, status)
+            self._update_bar(done, total, failed, elapsed_s, status, eta_s)
         else:
-            self._update_plain(done, total, failed, elapsed_s, status)
+            self._update_plain(done, total, failed, elapsed_s, status, eta_s)
 
     def close(self) -> None:
         """Stop the display and give the terminal back (cursor shown); safe to call again."""
@@ -102,17 +100,19 @@ class LiveProgress:
         if progress is not None:
             progress.stop()
 
-    def _update_plain(self, done: int, total: int, failed: int, elapsed_s: float, status: str) -> None:
+    def _update_plain(self, done: int, total: int, failed: int, elapsed_s: float, status: str,
+                      eta_s: float | None) -> None:
         now = self._clock()
         due = self._last_print is None or now - self._last_print >= PLAIN_INTERVAL_S
         if not due and status == self._last_status:
             return
         self._last_status, self._last_print = status, now
-        self._stream.write(progress_line(done, total, failed, elapsed_s, status) + "\n")
+        self._stream.write(progress_line(done, total, failed, elapsed_s, status, eta_s) + "\n")
         self._stream.flush()
 
-    def _update_bar(self, done: int, total: int, failed: int, elapsed_s: float, status: str) -> None:
-        fields = _fields(failed, elapsed_s, status, eta_seconds(done, total, elapsed_s))
+    def _update_bar(self, done: int, total: int, failed: int, elapsed_s: float, status: str,
+                    eta_s: float | None) -> None:
+        fields = _fields(failed, elapsed_s, status, eta_s)
         if self._progress is None or self._task is None:
             # Started on the first update, so that closing an unused display writes nothing.
             self._progress = self._make_progress()

@@ -1,0 +1,79 @@
+"""A project's history keys out of one real Redis and into another, every kind, expiry kept."""
+
+from __future__ import annotations
+
+import time
+
+import redis
+
+from farm import keys
+from farm.history_cache import EmbeddedHistory, HistoryCache, ProjectHistory, SavedKey, export, restore
+
+
+def test_export_takes_every_history_key_of_the_project_and_nothing_else(redis_url: str) -> None:
+    project = "we[ird]*name?"
+    base = keys.history(project)
+    with redis.Redis.from_url(redis_url) as r:
+        r.hset(base, mapping={"tests/t.py::a": "0.5", keys.HISTORY_OVERHEAD_FIELD: "0.3"})
+        r.expire(base, 3600)
+        r.rpush(base + ":runs", b"\x81\xa1a\x01", b"r2")
+        r.zadd(base + ":flaky", {"t1": 1.5})
+        r.sadd(base + ":tags", "x")
+        r.set(base + ":last", b"\xff\x00")
+        r.hset(keys.history("we[ird]*nameX"), "other", "1")  # what the glob would match unescaped
+        r.hset(keys.history("other"), "t", "1")
+        r.set(keys.suite("s-1"), "not history")
+        saved = export(r, project, now=1000.0)
+    by_suffix = {k.suffix: k for k in saved.keys}
+    assert sorted(by_suffix) == ["", ":flaky", ":last", ":runs", ":tags"]
+    assert by_suffix[""].value == {b"tests/t.py::a": b"0.5", keys.HISTORY_OVERHEAD_FIELD.encode(): b"0.3"}
+    expires = by_suffix[""].expires_at
+    assert expires is not None and 1000.0 + 3500 < expires <= 1000.0 + 3600
+    assert by_suffix[":runs"].value == [b"\x81\xa1a\x01", b"r2"] and by_suffix[":runs"].expires_at is None
+    assert by_suffix[":flaky"].value == [(b"t1", 1.5)]
+    assert by_suffix[":last"].value == b"\xff\x00"
+    assert saved.durations() == 1
+
+
+def test_restore_writes_them_back_with_their_expiry_and_skips_what_expired(redis_url: str) -> None:
+    now = time.time()
+    history = ProjectHistory("p", now, (
+        SavedKey("", "hash", {b"t": b"0.25"}, expires_at=now + 600),
+        SavedKey(":runs", "list", [b"1", b"2"]),
+        SavedKey(":gone", "string", b"x", expires_at=now - 1),
+    ))
+    with redis.Redis.from_url(redis_url) as r:
+        restore(r, history, now=now)
+        assert r.hgetall(keys.history("p")) == {b"t": b"0.25"}
+        assert 590 < r.ttl(keys.history("p")) <= 600
+        assert r.lrange(keys.history("p") + ":runs", 0, -1) == [b"1", b"2"]
+        assert not r.exists(keys.history("p") + ":gone")
+        again = export(r, "p", now=now)
+    assert {k.suffix for k in again.keys} == {"", ":runs"}
+
+
+def test_the_embedded_hook_saves_what_the_run_added(redis_url: str, tmp_path) -> None:
+    warnings: list[str] = []
+    cache = HistoryCache(tmp_path, warn=warnings.append)
+    cache.save(ProjectHistory("p", 1.0, (SavedKey("", "hash", {b"old": b"1.0"}),)))
+    hook = EmbeddedHistory.restore(redis_url, "p", cache)
+    with redis.Redis.from_url(redis_url) as r:
+        assert r.hgetall(keys.history("p")) == {b"old": b"1.0"}
+        r.hset(keys.history("p"), "new", "2.0")  # what the coordinator records at the suite's end
+    hook.save()
+    loaded = cache.load("p")
+    assert loaded is not None and loaded.keys[0].value == {b"old": b"1.0", b"new": b"2.0"}
+    assert warnings == []
+
+
+def test_the_embedded_hook_warns_instead_of_failing_when_redis_is_gone(tmp_path) -> None:
+    from farm.cluster import free_port
+
+    warnings: list[str] = []
+    cache = HistoryCache(tmp_path, warn=warnings.append)
+    cache.save(ProjectHistory("p", 1.0, (SavedKey("", "hash", {b"old": b"1.0"}),)))
+    hook = EmbeddedHistory.restore(f"redis://127.0.0.1:{free_port()}/0", "p", cache)
+    hook.save()
+    assert len(warnings) == 2 and all("embedded farm" in w for w in warnings)
+    assert cache.load("p") is not None  # the saved history is left as it was
+
