@@ -77,7 +77,8 @@ def test_every_command_has_a_section() -> None:
         _section_of(command)
 
 
-@pytest.mark.parametrize("command", ["submit-suite", "status", "results", "cancel", "up", "worker", "coordinator"])
+@pytest.mark.parametrize("command", ["submit-suite", "status", "results", "cancel", "history", "up", "worker",
+                                     "coordinator"])
 def test_the_options_table_matches_help(command: str) -> None:
     listed = _help_options(_help(command))
     rows = _table_rows(_section_of(command))
