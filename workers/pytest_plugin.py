@@ -267,7 +267,7 @@ class _RunRecorder:
             path = path if relative.startswith("..") else relative
         except ValueError:
             pass
-        return f"{path}:{crash.lineno}: {crash.message}"
+        return f"{path}:{crash.lineno}: {str(crash.message).split(chr(10), 1)[0]}"  # its first line, as pytest
 
     def pytest_runtest_logfinish(self, nodeid: str, location: Any) -> None:
         if self.stack_file is not None and self.timeout > 0:
