@@ -134,6 +134,8 @@ def _wait_and_report(client: Client, suite_id: str, junit_xml: Path | None, json
     def show(p: Progress, live: LiveProgress) -> None:
         if cluster is not None:
             cluster.check_alive()
+        if p.status not in ("submitted", "collecting"):  # the header, then -v lines as tests finish
+            live.echo(session.lines(p.total), sys.stdout)
         since.setdefault(p.status, time.monotonic())
         stuck = time.monotonic() - since[p.status]
         if p.status in ("submitted", "collecting") and stuck > 20 and p.status not in warned:
@@ -141,8 +143,6 @@ def _wait_and_report(client: Client, suite_id: str, junit_xml: Path | None, json
             who = "no coordinator has taken the suite" if p.status == "submitted" else \
                 "no worker of the pool has collected the suite"
             click.echo(f"farm: still waiting after {stuck:.0f}s: {who} yet (is it running?)", err=True)
-        if p.status not in ("submitted", "collecting"):
-            live.echo(session.lines(p.total), sys.stdout)
         live.update(p.done, p.total, p.failed, p.elapsed_s, p.status)
 
     interrupted = False

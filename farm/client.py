@@ -139,6 +139,26 @@ class Client:
                 return p
             time.sleep(interval_s)
 
+    def report(self, suite_id: str) -> dict[str, Any]:
+        data = self.store.get(keys.report(suite_id))
+        if data is None:
+            if self.store.exists(keys.suite(suite_id)):
+                raise UsageError(f"suite {suite_id} has not finished yet")
+            raise SuiteNotFound(f"no suite {suite_id!r} in this farm")
+        report: dict[str, Any] = json.loads(data)
+        return report
+
+    def cancel(self, suite_id: str) -> None:
+        if not self.store.exists(keys.suite(suite_id)):
+            raise SuiteNotFound(f"no suite {suite_id!r} in this farm")
+        # The flag is what workers check; the message lets the coordinator close the suite.
+        self.store.hsetnx(keys.suite(suite_id), "cancel", time.time())
+        self.app.send_task(CANCEL_SUITE, args=[suite_id])
+
+    def workers(self) -> list[tuple[WorkerInfo, bool]]:
+        """Every announced worker, and whether its heartbeat is fresh."""
+        return [(w, registry.is_alive(w, self.settings.worker_stale_s)) for w in registry.all_workers(self.store)]
+
     def spec(self, suite_id: str) -> SuiteSpec:
         data: Any = self.store.hget(keys.suite(suite_id), "spec")
         if data is None:
@@ -166,26 +186,6 @@ class Client:
             except (ValueError, TypeError, msgpack.UnpackException):
                 continue  # not ours: skipped, as the report has every test anyway
         return after, tests
-
-    def report(self, suite_id: str) -> dict[str, Any]:
-        data = self.store.get(keys.report(suite_id))
-        if data is None:
-            if self.store.exists(keys.suite(suite_id)):
-                raise UsageError(f"suite {suite_id} has not finished yet")
-            raise SuiteNotFound(f"no suite {suite_id!r} in this farm")
-        report: dict[str, Any] = json.loads(data)
-        return report
-
-    def cancel(self, suite_id: str) -> None:
-        if not self.store.exists(keys.suite(suite_id)):
-            raise SuiteNotFound(f"no suite {suite_id!r} in this farm")
-        # The flag is what workers check; the message lets the coordinator close the suite.
-        self.store.hsetnx(keys.suite(suite_id), "cancel", time.time())
-        self.app.send_task(CANCEL_SUITE, args=[suite_id])
-
-    def workers(self) -> list[tuple[WorkerInfo, bool]]:
-        """Every announced worker, and whether its heartbeat is fresh."""
-        return [(w, registry.is_alive(w, self.settings.worker_stale_s)) for w in registry.all_workers(self.store)]
 
     def close(self) -> None:
         if self._app is not None:

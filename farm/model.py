@@ -64,6 +64,7 @@ class SessionInfo:
     python: str = ""  # platform.python_version()
     pytest: str = ""  # pytest.__version__
     pluggy: str = ""
+    plugins: str = ""  # pytest's header line: "xdist-3.8.0, timeout-2.3.1"
 
 
 @dataclass(frozen=True)

@@ -144,6 +144,7 @@ def _session_line(config: Any, maxfail: int, deselected: int) -> dict[str, Any]:
     except (ImportError, AttributeError):
         pluggy_version = ""
     return {
+        "plugins": _plugins(config),
         "k": "session", "id": "", "maxfail": maxfail, "verbose": int(getattr(option, "verbose", 0) or 0),
         "reportchars": str(getattr(option, "reportchars", "fE") or ""),
         "tbstyle": str(getattr(option, "tbstyle", "auto") or "auto"),
@@ -152,6 +153,20 @@ def _session_line(config: Any, maxfail: int, deselected: int) -> dict[str, Any]:
         "deselected": deselected, "configfile": configfile, "platform": sys.platform,
         "python": platform.python_version(), "pytest": str(pytest.__version__), "pluggy": pluggy_version,
     }
+
+
+def _plugins(config: Any) -> str:
+    """The installed plugins as pytest's header names them (`xdist-3.8.0`)."""
+    names: list[str] = []
+    try:
+        for _plugin, dist in config.pluginmanager.list_plugin_distinfo():
+            project = getattr(dist, "project_name", None) or dist.metadata["name"]
+            name = f"{project}-{dist.version}".removeprefix("pytest-")
+            if name not in names:
+                names.append(name)
+    except Exception:  # an odd distribution must not cost the collection
+        return ""
+    return ", ".join(names)
 
 
 class _CollectRecorder:

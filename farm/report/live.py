@@ -34,24 +34,6 @@ def eta_seconds(done: int, total: int, elapsed_s: float) -> float | None:
     return elapsed_s / done * (total - done)
 
 
-#: The word `-v` prints for an outcome (pytest's, and farm's own for its outcomes).
-VERBOSE_WORD = {
-    "passed": "PASSED", "failed": "FAILED", "error": "ERROR", "skipped": "SKIPPED", "xfailed": "XFAIL",
-    "xpassed": "XPASS", "timeout": "TIMEOUT", "crashed": "CRASHED", "flaky": "FLAKY", "not_run": "NOT RUN",
-}
-
-
-def verbose_line(worker: str, done: int, total: int, test_id: str, outcome: str, message: str = "") -> str:
-    """A test's `-v` line, as pytest-xdist prints one: `[worker] [ 40%] PASSED tests/t.py::test_a`,
-    with pytest's `(reason)` after a skip or an xfail."""
-    percent = min(100, done * 100 // total) if total > 0 else 100
-    line = f"[{worker or 'farm'}] [{percent:3d}%] {VERBOSE_WORD.get(outcome, outcome.upper())} {test_id}"
-    reason = message.strip().splitlines()[0] if message.strip() else ""
-    if reason and outcome in ("skipped", "xfailed", "xpassed"):
-        line += f" ({reason})"
-    return line
-
-
 def progress_line(done: int, total: int, failed: int, elapsed_s: float, status: str) -> str:
     """One plain progress line: `[farm] running: 120/400 tests, 2 failed, 3.1s elapsed, ETA 7.0s`."""
     tests = f"{done}/{total} tests" if total > 0 else f"{done} tests"
@@ -189,3 +171,21 @@ def _is_tty(stream: TextIO) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError, OSError):
         return False
+
+
+#: The word `-v` prints for an outcome (pytest's, and farm's own for its outcomes).
+VERBOSE_WORD = {
+    "passed": "PASSED", "failed": "FAILED", "error": "ERROR", "skipped": "SKIPPED", "xfailed": "XFAIL",
+    "xpassed": "XPASS", "timeout": "TIMEOUT", "crashed": "CRASHED", "flaky": "FLAKY", "not_run": "NOT RUN",
+}
+
+
+def verbose_line(worker: str, done: int, total: int, test_id: str, outcome: str, message: str = "") -> str:
+    """A test's `-v` line, as pytest-xdist prints one: `[worker] [ 40%] PASSED tests/t.py::test_a`,
+    with pytest's `(reason)` after a skip or an xfail."""
+    percent = min(100, done * 100 // total) if total > 0 else 100
+    line = f"[{worker or 'farm'}] [{percent:3d}%] {VERBOSE_WORD.get(outcome, outcome.upper())} {test_id}"
+    reason = message.strip().splitlines()[0] if message.strip() else ""
+    if reason and outcome in ("skipped", "xfailed", "xpassed"):
+        line += f" ({reason})"
+    return line

@@ -117,10 +117,17 @@ def render_header(session: SessionInfo, *, collected: int, errors: int = 0, skip
         where = f" (on {collector})" if collector else ""
         lines.append(f"platform {session.platform} -- Python {session.python}, pytest-{session.pytest}"
                      f"{', pluggy-' + session.pluggy if session.pluggy else ''}{where}")
-    if rootdir:
-        lines.append(f"rootdir: {rootdir}")
-    if session.configfile:
-        lines.append(f"configfile: {session.configfile}")
+    if _major(session.pytest) < 8:  # pytest 7 puts them on one line
+        lines.append(", ".join(x for x in (f"rootdir: {rootdir}" if rootdir else "",
+                                          f"configfile: {session.configfile}" if session.configfile else "") if x))
+        lines = [line for line in lines if line]
+    else:
+        if rootdir:
+            lines.append(f"rootdir: {rootdir}")
+        if session.configfile:
+            lines.append(f"configfile: {session.configfile}")
+    if session.plugins:
+        lines.append(f"plugins: {session.plugins}")
     if workers:
         slots = {n for _, n in workers}
         size = f"{len(workers)} worker{'s' if len(workers) != 1 else ''}"
@@ -155,10 +162,11 @@ def render_summary(report: Mapping[str, Any], *, verbose: bool = False, session:
     lines: list[str] = []
     chars = report_chars(options.reportchars) + ("sxX" if verbose else "")
     if options.tbstyle != "no":
-        lines.extend(_failure_sections(tests, options.tbstyle))
+        lines.extend(_failure_sections(tests, options.tbstyle, options.pytest))
         lines.extend(_passes(tests, report_chars(options.reportchars), options.pytest))
     lines.extend(_durations(report, options))
-    short = _short_summary(tests, chars, not_run=verbose or "a" in options.reportchars or "A" in options.reportchars)
+    short = _short_summary(tests, chars, not_run=verbose or "a" in options.reportchars or "A" in options.reportchars,
+                           xpass_dash=_major(options.pytest) >= 8)
     for suspect in report.get("suspect_workers") or ():
         names = list(suspect.get("tests") or ())
         short.append(f"SUSPECT WORKER {suspect.get('worker')} - {len(names)} test{'s' if len(names) != 1 else ''} "
@@ -185,7 +193,13 @@ def render_summary(report: Mapping[str, Any], *, verbose: bool = False, session:
     return "\n".join(lines) + "\n" if lines else ""
 
 
-def _failure_sections(tests: Sequence[Mapping[str, Any]], tbstyle: str) -> list[str]:
+def _major(version: str) -> int:
+    """The major version of the pytest that ran the suite (the newest rendering when unknown)."""
+    head = version.split(".", 1)[0]
+    return int(head) if head.isdigit() else 1_000
+
+
+def _failure_sections(tests: Sequence[Mapping[str, Any]], tbstyle: str, pytest_version: str = "") -> list[str]:
     """ERRORS, FAILURES and farm's TIMEOUTS AND CRASHES; under --tb=line a failure is its lines, no banner."""
     lines: list[str] = []
     errors = [t for t in tests if t.get("outcome") == Outcome.ERROR.value]
@@ -198,7 +212,9 @@ def _failure_sections(tests: Sequence[Mapping[str, Any]], tbstyle: str) -> list[
         lines.append(separator("=", "FAILURES"))
         for test in failures:
             if tbstyle == "line":
-                lines.extend(_line_block(test))
+                block = _line_block(test)
+                # Before pytest 9, --tb=line printed the crash line alone.
+                lines.extend(block if _major(pytest_version) >= 9 else block[_crash_at(block):])
             else:
                 lines.extend(_test_block(head_line(str(test.get("id", ""))), test))
     stopped = [t for t in tests if t.get("outcome") in (Outcome.TIMEOUT.value, Outcome.CRASHED.value)]
@@ -239,10 +255,11 @@ def _durations(report: Mapping[str, Any], options: SessionInfo) -> list[str]:
     lines = [separator("=", title)]
     given = options.durations_min >= 0
     least = options.durations_min if given else 0.005 if options.verbose < 2 else 0.0
+    old = _major(options.pytest) < 9  # before pytest 9: a default of 0.005s that -vv lifts, and always the hint
     for i, (seconds, when, nodeid) in enumerate(entries):
-        if float(seconds) < least:
+        if float(seconds) < least and not (old and options.verbose >= 2):
             lines.append("")
-            hint = "" if given else "  Use -vv to show these durations."
+            hint = "" if given and not old else "  Use -vv to show these durations."
             lines.append(f"({len(entries) - i} durations < {least:g}s hidden.{hint})")
             break
         lines.append(f"{float(seconds):02.2f}s {when:<8} {nodeid}")
@@ -271,8 +288,12 @@ def _line_block(test: Mapping[str, Any]) -> list[str]:
     """A failure under --tb=line: the short report, its captured output, then `path:line: message`
     (the runner appended that line to the report)."""
     lines = (str(test.get("longrepr") or "") or str(test.get("message") or "")).rstrip("\n").splitlines()
-    at = next((i for i in range(len(lines) - 1, -1, -1) if _CRASH_LINE.match(lines[i])), len(lines) - 1)
+    at = _crash_at(lines)
     return [*lines[:at], *_captured(test), *lines[at:]]
+
+
+def _crash_at(lines: Sequence[str]) -> int:
+    return next((i for i in range(len(lines) - 1, -1, -1) if _CRASH_LINE.match(lines[i])), max(len(lines) - 1, 0))
 
 
 #: The start of `--tb=line`'s crash line: `path:lineno: ` (its message may span more lines).
@@ -296,7 +317,8 @@ _CHAR_OUTCOMES = {
 _FARM_FAILURES = (Outcome.TIMEOUT, Outcome.CRASHED, Outcome.FLAKY)
 
 
-def _short_summary(tests: Sequence[Mapping[str, Any]], chars: str, *, not_run: bool = False) -> list[str]:
+def _short_summary(tests: Sequence[Mapping[str, Any]], chars: str, *, not_run: bool = False,
+                   xpass_dash: bool = True) -> list[str]:
     """The short test summary in -r order: `WORD id - message` lines, skips (and not-run tests)
     folded by reason as pytest folds skips; farm's timeouts, crashes and flaky tests after them
     when f or E is asked for."""
@@ -319,7 +341,8 @@ def _short_summary(tests: Sequence[Mapping[str, Any]], chars: str, *, not_run: b
             line = f"{_SHORT_WORD[outcome]} {test.get('id', '')}"
             message = str(test.get("message") or "").strip()
             if message and outcome is not Outcome.PASSED:
-                line += " - " + message.splitlines()[0]
+                dash = " - " if xpass_dash or outcome is not Outcome.XPASSED else " "  # pytest 7: `XPASS id reason`
+                line += dash + message.splitlines()[0]
             lines.append(line)
     return lines
 

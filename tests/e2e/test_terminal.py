@@ -138,9 +138,13 @@ def test_durations_list_the_slowest_phases_as_pytest(verbose_run) -> None:
 
 def test_header_names_rootdir_versions_farm_size_and_the_deselected(verbose_run) -> None:
     farm_out, pytest_out, _, project = verbose_run
-    header = farm_out.splitlines()[:6]
-    assert header[0] == pytest_out.splitlines()[0]  # ===== test session starts =====
-    platform = next(line for line in pytest_out.splitlines() if line.startswith("platform "))
+    reference = pytest_out.splitlines()
+    plugins = [line for line in reference if line.startswith("plugins: ")]  # pytest-xdist, in our venv
+    header = farm_out.splitlines()[:6 + len(plugins)]
+    assert [line for line in header if line.startswith("plugins: ")] == plugins
+    header = [line for line in header if not line.startswith("plugins: ")]
+    assert header[0] == reference[0]  # ===== test session starts =====
+    platform = next(line for line in reference if line.startswith("platform "))
     assert header[1].startswith(platform.split(" -- /")[0])
     assert header[1].startswith(f"platform {sys.platform} -- Python {sys.version.split()[0]}, pytest-")
     assert header[2] == f"rootdir: {project.resolve()}"

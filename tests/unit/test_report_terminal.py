@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -304,13 +305,13 @@ def test_a_suite_stopped_at_maxfail_says_so_as_pytest_before_the_final_line() ->
 
 
 def test_the_header_names_versions_rootdir_farm_size_and_what_was_collected() -> None:
-    session = SessionInfo(platform="linux", python="3.11.2", pytest="7.2.1", pluggy="1.0.0",
+    session = SessionInfo(platform="linux", python="3.11.7", pytest="9.2.0", pluggy="1.7.0",
                           configfile="pytest.ini", deselected=2)
     header = render_header(session, collected=5, errors=1, rootdir="/home/u/proj",
                            workers=[("w1@a", 4), ("w2@b", 4)], collector="w1@a")
     assert header.splitlines() == [
         "============================= test session starts ==============================",
-        "platform linux -- Python 3.11.2, pytest-7.2.1, pluggy-1.0.0 (on w1@a)",
+        "platform linux -- Python 3.11.7, pytest-9.2.0, pluggy-1.7.0 (on w1@a)",
         "rootdir: /home/u/proj",
         "configfile: pytest.ini",
         "farm: 2 workers x 4 slots",
@@ -318,3 +319,19 @@ def test_the_header_names_versions_rootdir_farm_size_and_what_was_collected() ->
     ]
     assert "farm: 2 workers, 6 slots" in render_header(session, collected=1, workers=[("a", 4), ("b", 2)])
     assert render_header(SessionInfo(verbose=-1), collected=1) == ""
+    old = replace(session, python="3.11.2", pytest="7.2.1")  # Debian 12's: one line, as pytest 7 prints it
+    assert "rootdir: /home/u/proj, configfile: pytest.ini" in render_header(old, collected=5, rootdir="/home/u/proj")
+
+
+def test_what_pytest_7_and_8_render_differently_follows_the_workers_pytest() -> None:
+    failure = make_test("t.py::test_a", "failed", message="assert 0",
+                        longrepr="E   assert 0\nt.py:3: assert 0", sections=[["Captured stdout call", "hi\n"]])
+    xpass = make_test("t.py::test_x", "xpassed", message="lucky")
+    report = make_report([failure, xpass])
+    report["durations"] = [[0.001, "call", "t.py::test_a"]]
+    seven = SessionInfo(pytest="7.2.1", tbstyle="line", reportchars="fX", durations=1, durations_min=0.005)
+    text = render_summary(report, session=seven)
+    assert section(text, "FAILURES") == ["t.py:3: assert 0"]  # the crash line alone before pytest 9
+    assert "XPASS t.py::test_x lucky" in text and "XPASSES" not in text
+    assert "(1 durations < 0.005s hidden.  Use -vv to show these durations.)" in text
+    assert "hidden" not in render_summary(report, session=replace(seven, verbose=2))
