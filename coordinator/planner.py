@@ -16,8 +16,9 @@ from farm import keys
 from farm.config import Settings
 from farm.errors import SuiteNotFound
 from farm.model import Assignment, Collection, Completion, RecordBatch, SuiteSpec, TestRecord
-from farm.outcomes import Outcome, exit_code_for
+from farm.outcomes import FAILURES, Outcome, exit_code_for, maxfail_reached
 from farm.protocol import decode, encode
+from farm.pytest_options import effective
 
 log = logging.getLogger("farm.coordinator")
 
@@ -28,7 +29,7 @@ CANCEL_GRACE_S = 15.0
 #: How long a suite whose every test has an outcome waits for assignments' completions (they
 #: follow the last record by milliseconds) before it is reported without them.
 COMPLETION_GRACE_S = 5.0
-TERMINAL = ("done", "failed", "canceled", "deadline", "lost", "handback")
+TERMINAL = ("done", "failed", "canceled", "deadline", "lost", "handback", "stopped")
 #: The most attempts an assignment gets, however they ended (hand-backs included).
 ATTEMPT_CAP = 10
 #: A published attempt (or collection) that no worker took for this many lease periods, while
@@ -133,11 +134,14 @@ class Planner:
                  "expected_s": p.expected_s, "worker": "", "node": "", "started_at": 0.0, "finished_at": 0.0,
                  "priority": i, "avoid": [], "published_at": 0.0, "planned_at": time.time()}
                 for i, p in enumerate(planned)]
-        if not self.state.plan(collection, test_ids, rows):
+        # -x/--maxfail as the collecting session took them (the ini's addopts included): suite-wide.
+        maxfail = effective(collection.session, spec.pytest_args).maxfail
+        if not self.state.plan(collection, test_ids, rows, maxfail=maxfail):
             return  # a duplicate delivery of the collection: planned already
         if collection.decided:
             self.state.merge(sid, list(collection.decided), assignment="collection", attempt=1,
                              worker=collection.worker, node="collect")
+            self._check_maxfail(sid)
         log.info("suite %s: %d tests in %d assignments over %d slots", sid, len(test_ids), len(planned), slots)
         for row in rows:
             self._publish(spec, row)
@@ -168,12 +172,23 @@ class Planner:
             if result.fenced:
                 log.warning("attempt %s#%d: %d late records fenced (their tests run again elsewhere)",
                             batch.assignment_id, batch.attempt, result.fenced)
+            if any(result.deltas.get(o.value, 0) > 0 for o in FAILURES):
+                self._check_maxfail(batch.suite_id)
             row = self.state.add_received(batch.suite_id, batch.assignment_id, batch.attempt, len(records)) or row
             held = row.get("held_completion")
             if held is not None and row.get("received", 0) >= decode(held, Completion).reported:
                 self._settle(decode(held, Completion))  # the records it was waiting for are in
             elif result.newly_final:
                 self._maybe_finish(batch.suite_id)
+
+    def _check_maxfail(self, sid: str) -> None:
+        """At the suite's N-th failure (-x/--maxfail=N; errors, timeouts and crashes count), flag it
+        stopped: workers stop after their current test, and nothing more runs."""
+        maxfail = self.state.maxfail(sid)
+        if maxfail and maxfail_reached(self.state.counts(sid), maxfail):
+            reason = f"stopped after {maxfail} failures"  # pytest's words, whatever the number
+            if self.state.request_stop(sid, reason):
+                log.info("suite %s: %s (-x/--maxfail): stopping its assignments", sid, reason)
 
     def completed(self, c: Completion) -> None:
         """An attempt ended. Held until the records it says it sent have arrived (threads reorder)."""
@@ -207,7 +222,7 @@ class Planner:
         if pending:
             why = c.message.splitlines()[0] if c.message else "the runner ended before running this test"
             if c.state == "done":
-                why = "the runner ended before running this test (pytest -x or --maxfail?)"
+                why = "the runner ended before running this test"
             if c.state == "deadline":
                 why = "not run: the suite deadline came first"
             self._not_run(c.suite_id, pending, c.assignment_id, c.attempt, c.worker, c.node, why)
@@ -237,10 +252,11 @@ class Planner:
         too_late = bool(deadline) and time.time() + expected >= deadline
         rows = [r for r in self.state.assignments(suite_id) if r["id"] == row["id"]]
         losses = sum(1 for r in rows if r["state"] == "lost")
+        stopped = self.state.stop_reason(suite_id)
         if losses >= self.settings.max_attempts or attempt > ATTEMPT_CAP or self.state.canceled(suite_id) \
-                or too_late:
+                or too_late or stopped:
             # Retries never start work that cannot finish before the suite deadline.
-            reason = "suite canceled" if self.state.canceled(suite_id) else \
+            reason = "suite canceled" if self.state.canceled(suite_id) else stopped if stopped else \
                 "not run: no time left before the suite deadline to run it again" if too_late else \
                 f"not run: its assignment was lost {losses} times (workers died)" \
                 if losses >= self.settings.max_attempts else \
@@ -473,7 +489,9 @@ class Planner:
         if not self.state.claim_finalize(sid):
             return
         spec = self.state.spec(sid)
-        if not self._complete(sid, force=force) or (not self.state.canceled(sid) and (
+        # A suite stopped at its -x/--maxfail runs nothing again (neither crash retries nor reruns).
+        halted = self.state.canceled(sid) or bool(self.state.stop_reason(sid))
+        if not self._complete(sid, force=force) or (not halted and (
                 self._retry_crashes(spec) or (spec.rerun_failures and self._rerun_failures(spec)))):
             self.state.release_finalize(sid)  # moved on meanwhile, or tests run again: not yet
             return
@@ -526,7 +544,7 @@ class Planner:
             spec=spec, status=status, exit_code=code, message=message, started_at=started, finished_at=now,
             collection=collection or self.state.collection(sid), order=order, counted=counted,
             attempts=self.state.attempts(sid), assignments=self.state.assignments(sid),
-            workers=self.state.workers(),
+            workers=self.state.workers(), stopped=self.state.stop_reason(sid),
         )
         # History first: whoever sees the report (the embedded farm saving its history, the next
         # submission) sees this suite's durations too.

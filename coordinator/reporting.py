@@ -9,6 +9,7 @@ from typing import Any
 from coordinator.aggregate import AttemptRow
 from farm.model import Collection, SuiteSpec, TestRecord, WorkerInfo
 from farm.outcomes import Outcome
+from farm.pytest_options import effective
 
 SCHEMA = 1
 
@@ -34,6 +35,7 @@ def build_report(
     attempts: Iterable[AttemptRow],
     assignments: Sequence[Mapping[str, Any]],
     workers: Sequence[WorkerInfo],
+    stopped: str = "",
 ) -> dict[str, Any]:
     """The report document described in docs/report-schema.md."""
     by_test: dict[str, list[AttemptRow]] = {}
@@ -102,7 +104,21 @@ def build_report(
         ],
         "workers": [{"name": w.name, "host": w.host, "slots": w.slots} for w in workers if w.name in used],
         "suspect_workers": [{"worker": w, "tests": ids} for w, ids in sorted(suspects.items())],
+        "stopped": stopped,
+        "durations": slowest_phases(counted, effective(collection.session, spec.pytest_args).durations)
+        if collection else None,
     }
+
+
+def slowest_phases(counted: Mapping[str, TestRecord], limit: int) -> list[list[Any]] | None:
+    """`--durations=N`: the slowest N phases as [seconds, phase, test id], slowest first (all for 0;
+    None when not asked for, limit < 0)."""
+    if limit < 0:
+        return None
+    phases = sorted(((seconds, when, test_id) for test_id, r in counted.items()
+                     for when, seconds in (("setup", r.setup_s), ("call", r.call_s), ("teardown", r.teardown_s))
+                     if seconds > 0), key=lambda p: -p[0])
+    return [[round(seconds, 6), when, test_id] for seconds, when, test_id in (phases[:limit] if limit else phases)]
 
 
 def crash_blame(outcome: Outcome, rows: Sequence[AttemptRow]) -> tuple[list[str], str | None]:

@@ -24,6 +24,11 @@ from farm.protocol import decode, encode
 
 #: The owner of outcomes decided at collection (module-level skips, collection errors).
 COLLECTION_OWNER = "collection#1"
+#: Entries (one per merged batch) the finished-tests stream keeps; a client reading it with -v
+#: that falls further behind misses the oldest lines, never the report.
+FINISHED_STREAM_LEN = 10_000
+#: Outcomes whose one-line message the finished-tests stream carries (pytest -v shows the reason).
+_WITH_REASON = {Outcome.SKIPPED, Outcome.XFAILED, Outcome.XPASSED, Outcome.NOT_RUN}
 
 
 def _pack(obj: Any) -> bytes:
@@ -38,12 +43,13 @@ def _unpack(data: bytes) -> Any:
 def _record_to_plain(r: TestRecord) -> dict[str, Any]:
     return {"test_id": r.test_id, "outcome": r.outcome.value, "duration_s": r.duration_s, "phase": r.phase,
             "message": r.message, "longrepr": r.longrepr, "sections": [list(s) for s in r.sections],
-            "started_at": r.started_at}
+            "started_at": r.started_at, "setup_s": r.setup_s, "call_s": r.call_s, "teardown_s": r.teardown_s}
 
 
 def _record_from_plain(d: dict[str, Any]) -> TestRecord:
     return TestRecord(d["test_id"], Outcome(d["outcome"]), d["duration_s"], d["phase"], d["message"],
-                      d["longrepr"], tuple((n, t) for n, t in d["sections"]), d["started_at"])
+                      d["longrepr"], tuple((n, t) for n, t in d["sections"]), d["started_at"],
+                      d.get("setup_s", 0.0), d.get("call_s", 0.0), d.get("teardown_s", 0.0))
 
 
 class SuiteState:
@@ -118,13 +124,27 @@ class SuiteState:
     def canceled(self, suite_id: str) -> bool:
         return self.r.hget(keys.suite(suite_id), "cancel") is not None
 
+    def request_stop(self, suite_id: str, reason: str) -> bool:
+        """Flag the suite stopped (-x/--maxfail reached; workers check the flag); True the first time."""
+        return bool(self.r.hsetnx(keys.suite(suite_id), "stop", reason))
+
+    def stop_reason(self, suite_id: str) -> str:
+        """Why the suite stopped running tests, or "" while it runs on."""
+        return self.field(suite_id, "stop") or ""
+
+    def maxfail(self, suite_id: str) -> int:
+        """The suite's effective -x/--maxfail, as planned (0: no limit)."""
+        return int(self.field(suite_id, "maxfail") or 0)
+
     def active_suites(self) -> list[str]:
         return [s.decode() for s in self.r.smembers(keys.ACTIVE)]
 
     # --- planning ------------------------------------------------------------------------
 
-    def plan(self, collection: Collection, test_ids: list[str], assignments: list[dict[str, Any]]) -> bool:
-        """Record the collection and the planned assignments; False if the suite moved on already."""
+    def plan(self, collection: Collection, test_ids: list[str], assignments: list[dict[str, Any]], *,
+             maxfail: int = 0) -> bool:
+        """Record the collection, the planned assignments and the suite's effective --maxfail (0:
+        none); False if the suite moved on already."""
         sid = collection.suite_id
         runnable = set(test_ids)
         decided_ids = [d.test_id for d in collection.decided if d.test_id not in runnable]
@@ -144,7 +164,8 @@ class SuiteState:
                 pipe.expire(key, self.settings.suite_ttl_s)
 
         return self.transition(sid, ["collecting"], "running", also=also, collection=encode(collection),
-                               order=_pack(all_ids), total=len(all_ids), done=0, started_at=time.time())
+                               order=_pack(all_ids), total=len(all_ids), done=0, started_at=time.time(),
+                               maxfail=maxfail)
 
     def total_and_done(self, suite_id: str) -> tuple[int, int]:
         total, done = self.r.hmget(keys.suite(suite_id), ["total", "done"])
@@ -184,7 +205,13 @@ class SuiteState:
                             pipe.hincrby(keys.counts(suite_id), outcome, delta)
                     if result.newly_final:
                         pipe.hincrby(keys.suite(suite_id), "done", result.newly_final)
-                    for key in (keys.records(suite_id), keys.attempts(suite_id), keys.counts(suite_id)):
+                    if result.counted:
+                        finished = [[t, r.outcome.value, r.message if r.outcome in _WITH_REASON else ""]
+                                    for t, r in result.counted.items()]
+                        pipe.xadd(keys.finished(suite_id), {"w": worker, "r": _pack(finished)},
+                                  maxlen=FINISHED_STREAM_LEN, approximate=True)
+                    for key in (keys.records(suite_id), keys.attempts(suite_id), keys.counts(suite_id),
+                                keys.finished(suite_id)):
                         pipe.expire(key, self.settings.suite_ttl_s)
                     pipe.execute()
                     return result

@@ -20,6 +20,7 @@ from farm.cluster import ClusterSpec, LocalCluster
 from farm.config import Settings, parse_duration
 from farm.errors import FarmError, Interrupted, UsageError
 from farm.history_cache import EmbeddedHistory
+from farm.model import SessionInfo
 
 #: Exit codes, as pytest's.
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INTERNAL, EXIT_USAGE, EXIT_NO_TESTS = 0, 1, 2, 3, 4, 5
@@ -63,7 +64,9 @@ def main() -> None:
 @click.option("--deadline", "deadline", metavar="DURATION", default=None,
               help="End the whole suite this long after submission: what runs then is stopped (timeout), "
                    "what has not started is not_run; exit code 2.")
-@click.option("-v", "--verbose", is_flag=True, help="List skipped and xfailed tests in the summary.")
+@click.option("-v", "--verbose", is_flag=True,
+              help="As pytest's -v (which works after `--` too): a line per test as it finishes, with its "
+                   "worker; the summary also lists skipped, xfailed and not-run tests.")
 def submit_suite(path: Path, pytest_args: tuple[str, ...], broker: str | None, pool: str, dist: str,
                  junit_xml: Path | None, json_path: Path | None, no_wait: bool, local_workers: int | None,
                  python: str | None, project: str | None, test_timeout: str | None, rerun_failures: int,
@@ -87,7 +90,7 @@ def submit_suite(path: Path, pytest_args: tuple[str, ...], broker: str | None, p
     name = project or path.resolve().name
     if settings.broker_url:
         _exit(_submit_and_wait(settings, bundle, name, pool, dist, pytest_args, junit_xml, json_path, no_wait,
-                               verbose, options))
+                               verbose, options, rootdir=str(path.resolve())))
     # Absolute, but not resolved: a venv's python is a symlink that must stay inside its venv.
     spec = ClusterSpec(slots=local_workers or os.cpu_count() or 1, pool=pool,
                        python=os.path.abspath(python) if python else None)
@@ -97,7 +100,7 @@ def submit_suite(path: Path, pytest_args: tuple[str, ...], broker: str | None, p
         history = EmbeddedHistory.restore(cluster.broker_url, name)  # what earlier embedded runs measured
         settings = replace(settings, broker_url=cluster.broker_url)
         code = _submit_and_wait(settings, bundle, name, pool, dist, pytest_args, junit_xml, json_path, False,
-                                verbose, options, cluster=cluster)
+                                verbose, options, cluster=cluster, rootdir=str(path.resolve()))
         history.save()
     except BaseException:
         cluster.stop()  # warm: workers stop their runners
@@ -108,7 +111,8 @@ def submit_suite(path: Path, pytest_args: tuple[str, ...], broker: str | None, p
 
 def _submit_and_wait(settings: Settings, bundle: Any, project: str, pool: str, dist: str,
                      pytest_args: tuple[str, ...], junit_xml: Path | None, json_path: Path | None, no_wait: bool,
-                     verbose: bool, options: SuiteOptions, cluster: LocalCluster | None = None) -> int:
+                     verbose: bool, options: SuiteOptions, cluster: LocalCluster | None = None,
+                     rootdir: str = "") -> int:
     client = Client(settings)
     try:
         suite_id = client.submit(bundle, project=project, pool=pool, dist=dist, pytest_args=pytest_args,
@@ -117,21 +121,24 @@ def _submit_and_wait(settings: Settings, bundle: Any, project: str, pool: str, d
             click.echo(suite_id)
             return EXIT_OK
         click.echo(f"farm: suite {suite_id} ({bundle.files} files, bundle {bundle.digest[:12]})", err=True)
-        return _wait_and_report(client, suite_id, junit_xml, json_path, verbose, cluster)
+        return _wait_and_report(client, suite_id, junit_xml, json_path, verbose, cluster, rootdir=rootdir)
     finally:
         client.close()
 
 
 def _wait_and_report(client: Client, suite_id: str, junit_xml: Path | None, json_path: Path | None,
-                     verbose: bool, cluster: LocalCluster | None = None) -> int:
+                     verbose: bool, cluster: LocalCluster | None = None, *, rootdir: str = "") -> int:
     from farm.report.live import LiveProgress
 
     warned: set[str] = set()
     since = {"": time.monotonic()}  # status → when the suite entered it
+    session = _Session(client, suite_id, verbose, rootdir)
 
     def show(p: Progress, live: LiveProgress) -> None:
         if cluster is not None:
             cluster.check_alive()
+        if p.status not in ("submitted", "collecting"):  # the header, then -v lines as tests finish
+            live.echo(session.lines(p.total), sys.stdout)
         since.setdefault(p.status, time.monotonic())
         stuck = time.monotonic() - since[p.status]
         if p.status in ("submitted", "collecting") and stuck > 20 and p.status not in warned:
@@ -142,7 +149,9 @@ def _wait_and_report(client: Client, suite_id: str, junit_xml: Path | None, json
         live.update(p.done, p.total, p.failed, p.elapsed_s, p.status, p.eta_s)
 
     interrupted = False
-    with LiveProgress(sys.stderr) as live:
+    # With -v the test lines are the live display: the progress is then plain lines on stderr.
+    interactive = False if session.options.verbose > 0 else None
+    with LiveProgress(sys.stderr, interactive=interactive) as live:
         try:
             client.wait(suite_id, lambda p: show(p, live))
         except (KeyboardInterrupt, Interrupted):
@@ -151,14 +160,74 @@ def _wait_and_report(client: Client, suite_id: str, junit_xml: Path | None, json
         click.echo(f"farm: interrupted: canceling suite {suite_id}", err=True)
         client.cancel(suite_id)
         try:
-            with LiveProgress(sys.stderr) as live:
+            with LiveProgress(sys.stderr, interactive=interactive) as live:
                 client.wait(suite_id, lambda p: show(p, live))
         except (KeyboardInterrupt, Interrupted):
             return EXIT_INTERRUPTED
-    return _emit_report(client.report(suite_id), junit_xml, json_path, verbose)
+    final = client.progress(suite_id)
+    tail = session.lines(final.total, final=True)
+    if tail:
+        click.echo("\n".join(tail))
+    return _emit_report(client.report(suite_id), junit_xml, json_path, verbose, session.options)
 
 
-def _emit_report(report: dict[str, Any], junit_xml: Path | None, json_path: Path | None, verbose: bool) -> int:
+class _Session:
+    """What the waiting client prints before the summary: pytest's header once the collection is
+    back, then (with -v) a line per test as the coordinator merges it; read with the effective
+    options the collecting worker reported."""
+
+    def __init__(self, client: Client, suite_id: str, verbose: bool, rootdir: str) -> None:
+        from farm.pytest_options import parse
+
+        self.client, self.suite_id, self.verbose, self.rootdir = client, suite_id, verbose, rootdir
+        self.pytest_args = client.spec(suite_id).pytest_args
+        self.options = self._with_flag(parse(self.pytest_args))
+        self.headed = False
+        self.after = "0-0"
+        self.seen: set[str] = set()
+
+    def _with_flag(self, options: SessionInfo) -> SessionInfo:
+        return replace(options, verbose=options.verbose + 1) if self.verbose else options
+
+    def lines(self, total: int, *, final: bool = False) -> list[str]:
+        """The lines not printed yet: the header (once), then new -v lines, then (final) a blank line."""
+        from farm.pytest_options import effective
+        from farm.report.live import verbose_line
+        from farm.report.terminal import render_header
+
+        out: list[str] = []
+        if not self.headed:
+            collection = self.client.collection(self.suite_id)
+            if collection is None:
+                return []
+            self.headed = True
+            self.options = self._with_flag(effective(collection.session, self.pytest_args))
+            workers = [(w.name, w.slots) for w, alive in self.client.workers()
+                       if alive and w.pool == self.client.spec(self.suite_id).pool]
+            decided = [d.outcome.value for d in collection.decided]
+            header = render_header(self.options, collected=len(collection.test_ids), errors=decided.count("error"),
+                                   skipped=decided.count("skipped"), rootdir=self.rootdir, workers=workers,
+                                   collector=collection.worker)
+            out.extend(header.splitlines())
+            if header and self.options.verbose > 0:
+                out.append("")
+        if self.options.verbose > 0:
+            while True:
+                self.after, finished = self.client.finished(self.suite_id, self.after)
+                for test in finished:
+                    self.seen.add(test.test_id)
+                    if test.outcome != "not_run":  # never ran: the summary counts them, pytest prints none
+                        out.append(verbose_line(test.worker, len(self.seen), total, test.test_id, test.outcome,
+                                                test.message))
+                if not finished:
+                    break
+        if final and self.headed and self.options.verbose >= 0:
+            out.append("")
+        return out
+
+
+def _emit_report(report: dict[str, Any], junit_xml: Path | None, json_path: Path | None, verbose: bool,
+                 session: SessionInfo | None = None) -> int:
     from farm.report.jsonfile import write_json, write_junit
     from farm.report.terminal import render_summary
 
@@ -166,7 +235,9 @@ def _emit_report(report: dict[str, Any], junit_xml: Path | None, json_path: Path
         output = (report["collection"] or {}).get("output") or ""
         if output:
             click.echo(output.rstrip())
-    click.echo(render_summary(report, verbose=verbose).rstrip("\n"))
+    text = render_summary(report, verbose=verbose, session=session).rstrip("\n")
+    if text:
+        click.echo(text)
     if junit_xml:
         write_junit(report, junit_xml)
     if json_path:

@@ -18,9 +18,9 @@ from farm import keys, registry, store
 from farm.bundle import Bundle
 from farm.celery_app import CANCEL_SUITE, SUITE_SUBMITTED, make_app
 from farm.config import Settings
-from farm.errors import BrokerUnreachable, SuiteNotFound, UsageError
+from farm.errors import BrokerUnreachable, ProtocolError, SuiteNotFound, UsageError
 from farm.eta import SuiteEta
-from farm.model import SuiteSpec, WorkerInfo
+from farm.model import Collection, SuiteSpec, WorkerInfo
 from farm.protocol import decode, encode
 
 FINAL = ("finished", "canceled", "deadline", "error")
@@ -48,6 +48,16 @@ class Progress:
     failed: int
     elapsed_s: float  # from submission to now, or to the end of a finished suite
     eta_s: float | None = None  # time left by the plan's recorded durations; None when unknown
+
+
+@dataclass(frozen=True)
+class FinishedTest:
+    """A test that got an outcome while the suite ran, as `-v` prints it."""
+
+    test_id: str
+    outcome: str
+    message: str  # the reason of a skip or xfail ("" otherwise)
+    worker: str  # "" for the coordinator's own verdicts (not run)
 
 
 def check_broker_url(url: str) -> str:
@@ -195,6 +205,34 @@ class Client:
     def workers(self) -> list[tuple[WorkerInfo, bool]]:
         """Every announced worker, and whether its heartbeat is fresh."""
         return [(w, registry.is_alive(w, self.settings.worker_stale_s)) for w in registry.all_workers(self.store)]
+
+    def spec(self, suite_id: str) -> SuiteSpec:
+        data: Any = self.store.hget(keys.suite(suite_id), "spec")
+        if data is None:
+            raise SuiteNotFound(f"no suite {suite_id!r} in this farm")
+        return decode(data, SuiteSpec)
+
+    def collection(self, suite_id: str) -> Collection | None:
+        """What the suite's collection found, once it is back (None before, or if unreadable)."""
+        data: Any = self.store.hget(keys.suite(suite_id), "collection")
+        try:
+            return None if data is None else decode(data, Collection)
+        except ProtocolError:
+            return None
+
+    def finished(self, suite_id: str, after: str = "0-0", count: int = 1000) -> tuple[str, list[FinishedTest]]:
+        """Tests that got an outcome after stream entry `after`, in merge order, and the last entry read."""
+        tests: list[FinishedTest] = []
+        entries: Any = self.store.xrange(keys.finished(suite_id), f"({after}", "+", count=count)
+        for entry_id, fields in entries:
+            after = keys.text(entry_id)
+            worker = keys.text(fields.get(b"w", b""))
+            try:
+                rows = msgpack.unpackb(fields.get(b"r", b"\x90"), raw=False)
+                tests.extend(FinishedTest(str(t), str(o), str(m), worker) for t, o, m in rows)
+            except (ValueError, TypeError, msgpack.UnpackException):
+                continue  # not ours: skipped, as the report has every test anyway
+        return after, tests
 
     def close(self) -> None:
         if self._app is not None:

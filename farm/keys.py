@@ -80,6 +80,11 @@ def report(suite_id: str) -> str:
     return f"{PREFIX}:suite:{suite_id}:report"
 
 
+def finished(suite_id: str) -> str:
+    """Stream (bounded): per merged batch, the tests that got an outcome, their worker (`farm submit-suite -v`)."""
+    return f"{PREFIX}:suite:{suite_id}:finished"
+
+
 def suite_keys(suite_id: str) -> tuple[str, ...]:
     """Every key a suite owns (for expiry and deletion)."""
     return (
@@ -94,6 +99,7 @@ def suite_keys(suite_id: str) -> tuple[str, ...]:
         current(suite_id),
         reruns(suite_id),
         crash_retries(suite_id),
+        finished(suite_id),
     )
 
 

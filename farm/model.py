@@ -41,6 +41,30 @@ class TestRecord:
     longrepr: str = ""  # the full failure report, as pytest prints it (capped)
     sections: tuple[tuple[str, str], ...] = ()  # captured output (name, text), each capped
     started_at: float = 0.0
+    # How long each of pytest's phases took (0: it did not run); `--durations` lists them.
+    setup_s: float = 0.0
+    call_s: float = 0.0
+    teardown_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """What the collecting pytest session saw: its effective options (the command line after the
+    project's ini `addopts`), what it deselected, and the versions it ran with."""
+
+    maxfail: int = 0  # -x / --maxfail=N (0: no limit)
+    verbose: int = 0  # -v counts up, -q down
+    reportchars: str = "fE"  # -r CHARS, as given (pytest's default "fE")
+    tbstyle: str = "auto"  # --tb
+    durations: int = -1  # --durations=N (0: all; -1: not asked for)
+    durations_min: float = -1.0  # --durations-min (-1: not given: 0.005s, or 0 from -vv on)
+    deselected: int = 0  # tests deselected by -k, -m or a plugin
+    configfile: str = ""  # the ini file, relative to the rootdir ("" for none)
+    platform: str = ""  # sys.platform
+    python: str = ""  # platform.python_version()
+    pytest: str = ""  # pytest.__version__
+    pluggy: str = ""
+    plugins: str = ""  # pytest's header line: "xdist-3.8.0, timeout-2.3.1"
 
 
 @dataclass(frozen=True)
@@ -55,6 +79,7 @@ class Collection:
     decided: tuple[TestRecord, ...] = ()
     output: str = ""  # the tail of pytest's output, shown when collection failed outright
     duration_s: float = 0.0
+    session: SessionInfo = SessionInfo()  # the defaults when the worker could not tell
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,12 @@ SUMMARY_ORDER: tuple[Outcome, ...] = (
 #: Outcomes that fail a suite.
 FAILURES = frozenset({Outcome.FAILED, Outcome.ERROR, Outcome.TIMEOUT, Outcome.CRASHED})
 
+def maxfail_reached(counts: dict[str, int], maxfail: int) -> bool:
+    """Whether a suite under -x/--maxfail=`maxfail` (0: none) must stop: failures, errors, timeouts and
+    crashes together reached it."""
+    return maxfail > 0 and sum(counts.get(o.value, 0) for o in FAILURES) >= maxfail
+
+
 def supersedes(new: Outcome, held: Outcome | None) -> bool:
     """Whether a record with outcome `new` replaces the outcome the store holds for a test.
 

@@ -20,6 +20,7 @@ from farm.model import (
     Collection,
     Completion,
     RecordBatch,
+    SessionInfo,
     SuiteSpec,
     TestRecord,
     WorkerInfo,
@@ -197,6 +198,15 @@ _FIELD: dict[str, Callable[[Any], Any]] = {
     "bounces": _int,
     "seen_at": _float,
     "infrastructure": _bool,
+    "setup_s": _float,
+    "call_s": _float,
+    "teardown_s": _float,
+    "session": lambda v: _build(SessionInfo, v),
+    "maxfail": _int,
+    "verbose": _int,
+    "durations": _int,
+    "durations_min": _float,
+    "deselected": _int,
 }
 
 

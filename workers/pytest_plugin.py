@@ -12,11 +12,16 @@ library and pytest (7.2 or newer). The runner loads it with `-p farm_runner_plug
                     writes every thread's stack to FARM_STACK_FILE and ends the process; the
                     worker records the test as `timeout` and starts a new runner for the rest.
 
-Lines it writes: {"k": "item", "id"} per collected test (collect mode); {"k": "collect", "id",
-"cat", "msg", "longrepr"} per failed or skipped collector; {"k": "start", "id", "t"} when a test
-starts; {"k": "test", "id", "t", "duration_s", "phases": {phase: {"cat", "msg", "longrepr"}},
-"sections"} when it ends; {"k": "missing", "id"} for an assigned id that was not collected.
+Lines it writes: {"k": "item", "id"} per collected test (collect mode); {"k": "session", "id": "",
+...} once at the end of a collection: the session's effective options (after the ini's addopts),
+how many tests it deselected, its versions; {"k": "collect", "id", "cat", "msg", "longrepr"} per
+failed or skipped collector; {"k": "start", "id", "t"} when a test starts; {"k": "test", "id",
+"t", "duration_s", "phases": {phase: {"cat", "msg", "longrepr", "s"}}, "sections"} when it ends
+("s": the phase's duration); {"k": "missing", "id"} for an assigned id that was not collected.
 Folding the phases into one outcome is the worker's job (farm.outcomes.fold_phases).
+
+`-x`/`--maxfail` never stop a runner: the farm applies them to the whole suite (the coordinator
+counts failures across assignments and stops them all), so this plugin turns them off here.
 """
 
 from __future__ import annotations
@@ -24,7 +29,9 @@ from __future__ import annotations
 import faulthandler
 import json
 import os
+import platform
 import signal
+import sys
 import time
 from typing import Any
 
@@ -39,8 +46,10 @@ def pytest_configure(config: Any) -> None:
         return
     mode = os.environ.get("FARM_MODE", "run")
     emitter = _Emitter(int(fd))
+    maxfail = int(getattr(config.option, "maxfail", 0) or 0)
+    config.option.maxfail = 0  # suite-wide, the coordinator's job: see the module docstring
     if mode == "collect":
-        config.pluginmanager.register(_CollectRecorder(emitter), PLUGIN_NAME)
+        config.pluginmanager.register(_CollectRecorder(config, emitter, maxfail), PLUGIN_NAME)
         return
     with open(os.environ["FARM_TESTS_FILE"], encoding="utf-8") as fh:
         wanted = json.load(fh)
@@ -118,12 +127,60 @@ def _longrepr(report: Any, cap: int) -> str:
     return _cap(text, cap)
 
 
-class _CollectRecorder:
-    """Collect mode: every collected item, and every collector that failed or was skipped."""
+def _session_line(config: Any, maxfail: int, deselected: int) -> dict[str, Any]:
+    """The session's effective options and versions, as farm.model.SessionInfo holds them."""
+    option = config.option
+    durations = getattr(option, "durations", None)
+    inipath = getattr(config, "inipath", None)
+    configfile = ""
+    if inipath is not None:
+        try:
+            configfile = os.path.relpath(str(inipath), str(config.rootpath))
+        except ValueError:
+            configfile = str(inipath)
+    try:
+        import pluggy
+        pluggy_version = str(pluggy.__version__)
+    except (ImportError, AttributeError):
+        pluggy_version = ""
+    return {
+        "plugins": _plugins(config),
+        "k": "session", "id": "", "maxfail": maxfail, "verbose": int(getattr(option, "verbose", 0) or 0),
+        "reportchars": str(getattr(option, "reportchars", "fE") or ""),
+        "tbstyle": str(getattr(option, "tbstyle", "auto") or "auto"),
+        "durations": -1 if durations is None else int(durations),
+        "durations_min": -1.0 if getattr(option, "durations_min", None) is None else float(option.durations_min),
+        "deselected": deselected, "configfile": configfile, "platform": sys.platform,
+        "python": platform.python_version(), "pytest": str(pytest.__version__), "pluggy": pluggy_version,
+    }
 
-    def __init__(self, emitter: _Emitter) -> None:
+
+def _plugins(config: Any) -> str:
+    """The installed plugins as pytest's header names them (`xdist-3.8.0`)."""
+    names: list[str] = []
+    try:
+        for _plugin, dist in config.pluginmanager.list_plugin_distinfo():
+            project = getattr(dist, "project_name", None) or dist.metadata["name"]
+            name = f"{project}-{dist.version}".removeprefix("pytest-")
+            if name not in names:
+                names.append(name)
+    except Exception:  # an odd distribution must not cost the collection
+        return ""
+    return ", ".join(names)
+
+
+class _CollectRecorder:
+    """Collect mode: every collected item, every collector that failed or was skipped, and the session."""
+
+    def __init__(self, config: Any, emitter: _Emitter, maxfail: int) -> None:
+        self.config = config
         self.emitter = emitter
+        self.maxfail = maxfail
+        self.deselected = 0
         self.cap = int(os.environ.get("FARM_LONGREPR_CAP", "262144"))
+
+    def pytest_deselected(self, items: Any) -> None:
+        self.deselected += len(items)
 
     def pytest_collectreport(self, report: Any) -> None:
         if report.failed or report.skipped:
@@ -141,6 +198,7 @@ class _CollectRecorder:
             if item.nodeid not in seen:
                 seen.add(item.nodeid)
                 self.emitter.emit({"k": "item", "id": item.nodeid})
+        self.emitter.emit(_session_line(self.config, self.maxfail, self.deselected))
 
 
 class _RunRecorder:
@@ -202,13 +260,29 @@ class _RunRecorder:
             return
         category = self.config.hook.pytest_report_teststatus(report=report, config=self.config)[0]
         state["duration_s"] += float(getattr(report, "duration", 0.0) or 0.0)
-        phase = {"cat": category or ""}
+        phase: dict[str, Any] = {"cat": category or "", "s": float(getattr(report, "duration", 0.0) or 0.0)}
         if not report.passed or category in ("xpassed",):
             phase["msg"] = _message(report)
             phase["longrepr"] = _longrepr(report, self.longrepr_cap)
+            if category == "failed" and self.config.option.tbstyle == "line":
+                phase["longrepr"] = _cap(f"{phase['longrepr']}\n{self._crash_line(report)}".strip(),
+                                         self.longrepr_cap)
         state["phases"][report.when] = phase
         # Each phase's report carries the sections captured so far; the last one has them all.
         state["sections"] = [[name, _cap(text, self.output_cap)] for name, text in report.sections]
+
+    def _crash_line(self, report: Any) -> str:
+        """`path:line: message` of the failure, as pytest's `--tb=line` prints it (path from the rootdir)."""
+        crash = getattr(report.longrepr, "reprcrash", None)
+        if crash is None:
+            return str(report.longrepr)[:50]
+        path = str(crash.path)
+        try:
+            relative = os.path.relpath(path, str(self.config.rootpath))
+            path = path if relative.startswith("..") else relative
+        except ValueError:
+            pass
+        return f"{path}:{crash.lineno}: {str(crash.message).split(chr(10), 1)[0]}"  # its first line, as pytest
 
     def pytest_runtest_logfinish(self, nodeid: str, location: Any) -> None:
         if self.stack_file is not None and self.timeout > 0:

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from farm.model import TestRecord
+from farm.model import SessionInfo, TestRecord
 from farm.outcomes import Outcome, fold_phases
 
 
@@ -16,6 +16,7 @@ class CollectResult:
 
     test_ids: list[str] = field(default_factory=list)
     decided: list[TestRecord] = field(default_factory=list)
+    session: SessionInfo = SessionInfo()
 
 
 def parse_line(line: bytes) -> dict[str, Any] | None:
@@ -49,7 +50,29 @@ def test_record(obj: dict[str, Any]) -> TestRecord:
         longrepr=longrepr,
         sections=tuple((str(n), str(t)) for n, t in obj.get("sections", [])),
         started_at=float(obj.get("t", 0.0)),
+        setup_s=_seconds(phases.get("setup")),
+        call_s=_seconds(phases.get("call")),
+        teardown_s=_seconds(phases.get("teardown")),
     )
+
+
+def _seconds(phase: Any) -> float:
+    try:
+        return max(0.0, float(phase.get("s", 0.0))) if isinstance(phase, dict) else 0.0
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def session_info(obj: dict[str, Any]) -> SessionInfo:
+    """A collection's session line ("k": "session") as SessionInfo; a malformed field keeps its default."""
+    defaults = SessionInfo()
+    values: dict[str, Any] = {}
+    for name, default in vars(defaults).items():
+        value = obj.get(name, default)
+        if isinstance(default, float) and type(value) is int:
+            value = float(value)
+        values[name] = value if type(value) is type(default) else default
+    return SessionInfo(**values)
 
 
 def collect_record(obj: dict[str, Any]) -> TestRecord:
@@ -112,4 +135,6 @@ def collect_result(lines: list[dict[str, Any]]) -> CollectResult:
             result.test_ids.append(obj["id"])
         elif obj["k"] == "collect":
             result.decided.append(collect_record(obj))
+        elif obj["k"] == "session":
+            result.session = session_info(obj)
     return result

@@ -91,6 +91,7 @@ def run_assignment(
     is_canceled: Callable[[], bool],
     keepalive: Callable[[], None] = lambda: None,
     is_stopping: Callable[[], bool] = lambda: False,
+    stop_reason: Callable[[], str] = lambda: "",
 ) -> Completion:
     """Run an assignment to its end and report it; returns the completion it sent.
 
@@ -100,10 +101,17 @@ def run_assignment(
     runner started) the test running is recorded `timeout` and the attempt completes `handback`: the
     coordinator queues its unstarted tests again. So it does when `is_stopping` turns true (its
     worker is stopping), without a record for the tests running then: they did nothing wrong.
+
+    Once `stop_reason` says something (the suite reached its -x/--maxfail), the runner is stopped
+    as soon as the tests running then have reported, and the attempt completes `stopped`; an
+    attempt that had not started completes so at once, without running anything.
     """
     started_at = time.time()
     if is_canceled():
         return _complete(sink, assignment, worker, "", "canceled", started_at, 0, 0, "suite canceled")
+    reason = stop_reason()
+    if reason:
+        return _complete(sink, assignment, worker, "", "stopped", started_at, 0, 0, reason)
     if assignment.deadline_at and started_at >= assignment.deadline_at:
         return _complete(sink, assignment, worker, "", "deadline", started_at, 0, 0, "suite deadline reached")
     deadline = assignment.deadline_at  # and, once the first runner started, the assignment's own
@@ -137,9 +145,12 @@ def run_assignment(
             running: dict[str, float] = {}
             reported: set[str] = set()
             code, stopped = _drive(run, stream, running, reported, is_canceled, keepalive,
-                                   settings.lease_s / LEASE_RENEWALS, deadline, is_stopping)
+                                   settings.lease_s / LEASE_RENEWALS, deadline, is_stopping, stop_reason)
             if stopped == "canceled":
                 state, message = "canceled", "suite canceled"
+                break
+            if stopped.startswith("stopped:"):
+                state, message = "stopped", stopped.removeprefix("stopped:")
                 break
             if stopped == "stopping":
                 state, message = "handback", f"{worker} stopped before the assignment ended: tests handed back"
@@ -169,6 +180,10 @@ def run_assignment(
             restarts += 1
             if not remaining:
                 state, message = "done", ""
+                break
+            reason = stop_reason()
+            if reason:  # the suite stopped meanwhile: no new runner for the rest
+                state, message = "stopped", reason
                 break
             if restarts > MAX_RUNNER_RESTARTS:
                 state = "failed"
@@ -206,14 +221,17 @@ def _drive(
     keepalive_every_s: float,
     deadline_at: float = 0.0,
     is_stopping: Callable[[], bool] = lambda: False,
+    stop_reason: Callable[[], str] = lambda: "",
 ) -> tuple[int, str]:
-    """Read the runner's lines until it ends, the suite is canceled, the deadline comes or the
-    worker stops.
+    """Read the runner's lines until it ends, the suite is canceled, the deadline comes, the
+    worker stops, or the suite stops (-x/--maxfail) and the tests running then have reported.
 
-    Returns (exit code, "" or "canceled" or "deadline" or "stopping")."""
+    Returns (exit code, "" or "canceled" or "deadline" or "stopping" or "stopped:REASON")."""
     next_cancel_check = time.monotonic() + CANCEL_POLL_S
     next_keepalive = time.monotonic() + keepalive_every_s
     collect_errors: list[TestRecord] = []
+    reason = ""
+    finishing: set[str] = set()  # the tests running when the suite stopped: they may end
     while True:
         for line in run.read_lines(timeout=0.05):
             obj = rec.parse_line(line)
@@ -235,6 +253,9 @@ def _drive(
         code = run.poll()
         if code is not None:
             return code, ""
+        if reason and not finishing & running.keys():
+            # A test started after the stop (between two polls) is stopped with the runner: not run.
+            return run.stop(STOP_GRACE_S), f"stopped:{reason}"
         if deadline_at and time.time() >= deadline_at:
             return run.stop(STOP_GRACE_S, stacks=True), "deadline"
         if is_stopping():
@@ -246,6 +267,9 @@ def _drive(
             next_cancel_check = time.monotonic() + CANCEL_POLL_S
             if is_canceled():
                 return run.stop(STOP_GRACE_S), "canceled"
+            if not reason:
+                reason = stop_reason()
+                finishing = set(running)
 
 
 @contextlib.contextmanager
@@ -322,4 +346,4 @@ def collect_suite(
     finally:
         run.close()
     return Collection(spec.suite_id, worker, code, tuple(result.test_ids), tuple(result.decided), output,
-                      time.monotonic() - started)
+                      time.monotonic() - started, result.session)

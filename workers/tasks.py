@@ -90,6 +90,11 @@ class WorkerContext:
     def is_canceled(self, suite_id: str) -> bool:
         return self.store.hget(keys.suite(suite_id), "cancel") is not None
 
+    def stop_reason(self, suite_id: str) -> str:
+        """Why the suite stopped running tests (-x/--maxfail reached), or "" while it runs on."""
+        reason = self.store.hget(keys.suite(suite_id), "stop")
+        return "" if reason is None else keys.text(reason)
+
     def send_batch(self, batch: RecordBatch) -> None:
         self.app.send_task(RECORD_BATCH, args=[encode(batch)])
 
@@ -148,6 +153,7 @@ def register(ctx: WorkerContext) -> None:
                     assignment, backend=ctx.backend, bundle=ctx.bundles.path, sink=ctx, worker=worker,
                     settings=ctx.settings, is_canceled=lambda: ctx.is_canceled(assignment.suite_id),
                     keepalive=lambda: ctx.renew(assignment), is_stopping=stopping.requested,
+                    stop_reason=lambda: ctx.stop_reason(assignment.suite_id),
                 )
         except Exception as exc:  # as above: always send a completion
             if not isinstance(exc, FarmError):

@@ -1,4 +1,5 @@
-"""Live progress of a running suite for the waiting client: a rich bar on a TTY, plain lines elsewhere."""
+"""Live progress of a running suite for the waiting client: a rich bar on a TTY, plain lines elsewhere,
+and with -v a line per test as it finishes."""
 
 from __future__ import annotations
 
@@ -91,6 +92,17 @@ class LiveProgress:
         else:
             self._update_plain(done, total, failed, elapsed_s, status, eta_s)
 
+    def echo(self, lines: list[str], out: TextIO) -> None:
+        """Write whole lines to `out` (the report's stream); above the bar when both share a terminal."""
+        if not lines:
+            return
+        if self._progress is not None and not self._closed and _is_tty(out):
+            for line in lines:
+                self._progress.console.print(line, markup=False, highlight=False, emoji=False, soft_wrap=True)
+            return
+        out.write("\n".join(lines) + "\n")
+        out.flush()
+
     def close(self) -> None:
         """Stop the display and give the terminal back (cursor shown); safe to call again."""
         if self._closed:
@@ -139,6 +151,8 @@ class LiveProgress:
             ),
             console=console,
             refresh_per_second=4,
+            redirect_stdout=False,  # the report's lines go where stdout goes, even when it is not the terminal
+            redirect_stderr=False,
         )
 
 
@@ -157,3 +171,21 @@ def _is_tty(stream: TextIO) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError, OSError):
         return False
+
+
+#: The word `-v` prints for an outcome (pytest's, and farm's own for its outcomes).
+VERBOSE_WORD = {
+    "passed": "PASSED", "failed": "FAILED", "error": "ERROR", "skipped": "SKIPPED", "xfailed": "XFAIL",
+    "xpassed": "XPASS", "timeout": "TIMEOUT", "crashed": "CRASHED", "flaky": "FLAKY", "not_run": "NOT RUN",
+}
+
+
+def verbose_line(worker: str, done: int, total: int, test_id: str, outcome: str, message: str = "") -> str:
+    """A test's `-v` line, as pytest-xdist prints one: `[worker] [ 40%] PASSED tests/t.py::test_a`,
+    with pytest's `(reason)` after a skip or an xfail."""
+    percent = min(100, done * 100 // total) if total > 0 else 100
+    line = f"[{worker or 'farm'}] [{percent:3d}%] {VERBOSE_WORD.get(outcome, outcome.upper())} {test_id}"
+    reason = message.strip().splitlines()[0] if message.strip() else ""
+    if reason and outcome in ("skipped", "xfailed", "xpassed"):
+        line += f" ({reason})"
+    return line

@@ -15,7 +15,7 @@ from coordinator.planner import Planner
 from coordinator.state import SuiteState
 from farm import keys
 from farm.config import Settings
-from farm.model import Assignment, Collection, Completion, RecordBatch, SuiteSpec, TestRecord, WorkerInfo
+from farm.model import Assignment, Collection, Completion, RecordBatch, SessionInfo, SuiteSpec, TestRecord, WorkerInfo
 from farm.outcomes import Outcome
 from farm.protocol import encode
 
@@ -290,3 +290,69 @@ def test_tests_handed_back_by_a_failed_environment_avoid_its_worker(redis_url: s
         assert "Kernel panic - not syncing" in rows[1]["message"], "the console excerpt reaches the report"
     finally:
         _forget(state, "s10")
+
+
+# --- -x / --maxfail: suite-wide ----------------------------------------------------------------
+
+FOUR = ("t.py::a", "t.py::b", "t.py::c", "t.py::d")
+
+
+def _maxfail_suite(state: SuiteState, planner: Planner, sid: str, args: tuple[str, ...] = (),
+                   session: SessionInfo | None = None, rerun_failures: int = 0) -> None:
+    state.r.hset(keys.WORKERS, "w@h", encode(WorkerInfo("w@h", "h", 2, "default", "local", seen_at=time.time())))
+    spec = SuiteSpec(sid, "proj", "0" * 64, "default", "load", args, time.time(), rerun_failures=rerun_failures)
+    state.r.hset(keys.suite(sid), mapping={"spec": encode(spec), "status": "submitted",
+                                           "submitted_at": spec.submitted_at})
+    planner.submitted(sid)
+    planner.collected(Collection(sid, "w@h", 0, FOUR, session=session or SessionInfo()))
+
+
+def test_the_nth_failure_anywhere_in_the_suite_stops_it_and_nothing_runs_again(redis_url: str) -> None:
+    planner, state, published = _planner(redis_url)
+    _maxfail_suite(state, planner, "m1", session=SessionInfo(maxfail=2, python="3.11.2"), rerun_failures=2)
+    a1, a2 = published.assignments
+    assert (a1.test_ids, a2.test_ids) == (FOUR[:2], FOUR[2:])
+    planner.records(RecordBatch("m1", a1.assignment_id, 1, "w@h", "n", (TestRecord(FOUR[0], Outcome.FAILED),)))
+    assert state.stop_reason("m1") == "", "one failure of two allowed stopped the suite"
+    planner.records(RecordBatch("m1", a2.assignment_id, 1, "w@h", "n", (TestRecord(FOUR[2], Outcome.ERROR),)))
+    assert state.stop_reason("m1") == "stopped after 2 failures"
+    now = time.time()
+    for a in (a1, a2):
+        planner.completed(Completion("m1", a.assignment_id, 1, "w@h", "n", "stopped", now, now, -15, 1,
+                                     "stopped after 2 failures"))
+    report = _report(state, "m1")
+    assert [a.assignment_id for a in published.assignments] == [a1.assignment_id, a2.assignment_id], \
+        "a rerun was published after the stop"
+    outcomes = {t["id"]: (t["outcome"], t["message"]) for t in report["tests"]}
+    assert outcomes[FOUR[1]] == outcomes[FOUR[3]] == ("not_run", "stopped after 2 failures")
+    assert report["exit_code"] == 1 and report["status"] == "finished"
+    assert report["stopped"] == "stopped after 2 failures"
+
+
+def test_without_a_report_from_the_worker_maxfail_is_read_from_the_args(redis_url: str) -> None:
+    planner, state, published = _planner(redis_url)
+    _maxfail_suite(state, planner, "m2", args=("-x", "tests"))
+    planner.records(RecordBatch("m2", published.assignments[0].assignment_id, 1, "w@h", "n",
+                                (TestRecord(FOUR[0], Outcome.CRASHED),)))  # crashes count
+    assert state.stop_reason("m2") == "stopped after 1 failures"
+
+
+def test_a_suite_without_maxfail_never_stops(redis_url: str) -> None:
+    planner, state, published = _planner(redis_url)
+    _maxfail_suite(state, planner, "m3", session=SessionInfo(python="3.11.2"))
+    a1 = published.assignments[0]
+    planner.records(RecordBatch("m3", a1.assignment_id, 1, "w@h", "n",
+                                tuple(TestRecord(t, Outcome.FAILED) for t in FOUR[:2])))
+    assert state.stop_reason("m3") == ""
+
+
+def test_an_attempt_lost_after_the_stop_is_not_run_again(redis_url: str) -> None:
+    planner, state, published = _planner(redis_url)
+    _maxfail_suite(state, planner, "m4", session=SessionInfo(maxfail=1, python="3.11.2"))
+    a1, a2 = published.assignments
+    planner.records(RecordBatch("m4", a1.assignment_id, 1, "w@h", "n", (TestRecord(FOUR[0], Outcome.TIMEOUT),)))
+    row = state.assignment("m4", a2.assignment_id, 1)
+    assert row is not None
+    planner.lost("m4", row)  # its worker died after the stop
+    assert len(published.assignments) == 2, "a lost attempt was published again after the stop"
+    assert [state.r.hget(keys.outcomes("m4"), t) for t in FOUR[2:]] == [b"not_run", b"not_run"]

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from farm import protocol
 from farm.errors import ProtocolError
-from farm.model import Assignment, Collection, Completion, RecordBatch, SuiteSpec, WorkerInfo
+from farm.model import Assignment, Collection, Completion, RecordBatch, SessionInfo, SuiteSpec, WorkerInfo
 from farm.model import TestRecord as Record
 from farm.outcomes import Outcome
 from farm.protocol import decode, encode
@@ -29,6 +29,7 @@ RECORDS = (
            (("Captured stdout call", "héllo [wörld]\n"), ("Captured log teardown", "")), 1700000000.5),
     Record(ODD_IDS[1], Outcome.SKIPPED, 0.0, "setup", "no db", "", (), 0.0),
     Record(ODD_IDS[2], Outcome.NOT_RUN),
+    Record(ODD_IDS[0], Outcome.PASSED, 0.5, setup_s=0.25, call_s=0.2, teardown_s=0.05),
 )
 
 MESSAGES: list[Any] = [
@@ -43,6 +44,8 @@ MESSAGES: list[Any] = [
     Completion("s-1", "a", 1, "w", "n", "failed", 1.0, 2.5, -9, 3, "runner exited with code -9\nü"),
     Completion("s-1", "a", 1, "w", "n", "done", 1.0, 2.0, 0, 0),
     WorkerInfo("farm-default-1@host", "host", 8, "default", "local"),
+    Collection("s-1", "w@h", 0, ("a",), session=SessionInfo(maxfail=2, verbose=-1, reportchars="a", tbstyle="line",
+                                                             durations=0, deselected=3, python="3.11.2")),
 ]
 
 
@@ -100,7 +103,7 @@ def pack(body: Any) -> bytes:
     return data
 
 
-WORKER: WorkerInfo = MESSAGES[-1]
+WORKER: WorkerInfo = MESSAGES[-2]
 BATCH: RecordBatch = MESSAGES[6]
 
 
@@ -332,6 +335,8 @@ FIELD_TYPES = {
     "expected_s": float, "attempt": int, "exit_code": int, "reported": int, "slots": int, "priority": int,
     "test_timeout_s": float, "deadline_s": float, "deadline_at": float, "rerun_failures": int, "strict_flaky": bool,
     "budget_s": float, "bounces": int, "seen_at": float, "infrastructure": bool,
+    "setup_s": float, "call_s": float, "teardown_s": float, "maxfail": int, "verbose": int, "durations": int,
+    "durations_min": float, "deselected": int,
 }
 
 
@@ -343,6 +348,9 @@ def assert_well_typed(obj: Any) -> None:
             for r in value:
                 assert isinstance(r, Record)
                 assert_well_typed(r)
+        elif f.name == "session":
+            assert isinstance(value, SessionInfo)
+            assert_well_typed(value)
         elif f.name in ("test_ids", "pytest_args", "avoid"):
             assert isinstance(value, tuple) and all(isinstance(x, str) for x in value)
         elif f.name == "sections":

@@ -199,3 +199,20 @@ def test_parse_line_returns_none_for_a_deeply_nested_line() -> None:
 def test_parse_line_never_raises_on_arbitrary_bytes(raw: bytes) -> None:
     obj = records.parse_line(raw)
     assert obj is None or (isinstance(obj["k"], str) and isinstance(obj["id"], str))
+
+
+def test_each_phase_duration_is_kept_and_a_missing_or_bad_one_is_zero() -> None:
+    r = records.test_record(line("t.py::t", {"setup": {"cat": "", "s": 0.5}, "call": {"cat": "passed", "s": 2},
+                                             "teardown": {"cat": "", "s": "x"}}))
+    assert (r.setup_s, r.call_s, r.teardown_s) == (0.5, 2.0, 0.0)
+    assert records.test_record(line("t.py::t", PASSED)).call_s == 0.0
+
+
+def test_a_session_line_becomes_session_info_and_a_bad_field_keeps_its_default() -> None:
+    from farm.model import SessionInfo
+
+    info = records.session_info({"k": "session", "id": "", "maxfail": 2, "verbose": True, "reportchars": "a",
+                                 "durations": 5, "durations_min": 1, "python": "3.11.2", "tbstyle": None})
+    assert info == SessionInfo(maxfail=2, reportchars="a", durations=5, durations_min=1.0, python="3.11.2")
+    result = records.collect_result([{"k": "item", "id": "t.py::a"}, {"k": "session", "id": "", "deselected": 3}])
+    assert result.session.deselected == 3 and result.test_ids == ["t.py::a"]

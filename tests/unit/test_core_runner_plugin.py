@@ -305,3 +305,46 @@ def test_cap_keeps_head_and_tail_within_the_limit(limit: int) -> None:
 @pytest.mark.parametrize("limit", [0, 1])
 def test_cap_below_two_characters_keeps_at_most_the_limit(limit: int) -> None:
     assert len(_cap("x" * 1000, limit)) < 100
+
+
+# --- the session's options, and -x/--maxfail left to the farm ------------------------------------
+
+
+def test_collect_mode_reports_the_effective_options_after_the_ini_addopts(tmp_path: Path) -> None:
+    root = make_project(tmp_path)
+    (root / "project" / "pytest.ini").write_text("[pytest]\naddopts = -ra --maxfail=2 --tb=short\n")
+    run = run_pytest(root, "collect", None, "--collect-only", "-q", "-v", "-v", "--durations=4",
+                     "-k", "not test_fail", "--ignore=tests/test_broken.py")
+    (line,) = run.of("session")
+    info = records.session_info(line)
+    assert (info.maxfail, info.reportchars, info.tbstyle, info.durations) == (2, "a", "short", 4)
+    assert info.verbose == 1  # -q -v -v
+    assert info.deselected == 1  # test_fail, by -k
+    assert info.configfile == "pytest.ini"
+    assert info.python == ".".join(map(str, sys.version_info[:3])) and info.pytest == pytest.__version__
+    assert records.collect_result(run.lines).session == info
+
+
+def test_collect_mode_with_x_still_collects_past_a_collection_error(tmp_path: Path) -> None:
+    run = run_pytest(make_project(tmp_path), "collect", None, "--collect-only", "-q", "-x")
+    assert records.session_info(run.of("session")[0]).maxfail == 1
+    assert UNICODE_FILE in [obj["id"] for obj in run.of("item")]  # collected after test_broken.py failed
+
+
+def test_run_mode_ignores_x_and_maxfail_the_farm_applies_them_to_the_suite(tmp_path: Path) -> None:
+    root = make_project(tmp_path)
+    (root / "project" / "pytest.ini").write_text("[pytest]\naddopts = --maxfail=1\n")
+    run = run_pytest(root, "run", ASSIGNED, "-q", "-x")
+    assert set(run.tests()) == set(ASSIGNED)  # pytest alone would stop at test_fail
+
+
+def test_run_mode_reports_each_phase_duration(ran: Run) -> None:
+    record = records.test_record(ran.tests()[f"{MAIN}::test_pass"])
+    assert record.setup_s > 0 and record.call_s > 0 and record.teardown_s > 0
+    assert abs(record.setup_s + record.call_s + record.teardown_s - record.duration_s) < 1e-6
+
+
+def test_run_mode_under_tb_line_ends_a_failure_with_its_crash_line(tmp_path: Path) -> None:
+    run = run_pytest(make_project(tmp_path), "run", [f"{MAIN}::test_fail"], "-q", "--tb=line")
+    record = records.test_record(run.tests()[f"{MAIN}::test_fail"])
+    assert record.longrepr.splitlines()[-1] == "tests/test_main.py:17: assert 1 == 2"

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from farm.report.live import LiveProgress, progress_line, short_duration
+from farm.report.live import LiveProgress, progress_line, short_duration, verbose_line
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 HIDE_CURSOR, SHOW_CURSOR = "\x1b[?25l", "\x1b[?25h"
@@ -142,3 +142,24 @@ def test_progress_line_matches_the_documented_shape() -> None:
     assert progress_line(120, 400, 2, 3.0, "running", 7.0) == (
         "[farm] running: 120/400 tests, 2 failed, 3.0s elapsed, ETA 7.0s"
     )
+
+
+# --- -v: a line per test as it finishes, with its worker -------------------------------------------
+
+
+def test_verbose_line_names_the_worker_progress_word_and_test_as_xdist_does() -> None:
+    assert verbose_line("w1@h", 2, 5, "t.py::test_a", "passed") == "[w1@h] [ 40%] PASSED t.py::test_a"
+    assert verbose_line("w1@h", 5, 5, "t.py::test_b", "skipped", "no db\nmore") == \
+        "[w1@h] [100%] SKIPPED t.py::test_b (no db)"
+    assert verbose_line("w", 1, 3, "t.py::c", "xfailed", "bug 12") == "[w] [ 33%] XFAIL t.py::c (bug 12)"
+    assert verbose_line("w", 1, 3, "t.py::c", "failed", "AssertionError") == "[w] [ 33%] FAILED t.py::c"
+    assert verbose_line("w", 9, 3, "t.py::c", "crashed") == "[w] [100%] CRASHED t.py::c"  # a rerun counts again
+
+
+def test_echo_writes_whole_lines_to_the_given_stream_when_no_bar_shares_it() -> None:
+    out, err = io.StringIO(), io.StringIO()
+    with LiveProgress(err, interactive=False) as live:
+        live.update(0, 2, 0, 0.1, "running")
+        live.echo(["a", "b"], out)
+        live.echo([], out)
+    assert out.getvalue() == "a\nb\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -9,7 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from report_samples import FAIL_LONGREPR, SETUP_LONGREPR, make_report, make_test, mixed_report
 
-from farm.report.terminal import format_duration, head_line, render_summary, separator, summary_line
+from farm.model import SessionInfo
+from farm.report.terminal import format_duration, head_line, render_header, render_summary, separator, summary_line
 
 
 def report_with(counts: dict[str, int], duration_s: float, **kwargs: Any) -> dict[str, Any]:
@@ -143,11 +145,11 @@ def test_verbose_short_summary_adds_skips_xfails_xpasses_and_not_run() -> None:
     report = mixed_report()
     report["tests"].append(make_test("tests/x.py::test_late", "not_run", message="suite canceled"))
     lines = section(render_summary(report, verbose=True), "short test summary info")
-    assert lines[4:] == [
-        "SKIPPED tests/sub/test_a.py::TestC::test_skip - nope",
+    assert lines[4:] == [  # skips folded by place and reason, as pytest folds them
+        "SKIPPED [1] tests/sub/test_a.py:9: nope",
         "XFAIL tests/sub/test_a.py::test_xf - known",
         "XPASS tests/sub/test_a.py::test_xp - lucky",
-        "NOT RUN tests/x.py::test_late - suite canceled",
+        "NOT RUN [1] suite canceled",
     ]
 
 
@@ -201,3 +203,135 @@ def test_timeouts_and_crashes_get_a_section_and_a_short_summary_line() -> None:
     assert "TIMEOUTS AND CRASHES" in text and "STACK" in text and "OUT" in text
     assert "TIMEOUT t.py::test_a - ran past 2s" in text
     assert "CRASHED t.py::test_b - exit code 3" in text
+
+
+# --- pytest's reporting options: -r, --tb, --durations, -q, deselected, the header ----------------
+
+
+def test_ra_lists_skips_folded_xfails_xpasses_errors_then_failures_in_pytests_order() -> None:
+    report = mixed_report()
+    report["tests"].append(make_test("tests/sub/test_a.py::test_skip2", "skipped", message="nope",
+                                     longrepr="tests/sub/test_a.py:9: Skipped: nope"))
+    lines = section(render_summary(report, session=SessionInfo(reportchars="a")), "short test summary info")
+    assert lines == [
+        "SKIPPED [2] tests/sub/test_a.py:9: nope",
+        "XFAIL tests/sub/test_a.py::test_xf - known",
+        "XPASS tests/sub/test_a.py::test_xp - lucky",
+        "ERROR tests/test_broken.py",
+        "ERROR tests/sub/test_a.py::test_seterr - RuntimeError: setup bad",
+        "ERROR tests/sub/test_a.py::test_tderr - RuntimeError: teardown bad",
+        "FAILED tests/sub/test_a.py::test_fail - AssertionError: boom",
+    ]
+
+
+def test_rp_lists_passed_tests_and_rN_lists_nothing() -> None:
+    lines = section(render_summary(mixed_report(), session=SessionInfo(reportchars="p")), "short test summary info")
+    assert lines == ["PASSED tests/sub/test_a.py::test_pass", "PASSED tests/sub/test_a.py::TestC::test_m[1]",
+                     "PASSED tests/sub/test_a.py::TestC::test_m[a b]"]
+    assert "short test summary info" not in render_summary(mixed_report(), session=SessionInfo(reportchars="N"))
+
+
+def test_the_report_args_give_the_options_when_no_session_is_known() -> None:
+    report = mixed_report()
+    report["pytest_args"] = ["-rs", "--tb=no", "tests"]
+    text = render_summary(report)
+    assert section(text, "short test summary info") == ["SKIPPED [1] tests/sub/test_a.py:9: nope"]
+    assert "FAILURES" not in text and "ERRORS" not in text
+
+
+def test_tb_no_prints_no_failure_sections() -> None:
+    text = render_summary(mixed_report(), session=SessionInfo(tbstyle="no"))
+    assert "FAILURES" not in text and "ERRORS" not in text and "short test summary info" in text
+
+
+def test_tb_line_prints_each_failure_as_its_lines_and_its_output_before_the_crash_line() -> None:
+    report = make_report([make_test("t.py::test_a", "failed", message="AssertionError: boom\nassert 0",
+                                    longrepr="E   AssertionError: boom\n    assert 0\n"
+                                             "t.py:13: AssertionError: boom\nassert 0",
+                                    sections=[["Captured stdout call", "hello\n"]])])
+    assert section(render_summary(report, session=SessionInfo(tbstyle="line")), "FAILURES") == [
+        "E   AssertionError: boom", "    assert 0", separator("-", "Captured stdout call"), "hello",
+        "t.py:13: AssertionError: boom", "assert 0",
+    ]
+
+
+def durations_report() -> dict[str, Any]:
+    report = report_with({"passed": 3}, 1.0)
+    report["durations"] = [[0.5, "call", "t.py::a"], [0.25, "setup", "t.py::b"], [0.001, "teardown", "t.py::a"]]
+    return report
+
+
+def test_durations_list_the_slowest_phases_and_hide_the_short_ones_below_vv() -> None:
+    assert section(render_summary(durations_report(), session=SessionInfo(durations=3)), "slowest 3 durations") == [
+        "0.50s call     t.py::a",
+        "0.25s setup    t.py::b",
+        "",
+        "(1 durations < 0.005s hidden.  Use -vv to show these durations.)",
+    ]
+    vv = section(render_summary(durations_report(), session=SessionInfo(durations=0, verbose=2)), "slowest durations")
+    assert vv[-1] == "0.00s teardown t.py::a"
+    given = section(render_summary(durations_report(), session=SessionInfo(durations=3, durations_min=0.3)),
+                    "slowest 3 durations")
+    assert given == ["0.50s call     t.py::a", "", "(2 durations < 0.3s hidden.)"]
+    assert "slowest" not in render_summary(durations_report())  # not asked for
+
+
+def test_durations_come_after_the_failures_and_before_the_short_summary() -> None:
+    report = mixed_report()
+    report["durations"] = [[0.5, "call", "tests/sub/test_a.py::test_fail"]]
+    text = render_summary(report, session=SessionInfo(durations=1))
+    assert text.index("FAILURES") < text.index("slowest 1 durations") < text.index("short test summary info")
+
+
+def test_quiet_drops_the_final_lines_separators_and_qq_the_line() -> None:
+    report = report_with({"passed": 3}, 0.5)
+    assert render_summary(report, session=SessionInfo(verbose=-1)) == "3 passed in 0.50s\n"
+    assert render_summary(report, session=SessionInfo(verbose=-2)) == ""
+
+
+def test_the_final_line_counts_deselected_tests_after_skipped_as_pytest() -> None:
+    report = report_with({"failed": 2, "passed": 1, "skipped": 1, "xfailed": 1}, 0.01)
+    assert summary_line(report, deselected=1) == "2 failed, 1 passed, 1 skipped, 1 deselected, 1 xfailed in 0.01s"
+    assert summary_line(report_with({}, 0.01), deselected=3) == "3 deselected in 0.01s"
+
+
+def test_a_suite_stopped_at_maxfail_says_so_as_pytest_before_the_final_line() -> None:
+    report = report_with({"failed": 1, "not_run": 4}, 1.0)
+    report["stopped"] = "stopped after 1 failures"
+    assert render_summary(report).splitlines()[-2:] == [
+        "!!!!!!!!!!!!!!!!!!!!!!!!!! stopping after 1 failures !!!!!!!!!!!!!!!!!!!!!!!!!!!",
+        separator("=", "1 failed, 4 not run in 1.00s"),
+    ]
+
+
+def test_the_header_names_versions_rootdir_farm_size_and_what_was_collected() -> None:
+    session = SessionInfo(platform="linux", python="3.11.7", pytest="9.2.0", pluggy="1.7.0",
+                          configfile="pytest.ini", deselected=2)
+    header = render_header(session, collected=5, errors=1, rootdir="/home/u/proj",
+                           workers=[("w1@a", 4), ("w2@b", 4)], collector="w1@a")
+    assert header.splitlines() == [
+        "============================= test session starts ==============================",
+        "platform linux -- Python 3.11.7, pytest-9.2.0, pluggy-1.7.0 (on w1@a)",
+        "rootdir: /home/u/proj",
+        "configfile: pytest.ini",
+        "farm: 2 workers x 4 slots",
+        "collected 7 items / 1 error / 2 deselected / 5 selected",
+    ]
+    assert "farm: 2 workers, 6 slots" in render_header(session, collected=1, workers=[("a", 4), ("b", 2)])
+    assert render_header(SessionInfo(verbose=-1), collected=1) == ""
+    old = replace(session, python="3.11.2", pytest="7.2.1")  # Debian 12's: one line, as pytest 7 prints it
+    assert "rootdir: /home/u/proj, configfile: pytest.ini" in render_header(old, collected=5, rootdir="/home/u/proj")
+
+
+def test_what_pytest_7_and_8_render_differently_follows_the_workers_pytest() -> None:
+    failure = make_test("t.py::test_a", "failed", message="assert 0",
+                        longrepr="E   assert 0\nt.py:3: assert 0", sections=[["Captured stdout call", "hi\n"]])
+    xpass = make_test("t.py::test_x", "xpassed", message="lucky")
+    report = make_report([failure, xpass])
+    report["durations"] = [[0.001, "call", "t.py::test_a"]]
+    seven = SessionInfo(pytest="7.2.1", tbstyle="line", reportchars="fX", durations=1, durations_min=0.005)
+    text = render_summary(report, session=seven)
+    assert section(text, "FAILURES") == ["t.py:3: assert 0"]  # the crash line alone before pytest 9
+    assert "XPASS t.py::test_x lucky" in text and "XPASSES" not in text
+    assert "(1 durations < 0.005s hidden.  Use -vv to show these durations.)" in text
+    assert "hidden" not in render_summary(report, session=replace(seven, verbose=2))
