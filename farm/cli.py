@@ -90,7 +90,9 @@ def submit_suite(path: Path, pytest_args: tuple[str, ...], broker: str | None, p
     # Absolute, but not resolved: a venv's python is a symlink that must stay inside its venv.
     spec = ClusterSpec(slots=local_workers or os.cpu_count() or 1, pool=pool,
                        python=os.path.abspath(python) if python else None)
-    cluster = LocalCluster(spec)
+    # A worker or the coordinator that dies mid-suite is started again (its lost attempt runs
+    # again); Redis, without persistence here, is not: its death ends the run (exit 3).
+    cluster = LocalCluster(spec, log=_say)
     cluster.start()
     try:
         settings = replace(settings, broker_url=cluster.broker_url)
@@ -99,8 +101,14 @@ def submit_suite(path: Path, pytest_args: tuple[str, ...], broker: str | None, p
     except BaseException:
         cluster.stop()  # warm: workers stop their runners
         raise
-    cluster.stop(fast=True)  # the suite has ended: nothing left to hand back
+    # The suite has ended: nothing left to hand back, so no warm shutdown (about a second). What a
+    # killed process leaves in its TMPDIR goes with the cluster's directory.
+    cluster.stop(fast=True)
     _exit(code)
+
+
+def _say(line: str) -> None:
+    click.echo(line, err=True)
 
 
 def _submit_and_wait(settings: Settings, bundle: Any, project: str, pool: str, dist: str,
@@ -128,7 +136,7 @@ def _wait_and_report(client: Client, suite_id: str, junit_xml: Path | None, json
 
     def show(p: Progress, live: LiveProgress) -> None:
         if cluster is not None:
-            cluster.check_alive()
+            cluster.supervise()
         since.setdefault(p.status, time.monotonic())
         stuck = time.monotonic() - since[p.status]
         if p.status in ("submitted", "collecting") and stuck > 20 and p.status not in warned:
@@ -280,7 +288,10 @@ def cancel(suite_id: str, broker: str | None) -> None:
 def up(workers: int, slots: int, pool: str, python: str | None, port: int | None, flower: bool,
        flower_address: str, flower_port: int, flower_auth: str | None, backend: str, hosts: str | None,
        image_dir: str | None, warm: int) -> None:
-    """Start a local farm in the foreground until Ctrl-C, and print its broker URL."""
+    """Start a local farm in the foreground until Ctrl-C, and print its broker URL.
+
+    A process of the farm that dies (a worker, the coordinator, Flower, Redis) is started again
+    after a back-off, with a line on stderr; the rest keeps running."""
     worker_args: tuple[str, ...] = ()
     if backend == "ssh":
         if not hosts:
@@ -297,7 +308,7 @@ def up(workers: int, slots: int, pool: str, python: str | None, port: int | None
                        flower=flower,
                        flower_address=flower_address, flower_port=flower_port, flower_auth=flower_auth,
                        redis_port=port, appendonly=True, worker_args=worker_args)
-    with LocalCluster(spec) as cluster:
+    with LocalCluster(spec, log=_say) as cluster:
         cluster.wait_ready()
         click.echo(f"broker: {cluster.broker_url}")
         if flower:
@@ -307,8 +318,8 @@ def up(workers: int, slots: int, pool: str, python: str | None, port: int | None
         sys.stdout.flush()
         try:
             while True:
-                cluster.check_alive()
-                time.sleep(0.5)
+                cluster.supervise()
+                time.sleep(0.2)
         except (KeyboardInterrupt, Interrupted):
             click.echo("farm: stopping", err=True)
 
