@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import time
 import urllib.request
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 
 import psutil
 import pytest
-from support.helpers import LEAN, copy_fixture, farm, submit_no_wait
+from support.helpers import FARM, LEAN, copy_fixture, farm, submit_no_wait
 
 TOTAL = 40  # the slow fixture: 40 tests of 0.5 s
 #: Short, so the lost attempt of a killed worker and the messages a killed coordinator had fetched
@@ -227,4 +228,41 @@ def test_the_embedded_farm_leaves_nothing_in_tmpdir(tmp_path: Path) -> None:
                   env={"TMPDIR": str(tmpdir)})
     assert result.returncode == 1, result.stderr  # the fixture's one failing test
     assert "1 failed, 13 passed" in result.stdout
+    assert sorted(p.name for p in tmpdir.iterdir()) == []
+
+
+def test_a_worker_killed_under_the_embedded_farm_comes_back_and_the_suite_passes(tmp_path: Path) -> None:
+    tmpdir = _private_tmp(tmp_path)
+    project = copy_fixture("slow", tmp_path)
+    report_path = tmp_path / "r.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
+    proc = subprocess.Popen([FARM, "submit-suite", str(project), "--local-workers", "2", "--json", str(report_path),
+                             "--", *LEAN, "tests"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**env, **QUICK, "TMPDIR": str(tmpdir)})
+    try:
+        deadline = time.monotonic() + 60
+        victim = None
+        while victim is None:
+            assert time.monotonic() < deadline and proc.poll() is None, "no assignment ever started"
+            for child in psutil.Process(proc.pid).children():
+                try:
+                    if "workers" in child.cmdline() and any(
+                            c.cmdline()[1:3] == ["-m", "pytest"] and "--collect-only" not in c.cmdline()
+                            for c in child.children(recursive=True)):
+                        victim = child
+                except psutil.Error:
+                    continue
+            time.sleep(0.1)
+        victim.kill()
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "farm: worker-0 exited (killed by SIGKILL); restarting in 1s (restart 1)" in err
+    assert "40 passed" in out
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    assert len({t["id"] for t in report["tests"]}) == len(report["tests"]) == TOTAL
+    assert any(a["state"] == "lost" for a in report["assignments"]), report["assignments"]
     assert sorted(p.name for p in tmpdir.iterdir()) == []
