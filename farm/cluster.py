@@ -99,7 +99,7 @@ class LocalCluster:
         self.stop()
 
     def start(self) -> str:
-        """Start Redis, the coordinator and the workers (Flower comes in `wait_ready`)."""
+        """Start Redis, the coordinator, the workers and Flower if asked; `wait_ready` waits for them."""
         self.root = Path(tempfile.mkdtemp(prefix="farm-cluster-"))
         # Without persistence a restarted Redis would have forgotten every suite: then its death
         # ends the farm instead.
@@ -123,20 +123,22 @@ class LocalCluster:
                     argv += ["--python", self.spec.python]
                 self._spawn(f"worker-{i}", argv + list(self.spec.worker_args))
                 self.celery_names.append(name)
+            if self.spec.flower:
+                self._start_flower()
         except BaseException:
             self.stop()
             raise
         return self.broker_url
 
     def wait_ready(self, timeout: float | None = None) -> None:
-        """Block until every worker registered itself; then start Flower, if asked, and wait until
-        its own API lists the coordinator and every worker. A process that dies before the farm is
-        ready fails the start (with its log): that is a setup error, not bad luck.
+        """Block until every worker registered itself and, with Flower, until Flower's own API
+        lists the coordinator and every worker. A process that dies before the farm is ready fails
+        the start (with its log): that is a setup error, not bad luck.
 
-        Flower learns the workers from one `inspect` broadcast at its start and from what a
-        refresh asks again; workers that were not yet listening missed the first, and a refresh
-        made while that first inspection runs gets its answer. So Flower starts once the workers
-        listen, and the farm is ready only when Flower's `/api/workers?refresh=1` lists them all.
+        Flower learns the workers from one `inspect` broadcast at its start and from each refresh
+        (`/api/workers?refresh=1`), and keeps what it learnt; workers not yet listening miss the
+        first broadcast, and a refresh made while that one is still out gets its answer. So the
+        farm is ready only once a refresh lists them all.
 
         Libvirt workers boot a VM and run a test before they register: they get longer."""
         if timeout is None:
@@ -156,8 +158,6 @@ class LocalCluster:
             store.close()
         if not self.spec.flower:
             return
-        if "flower" not in self.commands:
-            self._start_flower()
         while time.monotonic() < deadline:
             self.check_alive()
             if self._flower_lists(self.celery_names):
