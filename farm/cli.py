@@ -94,7 +94,9 @@ def submit_suite(path: Path, pytest_args: tuple[str, ...], broker: str | None, p
     # Absolute, but not resolved: a venv's python is a symlink that must stay inside its venv.
     spec = ClusterSpec(slots=local_workers or os.cpu_count() or 1, pool=pool,
                        python=os.path.abspath(python) if python else None)
-    cluster = LocalCluster(spec)
+    # A worker or the coordinator that dies mid-suite is started again (its lost attempt runs
+    # again); Redis, without persistence here, is not: its death ends the run (exit 3).
+    cluster = LocalCluster(spec, log=_say)
     cluster.start()
     try:
         history = EmbeddedHistory.restore(cluster.broker_url, name)  # what earlier embedded runs measured
@@ -105,8 +107,14 @@ def submit_suite(path: Path, pytest_args: tuple[str, ...], broker: str | None, p
     except BaseException:
         cluster.stop()  # warm: workers stop their runners
         raise
-    cluster.stop(fast=True)  # the suite has ended: nothing left to hand back
+    # The suite has ended: nothing left to hand back, so no warm shutdown (about a second). What a
+    # killed process leaves in its TMPDIR goes with the cluster's directory.
+    cluster.stop(fast=True)
     _exit(code)
+
+
+def _say(line: str) -> None:
+    click.echo(line, err=True)
 
 
 def _submit_and_wait(settings: Settings, bundle: Any, project: str, pool: str, dist: str,
@@ -136,7 +144,7 @@ def _wait_and_report(client: Client, suite_id: str, junit_xml: Path | None, json
 
     def show(p: Progress, live: LiveProgress) -> None:
         if cluster is not None:
-            cluster.check_alive()
+            cluster.supervise()
         if p.status not in ("submitted", "collecting"):  # the header, then -v lines as tests finish
             live.echo(session.lines(p.total), sys.stdout)
         since.setdefault(p.status, time.monotonic())
@@ -402,7 +410,10 @@ def history(project: str | None, clear: bool, show_path: bool) -> None:
 def up(workers: int, slots: int, pool: str, python: str | None, port: int | None, flower: bool,
        flower_address: str, flower_port: int, flower_auth: str | None, backend: str, hosts: str | None,
        image_dir: str | None, warm: int) -> None:
-    """Start a local farm in the foreground until Ctrl-C, and print its broker URL."""
+    """Start a local farm in the foreground until Ctrl-C, and print its broker URL.
+
+    A process of the farm that dies (a worker, the coordinator, Flower, Redis) is started again
+    after a back-off, with a line on stderr; the rest keeps running."""
     worker_args: tuple[str, ...] = ()
     if backend == "ssh":
         if not hosts:
@@ -419,7 +430,7 @@ def up(workers: int, slots: int, pool: str, python: str | None, port: int | None
                        flower=flower,
                        flower_address=flower_address, flower_port=flower_port, flower_auth=flower_auth,
                        redis_port=port, appendonly=True, worker_args=worker_args)
-    with LocalCluster(spec) as cluster:
+    with LocalCluster(spec, log=_say) as cluster:
         cluster.wait_ready()
         click.echo(f"broker: {cluster.broker_url}")
         if flower:
@@ -429,8 +440,8 @@ def up(workers: int, slots: int, pool: str, python: str | None, port: int | None
         sys.stdout.flush()
         try:
             while True:
-                cluster.check_alive()
-                time.sleep(0.5)
+                cluster.supervise()
+                time.sleep(0.2)
         except (KeyboardInterrupt, Interrupted):
             click.echo("farm: stopping", err=True)
 

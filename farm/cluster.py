@@ -2,11 +2,13 @@
 
 Used by `submit-suite` with no broker configured (one suite, then torn down) and by `farm up`
 (in the foreground until Ctrl-C). Every process runs in its own session and is killed with its
-whole group on stop; the temp dir holding Redis's files, logs and the bundle cache is removed.
+whole group on stop; the temp dir holding Redis's files, logs, the bundle cache and the processes'
+own TMPDIR is removed. Once running, `supervise` starts again what died (farm.supervision decides when).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -15,6 +17,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
+from base64 import b64encode
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -24,6 +29,7 @@ import redis
 from farm import keys
 from farm.errors import InfrastructureError, UsageError
 from farm.processes import die_with_parent, signal_all, signal_group, working_in
+from farm.supervision import GiveUp, RestartPolicy, Supervisor, describe_exit
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 _CLUSTER_OWNED = ("FARM_BROKER_URL", "FARM_STATE_URL", "CELERY_BROKER_URL", "FARM_POOL")
@@ -54,15 +60,25 @@ class ClusterSpec:
     worker_args: tuple[str, ...] = ()  # more options for every worker (e.g. --backend ssh --hosts FILE)
 
 
+def _ignore(line: str) -> None:
+    pass
+
+
 @dataclass
 class LocalCluster:
-    """Starts and stops a whole farm on this machine."""
+    """Starts, supervises and stops a whole farm on this machine."""
 
     spec: ClusterSpec
+    #: Where supervision says what it did, one line each (farm up: its stderr).
+    log: Callable[[str], None] = field(default=_ignore, repr=False, compare=False)
+    policy: RestartPolicy = field(default_factory=RestartPolicy)
     root: Path = field(init=False)
     broker_url: str = field(init=False, default="")
     procs: list[tuple[str, subprocess.Popen[bytes]]] = field(init=False, default_factory=list)
     commands: dict[str, tuple[list[str], dict[str, str] | None]] = field(init=False, default_factory=dict)
+    #: The Celery names Flower must list before the farm is ready: the coordinator's and the workers'.
+    celery_names: list[str] = field(init=False, default_factory=list)
+    supervisor: Supervisor = field(init=False)
 
     def __post_init__(self) -> None:
         if self.spec.flower and self.spec.flower_address not in LOOPBACK and not self.spec.flower_auth:
@@ -83,22 +99,30 @@ class LocalCluster:
         self.stop()
 
     def start(self) -> str:
+        """Start Redis, the coordinator, the workers and Flower if asked; `wait_ready` waits for them."""
         self.root = Path(tempfile.mkdtemp(prefix="farm-cluster-"))
+        # Without persistence a restarted Redis would have forgotten every suite: then its death
+        # ends the farm instead.
+        self.supervisor = Supervisor(self.policy, fatal=frozenset() if self.spec.appendonly else frozenset({"redis"}))
         try:
+            (self.root / "tmp").mkdir()
             port = self.spec.redis_port or free_port()
             self.broker_url = f"redis://127.0.0.1:{port}/0"
             self._start_redis(port)
             py = sys.executable
+            host = socket.gethostname()
             self._spawn("coordinator", [py, "-m", "coordinator", "--broker", self.broker_url,
                                         "--loglevel", self.spec.loglevel])
+            self.celery_names = [f"farm-coordinator@{host}"]
             for i in range(self.spec.workers):
+                name = f"farm-{self.spec.pool}-{i}-{os.getpid()}@{host}"
                 argv = [py, "-m", "workers", "--broker", self.broker_url, "--pool", self.spec.pool,
                         "--slots", str(self.spec.slots), "--cache-dir", str(self.root / f"worker-{i}"),
-                        "--name", f"farm-{self.spec.pool}-{i}-{os.getpid()}@{socket.gethostname()}",
-                        "--loglevel", self.spec.loglevel]
+                        "--name", name, "--loglevel", self.spec.loglevel]
                 if self.spec.python:
                     argv += ["--python", self.spec.python]
                 self._spawn(f"worker-{i}", argv + list(self.spec.worker_args))
+                self.celery_names.append(name)
             if self.spec.flower:
                 self._start_flower()
         except BaseException:
@@ -107,7 +131,14 @@ class LocalCluster:
         return self.broker_url
 
     def wait_ready(self, timeout: float | None = None) -> None:
-        """Block until every worker registered itself (and Flower answers, if started).
+        """Block until every worker registered itself and, with Flower, until Flower's own API
+        lists the coordinator and every worker. A process that dies before the farm is ready fails
+        the start (with its log): that is a setup error, not bad luck.
+
+        Flower learns the workers from one `inspect` broadcast at its start and from each refresh
+        (`/api/workers?refresh=1`), and keeps what it learnt; workers not yet listening miss the
+        first broadcast, and a refresh made while that one is still out gets its answer. So the
+        farm is ready only once a refresh lists them all.
 
         Libvirt workers boot a VM and run a test before they register: they get longer."""
         if timeout is None:
@@ -117,12 +148,23 @@ class LocalCluster:
         try:
             while time.monotonic() < deadline:
                 self.check_alive()
-                if store.hlen(keys.WORKERS) >= self.spec.workers and (not self.spec.flower or self._flower_up()):
-                    return
+                if store.hlen(keys.WORKERS) >= self.spec.workers:
+                    break
                 time.sleep(0.1)
+            else:
+                raise InfrastructureError(f"the local farm did not start within {timeout:.0f}s "
+                                          f"(logs in {self.root})")
         finally:
             store.close()
-        raise InfrastructureError(f"the local farm did not start within {timeout:.0f}s (logs in {self.root})")
+        if not self.spec.flower:
+            return
+        while time.monotonic() < deadline:
+            self.check_alive()
+            if self._flower_lists(self.celery_names):
+                return
+            time.sleep(0.2)
+        raise InfrastructureError(f"Flower did not list every worker within {timeout:.0f}s: "
+                                  f"{self.log_tail('flower', 300)}")
 
     def check_alive(self) -> None:
         """Raise if a process of the cluster died."""
@@ -131,6 +173,28 @@ class LocalCluster:
             if code is not None:
                 raise InfrastructureError(f"{name} exited with code {code}: {self.log_tail(name)}")
 
+    def supervise(self, now: float | None = None) -> None:
+        """Call often: start again, after its back-off, each process that died, and say so in `log`.
+
+        Raises InfrastructureError when the policy gives up on a process (its last log line in
+        the message); the caller then stops the farm."""
+        now = time.monotonic() if now is None else now
+        for name, proc in list(self.procs):
+            code = proc.poll()
+            if code is None:
+                continue
+            self._bury(name, proc)
+            how = describe_exit(code)
+            decision = self.supervisor.exited(name, now)
+            if isinstance(decision, GiveUp):
+                last = self.log_tail(name, 300).splitlines()[-1:] or ["(its log is empty)"]
+                raise InfrastructureError(f"{name} exited ({how}); {decision.why}: giving up "
+                                          f"(its last words: {last[0].strip()})")
+            self.log(f"farm: {name} exited ({how}); restarting in {decision.delay_s:g}s (restart {decision.count})")
+        for name in self.supervisor.due(now):
+            proc = self._start_again(name)
+            self.log(f"farm: {name} restarted (pid {proc.pid})")
+
     def stop(self, grace: float = 10.0, *, fast: bool = False) -> None:
         """Stop every process and remove the temp dir.
 
@@ -138,6 +202,8 @@ class LocalCluster:
         embedded farm whose suite has ended (nothing of value is left running in it).
         """
         procs, self.procs = self.procs, []
+        if getattr(self, "supervisor", None) is not None:
+            self.supervisor.clear()
         # Workers and the coordinator first, Redis last.
         for _, proc in reversed(procs):
             signal_group(proc.pid, signal.SIGKILL if fast else signal.SIGTERM)
@@ -166,10 +232,7 @@ class LocalCluster:
         except subprocess.TimeoutExpired:
             signal_group(proc.pid, signal.SIGKILL)
             proc.wait()
-        argv, env = self.commands[name]
-        self._spawn(name, argv, env, append=True)
-        if name == "redis":
-            self._wait_for_redis(int(argv[argv.index("--port") + 1]))
+        self._start_again(name)
 
     def log_tail(self, name: str, limit: int = 2000) -> str:
         try:
@@ -180,6 +243,22 @@ class LocalCluster:
 
     # --- pieces --------------------------------------------------------------------------
 
+    def _bury(self, name: str, proc: subprocess.Popen[bytes]) -> None:
+        """A process that died leaves the cluster, and so does what it left in its group (a
+        killed worker's pool children, still running their runners): systemd's KillMode."""
+        self.procs = [(n, p) for n, p in self.procs if p is not proc]
+        signal_group(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    def _start_again(self, name: str) -> subprocess.Popen[bytes]:
+        """Start `name` as it was first started (Redis: same port and data, so it reloads its
+        append-only file)."""
+        argv, env = self.commands[name]
+        proc = self._spawn(name, argv, env, append=True)
+        if name == "redis":
+            self._wait_for_redis(int(argv[argv.index("--port") + 1]), proc)
+        return proc
+
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None, *,
                append: bool = False) -> subprocess.Popen[bytes]:
         self.commands[name] = (argv, env)
@@ -187,6 +266,10 @@ class LocalCluster:
         try:
             # The cluster decides its own broker and state store: none inherited from the caller.
             inherited = {k: v for k, v in os.environ.items() if k not in _CLUSTER_OWNED}
+            # And its own temp dir, removed with the cluster: what a killed process leaves in its
+            # TMPDIR (multiprocessing's pymp-* dir of a Celery worker, files of a test that was
+            # stopped) goes with it. The runners inherit it, so tests' temp files go there too.
+            inherited["TMPDIR"] = str(self.root / "tmp")
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                     env={**inherited, **(env or {})}, start_new_session=True,
                                     preexec_fn=die_with_parent, cwd=self.root)
@@ -198,14 +281,14 @@ class LocalCluster:
     def _start_redis(self, port: int) -> None:
         data = self.root / "redis"
         data.mkdir()
-        self._spawn("redis", [
+        proc = self._spawn("redis", [
             "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--protected-mode", "yes",
             "--dir", str(data), "--save", "", "--daemonize", "no",
             "--appendonly", "yes" if self.spec.appendonly else "no", "--appendfsync", "everysec",
         ])
-        self._wait_for_redis(port)
+        self._wait_for_redis(port, proc)
 
-    def _wait_for_redis(self, port: int) -> None:
+    def _wait_for_redis(self, port: int, proc: subprocess.Popen[bytes]) -> None:
         store = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1)
         deadline = time.monotonic() + 10
         try:
@@ -214,7 +297,9 @@ class LocalCluster:
                     store.ping()
                     return
                 except redis.ConnectionError:
-                    self.check_alive()
+                    if proc.poll() is not None:
+                        raise InfrastructureError(f"redis-server exited with code {proc.returncode}: "
+                                                  f"{self.log_tail('redis')}") from None
                     time.sleep(0.02)
         finally:
             store.close()
@@ -230,9 +315,19 @@ class LocalCluster:
             env["FLOWER_UNAUTHENTICATED_API"] = "true"  # loopback only (checked above)
         self._spawn("flower", argv, env)
 
-    def _flower_up(self) -> bool:
+    def _flower_lists(self, names: list[str]) -> bool:
+        """Whether Flower's own API, asked to refresh, lists every one of `names` right now."""
+        # Listening on every interface (only with auth): ask it on loopback.
+        wildcard = {"0.0.0.0": "127.0.0.1", "::": "::1"}  # noqa: S104
+        host = wildcard.get(self.spec.flower_address, self.spec.flower_address)
+        if ":" in host:
+            host = f"[{host}]"
+        request = urllib.request.Request(f"http://{host}:{self.spec.flower_port}/api/workers?refresh=1")
+        if self.spec.flower_auth:
+            request.add_header("Authorization", "Basic " + b64encode(self.spec.flower_auth.encode()).decode())
         try:
-            with socket.create_connection((self.spec.flower_address, self.spec.flower_port), timeout=0.5):
-                return True
-        except OSError:
+            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (http, built above)
+                listed = json.loads(response.read())
+        except (OSError, ValueError):  # not listening yet, or still starting
             return False
+        return isinstance(listed, dict) and set(names) <= set(listed)

@@ -24,10 +24,11 @@ class RunningFarm:
     proc: subprocess.Popen[str]
 
 
-def start_farm_up(*args: str, timeout: float = 90) -> RunningFarm:
-    """Start `farm up ARGS` and wait for the broker line it prints when ready."""
+def start_farm_up(*args: str, timeout: float = 90, env: dict[str, str] | None = None) -> RunningFarm:
+    """Start `farm up ARGS` (with `env` on top of ours, minus FARM_*) and wait for the broker line
+    it prints when ready."""
     flower_port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("FARM_")}, **(env or {})}
     proc = subprocess.Popen([FARM, "up", "--flower", "--flower-port", str(flower_port), *args],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                             start_new_session=True)
@@ -81,8 +82,8 @@ def farm_up() -> Iterator[Callable[..., RunningFarm]]:
     """Start `farm up ARGS` (any number of times in a test); each is stopped with Ctrl-C after."""
     started: list[RunningFarm] = []
 
-    def start(*args: str, timeout: float = 90) -> RunningFarm:
-        running = start_farm_up(*args, timeout=timeout)
+    def start(*args: str, timeout: float = 90, env: dict[str, str] | None = None) -> RunningFarm:
+        running = start_farm_up(*args, timeout=timeout, env=env)
         started.append(running)
         return running
 
