@@ -9,8 +9,7 @@ from typing import Any
 from coordinator.aggregate import AttemptRow
 from farm.model import Collection, SuiteSpec, TestRecord, WorkerInfo
 from farm.outcomes import Outcome
-
-SCHEMA = 1
+from farm.report.schema import SCHEMA, compact
 
 
 def iso(ts: float | None) -> str | None:
@@ -35,7 +34,9 @@ def build_report(
     assignments: Sequence[Mapping[str, Any]],
     workers: Sequence[WorkerInfo],
 ) -> dict[str, Any]:
-    """The report document described in docs/report-schema.md."""
+    """The report document described in docs/report-schema.md: its lean form (schema 2), as stored.
+
+    `farm.report.schema.expand` gives its full view (every field, every run numbered)."""
     by_test: dict[str, list[AttemptRow]] = {}
     for row in attempts:
         by_test.setdefault(row.test_id, []).append(row)
@@ -63,6 +64,7 @@ def build_report(
             "message": test_message,
             "crashed_on": crashed_on,
             "blame": blame,
+            "ran_as": record.ran_as or None,
             "longrepr": record.longrepr,
             "sections": [list(s) for s in record.sections],
             "attempts": [
@@ -74,7 +76,7 @@ def build_report(
         })
     summary["total"] = len(tests)
     used = {a.get("worker") for a in assignments} | ({collection.worker} if collection else set())
-    return {
+    return compact({
         "schema": SCHEMA,
         "suite_id": spec.suite_id,
         "project": spec.project,
@@ -102,7 +104,7 @@ def build_report(
         ],
         "workers": [{"name": w.name, "host": w.host, "slots": w.slots} for w in workers if w.name in used],
         "suspect_workers": [{"worker": w, "tests": ids} for w, ids in sorted(suspects.items())],
-    }
+    })
 
 
 def crash_blame(outcome: Outcome, rows: Sequence[AttemptRow]) -> tuple[list[str], str | None]:

@@ -38,12 +38,13 @@ def _unpack(data: bytes) -> Any:
 def _record_to_plain(r: TestRecord) -> dict[str, Any]:
     return {"test_id": r.test_id, "outcome": r.outcome.value, "duration_s": r.duration_s, "phase": r.phase,
             "message": r.message, "longrepr": r.longrepr, "sections": [list(s) for s in r.sections],
-            "started_at": r.started_at}
+            "started_at": r.started_at, "ran_as": r.ran_as}
 
 
 def _record_from_plain(d: dict[str, Any]) -> TestRecord:
     return TestRecord(d["test_id"], Outcome(d["outcome"]), d["duration_s"], d["phase"], d["message"],
-                      d["longrepr"], tuple((n, t) for n, t in d["sections"]), d["started_at"])
+                      d["longrepr"], tuple((n, t) for n, t in d["sections"]), d["started_at"],
+                      d.get("ran_as", ""))
 
 
 class SuiteState:

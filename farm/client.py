@@ -20,6 +20,7 @@ from farm.config import Settings
 from farm.errors import BrokerUnreachable, SuiteNotFound, UsageError
 from farm.model import SuiteSpec, WorkerInfo
 from farm.protocol import encode
+from farm.report.schema import expand
 
 FINAL = ("finished", "canceled", "deadline", "error")
 
@@ -129,13 +130,14 @@ class Client:
             time.sleep(interval_s)
 
     def report(self, suite_id: str) -> dict[str, Any]:
+        """The full view of a finished suite's report (`farm.report.schema.expand`)."""
         data = self.store.get(keys.report(suite_id))
         if data is None:
             if self.store.exists(keys.suite(suite_id)):
                 raise UsageError(f"suite {suite_id} has not finished yet")
             raise SuiteNotFound(f"no suite {suite_id!r} in this farm")
-        report: dict[str, Any] = json.loads(data)
-        return report
+        # The stored document is lean (docs/report-schema.md); callers get its full view.
+        return expand(json.loads(data))
 
     def cancel(self, suite_id: str) -> None:
         if not self.store.exists(keys.suite(suite_id)):

@@ -41,6 +41,9 @@ class TestRecord:
     longrepr: str = ""  # the full failure report, as pytest prints it (capped)
     sections: tuple[tuple[str, str], ...] = ()  # captured output (name, text), each capped
     started_at: float = 0.0
+    # The node id the runner ran it as, when its collection named the test differently (its
+    # parameter ids changed between collections); "" when it ran under the planned id.
+    ran_as: str = ""
 
 
 @dataclass(frozen=True)

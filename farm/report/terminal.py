@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from farm.outcomes import SUMMARY_ORDER, Outcome
+from farm.report.schema import counted_run
 
 #: Width of separator lines, as pytest's on an 80-column terminal.
 WIDTH = 80
@@ -118,7 +119,7 @@ def render_summary(report: Mapping[str, Any], *, verbose: bool = False) -> str:
     if failures:
         lines.append(separator("=", "FAILURES"))
         for test in failures:
-            lines.extend(_test_block(head_line(str(test.get("id", ""))), test))
+            lines.extend(_test_block(head_line(str(test.get("id", ""))) + run_note(test), test))
     stopped = [t for t in tests if t.get("outcome") in (Outcome.TIMEOUT.value, Outcome.CRASHED.value)]
     if stopped:
         lines.append(separator("=", "TIMEOUTS AND CRASHES"))
@@ -165,6 +166,12 @@ def _test_block(title: str, test: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def run_note(test: Mapping[str, Any]) -> str:
+    """` (run N of M)` for a test that ran more than once (reruns, retries), else ``."""
+    run = counted_run(test)
+    return f" (run {run[0]} of {run[1]})" if run else ""
+
+
 def _short_summary(tests: Sequence[Mapping[str, Any]], outcomes: Sequence[Outcome]) -> list[str]:
     """`WORD id - message` lines, grouped by outcome in `outcomes` order, tests in report order."""
     lines = []
@@ -177,5 +184,5 @@ def _short_summary(tests: Sequence[Mapping[str, Any]], outcomes: Sequence[Outcom
             message = str(test.get("message") or "").strip()
             if message:
                 line += " - " + message.splitlines()[0]
-            lines.append(line)
+            lines.append(line + run_note(test))
     return lines

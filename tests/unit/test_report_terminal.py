@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from report_samples import FAIL_LONGREPR, SETUP_LONGREPR, make_report, make_test, mixed_report
+from report_samples import FAIL_LONGREPR, SETUP_LONGREPR, make_report, make_test, mixed_report, rerun_report
 
+from farm.report.schema import expand
 from farm.report.terminal import format_duration, head_line, render_summary, separator, summary_line
 
 
@@ -201,3 +202,11 @@ def test_timeouts_and_crashes_get_a_section_and_a_short_summary_line() -> None:
     assert "TIMEOUTS AND CRASHES" in text and "STACK" in text and "OUT" in text
     assert "TIMEOUT t.py::test_a - ran past 2s" in text
     assert "CRASHED t.py::test_b - exit code 3" in text
+
+
+def test_a_test_that_ran_more_than_once_says_which_run_counted() -> None:
+    text = render_summary(expand(rerun_report()))
+    assert "FLAKY tests/t.py::test_flaky - failed, then passed when run again (run 2 of 2)" in text
+    assert "FAILED tests/t.py::test_fail - AssertionError: boom (run 3 of 3)" in text
+    assert separator("_", "test_fail (run 3 of 3)") in text
+    assert "test_ok (run" not in text and "test_ok" not in text
