@@ -85,9 +85,12 @@ def _testcase(test: Mapping[str, Any]) -> ET.Element:
         time=f"{float(test.get('duration_s') or 0.0):.3f}",
     )
     counted = counted_run(test)
-    if counted is not None:
+    if counted is not None or test.get("ran_as"):
         props = ET.SubElement(case, "properties")
-        ET.SubElement(props, "property", name="farm.run", value=f"{counted[0]} of {counted[1]}")
+        if counted is not None:
+            ET.SubElement(props, "property", name="farm.run", value=f"{counted[0]} of {counted[1]}")
+        if test.get("ran_as"):  # collected under another id on the runner (its parameter ids changed)
+            ET.SubElement(props, "property", name="farm.ran_as", value=xml_safe(test["ran_as"]))
     child = _result(test)
     if child is not None:
         case.append(child)

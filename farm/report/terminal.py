@@ -125,6 +125,7 @@ def render_summary(report: Mapping[str, Any], *, verbose: bool = False) -> str:
         lines.append(separator("=", "TIMEOUTS AND CRASHES"))
         for test in stopped:
             lines.extend(_test_block(f"{str(test['outcome']).upper()} {head_line(str(test.get('id', '')))}", test))
+    lines.extend(renamed_warnings(tests))
     short = _short_summary(tests, _SHORT_VERBOSE if verbose else _SHORT_DEFAULT)
     for suspect in report.get("suspect_workers") or ():
         names = list(suspect.get("tests") or ())
@@ -163,6 +164,25 @@ def _test_block(title: str, test: Mapping[str, Any]) -> list[str]:
         name, content = str(section[0]), str(section[1])
         lines.append(separator("-", name))
         lines.append(content.removesuffix("\n"))
+    return lines
+
+
+#: Renamed tests listed by name in the warnings summary; the rest are counted.
+RENAMED_LISTED = 10
+
+
+def renamed_warnings(tests: Sequence[Mapping[str, Any]]) -> list[str]:
+    """A warnings summary for tests the runners collected under another id than the plan's."""
+    renamed = [t for t in tests if t.get("ran_as")]
+    if not renamed:
+        return []
+    n = len(renamed)
+    lines = [separator("=", "warnings summary"),
+             f"farm: {n} test{'s' if n != 1 else ''} ran under another id than planned (the parameter ids changed "
+             "between collections); reported under the planned id:"]
+    lines.extend(f"  {t.get('id')} ran as {t.get('ran_as')}" for t in renamed[:RENAMED_LISTED])
+    if n > RENAMED_LISTED:
+        lines.append(f"  ... and {n - RENAMED_LISTED} more (the JSON report's `ran_as`)")
     return lines
 
 
