@@ -158,3 +158,13 @@ def test_the_plugin_runs_renamed_items_under_their_planned_ids(tmp_path: Path) -
     for m in missing:
         assert m["planned"] == 2 and len(m["collected"]) == 3 and m["more"] == 0
         assert all(c.startswith("tests/test_t.py::test_grows[") and c not in grows for c in m["collected"])
+
+
+def test_the_tests_file_carries_positions_only_when_known() -> None:
+    from workers.backends.base import RunRequest, tests_file_text
+
+    plain = RunRequest("run", Path("b.tgz"), (), (f"{F}[1]", "t.py::test_x"), "a000")
+    assert pytest_plugin._read_tests_file(json.loads(tests_file_text(plain))) == ([f"{F}[1]", "t.py::test_x"], {})
+    placed = RunRequest("run", Path("b.tgz"), (), (f"{F}[1]", "t.py::test_x"), "a000", positions=((1, 2), (-1, 0)))
+    assert pytest_plugin._read_tests_file(json.loads(tests_file_text(placed))) == (
+        [f"{F}[1]", "t.py::test_x"], {f"{F}[1]": (1, 2)})
