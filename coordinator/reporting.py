@@ -104,7 +104,7 @@ def build_report(
         ],
         "workers": [{"name": w.name, "host": w.host, "slots": w.slots} for w in workers if w.name in used],
         "suspect_workers": [{"worker": w, "tests": ids} for w, ids in sorted(suspects.items())],
-    })
+    }, expanded=True)
 
 
 def crash_blame(outcome: Outcome, rows: Sequence[AttemptRow]) -> tuple[list[str], str | None]:

@@ -28,6 +28,7 @@ TEST_DEFAULTS: dict[str, Any] = {
     "blame": None,
     "ran_as": None,
 }
+_DEFAULTS = tuple(TEST_DEFAULTS.items())
 #: An attempt entry's fields left out of a lean test when they equal the test's or its assignment's.
 ATTEMPT_FIELDS = ("assignment", "attempt", "worker", "node", "outcome", "duration_s", "started_at", "fenced")
 #: Order of a test's fields in the full view.
@@ -52,12 +53,14 @@ def expand(report: Mapping[str, Any]) -> dict[str, Any]:
         _number_runs(attempts)
         for row in attempts:
             by_attempt.setdefault((row["assignment"], row["attempt"]), []).append(test["id"])
-        item: dict[str, Any] = {"id": test["id"], "outcome": test.get("outcome", "passed")}
-        for name in TEST_FIELDS[2:-1]:
-            value = test[name] if name in test else TEST_DEFAULTS[name]
-            item[name] = [list(v) if isinstance(v, list) else v for v in value] if isinstance(value, list) else value
-        item["attempts"] = attempts
-        full_tests.append(item)
+        get = test.get
+        full_tests.append({  # TEST_FIELDS, in order, with TEST_DEFAULTS
+            "id": test["id"], "outcome": get("outcome", "passed"), "phase": get("phase", "call"),
+            "duration_s": get("duration_s", 0.0), "message": get("message", ""),
+            "crashed_on": list(get("crashed_on", ())), "blame": get("blame"), "ran_as": get("ran_as"),
+            "longrepr": get("longrepr", ""), "sections": [list(x) for x in get("sections", ())],
+            "attempts": attempts,
+        })
     doc["tests"] = full_tests
     full_assignments = []
     for a in assignments:
@@ -73,17 +76,20 @@ def expand(report: Mapping[str, Any]) -> dict[str, Any]:
     return doc
 
 
-def compact(report: Mapping[str, Any]) -> dict[str, Any]:
-    """The lean document (schema 2) of a report in any form; see docs/report-schema.md."""
-    full = expand(report)
+def compact(report: Mapping[str, Any], *, expanded: bool = False) -> dict[str, Any]:
+    """The lean document (schema 2) of a report in any form; see docs/report-schema.md.
+
+    `expanded`: `report` is a full view already (every field of every object present, as
+    build_report makes it), so it need not be expanded first."""
+    full = report if expanded else expand(report)
     assignments: list[dict[str, Any]] = full["assignments"]
     index = {(a["id"], a["attempt"]): i for i, a in enumerate(assignments)}
     lean_tests = []
     referenced: dict[int, list[str]] = {}
     for test in full["tests"]:
         lean: dict[str, Any] = {"id": test["id"], "outcome": test["outcome"]}
-        for name in TEST_FIELDS[2:-1]:
-            if test[name] != TEST_DEFAULTS[name]:
+        for name, default in _DEFAULTS:
+            if test[name] != default:
                 lean[name] = test[name]
         rows = test["attempts"]
         refs = [index.get((r["assignment"], r["attempt"])) for r in rows]
@@ -133,11 +139,14 @@ def _rows_of(test: Mapping[str, Any]) -> Sequence[Mapping[str, Any]]:
     return []
 
 
+_NO_ASSIGNMENT: Mapping[str, Any] = {}
+
+
 def _expand_attempt(test: Mapping[str, Any], row: Mapping[str, Any],
                     assignments: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     ref = row.get("assignment")
-    base: Mapping[str, Any] = {}
-    if isinstance(ref, int) and not isinstance(ref, bool) and 0 <= ref < len(assignments):
+    base: Mapping[str, Any] = _NO_ASSIGNMENT
+    if type(ref) is int and 0 <= ref < len(assignments):
         base = assignments[ref]
         ref = base["id"]
     return {

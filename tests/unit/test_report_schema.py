@@ -89,6 +89,7 @@ def test_the_written_report_reads_back_as_the_full_view_with_every_old_field(tmp
     assert [set(a) for a in full["assignments"]] == [OLD_ASSIGNMENT_FIELDS] * 8
     assert full["assignments"][0]["tests"] == [f"tests/test_many.py::test_trivial[{i}]" for i in range(4)]
     assert expand(full) == full  # the full view is a fixed point
+    assert compact(full) == json.loads(path.read_text())  # what build_report stored, exactly
 
 
 def test_reruns_and_crash_retries_number_each_run_of_a_test() -> None:
