@@ -182,7 +182,7 @@ def old_view(full: dict[str, Any]) -> dict[str, Any]:
     return {**full, "schema": 1, "tests": tests}
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(old_reports())
 def test_a_reader_reconstructs_every_field_the_old_schema_had(report: dict[str, Any]) -> None:
     written = json.loads(dumps(compact(report)))
@@ -191,7 +191,7 @@ def test_a_reader_reconstructs_every_field_the_old_schema_had(report: dict[str, 
     assert compact(written) == written  # compacting twice changes nothing
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(old_reports())
 def test_the_lean_document_leaves_out_only_defaults_and_what_references_give(report: dict[str, Any]) -> None:
     lean = compact(report)
