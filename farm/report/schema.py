@@ -34,6 +34,8 @@ ATTEMPT_FIELDS = ("assignment", "attempt", "worker", "node", "outcome", "duratio
 #: Order of a test's fields in the full view.
 TEST_FIELDS = ("id", "outcome", "phase", "duration_s", "message", "crashed_on", "blame", "ran_as", "longrepr",
                "sections", "attempts")
+_FULL_TEST_KEYS = frozenset(TEST_FIELDS)
+_LEAN_TEST_KEYS = _FULL_TEST_KEYS | {"assignment", "started_at"}
 
 
 def load_report(path: Path | str) -> dict[str, Any]:
@@ -54,13 +56,16 @@ def expand(report: Mapping[str, Any]) -> dict[str, Any]:
         for row in attempts:
             by_attempt.setdefault((row["assignment"], row["attempt"]), []).append(test["id"])
         get = test.get
-        full_tests.append({  # TEST_FIELDS, in order, with TEST_DEFAULTS
+        item = {  # TEST_FIELDS, in order, with TEST_DEFAULTS
             "id": test["id"], "outcome": get("outcome", "passed"), "phase": get("phase", "call"),
             "duration_s": get("duration_s", 0.0), "message": get("message", ""),
             "crashed_on": list(get("crashed_on", ())), "blame": get("blame"), "ran_as": get("ran_as"),
             "longrepr": get("longrepr", ""), "sections": [list(x) for x in get("sections", ())],
             "attempts": attempts,
-        })
+        }
+        for name in test.keys() - _LEAN_TEST_KEYS:  # a field this reader does not know: kept as is
+            item[name] = test[name]
+        full_tests.append(item)
     doc["tests"] = full_tests
     full_assignments = []
     for a in assignments:
@@ -91,6 +96,8 @@ def compact(report: Mapping[str, Any], *, expanded: bool = False) -> dict[str, A
         for name, default in _DEFAULTS:
             if test[name] != default:
                 lean[name] = test[name]
+        for name in test.keys() - _FULL_TEST_KEYS:  # a field this writer does not know: kept as is
+            lean[name] = test[name]
         rows = test["attempts"]
         refs = [index.get((r["assignment"], r["attempt"])) for r in rows]
         for ref in refs:

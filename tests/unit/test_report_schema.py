@@ -202,3 +202,13 @@ def test_the_lean_document_leaves_out_only_defaults_and_what_references_give(rep
             assert (row["assignment"], row["attempt"], row["worker"], row["node"]) == (
                 a["id"], a["attempt"], a["worker"], a["node"])
             assert not row["fenced"] and row["outcome"] == original["outcome"]
+
+
+def test_fields_a_reader_or_writer_does_not_know_are_kept() -> None:
+    report = passing_suite(2)
+    report["tests"][0]["setup_s"] = 0.25  # say, a field a later farm adds
+    report["stopped"] = "stopped after 1 failure"
+    full = expand(json.loads(dumps(compact(report))))
+    assert full["tests"][0]["setup_s"] == 0.25 and "setup_s" not in full["tests"][1]
+    assert full["stopped"] == "stopped after 1 failure"
+    assert compact(full)["tests"][0]["setup_s"] == 0.25
