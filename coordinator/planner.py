@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import statistics
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +17,7 @@ from farm import keys
 from farm.config import Settings
 from farm.errors import SuiteNotFound
 from farm.model import Assignment, Collection, Completion, RecordBatch, SuiteSpec, TestRecord
+from farm.nodeids import param_positions
 from farm.outcomes import FAILURES, Outcome, exit_code_for, maxfail_reached
 from farm.protocol import decode, encode
 from farm.pytest_options import effective
@@ -69,6 +71,8 @@ class Planner:
         self.publish_assignment = publish_assignment
         # Messages waiting on a pool's queue (-1: unknown, and then nothing is published again).
         self.queue_length = queue_length
+        self._positions: dict[str, dict[str, tuple[int, int]]] = {}  # suite -> farm.nodeids.param_positions
+        self._positions_lock = threading.Lock()
 
     # --- publishing ----------------------------------------------------------------------
 
@@ -86,12 +90,28 @@ class Planner:
         expected = row.get("expected_s") or 0.0
         if not expected and durations:
             expected = sum(durations.get(t, 0.0) for t in row["test_ids"])
+        index, count = self._param_positions(spec.suite_id, row["test_ids"])
         self.publish_assignment(spec.pool, Assignment(
             spec.suite_id, row["id"], row["attempt"], spec.bundle_digest, spec.pytest_args, tuple(row["test_ids"]),
             expected, test_timeout_s=spec.test_timeout_s, deadline_at=_deadline_at(spec),
             priority=row.get("priority", 0), budget_s=self._budget(spec, expected),
-            avoid=tuple(row.get("avoid", ()))))
+            avoid=tuple(row.get("avoid", ())), param_index=index, param_count=count))
         self.state.update_assignment(spec.suite_id, row["id"], row["attempt"], published_at=time.time())
+
+    def _param_positions(self, sid: str, test_ids: list[str]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Assignment.param_index / param_count of these tests, from the suite's collection order
+        (kept for the last few suites: it does not change once planned)."""
+        positions = self._positions.get(sid)
+        if positions is None:
+            positions = param_positions(self.state.order(sid))
+            with self._positions_lock:  # the coordinator's tasks run on several threads
+                while len(self._positions) >= 8:
+                    self._positions.pop(next(iter(self._positions)))
+                self._positions[sid] = positions
+        if not any(t in positions for t in test_ids):
+            return (), ()
+        pairs = [positions.get(t, (-1, 0)) for t in test_ids]
+        return tuple(i for i, _ in pairs), tuple(n for _, n in pairs)
 
     # --- submitted → collecting ----------------------------------------------------------
 

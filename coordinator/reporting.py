@@ -10,8 +10,7 @@ from coordinator.aggregate import AttemptRow
 from farm.model import Collection, SuiteSpec, TestRecord, WorkerInfo
 from farm.outcomes import Outcome
 from farm.pytest_options import effective
-
-SCHEMA = 1
+from farm.report.schema import SCHEMA, compact
 
 
 def iso(ts: float | None) -> str | None:
@@ -37,7 +36,9 @@ def build_report(
     workers: Sequence[WorkerInfo],
     stopped: str = "",
 ) -> dict[str, Any]:
-    """The report document described in docs/report-schema.md."""
+    """The report document described in docs/report-schema.md: its lean form (schema 2), as stored.
+
+    `farm.report.schema.expand` gives its full view (every field, every run numbered)."""
     by_test: dict[str, list[AttemptRow]] = {}
     for row in attempts:
         by_test.setdefault(row.test_id, []).append(row)
@@ -65,6 +66,7 @@ def build_report(
             "message": test_message,
             "crashed_on": crashed_on,
             "blame": blame,
+            "ran_as": record.ran_as or None,
             "longrepr": record.longrepr,
             "sections": [list(s) for s in record.sections],
             "attempts": [
@@ -76,7 +78,7 @@ def build_report(
         })
     summary["total"] = len(tests)
     used = {a.get("worker") for a in assignments} | ({collection.worker} if collection else set())
-    return {
+    return compact({
         "schema": SCHEMA,
         "suite_id": spec.suite_id,
         "project": spec.project,
@@ -107,7 +109,7 @@ def build_report(
         "stopped": stopped,
         "durations": slowest_phases(counted, effective(collection.session, spec.pytest_args).durations)
         if collection else None,
-    }
+    }, expanded=True)
 
 
 def slowest_phases(counted: Mapping[str, TestRecord], limit: int) -> list[list[Any]] | None:

@@ -43,13 +43,14 @@ def _unpack(data: bytes) -> Any:
 def _record_to_plain(r: TestRecord) -> dict[str, Any]:
     return {"test_id": r.test_id, "outcome": r.outcome.value, "duration_s": r.duration_s, "phase": r.phase,
             "message": r.message, "longrepr": r.longrepr, "sections": [list(s) for s in r.sections],
-            "started_at": r.started_at, "setup_s": r.setup_s, "call_s": r.call_s, "teardown_s": r.teardown_s}
+            "started_at": r.started_at, "setup_s": r.setup_s, "call_s": r.call_s, "teardown_s": r.teardown_s,
+            "ran_as": r.ran_as}
 
 
 def _record_from_plain(d: dict[str, Any]) -> TestRecord:
     return TestRecord(d["test_id"], Outcome(d["outcome"]), d["duration_s"], d["phase"], d["message"],
                       d["longrepr"], tuple((n, t) for n, t in d["sections"]), d["started_at"],
-                      d.get("setup_s", 0.0), d.get("call_s", 0.0), d.get("teardown_s", 0.0))
+                      d.get("setup_s", 0.0), d.get("call_s", 0.0), d.get("teardown_s", 0.0), d.get("ran_as", ""))
 
 
 class SuiteState:

@@ -18,10 +18,11 @@ from farm.celery_app import (
     SUITE_SUBMITTED,
     pool_queue,
     send_assignment,
+    send_message,
 )
 from farm.errors import ProtocolError, SuiteNotFound
 from farm.model import Assignment, Collection, Completion, RecordBatch, SuiteSpec
-from farm.protocol import decode, encode
+from farm.protocol import decode
 
 log = logging.getLogger("farm.coordinator")
 T = TypeVar("T")
@@ -31,8 +32,7 @@ def publisher(app: Celery) -> tuple[Callable[[SuiteSpec], None], Callable[[str, 
     """The two ways the coordinator publishes work on pool queues."""
 
     def publish_collect(spec: SuiteSpec) -> None:
-        q = pool_queue(spec.pool)
-        app.send_task(COLLECT_SUITE, args=[encode(spec)], queue=q.name, routing_key=q.routing_key)
+        send_message(app, COLLECT_SUITE, spec, pool_queue(spec.pool))
 
     def publish_assignment(pool: str, a: Assignment) -> None:
         send_assignment(app, pool, a)

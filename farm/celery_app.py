@@ -8,6 +8,7 @@ from kombu.entity import Exchange, Queue
 from farm.config import Settings
 from farm.model import Assignment
 from farm.protocol import encode
+from farm.task_labels import label
 
 #: The coordinator's queue: suite lifecycle, record batches, completions.
 COORDINATOR_QUEUE = "farm.coordinator"
@@ -32,10 +33,21 @@ def pool_queue(pool: str) -> Queue:
     return Queue(name, _EXCHANGE, routing_key=name)
 
 
+#: Bookkeeping tasks: a worker sends several record batches and one completion per assignment.
+#: They emit no task events, so Flower's task list shows the suites, collections and assignments
+#: instead of being buried under them (126 batches for 28 assignments in a real suite).
+QUIET_TASKS = (RECORD_BATCH, ASSIGNMENT_COMPLETED)
+
+
+def send_message(app: Celery, task: str, message: object, queue: Queue | None = None) -> None:
+    """Publish a farm message as `task`'s one argument, labelled for Flower (`farm.task_labels`)."""
+    options = {"queue": queue.name, "routing_key": queue.routing_key} if queue is not None else {}
+    app.send_task(task, args=[encode(message)], argsrepr=label(message), kwargsrepr="{}", **options)
+
+
 def send_assignment(app: Celery, pool: str, a: Assignment) -> None:
     """Publish an assignment attempt on its pool's queue."""
-    q = pool_queue(pool)
-    app.send_task(RUN_ASSIGNMENT, args=[encode(a)], queue=q.name, routing_key=q.routing_key)
+    send_message(app, RUN_ASSIGNMENT, a, pool_queue(pool))
 
 
 def coordinator_queue() -> Queue:
@@ -116,9 +128,13 @@ def make_app(settings: Settings, *, pools: tuple[str, ...] = (), coordinator: bo
         # On a lost broker connection, stop long tasks rather than finish them unacknowledged
         # (their messages are redelivered; farm's merge counts each test once).
         worker_cancel_long_running_tasks_on_connection_loss=True,
-        # Events for Flower: workers, tasks, and task-sent.
+        # Events for Flower: workers, tasks, and task-sent, but none for the bookkeeping tasks
+        # (QUIET_TASKS): the coordinator runs them without events (task_annotations below), and
+        # a worker, which publishes little else (its collection results, which the coordinator's
+        # events show), sends no task-sent events.
         worker_send_task_events=True,
-        task_send_sent_event=True,
+        task_send_sent_event=not pools,
+        task_annotations={name: {"send_events": False} for name in QUIET_TASKS},
         # On a cold shutdown (SIGQUIT, or SIGINT twice) running tasks get this long before the
         # worker stops; a warm shutdown (SIGTERM) waits for them. Tasks stopped are redelivered
         # (acks_late) and farm's leases and attempt markers keep them from running twice.

@@ -22,6 +22,7 @@ from farm.errors import BrokerUnreachable, ProtocolError, SuiteNotFound, UsageEr
 from farm.eta import SuiteEta
 from farm.model import Collection, SuiteSpec, WorkerInfo
 from farm.protocol import decode, encode
+from farm.report.schema import expand
 
 FINAL = ("finished", "canceled", "deadline", "error")
 #: How often a waiting client looks at which assignments ended, for its ETA (seconds).
@@ -181,13 +182,14 @@ class Client:
         eta.ended([a for a, v in current.items() if v.endswith("!")], now)
 
     def report(self, suite_id: str) -> dict[str, Any]:
+        """The full view of a finished suite's report (`farm.report.schema.expand`)."""
         data = self.store.get(keys.report(suite_id))
         if data is None:
             if self.store.exists(keys.suite(suite_id)):
                 raise UsageError(f"suite {suite_id} has not finished yet")
             raise SuiteNotFound(f"no suite {suite_id!r} in this farm")
-        report: dict[str, Any] = json.loads(data)
-        return report
+        # The stored document is lean (docs/report-schema.md); callers get its full view.
+        return expand(json.loads(data))
 
     def cancel(self, suite_id: str) -> str | None:
         """Ask the farm to cancel the suite; returns None, or the final status of a suite that had

@@ -45,6 +45,9 @@ class TestRecord:
     setup_s: float = 0.0
     call_s: float = 0.0
     teardown_s: float = 0.0
+    # The node id the runner ran it as, when its collection named the test differently (its
+    # parameter ids changed between collections); "" when it ran under the planned id.
+    ran_as: str = ""
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,12 @@ class Assignment:
     # worker puts it back on the queue for another, unless none is alive or it came back too often.
     avoid: tuple[str, ...] = ()
     bounces: int = 0
+    # Parallel to test_ids: each test's position among the parametrized items of its function in
+    # the plan's collection, and how many there were (-1 and 0 for a test without parameters);
+    # empty when unknown. A runner that collects the test under another parameter id (made from
+    # the time, say) runs the item at that position in its place (workers/pytest_plugin.py).
+    param_index: tuple[int, ...] = ()
+    param_count: tuple[int, ...] = ()
     # Publish order: 0 for the largest. On a host with more slots than cores, runners of later
     # assignments get a lower CPU priority, so the critical path starts first.
     priority: int = 0

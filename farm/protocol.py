@@ -147,6 +147,12 @@ def _strs(v: Any) -> tuple[str, ...]:
     return tuple(_str(x) for x in v)
 
 
+def _ints(v: Any) -> tuple[int, ...]:
+    if not isinstance(v, (list, tuple)):
+        raise TypeError("a list of integers")
+    return tuple(_int(x) for x in v)
+
+
 def _outcome(v: Any) -> Outcome:
     try:
         return Outcome(_str(v))
@@ -196,6 +202,8 @@ _FIELD: dict[str, Callable[[Any], Any]] = {
     "budget_s": _float,
     "avoid": _strs,
     "bounces": _int,
+    "param_index": _ints,
+    "param_count": _ints,
     "seen_at": _float,
     "infrastructure": _bool,
     "setup_s": _float,

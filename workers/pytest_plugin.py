@@ -17,11 +17,21 @@ Lines it writes: {"k": "item", "id"} per collected test (collect mode); {"k": "s
 how many tests it deselected, its versions; {"k": "collect", "id", "cat", "msg", "longrepr"} per
 failed or skipped collector; {"k": "start", "id", "t"} when a test starts; {"k": "test", "id",
 "t", "duration_s", "phases": {phase: {"cat", "msg", "longrepr", "s"}}, "sections"} when it ends
-("s": the phase's duration); {"k": "missing", "id"} for an assigned id that was not collected.
-Folding the phases into one outcome is the worker's job (farm.outcomes.fold_phases).
+("s": the phase's duration); {"k": "missing", "id", "collected", "more", "planned"} for an
+assigned id that was not collected ("collected": the first ids the runner did collect for its
+function, or its module; "more": how many more; "planned": how many items its function had in
+the plan). Folding the phases into one outcome is the worker's job (farm.outcomes.fold_phases).
 
 `-x`/`--maxfail` never stop a runner: the farm applies them to the whole suite (the coordinator
 counts failures across assignments and stops them all), so this plugin turns them off here.
+
+FARM_TESTS_FILE holds a JSON list of node ids, or {"ids": [...], "positions": [[index, count],
+...]}: each id's position among the parametrized items of its function in the plan, and how many
+there were ([-1, 0] for an id without parameters). A test whose parameter ids changed since the
+plan (parameters made from the time, a random seed, an unordered set) is not collected under its
+planned id; when the runner collected that function with as many parametrized items as the plan,
+the item at the planned position runs in its place, reported under the planned id with
+"ran_as": the id it ran as (start and test lines).
 """
 
 from __future__ import annotations
@@ -52,8 +62,8 @@ def pytest_configure(config: Any) -> None:
         config.pluginmanager.register(_CollectRecorder(config, emitter, maxfail), PLUGIN_NAME)
         return
     with open(os.environ["FARM_TESTS_FILE"], encoding="utf-8") as fh:
-        wanted = json.load(fh)
-    recorder = _RunRecorder(config, emitter, wanted)
+        wanted, positions = _read_tests_file(json.load(fh))
+    recorder = _RunRecorder(config, emitter, wanted, positions)
     config.pluginmanager.register(recorder, PLUGIN_NAME)
     # Collect only the files the assignment needs: replace the positional arguments (the user's
     # paths) with the assigned tests' files, keeping every other option as the user gave it.
@@ -201,13 +211,82 @@ class _CollectRecorder:
         self.emitter.emit(_session_line(self.config, self.maxfail, self.deselected))
 
 
+def _read_tests_file(data: Any) -> tuple[list[str], dict[str, tuple[int, int]]]:
+    """The assigned ids, and the planned (index, count) of those with parameters."""
+    if isinstance(data, list):
+        return [str(t) for t in data], {}
+    ids = [str(t) for t in data.get("ids", [])]
+    positions = {}
+    for test_id, pos in zip(ids, data.get("positions") or [], strict=False):
+        if isinstance(pos, list) and len(pos) == 2 and pos[0] >= 0:
+            positions[test_id] = (int(pos[0]), int(pos[1]))
+    return ids, positions
+
+
+def split_params(nodeid: str) -> tuple[str, str | None]:
+    """(function id, parameter id) of a node id: `t.py::C::f[1-a]` -> (`t.py::C::f`, `1-a`).
+
+    The path ends at the first `::` (a path may hold `[`); None when it has no parameters. The
+    same rule as farm.nodeids.split_params (this module cannot import farm)."""
+    path, sep, tail = nodeid.partition("::")
+    names, bracket, params = tail.partition("[")
+    if not sep or not bracket:
+        return nodeid, None
+    return f"{path}::{names}", params[:-1] if params.endswith("]") else params
+
+
+#: Ids listed in a "missing" line's "collected".
+_LISTED = 10
+
+
+def match_renamed(missing: list[str], positions: dict[str, tuple[int, int]], collected: list[str],
+                  wanted: set[str]) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Match planned ids that were not collected to what was: ({collected id: planned id},
+    {planned id without a sound match: the ids collected for its function, or its module}).
+
+    A match is sound when the planned id has parameters, the runner collected its function with
+    as many parametrized items as the plan had, the planned ids of that function that it did
+    collect sit where the plan had them, and the item at the planned position is not itself a
+    planned id of this run. Pure, for the tests."""
+    by_function: dict[str, list[str]] = {}
+    for test_id in collected:
+        function, params = split_params(test_id)
+        if params is not None:
+            by_function.setdefault(function, []).append(test_id)
+    moved = set()  # functions whose items moved: a planned id collected at another position
+    for test_id in wanted.intersection(collected):
+        function, params = split_params(test_id)
+        if params is not None and test_id in positions:
+            items = by_function[function]
+            index, count = positions[test_id]
+            if count != len(items) or items[index] != test_id:
+                moved.add(function)
+    ran_as: dict[str, str] = {}
+    unmatched: dict[str, list[str]] = {}
+    for test_id in missing:
+        function, params = split_params(test_id)
+        items = by_function.get(function, [])
+        index, count = positions.get(test_id, (-1, 0))
+        if params is not None and function not in moved and 0 <= index < count == len(items):
+            candidate = items[index]
+            if candidate not in wanted and candidate not in ran_as:
+                ran_as[candidate] = test_id
+                continue
+        module = function.split("::", 1)[0]
+        unmatched[test_id] = items or [t for t in collected if t.split("::", 1)[0] == module]
+    return ran_as, unmatched
+
+
 class _RunRecorder:
     """Run mode: keep only the assigned tests, and report each as it finishes."""
 
-    def __init__(self, config: Any, emitter: _Emitter, wanted: list[str]) -> None:
+    def __init__(self, config: Any, emitter: _Emitter, wanted: list[str],
+                 positions: dict[str, tuple[int, int]] | None = None) -> None:
         self.config = config
         self.emitter = emitter
         self.wanted = set(wanted)
+        self.positions = positions or {}
+        self.planned: dict[str, str] = {}  # id collected -> the planned id it runs as (renamed tests)
         self.output_cap = int(os.environ.get("FARM_OUTPUT_CAP", "65536"))
         self.longrepr_cap = int(os.environ.get("FARM_LONGREPR_CAP", "262144"))
         self.current: dict[str, dict[str, Any]] = {}
@@ -220,9 +299,15 @@ class _RunRecorder:
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, session: Any, config: Any, items: list[Any]) -> None:
+        collected = list(dict.fromkeys(item.nodeid for item in items))
+        missing = sorted(self.wanted - set(collected))
+        unmatched: dict[str, list[str]] = {}
+        self.planned = {}
+        if missing:
+            self.planned, unmatched = match_renamed(missing, self.positions, collected, self.wanted)
         keep, drop, seen = [], [], set()
         for item in items:
-            if item.nodeid in self.wanted and item.nodeid not in seen:
+            if (item.nodeid in self.wanted or item.nodeid in self.planned) and item.nodeid not in seen:
                 seen.add(item.nodeid)
                 keep.append(item)
             else:
@@ -230,8 +315,16 @@ class _RunRecorder:
         if drop:
             config.hook.pytest_deselected(items=drop)
         items[:] = keep
-        for nodeid in sorted(self.wanted - seen):
-            self.emitter.emit({"k": "missing", "id": nodeid})
+        for nodeid, same in unmatched.items():
+            line = {"k": "missing", "id": nodeid, "collected": same[:_LISTED], "more": len(same[_LISTED:])}
+            if nodeid in self.positions:
+                line["planned"] = self.positions[nodeid][1]  # how many items its function had in the plan
+            self.emitter.emit(line)
+
+    def _planned_id(self, nodeid: str) -> dict[str, str]:
+        """The id and, for a renamed test, the id it ran as, for a start or test line."""
+        planned = self.planned.get(nodeid)
+        return {"id": nodeid} if planned is None else {"id": planned, "ran_as": nodeid}
 
     def pytest_collectreport(self, report: Any) -> None:
         if report.failed:
@@ -246,7 +339,7 @@ class _RunRecorder:
     def pytest_runtest_logstart(self, nodeid: str, location: Any) -> None:
         now = time.time()
         self.current[nodeid] = {"t": now, "duration_s": 0.0, "phases": {}, "sections": [], "sub": []}
-        self.emitter.emit({"k": "start", "id": nodeid, "t": now})
+        self.emitter.emit({"k": "start", **self._planned_id(nodeid), "t": now})
         if self.stack_file is not None and self.timeout > 0:  # armed after the start line: the worker knows which
             faulthandler.dump_traceback_later(self.timeout, exit=True, file=self.stack_file)
 
@@ -298,7 +391,7 @@ class _RunRecorder:
         failing = any(p["cat"] in ("failed", "error") for p in phases.values())
         self.emitter.emit({
             "k": "test",
-            "id": nodeid,
+            **self._planned_id(nodeid),
             "t": state["t"],
             "duration_s": state["duration_s"],
             "phases": phases,

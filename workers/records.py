@@ -53,6 +53,7 @@ def test_record(obj: dict[str, Any]) -> TestRecord:
         setup_s=_seconds(phases.get("setup")),
         call_s=_seconds(phases.get("call")),
         teardown_s=_seconds(phases.get("teardown")),
+        ran_as=str(obj.get("ran_as") or ""),
     )
 
 
@@ -110,6 +111,28 @@ def timeout_record(test_id: str, started_at: float, now: float, why: str, stacks
         longrepr=f"{why}; where every thread was:\n\n{stacks}",
         started_at=started_at,
     )
+
+
+def missing_why(test_id: str, collected: object, more: object = 0, planned: object = None) -> str:
+    """Why an assigned test was not collected, naming what the runner collected instead.
+
+    `collected`: the first ids the runner collected for the test's function (or, when none,
+    for its module); `more`: how many more there were; `planned`: how many items the
+    function had in the plan (None: unknown)."""
+    ids = [str(t) for t in collected] if isinstance(collected, list) else []
+    if not ids:
+        return "not collected on the worker (was it collected with different options or files?)"
+    extra = _count(more)
+    function = test_id.partition("[")[0]
+    scope = function if all(t.startswith(function + "[") for t in ids) else test_id.split("::", 1)[0]
+    listed = ", ".join(ids) + (f" and {extra} more" if extra else "")
+    plan = f" (the plan had {_count(planned)})" if planned is not None and scope == function else ""
+    return (f"not collected on the worker; for {scope} it collected {len(ids) + extra}{plan}: {listed} "
+            f"(do the parameter ids change between collections, or was it collected with other options?)")
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def missing_record(test_id: str, why: str) -> TestRecord:

@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from farm.config import Settings
 from farm.model import Assignment, Collection, Completion, RecordBatch, SuiteSpec, TestRecord
@@ -118,6 +118,7 @@ def run_assignment(
     with _renewing(keepalive, settings.lease_s / LEASE_RENEWALS):  # a big bundle may take a while
         archive = bundle(assignment.bundle_digest)
     remaining = list(assignment.test_ids)
+    planned_at = _planned_positions(assignment)
     stream: _Stream | None = None
     node, code, restarts = "", 0, 0
     while True:
@@ -131,6 +132,7 @@ def run_assignment(
             longrepr_cap=settings.longrepr_cap_bytes,
             niceness=min(MAX_NICENESS, assignment.priority),
             test_timeout_s=assignment.test_timeout_s,
+            positions=tuple(planned_at.get(t, (-1, 0)) for t in remaining) if planned_at else (),
         )
         with _renewing(keepalive, settings.lease_s / LEASE_RENEWALS):  # unpacking, booting
             run = backend.start(request)
@@ -248,7 +250,7 @@ def _drive(
                 collect_errors.append(rec.collect_record(obj))
             elif kind == "missing":
                 reported.add(obj["id"])
-                stream.add(rec.missing_record(obj["id"], _missing_why(obj["id"], collect_errors)))
+                stream.add(rec.missing_record(obj["id"], _missing_why(obj, collect_errors)))
         stream.tick()
         code = run.poll()
         if code is not None:
@@ -291,11 +293,20 @@ def _renewing(keepalive: Callable[[], None], every_s: float) -> Iterator[None]:
         keepalive()
 
 
-def _missing_why(test_id: str, collect_errors: list[TestRecord]) -> str:
+def _planned_positions(a: Assignment) -> dict[str, tuple[int, int]]:
+    """Each test's planned (index, count) among its function's parametrized items ({}: unknown)."""
+    if len(a.param_index) != len(a.test_ids) or len(a.param_count) != len(a.test_ids):
+        return {}
+    return {t: (i, n) for t, i, n in zip(a.test_ids, a.param_index, a.param_count, strict=True)}
+
+
+def _missing_why(obj: dict[str, Any], collect_errors: list[TestRecord]) -> str:
+    """Why an assigned test was not collected, from the plugin's "missing" line."""
+    test_id = obj["id"]
     for err in collect_errors:
         if test_id.startswith(err.test_id):
             return f"not collected on the worker: collecting {err.test_id} failed\n{err.longrepr}"
-    return "not collected on the worker (was it collected with different options or files?)"
+    return rec.missing_why(test_id, obj.get("collected"), obj.get("more"), obj.get("planned"))
 
 
 def _complete(

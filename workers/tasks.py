@@ -19,11 +19,12 @@ from farm.celery_app import (
     RUN_ASSIGNMENT,
     SUITE_COLLECTED,
     send_assignment,
+    send_message,
 )
 from farm.config import Settings
 from farm.errors import FarmError, InfrastructureError, ProtocolError
 from farm.model import Assignment, Collection, Completion, RecordBatch, SuiteSpec
-from farm.protocol import decode, encode
+from farm.protocol import decode
 from workers import runner, stopping
 from workers.backends.base import ExecutionBackend
 from workers.bundles import BundleCache
@@ -96,10 +97,10 @@ class WorkerContext:
         return "" if reason is None else keys.text(reason)
 
     def send_batch(self, batch: RecordBatch) -> None:
-        self.app.send_task(RECORD_BATCH, args=[encode(batch)])
+        send_message(self.app, RECORD_BATCH, batch)
 
     def send_completion(self, completion: Completion) -> None:
-        self.app.send_task(ASSIGNMENT_COMPLETED, args=[encode(completion)])
+        send_message(self.app, ASSIGNMENT_COMPLETED, completion)
 
 
 def register(ctx: WorkerContext) -> None:
@@ -127,7 +128,7 @@ def register(ctx: WorkerContext) -> None:
                 log.exception("collecting suite %s failed", spec.suite_id)
             log.error("collecting suite %s failed: %s", spec.suite_id, exc)
             collection = Collection(spec.suite_id, worker, 3, (), (), f"collection failed on {worker}: {exc}")
-        ctx.app.send_task(SUITE_COLLECTED, args=[encode(collection)])  # the lease lapses by itself
+        send_message(ctx.app, SUITE_COLLECTED, collection)  # the lease lapses by itself
 
     @ctx.app.task(name=RUN_ASSIGNMENT, bind=True, time_limit=limit)  # type: ignore[untyped-decorator]
     def run_assignment(task: Any, payload: bytes) -> None:

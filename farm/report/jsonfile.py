@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import secrets
 from collections.abc import Mapping
@@ -12,11 +11,13 @@ from typing import Any
 
 from farm.errors import UsageError
 from farm.report.junit import render_junit
+from farm.report.schema import compact, dumps
 
 
 def write_json(report: Mapping[str, Any], path: Path) -> None:
-    """Write the report as UTF-8 JSON (indent 2, non-ASCII kept) to `path`, atomically."""
-    text = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+    """Write the report's lean document (schema 2; any form is accepted) as UTF-8 JSON to `path`,
+    atomically: indented, one test per line, non-ASCII kept."""
+    text = dumps(compact(report))
     # A lone surrogate cannot be UTF-8; as `\udcxx` it is still a valid JSON escape for it.
     write_atomic(path, text.encode("utf-8", "backslashreplace"))
 

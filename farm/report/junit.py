@@ -7,7 +7,8 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from typing import Any
 
-from farm.outcomes import Outcome
+from farm.outcomes import FAILURES, Outcome
+from farm.report.schema import counted_run, expand
 
 #: Characters XML 1.0 forbids (C0 controls but tab/LF/CR, surrogates, U+FFFE/U+FFFF), plus the
 #: DEL and C1 controls it discourages: all are dropped from every attribute and text.
@@ -41,7 +42,8 @@ def classname_and_name(nodeid: str) -> tuple[str, str]:
 
 
 def render_junit(report: Mapping[str, Any]) -> bytes:
-    """The report as JUnit XML (UTF-8, with declaration), one `<testcase>` per test."""
+    """The report (any form) as JUnit XML (UTF-8, with declaration), one `<testcase>` per test."""
+    report = expand(report)
     tests = list(report.get("tests") or ())
     counts = {o.value: 0 for o in Outcome}
     for test in tests:
@@ -82,10 +84,45 @@ def _testcase(test: Mapping[str, Any]) -> ET.Element:
         name=xml_safe(name),
         time=f"{float(test.get('duration_s') or 0.0):.3f}",
     )
+    counted = counted_run(test)
+    if counted is not None or test.get("ran_as"):
+        props = ET.SubElement(case, "properties")
+        if counted is not None:
+            ET.SubElement(props, "property", name="farm.run", value=f"{counted[0]} of {counted[1]}")
+        if test.get("ran_as"):  # collected under another id on the runner (its parameter ids changed)
+            ET.SubElement(props, "property", name="farm.ran_as", value=xml_safe(test["ran_as"]))
     child = _result(test)
     if child is not None:
         case.append(child)
+    if counted is not None:
+        case.extend(_other_runs(test, counted))
     return case
+
+
+#: Outcomes of a run that Maven Surefire's rerun elements record: failures, and errors.
+_RUN_FAILURES = {Outcome.FAILED.value}
+_RUN_ERRORS = {Outcome.ERROR.value, Outcome.TIMEOUT.value, Outcome.CRASHED.value}
+
+
+def _other_runs(test: Mapping[str, Any], counted: tuple[int, int]) -> list[ET.Element]:
+    """The other runs of a test that ran more than once, as Maven Surefire records reruns.
+
+    Each other run that failed or errored is a `<flakyFailure>`/`<flakyError>` when the test
+    passed in the end, a `<rerunFailure>`/`<rerunError>` when it did not, its message saying
+    which run it was (`run 1 of 3: failed on w1@host (s-...-a003)`). The run that counts is
+    named by the testcase's `farm.run` property (`3 of 3`).
+    """
+    final_fails = str(test.get("outcome")) in {o.value for o in FAILURES}
+    elements = []
+    for row in test.get("attempts") or ():
+        run, outcome = row.get("run"), str(row.get("outcome") or "")
+        if run is None or run == counted[0] or outcome not in _RUN_FAILURES | _RUN_ERRORS:
+            continue
+        tag = ("rerun" if final_fails else "flaky") + ("Failure" if outcome in _RUN_FAILURES else "Error")
+        where = f" on {row['worker']}" if row.get("worker") else ""
+        message = f"run {run} of {counted[1]}: {outcome}{where} ({row.get('assignment')})"
+        elements.append(_element(tag, {"message": message, "type": f"farm.{outcome}"}, ""))
+    return elements
 
 
 def _result(test: Mapping[str, Any]) -> ET.Element | None:

@@ -10,6 +10,7 @@ from typing import Any
 from farm.model import SessionInfo
 from farm.outcomes import SUMMARY_ORDER, Outcome
 from farm.pytest_options import parse, report_chars
+from farm.report.schema import counted_run
 
 #: Width of separator lines, as pytest's on an 80-column terminal.
 WIDTH = 80
@@ -164,6 +165,7 @@ def render_summary(report: Mapping[str, Any], *, verbose: bool = False, session:
     if options.tbstyle != "no":
         lines.extend(_failure_sections(tests, options.tbstyle, options.pytest))
         lines.extend(_passes(tests, report_chars(options.reportchars), options.pytest))
+    lines.extend(renamed_warnings(tests))
     lines.extend(_durations(report, options))
     short = _short_summary(tests, chars, not_run=verbose or "a" in options.reportchars or "A" in options.reportchars,
                            xpass_dash=_major(options.pytest) >= 8)
@@ -216,7 +218,7 @@ def _failure_sections(tests: Sequence[Mapping[str, Any]], tbstyle: str, pytest_v
                 # Before pytest 9, --tb=line printed the crash line alone.
                 lines.extend(block if _major(pytest_version) >= 9 else block[_crash_at(block):])
             else:
-                lines.extend(_test_block(head_line(str(test.get("id", ""))), test))
+                lines.extend(_test_block(head_line(str(test.get("id", ""))) + run_note(test), test))
     stopped = [t for t in tests if t.get("outcome") in (Outcome.TIMEOUT.value, Outcome.CRASHED.value)]
     if stopped:
         lines.append(separator("=", "TIMEOUTS AND CRASHES"))
@@ -309,6 +311,31 @@ def _captured(test: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+#: Renamed tests listed by name in the warnings summary; the rest are counted.
+RENAMED_LISTED = 10
+
+
+def renamed_warnings(tests: Sequence[Mapping[str, Any]]) -> list[str]:
+    """A warnings summary for tests the runners collected under another id than the plan's."""
+    renamed = [t for t in tests if t.get("ran_as")]
+    if not renamed:
+        return []
+    n = len(renamed)
+    lines = [separator("=", "warnings summary"),
+             f"farm: {n} test{'s' if n != 1 else ''} ran under another id than planned (the parameter ids changed "
+             "between collections); reported under the planned id:"]
+    lines.extend(f"  {t.get('id')} ran as {t.get('ran_as')}" for t in renamed[:RENAMED_LISTED])
+    if n > RENAMED_LISTED:
+        lines.append(f"  ... and {n - RENAMED_LISTED} more (the JSON report's `ran_as`)")
+    return lines
+
+
+def run_note(test: Mapping[str, Any]) -> str:
+    """` (run N of M)` for a test that ran more than once (reruns, retries), else ``."""
+    run = counted_run(test)
+    return f" (run {run[0]} of {run[1]})" if run else ""
+
+
 #: Which outcomes each -r char lists; farm's own failures come with f and E (see _short_summary).
 _CHAR_OUTCOMES = {
     "f": Outcome.FAILED, "E": Outcome.ERROR, "s": Outcome.SKIPPED, "x": Outcome.XFAILED, "X": Outcome.XPASSED,
@@ -343,7 +370,7 @@ def _short_summary(tests: Sequence[Mapping[str, Any]], chars: str, *, not_run: b
             if message and outcome is not Outcome.PASSED:
                 dash = " - " if xpass_dash or outcome is not Outcome.XPASSED else " "  # pytest 7: `XPASS id reason`
                 line += dash + message.splitlines()[0]
-            lines.append(line)
+            lines.append(line + run_note(test))
     return lines
 
 

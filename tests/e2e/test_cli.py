@@ -17,6 +17,7 @@ import pytest
 from support.helpers import FARM, LEAN, assert_nothing_left_of, copy_fixture, farm, need
 
 from farm.cluster import free_port
+from farm.report.schema import load_report
 
 
 def _one_line_error(result: subprocess.CompletedProcess[str]) -> str:
@@ -37,7 +38,7 @@ def test_embedded_farm_runs_the_suite_and_leaves_nothing(tmp_path: Path) -> None
     result = farm("submit-suite", str(project), "--local-workers", "2", "--json", str(report_path),
                   "--junit-xml", str(junit_path), "--", *LEAN, "tests/test_params.py", "tests/test_outcomes.py")
     assert result.returncode == 1, result.stderr
-    report = json.loads(report_path.read_text(encoding="utf-8"))
+    report = load_report(report_path)
     assert report["status"] == "finished" and report["exit_code"] == 1
     assert report["summary"]["total"] == 25  # 14 in test_params.py, 11 in test_outcomes.py
     assert junit_path.read_bytes().startswith(b"<?xml")
@@ -173,7 +174,7 @@ def test_no_wait_then_status_then_results(running_farm, tmp_path: Path) -> None:
     json_path = tmp_path / "r.json"
     results = farm("results", suite_id, "--json", str(json_path), env=env)
     assert results.returncode == 1  # test_fail_one[1] fails
-    report = json.loads(json_path.read_text(encoding="utf-8"))
+    report = load_report(json_path)
     assert report["suite_id"] == suite_id and report["summary"]["failed"] == 1
     final = farm("status", suite_id, env=env)
     assert "finished" in final.stdout and "exit code 1" in final.stdout
@@ -194,7 +195,7 @@ def test_cancel_stops_the_suite_and_reports_not_run(running_farm, tmp_path: Path
     results = farm("results", suite_id, "--json", str(json_path), env=env)
     assert results.returncode == 2
     assert time.monotonic() - canceled_at < 20
-    report = json.loads(json_path.read_text(encoding="utf-8"))
+    report = load_report(json_path)
     assert report["status"] == "canceled"
     summary = report["summary"]
     assert summary["not_run"] > 0 and summary["total"] == 40
@@ -235,7 +236,7 @@ def test_second_run_splits_by_recorded_durations(running_farm, tmp_path: Path) -
         result = farm("submit-suite", str(project), "--project", "history-check", "--json", str(path), "--",
                       *LEAN, "tests", "-k", "test_sleeps[1] or test_sleeps[2] or test_sleeps[3]", env=env)
         assert result.returncode == 0, result.stderr
-        reports.append(json.loads(path.read_text(encoding="utf-8")))
+        reports.append(load_report(path))
     # Durations were recorded by the first run: the second assignment plan carries expected times.
     assert all(t["duration_s"] >= 0.5 for t in reports[0]["tests"])
     assert reports[1]["summary"]["passed"] == 3

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import junitparser
 import pytest
 from support.helpers import LEAN, copy_fixture, farm
 from support.reference import run_reference
+
+from farm.report.schema import load_report
 
 
 def _farm_outcomes(report: dict) -> dict[str, str]:
@@ -26,7 +27,7 @@ def test_node_ids_and_outcomes_equal_plain_pytest(running_farm, tmp_path: Path, 
     result = farm("submit-suite", str(project), "--broker", running_farm.broker, "--dist", dist,
                   "--json", str(report_path), "--junit-xml", str(junit_path), "--", *args)
     assert result.returncode == pytest_code == 1, result.stderr
-    report = json.loads(report_path.read_text(encoding="utf-8"))
+    report = load_report(report_path)
     assert _farm_outcomes(report) == expected
     # The hard cases are really in there (a wrong fixture would make the comparison vacuous).
     got = _farm_outcomes(report)
@@ -64,7 +65,7 @@ def test_assignments_cover_every_test_once(running_farm, tmp_path: Path) -> None
     report_path = tmp_path / "report.json"
     farm("submit-suite", str(project), "--broker", running_farm.broker, "--dist", "loadfile",
          "--json", str(report_path), "--", *LEAN, "tests")
-    report = json.loads(report_path.read_text(encoding="utf-8"))
+    report = load_report(report_path)
     assigned = [t for a in report["assignments"] for t in a["tests"]]
     assert len(assigned) == len(set(assigned))
     ran = {t["id"] for t in report["tests"] if t["attempts"] and t["attempts"][0]["assignment"] != "collection"}
@@ -86,7 +87,7 @@ def test_collection_errors_interrupt_like_pytest(running_farm, tmp_path: Path) -
     result = farm("submit-suite", str(project), "--broker", running_farm.broker, "--json", str(report_path),
                   "--", *LEAN, "tests")
     assert result.returncode == pytest_code == 2
-    report = json.loads(report_path.read_text(encoding="utf-8"))
+    report = load_report(report_path)
     assert _farm_outcomes(report) == expected == {"tests/test_broken.py": "error"}
     assert "farm_module_that_does_not_exist" in report["tests"][0]["longrepr"]
     assert "Interrupted: 1 error during collection" in result.stdout
@@ -100,7 +101,7 @@ def test_continue_on_collection_errors_runs_the_rest(running_farm, tmp_path: Pat
     result = farm("submit-suite", str(project), "--broker", running_farm.broker, "--json", str(report_path),
                   "--", *args)
     assert result.returncode == pytest_code == 1
-    report = json.loads(report_path.read_text(encoding="utf-8"))
+    report = load_report(report_path)
     assert _farm_outcomes(report) == expected
     assert expected["tests/test_good.py::test_good"] == "passed"
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 from pathlib import Path
 
 from support.helpers import LEAN, farm, need
 
+from farm.report.schema import load_report
 from workers.backends.vm import METADATA_NS, open_connection
 from workers.image import DEFAULT_DIR
 
@@ -47,7 +47,7 @@ def test_farm_up_with_the_libvirt_backend_runs_suites_in_vms(farm_up, tmp_path: 
     result = farm("submit-suite", str(project), "--broker", running.broker, "--json", str(report_path), "--",
                   *LEAN, "-q")
     assert result.returncode == 0, result.stdout + result.stderr
-    report = json.loads(report_path.read_text(encoding="utf-8"))
+    report = load_report(report_path)
     assert report["summary"]["passed"] == report["summary"]["total"] == 30  # each test saw the guest's hostname
     # An attempt that never reached a VM (handed back when the VM would not boot in time on a
     # loaded machine) has no node; every attempt that ran tests ran them in a VM.

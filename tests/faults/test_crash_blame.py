@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import pytest
 from support.helpers import LEAN, assert_nothing_left_of, copy_fixture, farm, running_cluster
 
 from farm.cluster import ClusterSpec, LocalCluster
+from farm.report.schema import load_report
 
 
 @pytest.fixture
@@ -26,7 +26,7 @@ def test_a_crash_is_retried_once_elsewhere_and_blamed_on_the_test_or_the_worker(
     result = farm("submit-suite", str(project), "--broker", two_workers.broker_url, "--json", str(report_path),
                   "--", *LEAN, "tests")
     assert result.returncode == 1, result.stdout + result.stderr
-    report = json.loads(report_path.read_text(encoding="utf-8"))
+    report = load_report(report_path)
     tests = {t["id"].split("::")[-1]: t for t in report["tests"]}
     assert len(report["tests"]) == len(tests) == 12, "every collected test appears exactly once"
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 from support.helpers import LEAN, assert_nothing_left_of, copy_fixture, farm, running_cluster
 
 from farm.cluster import ClusterSpec
+from farm.report.schema import load_report
 
 
 def test_the_suite_deadline_stops_everything_and_reports_what_finished(tmp_path: Path) -> None:
@@ -20,7 +20,7 @@ def test_the_suite_deadline_stops_everything_and_reports_what_finished(tmp_path:
     elapsed = time.monotonic() - started
     assert result.returncode == 2, result.stdout + result.stderr
     assert "Interrupted: suite deadline reached" in result.stdout
-    report = json.loads(report_path.read_text(encoding="utf-8"))
+    report = load_report(report_path)
     assert report["status"] == "deadline" and report["exit_code"] == 2
     ids = [t["id"] for t in report["tests"]]
     assert len(ids) == len(set(ids)) == 40, "every collected test appears exactly once"
@@ -59,7 +59,7 @@ def test_an_assignment_past_its_own_deadline_hands_its_unstarted_tests_back(tmp_
         second = farm("submit-suite", str(project), "--broker", cluster.broker_url, "--deadline", "5m",
                       "--json", str(report_path), "--", *LEAN, "tests")
     assert second.returncode == 1, second.stdout + second.stderr
-    report = json.loads(report_path.read_text(encoding="utf-8"))
+    report = load_report(report_path)
     assert report["status"] == "finished", "the suite deadline was not what stopped it"
     tests = {t["id"].split("::")[-1]: t for t in report["tests"]}
     assert len(report["tests"]) == len(tests) == 12, "every collected test appears exactly once"

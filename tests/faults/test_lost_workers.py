@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
@@ -13,6 +12,7 @@ import pytest
 from support.helpers import assert_nothing_left_of, copy_fixture, farm, running_cluster, submit_no_wait
 
 from farm.cluster import ClusterSpec, LocalCluster
+from farm.report.schema import load_report
 
 LEASE_S = "3"  # short, so a lost attempt is noticed within seconds in tests
 
@@ -66,7 +66,7 @@ def test_kill_9_of_a_worker_mid_assignment_runs_its_unfinished_tests_again(two_w
     psutil.wait_procs(doomed, timeout=10)
     result = farm("results", suite_id, "--broker", two_workers.broker_url, "--json", str(report_path))
     assert result.returncode == 0, result.stdout + result.stderr
-    report = json.loads(report_path.read_text(encoding="utf-8"))
+    report = load_report(report_path)
     tests = _check_every_test_once(report, 40)
     lost = [a for a in report["assignments"] if a["state"] == "lost"]
     assert lost, "no attempt was recorded as lost"
@@ -92,7 +92,7 @@ def test_kill_9_of_a_pool_child_runs_its_tests_again_once(two_workers: LocalClus
     child.kill()  # the pool child only: Celery's main process lives on and forks a new one
     result = farm("results", suite_id, "--broker", two_workers.broker_url, "--json", str(report_path))
     assert result.returncode == 0, result.stdout + result.stderr
-    report = json.loads(report_path.read_text(encoding="utf-8"))
+    report = load_report(report_path)
     _check_every_test_once(report, 40)
     assert any(a["state"] == "lost" for a in report["assignments"])
     # Its runner died with it (parent-death signal).
@@ -118,7 +118,7 @@ def test_kill_9_of_the_worker_collecting_the_suite_collects_it_again(two_workers
     os.killpg(victim.pid, signal.SIGKILL)
     result = farm("results", suite_id, "--broker", two_workers.broker_url, "--json", str(report_path))
     assert result.returncode == 0, result.stdout + result.stderr
-    report = json.loads(report_path.read_text(encoding="utf-8"))
+    report = load_report(report_path)
     _check_every_test_once(report, 5)
     # Collected again, and run, by the surviving worker (cluster workers are named farm-POOL-INDEX-…).
     dead_prefix = f"farm-default-{victim_index}-"

@@ -3,7 +3,6 @@ crashed, a worker stopped with SIGTERM. Each suite still ends with every test co
 
 from __future__ import annotations
 
-import json
 import signal
 import time
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ from support.helpers import assert_nothing_left_of, copy_fixture, farm, running_
 
 from farm import keys
 from farm.cluster import ClusterSpec, LocalCluster
+from farm.report.schema import load_report
 
 TOTAL = 40  # the slow fixture: 40 tests of 0.5 s
 
@@ -49,7 +49,7 @@ def _final_report(cluster: LocalCluster, suite_id: str, tmp_path: Path) -> dict:
     path = tmp_path / "report.json"
     result = farm("results", suite_id, "--broker", cluster.broker_url, "--json", str(path))
     assert result.returncode == 0, result.stdout + result.stderr + cluster.log_tail("coordinator")
-    report = json.loads(path.read_text(encoding="utf-8"))
+    report = load_report(path)
     ids = [t["id"] for t in report["tests"]]
     assert len(ids) == len(set(ids)) == TOTAL, "every collected test appears exactly once"
     assert report["summary"]["passed"] == TOTAL and report["summary"]["total"] == TOTAL, report["summary"]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import psutil
 from support.helpers import LEAN, assert_nothing_left_of, copy_fixture, farm
+
+from farm.report.schema import load_report
 
 
 def _outcomes(report: dict) -> dict[str, str]:
@@ -26,7 +27,7 @@ def test_hung_crashed_and_daemon_forking_tests_are_recorded_and_the_rest_runs(tm
                   env={"FARMTEST_DAEMON_PID_FILE": str(pid_file)})
     elapsed = time.monotonic() - started
     assert result.returncode == 1, result.stderr
-    report = json.loads(report_path.read_text(encoding="utf-8"))
+    report = load_report(report_path)
     assert _outcomes(report) == {
         "test_before": "passed",
         "test_hangs": "timeout",
@@ -73,7 +74,7 @@ def test_a_runner_that_keeps_dying_is_given_up_after_a_bounded_number_of_restart
     result = farm("submit-suite", str(project), "--local-workers", "1", "--json", str(report_path), "--",
                   *LEAN, "tests/test_crash_loop.py")
     assert result.returncode == 1, result.stderr
-    report = json.loads(report_path.read_text(encoding="utf-8"))
+    report = load_report(report_path)
     outcomes = [t["outcome"] for t in report["tests"]]
     # One runner, then 3 new ones (MAX_RUNNER_RESTARTS): 4 crashed, the last 2 never ran.
     assert outcomes == ["crashed"] * 4 + ["not_run"] * 2

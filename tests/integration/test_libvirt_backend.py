@@ -5,7 +5,6 @@ host key. CI starts libvirtd (.ci/libvirt-setup) and builds the image once (it i
 from __future__ import annotations
 
 import html
-import json
 import os
 import re
 import shutil
@@ -23,6 +22,7 @@ from farm.cluster import ClusterSpec, LocalCluster
 from farm.config import Settings
 from farm.errors import InfrastructureError
 from farm.model import Assignment
+from farm.report.schema import load_report
 from workers import runner
 from workers.backends.libvirt import LibvirtBackend
 from workers.backends.vm import METADATA_NS, boot, destroy, open_connection, wait_ready
@@ -98,7 +98,7 @@ def test_a_suite_runs_in_vms_end_to_end_with_pytests_outcomes(image: Image, tmp_
         vms_dir = cluster.root / "worker-0" / "runs" / "vms"
         assert not list(vms_dir.glob("*.qcow2")), "an overlay outlived its assignment"
     assert result.returncode == code, result.stdout + result.stderr
-    report = json.loads(report_path.read_text(encoding="utf-8"))
+    report = load_report(report_path)
     assert {t["id"]: t["outcome"] for t in report["tests"]} == expected
     nodes = {a["node"] for a in report["assignments"]}
     assert all(n.startswith("vm:farm-") and f"({image.name})" in n for n in nodes), nodes

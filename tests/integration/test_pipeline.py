@@ -136,7 +136,7 @@ def test_workers_cache_bundles_by_digest(cluster: LocalCluster, tmp_path: Path) 
 @pytest.mark.parametrize("dist", ["load", "loadfile"])
 def test_json_report_has_the_documented_fields(cluster: LocalCluster, tmp_path: Path, dist: str) -> None:
     _, report = _run_suite(cluster, _copy("correctness", tmp_path), "tests/test_outcomes.py")
-    assert report["schema"] == 1
+    assert report["schema"] == 2
     for key in ("suite_id", "status", "exit_code", "summary", "started_at", "finished_at", "duration_s", "tests",
                 "assignments", "workers", "suspect_workers"):
         assert key in report

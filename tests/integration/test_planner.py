@@ -18,6 +18,7 @@ from farm.config import Settings
 from farm.model import Assignment, Collection, Completion, RecordBatch, SessionInfo, SuiteSpec, TestRecord, WorkerInfo
 from farm.outcomes import Outcome
 from farm.protocol import encode
+from farm.report.schema import expand
 
 
 class Published:
@@ -52,7 +53,7 @@ def _submit(state: SuiteState, planner: Planner, sid: str) -> None:
 def _report(state: SuiteState, sid: str) -> dict:
     data = state.r.get(keys.report(sid))
     assert data is not None, "the suite has no report"
-    return json.loads(data)
+    return expand(json.loads(data))
 
 
 def test_a_completion_that_overtakes_its_records_waits_for_them(redis_url: str) -> None:

@@ -18,6 +18,7 @@ from farm.bundle import make_bundle
 from farm.config import Settings
 from farm.errors import InfrastructureError
 from farm.model import Assignment, Completion, RecordBatch
+from farm.report.schema import load_report
 from workers import runner
 from workers.backends.base import RunRequest
 from workers.backends.local import LocalBackend
@@ -174,8 +175,6 @@ def test_two_hosts_one_in_a_network_namespace_run_at_once(tmp_path: Path, client
 
 
 def test_a_suite_submitted_to_a_farm_of_ssh_workers_runs_on_the_hosts(one_host: Hosts, tmp_path: Path) -> None:
-    import json
-
     from support.helpers import LEAN, copy_fixture, farm, running_cluster
     from support.reference import run_reference
 
@@ -190,7 +189,7 @@ def test_a_suite_submitted_to_a_farm_of_ssh_workers_runs_on_the_hosts(one_host: 
         result = farm("submit-suite", str(project), "--broker", cluster.broker_url, "--json", str(report_path),
                       "--", *args)
     assert result.returncode == code, result.stdout + result.stderr
-    report = json.loads(report_path.read_text(encoding="utf-8"))
+    report = load_report(report_path)
     assert {t["id"]: t["outcome"] for t in report["tests"]} == expected
     assert {a["node"] for a in report["assignments"]} == {"ssh:h1"}
     assert report["collection"]["worker"].startswith("farm-default-0-")

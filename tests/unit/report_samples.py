@@ -106,3 +106,21 @@ def mixed_report(**kwargs: Any) -> dict[str, Any]:
         make_test("tests/sub/test_a.py::test_xp", "xpassed", message="lucky"),
     ]
     return make_report(tests, **kwargs)
+
+
+def rerun_report() -> dict[str, Any]:
+    """A report of `--rerun-failures 2`: a test that failed then passed (flaky), one that failed
+    all three runs, one that crashed and then passed on another worker, and one that passed."""
+    def runs(*rows: tuple[str, str, str]) -> list[dict[str, Any]]:
+        return [{"assignment": aid, "attempt": 1, "worker": worker, "node": "local:host", "outcome": outcome,
+                 "duration_s": 0.01, "started_at": f"2026-11-22T10:00:0{i}+00:00", "fenced": False}
+                for i, (aid, worker, outcome) in enumerate(rows, start=1)]
+
+    flaky = make_test("tests/t.py::test_flaky", "flaky", message="failed, then passed when run again")
+    flaky["attempts"] = runs(("s-1-a001", "w1@host", "failed"), ("s-1-r01", "w2@host", "passed"))
+    failing = make_test("tests/t.py::test_fail", "failed", message="AssertionError: boom", longrepr=FAIL_LONGREPR)
+    failing["attempts"] = runs(("s-1-a001", "w1@host", "failed"), ("s-1-r01", "w2@host", "failed"),
+                               ("s-1-r02", "w1@host", "failed"))
+    crashed = make_test("tests/t.py::test_crash_once", "passed")
+    crashed["attempts"] = runs(("s-1-a001", "w1@host", "crashed"), ("s-1-c01", "w2@host", "passed"))
+    return make_report([flaky, failing, crashed, make_test("tests/t.py::test_ok")])

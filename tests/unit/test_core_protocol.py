@@ -353,6 +353,8 @@ def assert_well_typed(obj: Any) -> None:
             assert_well_typed(value)
         elif f.name in ("test_ids", "pytest_args", "avoid"):
             assert isinstance(value, tuple) and all(isinstance(x, str) for x in value)
+        elif f.name in ("param_index", "param_count"):
+            assert isinstance(value, tuple) and all(type(x) is int for x in value)
         elif f.name == "sections":
             assert isinstance(value, tuple)
             for pair in value:

@@ -11,11 +11,12 @@ from _pytest.junitxml import mangle_test_address
 from hypothesis import given
 from hypothesis import strategies as st
 from junitparser import Error, Failure, JUnitXml, Skipped, TestCase
-from report_samples import FAIL_LONGREPR, make_report, make_test, mixed_report
+from report_samples import FAIL_LONGREPR, make_report, make_test, mixed_report, rerun_report
 
 from farm.errors import UsageError
 from farm.report.jsonfile import write_json, write_junit
 from farm.report.junit import classname_and_name, render_junit, xml_safe
+from farm.report.schema import expand
 
 
 def cases_of(data: bytes) -> list[TestCase]:
@@ -163,14 +164,14 @@ def test_long_failure_message_attribute_is_capped_but_text_is_whole() -> None:
 # Report files (farm.report.jsonfile)
 
 
-def test_write_json_writes_indented_utf8_with_non_ascii_kept(tmp_path: Path) -> None:
+def test_write_json_writes_the_lean_document_in_utf8_with_non_ascii_kept(tmp_path: Path) -> None:
     report = make_report([make_test("tests/t.py::test_é[日本]")])
     path = tmp_path / "report.json"
     write_json(report, path)
     raw = path.read_bytes()
     assert "test_é[日本]".encode() in raw
-    assert raw.startswith(b'{\n  "schema": 1,')
-    assert json.loads(raw.decode("utf-8")) == report
+    assert raw.startswith(b'{\n  "schema": 2,')
+    assert expand(json.loads(raw.decode("utf-8"))) == expand(report)
 
 
 def test_write_replaces_an_existing_file_and_leaves_no_temporary_files(tmp_path: Path) -> None:
@@ -217,3 +218,26 @@ def test_timeouts_and_crashes_are_errors_with_a_clear_message(outcome: str) -> N
     assert error is not None
     assert error.get("type") == f"farm.{outcome}" and error.get("message") == f"{outcome}: why it stopped"
     assert error.text == "the stacks"
+
+
+def test_reruns_are_recorded_as_maven_surefire_does_each_saying_which_run_it_was() -> None:
+    root = ET.fromstring(render_junit(rerun_report()))
+    cases = {c.get("name"): c for c in root.iter("testcase")}
+
+    def runs_of(name: str) -> list[tuple[str, str | None]]:
+        return [(e.tag, e.get("message")) for e in cases[name] if e.tag != "properties"]
+
+    def counted(name: str) -> str | None:
+        prop = cases[name].find("properties/property[@name='farm.run']")
+        return None if prop is None else prop.get("value")
+
+    assert counted("test_flaky") == "2 of 2"
+    assert runs_of("test_flaky") == [("flakyFailure", "run 1 of 2: failed on w1@host (s-1-a001)")]
+    assert counted("test_fail") == "3 of 3"
+    assert runs_of("test_fail") == [("failure", "AssertionError: boom"),
+                                    ("rerunFailure", "run 1 of 3: failed on w1@host (s-1-a001)"),
+                                    ("rerunFailure", "run 2 of 3: failed on w2@host (s-1-r01)")]
+    assert counted("test_crash_once") == "2 of 2"
+    assert runs_of("test_crash_once") == [("flakyError", "run 1 of 2: crashed on w1@host (s-1-a001)")]
+    assert counted("test_ok") is None and runs_of("test_ok") == []
+    assert list(cases["test_fail"])[0].tag == "properties"  # first, where pytest puts a testcase's properties

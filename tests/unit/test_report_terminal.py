@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from report_samples import FAIL_LONGREPR, SETUP_LONGREPR, make_report, make_test, mixed_report
+from report_samples import FAIL_LONGREPR, SETUP_LONGREPR, make_report, make_test, mixed_report, rerun_report
 
 from farm.model import SessionInfo
+from farm.report.schema import expand
 from farm.report.terminal import format_duration, head_line, render_header, render_summary, separator, summary_line
 
 
@@ -335,3 +336,11 @@ def test_what_pytest_7_and_8_render_differently_follows_the_workers_pytest() -> 
     assert "XPASS t.py::test_x lucky" in text and "XPASSES" not in text
     assert "(1 durations < 0.005s hidden.  Use -vv to show these durations.)" in text
     assert "hidden" not in render_summary(report, session=replace(seven, verbose=2))
+
+
+def test_a_test_that_ran_more_than_once_says_which_run_counted() -> None:
+    text = render_summary(expand(rerun_report()))
+    assert "FLAKY tests/t.py::test_flaky - failed, then passed when run again (run 2 of 2)" in text
+    assert "FAILED tests/t.py::test_fail - AssertionError: boom (run 3 of 3)" in text
+    assert separator("_", "test_fail (run 3 of 3)") in text
+    assert "test_ok (run" not in text and "test_ok" not in text

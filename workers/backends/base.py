@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -20,6 +21,16 @@ class RunRequest:
     longrepr_cap: int = 256 * 1024
     niceness: int = 0  # added to the runner's CPU niceness (0: as the worker)
     test_timeout_s: float = 0.0  # per-test limit enforced inside the runner (0: none)
+    # Parallel to test_ids: (position among its function's parametrized items in the plan, how
+    # many there were), (-1, 0) without parameters; empty when unknown (see Assignment.param_index).
+    positions: tuple[tuple[int, int], ...] = ()
+
+
+def tests_file_text(request: RunRequest) -> str:
+    """The runner plugin's FARM_TESTS_FILE: the ids to run, with their planned positions if known."""
+    if not request.positions:
+        return json.dumps(list(request.test_ids))
+    return json.dumps({"ids": list(request.test_ids), "positions": [list(p) for p in request.positions]})
 
 
 class RunningPytest(Protocol):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import json
 import os
 import select
 import shutil
@@ -17,7 +16,7 @@ from pathlib import Path
 
 from farm.bundle import extract_bundle
 from farm.processes import become_subreaper, descendants, die_with_parent, signal_all, signal_group
-from workers.backends.base import RunRequest
+from workers.backends.base import RunRequest, tests_file_text
 
 PLUGIN_SOURCE = Path(__file__).resolve().parent.parent / "pytest_plugin.py"
 PLUGIN_MODULE = "farm_runner_plugin"
@@ -50,7 +49,7 @@ class LocalBackend:
             with open(request.bundle, "rb") as fh:
                 extract_bundle(fh.read(), project)
             tests_file = workdir / "tests.json"
-            tests_file.write_text(json.dumps(list(request.test_ids)), encoding="utf-8")
+            tests_file.write_text(tests_file_text(request), encoding="utf-8")
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)
             raise

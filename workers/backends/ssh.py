@@ -23,7 +23,7 @@ from typing import IO, Any
 import paramiko
 
 from farm.errors import InfrastructureError
-from workers.backends.base import RunRequest
+from workers.backends.base import RunRequest, tests_file_text
 from workers.backends.local import PLUGIN_MODULE, PLUGIN_SOURCE, runner_argv
 from workers.backends.ssh_hosts import HostsFile, SSHHost
 
@@ -125,7 +125,7 @@ def start_on(host: SSHHost, known_hosts: Path, request: RunRequest, *, node: str
             sftp.put(str(PLUGIN_SOURCE), f"{workdir}/plugin/{PLUGIN_MODULE}.py")
             sftp.put(str(REMOTE_RUNNER), f"{workdir}/remote_runner.py")
             with sftp.open(f"{workdir}/tests.json", "w") as fh:
-                fh.write(json.dumps(list(request.test_ids)))
+                fh.write(tests_file_text(request))
             with sftp.open(f"{workdir}/request.json", "w") as fh:
                 fh.write(json.dumps({"argv": runner_argv(host.python, request), "env": {
                     "PYTHONPATH": f"{workdir}/plugin",
