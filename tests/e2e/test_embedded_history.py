@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 from support.helpers import LEAN, copy_fixture, farm
+
+from farm.report.schema import load_report
 
 
 def _run(project: Path, report: Path, *extra: str, env: dict[str, str]) -> dict:
@@ -14,7 +15,7 @@ def _run(project: Path, report: Path, *extra: str, env: dict[str, str]) -> dict:
                   "--", *LEAN, env=env)
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
-    loaded: dict = json.loads(report.read_text(encoding="utf-8"))
+    loaded: dict = load_report(report)
     loaded["stderr"] = result.stderr
     return loaded
 

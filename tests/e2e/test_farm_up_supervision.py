@@ -18,6 +18,8 @@ import psutil
 import pytest
 from support.helpers import FARM, LEAN, copy_fixture, farm, submit_no_wait
 
+from farm.report.schema import load_report
+
 TOTAL = 40  # the slow fixture: 40 tests of 0.5 s
 #: Short, so the lost attempt of a killed worker and the messages a killed coordinator had fetched
 #: come back within seconds (the farm's processes inherit farm up's environment).
@@ -94,7 +96,7 @@ def _every_test_once(broker: str, suite_id: str, tmp_path: Path) -> dict:
     path = tmp_path / "report.json"
     result = farm("results", suite_id, "--broker", broker, "--json", str(path))
     assert result.returncode == 0, result.stdout + result.stderr
-    report = json.loads(path.read_text(encoding="utf-8"))
+    report = load_report(path)
     ids = [t["id"] for t in report["tests"]]
     assert len(ids) == len(set(ids)) == TOTAL, "every collected test appears exactly once"
     assert report["summary"]["passed"] == TOTAL == report["summary"]["total"], report["summary"]
@@ -262,7 +264,7 @@ def test_a_worker_killed_under_the_embedded_farm_comes_back_and_the_suite_passes
     assert proc.returncode == 0, err
     assert "farm: worker-0 exited (killed by SIGKILL); restarting in 1s (restart 1)" in err
     assert "40 passed" in out
-    report = json.loads(report_path.read_text(encoding="utf-8"))
+    report = load_report(report_path)
     assert len({t["id"] for t in report["tests"]}) == len(report["tests"]) == TOTAL
     assert any(a["state"] == "lost" for a in report["assignments"]), report["assignments"]
     assert sorted(p.name for p in tmpdir.iterdir()) == []

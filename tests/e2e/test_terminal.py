@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
@@ -12,6 +11,8 @@ from typing import Any
 
 import pytest
 from support.helpers import LEAN, copy_fixture, farm
+
+from farm.report.schema import load_report
 
 #: tests/fixtures/maxfail: 10 failing tests (test_one.py, collected first), then 20 passing ones,
 #: 0.3 s each. On 2 slots it is two assignments of 15: the failures all in the first.
@@ -23,7 +24,7 @@ def _submit(broker: str, project: Path, *pytest_args: str) -> tuple[subprocess.C
     result = farm("submit-suite", str(project), "--broker", broker, "--json", str(report_path), "--",
                   *LEAN, *pytest_args)
     assert "Traceback" not in result.stdout + result.stderr
-    return result, json.loads(report_path.read_text(encoding="utf-8"))
+    return result, load_report(report_path)
 
 
 def _not_run_messages(report: dict[str, Any]) -> set[str]:
