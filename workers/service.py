@@ -16,6 +16,7 @@ from typing import Any
 
 import redis
 from celery import signals
+from celery.utils.nodenames import default_nodename, host_format
 
 from farm import registry, store
 from farm.celery_app import make_app, pool_queue
@@ -48,7 +49,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--vm-memory", type=int, default=512, help="libvirt backend: MiB per VM")
     p.add_argument("--vm-cpus", type=int, default=1, help="libvirt backend: vCPUs per VM")
     p.add_argument("--python", default=None, help="interpreter that runs pytest (default: farm's own)")
-    p.add_argument("--name", default=None, help="worker name (default: farm-POOL-RANDOM@HOST)")
+    p.add_argument("--name", default=None,
+                   help="worker name; NAME without @ becomes NAME@HOST (default: farm-POOL-RANDOM@HOST)")
     p.add_argument("--cache-dir", type=Path, default=None, help="bundle cache and scratch directory")
     p.add_argument("--loglevel", default="WARNING")
     return p.parse_args(argv)
@@ -88,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         raise UsageError("--slots must be at least 1")
     logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     host = socket.gethostname()
-    name = args.name or f"farm-{settings.pool}-{uuid.uuid4().hex[:6]}@{host}"
+    name = worker_name(args.name, settings.pool, host)
     app = make_app(settings, pools=(settings.pool,))
     backend = make_backend(args.backend, **options)
     if isinstance(backend, LibvirtBackend):
@@ -121,6 +123,17 @@ def main(argv: list[str] | None = None) -> int:
         "--task-events",
     ])
     return 0
+
+
+def worker_name(given: str | None, pool: str, host: str) -> str:
+    """The worker's one name: Celery's hostname, and the name in leases, the registry, reports
+    and avoid lists. Celery would take a bare NAME for a host (celery@NAME): it is NAME@HOST
+    here. %h, %n and %d are expanded as Celery expands them, before anyone sees the name."""
+    if not given:
+        return f"farm-{pool}-{uuid.uuid4().hex[:6]}@{host}"
+    if "@" not in given:
+        given = f"{given}@{host}"
+    return str(host_format(default_nodename(given)))
 
 
 def _prepare_vms(backend: LibvirtBackend, tries: int = HEALTH_TRIES) -> None:

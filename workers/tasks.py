@@ -109,7 +109,7 @@ def register(ctx: WorkerContext) -> None:
         except ProtocolError as exc:
             log.error("rejected a collect message: %s", exc)
             return
-        worker = task.request.hostname or "worker"
+        worker = ctx.name  # the name leases, the registry and avoid lists use
         if not ctx.claim_collection(spec.suite_id):
             log.warning("dropping a delivery of the collection of %s: running elsewhere", spec.suite_id)
             return
@@ -131,7 +131,7 @@ def register(ctx: WorkerContext) -> None:
         except ProtocolError as exc:
             log.error("rejected an assignment message: %s", exc)
             return
-        worker = task.request.hostname or "worker"
+        worker = ctx.name  # the name leases, the registry and avoid lists use
         if ctx.someone_else_can_run(assignment):
             time.sleep(BOUNCE_WAIT_S)  # an idle worker it does not avoid takes it meanwhile
             send_assignment(ctx.app, ctx.settings.pool, replace(assignment, bounces=assignment.bounces + 1))
