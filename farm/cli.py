@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 
 import click
 
-from farm import __version__
+from farm import __version__, keys, registry
 from farm.bundle import make_bundle
 from farm.client import Client, Progress, SuiteOptions, check_broker_url
 from farm.cluster import ClusterSpec, LocalCluster
@@ -123,19 +123,14 @@ def _wait_and_report(client: Client, suite_id: str, junit_xml: Path | None, json
                      verbose: bool, cluster: LocalCluster | None = None) -> int:
     from farm.report.live import LiveProgress
 
-    warned: set[str] = set()
-    since = {"": time.monotonic()}  # status → when the suite entered it
+    notices = _waiting_notices(client, suite_id)
 
     def show(p: Progress, live: LiveProgress) -> None:
         if cluster is not None:
             cluster.check_alive()
-        since.setdefault(p.status, time.monotonic())
-        stuck = time.monotonic() - since[p.status]
-        if p.status in ("submitted", "collecting") and stuck > 20 and p.status not in warned:
-            warned.add(p.status)
-            who = "no coordinator has taken the suite" if p.status == "submitted" else \
-                "no worker of the pool has collected the suite"
-            click.echo(f"farm: still waiting after {stuck:.0f}s: {who} yet (is it running?)", err=True)
+        line = notices.see(p.status, time.monotonic())
+        if line:
+            click.echo(line, err=True)
         live.update(p.done, p.total, p.failed, p.elapsed_s, p.status)
 
     interrupted = False
@@ -153,6 +148,16 @@ def _wait_and_report(client: Client, suite_id: str, junit_xml: Path | None, json
         except (KeyboardInterrupt, Interrupted):
             return EXIT_INTERRUPTED
     return _emit_report(client.report(suite_id), junit_xml, json_path, verbose)
+
+
+def _waiting_notices(client: Client, suite_id: str) -> Any:
+    from farm.model import SuiteSpec
+    from farm.protocol import decode
+    from farm.waiting import SuiteWatch
+
+    spec = client.store.hget(keys.suite(suite_id), "spec")
+    pool = decode(spec, SuiteSpec).pool if isinstance(spec, bytes) else client.settings.pool
+    return SuiteWatch(pool, lambda: len(registry.alive(client.store, client.settings.worker_stale_s, pool)))
 
 
 def _emit_report(report: dict[str, Any], junit_xml: Path | None, json_path: Path | None, verbose: bool) -> int:

@@ -110,6 +110,9 @@ def register(ctx: WorkerContext) -> None:
             log.error("rejected a collect message: %s", exc)
             return
         worker = ctx.name  # the name leases, the registry and avoid lists use
+        if ctx.is_canceled(spec.suite_id):  # canceled while its collection waited on the queue
+            log.warning("dropping the collection of %s: the suite was canceled", spec.suite_id)
+            return
         if not ctx.claim_collection(spec.suite_id):
             log.warning("dropping a delivery of the collection of %s: running elsewhere", spec.suite_id)
             return
