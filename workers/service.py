@@ -23,6 +23,7 @@ from farm.celery_app import make_app, pool_queue
 from farm.config import Settings
 from farm.errors import InfrastructureError, UsageError
 from farm.model import WorkerInfo
+from farm.service_main import wait_for_broker
 from workers import stopping
 from workers.backends import make_backend
 from workers.backends.libvirt import LibvirtBackend
@@ -89,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     if slots < 1:
         raise UsageError("--slots must be at least 1")
     logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    for url in dict.fromkeys((settings.broker_url, settings.state)):
+        wait_for_broker(url, "worker")
     host = socket.gethostname()
     name = worker_name(args.name, settings.pool, host)
     app = make_app(settings, pools=(settings.pool,))
