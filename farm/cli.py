@@ -82,7 +82,7 @@ def submit_suite(path: Path, pytest_args: tuple[str, ...], broker: str | None, p
     options = SuiteOptions(test_timeout_s=_duration("--test-timeout", test_timeout),
                            deadline_s=_duration("--deadline", deadline), rerun_failures=rerun_failures,
                            strict_flaky=strict_flaky)
-    bundle = make_bundle(path, settings.max_bundle_bytes)
+    bundle = make_bundle(path, settings.max_bundle_bytes, settings.max_unpacked_bytes)
     name = project or path.resolve().name
     if settings.broker_url:
         _exit(_submit_and_wait(settings, bundle, name, pool, dist, pytest_args, junit_xml, json_path, no_wait,

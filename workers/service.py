@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.hosts is not None:
             raise UsageError("--hosts is for --backend ssh")
         options["python"] = args.python
+        options["max_unpacked_bytes"] = settings.max_unpacked_bytes
         slots = args.slots if args.slots is not None else os.cpu_count() or 1
     if slots < 1:
         raise UsageError("--slots must be at least 1")

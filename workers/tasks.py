@@ -51,7 +51,7 @@ class WorkerContext:
 
     @cached_property
     def bundles(self) -> BundleCache:
-        return BundleCache(self.settings.cache_dir, self.store)
+        return BundleCache(self.settings.cache_dir, self.store, self.settings.max_unpacked_bytes)
 
     def claim(self, a: Assignment) -> bool:
         """Take the lease of an attempt; False if it is superseded or another worker holds it."""

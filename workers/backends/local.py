@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 
 from farm.bundle import extract_bundle
+from farm.config import Settings
 from farm.processes import become_subreaper, descendants, die_with_parent, signal_all, signal_group
 from workers.backends.base import RunRequest
 
@@ -36,9 +37,11 @@ class LocalBackend:
 
     name = "local"
 
-    def __init__(self, python: str | None = None, scratch: Path | None = None) -> None:
+    def __init__(self, python: str | None = None, scratch: Path | None = None,
+                 max_unpacked_bytes: int = Settings.max_unpacked_bytes) -> None:
         self.python = python or sys.executable
         self.scratch = scratch or Path.home() / ".cache" / "farm" / "runs"
+        self.max_unpacked_bytes = max_unpacked_bytes
 
     def start(self, request: RunRequest) -> LocalRun:
         workdir = self.scratch / f"{request.label}-{uuid.uuid4().hex[:8]}"
@@ -48,7 +51,7 @@ class LocalBackend:
             plugin_dir.mkdir(parents=True)
             shutil.copyfile(PLUGIN_SOURCE, plugin_dir / f"{PLUGIN_MODULE}.py")
             with open(request.bundle, "rb") as fh:
-                extract_bundle(fh.read(), project)
+                extract_bundle(fh.read(), project, self.max_unpacked_bytes)
             tests_file = workdir / "tests.json"
             tests_file.write_text(json.dumps(list(request.test_ids)), encoding="utf-8")
         except BaseException:
