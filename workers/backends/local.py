@@ -17,7 +17,14 @@ from pathlib import Path
 
 from farm.bundle import extract_bundle
 from farm.config import Settings
-from farm.processes import become_subreaper, descendants, die_with_parent, signal_all, signal_group
+from farm.processes import (
+    become_subreaper,
+    descendants,
+    die_with_parent,
+    kill_and_reap_new,
+    signal_all,
+    signal_group,
+)
 from workers.backends.base import RunRequest
 
 PLUGIN_SOURCE = Path(__file__).resolve().parent.parent / "pytest_plugin.py"
@@ -176,8 +183,9 @@ class LocalRun:
         else:
             signal_group(self.proc.pid, signal.SIGKILL)  # anything it left running in its group
         # Daemons the tests started (even double-forked, in sessions of their own) were
-        # reparented to this process, the subreaper: nothing the tests started survives.
-        signal_all([p for p in descendants() if p.pid not in self.before], signal.SIGKILL)
+        # reparented to this process, the subreaper: nothing the tests started survives, and
+        # none stays a zombie of this pool process.
+        kill_and_reap_new(self.before)
         try:
             os.close(self.read_fd)
         except OSError:
