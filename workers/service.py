@@ -91,8 +91,6 @@ def main(argv: list[str] | None = None) -> int:
     if slots < 1:
         raise UsageError("--slots must be at least 1")
     logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    for url in dict.fromkeys((settings.broker_url, settings.state)):
-        wait_for_broker(url, "worker")
     host = socket.gethostname()
     name = worker_name(args.name, settings.pool, host)
     app = make_app(settings, pools=(settings.pool,))
@@ -102,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
         # Warm VMs live in libvirtd, not under the worker: destroy what it owns when it stops.
         signals.worker_shutdown.connect(lambda **_: backend.cleanup(), weak=False)
         signals.worker_process_init.connect(lambda **_: backend.warm_up(), weak=False)
+    # Only now: a broken image or bad options are told at once, with or without a broker.
+    for url in dict.fromkeys((settings.broker_url, settings.state)):
+        wait_for_broker(url, "worker")
     register(WorkerContext(app, settings, backend, name))
     info = WorkerInfo(name=name, host=host, slots=slots, pool=settings.pool, backend=args.backend)
     queue = pool_queue(settings.pool).name
