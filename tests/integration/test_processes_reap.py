@@ -8,19 +8,23 @@ import sys
 import textwrap
 
 SCRIPT = textwrap.dedent("""
-    import json, os, subprocess, time
-    import psutil
+    import json, os, subprocess, sys, time
     from farm.processes import become_subreaper, descendants, kill_and_reap_new
 
     become_subreaper()
-    own = subprocess.Popen(["sh", "-c", "sleep 1; exit 7"])  # a Popen this process still owns
+    own = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1); raise SystemExit(7)"])
     before = {p.pid for p in descendants()}
-    runner = subprocess.Popen(["sh", "-c", "sleep 60 & (setsid sleep 60 &) ; exit 0"])  # leaves two orphans
-    runner.wait()
+    # A runner that leaves two orphans: a plain Popen, and one in a session of its own.
+    leave = "import subprocess; subprocess.Popen(['sleep', '60']); subprocess.Popen(['setsid', 'sleep', '60'])"
+    subprocess.run([sys.executable, "-c", leave], check=True)
     deadline = time.monotonic() + 10
-    while len([p for p in descendants() if p.name() == "sleep"]) < 3 and time.monotonic() < deadline:
+    new = []
+    while time.monotonic() < deadline:
+        new = [p for p in descendants() if p.pid not in before]
+        if len(new) == 2 and all(p.name() == "sleep" for p in new):
+            break
         time.sleep(0.05)
-    orphans = sorted(p.pid for p in descendants() if p.pid not in before)
+    orphans = sorted(p.pid for p in new)
     reaped = kill_and_reap_new(before)
     left = [(p.pid, p.status()) for p in descendants() if p.pid not in before]
     print(json.dumps({"orphans": orphans, "reaped": reaped, "left": left, "own": own.wait()}))
