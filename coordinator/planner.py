@@ -290,9 +290,11 @@ class Planner:
             self._publish(spec, new, durations)
 
     def cancel(self, suite_id: str) -> None:
+        """Flag the suite canceled; one that no worker is collecting yet ends now. A collection
+        under way gets CANCEL_GRACE_S to report (the sweeper ends the suite after that)."""
         self.state.request_cancel(suite_id)
         status = self.state.field(suite_id, "status")
-        if status == "submitted":
+        if status == "submitted" or (status == "collecting" and not self.state.field(suite_id, "collect_started")):
             spec = self.state.spec(suite_id)
             self._finish_without_run(spec, None, "canceled", 2, "suite canceled before collection")
 
@@ -385,7 +387,8 @@ class Planner:
                 self.deadline_passed(sid)
                 continue
             if self.state.field(sid, "status") == "collecting":
-                self._watch_collection(spec)
+                if not self._cancel_due(sid):  # a canceled suite is not collected again
+                    self._watch_collection(spec)
                 continue
             rows = self.state.assignments(sid)
             watched = [r for r in rows if r.get("held_completion") is None and r["state"] in ("queued", "running")]
@@ -407,15 +410,27 @@ class Planner:
                 self._maybe_finish(sid, force=True)
                 continue
             self._maybe_finish(sid)  # in case the thread that could have finished it lost a race
-            cancel_at = self.state.field(sid, "cancel")
-            if cancel_at and time.time() - float(cancel_at) > CANCEL_GRACE_S:
-                status = self.state.field(sid, "status")
-                if status == "running":
-                    pending = self.state.all_pending(sid)
-                    self._not_run(sid, pending, "cancel", 0, "", "", "suite canceled before this test ran")
-                    self._maybe_finish(sid)
-                elif status in ("submitted", "collecting"):
-                    self._finish_without_run(self.state.spec(sid), None, "canceled", 2, "suite canceled")
+            self._cancel_due(sid)
+
+    def _cancel_due(self, sid: str) -> bool:
+        """End a canceled suite whose grace is over, whatever its status; True if it was canceled.
+
+        A suite not collected yet ends at once (nothing runs that could report); one collecting
+        or running gets CANCEL_GRACE_S for its collection or assignments to report."""
+        cancel_at = self.state.field(sid, "cancel")
+        if not cancel_at:
+            return False
+        status = self.state.field(sid, "status")
+        unclaimed = status == "submitted" or (status == "collecting" and not self.state.field(sid, "collect_started"))
+        if not unclaimed and time.time() - float(cancel_at) <= CANCEL_GRACE_S:
+            return True
+        if status == "running":
+            pending = self.state.all_pending(sid)
+            self._not_run(sid, pending, "cancel", 0, "", "", "suite canceled before this test ran")
+            self._maybe_finish(sid)
+        elif status in ("submitted", "collecting"):
+            self._finish_without_run(self.state.spec(sid), None, "canceled", 2, "suite canceled")
+        return True
 
     def _watch_collection(self, spec: SuiteSpec) -> None:
         """A started collection whose lease lapsed is lost; one never taken may have lost its message."""

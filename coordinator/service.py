@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import replace
 
+import redis
 from celery import Celery
 
 from coordinator.planner import Planner
@@ -19,6 +20,7 @@ from farm import store
 from farm.celery_app import COORDINATOR_QUEUE, make_app, pool_queue
 from farm.config import Settings
 from farm.errors import UsageError
+from farm.service_main import wait_for_broker
 
 log = logging.getLogger("farm.coordinator")
 SWEEP_INTERVAL_S = 1.0
@@ -39,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     if not settings.broker_url:
         raise UsageError("farm coordinator needs --broker URL or FARM_BROKER_URL")
     logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    for url in dict.fromkeys((settings.broker_url, settings.state)):
+        wait_for_broker(url, "coordinator")
     app = make_app(settings, coordinator=True)
     state = SuiteState(store.connect(settings.state, timeout=30), settings)
     publish_collect, publish_assignment = publisher(app)
@@ -83,5 +87,7 @@ def _sweep(planner: Planner, stop: threading.Event) -> None:
     while not stop.wait(SWEEP_INTERVAL_S):
         try:
             planner.sweep()
-        except Exception:  # the sweeper must outlive a broken suite or a Redis blip
+        except redis.RedisError as exc:  # a Redis blip: one line, and the next sweep tries again
+            log.warning("sweep failed: %s: %s", type(exc).__name__, exc)
+        except Exception:  # the sweeper must outlive a broken suite
             log.exception("sweep failed")

@@ -14,7 +14,9 @@ import stat
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from farm.config import Settings
 from farm.errors import BundleError, InfrastructureError
 
 #: Directory names never bundled, wherever they are: VCS data, caches, dependency trees.
@@ -49,8 +51,9 @@ def is_excluded(path: Path, *, top: bool = False) -> bool:
     return (path / "pyvenv.cfg").is_file()
 
 
-def make_bundle(root: Path, max_bytes: int) -> Bundle:
-    """Bundle the project at `root`; raise BundleError if it is missing or over `max_bytes`."""
+def make_bundle(root: Path, max_bytes: int, max_unpacked_bytes: int = Settings.max_unpacked_bytes) -> Bundle:
+    """Bundle the project at `root`; raise BundleError if it is missing, over `max_bytes`
+    compressed, or over `max_unpacked_bytes` unpacked (see `check_unpacked_size`)."""
     if not root.exists():
         raise BundleError(f"no such project directory: {root}")
     if not root.is_dir():
@@ -59,7 +62,8 @@ def make_bundle(root: Path, max_bytes: int) -> Bundle:
     files = 0
     # mtime=0 and no file name in the gzip header: the same tree gives the same bytes.
     with gzip.GzipFile(filename="", mode="wb", fileobj=buffer, mtime=0, compresslevel=6) as gz:
-        with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        unpacked = _CountingWriter(gz)
+        with tarfile.open(fileobj=unpacked, mode="w", format=tarfile.PAX_FORMAT) as tar:
             for path in _walk(root):
                 rel = path.relative_to(root).as_posix()
                 try:
@@ -71,6 +75,7 @@ def make_bundle(root: Path, max_bytes: int) -> Bundle:
                 info.uname = info.gname = ""
                 info.mode = 0o755 if info.isdir() or info.mode & 0o111 else 0o644
                 if info.isreg():
+                    _check_room(root, rel, info.size, unpacked.count, max_unpacked_bytes)
                     try:
                         with open(path, "rb") as fh:
                             tar.addfile(info, fh)
@@ -84,20 +89,109 @@ def make_bundle(root: Path, max_bytes: int) -> Bundle:
                     tar.addfile(info)
                 if buffer.tell() > max_bytes:
                     raise _too_large(root, max_bytes)
+        _check_room(root, "", 0, unpacked.count, max_unpacked_bytes)  # tar's end blocks included
     data = buffer.getvalue()
     if len(data) > max_bytes:
         raise _too_large(root, max_bytes)
     return Bundle(digest=hashlib.sha256(data).hexdigest(), data=data, files=files)
 
 
-def extract_bundle(data: bytes, dest: Path) -> None:
-    """Unpack a bundle into `dest`, refusing members that would land outside it."""
+def extract_bundle(data: bytes, dest: Path, max_unpacked_bytes: int = Settings.max_unpacked_bytes) -> None:
+    """Unpack a bundle into `dest`, refusing members that would land outside it, and a bundle
+    that unpacks to more than `max_unpacked_bytes` (before anything is written)."""
+    check_unpacked_size(data, max_unpacked_bytes)
     dest.mkdir(parents=True, exist_ok=True)
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
             tar.extractall(dest, filter="data")
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise InfrastructureError(f"bundle cannot be unpacked: {exc}") from None
+
+
+# --- the unpacked-size cap -------------------------------------------------------------------
+#
+# A bundle's unpacked size is the size of its tar archive: what unpacking reads and at most what
+# it writes (file contents at their apparent size, so a sparse file counts with its holes, plus
+# tar's 512-byte headers). make_bundle counts it as it writes the archive; a worker counts it
+# again, reading the archive through before it extracts anything.
+
+
+class _CountingWriter(io.RawIOBase):
+    """A file object for tarfile that counts the bytes written through it (the unpacked size)."""
+
+    def __init__(self, inner: gzip.GzipFile) -> None:
+        self.inner = inner
+        self.count = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        n = self.inner.write(data)
+        self.count += n
+        return n
+
+    def tell(self) -> int:
+        return self.count
+
+
+class _CountingReader(io.RawIOBase):
+    """The decompressed archive, counted as it is read; _OverCap past `limit` bytes."""
+
+    def __init__(self, inner: gzip.GzipFile, limit: int) -> None:
+        self.inner = inner
+        self.limit = limit
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = self.inner.readinto(buffer)
+        self.count += n
+        if self.count > self.limit:
+            raise _OverCap(self.count)
+        return n
+
+
+class _OverCap(Exception):
+    pass
+
+
+def check_unpacked_size(data: bytes, max_bytes: int) -> None:
+    """Raise InfrastructureError if the bundle unpacks to more than `max_bytes`.
+
+    Reads the whole archive without writing anything: the members' sizes (a header announcing
+    more than is left stops it there), and the bytes actually decompressed (headers can lie)."""
+    total = 0
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as gz:
+            with tarfile.open(fileobj=_CountingReader(gz, max_bytes), mode="r|") as tar:
+                for member in tar:
+                    total += member.size
+                    if total > max_bytes:
+                        raise _OverCap(total)
+    except _OverCap:
+        raise InfrastructureError(f"the bundle unpacks to more than {_size(max_bytes)}, over this worker's "
+                                  "cap (FARM_MAX_UNPACKED_MB): not unpacked") from None
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise InfrastructureError(f"bundle cannot be unpacked: {exc}") from None
+
+
+def _check_room(root: Path, rel: str, size: int, so_far: int, max_bytes: int) -> None:
+    """Refuse a member of `size` bytes (plus its headers) that would take the archive past the cap."""
+    if so_far + size + (3 * tarfile.BLOCKSIZE if rel else 0) <= max_bytes:
+        return
+    big = f" ({rel} alone is {_size(size)})" if size > max_bytes // 4 else ""
+    raise BundleError(f"project {root} unpacks to more than {_size(max_bytes)}{big} "
+                      "(raise FARM_MAX_UNPACKED_MB or leave large files out of the project)")
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n} bytes"
 
 
 def _check_link(root: Path, link: Path) -> None:

@@ -91,6 +91,12 @@ def make_app(settings: Settings, *, pools: tuple[str, ...] = (), coordinator: bo
         # to run code in a worker. Payloads are msgpack bytes validated by farm.protocol.
         task_serializer="msgpack",
         accept_content=["msgpack", "json"],
+        # kombu's Redis transport, except that a message it cannot decode (garbage pushed on a
+        # queue) is dropped and kept in farm:dead-letters instead of stopping the consumer.
+        broker_transport="farm.transport:Transport",
+        # Celery's consumer, except that a message it cannot use (an undecodable body, an
+        # unknown task) is one log line and a dead letter, not a dump with a traceback.
+        worker_consumer="farm.consumer:Consumer",
         event_serializer="json",
         # No Celery result backend: suite state lives in farm's own keys in Redis.
         result_backend=None,

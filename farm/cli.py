@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 
 import click
 
-from farm import __version__
+from farm import __version__, registry
 from farm.bundle import make_bundle
 from farm.client import Client, Progress, SuiteOptions, check_broker_url
 from farm.cluster import ClusterSpec, LocalCluster
@@ -86,7 +86,7 @@ def submit_suite(path: Path, pytest_args: tuple[str, ...], broker: str | None, p
     options = SuiteOptions(test_timeout_s=_duration("--test-timeout", test_timeout),
                            deadline_s=_duration("--deadline", deadline), rerun_failures=rerun_failures,
                            strict_flaky=strict_flaky)
-    bundle = make_bundle(path, settings.max_bundle_bytes)
+    bundle = make_bundle(path, settings.max_bundle_bytes, settings.max_unpacked_bytes)
     name = project or path.resolve().name
     if settings.broker_url:
         _exit(_submit_and_wait(settings, bundle, name, pool, dist, pytest_args, junit_xml, json_path, no_wait,
@@ -138,22 +138,17 @@ def _wait_and_report(client: Client, suite_id: str, junit_xml: Path | None, json
                      verbose: bool, cluster: LocalCluster | None = None, *, rootdir: str = "") -> int:
     from farm.report.live import LiveProgress
 
-    warned: set[str] = set()
-    since = {"": time.monotonic()}  # status → when the suite entered it
     session = _Session(client, suite_id, verbose, rootdir)
+    notices = _waiting_notices(client, suite_id)
 
     def show(p: Progress, live: LiveProgress) -> None:
         if cluster is not None:
             cluster.supervise()
         if p.status not in ("submitted", "collecting"):  # the header, then -v lines as tests finish
             live.echo(session.lines(p.total), sys.stdout)
-        since.setdefault(p.status, time.monotonic())
-        stuck = time.monotonic() - since[p.status]
-        if p.status in ("submitted", "collecting") and stuck > 20 and p.status not in warned:
-            warned.add(p.status)
-            who = "no coordinator has taken the suite" if p.status == "submitted" else \
-                "no worker of the pool has collected the suite"
-            click.echo(f"farm: still waiting after {stuck:.0f}s: {who} yet (is it running?)", err=True)
+        line = notices.see(p.status, time.monotonic())
+        if line:
+            click.echo(line, err=True)
         live.update(p.done, p.total, p.failed, p.elapsed_s, p.status, p.eta_s)
 
     interrupted = False
@@ -232,6 +227,13 @@ class _Session:
         if final and self.headed and self.options.verbose >= 0:
             out.append("")
         return out
+
+
+def _waiting_notices(client: Client, suite_id: str) -> Any:
+    from farm.waiting import SuiteWatch
+
+    pool = client.spec(suite_id).pool
+    return SuiteWatch(pool, lambda: len(registry.alive(client.store, client.settings.worker_stale_s, pool)))
 
 
 def _emit_report(report: dict[str, Any], junit_xml: Path | None, json_path: Path | None, verbose: bool,

@@ -30,6 +30,10 @@ class Settings:
     cache_dir: Path = Path.home() / ".cache" / "farm"
     # FARM_MAX_BUNDLE_MB: the largest compressed bundle submit-suite accepts.
     max_bundle_bytes: int = 64 * 1024 * 1024
+    # FARM_MAX_UNPACKED_MB: the largest a bundle may be unpacked (its tar archive: file contents at
+    # their apparent size, a sparse file's holes included, plus tar's headers). Every run directory
+    # unpacks it again; submit-suite refuses more (exit 4), and so does a worker that unpacks it.
+    max_unpacked_bytes: int = 1024 * 1024 * 1024
     # FARM_OUTPUT_CAP_KB: captured stdout/stderr/log kept per test and section (pytest keeps all).
     output_cap_bytes: int = 64 * 1024
     # FARM_LONGREPR_CAP_KB: the longest failure report kept per test.
@@ -94,6 +98,7 @@ class Settings:
                 pool=env.get("FARM_POOL") or base.pool,
                 cache_dir=Path(env["FARM_CACHE_DIR"]) if env.get("FARM_CACHE_DIR") else base.cache_dir,
                 max_bundle_bytes=_mb(env, "FARM_MAX_BUNDLE_MB", base.max_bundle_bytes),
+                max_unpacked_bytes=_mb(env, "FARM_MAX_UNPACKED_MB", base.max_unpacked_bytes),
                 output_cap_bytes=_kb(env, "FARM_OUTPUT_CAP_KB", base.output_cap_bytes),
                 longrepr_cap_bytes=_kb(env, "FARM_LONGREPR_CAP_KB", base.longrepr_cap_bytes),
                 lease_s=parse_duration(env["FARM_LEASE_S"]) if env.get("FARM_LEASE_S") else base.lease_s,

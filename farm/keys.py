@@ -123,6 +123,7 @@ def history_patterns(project: str) -> tuple[str, str]:
 
 
 WORKERS = f"{PREFIX}:workers"  # hash: worker name → msgpack WorkerInfo
+DEAD_LETTERS = f"{PREFIX}:dead-letters"  # list: messages no consumer could decode, newest first (bounded)
 ACTIVE = f"{PREFIX}:active"  # set: suites not finished yet (the coordinator's sweeper walks it)
 # Sorted set: suites submitted and not yet taken up by a coordinator, by submission time (the
 # sweeper takes up any whose message was lost).

@@ -5,7 +5,8 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
-from collections.abc import Iterable
+import time
+from collections.abc import Container, Iterable
 
 import psutil
 
@@ -45,6 +46,39 @@ def signal_all(procs: Iterable[psutil.Process | int], sig: int) -> None:
             (proc if isinstance(proc, psutil.Process) else psutil.Process(proc)).send_signal(sig)
         except psutil.Error:
             pass
+
+
+def kill_and_reap_new(before: Container[int], timeout: float = 5.0) -> int:
+    """SIGKILL every descendant of this process whose pid is not in `before`, and wait for each
+    that is (or becomes, once its parent dies) a child of this process; how many were reaped.
+
+    For a subreaper: orphans of what it started were reparented to it, and only it can reap
+    them (else each stays a zombie for the process's life). It waits for those pids only
+    (waitpid, never -1), so the children it had before, which Popen objects may own, keep
+    their exit status. A child it started itself after `before` was taken is killed and reaped
+    like an orphan: call this when nothing of its own runs but what is to be cleared away."""
+    me = os.getpid()
+    reaped = 0
+    deadline = time.monotonic() + timeout
+    while True:
+        left = [p for p in descendants() if p.pid not in before]
+        if not left:
+            return reaped
+        signal_all(left, signal.SIGKILL)
+        for proc in left:
+            try:
+                if proc.ppid() != me:
+                    continue  # its parent reaps it, or it is reparented here and reaped next round
+            except psutil.Error:
+                continue
+            try:
+                pid, _ = os.waitpid(proc.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped already (by a Popen that owned it)
+                continue
+            reaped += pid == proc.pid
+        if time.monotonic() > deadline:
+            return reaped
+        time.sleep(0.005)
 
 
 def descendants(pid: int | None = None) -> list[psutil.Process]:

@@ -1,15 +1,27 @@
-"""Running a farm service's main function as a process: one line and an exit code for any error."""
+"""Running a farm service's main function as a process: one line and an exit code for any error,
+and one line (not a traceback) while its broker does not answer yet."""
 
 from __future__ import annotations
 
+import os
 import sys
+import time
 from collections.abc import Callable
+from typing import TextIO
+from urllib.parse import urlparse
 
-from farm.errors import FarmError
+import redis
+
+from farm.errors import BrokerUnreachable, FarmError, UsageError
+
+#: How often a service waiting for its broker tries again, and says again that it waits.
+BROKER_RETRY_S = 1.0
+BROKER_NOTICE_S = 30.0
 
 
 def run_service(main: Callable[[], int], name: str) -> int:
-    """Call a service's main; usage errors exit 4 (argparse's own 2 included), Ctrl-C exits 2."""
+    """Call a service's main; usage errors exit 4 (argparse's own 2 included), Ctrl-C exits 2,
+    a broker lost at start-up or a bug exits 3, each in one line (FARM_DEBUG=1: the traceback)."""
     try:
         return main()
     except SystemExit as exc:  # argparse: 2 on a bad option; farm's usage errors exit 4
@@ -19,3 +31,68 @@ def run_service(main: Callable[[], int], name: str) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 2
+    except redis.RedisError as exc:  # the broker went away again between the wait and the start
+        print(f"farm {name}: error: lost the broker: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 3
+    except Exception as exc:
+        if os.environ.get("FARM_DEBUG"):
+            raise
+        print(f"farm {name}: internal error: {type(exc).__name__}: {exc} (FARM_DEBUG=1 shows the traceback)",
+              file=sys.stderr)
+        return 3
+
+
+def wait_for_broker(url: str, name: str, *, out: TextIO | None = None,
+                    clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+    """Block until the Redis server at `url` answers, as a service under systemd should.
+
+    While it cannot be reached it says so in one line, then again every BROKER_NOTICE_S; once it
+    answers, one line more (only if it had to wait). A server that answers but refuses us (a
+    wrong password, an unknown database) is no reason to wait: BrokerUnreachable (exit 4)."""
+    out = out or sys.stderr
+    shown = redact(url)
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
+    except ValueError as exc:
+        raise UsageError(f"bad broker URL {shown}: {exc}") from None
+    began = clock()
+    said_at: float | None = None
+    try:
+        while True:
+            try:
+                client.ping()
+                break
+            except (redis.AuthenticationError, redis.ResponseError) as exc:
+                raise BrokerUnreachable(f"the broker at {shown} refused the connection: {exc}") from None
+            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+                now = clock()
+                if said_at is None:
+                    _say(out, f"farm {name}: waiting for the broker at {shown} ({_why(exc)}); retrying")
+                    said_at = now
+                elif now - said_at >= BROKER_NOTICE_S:
+                    _say(out, f"farm {name}: still waiting for the broker at {shown} after {now - began:.0f}s "
+                              f"({_why(exc)})")
+                    said_at = now
+            sleep(BROKER_RETRY_S)
+    finally:
+        client.close()
+    if said_at is not None:
+        _say(out, f"farm {name}: the broker at {shown} answers after {clock() - began:.0f}s; starting")
+
+
+def redact(url: str) -> str:
+    """The URL without its password."""
+    password = urlparse(url).password
+    return url.replace(f":{password}@", ":***@") if password else url
+
+
+def _why(exc: BaseException) -> str:
+    """The cause in a few words: the OS's reason (Connection refused) where there is one."""
+    cause = exc.__context__ if isinstance(exc.__context__, OSError) else exc
+    if isinstance(cause, OSError) and cause.strerror:
+        return cause.strerror
+    return str(exc).strip().rstrip(".") or type(exc).__name__
+
+
+def _say(out: TextIO, line: str) -> None:
+    print(line, file=out, flush=True)

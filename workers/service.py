@@ -16,12 +16,14 @@ from typing import Any
 
 import redis
 from celery import signals
+from celery.utils.nodenames import default_nodename, host_format
 
 from farm import registry, store
 from farm.celery_app import make_app, pool_queue
 from farm.config import Settings
 from farm.errors import InfrastructureError, UsageError
 from farm.model import WorkerInfo
+from farm.service_main import wait_for_broker
 from workers import stopping
 from workers.backends import make_backend
 from workers.backends.libvirt import LibvirtBackend
@@ -48,7 +50,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--vm-memory", type=int, default=512, help="libvirt backend: MiB per VM")
     p.add_argument("--vm-cpus", type=int, default=1, help="libvirt backend: vCPUs per VM")
     p.add_argument("--python", default=None, help="interpreter that runs pytest (default: farm's own)")
-    p.add_argument("--name", default=None, help="worker name (default: farm-POOL-RANDOM@HOST)")
+    p.add_argument("--name", default=None,
+                   help="worker name; NAME without @ becomes NAME@HOST (default: farm-POOL-RANDOM@HOST)")
     p.add_argument("--cache-dir", type=Path, default=None, help="bundle cache and scratch directory")
     p.add_argument("--loglevel", default="WARNING")
     return p.parse_args(argv)
@@ -83,12 +86,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.hosts is not None:
             raise UsageError("--hosts is for --backend ssh")
         options["python"] = args.python
+        options["max_unpacked_bytes"] = settings.max_unpacked_bytes
         slots = args.slots if args.slots is not None else os.cpu_count() or 1
     if slots < 1:
         raise UsageError("--slots must be at least 1")
     logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     host = socket.gethostname()
-    name = args.name or f"farm-{settings.pool}-{uuid.uuid4().hex[:6]}@{host}"
+    name = worker_name(args.name, settings.pool, host)
     app = make_app(settings, pools=(settings.pool,))
     backend = make_backend(args.backend, **options)
     if isinstance(backend, LibvirtBackend):
@@ -96,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
         # Warm VMs live in libvirtd, not under the worker: destroy what it owns when it stops.
         signals.worker_shutdown.connect(lambda **_: backend.cleanup(), weak=False)
         signals.worker_process_init.connect(lambda **_: backend.warm_up(), weak=False)
+    # Only now: a broken image or bad options are told at once, with or without a broker.
+    for url in dict.fromkeys((settings.broker_url, settings.state)):
+        wait_for_broker(url, "worker")
     register(WorkerContext(app, settings, backend, name))
     info = WorkerInfo(name=name, host=host, slots=slots, pool=settings.pool, backend=args.backend)
     queue = pool_queue(settings.pool).name
@@ -121,6 +128,17 @@ def main(argv: list[str] | None = None) -> int:
         "--task-events",
     ])
     return 0
+
+
+def worker_name(given: str | None, pool: str, host: str) -> str:
+    """The worker's one name: Celery's hostname, and the name in leases, the registry, reports
+    and avoid lists. Celery would take a bare NAME for a host (celery@NAME): it is NAME@HOST
+    here. %h, %n and %d are expanded as Celery expands them, before anyone sees the name."""
+    if not given:
+        return f"farm-{pool}-{uuid.uuid4().hex[:6]}@{host}"
+    if "@" not in given:
+        given = f"{given}@{host}"
+    return str(host_format(default_nodename(given)))
 
 
 def _prepare_vms(backend: LibvirtBackend, tries: int = HEALTH_TRIES) -> None:

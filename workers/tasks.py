@@ -52,7 +52,7 @@ class WorkerContext:
 
     @cached_property
     def bundles(self) -> BundleCache:
-        return BundleCache(self.settings.cache_dir, self.store)
+        return BundleCache(self.settings.cache_dir, self.store, self.settings.max_unpacked_bytes)
 
     def claim(self, a: Assignment) -> bool:
         """Take the lease of an attempt; False if it is superseded or another worker holds it."""
@@ -115,7 +115,10 @@ def register(ctx: WorkerContext) -> None:
         except ProtocolError as exc:
             log.error("rejected a collect message: %s", exc)
             return
-        worker = task.request.hostname or "worker"
+        worker = ctx.name  # the name leases, the registry and avoid lists use
+        if ctx.is_canceled(spec.suite_id):  # canceled while its collection waited on the queue
+            log.warning("dropping the collection of %s: the suite was canceled", spec.suite_id)
+            return
         if not ctx.claim_collection(spec.suite_id):
             log.warning("dropping a delivery of the collection of %s: running elsewhere", spec.suite_id)
             return
@@ -137,7 +140,7 @@ def register(ctx: WorkerContext) -> None:
         except ProtocolError as exc:
             log.error("rejected an assignment message: %s", exc)
             return
-        worker = task.request.hostname or "worker"
+        worker = ctx.name  # the name leases, the registry and avoid lists use
         if ctx.someone_else_can_run(assignment):
             time.sleep(BOUNCE_WAIT_S)  # an idle worker it does not avoid takes it meanwhile
             send_assignment(ctx.app, ctx.settings.pool, replace(assignment, bounces=assignment.bounces + 1))

@@ -357,3 +357,32 @@ def test_an_attempt_lost_after_the_stop_is_not_run_again(redis_url: str) -> None
     planner.lost("m4", row)  # its worker died after the stop
     assert len(published.assignments) == 2, "a lost attempt was published again after the stop"
     assert [state.r.hget(keys.outcomes("m4"), t) for t in FOUR[2:]] == [b"not_run", b"not_run"]
+
+
+def test_a_suite_canceled_before_any_worker_collects_it_ends_at_once(redis_url: str) -> None:
+    planner, state, published = _planner(redis_url)
+    _submit(state, planner, "s1")
+    assert state.field("s1", "status") == "collecting" and published.collects, "the collection was not published"
+    planner.cancel("s1")
+    assert _report(state, "s1")["status"] == "canceled"
+    assert "s1" not in state.active_suites()
+
+
+def test_a_suite_canceled_while_a_worker_collects_it_ends_after_the_grace(redis_url: str, monkeypatch) -> None:
+    """The sweeper must not skip the cancel check of a collecting suite (it used to `continue`)."""
+    import coordinator.planner as planner_module
+
+    planner, state, _ = _planner(redis_url)
+    _submit(state, planner, "s1")
+    state.r.hset(keys.suite("s1"), "collect_started", "w@h")
+    state.r.set(keys.lease("s1", "collect"), "w@h", px=60_000)  # the collection runs, its lease held
+    planner.cancel("s1")
+    planner.sweep()
+    assert state.field("s1", "status") == "collecting", "ended before its collection had the grace to report"
+    monkeypatch.setattr(planner_module, "CANCEL_GRACE_S", 0.0)
+    planner.sweep()
+    assert _report(state, "s1")["status"] == "canceled"
+    assert "s1" not in state.active_suites()
+    # The collection reports late: the suite stays canceled.
+    planner.collected(Collection("s1", "w@h", 0, ("t.py::a",)))
+    assert _report(state, "s1")["status"] == "canceled"

@@ -15,7 +15,15 @@ import uuid
 from pathlib import Path
 
 from farm.bundle import extract_bundle
-from farm.processes import become_subreaper, descendants, die_with_parent, signal_all, signal_group
+from farm.config import Settings
+from farm.processes import (
+    become_subreaper,
+    descendants,
+    die_with_parent,
+    kill_and_reap_new,
+    signal_all,
+    signal_group,
+)
 from workers.backends.base import RunRequest, tests_file_text
 
 PLUGIN_SOURCE = Path(__file__).resolve().parent.parent / "pytest_plugin.py"
@@ -35,9 +43,11 @@ class LocalBackend:
 
     name = "local"
 
-    def __init__(self, python: str | None = None, scratch: Path | None = None) -> None:
+    def __init__(self, python: str | None = None, scratch: Path | None = None,
+                 max_unpacked_bytes: int = Settings.max_unpacked_bytes) -> None:
         self.python = python or sys.executable
         self.scratch = scratch or Path.home() / ".cache" / "farm" / "runs"
+        self.max_unpacked_bytes = max_unpacked_bytes
 
     def start(self, request: RunRequest) -> LocalRun:
         workdir = self.scratch / f"{request.label}-{uuid.uuid4().hex[:8]}"
@@ -47,7 +57,7 @@ class LocalBackend:
             plugin_dir.mkdir(parents=True)
             shutil.copyfile(PLUGIN_SOURCE, plugin_dir / f"{PLUGIN_MODULE}.py")
             with open(request.bundle, "rb") as fh:
-                extract_bundle(fh.read(), project)
+                extract_bundle(fh.read(), project, self.max_unpacked_bytes)
             tests_file = workdir / "tests.json"
             tests_file.write_text(tests_file_text(request), encoding="utf-8")
         except BaseException:
@@ -172,8 +182,9 @@ class LocalRun:
         else:
             signal_group(self.proc.pid, signal.SIGKILL)  # anything it left running in its group
         # Daemons the tests started (even double-forked, in sessions of their own) were
-        # reparented to this process, the subreaper: nothing the tests started survives.
-        signal_all([p for p in descendants() if p.pid not in self.before], signal.SIGKILL)
+        # reparented to this process, the subreaper: nothing the tests started survives, and
+        # none stays a zombie of this pool process.
+        kill_and_reap_new(self.before)
         try:
             os.close(self.read_fd)
         except OSError:
