@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 from support.helpers import LEAN, farm, running_cluster
 
 from farm.cluster import ClusterSpec
+from farm.report.schema import load_report
 
 
 def _project(root: Path) -> Path:
@@ -40,7 +40,7 @@ def test_a_worker_refuses_a_bundle_over_its_own_cap_and_the_suite_says_so_in_one
                       "--", *LEAN, "tests")
         cluster.check_alive()
     assert result.returncode == 3, result.stdout + result.stderr
-    report = json.loads(report_path.read_text())
+    report = load_report(report_path)
     assert report["status"] == "error"
     lines = [line for line in (result.stdout + result.stderr).splitlines() if "unpacks to more than" in line]
     assert len(lines) == 1, result.stdout + result.stderr

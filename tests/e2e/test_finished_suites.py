@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from pathlib import Path
 
 import redis
 from support.helpers import LEAN, copy_fixture, farm
+
+from farm.report.schema import load_report
 
 
 def _finished_suite(broker: str, tmp_path: Path) -> tuple[str, dict]:
@@ -17,7 +18,7 @@ def _finished_suite(broker: str, tmp_path: Path) -> tuple[str, dict]:
     result = farm("submit-suite", str(project), "--json", str(path), "--", *LEAN, "tests/test_params.py",
                   env={"FARM_BROKER_URL": broker})
     assert result.returncode == 1, result.stderr  # test_fail_one[1] fails
-    report = json.loads(path.read_text(encoding="utf-8"))
+    report = load_report(path)
     return report["suite_id"], report
 
 

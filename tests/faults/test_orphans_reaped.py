@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import psutil
 from support.helpers import LEAN, copy_fixture, farm, running_cluster
 
 from farm.cluster import ClusterSpec
+from farm.report.schema import load_report
 
 SUITES = 5
 
@@ -38,7 +38,7 @@ def test_orphans_and_daemons_tests_leave_are_reaped_by_the_pool_children(tmp_pat
             result = farm("submit-suite", str(project), "--broker", cluster.broker_url, "--json", str(report_path),
                           "--", *LEAN, "tests")
             assert result.returncode == 0, result.stdout + result.stderr
-            assert json.loads(report_path.read_text())["summary"]["passed"] == 4
+            assert load_report(report_path)["summary"]["passed"] == 4
         deadline = time.monotonic() + 30  # the attempt's environment is closed as its completion is sent
         zombies = _zombies_below(worker.pid)
         while zombies and time.monotonic() < deadline:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +11,7 @@ from support.helpers import LEAN, assert_nothing_left_of, copy_fixture, farm
 from support.services import HandBuiltFarm, wait_for
 
 from farm import keys
+from farm.report.schema import load_report
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ def test_a_bare_worker_name_is_the_one_name_in_reports_and_crash_retries_avoid_i
     result = farm("submit-suite", str(project), "--broker", hand_built.broker, "--json", str(report_path),
                   "--", *LEAN, "tests")
     assert result.returncode == 1, result.stdout + result.stderr
-    report = json.loads(report_path.read_text(encoding="utf-8"))
+    report = load_report(report_path)
 
     listed = {w["name"] for w in report["workers"]}
     assert listed and listed <= names, f"the report's workers: {report['workers']}"
