@@ -58,10 +58,12 @@ def debian_runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A venv of Debian 12's python3 with Debian's pytest version (7.2.1), nothing else."""
     need(os.access(DEBIAN_PYTHON, os.X_OK), f"{DEBIAN_PYTHON} (Debian's python3) is not here")
     venv = tmp_path_factory.mktemp("debian-runner") / "venv"
-    subprocess.run([DEBIAN_PYTHON, "-m", "venv", str(venv)], check=True, capture_output=True)
-    python = venv / "bin" / "python"
-    if subprocess.run([str(python), "-m", "pip", "--version"], capture_output=True).returncode != 0:
-        pytest.skip("Debian's python3 here has no ensurepip (python3-venv)")
+    # As a user without python3-venv gets one: dev/bootstrap.py brings pip where ensurepip is missing.
+    spec = importlib.util.spec_from_file_location("bootstrap", ROOT / "dev" / "bootstrap.py")
+    assert spec is not None and spec.loader is not None
+    bootstrap = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bootstrap)
+    python: Path = bootstrap.make_venv(Path(DEBIAN_PYTHON), venv)
     subprocess.run([str(python), "-m", "pip", "install", "-q", "pytest==7.2.1"], check=True,
                    capture_output=True, timeout=300)
     yield python
