@@ -32,6 +32,16 @@ def farm(*args: str, env: dict[str, str] | None = None, farm_bin: str = FARM,
                           env={**base, **(env or {})}, stdin=subprocess.DEVNULL)
 
 
+def make_venv(python: Path, venv: Path) -> Path:
+    """A venv of `python` with pip, as dev/bootstrap.py makes one (also where ensurepip is missing)."""
+    spec = importlib.util.spec_from_file_location("bootstrap", ROOT / "dev" / "bootstrap.py")
+    assert spec is not None and spec.loader is not None
+    bootstrap = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bootstrap)
+    made: Path = bootstrap.make_venv(python, venv)
+    return made
+
+
 def no_redis_on_path(tmp_path: Path) -> dict[str, str]:
     """An environment whose PATH has no redis-server (nor anything else)."""
     empty = tmp_path / "empty-bin"
@@ -57,13 +67,7 @@ def test_the_demo_passes_on_this_python_and_says_which_server_ran() -> None:
 def debian_runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A venv of Debian 12's python3 with Debian's pytest version (7.2.1), nothing else."""
     need(os.access(DEBIAN_PYTHON, os.X_OK), f"{DEBIAN_PYTHON} (Debian's python3) is not here")
-    venv = tmp_path_factory.mktemp("debian-runner") / "venv"
-    # As a user without python3-venv gets one: dev/bootstrap.py brings pip where ensurepip is missing.
-    spec = importlib.util.spec_from_file_location("bootstrap", ROOT / "dev" / "bootstrap.py")
-    assert spec is not None and spec.loader is not None
-    bootstrap = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bootstrap)
-    python: Path = bootstrap.make_venv(Path(DEBIAN_PYTHON), venv)
+    python = make_venv(Path(DEBIAN_PYTHON), tmp_path_factory.mktemp("debian-runner") / "venv")
     subprocess.run([str(python), "-m", "pip", "install", "-q", "pytest==7.2.1"], check=True,
                    capture_output=True, timeout=300)
     yield python
@@ -154,11 +158,10 @@ def farm_without_libvirt(tmp_path_factory: pytest.TempPathFactory) -> str:
     if importlib.util.find_spec("libvirt") is None:
         return FARM
     venv = tmp_path_factory.mktemp("no-libvirt") / "venv"
-    base = getattr(sys, "_base_executable", sys.executable)
-    subprocess.run([base, "-m", "venv", str(venv)], check=True, capture_output=True)
-    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "-e", str(ROOT)],
+    python = make_venv(Path(getattr(sys, "_base_executable", sys.executable)), venv)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "-e", str(ROOT)],
                    check=True, capture_output=True, timeout=600)
-    check = subprocess.run([str(venv / "bin" / "python"), "-c", "import libvirt"], capture_output=True)
+    check = subprocess.run([str(python), "-c", "import libvirt"], capture_output=True)
     assert check.returncode != 0, "the venv without the libvirt extra has libvirt-python"
     return str(venv / "bin" / "farm")
 
