@@ -19,6 +19,7 @@ from farm.client import Client, Progress, SuiteOptions, check_broker_url
 from farm.cluster import ClusterSpec, LocalCluster
 from farm.config import Settings, parse_duration
 from farm.errors import FarmError, Interrupted, UsageError
+from farm.extras import require_libvirt
 from farm.history_cache import EmbeddedHistory
 from farm.model import SessionInfo
 
@@ -422,6 +423,7 @@ def up(workers: int, slots: int, pool: str, python: str | None, port: int | None
             raise UsageError("--backend ssh needs --hosts FILE")
         worker_args = ("--backend", "ssh", "--hosts", os.path.abspath(hosts))
     elif backend == "libvirt":
+        require_libvirt()  # before building an image no worker could boot
         image_path = os.path.abspath(image_dir or os.path.expanduser("~/.cache/farm/images/debian-bookworm"))
         click.echo(f"farm: image {image_path} (built if missing or out of date)", err=True)
         built = subprocess.run([sys.executable, "-m", "workers.image", "build", "--output", image_path])

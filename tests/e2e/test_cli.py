@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -61,15 +62,18 @@ def test_embedded_farm_uses_the_given_python(tmp_path: Path) -> None:
     project = copy_fixture("empty", tmp_path)
     (project / "tests" / "test_which.py").write_text(
         "import sys\n\ndef test_interpreter():\n    assert sys.executable.endswith('python-marker')\n")
-    marker = tmp_path / "python-marker"
-    marker.symlink_to(os.path.realpath(Path(FARM).parent / "python"))
-    # The symlink keeps its own name in sys.executable, but not the venv (pyvenv.cfg is beside the
-    # original): give it the venv's site-packages so pytest imports.
-    site = subprocess.run([str(Path(FARM).parent / "python"), "-c", "import pytest, os; "
-                           "print(os.path.dirname(os.path.dirname(pytest.__file__)))"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    # A venv of our own whose interpreter is called python-marker (the symlink keeps its name in
+    # sys.executable) and whose site-packages are farm's: runners drop PYTHONPATH, so a bare symlink
+    # would see only the base interpreter's packages (which have no pytest on Debian's python3).
+    venv = Path(FARM).parent.parent
+    own = tmp_path / "marker-venv"
+    (own / "bin").mkdir(parents=True)
+    shutil.copyfile(venv / "pyvenv.cfg", own / "pyvenv.cfg")
+    (own / "lib").symlink_to(venv / "lib")
+    marker = own / "bin" / "python-marker"
+    marker.symlink_to(os.path.realpath(venv / "bin" / "python"))
     result = farm("submit-suite", str(project), "--local-workers", "1", "--python", str(marker), "--", *LEAN,
-                  "tests", env={"PYTHONPATH": site})
+                  "tests")
     assert result.returncode == 0, result.stdout + result.stderr
 
 

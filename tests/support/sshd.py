@@ -7,6 +7,7 @@ import contextlib
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -31,7 +32,9 @@ class SSHServer:
         host = "127.0.0.1" if self.port == 22 else f"[127.0.0.1]:{self.port}"
         return f"{host} {pub[0]} {pub[1]}\n"
 
-    def toml(self, *, slots: int = 1, python: str = "python3", workdir: Path) -> str:
+    def toml(self, *, slots: int = 1, python: str = sys.executable, workdir: Path) -> str:
+        # The "hosts" are this machine: its python3 may have no pytest (Debian's has none), the
+        # tests' interpreter has.
         lines = ["[[host]]", f'name = "{self.name}"', 'address = "127.0.0.1"', f"port = {self.port}",
                  f"slots = {slots}", f'python = "{python}"', f'workdir = "{workdir}"']
         if self.proxy:

@@ -18,6 +18,9 @@ def make_backend(name: str, **options: object) -> ExecutionBackend:
 
         return SSHBackend(**options)  # type: ignore[arg-type]
     if name == "libvirt":
+        from farm.extras import require_libvirt
+
+        require_libvirt()  # one line and exit 4, not a ModuleNotFoundError later
         from workers.backends.libvirt import LibvirtBackend
 
         return LibvirtBackend(**options)  # type: ignore[arg-type]
