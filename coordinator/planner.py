@@ -53,6 +53,15 @@ def assignment_overhead(assignments: list[dict[str, Any]], durations: dict[str, 
     return statistics.median(overheads) if overheads else None
 
 
+def _first_error(output: str) -> str:
+    """The line of a failed collection's output that says why (`No module named pytest`), if any."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if "Error" in line or "No module named" in line:
+            return line[:300]
+    return ""
+
+
 def _deadline_at(spec: SuiteSpec) -> float:
     """The epoch time at which the suite's deadline falls (0: no deadline)."""
     return spec.submitted_at + spec.deadline_s if spec.deadline_s > 0 else 0.0
@@ -133,9 +142,13 @@ class Planner:
             self._finish_without_run(spec, collection, "canceled", 2, "suite canceled during collection")
             return
         errors = [d for d in collection.decided if d.outcome is Outcome.ERROR]
-        if collection.exit_code in (3, 4) or (collection.exit_code == 2 and not errors):
+        if collection.exit_code not in (0, 2, 5) or (collection.exit_code == 2 and not errors):
+            # 3 and 4 are pytest's own; any other code (1: `python -m pytest` without pytest, a
+            # signal) means pytest never ran the collection: an error of the farm's side, exit 3.
+            code = collection.exit_code if collection.exit_code in (2, 3, 4) else 3
             message = f"pytest could not collect the suite (exit code {collection.exit_code})"
-            self._finish_without_run(spec, collection, "error", collection.exit_code, message)
+            why = _first_error(collection.output)
+            self._finish_without_run(spec, collection, "error", code, f"{message}: {why}" if why else message)
             return
         if errors and collection.exit_code == 2:
             # As pytest: collection errors interrupt the session before any test runs.

@@ -8,6 +8,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -75,6 +76,19 @@ def test_embedded_farm_uses_the_given_python(tmp_path: Path) -> None:
     result = farm("submit-suite", str(project), "--local-workers", "1", "--python", str(marker), "--", *LEAN,
                   "tests")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_python_without_pytest_is_an_error_that_says_so_not_no_tests(tmp_path: Path) -> None:
+    project = copy_fixture("empty", tmp_path)
+    (project / "tests" / "test_one.py").write_text("def test_one():\n    pass\n")
+    bare = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True, timeout=120)
+    result = farm("submit-suite", str(project), "--local-workers", "1", "--python", str(bare / "bin" / "python"),
+                  "--", *LEAN, "tests")
+    out = result.stdout + result.stderr
+    assert result.returncode == 3, out  # it was 5, "no tests ran", with no word of why
+    assert "No module named pytest" in out
+    assert "Traceback" not in result.stderr
 
 
 # --- bad input: one line, a documented exit code -----------------------------------------
