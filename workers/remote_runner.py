@@ -2,7 +2,8 @@
 
 Standard library only, Linux only: it runs under the host's own python3, which needs pytest and
 nothing of farm. Usage: `python3 remote_runner.py WORKDIR`, where WORKDIR holds what the worker
-uploaded: `bundle.tar.gz`, `plugin/farm_runner_plugin.py` and `request.json` ({"argv": [...],
+uploaded: `bundle.tar.gz`, `farm_unpack.py` (farm/unpack.py), `plugin/farm_runner_plugin.py` and
+`request.json` ({"argv": [...],
 "env": {...}, "niceness": N}).
 
 It unpacks the bundle into WORKDIR/project and starts pytest there, in its own session, with
@@ -93,11 +94,21 @@ def main(workdir: str) -> int:
     with open(os.path.join(workdir, "request.json"), encoding="utf-8") as fh:
         request = json.load(fh)
     project = os.path.join(workdir, "project")
-    with tarfile.open(os.path.join(workdir, "bundle.tar.gz")) as archive:
-        if hasattr(tarfile, "data_filter"):
-            archive.extractall(project, filter="data")
-        else:  # Python < 3.11.4: farm's own bundles hold regular files and directories only
-            archive.extractall(project)  # noqa: S202
+    # farm/unpack.py, uploaded beside this file: tarfile's "data" filter, also where Python has
+    # none (before 3.11.4, as Debian 12's python3 in farm's VM image).
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from farm_unpack import unpack_safely
+
+    try:
+        with tarfile.open(os.path.join(workdir, "bundle.tar.gz")) as archive:
+            unpack_safely(archive, project)
+    except (tarfile.TarError, OSError) as exc:  # a member out of the project, a full disk: no run
+        message = f"farm remote runner: the bundle cannot be unpacked: {exc}"
+        with open(os.path.join(workdir, "output.log"), "w", encoding="utf-8") as log:
+            log.write(message + "\n")
+        sys.stderr.write(message + "\n")
+        _emit({"k": "exit", "code": 3})  # as pytest's internal error: the run did not happen
+        return 0
     read_fd, write_fd = os.pipe()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FARM_", "CELERY_", "PYTHONPATH"))}
     env.update({str(k): str(v) for k, v in request["env"].items()})

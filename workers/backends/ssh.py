@@ -22,12 +22,15 @@ from typing import IO, Any
 
 import paramiko
 
+from farm import unpack
 from farm.errors import InfrastructureError
 from workers.backends.base import RunRequest, tests_file_text
 from workers.backends.local import PLUGIN_MODULE, PLUGIN_SOURCE, runner_argv
 from workers.backends.ssh_hosts import HostsFile, SSHHost
 
 REMOTE_RUNNER = Path(__file__).resolve().parent.parent / "remote_runner.py"
+#: What the remote runner unpacks bundles with (stdlib only), uploaded beside it.
+UNPACK_SOURCE = Path(unpack.__file__)
 CONNECT_TIMEOUT_S = 15.0
 #: How long stop() waits for the remote runner to report its end beyond the grace it was given.
 STOP_SLACK_S = 10.0
@@ -124,6 +127,7 @@ def start_on(host: SSHHost, known_hosts: Path, request: RunRequest, *, node: str
             sftp.put(str(request.bundle), f"{workdir}/bundle.tar.gz")
             sftp.put(str(PLUGIN_SOURCE), f"{workdir}/plugin/{PLUGIN_MODULE}.py")
             sftp.put(str(REMOTE_RUNNER), f"{workdir}/remote_runner.py")
+            sftp.put(str(UNPACK_SOURCE), f"{workdir}/farm_unpack.py")
             with sftp.open(f"{workdir}/tests.json", "w") as fh:
                 fh.write(tests_file_text(request))
             with sftp.open(f"{workdir}/request.json", "w") as fh:
