@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
-from support.helpers import LEAN, assert_nothing_left_of, copy_fixture, farm, running_cluster
+from support.helpers import FIXTURES, LEAN, assert_nothing_left_of, copy_fixture, farm, running_cluster
 
 from farm.cluster import ClusterSpec
 from farm.report.schema import load_report
@@ -65,7 +66,10 @@ def test_an_assignment_past_its_own_deadline_hands_its_unstarted_tests_back(tmp_
     assert len(report["tests"]) == len(tests) == 12, "every collected test appears exactly once"
     hung = tests["test_quick[3]"]
     assert hung["outcome"] == "timeout" and "assignment's deadline" in hung["message"]
-    assert "time.sleep(120)" in hung["longrepr"] or "test_quick" in hung["longrepr"]
+    # The stack shows where it hung: the fixture's `time.sleep(120)` line, in test_quick.
+    fixture = (FIXTURES / "overtime" / "tests" / "test_overtime.py").read_text().splitlines()
+    hang_line = next(n for n, line in enumerate(fixture, 1) if "time.sleep(120)" in line)
+    assert re.search(rf"test_overtime\.py\W+line {hang_line}\b.*test_quick", hung["longrepr"]), hung["longrepr"]
     assert [t["outcome"] for name, t in tests.items() if name != "test_quick[3]"] == ["passed"] * 11
     handed = [a for a in report["assignments"] if a["state"] == "handback"]
     assert len(handed) == 1

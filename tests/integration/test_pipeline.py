@@ -24,12 +24,12 @@ from farm.outcomes import Outcome
 from farm.protocol import encode
 
 
-def _run_suite(cluster: LocalCluster, project: Path, *args: str) -> tuple[str, dict]:
+def _run_suite(cluster: LocalCluster, project: Path, *args: str, dist: str = "load") -> tuple[str, dict]:
     settings = Settings(broker_url=cluster.broker_url)
     client = Client(settings)
     try:
         bundle = make_bundle(project, settings.max_bundle_bytes)
-        sid = client.submit(bundle, project=project.name, pool="default", dist="load", pytest_args=(*LEAN, *args))
+        sid = client.submit(bundle, project=project.name, pool="default", dist=dist, pytest_args=(*LEAN, *args))
         client.wait(sid, lambda p: None, interval_s=0.1)
         return sid, client.report(sid)
     finally:
@@ -40,6 +40,17 @@ def _copy(name: str, tmp_path: Path) -> Path:
     dest = tmp_path / name
     shutil.copytree(FIXTURES / name, dest)
     return dest
+
+
+def _wait_until_handled(client: Client, queue: str, timeout: float = 30) -> None:
+    """Until the queue is empty and nothing of it is unacknowledged: its tasks ack late, after they
+    ran, so every message sent to it before has then been handled."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not client.store.llen(queue) and not client.store.hlen("farm.unacked.coordinator"):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the messages on {queue} were not handled within {timeout:.0f}s")
 
 
 def _wait_for_log(cluster: LocalCluster, name: str, needle: str, timeout: float = 15) -> str:
@@ -63,9 +74,9 @@ def test_a_batch_delivered_again_after_the_suite_ended_changes_nothing(cluster: 
         TestRecord(t["id"], Outcome.FAILED, 1.0) for t in report["tests"]))
     for _ in range(2):
         app.send_task(RECORD_BATCH, args=[encode(flipped)])
-    time.sleep(1.0)
     client = Client(Settings(broker_url=cluster.broker_url))
     try:
+        _wait_until_handled(client, COORDINATOR_QUEUE)  # then they were merged (or refused): not before
         again = client.report(sid)
         assert client.progress(sid).failed == 0
         assert client.store.hgetall(f"farm:suite:{sid}:counts") == {b"passed": b"2"}
@@ -135,7 +146,14 @@ def test_workers_cache_bundles_by_digest(cluster: LocalCluster, tmp_path: Path) 
 
 @pytest.mark.parametrize("dist", ["load", "loadfile"])
 def test_json_report_has_the_documented_fields(cluster: LocalCluster, tmp_path: Path, dist: str) -> None:
-    _, report = _run_suite(cluster, _copy("correctness", tmp_path), "tests/test_outcomes.py")
+    _, report = _run_suite(cluster, _copy("correctness", tmp_path), "tests", dist=dist)
+    modules = {t["id"].split("::")[0] for t in report["tests"]}
+    holders = {m: {a["id"] for a in report["assignments"] for t in a["tests"] if t.split("::")[0] == m}
+               for m in modules}
+    assert len(modules) > 1 and len(report["assignments"]) > 1, "one module or one assignment shows no split"
+    if dist == "loadfile":
+        # (a module skipped at collection is in no assignment)
+        assert all(len(h) <= 1 for h in holders.values()), f"loadfile split a module: {holders}"
     assert report["schema"] == 2
     for key in ("suite_id", "status", "exit_code", "summary", "started_at", "finished_at", "duration_s", "tests",
                 "assignments", "workers", "suspect_workers"):

@@ -326,13 +326,18 @@ def test_extract_refuses_data_that_is_not_a_bundle(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("target", ["/etc", "../shared"], ids=["absolute", "sibling"])
-def test_a_bundle_that_make_bundle_accepts_can_be_extracted(tmp_path: Path, target: str) -> None:
-    # Either refuse at submit time with a BundleError (one clear line for the user), or bundle
-    # something the worker can unpack; today the worker fails later with a tarfile.FilterError.
+def test_a_link_out_of_the_project_is_refused_at_submit_not_on_the_worker(tmp_path: Path, target: str) -> None:
+    # A worker would refuse to unpack it (a tarfile FilterError, later, far from the user): the
+    # submitter says so at once, in one line naming the link.
     root = project(tmp_path / "p")
     (root / "data").symlink_to(target)
-    try:
-        bundle = make_bundle(root, BIG)
-    except BundleError:
-        return
-    extract_bundle(bundle.data, tmp_path / "out")
+    with pytest.raises(BundleError, match=r"symlink .*data points out of the project"):
+        make_bundle(root, BIG)
+
+
+def test_a_link_inside_the_project_is_bundled_and_extracted_as_a_link(tmp_path: Path) -> None:
+    root = project(tmp_path / "p")
+    (root / "tests" / "data-link").symlink_to("data")
+    extract_bundle(make_bundle(root, BIG).data, tmp_path / "out")
+    assert os.readlink(tmp_path / "out" / "tests" / "data-link") == "data"
+    assert (tmp_path / "out" / "tests" / "data-link" / "some file [1].txt").read_text() == "data\n"
