@@ -295,7 +295,9 @@ class Planner:
                 if losses >= self.settings.max_attempts else \
                 f"not run: its assignment was stopped {attempt - 1} times"
             self._not_run(suite_id, moved, row["id"], attempt, "", "", reason)
-            self.state.update_assignment(suite_id, row["id"], attempt, state="failed", message=reason)
+            # A suite stopped at -x/--maxfail: the attempt is `stopped` (as its runners' are), not failed.
+            self.state.update_assignment(suite_id, row["id"], attempt, state="stopped" if stopped else "failed",
+                                         message=reason)
             self._maybe_finish(suite_id)
             return
         new = self.state.assignment(suite_id, row["id"], attempt)

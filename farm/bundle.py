@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from farm.config import Settings
-from farm.errors import BundleError, InfrastructureError
+from farm.errors import BundleError, BundleRefused, InfrastructureError
 from farm.unpack import UnsafeMember, unpack_safely
 
 __all__ = ["Bundle", "UnsafeMember", "extract_bundle", "make_bundle", "unpack_safely"]
@@ -175,7 +175,7 @@ def check_unpacked_size(data: bytes, max_bytes: int) -> None:
                     if total > max_bytes:
                         raise _OverCap(total)
     except _OverCap:
-        raise InfrastructureError(f"the bundle unpacks to more than {_size(max_bytes)}, over this worker's "
+        raise BundleRefused(f"the bundle unpacks to more than {_size(max_bytes)}, over this worker's "
                                   "cap (FARM_MAX_UNPACKED_MB): not unpacked") from None
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise InfrastructureError(f"bundle cannot be unpacked: {exc}") from None

@@ -6,6 +6,7 @@ FarmError
 │   └── BrokerUnreachable the broker / state store does not answer
 ├── ProtocolError         a message on the wire is malformed, oversized or of an unknown version
 ├── InfrastructureError   a worker, runner or service failed (exit 3)
+│   └── BundleRefused     a worker will not unpack a bundle (over its FARM_MAX_UNPACKED_MB): final
 └── SuiteNotFound         a suite id that the state store does not know (exit 4)
 
 Interrupts that must never be swallowed derive from BaseException (see `Interrupted`).
@@ -46,6 +47,11 @@ class InfrastructureError(FarmError):
     """Something in the farm itself failed (worker, runner, service)."""
 
     exit_code = 3
+
+
+class BundleRefused(InfrastructureError):
+    """A worker refuses to unpack a bundle (it unpacks to more than the worker's cap): running the
+    tests again would meet the same refusal, so the attempt fails instead of handing them back."""
 
 
 class Interrupted(BaseException):

@@ -138,6 +138,7 @@ class Completion:
     worker: str
     node: str
     # "done"; "failed" (runner or infrastructure failure); "canceled"; "deadline" (the suite's);
+    # "stopped" (the suite reached -x/--maxfail: its unstarted tests are not_run);
     # "handback": stopped before its end (its own deadline, its worker stopping, the broker
     # lost): its unstarted tests go back to the coordinator to be queued again.
     state: str

@@ -22,7 +22,7 @@ from farm.celery_app import (
     send_message,
 )
 from farm.config import Settings
-from farm.errors import FarmError, InfrastructureError, ProtocolError
+from farm.errors import BundleRefused, FarmError, InfrastructureError, ProtocolError
 from farm.model import Assignment, Collection, Completion, RecordBatch, SuiteSpec
 from farm.protocol import decode
 from workers import runner, stopping
@@ -163,10 +163,13 @@ def register(ctx: WorkerContext) -> None:
             if not isinstance(exc, FarmError):
                 log.exception("assignment %s failed", assignment.assignment_id)
             log.error("assignment %s failed: %s", assignment.assignment_id, exc)
-            # Not the tests' fault (the bundle, the disk, the broker): they go back to be run again.
+            # Not the tests' fault (the disk, the broker): they go back to be run again; unless the
+            # worker refuses the bundle itself (over its unpacked cap): then the attempt fails with
+            # that one line, as its tests would meet the same refusal again.
             now = time.time()
+            state = "failed" if isinstance(exc, BundleRefused) else "handback"
             ctx.send_completion(Completion(assignment.suite_id, assignment.assignment_id, assignment.attempt,
-                                           worker, "", "handback", now, now, -1, 0, f"worker error on {worker}: {exc}",
+                                           worker, "", state, now, now, -1, 0, f"worker error on {worker}: {exc}",
                                            infrastructure=isinstance(exc, InfrastructureError)))
         # The lease is not released: it lapses by itself, long after the coordinator has handled
         # the completion. Released now, the sweeper could take the attempt for lost in between.
