@@ -14,8 +14,9 @@ from support.helpers import LEAN, copy_fixture, farm
 
 from farm.report.schema import load_report
 
-#: tests/fixtures/maxfail: 10 failing tests (test_one.py, collected first), then 20 passing ones,
-#: 0.3 s each. On 2 slots it is two assignments of 15: the failures all in the first.
+#: tests/fixtures/maxfail: 10 failing tests of 0.3 s (test_one.py, collected first), then 20 passing ones
+#: of 1 s each. On 2 slots it is two assignments of 15: the failures all in the first, so the second
+#: runs for 15 s unless the first failure (at 0.3 s) stops it: the bounds below leave seconds to spare.
 PASSING_IN_SECOND_ASSIGNMENT = 15
 
 
