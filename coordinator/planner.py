@@ -142,9 +142,11 @@ class Planner:
             self._finish_without_run(spec, collection, "canceled", 2, "suite canceled during collection")
             return
         errors = [d for d in collection.decided if d.outcome is Outcome.ERROR]
-        if collection.exit_code not in (0, 2, 5) or (collection.exit_code == 2 and not errors):
-            # 3 and 4 are pytest's own; any other code (1: `python -m pytest` without pytest, a
-            # signal) means pytest never ran the collection: an error of the farm's side, exit 3.
+        # 3 and 4 are pytest's own failures. Any other code but 0, 2 and 5 is one too when the
+        # session never reported (`python -m pytest` without pytest exits 1, a signal): exit 3.
+        # (1 with a session: --continue-on-collection-errors, whose errors are decided records.)
+        never_ran = collection.exit_code not in (0, 2, 5) and not collection.session.pytest
+        if collection.exit_code in (3, 4) or never_ran or (collection.exit_code == 2 and not errors):
             code = collection.exit_code if collection.exit_code in (2, 3, 4) else 3
             message = f"pytest could not collect the suite (exit code {collection.exit_code})"
             why = _first_error(collection.output)
