@@ -37,7 +37,7 @@ class TestRecord:
     outcome: Outcome
     duration_s: float = 0.0
     phase: str = "call"  # the phase that decided the outcome: setup, call, teardown or collect
-    message: str = ""  # one line: the crash message, skip reason or xfail reason
+    message: str = ""  # the crash message (whole: may span lines), skip reason or xfail reason
     longrepr: str = ""  # the full failure report, as pytest prints it (capped)
     sections: tuple[tuple[str, str], ...] = ()  # captured output (name, text), each capped
     started_at: float = 0.0

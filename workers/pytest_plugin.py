@@ -103,8 +103,13 @@ def _cap(text: str, limit: int) -> str:
     return f"{text[:half]}\n[... {cut} characters cut by farm ...]\n{text[len(text) - half:]}"
 
 
+#: The longest crash message kept (pytest's short summary shows it whole on CI and under -vv).
+MESSAGE_CAP = 4096
+
+
 def _message(report: Any) -> str:
-    """The one-line message pytest's short summary would show for a report."""
+    """The message pytest's short summary would show for a report: the crash message, whole (as
+    pytest shows it on CI and under -vv; elsewhere its first line), capped."""
     longrepr = report.longrepr
     if isinstance(longrepr, tuple) and len(longrepr) == 3:  # a skip: (path, lineno, reason)
         reason = str(longrepr[2])
@@ -113,7 +118,7 @@ def _message(report: Any) -> str:
         return str(report.wasxfail)
     crash = getattr(longrepr, "reprcrash", None)
     if crash is not None:
-        return str(crash.message).splitlines()[0] if crash.message else ""
+        return str(crash.message).strip()[:MESSAGE_CAP] if crash.message else ""
     text = str(longrepr or "")
     lines = text.strip().splitlines()
     return lines[-1] if lines else ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import os
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -148,12 +149,15 @@ def render_header(session: SessionInfo, *, collected: int, errors: int = 0, skip
     return "\n".join(lines) + "\n"
 
 
-def render_summary(report: Mapping[str, Any], *, verbose: bool = False, session: SessionInfo | None = None) -> str:
+def render_summary(report: Mapping[str, Any], *, verbose: bool = False, session: SessionInfo | None = None,
+                   on_ci: bool | None = None) -> str:
     """The end-of-run text for a suite, as pytest prints it after the progress dots.
 
     `session` holds the pytest options that shape it (-r, --tb, --durations, -q, the deselected
     count), as the collecting worker reported them; read from the report's pytest args when None.
-    `verbose` (farm's own -v) also lists skipped, xfailed, xpassed and not-run tests.
+    `verbose` (farm's own -v) also lists skipped, xfailed, xpassed and not-run tests. `on_ci`
+    (default: $CI or $BUILD_NUMBER set, as pytest decides) or -vv: the short summary carries each
+    message whole, as pytest's does there; otherwise its first line.
     Sections in pytest's order: ERRORS, FAILURES (none under --tb=no), slowest durations, short
     test summary info, then the stop or interruption banner and the final `=` line. Ends with a
     newline (or is empty under -qq with nothing to say).
@@ -167,8 +171,9 @@ def render_summary(report: Mapping[str, Any], *, verbose: bool = False, session:
         lines.extend(_passes(tests, report_chars(options.reportchars), options.pytest))
     lines.extend(renamed_warnings(tests))
     lines.extend(_durations(report, options))
+    whole = (running_on_ci() if on_ci is None else on_ci) or options.verbose >= 2
     short = _short_summary(tests, chars, not_run=verbose or "a" in options.reportchars or "A" in options.reportchars,
-                           xpass_dash=_major(options.pytest) >= 8)
+                           xpass_dash=_major(options.pytest) >= 8, whole_messages=whole)
     for suspect in report.get("suspect_workers") or ():
         names = list(suspect.get("tests") or ())
         short.append(f"SUSPECT WORKER {suspect.get('worker')} - {len(names)} test{'s' if len(names) != 1 else ''} "
@@ -345,7 +350,7 @@ _FARM_FAILURES = (Outcome.TIMEOUT, Outcome.CRASHED, Outcome.FLAKY)
 
 
 def _short_summary(tests: Sequence[Mapping[str, Any]], chars: str, *, not_run: bool = False,
-                   xpass_dash: bool = True) -> list[str]:
+                   xpass_dash: bool = True, whole_messages: bool = False) -> list[str]:
     """The short test summary in -r order: `WORD id - message` lines, skips (and not-run tests)
     folded by reason as pytest folds skips; farm's timeouts, crashes and flaky tests after them
     when f or E is asked for."""
@@ -369,9 +374,14 @@ def _short_summary(tests: Sequence[Mapping[str, Any]], chars: str, *, not_run: b
             message = str(test.get("message") or "").strip()
             if message and outcome is not Outcome.PASSED:
                 dash = " - " if xpass_dash or outcome is not Outcome.XPASSED else " "  # pytest 7: `XPASS id reason`
-                line += dash + message.splitlines()[0]
-            lines.append(line + run_note(test))
+                line += dash + (message if whole_messages else message.splitlines()[0])
+            lines.extend((line + run_note(test)).splitlines())
     return lines
+
+
+def running_on_ci() -> bool:
+    """Whether this runs on a CI system, as pytest tells (its short summary keeps whole messages there)."""
+    return any(os.environ.get(var) for var in ("CI", "BUILD_NUMBER"))
 
 
 def _folded(tests: Sequence[Mapping[str, Any]], word: str) -> list[str]:

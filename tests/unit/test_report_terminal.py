@@ -156,7 +156,16 @@ def test_verbose_short_summary_adds_skips_xfails_xpasses_and_not_run() -> None:
 
 def test_short_summary_keeps_only_the_first_line_of_a_message() -> None:
     report = make_report([make_test("t.py::test_a", "failed", message="ValueError: one\ntwo")])
-    assert section(render_summary(report), "short test summary info") == ["FAILED t.py::test_a - ValueError: one"]
+    assert section(render_summary(report, on_ci=False), "short test summary info") == [
+        "FAILED t.py::test_a - ValueError: one"]
+
+
+def test_on_ci_or_under_vv_the_short_summary_keeps_whole_messages_as_pytest() -> None:
+    report = make_report([make_test("t.py::test_a", "failed", message="ValueError: one\ntwo")])
+    whole = ["FAILED t.py::test_a - ValueError: one", "two"]
+    assert section(render_summary(report, on_ci=True), "short test summary info") == whole
+    assert section(render_summary(report, on_ci=False, session=SessionInfo(verbose=2)),
+                   "short test summary info") == whole
 
 
 def test_failure_without_longrepr_shows_its_message() -> None:
