@@ -120,7 +120,9 @@ def test_an_assignment_past_its_deadline_has_its_domain_destroyed(conn: object, 
             completions.append(c)
 
     ids = ("tests/test_faults.py::test_before", "tests/test_faults.py::test_hangs", "tests/test_faults.py::test_last")
-    a = Assignment("s", "s-a000", 1, bundle.digest, (*LEAN, "-q"), ids, budget_s=6.0)
+    # Its budget counts from the VM being up: it covers the guest starting Python and pytest under
+    # TCG (seconds, more on a loaded machine), the first test, and then stops the hanging one.
+    a = Assignment("s", "s-a000", 1, bundle.digest, (*LEAN, "-q"), ids, budget_s=30.0)
     runner.run_assignment(a, backend=backend, bundle=lambda d: archive, sink=Sink(), worker="w@h",  # type: ignore[arg-type]
                           settings=Settings(), is_canceled=lambda: False)
     outcomes = {r.test_id.split("::")[-1]: r.outcome.value for b in batches for r in b.records}  # type: ignore[attr-defined]
