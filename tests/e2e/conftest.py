@@ -22,6 +22,7 @@ class RunningFarm:
     broker: str
     flower_port: int
     proc: subprocess.Popen[str]
+    startup: str = ""  # what it printed until ready (stdout and stderr)
 
 
 def start_farm_up(*args: str, timeout: float = 90, env: dict[str, str] | None = None) -> RunningFarm:
@@ -48,7 +49,7 @@ def start_farm_up(*args: str, timeout: float = 90, env: dict[str, str] | None = 
         seen.append(line)
         match = re.match(r"broker: (redis://\S+)", line)
         if match:
-            return RunningFarm(match.group(1), flower_port, proc)
+            return RunningFarm(match.group(1), flower_port, proc, "".join(seen))
     stop_farm_up(proc)
     raise AssertionError(f"farm up did not become ready: {''.join(seen)}")
 

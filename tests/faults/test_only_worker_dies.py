@@ -4,33 +4,17 @@ from __future__ import annotations
 
 import os
 import re
-import selectors
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import psutil
 import redis
-from support.helpers import FARM, LEAN, copy_fixture, running_cluster
+from support.helpers import FARM, LEAN, copy_fixture, running_cluster, stderr_lines_until
 
 from farm import keys
 from farm.cluster import ClusterSpec
 from farm.processes import signal_group
-
-
-def _lines_until(proc: subprocess.Popen[str], pattern: str, count: int, timeout: float) -> list[str]:
-    assert proc.stderr is not None
-    sel = selectors.DefaultSelector()
-    sel.register(proc.stderr, selectors.EVENT_READ)
-    lines: list[str] = []
-    deadline = time.monotonic() + timeout
-    while sum(1 for line in lines if re.search(pattern, line)) < count:
-        assert time.monotonic() < deadline, f"no {count} lines matching {pattern!r} in: {lines[-20:]}"
-        assert proc.poll() is None, f"the submitter exited early: {lines[-20:]}"
-        if sel.select(timeout=0.5):
-            lines += proc.stderr.readline().replace("\r", "\n").splitlines()
-    return lines
 
 
 def test_when_the_only_worker_dies_mid_run_the_submitter_says_so_every_so_often(tmp_path: Path) -> None:
@@ -40,7 +24,7 @@ def test_when_the_only_worker_dies_mid_run_the_submitter_says_so_every_so_often(
         proc = subprocess.Popen([FARM, "submit-suite", str(project), "--broker", cluster.broker_url, "--", *LEAN,
                                  "tests"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         try:
-            _lines_until(proc, r"running: \d+/40", 1, 120)
+            stderr_lines_until(proc, r"running: \d+/40", 1, 120)
             (worker,) = [p for name, p in cluster.procs if name == "worker-0"]
             below = psutil.Process(worker.pid).children(recursive=True)
             signal_group(worker.pid, signal.SIGKILL)  # kill -9: no goodbye, its heartbeat goes stale
@@ -49,7 +33,7 @@ def test_when_the_only_worker_dies_mid_run_the_submitter_says_so_every_so_often(
                     child.kill()
                 except psutil.Error:
                     pass
-            _lines_until(proc, r"no live worker serves pool 'default'", 2, 180)
+            stderr_lines_until(proc, r"no live worker serves pool 'default'", 2, 180)
             proc.send_signal(signal.SIGINT)
             _, err = proc.communicate(timeout=60)
         finally:

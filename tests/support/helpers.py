@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import selectors
 import shutil
 import subprocess
 import sys
@@ -88,3 +90,19 @@ def submit_no_wait(broker: str, project: Path, *pytest_args: str) -> str:
                   *(pytest_args or ("tests",)))
     assert submit.returncode == 0, submit.stderr
     return submit.stdout.strip()
+
+
+def stderr_lines_until(proc: subprocess.Popen[str], pattern: str, count: int, timeout: float) -> list[str]:
+    """Lines of a running command's stderr until `count` of them match `pattern` (progress lines
+    redrawn with \\r count one each); fails if it takes longer than `timeout` or the command exits."""
+    assert proc.stderr is not None
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stderr, selectors.EVENT_READ)
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while sum(1 for line in lines if re.search(pattern, line)) < count:
+        assert time.monotonic() < deadline, f"no {count} lines matching {pattern!r} in: {lines[-20:]}"
+        assert proc.poll() is None, f"the command exited early: {lines[-20:]}"
+        if sel.select(timeout=0.5):
+            lines += proc.stderr.readline().replace("\r", "\n").splitlines()
+    return lines
