@@ -315,8 +315,8 @@ def up(workers: int, slots: int, pool: str, python: str | None, port: int | None
                        redis_port=port, appendonly=True, worker_args=worker_args)
     with LocalCluster(spec, log=_say) as cluster:
         cluster.wait_ready()
-        click.echo(f"farm: its processes sign their messages with the key in {cluster.key_file}", err=True)
         click.echo(f"broker: {cluster.broker_url}")
+        click.echo(f"signing key: {cluster.key_file}")  # what a process joining this farm needs
         if flower:
             click.echo(f"flower: http://{flower_address}:{flower_port}/")
         click.echo(f"farm: {workers} worker(s) x {slots} slot(s) in pool {pool!r}; "
