@@ -71,7 +71,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     if not settings.broker_url:
         raise UsageError("farm worker needs --broker URL or FARM_BROKER_URL")
-    keyring = signing.from_env(key_file=args.signing_key_file)
     options: dict[str, Any] = {"scratch": settings.cache_dir / "runs"}
     if args.backend == "ssh":
         if args.hosts is None:
@@ -95,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         slots = args.slots if args.slots is not None else os.cpu_count() or 1
     if slots < 1:
         raise UsageError("--slots must be at least 1")
+    keyring = signing.from_env(key_file=args.signing_key_file)  # after the options: each says what is wrong
     logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     host = socket.gethostname()
     name = worker_name(args.name, settings.pool, host)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from farm import signing
 from farm.celery_app import (
     ASSIGNMENT_COMPLETED,
     RECORD_BATCH,
@@ -12,7 +13,6 @@ from farm.celery_app import (
     make_app,
     send_assignment,
 )
-from farm import signing
 from farm.config import Settings
 from farm.model import Assignment, Collection, Completion, RecordBatch, SuiteSpec, TestRecord
 from farm.outcomes import Outcome
