@@ -52,8 +52,7 @@ def register(app: Celery, planner: Planner, keyring: Keyring) -> None:
             try:
                 payload = keyring.open(name, signed)
             except SignatureError as exc:
-                raw = signed if isinstance(signed, bytes) else repr(signed).encode()
-                drop_unsigned(app, COORDINATOR_QUEUE, raw, str(exc))
+                drop_unsigned(app, COORDINATOR_QUEUE, signed, str(exc))
                 return
             try:
                 message = decode(payload, kind)

@@ -63,7 +63,7 @@ class Keys:
 
     def open(self, task: str, data: bytes) -> bytes:
         """The payload of a message signed for `task` by one of the keys; SignatureError otherwise."""
-        if not isinstance(data, (bytes, bytearray)) or not bytes(data[: len(MAGIC)]) == MAGIC:
+        if not isinstance(data, (bytes, bytearray)) or bytes(data[: len(MAGIC)]) != MAGIC:
             raise SignatureError(f"unsigned {task} message")
         if len(data) < _HEADER:
             raise SignatureError(f"truncated signature on a {task} message")

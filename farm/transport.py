@@ -91,8 +91,10 @@ def dead_letter(client: redis.Redis, queue: str, raw: bytes | str, error: str) -
         log.warning("could not keep the dropped message in %s: %s", keys.DEAD_LETTERS, exc)
 
 
-def drop_unsigned(app: Any, queue: str, raw: bytes, error: str) -> None:
-    """A task's message that is not the farm's own (farm.signing): one warning line, and a dead letter."""
+def drop_unsigned(app: Any, queue: str, message: object, error: str) -> None:
+    """A task's message not signed by the farm (unsigned, mis-signed, an unknown key: farm.signing):
+    one warning line, and a dead letter."""
+    raw = message if isinstance(message, bytes) else repr(message).encode()
     log.warning("dropped a message on %s: %s; its bytes are kept in %s", queue, error[:300], keys.DEAD_LETTERS)
     try:
         with app.pool.acquire(block=True) as conn:

@@ -111,8 +111,7 @@ class WorkerContext:
         try:
             return self.keyring.open(task, signed)
         except SignatureError as exc:
-            raw = signed if isinstance(signed, bytes) else repr(signed).encode()
-            drop_unsigned(self.app, pool_queue(self.settings.pool).name, raw, str(exc))
+            drop_unsigned(self.app, pool_queue(self.settings.pool).name, signed, str(exc))
             return None
 
 

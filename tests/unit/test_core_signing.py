@@ -46,6 +46,9 @@ def test_a_message_cut_short_or_grown_is_refused() -> None:
 def test_an_unsigned_payload_in_the_protocols_own_format_is_refused() -> None:
     with pytest.raises(SignatureError, match="unsigned farm.assignment_completed message"):
         _keys(NEW).open(ASSIGNMENT_COMPLETED, PAYLOAD)
+    for other in ("text", None, [PAYLOAD]):  # what else a forged Celery message may carry as the argument
+        with pytest.raises(SignatureError, match="unsigned"):
+            _keys(NEW).open(ASSIGNMENT_COMPLETED, other)  # type: ignore[arg-type]
 
 
 def test_a_message_signed_with_a_key_not_in_the_keyring_is_refused_as_unknown() -> None:
