@@ -115,8 +115,14 @@ def test_forged_records_and_completions_are_dropped_and_the_suite_reports_only_w
         wait_for(lambda: "unsigned farm.run_assignment message" in (root / "worker-0.log").read_text(), 60,
                  "the worker did not drop the forged assignment")
         assert "Traceback" not in (root / "worker-0.log").read_text()
+
+        def dropped() -> list[str]:
+            return [line for line in (root / "coordinator.log").read_text().splitlines()
+                    if "dropped a message on farm.coordinator" in line]
+
+        wait_for(lambda: len(dropped()) >= len(messages), 60, "the coordinator did not log every drop")
         log = (root / "coordinator.log").read_text()
-        drops = [line for line in log.splitlines() if "dropped a message on farm.coordinator" in line]
+        drops = dropped()
         assert len(drops) == len(messages), log
         assert sum("WARNING" in line for line in drops) == len(messages)
         for task in (RECORD_BATCH, ASSIGNMENT_COMPLETED):
