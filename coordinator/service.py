@@ -9,6 +9,7 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 import redis
 from celery import Celery
@@ -16,7 +17,7 @@ from celery import Celery
 from coordinator.planner import Planner
 from coordinator.state import SuiteState
 from coordinator.tasks import publisher, register
-from farm import store
+from farm import signing, store
 from farm.celery_app import COORDINATOR_QUEUE, make_app, pool_queue
 from farm.config import Settings
 from farm.errors import UsageError
@@ -30,6 +31,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="farm coordinator", description="Run the farm coordinator in the foreground.")
     p.add_argument("--broker", help="Redis broker URL (default: $FARM_BROKER_URL)")
     p.add_argument("--concurrency", type=int, default=4, help="messages handled at once (threads)")
+    p.add_argument("--signing-key-file", type=Path, default=None,
+                   help="the farm's message signing keys (default: $FARM_SIGNING_KEY_FILE or $FARM_SIGNING_KEY)")
     p.add_argument("--loglevel", default="WARNING")
     return p.parse_args(argv)
 
@@ -40,14 +43,15 @@ def main(argv: list[str] | None = None) -> int:
     settings = replace(settings, broker_url=args.broker or settings.broker_url)
     if not settings.broker_url:
         raise UsageError("farm coordinator needs --broker URL or FARM_BROKER_URL")
+    keyring = signing.from_env(key_file=args.signing_key_file)
     logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     for url in dict.fromkeys((settings.broker_url, settings.state)):
         wait_for_broker(url, "coordinator")
     app = make_app(settings, coordinator=True)
     state = SuiteState(store.connect(settings.state, timeout=30), settings)
-    publish_collect, publish_assignment = publisher(app)
+    publish_collect, publish_assignment = publisher(app, keyring)
     planner = Planner(state, settings, publish_collect, publish_assignment, queue_length(app))
-    register(app, planner)
+    register(app, planner, keyring)
     planner.reconcile()
     stop = threading.Event()
     sweeper = threading.Thread(target=_sweep, args=(planner, stop), name="farm-sweeper", daemon=True)

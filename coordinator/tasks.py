@@ -13,6 +13,7 @@ from farm.celery_app import (
     ASSIGNMENT_COMPLETED,
     CANCEL_SUITE,
     COLLECT_SUITE,
+    COORDINATOR_QUEUE,
     RECORD_BATCH,
     SUITE_COLLECTED,
     SUITE_SUBMITTED,
@@ -20,31 +21,39 @@ from farm.celery_app import (
     send_assignment,
     send_message,
 )
-from farm.errors import ProtocolError, SuiteNotFound
+from farm.errors import ProtocolError, SignatureError, SuiteNotFound
 from farm.model import Assignment, Collection, Completion, RecordBatch, SuiteSpec
 from farm.protocol import decode
+from farm.signing import Keyring
+from farm.transport import drop_unsigned
 
 log = logging.getLogger("farm.coordinator")
 T = TypeVar("T")
 
 
-def publisher(app: Celery) -> tuple[Callable[[SuiteSpec], None], Callable[[str, Assignment], None]]:
-    """The two ways the coordinator publishes work on pool queues."""
+def publisher(app: Celery, keyring: Keyring) -> tuple[Callable[[SuiteSpec], None], Callable[[str, Assignment], None]]:
+    """The two ways the coordinator publishes work on pool queues, signed with `keyring`."""
 
     def publish_collect(spec: SuiteSpec) -> None:
-        send_message(app, COLLECT_SUITE, spec, pool_queue(spec.pool))
+        send_message(app, COLLECT_SUITE, spec, pool_queue(spec.pool), keyring=keyring)
 
     def publish_assignment(pool: str, a: Assignment) -> None:
-        send_assignment(app, pool, a)
+        send_assignment(app, pool, a, keyring=keyring)
 
     return publish_collect, publish_assignment
 
 
-def register(app: Celery, planner: Planner) -> None:
-    """Register the coordinator's tasks on `app` under their explicit names."""
+def register(app: Celery, planner: Planner, keyring: Keyring) -> None:
+    """Register the coordinator's tasks on `app` under their explicit names; the workers' messages
+    count only signed with `keyring` (the submitter's, a bare suite id, are not signed)."""
 
-    def guarded(kind: type[T], handle: Callable[[T], None]) -> Callable[[bytes], None]:
-        def task(payload: bytes) -> None:
+    def guarded(name: str, kind: type[T], handle: Callable[[T], None]) -> Callable[[bytes], None]:
+        def task(signed: bytes) -> None:
+            try:
+                payload = keyring.open(name, signed)
+            except SignatureError as exc:
+                drop_unsigned(app, COORDINATOR_QUEUE, signed, str(exc))
+                return
             try:
                 message = decode(payload, kind)
             except ProtocolError as exc:
@@ -69,6 +78,6 @@ def register(app: Celery, planner: Planner) -> None:
 
     app.task(name=SUITE_SUBMITTED)(by_id(planner.submitted))
     app.task(name=CANCEL_SUITE)(by_id(planner.cancel))
-    app.task(name=SUITE_COLLECTED)(guarded(Collection, planner.collected))
-    app.task(name=RECORD_BATCH)(guarded(RecordBatch, planner.records))
-    app.task(name=ASSIGNMENT_COMPLETED)(guarded(Completion, planner.completed))
+    app.task(name=SUITE_COLLECTED)(guarded(SUITE_COLLECTED, Collection, planner.collected))
+    app.task(name=RECORD_BATCH)(guarded(RECORD_BATCH, RecordBatch, planner.records))
+    app.task(name=ASSIGNMENT_COMPLETED)(guarded(ASSIGNMENT_COMPLETED, Completion, planner.completed))

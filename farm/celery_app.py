@@ -8,6 +8,7 @@ from kombu.entity import Exchange, Queue
 from farm.config import Settings
 from farm.model import Assignment
 from farm.protocol import encode
+from farm.signing import Keyring
 from farm.task_labels import label
 
 #: The coordinator's queue: suite lifecycle, record batches, completions.
@@ -39,15 +40,17 @@ def pool_queue(pool: str) -> Queue:
 QUIET_TASKS = (RECORD_BATCH, ASSIGNMENT_COMPLETED)
 
 
-def send_message(app: Celery, task: str, message: object, queue: Queue | None = None) -> None:
-    """Publish a farm message as `task`'s one argument, labelled for Flower (`farm.task_labels`)."""
+def send_message(app: Celery, task: str, message: object, queue: Queue | None = None, *, keyring: Keyring) -> None:
+    """Publish a farm message, signed (`farm.signing`), as `task`'s one argument, labelled for Flower
+    (`farm.task_labels`)."""
     options = {"queue": queue.name, "routing_key": queue.routing_key} if queue is not None else {}
-    app.send_task(task, args=[encode(message)], argsrepr=label(message), kwargsrepr="{}", **options)
+    app.send_task(task, args=[keyring.seal(task, encode(message))], argsrepr=label(message), kwargsrepr="{}",
+                  **options)
 
 
-def send_assignment(app: Celery, pool: str, a: Assignment) -> None:
+def send_assignment(app: Celery, pool: str, a: Assignment, *, keyring: Keyring) -> None:
     """Publish an assignment attempt on its pool's queue."""
-    send_message(app, RUN_ASSIGNMENT, a, pool_queue(pool))
+    send_message(app, RUN_ASSIGNMENT, a, pool_queue(pool), keyring=keyring)
 
 
 def coordinator_queue() -> Queue:

@@ -316,6 +316,7 @@ def up(workers: int, slots: int, pool: str, python: str | None, port: int | None
     with LocalCluster(spec, log=_say) as cluster:
         cluster.wait_ready()
         click.echo(f"broker: {cluster.broker_url}")
+        click.echo(f"signing key: {cluster.key_file}")  # what a process joining this farm needs
         if flower:
             click.echo(f"flower: http://{flower_address}:{flower_port}/")
         click.echo(f"farm: {workers} worker(s) x {slots} slot(s) in pool {pool!r}; "

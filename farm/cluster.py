@@ -26,14 +26,15 @@ from typing import IO
 
 import redis
 
-from farm import keys
+from farm import keys, signing
 from farm.errors import InfrastructureError, UsageError
 from farm.processes import die_with_parent, signal_all, signal_group, working_in
 from farm.redis_binary import ServerBinary, find_server
 from farm.supervision import GiveUp, RestartPolicy, Supervisor, describe_exit
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
-_CLUSTER_OWNED = ("FARM_BROKER_URL", "FARM_STATE_URL", "CELERY_BROKER_URL", "FARM_POOL")
+_CLUSTER_OWNED = ("FARM_BROKER_URL", "FARM_STATE_URL", "CELERY_BROKER_URL", "FARM_POOL", "FARM_SIGNING_KEY",
+                  "FARM_SIGNING_KEY_FILE")
 
 
 def free_port() -> int:
@@ -75,6 +76,8 @@ class LocalCluster:
     policy: RestartPolicy = field(default_factory=RestartPolicy)
     root: Path = field(init=False)
     broker_url: str = field(init=False, default="")
+    #: The cluster's own signing key (0600, in its directory), given to its coordinator and workers.
+    key_file: Path = field(init=False)
     procs: list[tuple[str, subprocess.Popen[bytes]]] = field(init=False, default_factory=list)
     commands: dict[str, tuple[list[str], dict[str, str] | None]] = field(init=False, default_factory=dict)
     #: The Celery names Flower must list before the farm is ready: the coordinator's and the workers'.
@@ -110,10 +113,12 @@ class LocalCluster:
             port = self.spec.redis_port or free_port()
             self.broker_url = f"redis://127.0.0.1:{port}/0"
             self._start_redis(port)
+            self.key_file = signing.write_key_file(self.root / "signing.key")
+            signed = {"FARM_SIGNING_KEY_FILE": str(self.key_file)}
             py = sys.executable
             host = socket.gethostname()
             self._spawn("coordinator", [py, "-m", "coordinator", "--broker", self.broker_url,
-                                        "--loglevel", self.spec.loglevel])
+                                        "--loglevel", self.spec.loglevel], signed)
             self.celery_names = [f"farm-coordinator@{host}"]
             for i in range(self.spec.workers):
                 name = f"farm-{self.spec.pool}-{i}-{os.getpid()}@{host}"
@@ -122,7 +127,7 @@ class LocalCluster:
                         "--name", name, "--loglevel", self.spec.loglevel]
                 if self.spec.python:
                     argv += ["--python", self.spec.python]
-                self._spawn(f"worker-{i}", argv + list(self.spec.worker_args))
+                self._spawn(f"worker-{i}", argv + list(self.spec.worker_args), signed)
                 self.celery_names.append(name)
             if self.spec.flower:
                 self._start_flower()

@@ -5,6 +5,7 @@ FarmError
 │   ├── BundleError       project path missing, unreadable or over the size cap
 │   └── BrokerUnreachable the broker / state store does not answer
 ├── ProtocolError         a message on the wire is malformed, oversized or of an unknown version
+│   └── SignatureError    a message is unsigned, mis-signed, or signed with a key not in the keyring
 ├── InfrastructureError   a worker, runner or service failed (exit 3)
 │   └── BundleRefused     a worker will not unpack a bundle (over its FARM_MAX_UNPACKED_MB): final
 └── SuiteNotFound         a suite id that the state store does not know (exit 4)
@@ -41,6 +42,10 @@ class SuiteNotFound(UsageError):
 
 class ProtocolError(FarmError):
     """A wire message is malformed, oversized, or of an unknown schema version."""
+
+
+class SignatureError(ProtocolError):
+    """A message is not signed by a key of this farm's keyring (farm.signing): it is dropped."""
 
 
 class InfrastructureError(FarmError):

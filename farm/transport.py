@@ -68,18 +68,39 @@ class Channel(kombu_redis.Channel):
 
     def keep_dead_letter(self, queue: str, raw: bytes | str, error: str) -> None:
         """Log a dropped message in one line and keep its bytes in the bounded dead-letter list."""
-        data = raw.encode() if isinstance(raw, str) else raw
         log.error("dropped an unusable message on %s (%s); its bytes are kept in %s",
                   queue, error[:300], keys.DEAD_LETTERS)
-        entry = json.dumps({"queue": queue, "error": error[:2000], "at": time.time(), "size": len(data),
-                            "raw": data[:RAW_KEPT].decode("utf-8", "backslashreplace")})
         try:
-            with self.conn_or_acquire() as client, client.pipeline() as pipe:
-                pipe.lpush(keys.DEAD_LETTERS, entry)
-                pipe.ltrim(keys.DEAD_LETTERS, 0, DEAD_LETTERS_KEPT - 1)
-                pipe.execute()
+            with self.conn_or_acquire() as client:
+                dead_letter(client, queue, raw, error)
         except redis.RedisError as exc:  # the log line above is all there is then
             log.warning("could not keep the dropped message in %s: %s", keys.DEAD_LETTERS, exc)
+
+
+def dead_letter(client: redis.Redis, queue: str, raw: bytes | str, error: str) -> None:
+    """Keep a dropped message's bytes (the first RAW_KEPT) in the bounded dead-letter list."""
+    data = raw.encode() if isinstance(raw, str) else raw
+    entry = json.dumps({"queue": queue, "error": error[:2000], "at": time.time(), "size": len(data),
+                        "raw": data[:RAW_KEPT].decode("utf-8", "backslashreplace")})
+    try:
+        with client.pipeline() as pipe:
+            pipe.lpush(keys.DEAD_LETTERS, entry)
+            pipe.ltrim(keys.DEAD_LETTERS, 0, DEAD_LETTERS_KEPT - 1)
+            pipe.execute()
+    except redis.RedisError as exc:  # the caller's log line is all there is then
+        log.warning("could not keep the dropped message in %s: %s", keys.DEAD_LETTERS, exc)
+
+
+def drop_unsigned(app: Any, queue: str, message: object, error: str) -> None:
+    """A task's message not signed by the farm (unsigned, mis-signed, an unknown key: farm.signing):
+    one warning line, and a dead letter."""
+    raw = message if isinstance(message, bytes) else repr(message).encode()
+    log.warning("dropped a message on %s: %s; its bytes are kept in %s", queue, error[:300], keys.DEAD_LETTERS)
+    try:
+        with app.pool.acquire(block=True) as conn:
+            dead_letter(conn.default_channel.client, queue, raw, error)
+    except Exception as exc:  # the broker went away: the log line above is all there is then
+        log.warning("could not keep the dropped message in %s: %s", keys.DEAD_LETTERS, exc)
 
 
 def _kind(exc: BaseException) -> str:

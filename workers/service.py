@@ -18,7 +18,7 @@ import redis
 from celery import signals
 from celery.utils.nodenames import default_nodename, host_format
 
-from farm import registry, store
+from farm import registry, signing, store
 from farm.celery_app import make_app, pool_queue
 from farm.config import Settings
 from farm.errors import InfrastructureError, UsageError
@@ -54,6 +54,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--name", default=None,
                    help="worker name; NAME without @ becomes NAME@HOST (default: farm-POOL-RANDOM@HOST)")
     p.add_argument("--cache-dir", type=Path, default=None, help="bundle cache and scratch directory")
+    p.add_argument("--signing-key-file", type=Path, default=None,
+                   help="the farm's message signing keys (default: $FARM_SIGNING_KEY_FILE or $FARM_SIGNING_KEY)")
     p.add_argument("--loglevel", default="WARNING")
     return p.parse_args(argv)
 
@@ -92,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         slots = args.slots if args.slots is not None else os.cpu_count() or 1
     if slots < 1:
         raise UsageError("--slots must be at least 1")
+    keyring = signing.from_env(key_file=args.signing_key_file)  # after the options: each says what is wrong
     logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     host = socket.gethostname()
     name = worker_name(args.name, settings.pool, host)
@@ -105,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     # Only now: a broken image or bad options are told at once, with or without a broker.
     for url in dict.fromkeys((settings.broker_url, settings.state)):
         wait_for_broker(url, "worker")
-    register(WorkerContext(app, settings, backend, name))
+    register(WorkerContext(app, settings, backend, keyring, name))
     info = WorkerInfo(name=name, host=host, slots=slots, pool=settings.pool, backend=args.backend)
     queue = pool_queue(settings.pool).name
     if isinstance(backend, LibvirtBackend):

@@ -18,13 +18,16 @@ from farm.celery_app import (
     RECORD_BATCH,
     RUN_ASSIGNMENT,
     SUITE_COLLECTED,
+    pool_queue,
     send_assignment,
     send_message,
 )
 from farm.config import Settings
-from farm.errors import BundleRefused, FarmError, InfrastructureError, ProtocolError
+from farm.errors import BundleRefused, FarmError, InfrastructureError, ProtocolError, SignatureError
 from farm.model import Assignment, Collection, Completion, RecordBatch, SuiteSpec
 from farm.protocol import decode
+from farm.signing import Keyring
+from farm.transport import drop_unsigned
 from workers import runner, stopping
 from workers.backends.base import ExecutionBackend
 from workers.bundles import BundleCache
@@ -44,6 +47,7 @@ class WorkerContext:
     app: Celery
     settings: Settings
     backend: ExecutionBackend
+    keyring: Keyring  # signs what the worker sends, and must have signed what it runs
     name: str = "worker"
 
     @cached_property
@@ -97,10 +101,18 @@ class WorkerContext:
         return "" if reason is None else keys.text(reason)
 
     def send_batch(self, batch: RecordBatch) -> None:
-        send_message(self.app, RECORD_BATCH, batch)
+        send_message(self.app, RECORD_BATCH, batch, keyring=self.keyring)
 
     def send_completion(self, completion: Completion) -> None:
-        send_message(self.app, ASSIGNMENT_COMPLETED, completion)
+        send_message(self.app, ASSIGNMENT_COMPLETED, completion, keyring=self.keyring)
+
+    def opened(self, task: str, signed: bytes) -> bytes | None:
+        """The payload of a message the farm signed, or None: then it was dropped (one line, a dead letter)."""
+        try:
+            return self.keyring.open(task, signed)
+        except SignatureError as exc:
+            drop_unsigned(self.app, pool_queue(self.settings.pool).name, signed, str(exc))
+            return None
 
 
 def register(ctx: WorkerContext) -> None:
@@ -109,7 +121,10 @@ def register(ctx: WorkerContext) -> None:
     limit = ctx.settings.task_hard_limit_s  # below the visibility timeout: never redelivered while it runs
 
     @ctx.app.task(name=COLLECT_SUITE, bind=True, time_limit=limit)  # type: ignore[untyped-decorator]
-    def collect_suite(task: Any, payload: bytes) -> None:
+    def collect_suite(task: Any, signed: bytes) -> None:
+        payload = ctx.opened(COLLECT_SUITE, signed)
+        if payload is None:
+            return
         try:
             spec = decode(payload, SuiteSpec)
         except ProtocolError as exc:
@@ -131,10 +146,13 @@ def register(ctx: WorkerContext) -> None:
                 log.exception("collecting suite %s failed", spec.suite_id)
             log.error("collecting suite %s failed: %s", spec.suite_id, exc)
             collection = Collection(spec.suite_id, worker, 3, (), (), f"collection failed on {worker}: {exc}")
-        send_message(ctx.app, SUITE_COLLECTED, collection)  # the lease lapses by itself
+        send_message(ctx.app, SUITE_COLLECTED, collection, keyring=ctx.keyring)  # the lease lapses by itself
 
     @ctx.app.task(name=RUN_ASSIGNMENT, bind=True, time_limit=limit)  # type: ignore[untyped-decorator]
-    def run_assignment(task: Any, payload: bytes) -> None:
+    def run_assignment(task: Any, signed: bytes) -> None:
+        payload = ctx.opened(RUN_ASSIGNMENT, signed)
+        if payload is None:
+            return
         try:
             assignment = decode(payload, Assignment)
         except ProtocolError as exc:
@@ -143,7 +161,8 @@ def register(ctx: WorkerContext) -> None:
         worker = ctx.name  # the name leases, the registry and avoid lists use
         if ctx.someone_else_can_run(assignment):
             time.sleep(BOUNCE_WAIT_S)  # an idle worker it does not avoid takes it meanwhile
-            send_assignment(ctx.app, ctx.settings.pool, replace(assignment, bounces=assignment.bounces + 1))
+            send_assignment(ctx.app, ctx.settings.pool, replace(assignment, bounces=assignment.bounces + 1),
+                            keyring=ctx.keyring)
             return
         if not ctx.claim(assignment):
             # A second delivery (Celery's redelivery after a lost pool child, or a duplicate) of an

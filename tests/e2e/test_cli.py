@@ -18,6 +18,7 @@ import psutil
 import pytest
 from support.helpers import FARM, LEAN, assert_nothing_left_of, copy_fixture, farm, need
 
+from farm import signing
 from farm.cluster import free_port
 from farm.report.schema import load_report
 
@@ -303,7 +304,7 @@ def test_a_libvirt_worker_whose_vms_cannot_boot_says_why_and_never_consumes(tmp_
     (image / "host_ed25519.pub").write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB farm-vm\n")
     (image / "image.json").write_text('{"inputs": "00"}')
     result = farm("worker", "--broker", "redis://127.0.0.1:1/0", "--backend", "libvirt", "--image", str(image),
-                  "--cache-dir", str(tmp_path / "cache"))
+                  "--cache-dir", str(tmp_path / "cache"), env={"FARM_SIGNING_KEY": signing.generate_secret()})
     assert result.returncode == 3
     assert "health check failed 3 times in a row, not consuming" in _one_line_error(result)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import msgpack
 from support.helpers import LEAN, assert_nothing_left_of, copy_fixture, farm, running_cluster
 
-from farm import keys
+from farm import keys, signing
 from farm.celery_app import RUN_ASSIGNMENT, make_app, pool_queue
 from farm.client import Client
 from farm.cluster import ClusterSpec, LocalCluster
@@ -25,6 +25,7 @@ def test_an_assignment_delivered_again_runs_once_and_counts_once(tmp_path: Path)
     with running_cluster(ClusterSpec(workers=2, slots=1, loglevel="INFO")) as cluster:
         settings = Settings(broker_url=cluster.broker_url)
         client, app = Client(settings), make_app(settings)
+        keyring = signing.Keyring.from_file(cluster.key_file)  # duplicates as the farm itself would send them
         try:
             submit = farm("submit-suite", str(copy_fixture("slow", tmp_path)), "--broker", cluster.broker_url,
                           "--no-wait", "--", *LEAN, "tests")
@@ -41,7 +42,8 @@ def test_an_assignment_delivered_again_runs_once_and_counts_once(tmp_path: Path)
 
             def deliver_again() -> None:
                 for a in duplicates:
-                    app.send_task(RUN_ASSIGNMENT, args=[encode(a)], queue=queue.name, routing_key=queue.routing_key)
+                    app.send_task(RUN_ASSIGNMENT, args=[keyring.seal(RUN_ASSIGNMENT, encode(a))], queue=queue.name,
+                                  routing_key=queue.routing_key)
 
             deliver_again()  # while the attempts run
             client.wait(suite_id, lambda p: None)

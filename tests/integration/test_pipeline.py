@@ -14,6 +14,7 @@ import pytest
 from kombu import Connection, Exchange, Producer
 from support.helpers import FIXTURES, LEAN
 
+from farm import signing
 from farm.bundle import make_bundle
 from farm.celery_app import ASSIGNMENT_COMPLETED, COORDINATOR_QUEUE, RECORD_BATCH, SUITE_COLLECTED, make_app
 from farm.client import Client
@@ -72,8 +73,9 @@ def test_a_batch_delivered_again_after_the_suite_ended_changes_nothing(cluster: 
     # Redeliver a batch that flips both tests to failed, twice, and a duplicate completion.
     flipped = RecordBatch(sid, assignment, 1, "intruder", "n", tuple(
         TestRecord(t["id"], Outcome.FAILED, 1.0) for t in report["tests"]))
+    keyring = signing.Keyring.from_file(cluster.key_file)  # as a worker would sign it
     for _ in range(2):
-        app.send_task(RECORD_BATCH, args=[encode(flipped)])
+        app.send_task(RECORD_BATCH, args=[keyring.seal(RECORD_BATCH, encode(flipped))])
     client = Client(Settings(broker_url=cluster.broker_url))
     try:
         _wait_until_handled(client, COORDINATOR_QUEUE)  # then they were merged (or refused): not before
@@ -99,10 +101,10 @@ def test_hostile_payloads_are_rejected_and_the_coordinator_keeps_working(cluster
         msgpack.packb({"v": 1, "t": "records", "suite_id": "s-unknown", "assignment_id": "a", "attempt": 1,
                        "worker": "w", "node": "n", "records": []}),
     ]
+    keyring = signing.Keyring.from_file(cluster.key_file)  # signed: past the signature, the decoder's checks
     for payload in hostile:
-        app.send_task(RECORD_BATCH, args=[payload])
-        app.send_task(SUITE_COLLECTED, args=[payload])
-        app.send_task(ASSIGNMENT_COMPLETED, args=[payload])
+        for task in (RECORD_BATCH, SUITE_COLLECTED, ASSIGNMENT_COMPLETED):
+            app.send_task(task, args=[keyring.seal(task, payload)])
     _wait_for_log(cluster, "coordinator", "records for unknown suite s-unknown dropped")
     log = _wait_for_log(cluster, "coordinator", "unsupported schema version 99")
     assert "not valid msgpack" in log and "nests deeper" in log

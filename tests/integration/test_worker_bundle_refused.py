@@ -8,7 +8,7 @@ from pathlib import Path
 
 import redis
 
-from farm import keys
+from farm import keys, signing
 from farm.bundle import make_bundle
 from farm.celery_app import RUN_ASSIGNMENT, make_app
 from farm.config import Settings
@@ -39,10 +39,11 @@ def test_a_bundle_over_the_workers_cap_fails_the_attempt_instead_of_handing_it_b
     try:
         store.set(keys.bundle(bundle.digest), bundle.data)
         ctx = _Recording(make_app(settings, pools=("default",)), settings,
-                         make_backend("local", scratch=tmp_path / "runs", python=None), "w1@h")
+                         make_backend("local", scratch=tmp_path / "runs", python=None),
+                         signing.Keyring(signing.Keys((signing.generate_secret().encode(),))), "w1@h")
         register(ctx)
         a = Assignment("s1", "s1-a000", 1, bundle.digest, (), ("tests/test_a.py::test_a",), 0.0)
-        ctx.app.tasks[RUN_ASSIGNMENT].run(encode(a))
+        ctx.app.tasks[RUN_ASSIGNMENT].run(ctx.keyring.seal(RUN_ASSIGNMENT, encode(a)))
     finally:
         store.close()
     assert [c.state for c in ctx.sent] == ["failed"], ctx.sent

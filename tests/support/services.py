@@ -11,6 +11,7 @@ from pathlib import Path
 
 import redis
 
+from farm import signing
 from farm.cluster import free_port
 from support.helpers import FARM
 
@@ -23,6 +24,8 @@ class HandBuiltFarm:
         self.port = free_port()
         self.broker = f"redis://127.0.0.1:{self.port}/0"
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        #: The farm's signing key, as an operator makes one (docs/operations.md, Message signing).
+        self.key_file = signing.write_key_file(root / "signing.key")
 
     def start_redis(self) -> None:
         data = self.root / "redis"
@@ -67,6 +70,7 @@ class HandBuiltFarm:
 
     def _spawn(self, label: str, argv: list[str]) -> subprocess.Popen[bytes]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
+        env["FARM_SIGNING_KEY_FILE"] = str(self.key_file)
         with open(self.root / f"{label}.log", "ab") as log:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
                                     start_new_session=True, cwd=self.root)

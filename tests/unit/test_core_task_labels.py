@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from farm import signing
 from farm.celery_app import (
     ASSIGNMENT_COMPLETED,
     RECORD_BATCH,
@@ -15,6 +16,7 @@ from farm.celery_app import (
 from farm.config import Settings
 from farm.model import Assignment, Collection, Completion, RecordBatch, SuiteSpec, TestRecord
 from farm.outcomes import Outcome
+from farm.protocol import encode
 from farm.task_labels import MAX_LABEL, label
 
 SID = "s-20261201-090925-50ab4bfd"
@@ -65,10 +67,12 @@ class _Recorder:
 def test_published_assignments_carry_the_label_as_argsrepr() -> None:
     app = _Recorder()
     a = Assignment(SID, f"{SID}-a003", 1, "0" * 64, (), IDS[:2])
-    send_assignment(app, "default", a)  # type: ignore[arg-type]
+    keyring = signing.Keyring(signing.Keys((signing.generate_secret().encode(),)))
+    send_assignment(app, "default", a, keyring=keyring)  # type: ignore[arg-type]
     ((name, options),) = app.calls
     assert name == RUN_ASSIGNMENT and options["argsrepr"] == label(a) and options["kwargsrepr"] == "{}"
-    assert isinstance(options["args"][0], bytes) and options["queue"] == "farm.pool.default"
+    assert keyring.open(RUN_ASSIGNMENT, options["args"][0]) == encode(a)  # signed, for that task
+    assert options["queue"] == "farm.pool.default"
 
 
 def test_bookkeeping_tasks_send_no_events_and_workers_no_task_sent_events() -> None:
