@@ -1,4 +1,5 @@
-"""What one attempt does next, decided from what its runners report (pure: `now` is passed in, no I/O).
+"""What one attempt does next, decided from what its runners report (pure: `now` is passed in, no I/O;
+the two things it may read, a runner's output and the suite's stop flag, are read through the driver).
 
 An attempt runs its assignment's tests in one runner after another: a runner that dies while a
 test runs gets that test recorded `crashed` (or `timeout`), and a new runner (a *restart*; the
@@ -14,6 +15,7 @@ reads their lines, asks Redis, sends records, and feeds what happened to an Atte
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -171,8 +173,9 @@ class AttemptLoop:
         return Step(timeouts, Finish("handback", f"assignment deadline of {a.budget_s:g}s reached: "
                                                  "unstarted tests handed back"))
 
-    def runner_exited(self, code: int, now: float, run: RunnerOutput, *, stop_reason: str) -> Step:
-        """The runner ended on its own with exit `code`; `stop_reason`: the suite's, read just now."""
+    def runner_exited(self, code: int, now: float, run: RunnerOutput, *, stop_reason: Callable[[], str]) -> Step:
+        """The runner ended on its own with exit `code`. `stop_reason` reads the suite's (Redis) and
+        is asked only before a restart, so a runner that ended cleanly needs no broker."""
         if not self.running:  # between tests
             if code in CLEAN_EXITS:
                 return Step((), Finish("done"))
@@ -183,8 +186,9 @@ class AttemptLoop:
         deaths = self.runners  # every runner so far ended during a test
         if not self.remaining:
             return Step(records, Finish("done"))
-        if stop_reason:  # the suite stopped meanwhile: no new runner for the rest
-            return Step(records, Finish("stopped", stop_reason))
+        reason = stop_reason()
+        if reason:  # the suite stopped meanwhile: no new runner for the rest
+            return Step(records, Finish("stopped", reason))
         if deaths > self.max_restarts:
             return Step(records, Finish("failed", f"runner died {deaths} times; giving up on its last "
                                                   f"{len(self.remaining)} tests"))

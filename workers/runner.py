@@ -199,7 +199,7 @@ def _drive(
         stream.tick()
         code = run.poll()
         if code is not None:
-            return code, loop.runner_exited(code, clock.time(), run, stop_reason=stop_reason())
+            return code, loop.runner_exited(code, clock.time(), run, stop_reason=stop_reason)
         stop = loop.tick(clock.time(), stopping=is_stopping())
         if stop is None and clock.monotonic() >= next_keepalive:
             next_keepalive = clock.monotonic() + keepalive_every_s

@@ -91,7 +91,7 @@ def test_a_restart_does_not_move_the_budget() -> None:
     loop.begin(T0, canceled=False, stop_reason="")
     loop.runner_started(T0)
     _start(loop, IDS[0], T0 + 1)
-    step = loop.runner_exited(-9, T0 + 2, _Output(), stop_reason="")
+    step = loop.runner_exited(-9, T0 + 2, _Output(), stop_reason=lambda: "")
     assert step.then == StartRunner(IDS[1:], 2)
     loop.runner_started(T0 + 20)
     assert loop.deadline_at == T0 + 30
@@ -104,7 +104,7 @@ def test_a_runner_that_dies_during_a_test_blames_that_test_and_a_restart_takes_t
     _start(loop, IDS[0], T0)
     _passed(loop, IDS[0], T0 + 1)
     _start(loop, IDS[1], T0 + 1)
-    step = loop.runner_exited(-9, T0 + 3, _Output("Segmentation fault"), stop_reason="")
+    step = loop.runner_exited(-9, T0 + 3, _Output("Segmentation fault"), stop_reason=lambda: "")
     (record,) = step.records
     assert (record.test_id, record.outcome, record.duration_s) == (IDS[1], Outcome.CRASHED, 2.0)
     assert record.message == "the runner died while this test ran (killed by SIGKILL)"
@@ -117,7 +117,7 @@ def test_a_test_past_its_timeout_that_killed_the_runner_is_a_timeout_with_its_st
     loop.begin(T0, canceled=False, stop_reason="")
     loop.runner_started(T0)
     _start(loop, IDS[0], T0)
-    step = loop.runner_exited(1, T0 + 5, _Output(stacks="Thread 0x1 in test_a"), stop_reason="")
+    step = loop.runner_exited(1, T0 + 5, _Output(stacks="Thread 0x1 in test_a"), stop_reason=lambda: "")
     assert step.records[0].outcome is Outcome.TIMEOUT
     assert step.records[0].message == "test ran past --test-timeout 5s"
 
@@ -130,7 +130,7 @@ def test_after_max_restarts_the_attempt_fails_naming_how_many_tests_were_left() 
         assert step == StartRunner(ids[n:], n + 1)
         loop.runner_started(T0 + n)
         _start(loop, ids[n], T0 + n)
-        step = loop.runner_exited(-11, T0 + n + 0.5, _Output(), stop_reason="").then
+        step = loop.runner_exited(-11, T0 + n + 0.5, _Output(), stop_reason=lambda: "").then
     assert step == Finish("failed", f"runner died {MAX_RUNNER_RESTARTS + 1} times; giving up on its last 6 tests")
 
 
@@ -139,14 +139,14 @@ def test_no_restart_once_the_suite_stopped_or_nothing_is_left() -> None:
     loop.begin(T0, canceled=False, stop_reason="")
     loop.runner_started(T0)
     _start(loop, IDS[0], T0)
-    assert loop.runner_exited(-9, T0, _Output(), stop_reason="stopped after 1 failures").then == \
+    assert loop.runner_exited(-9, T0, _Output(), stop_reason=lambda: "stopped after 1 failures").then == \
         Finish("stopped", "stopped after 1 failures")
 
     last = AttemptLoop(_assignment(test_ids=IDS[:1]), "w")
     last.begin(T0, canceled=False, stop_reason="")
     last.runner_started(T0)
     _start(last, IDS[0], T0)
-    step = last.runner_exited(-9, T0, _Output(), stop_reason="")
+    step = last.runner_exited(-9, T0, _Output(), stop_reason=lambda: "")
     assert step.then == Finish("done") and step.records[0].outcome is Outcome.CRASHED
 
 
@@ -155,10 +155,23 @@ def test_a_runner_that_ends_between_tests_is_done_unless_its_exit_code_says_trou
     loop = AttemptLoop(_assignment(), "w")
     loop.begin(T0, canceled=False, stop_reason="")
     loop.runner_started(T0)
-    step = loop.runner_exited(code, T0, _Output("usage: pytest"), stop_reason="")
+    step = loop.runner_exited(code, T0, _Output("usage: pytest"), stop_reason=lambda: "")
     assert step.records == () and step.then.state == end  # type: ignore[union-attr]
     if end == "failed":
         assert step.then == Finish("failed", f"runner exited with code {code}\nusage: pytest")
+
+
+def test_a_runner_that_ends_cleanly_needs_no_broker_to_finish() -> None:
+    def broker_down() -> str:
+        raise ConnectionError("Redis is restarting")
+
+    loop = AttemptLoop(_assignment(), "w")
+    loop.begin(T0, canceled=False, stop_reason="")
+    loop.runner_started(T0)
+    for test_id in IDS:
+        _start(loop, test_id, T0)
+        _passed(loop, test_id, T0)
+    assert loop.runner_exited(0, T0, _Output(), stop_reason=broker_down).then == Finish("done")
 
 
 def test_at_maxfail_the_tests_running_then_finish_and_one_started_after_does_not_delay_the_stop() -> None:
@@ -203,7 +216,7 @@ def test_a_test_the_runner_did_not_collect_names_the_collector_that_failed() -> 
     record = loop.line({"k": "missing", "id": IDS[0]}, T0)
     assert record is not None and record.outcome is Outcome.ERROR and record.phase == "collect"
     assert record.message == "not collected on the worker: collecting t.py failed\nImportError: x"
-    step = loop.runner_exited(2, T0, _Output(), stop_reason="")
+    step = loop.runner_exited(2, T0, _Output(), stop_reason=lambda: "")
     assert step.then.state == "failed"  # type: ignore[union-attr]
 
 
@@ -267,6 +280,22 @@ def test_a_runner_that_records_its_tests_and_exits_0_completes_done() -> None:
     (request,) = backend.requests
     assert request.test_ids == IDS and request.label == "s1-a000-runner1"
     assert backend.runs[0].closed
+
+
+def test_a_runner_that_ends_before_the_first_poll_does_not_ask_the_broker_again() -> None:
+    asked: list[str] = []
+
+    def stop_reason() -> str:
+        asked.append("stop")
+        if len(asked) > 1:
+            raise ConnectionError("Redis is restarting")
+        return ""
+
+    backend = StubBackend([PassRest(duration_s=0.1)])  # 0.4 s in all: before the first poll (0.5 s)
+    completion = run_assignment(_assignment(), backend=backend, bundle=lambda d: "/b", sink=_Sink(), worker="w1",
+                                settings=Settings(), is_canceled=lambda: False, stop_reason=stop_reason,
+                                clock=backend.clock)
+    assert completion.state == "done" and asked == ["stop"]
 
 
 def test_a_runner_that_crashes_mid_test_is_restarted_for_the_tests_left() -> None:
