@@ -119,7 +119,9 @@ def run_assignment(
     Once `stop_reason` says something (the suite reached its -x/--maxfail), the runner is stopped
     as soon as the tests running then have reported, and the attempt completes `stopped`; an
     attempt that had not started completes so at once, without running anything. `keepalive`
-    runs 4 times per lease period while anything runs; `clock` is `time` but in tests.
+    runs 4 times per lease period while anything runs; when a callback raises (a keepalive that
+    finds the lease gone, say), the runner is stopped and its environment removed, the records so
+    far are sent, and the error goes on to the caller. `clock` is `time` but in tests.
     """
     started_at = clock.time()
     loop = AttemptLoop(assignment, worker)
@@ -145,8 +147,7 @@ def run_assignment(
             test_timeout_s=assignment.test_timeout_s,
             positions=tuple(planned_at.get(t, (-1, 0)) for t in step.test_ids) if planned_at else (),
         )
-        with _renewing(keepalive, every_s):  # unpacking, booting
-            run = backend.start(request)
+        run = _start(backend, request, keepalive, every_s)
         loop.runner_started(clock.time())
         node = run.node
         if stream is None:
@@ -166,6 +167,21 @@ def run_assignment(
                 run.close()  # the environment is gone before the completion says so
     assert stream is not None
     return _complete(sink, assignment, worker, node, step, started_at, code, stream.sent, clock)
+
+
+def _start(backend: ExecutionBackend, request: RunRequest, keepalive: Callable[[], None],
+           every_s: float) -> RunningPytest:
+    """Start a runner, renewing the lease while its environment comes up (unpacking, booting);
+    a renewal that raises once it is up (the lease was lost) closes it before the error goes on."""
+    run: RunningPytest | None = None
+    try:
+        with _renewing(keepalive, every_s):
+            run = backend.start(request)
+    except BaseException:
+        if run is not None:
+            run.close()
+        raise
+    return run
 
 
 def runner_label(assignment_id: str, number: int) -> str:

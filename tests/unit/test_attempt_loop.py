@@ -351,6 +351,32 @@ def test_a_runner_that_cannot_start_raises_for_the_task_to_hand_the_attempt_back
     assert sink.completions == [] and backend.runs[0].closed
 
 
+class LeaseLost(Exception):
+    pass
+
+
+@pytest.mark.parametrize("lost_at", [2, 3], ids=["as-the-runner-starts", "while-it-runs"])
+def test_a_keepalive_that_raises_stops_the_runner_and_the_error_goes_on(lost_at: int) -> None:
+    calls: list[int] = []
+
+    def keepalive() -> None:  # 1: after the bundle, 2: after the runner started, 3…: while it runs
+        calls.append(1)
+        if len(calls) >= lost_at:
+            raise LeaseLost("the lease is gone")
+
+    backend = StubBackend([Pass(), Hang()])
+    sink = _Sink()
+    with pytest.raises(LeaseLost):
+        run_assignment(_assignment(), backend=backend, bundle=lambda d: "/b", sink=sink, worker="w1",
+                       settings=Settings(lease_s=4.0), is_canceled=lambda: False, keepalive=keepalive,
+                       clock=backend.clock)
+    (run,) = backend.runs
+    assert run.closed, "the runner outlived the lost lease"
+    assert sink.completions == []
+    if lost_at == 3:
+        assert sink.outcomes() == {IDS[0]: Outcome.PASSED}, "the records so far were sent"
+
+
 def test_a_worker_asked_to_stop_hands_the_attempt_back_without_a_record_for_the_test_running() -> None:
     flags = _Flags()
     backend = StubBackend([Pass(), Call(flags.hand_back), Hang()])
