@@ -1,5 +1,4 @@
-"""What one attempt does next, decided from what its runners report (pure: `now` is passed in, no I/O;
-the two things it may read, a runner's output and the suite's stop flag, are read through the driver).
+"""What one attempt does next, decided from what its runners report (pure: `now` is passed in, no I/O).
 
 An attempt runs its assignment's tests in one runner after another: a runner that dies while a
 test runs gets that test recorded `crashed` (or `timeout`), and a new runner (a *restart*; the
@@ -10,6 +9,9 @@ reads their lines, asks Redis, sends records, and feeds what happened to an Atte
     begin ─▶ StartRunner ─▶ runner_started, line…, tick/polled ─▶ StopRunner ─▶ runner_stopped ─▶ Finish
                   ▲                          │ (the runner ended on its own)
                   └──────── runner_exited ◀──┘ ─▶ Finish
+
+The two things it may have to read, a dead runner's output and the suite's stop flag before a
+restart, it asks for through what the driver passes in, only when a decision needs them.
 """
 
 from __future__ import annotations
@@ -89,7 +91,7 @@ class AttemptLoop:
     reported: set[str] = field(default_factory=set)
     finishing: set[str] = field(default_factory=set)  # running when the stop was seen: they may end
     collect_errors: list[TestRecord] = field(default_factory=list)
-    stopping: StopRunner | None = None
+    stop_asked: StopRunner | None = None
 
     def __post_init__(self) -> None:
         self.deadline_at = self.assignment.deadline_at
@@ -110,7 +112,7 @@ class AttemptLoop:
         if self.runners == 1 and self.assignment.budget_s > 0:
             self.deadline_at = min(d for d in (self.deadline_at, now + self.assignment.budget_s) if d)
         self.running, self.reported, self.finishing, self.collect_errors = {}, set(), set(), []
-        self.stopping = None
+        self.stop_asked = None
 
     def line(self, obj: dict[str, Any], now: float) -> TestRecord | None:
         """A line of the runner plugin (workers.records.parse_line); the record to send, if any."""
@@ -154,8 +156,8 @@ class AttemptLoop:
 
     def runner_stopped(self, now: float, run: RunnerOutput) -> Step:
         """The runner stopped as the last StopRunner asked."""
-        assert self.stopping is not None, "runner_stopped without a StopRunner"
-        why = self.stopping.why
+        assert self.stop_asked is not None, "runner_stopped without a StopRunner"
+        why = self.stop_asked.why
         if why == "canceled":
             return Step((), Finish("canceled", "suite canceled"))
         if why == "maxfail":
@@ -199,8 +201,8 @@ class AttemptLoop:
         return StartRunner(tuple(self.remaining), self.runners)
 
     def _stop(self, why: StopWhy, *, stacks: bool = False) -> StopRunner:
-        self.stopping = StopRunner(why, stacks)
-        return self.stopping
+        self.stop_asked = StopRunner(why, stacks)
+        return self.stop_asked
 
     def _death_record(self, run: RunnerOutput, test_id: str, started: float, now: float, code: int) -> TestRecord:
         """The record of the test that was running when its runner died."""

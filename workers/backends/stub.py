@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from farm.errors import InfrastructureError
 from workers.backends.base import ExecutionBackend, HealthCheck, RunRequest
@@ -116,7 +117,7 @@ class StubRun:
 
     node: str
     clock: StubClock
-    events: list[tuple[float, str, object]]  # (delay after the previous one, kind, payload)
+    events: list[tuple[float, str, Any]]  # (delay after the previous one, kind, payload)
     output: str = ""
     stacks: str = ""
     exit_code: int | None = None
@@ -135,14 +136,14 @@ class StubRun:
             self.clock.advance(delay)
             budget -= delay
             if kind == "line":
-                obj = dict(payload)  # type: ignore[call-overload]
+                obj = dict(payload)
                 # Stamped as the plugin stamps them: a start when it happens, a test with its start.
                 obj["t"] = self.clock.time() - float(obj.get("duration_s", 0.0))
                 lines.append(json.dumps(obj).encode())
             elif kind == "call":
-                payload()  # type: ignore[operator]
+                payload()
             elif kind == "exit":
-                self.exit_code, self.stacks = payload  # type: ignore[misc]
+                self.exit_code, self.stacks = payload
         self.clock.advance(max(0.0, budget))
         return lines
 
@@ -206,10 +207,10 @@ class StubBackend:
         self.hooks.append("shutdown")
 
 
-def _events(script: Sequence[Action], test_ids: Sequence[str]) -> list[tuple[float, str, object]]:
+def _events(script: Sequence[Action], test_ids: Sequence[str]) -> list[tuple[float, str, Any]]:
     """The timeline a script plays for the tests it was given."""
     tests = list(test_ids)
-    events: list[tuple[float, str, object]] = []
+    events: list[tuple[float, str, Any]] = []
     ends = True
 
     def test(test_id: str, duration_s: float, cat: str, message: str = "") -> None:
