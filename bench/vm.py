@@ -22,8 +22,8 @@ sys.path.insert(0, str(REPO))
 
 from workers.backends.libvirt import LibvirtBackend  # noqa: E402
 from workers.backends.local import LocalBackend  # noqa: E402
-from workers.backends.vm import run_one_test  # noqa: E402
 from workers.image import DEFAULT_DIR, Image  # noqa: E402
+from workers.image_check import run_one_test  # noqa: E402
 
 
 def one_assignment(backend: Any, root: Path) -> float:

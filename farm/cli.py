@@ -305,7 +305,7 @@ def up(workers: int, slots: int, pool: str, python: str | None, port: int | None
         require_libvirt()  # before building an image no worker could boot
         image_path = os.path.abspath(image_dir or os.path.expanduser("~/.cache/farm/images/debian-bookworm"))
         click.echo(f"farm: image {image_path} (built if missing or out of date)", err=True)
-        built = subprocess.run([sys.executable, "-m", "workers.image", "build", "--output", image_path])
+        built = subprocess.run([sys.executable, "-m", "workers.image_cli", "build", "--output", image_path])
         if built.returncode != 0:
             raise SystemExit(built.returncode)
         worker_args = ("--backend", "libvirt", "--image", image_path, "--warm", str(warm))
@@ -344,7 +344,7 @@ def worker(args: tuple[str, ...]) -> NoReturn:
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def image(args: tuple[str, ...]) -> NoReturn:
     """Build or check the base image of libvirt workers (`farm image --help`)."""
-    os.execv(sys.executable, [sys.executable, "-m", "workers.image", *args])
+    os.execv(sys.executable, [sys.executable, "-m", "workers.image_cli", *args])
 
 
 @main.command(context_settings=_PASSTHROUGH, add_help_option=False)

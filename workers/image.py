@@ -1,4 +1,4 @@
-"""`farm image build|check`: the base image libvirt workers boot, from Debian packages.
+"""The base image libvirt workers boot, built from Debian packages (`farm image`: workers/image_cli.py).
 
 An image is a directory:
 
@@ -16,19 +16,17 @@ mmdebstrap, mke2fs, qemu-img and a Debian mirror (the host's apt sources).
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from farm.errors import FarmError, InfrastructureError, UsageError
+from farm.errors import InfrastructureError, UsageError
 
 FORMAT = 1
 SUITE = "bookworm"
@@ -190,31 +188,3 @@ def _run(argv: list[str]) -> None:
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["(no output)"]
         raise InfrastructureError(f"{argv[0]} failed (exit {proc.returncode}): {tail[0]}")
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="farm image", description="Build or check the base image of libvirt workers.")
-    sub = p.add_subparsers(dest="command", required=True)
-    b = sub.add_parser("build", help="build the image (reused when its inputs did not change)")
-    b.add_argument("--output", type=Path, default=DEFAULT_DIR)
-    b.add_argument("--force", action="store_true", help="rebuild even when up to date")
-    c = sub.add_parser("check", help="boot the image and run a test in it")
-    c.add_argument("image", type=Path)
-    c.add_argument("--libvirt-uri", default="qemu:///system")
-    args = p.parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        if args.command == "build":
-            build(args.output, force=args.force)
-            return 0
-        from workers.backends.vm import check_image
-
-        seconds = check_image(Image.load(args.image), args.libvirt_uri)
-        print(f"image {args.image}: booted and ran a test in {seconds:.1f}s")
-        return 0
-    except FarmError as exc:
-        print(f"farm image: {exc}", file=sys.stderr)
-        return exc.exit_code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import contextlib
-import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from farm.config import Settings
 from farm.model import Assignment, Collection, Completion, RecordBatch, SuiteSpec, TestRecord
 from workers import records as rec
+from workers.attempt_loop import MAX_RUNNER_RESTARTS, AttemptLoop, Finish, StartRunner, Step
 from workers.backends.base import ExecutionBackend, RunningPytest, RunRequest
+
+__all__ = ["MAX_RUNNER_RESTARTS", "collect_suite", "run_assignment", "runner_label"]
 
 #: How many times per lease period a running attempt renews its lease.
 LEASE_RENEWALS = 4
-#: How many new runners an assignment may start after runners died during a test.
-MAX_RUNNER_RESTARTS = 3
 #: The lowest CPU priority given to a runner (for the assignments published last).
 MAX_NICENESS = 10
 #: How often the runner asks whether its suite was canceled.
@@ -33,6 +33,14 @@ BATCH_CHARS = 2 * 1024 * 1024
 def _size(record: TestRecord) -> int:
     return len(record.test_id) + len(record.message) + len(record.longrepr) + sum(
         len(name) + len(text) for name, text in record.sections)
+
+
+class Clock(Protocol):
+    """Wall time and monotonic time: the `time` module, or a stub that tests step."""
+
+    def time(self) -> float: ...
+
+    def monotonic(self) -> float: ...
 
 
 class RecordSink(Protocol):
@@ -56,7 +64,11 @@ class _Stream:
     pending: list[TestRecord] = field(default_factory=list)
     pending_chars: int = 0
     sent: int = 0
-    last_flush: float = field(default_factory=time.monotonic)
+    clock: Clock = time
+    last_flush: float = -1.0
+
+    def __post_init__(self) -> None:
+        self.last_flush = self.clock.monotonic()
 
     def add(self, record: TestRecord) -> None:
         self.pending.append(record)
@@ -65,7 +77,7 @@ class _Stream:
             self.flush()
 
     def tick(self) -> None:
-        if self.pending and time.monotonic() - self.last_flush >= self.interval_s:
+        if self.pending and self.clock.monotonic() - self.last_flush >= self.interval_s:
             self.flush()
 
     def flush(self, *, force: bool = False) -> None:
@@ -77,7 +89,7 @@ class _Stream:
         self.sent += len(self.pending)
         self.pending = []
         self.pending_chars = 0
-        self.last_flush = time.monotonic()
+        self.last_flush = self.clock.monotonic()
 
 
 def run_assignment(
@@ -92,186 +104,127 @@ def run_assignment(
     keepalive: Callable[[], None] = lambda: None,
     is_stopping: Callable[[], bool] = lambda: False,
     stop_reason: Callable[[], str] = lambda: "",
+    clock: Clock = time,
 ) -> Completion:
     """Run an assignment to its end and report it; returns the completion it sent.
 
-    A runner that dies while a test runs (os._exit, a signal, a test past --test-timeout) gets
-    that test recorded as `crashed` or `timeout`, and a new runner takes the tests still to run,
-    up to MAX_RUNNER_RESTARTS times. At the assignment's own deadline (`budget_s` after its first
+    The decisions are workers.attempt_loop's; this joins them with the backend, the sink and the
+    callbacks. A runner that dies while a test runs gets that test recorded as `crashed` or
+    `timeout`, and a new runner (a restart) takes the tests still to run, up to
+    MAX_RUNNER_RESTARTS times. At the assignment's own deadline (`budget_s` after its first
     runner started) the test running is recorded `timeout` and the attempt completes `handback`: the
     coordinator queues its unstarted tests again. So it does when `is_stopping` turns true (its
     worker is stopping), without a record for the tests running then: they did nothing wrong.
 
     Once `stop_reason` says something (the suite reached its -x/--maxfail), the runner is stopped
     as soon as the tests running then have reported, and the attempt completes `stopped`; an
-    attempt that had not started completes so at once, without running anything.
+    attempt that had not started completes so at once, without running anything. `keepalive`
+    runs 4 times per lease period while anything runs; when a callback raises (a keepalive that
+    finds the lease gone, say), the runner is stopped and its environment removed, the records so
+    far are sent, and the error goes on to the caller. `clock` is `time` but in tests.
     """
-    started_at = time.time()
-    if is_canceled():
-        return _complete(sink, assignment, worker, "", "canceled", started_at, 0, 0, "suite canceled")
-    reason = stop_reason()
-    if reason:
-        return _complete(sink, assignment, worker, "", "stopped", started_at, 0, 0, reason)
-    if assignment.deadline_at and started_at >= assignment.deadline_at:
-        return _complete(sink, assignment, worker, "", "deadline", started_at, 0, 0, "suite deadline reached")
-    deadline = assignment.deadline_at  # and, once the first runner started, the assignment's own
-    with _renewing(keepalive, settings.lease_s / LEASE_RENEWALS):  # a big bundle may take a while
+    started_at = clock.time()
+    loop = AttemptLoop(assignment, worker)
+    step = loop.begin(started_at, canceled=is_canceled(), stop_reason=stop_reason())
+    if isinstance(step, Finish):
+        return _complete(sink, assignment, worker, "", step, started_at, 0, 0, clock)
+    every_s = settings.lease_s / LEASE_RENEWALS
+    with _renewing(keepalive, every_s):  # a big bundle may take a while
         archive = bundle(assignment.bundle_digest)
-    remaining = list(assignment.test_ids)
     planned_at = _planned_positions(assignment)
     stream: _Stream | None = None
-    node, code, restarts = "", 0, 0
-    while True:
+    node, code = "", 0
+    while isinstance(step, StartRunner):
         request = RunRequest(
             mode="run",
             bundle=archive,  # type: ignore[arg-type]
             pytest_args=assignment.pytest_args,
-            test_ids=tuple(remaining),
-            label=f"{assignment.assignment_id}-r{restarts}",
+            test_ids=step.test_ids,
+            label=runner_label(assignment.assignment_id, step.number),
             output_cap=settings.output_cap_bytes,
             longrepr_cap=settings.longrepr_cap_bytes,
             niceness=min(MAX_NICENESS, assignment.priority),
             test_timeout_s=assignment.test_timeout_s,
-            positions=tuple(planned_at.get(t, (-1, 0)) for t in remaining) if planned_at else (),
+            positions=tuple(planned_at.get(t, (-1, 0)) for t in step.test_ids) if planned_at else (),
         )
-        with _renewing(keepalive, settings.lease_s / LEASE_RENEWALS):  # unpacking, booting
-            run = backend.start(request)
-        if stream is None and assignment.budget_s > 0:
-            # The budget is for the tests: a VM's boot or a bundle's upload does not count.
-            deadline = min(d for d in (assignment.deadline_at, time.time() + assignment.budget_s) if d)
+        run = _start(backend, request, keepalive, every_s)
+        loop.runner_started(clock.time())
         node = run.node
         if stream is None:
-            stream = _Stream(sink, assignment, worker, node, settings.batch_records, settings.batch_interval_s)
+            stream = _Stream(sink, assignment, worker, node, settings.batch_records, settings.batch_interval_s,
+                             clock=clock)
             stream.flush(force=True)  # an empty first batch: the coordinator marks the attempt running
         try:
-            running: dict[str, float] = {}
-            reported: set[str] = set()
-            code, stopped = _drive(run, stream, running, reported, is_canceled, keepalive,
-                                   settings.lease_s / LEASE_RENEWALS, deadline, is_stopping, stop_reason)
-            if stopped == "canceled":
-                state, message = "canceled", "suite canceled"
-                break
-            if stopped.startswith("stopped:"):
-                state, message = "stopped", stopped.removeprefix("stopped:")
-                break
-            if stopped == "stopping":
-                state, message = "handback", f"{worker} stopped before the assignment ended: tests handed back"
-                break
-            if stopped == "deadline":
-                now, stacks = time.time(), run.stack_dump()
-                suite_over = bool(assignment.deadline_at) and now >= assignment.deadline_at
-                why = "stopped at the suite deadline" if suite_over else \
-                    f"stopped at the assignment's deadline ({assignment.budget_s:g}s after its runner started)"
-                for test_id, t in running.items():
-                    stream.add(rec.timeout_record(test_id, t, now, why, stacks))
-                if suite_over:
-                    state, message = "deadline", "suite deadline reached"
-                else:
-                    state = "handback"
-                    message = f"assignment deadline of {assignment.budget_s:g}s reached: unstarted tests handed back"
-                break
-            if not running:  # the runner ended on its own, between tests
-                state = "done" if code in (0, 1, 5) else "failed"
-                message = "" if state == "done" else f"runner exited with code {code}\n{run.output_tail()}"
-                break
-            now = time.time()
-            for test_id, t in running.items():
-                stream.add(_death_record(run, test_id, t, now, code, assignment.test_timeout_s))
-                reported.add(test_id)
-            remaining = [t for t in remaining if t not in reported]
-            restarts += 1
-            if not remaining:
-                state, message = "done", ""
-                break
-            reason = stop_reason()
-            if reason:  # the suite stopped meanwhile: no new runner for the rest
-                state, message = "stopped", reason
-                break
-            if restarts > MAX_RUNNER_RESTARTS:
-                state = "failed"
-                message = f"runner died {restarts} times; giving up on its last {len(remaining)} tests"
-                break
+            code, ended = _drive(run, loop, stream, clock, is_canceled=is_canceled, keepalive=keepalive,
+                                 keepalive_every_s=every_s, is_stopping=is_stopping, stop_reason=stop_reason)
+            for record in ended.records:
+                stream.add(record)
+            step = ended.then
         finally:
             try:
                 stream.flush()
             finally:
                 run.close()  # the environment is gone before the completion says so
-    return _complete(sink, assignment, worker, node, state, started_at, code, stream.sent, message)
+    assert stream is not None
+    return _complete(sink, assignment, worker, node, step, started_at, code, stream.sent, clock)
 
 
-def _death_record(run: RunningPytest, test_id: str, started: float, now: float, code: int,
-                  timeout_s: float) -> TestRecord:
-    """The record of the test that was running when its runner died."""
-    stacks = run.stack_dump()
-    if stacks and timeout_s > 0:
-        return rec.timeout_record(test_id, started, now, f"test ran past --test-timeout {timeout_s:g}s", stacks)
-    how = f"killed by {signal.Signals(-code).name}" if code < 0 and -code in _SIGNALS else f"exit code {code}"
-    why = f"the runner died while this test ran ({how})"
-    return rec.crashed_record(test_id, started, now, why, run.output_tail(2000))
+def _start(backend: ExecutionBackend, request: RunRequest, keepalive: Callable[[], None],
+           every_s: float) -> RunningPytest:
+    """Start a runner, renewing the lease while its environment comes up (unpacking, booting);
+    a renewal that raises once it is up (the lease was lost) closes it before the error goes on."""
+    run: RunningPytest | None = None
+    try:
+        with _renewing(keepalive, every_s):
+            run = backend.start(request)
+    except BaseException:
+        if run is not None:
+            run.close()
+        raise
+    return run
 
 
-_SIGNALS = {s.value for s in signal.Signals}
+def runner_label(assignment_id: str, number: int) -> str:
+    """Names a runner's environment (its work directory): `ID-aNNN-runner1` for an attempt's first
+    runner, `-runner2` for its first restart. Not `-rNN`: that is the coordinator's rerun assignments."""
+    return f"{assignment_id}-runner{number}"
 
 
 def _drive(
     run: RunningPytest,
+    loop: AttemptLoop,
     stream: _Stream,
-    running: dict[str, float],
-    reported: set[str],
+    clock: Clock,
+    *,
     is_canceled: Callable[[], bool],
     keepalive: Callable[[], None],
     keepalive_every_s: float,
-    deadline_at: float = 0.0,
-    is_stopping: Callable[[], bool] = lambda: False,
-    stop_reason: Callable[[], str] = lambda: "",
-) -> tuple[int, str]:
-    """Read the runner's lines until it ends, the suite is canceled, the deadline comes, the
-    worker stops, or the suite stops (-x/--maxfail) and the tests running then have reported.
-
-    Returns (exit code, "" or "canceled" or "deadline" or "stopping" or "stopped:REASON")."""
-    next_cancel_check = time.monotonic() + CANCEL_POLL_S
-    next_keepalive = time.monotonic() + keepalive_every_s
-    collect_errors: list[TestRecord] = []
-    reason = ""
-    finishing: set[str] = set()  # the tests running when the suite stopped: they may end
+    is_stopping: Callable[[], bool],
+    stop_reason: Callable[[], str],
+) -> tuple[int, Step]:
+    """Feed one runner's lines, its end and the suite's flags to `loop` until the runner ended or
+    `loop` stopped it; returns its exit code and what comes next."""
+    next_poll = clock.monotonic() + CANCEL_POLL_S
+    next_keepalive = clock.monotonic() + keepalive_every_s
     while True:
         for line in run.read_lines(timeout=0.05):
             obj = rec.parse_line(line)
-            if obj is None:
-                continue
-            kind = obj["k"]
-            if kind == "start":
-                running[obj["id"]] = float(obj.get("t", time.time()))
-            elif kind == "test":
-                running.pop(obj["id"], None)
-                reported.add(obj["id"])
-                stream.add(rec.test_record(obj))
-            elif kind == "collect":
-                collect_errors.append(rec.collect_record(obj))
-            elif kind == "missing":
-                reported.add(obj["id"])
-                stream.add(rec.missing_record(obj["id"], _missing_why(obj, collect_errors)))
+            record = None if obj is None else loop.line(obj, clock.time())
+            if record is not None:
+                stream.add(record)
         stream.tick()
         code = run.poll()
         if code is not None:
-            return code, ""
-        if reason and not finishing & running.keys():
-            # A test started after the stop (between two polls) is stopped with the runner: not run.
-            return run.stop(STOP_GRACE_S), f"stopped:{reason}"
-        if deadline_at and time.time() >= deadline_at:
-            return run.stop(STOP_GRACE_S, stacks=True), "deadline"
-        if is_stopping():
-            return run.stop(STOP_GRACE_S), "stopping"
-        if time.monotonic() >= next_keepalive:
-            next_keepalive = time.monotonic() + keepalive_every_s
+            return code, loop.runner_exited(code, clock.time(), run, stop_reason=stop_reason)
+        stop = loop.tick(clock.time(), stopping=is_stopping())
+        if stop is None and clock.monotonic() >= next_keepalive:
+            next_keepalive = clock.monotonic() + keepalive_every_s
             keepalive()
-        if time.monotonic() >= next_cancel_check:
-            next_cancel_check = time.monotonic() + CANCEL_POLL_S
-            if is_canceled():
-                return run.stop(STOP_GRACE_S), "canceled"
-            if not reason:
-                reason = stop_reason()
-                finishing = set(running)
+        if stop is None and clock.monotonic() >= next_poll:
+            next_poll = clock.monotonic() + CANCEL_POLL_S
+            stop = loop.polled(canceled=is_canceled(), stop_reason=stop_reason() if loop.wants_stop_reason else "")
+        if stop is not None:
+            return run.stop(STOP_GRACE_S, stacks=stop.stacks), loop.runner_stopped(clock.time(), run)
 
 
 @contextlib.contextmanager
@@ -300,21 +253,12 @@ def _planned_positions(a: Assignment) -> dict[str, tuple[int, int]]:
     return {t: (i, n) for t, i, n in zip(a.test_ids, a.param_index, a.param_count, strict=True)}
 
 
-def _missing_why(obj: dict[str, Any], collect_errors: list[TestRecord]) -> str:
-    """Why an assigned test was not collected, from the plugin's "missing" line."""
-    test_id = obj["id"]
-    for err in collect_errors:
-        if test_id.startswith(err.test_id):
-            return f"not collected on the worker: collecting {err.test_id} failed\n{err.longrepr}"
-    return rec.missing_why(test_id, obj.get("collected"), obj.get("more"), obj.get("planned"))
-
-
 def _complete(
-    sink: RecordSink, a: Assignment, worker: str, node: str, state: str, started_at: float, code: int, sent: int,
-    message: str,
+    sink: RecordSink, a: Assignment, worker: str, node: str, end: Finish, started_at: float, code: int, sent: int,
+    clock: Clock,
 ) -> Completion:
-    completion = Completion(a.suite_id, a.assignment_id, a.attempt, worker, node, state, started_at, time.time(),
-                            code, sent, message)
+    completion = Completion(a.suite_id, a.assignment_id, a.attempt, worker, node, end.state, started_at,
+                            clock.time(), code, sent, end.message)
     sink.send_completion(completion)
     return completion
 

@@ -21,20 +21,18 @@ from celery.utils.nodenames import default_nodename, host_format
 from farm import registry, signing, store
 from farm.celery_app import make_app, pool_queue
 from farm.config import Settings
-from farm.errors import InfrastructureError, UsageError
+from farm.errors import UsageError
 from farm.extras import require_libvirt
 from farm.model import WorkerInfo
 from farm.service_main import wait_for_broker
 from workers import stopping
 from workers.backends import make_backend
-from workers.backends.libvirt import LibvirtBackend
 from workers.backends.ssh_hosts import load_hosts
 from workers.image import Image
+from workers.image_check import check_backend
 from workers.tasks import WorkerContext, register
 
 log = logging.getLogger("farm.worker")
-#: Boots in a row that may fail the start-up health check of a libvirt worker.
-HEALTH_TRIES = 3
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -100,27 +98,21 @@ def main(argv: list[str] | None = None) -> int:
     name = worker_name(args.name, settings.pool, host)
     app = make_app(settings, pools=(settings.pool,))
     backend = make_backend(args.backend, **options)
-    if isinstance(backend, LibvirtBackend):
-        _prepare_vms(backend)
-        # Warm VMs live in libvirtd, not under the worker: destroy what it owns when it stops.
-        signals.worker_shutdown.connect(lambda **_: backend.cleanup(), weak=False)
-        signals.worker_process_init.connect(lambda **_: backend.warm_up(), weak=False)
+    backend.prepare(check_backend)  # a libvirt worker boots a VM and runs a test before it consumes
+    signals.worker_shutdown.connect(lambda **_: backend.shutdown(), weak=False)
+    signals.worker_process_init.connect(lambda **_: backend.process_started(), weak=False)
     # Only now: a broken image or bad options are told at once, with or without a broker.
     for url in dict.fromkeys((settings.broker_url, settings.state)):
         wait_for_broker(url, "worker")
     register(WorkerContext(app, settings, backend, keyring, name))
     info = WorkerInfo(name=name, host=host, slots=slots, pool=settings.pool, backend=args.backend)
     queue = pool_queue(settings.pool).name
-    if isinstance(backend, LibvirtBackend):
-        vms = backend
 
-        def stop_consuming(why: str) -> None:
-            log.error("%s: not consuming from %s any more", why, queue)
-            app.control.cancel_consumer(queue, destination=[name])
+    def stop_consuming(why: str) -> None:
+        log.error("%s: not consuming from %s any more", why, queue)
+        app.control.cancel_consumer(queue, destination=[name])
 
-        _announce(settings, info, health=vms.health, on_unhealthy=stop_consuming)
-    else:
-        _announce(settings, info)
+    _announce(settings, info, health=backend.health, on_unhealthy=stop_consuming)
     app.worker_main([
         "worker",
         "--hostname", name,
@@ -144,27 +136,6 @@ def worker_name(given: str | None, pool: str, host: str) -> str:
     if "@" not in given:
         given = f"{given}@{host}"
     return str(host_format(default_nodename(given)))
-
-
-def _prepare_vms(backend: LibvirtBackend, tries: int = HEALTH_TRIES) -> None:
-    """Before consuming: destroy the VMs a killed predecessor left, then boot one VM and run a
-    trivial test in it; after `tries` failures in a row the worker does not start, and says why."""
-    from workers.backends.vm import check_image
-
-    gone = backend.cleanup()
-    backend.disconnect()  # the pool forks next
-    backend.health_file.unlink(missing_ok=True)  # a new start, a new count
-    if gone:
-        log.warning("destroyed %d VMs left by an earlier run of this worker: %s", len(gone), ", ".join(gone))
-    errors = []
-    for _ in range(tries):
-        try:
-            seconds = check_image(backend.image, backend.uri)
-            log.info("health check: a VM booted and ran a test in %.1fs", seconds)
-            return
-        except InfrastructureError as exc:
-            errors.append(str(exc).splitlines()[0])
-    raise InfrastructureError(f"health check failed {tries} times in a row, not consuming: {errors[-1]}")
 
 
 def _announce(settings: Settings, info: WorkerInfo, *, health: Callable[[], str] = lambda: "",

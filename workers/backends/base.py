@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -59,10 +60,29 @@ class RunningPytest(Protocol):
         """Remove the environment (work directory, VM, ...)."""
 
 
+#: Runs one trivial test through a backend, as a worker would run it: the seconds it took, or
+#: InfrastructureError (workers.image_check.check_backend; passed in, so backends need not import it).
+HealthCheck = Callable[["ExecutionBackend"], float]
+
+
 class ExecutionBackend(Protocol):
-    """Starts runners somewhere."""
+    """Starts runners somewhere; the worker calls its lifecycle hooks, whatever backend it is."""
 
     name: str
 
     def start(self, request: RunRequest) -> RunningPytest:
         """Prepare an environment with the bundle unpacked and start pytest in it."""
+
+    def prepare(self, check: HealthCheck) -> None:
+        """Once, in the worker's main process, before its pool forks and before it consumes: clean
+        up what an earlier run of this worker left, and run `check` through a backend like this
+        one if its environments may fail to come up (VMs). InfrastructureError: do not start."""
+
+    def process_started(self) -> None:
+        """In each new pool process, before its first assignment."""
+
+    def health(self) -> str:
+        """Why the worker should stop consuming ("" while all is well); asked every heartbeat."""
+
+    def shutdown(self) -> None:
+        """When the worker stops: remove what would outlive it (VMs live in libvirtd)."""

@@ -9,15 +9,17 @@ in the background, so an assignment does not wait for a boot; a warm VM still se
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from farm.errors import InfrastructureError
-from workers.backends.base import RunRequest
+from workers.backends.base import HealthCheck, RunRequest
 from workers.backends.ssh import SSHRun, start_on
 from workers.backends.ssh_hosts import SSHHost
 from workers.backends.vm import VM, boot, destroy, destroy_owned, open_connection, wait_ready
@@ -26,6 +28,10 @@ from workers.image import Image
 GUEST_WORKDIR = "/tmp/farm-runs"
 #: Failed boots in a row after which a worker stops consuming (and says why).
 HEALTH_LIMIT = 3
+#: Boots in a row that may fail the start-up health check of a libvirt worker.
+HEALTH_TRIES = 3
+
+log = logging.getLogger("farm.worker")
 
 
 class LibvirtBackend:
@@ -56,6 +62,35 @@ class LibvirtBackend:
             self._conn, self._pid = open_connection(self.uri), os.getpid()
             self._warm, self._warming = [], 0
         return self._conn
+
+    def prepare(self, check: HealthCheck, tries: int = HEALTH_TRIES) -> None:
+        """Before consuming: destroy the VMs a killed predecessor left, then boot one VM and run a
+        trivial test in it; after `tries` failures in a row the worker does not start, and says why."""
+        gone = self.cleanup()
+        self.disconnect()  # the pool forks next
+        self.health_file.unlink(missing_ok=True)  # a new start, a new count
+        if gone:
+            log.warning("destroyed %d VMs left by an earlier run of this worker: %s", len(gone), ", ".join(gone))
+        errors = []
+        for _ in range(tries):
+            with tempfile.TemporaryDirectory(prefix="farm-image-check-") as tmp:
+                probe = LibvirtBackend(self.image, uri=self.uri, scratch=Path(tmp) / "runs")
+                try:
+                    seconds = check(probe)
+                    log.info("health check: a VM booted and ran a test in %.1fs", seconds)
+                    return
+                except InfrastructureError as exc:
+                    errors.append(str(exc).splitlines()[0])
+                finally:
+                    probe.disconnect()
+        raise InfrastructureError(f"health check failed {tries} times in a row, not consuming: {errors[-1]}")
+
+    def process_started(self) -> None:
+        self.warm_up()
+
+    def shutdown(self) -> None:
+        """Warm VMs live in libvirtd, not under the worker: destroy what it owns."""
+        self.cleanup()
 
     def cleanup(self) -> list[str]:
         """Destroy what this worker had started before it was killed; the domains' names."""

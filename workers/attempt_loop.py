@@ -1,0 +1,226 @@
+"""What one attempt does next, decided from what its runners report (pure: `now` is passed in, no I/O).
+
+An attempt runs its assignment's tests in one runner after another: a runner that dies while a
+test runs gets that test recorded `crashed` (or `timeout`), and a new runner (a *restart*; the
+coordinator's *reruns* are new assignments, not this) takes the tests still to run, up to
+MAX_RUNNER_RESTARTS times. workers/runner.py is the one driver: it starts and stops runners,
+reads their lines, asks Redis, sends records, and feeds what happened to an AttemptLoop:
+
+    begin ─▶ StartRunner ─▶ runner_started, line…, tick/polled ─▶ StopRunner ─▶ runner_stopped ─▶ Finish
+                  ▲                          │ (the runner ended on its own)
+                  └──────── runner_exited ◀──┘ ─▶ Finish
+
+The two things it may have to read, a dead runner's output and the suite's stop flag before a
+restart, it asks for through what the driver passes in, only when a decision needs them.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from farm.model import Assignment, TestRecord
+from workers import records as rec
+
+#: How many new runners an attempt may start after runners died during a test.
+MAX_RUNNER_RESTARTS = 3
+#: Exit codes of a runner that ended between tests without trouble (pytest: ok, tests failed, none ran).
+CLEAN_EXITS = (0, 1, 5)
+
+#: How an attempt ends (Completion.state on the wire; see farm.model.Completion).
+EndState = Literal["done", "failed", "canceled", "deadline", "stopped", "handback"]
+#: Why the driver is to stop a runner that still runs.
+StopWhy = Literal["canceled", "maxfail", "handback", "deadline"]
+
+
+@dataclass(frozen=True)
+class StartRunner:
+    """Start a runner for these tests; `number` 1 is the attempt's first runner, each restart the next."""
+
+    test_ids: tuple[str, ...]
+    number: int
+
+
+@dataclass(frozen=True)
+class StopRunner:
+    """Stop the runner now (with `stacks`, first ask it where every thread is)."""
+
+    why: StopWhy
+    stacks: bool = False
+
+
+@dataclass(frozen=True)
+class Finish:
+    """Complete the attempt in this state."""
+
+    state: EndState
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Step:
+    """After a runner ended: send these records, then start the next runner or finish."""
+
+    records: tuple[TestRecord, ...]
+    then: StartRunner | Finish
+
+
+class RunnerOutput(Protocol):
+    """What the loop may read of a runner that ended (RunningPytest has both); read only when needed."""
+
+    def output_tail(self, limit: int = 4000) -> str: ...
+
+    def stack_dump(self) -> str: ...
+
+
+@dataclass
+class AttemptLoop:
+    """The decisions of one attempt of `assignment` on `worker`, fed the events of its runners."""
+
+    assignment: Assignment
+    worker: str
+    max_restarts: int = MAX_RUNNER_RESTARTS
+    deadline_at: float = 0.0  # the suite's, and once the first runner started, the assignment's own too
+    remaining: list[str] = field(default_factory=list)  # tests without a record yet
+    runners: int = 0  # runners started
+    stop_reason: str = ""  # why the suite stopped (-x/--maxfail), once seen while a runner ran
+    # Of the runner running now:
+    running: dict[str, float] = field(default_factory=dict)  # test id → when it started
+    reported: set[str] = field(default_factory=set)
+    finishing: set[str] = field(default_factory=set)  # running when the stop was seen: they may end
+    collect_errors: list[TestRecord] = field(default_factory=list)
+    stop_asked: StopRunner | None = None
+
+    def __post_init__(self) -> None:
+        self.deadline_at = self.assignment.deadline_at
+        self.remaining = list(self.assignment.test_ids)
+
+    def begin(self, now: float, *, canceled: bool, stop_reason: str) -> StartRunner | Finish:
+        """Before anything runs: run, or complete at once without running anything."""
+        if canceled:
+            return Finish("canceled", "suite canceled")
+        if stop_reason:
+            return Finish("stopped", stop_reason)
+        if self.deadline_at and now >= self.deadline_at:
+            return Finish("deadline", "suite deadline reached")
+        return self._next_runner()
+
+    def runner_started(self, now: float) -> None:
+        """A runner started (its environment is up: a VM's boot or a bundle's upload does not count)."""
+        if self.runners == 1 and self.assignment.budget_s > 0:
+            self.deadline_at = min(d for d in (self.deadline_at, now + self.assignment.budget_s) if d)
+        self.running, self.reported, self.finishing, self.collect_errors = {}, set(), set(), []
+        self.stop_asked = None
+
+    def line(self, obj: dict[str, Any], now: float) -> TestRecord | None:
+        """A line of the runner plugin (workers.records.parse_line); the record to send, if any."""
+        kind = obj["k"]
+        if kind == "start":
+            self.running[obj["id"]] = float(obj.get("t", now))
+        elif kind == "test":
+            self.running.pop(obj["id"], None)
+            self.reported.add(obj["id"])
+            return rec.test_record(obj)
+        elif kind == "collect":
+            self.collect_errors.append(rec.collect_record(obj))
+        elif kind == "missing":
+            self.reported.add(obj["id"])
+            return rec.missing_record(obj["id"], self._missing_why(obj))
+        return None
+
+    def tick(self, now: float, *, stopping: bool) -> StopRunner | None:
+        """While the runner runs, after each read; `stopping`: the worker asks for its work back."""
+        if self.stop_reason and not self.finishing & self.running.keys():
+            # A test started after the stop was seen (between two polls) is stopped with the runner: not run.
+            return self._stop("maxfail")
+        if self.deadline_at and now >= self.deadline_at:
+            return self._stop("deadline", stacks=True)
+        if stopping:
+            return self._stop("handback")
+        return None
+
+    @property
+    def wants_stop_reason(self) -> bool:
+        """Whether the next poll should ask why the suite stopped (not once it is known)."""
+        return not self.stop_reason
+
+    def polled(self, *, canceled: bool, stop_reason: str) -> StopRunner | None:
+        """What the driver read from the suite every CANCEL_POLL_S while the runner runs."""
+        if canceled:
+            return self._stop("canceled")
+        if stop_reason and not self.stop_reason:
+            self.stop_reason, self.finishing = stop_reason, set(self.running)
+        return None
+
+    def runner_stopped(self, now: float, run: RunnerOutput) -> Step:
+        """The runner stopped as the last StopRunner asked."""
+        assert self.stop_asked is not None, "runner_stopped without a StopRunner"
+        why = self.stop_asked.why
+        if why == "canceled":
+            return Step((), Finish("canceled", "suite canceled"))
+        if why == "maxfail":
+            return Step((), Finish("stopped", self.stop_reason))
+        if why == "handback":
+            return Step((), Finish("handback", f"{self.worker} stopped before the assignment ended: tests handed back"))
+        a = self.assignment
+        suite_over = bool(a.deadline_at) and now >= a.deadline_at
+        reason = "stopped at the suite deadline" if suite_over else \
+            f"stopped at the assignment's deadline ({a.budget_s:g}s after its runner started)"
+        stacks = run.stack_dump()
+        timeouts = tuple(rec.timeout_record(t, at, now, reason, stacks) for t, at in self.running.items())
+        if suite_over:
+            return Step(timeouts, Finish("deadline", "suite deadline reached"))
+        return Step(timeouts, Finish("handback", f"assignment deadline of {a.budget_s:g}s reached: "
+                                                 "unstarted tests handed back"))
+
+    def runner_exited(self, code: int, now: float, run: RunnerOutput, *, stop_reason: Callable[[], str]) -> Step:
+        """The runner ended on its own with exit `code`. `stop_reason` reads the suite's (Redis) and
+        is asked only before a restart, so a runner that ended cleanly needs no broker."""
+        if not self.running:  # between tests
+            if code in CLEAN_EXITS:
+                return Step((), Finish("done"))
+            return Step((), Finish("failed", f"runner exited with code {code}\n{run.output_tail()}"))
+        records = tuple(self._death_record(run, t, at, now, code) for t, at in self.running.items())
+        self.reported.update(self.running)
+        self.remaining = [t for t in self.remaining if t not in self.reported]
+        deaths = self.runners  # every runner so far ended during a test
+        if not self.remaining:
+            return Step(records, Finish("done"))
+        reason = stop_reason()
+        if reason:  # the suite stopped meanwhile: no new runner for the rest
+            return Step(records, Finish("stopped", reason))
+        if deaths > self.max_restarts:
+            return Step(records, Finish("failed", f"runner died {deaths} times; giving up on its last "
+                                                  f"{len(self.remaining)} tests"))
+        return Step(records, self._next_runner())
+
+    def _next_runner(self) -> StartRunner:
+        self.runners += 1
+        return StartRunner(tuple(self.remaining), self.runners)
+
+    def _stop(self, why: StopWhy, *, stacks: bool = False) -> StopRunner:
+        self.stop_asked = StopRunner(why, stacks)
+        return self.stop_asked
+
+    def _death_record(self, run: RunnerOutput, test_id: str, started: float, now: float, code: int) -> TestRecord:
+        """The record of the test that was running when its runner died."""
+        timeout_s = self.assignment.test_timeout_s
+        stacks = run.stack_dump()
+        if stacks and timeout_s > 0:
+            return rec.timeout_record(test_id, started, now, f"test ran past --test-timeout {timeout_s:g}s", stacks)
+        how = f"killed by {signal.Signals(-code).name}" if code < 0 and -code in _SIGNALS else f"exit code {code}"
+        why = f"the runner died while this test ran ({how})"
+        return rec.crashed_record(test_id, started, now, why, run.output_tail(2000))
+
+    def _missing_why(self, obj: dict[str, Any]) -> str:
+        """Why an assigned test was not collected, from the plugin's "missing" line."""
+        test_id = obj["id"]
+        for err in self.collect_errors:
+            if test_id.startswith(err.test_id):
+                return f"not collected on the worker: collecting {err.test_id} failed\n{err.longrepr}"
+        return rec.missing_why(test_id, obj.get("collected"), obj.get("more"), obj.get("planned"))
+
+
+_SIGNALS = {s.value for s in signal.Signals}

@@ -1,0 +1,37 @@
+"""`farm image build|check`: build the base image of libvirt workers, or boot it and run a test."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from farm.errors import FarmError
+from workers.image import DEFAULT_DIR, Image, build
+from workers.image_check import check_image
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="farm image", description="Build or check the base image of libvirt workers.")
+    sub = p.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build", help="build the image (reused when its inputs did not change)")
+    b.add_argument("--output", type=Path, default=DEFAULT_DIR)
+    b.add_argument("--force", action="store_true", help="rebuild even when up to date")
+    c = sub.add_parser("check", help="boot the image and run a test in it")
+    c.add_argument("image", type=Path)
+    c.add_argument("--libvirt-uri", default="qemu:///system")
+    args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        if args.command == "build":
+            build(args.output, force=args.force)
+            return 0
+        seconds = check_image(Image.load(args.image), args.libvirt_uri)
+        print(f"image {args.image}: booted and ran a test in {seconds:.1f}s")
+        return 0
+    except FarmError as exc:
+        print(f"farm image: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
