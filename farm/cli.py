@@ -320,7 +320,7 @@ def up(workers: int, slots: int, coordinators: int, pool: str, python: str | Non
         click.echo(f"broker: {cluster.broker_url}")
         if flower:
             click.echo(f"flower: http://{flower_address}:{flower_port}/")
-        click.echo(f"farm: {workers} worker(s) x {slots} slot(s) in pool {pool!r}; "
+        click.echo(f"farm: {coordinators} coordinator(s), {workers} worker(s) x {slots} slot(s) in pool {pool!r}; "
                    f"submit with: farm submit-suite PATH --broker {cluster.broker_url}   (Ctrl-C stops)")
         sys.stdout.flush()
         try:
