@@ -73,7 +73,7 @@ class Presence:
     def others(self) -> list[str]:
         """The other coordinators alive now."""
         prefix = keys.coordinator("")
-        found = (keys.text(k)[len(prefix):] for k in self.r.scan_iter(match=keys.coordinator("*"), count=100))
+        found = (keys.text(k)[len(prefix):] for k in self.r.scan_iter(match=keys.coordinator("*"), count=1000))
         return sorted(n for n in found if n != self.name)
 
     def leave(self) -> None:
