@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         ])
     finally:
         stop.set()
-        _leave(sweeper, lease, presence)
+        _leave(sweeper, settings.state, me, settings.lease_s)
     return 0
 
 
@@ -132,11 +132,18 @@ def _sweep(planner: Planner, lease: SweepLease, claims: OrphanedClaims, stop: th
             log.exception("sweep failed")
 
 
-def _leave(sweeper: threading.Thread, lease: SweepLease, presence: Presence) -> None:
-    """At shutdown: let another coordinator sweep from its next tick on, not after the lease lapses."""
-    sweeper.join(timeout=10)
+def _leave(sweeper: threading.Thread, url: str, me: str, ttl_s: float) -> None:
+    """At shutdown: let another coordinator sweep from its next tick on, not after the lease lapses.
+
+    Quickly or not at all (a client that does not wait for a Redis that is gone, as when the
+    whole farm stops); a sweep still running keeps its lease, which then lapses."""
+    sweeper.join(timeout=2)
+    quick = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
     try:
-        lease.release()
-        presence.leave()
+        if not sweeper.is_alive():
+            SweepLease(quick, me, ttl_s).release()
+        Presence(quick, me, ttl_s).leave()
     except redis.RedisError as exc:
         log.warning("could not give up the sweep lease: %s", exc)
+    finally:
+        quick.close()

@@ -13,9 +13,10 @@ from typing import Any
 
 import psutil
 import redis
-from support.helpers import LEAN, copy_fixture, farm, submit_no_wait
+from support.helpers import LEAN, copy_fixture, farm, running_cluster, submit_no_wait
 
 from farm import keys
+from farm.cluster import ClusterSpec
 from farm.report.schema import load_report
 
 SLOW = 40  # the slow fixture: 40 tests of 0.5 s
@@ -167,6 +168,23 @@ def test_a_lost_attempt_is_requeued_once_when_the_sweeper_dies_with_its_worker(f
         assert {a["id"] for a in published} == {a["id"] for a in report["assignments"]}
     finally:
         store.close()
+
+
+def test_a_coordinator_stopped_cleanly_gives_up_the_sweep_at_once() -> None:
+    """SIGTERM (systemd's stop): the sweep lease is not left to lapse; the other takes it next tick."""
+    with running_cluster(ClusterSpec(workers=1, slots=1, coordinators=2)) as cluster:
+        store = redis.Redis.from_url(cluster.broker_url)
+        try:
+            sweeper = _sweeper_pid(store)
+            proc = next(p for _, p in cluster.procs if p.pid == sweeper)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=60) == 0
+            holder = store.get(keys.SWEEP_LEASE)
+            assert holder is None or f"/{sweeper}-" not in keys.text(holder), "its lease was left to lapse"
+            assert not [k for k in store.scan_iter(match=keys.coordinator("*")) if f"/{sweeper}-" in keys.text(k)]
+            _sweeper_changed(store, sweeper)  # and the other coordinator sweeps
+        finally:
+            store.close()
 
 
 def _sweeper_changed(store: redis.Redis, old: int, timeout: float = 60) -> float:
