@@ -76,11 +76,11 @@ def _both_sweep(a: Coordinator, b: Coordinator) -> list[bool]:
 
 
 def test_one_coordinator_sweeps_and_another_takes_over_when_its_lease_lapses(redis_url: str) -> None:
-    a, b = _pair(redis_url)
+    a, b = _pair(redis_url, lease_s=2.0)
     assert a.lease.hold() and not b.lease.hold()
     assert a.lease.hold(), "the holder renews its lease"
     assert a.r.get(keys.SWEEP_LEASE) == b"A"
-    # A dies: nobody renews; B takes over once the lease (1 s at least) lapses.
+    # A dies: nobody renews; B takes over once the lease lapses.
     deadline = time.monotonic() + 30
     while not b.lease.hold():
         assert time.monotonic() < deadline, "B never took over the sweep lease"
@@ -115,7 +115,7 @@ def test_a_lost_attempt_is_requeued_once_by_two_sweeping_coordinators(redis_url:
 
 
 def test_a_starting_coordinator_leaves_a_live_coordinators_finalize_claim_alone(redis_url: str) -> None:
-    a, b = _pair(redis_url)
+    a, b = _pair(redis_url, lease_s=30.0)  # A stays alive (no heartbeat thread here) until it leaves
     first = _planned(a, "f1", ("t.py::a",))
     assert a.state.claim_finalize("f1")  # A is finalizing right now (or deciding reruns under the claim)
     now = time.time()
@@ -135,7 +135,7 @@ def test_a_starting_coordinator_leaves_a_live_coordinators_finalize_claim_alone(
 
 
 def test_a_claim_on_a_finalized_suite_is_never_released(redis_url: str) -> None:
-    a, b = _pair(redis_url)
+    a, b = _pair(redis_url, lease_s=30.0)  # A stays alive (no heartbeat thread here) until it leaves
     first = _planned(a, "f2", ("t.py::a",))
     now = time.time()
     a.planner.records(RecordBatch("f2", first.assignment_id, 1, "w@h", "local:h",
