@@ -492,7 +492,8 @@ class Planner:
 
         Messages it had fetched come back by themselves (the coordinator's short visibility
         timeout), and are idempotent. What no message will redo: a collection or an attempt
-        recorded but never published, and a suite whose finalization was claimed but not stored.
+        recorded but never published. (A finalization claimed but never stored is released by
+        the sweeper once its holder is dead: coordinator/peers.py; another coordinator may hold it.)
         """
         suites = self.state.active_suites()
         for sid in suites:
@@ -500,8 +501,6 @@ class Planner:
                 spec = self.state.spec(sid)
             except SuiteNotFound:
                 continue
-            if self.state.field(sid, "finalized"):
-                self.state.release_finalize(sid)
             status = self.state.field(sid, "status")
             if status == "collecting" and not self.state.field(sid, "collect_published"):
                 self._publish_collect(spec)

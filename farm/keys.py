@@ -128,3 +128,12 @@ ACTIVE = f"{PREFIX}:active"  # set: suites not finished yet (the coordinator's s
 # Sorted set: suites submitted and not yet taken up by a coordinator, by submission time (the
 # sweeper takes up any whose message was lost).
 SUBMITTED = f"{PREFIX}:submitted"
+
+
+def coordinator(name: str) -> str:
+    """String with a TTL: a coordinator that is alive, renewed every second (coordinator/peers.py)."""
+    return f"{PREFIX}:coordinator:{name}"
+
+
+#: String with a TTL: the name of the one coordinator that sweeps, renewed before each tick.
+SWEEP_LEASE = f"{PREFIX}:sweep-lease"

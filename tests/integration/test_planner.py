@@ -11,6 +11,7 @@ import time
 
 import redis
 
+from coordinator.peers import OrphanedClaims
 from coordinator.planner import Planner
 from coordinator.state import SuiteState
 from farm import keys
@@ -225,7 +226,8 @@ def test_reconcile_finishes_a_suite_whose_finalization_a_dead_coordinator_claime
     planner.records(RecordBatch("s9", a.assignment_id, 1, "w@h", "local:h", (TestRecord("t.py::a", Outcome.PASSED),)))
     planner.completed(Completion("s9", a.assignment_id, 1, "w@h", "local:h", "done", now, now, 0, 1))
     assert state.r.get(keys.report("s9")) is None
-    planner.reconcile()  # what a new coordinator does on start
+    OrphanedClaims(state.r).release(state.active_suites())  # what a coordinator does on start, and each sweep
+    planner.reconcile()
     report = _report(state, "s9")
     assert report["summary"]["passed"] == 1 and report["exit_code"] == 0
 
