@@ -21,6 +21,7 @@ from farm.nodeids import param_positions
 from farm.outcomes import FAILURES, Outcome, exit_code_for, maxfail_reached
 from farm.protocol import decode, encode
 from farm.pytest_options import effective
+from farm.states import ENDED_STATES, OUT_STATES, UNPLANNED_STATUSES, AttemptState, SuiteStatus
 
 log = logging.getLogger("farm.coordinator")
 
@@ -31,7 +32,6 @@ CANCEL_GRACE_S = 15.0
 #: How long a suite whose every test has an outcome waits for assignments' completions (they
 #: follow the last record by milliseconds) before it is reported without them.
 COMPLETION_GRACE_S = 5.0
-TERMINAL = ("done", "failed", "canceled", "deadline", "lost", "handback", "stopped")
 #: The most attempts an assignment gets, however they ended (hand-backs included).
 ATTEMPT_CAP = 10
 #: A published attempt (or collection) that no worker took for this many lease periods, while
@@ -48,7 +48,7 @@ def assignment_overhead(assignments: list[dict[str, Any]], durations: dict[str, 
     """Median of (wall time - its tests' durations) over the assignments that ran to the end."""
     overheads = [
         max(0.0, a["wall_s"] - sum(durations.get(t, 0.0) for t in a["test_ids"]))
-        for a in assignments if a.get("state") == "done" and "wall_s" in a
+        for a in assignments if a.get("state") == AttemptState.DONE and "wall_s" in a
     ]
     return statistics.median(overheads) if overheads else None
 
@@ -139,7 +139,7 @@ class Planner:
         sid = collection.suite_id
         spec = self.state.spec(sid)
         if self.state.canceled(sid):
-            self._finish_without_run(spec, collection, "canceled", 2, "suite canceled during collection")
+            self._finish_without_run(spec, collection, SuiteStatus.CANCELED, 2, "suite canceled during collection")
             return
         errors = [d for d in collection.decided if d.outcome is Outcome.ERROR]
         # 3 and 4 are pytest's own failures. Any other code but 0, 2 and 5 is one too when the
@@ -150,13 +150,13 @@ class Planner:
             code = collection.exit_code if collection.exit_code in (2, 3, 4) else 3
             message = f"pytest could not collect the suite (exit code {collection.exit_code})"
             why = _first_error(collection.output)
-            self._finish_without_run(spec, collection, "error", code, f"{message}: {why}" if why else message)
+            self._finish_without_run(spec, collection, SuiteStatus.ERROR, code, f"{message}: {why}" if why else message)
             return
         if errors and collection.exit_code == 2:
             # As pytest: collection errors interrupt the session before any test runs.
             n = len(errors)
             message = f"Interrupted: {n} error{'s' if n != 1 else ''} during collection"
-            self._finish_without_run(spec, collection, "finished", 2, message, decided=collection.decided)
+            self._finish_without_run(spec, collection, SuiteStatus.FINISHED, 2, message, decided=collection.decided)
             return
         test_ids = list(collection.test_ids)
         durations = self.state.durations(spec.project)
@@ -165,7 +165,7 @@ class Planner:
         planned = split(test_ids, slots=slots, dist=spec.dist, durations=durations,
                         per_slot=self.settings.assignments_per_slot, min_assignment_s=self.settings.min_assignment_s,
                         min_tests=self.settings.min_assignment_tests, overhead_s=overhead)
-        rows = [{"id": f"{sid}-a{i:03d}", "attempt": 1, "state": "queued", "test_ids": list(p.test_ids),
+        rows = [{"id": f"{sid}-a{i:03d}", "attempt": 1, "state": AttemptState.QUEUED, "test_ids": list(p.test_ids),
                  "expected_s": p.expected_s, "worker": "", "node": "", "started_at": 0.0, "finished_at": 0.0,
                  "priority": i, "avoid": [], "published_at": 0.0, "planned_at": time.time()}
                 for i, p in enumerate(planned)]
@@ -193,7 +193,7 @@ class Planner:
         if row is None:
             log.warning("records for unknown attempt %s#%d dropped", batch.assignment_id, batch.attempt)
             return
-        if row["state"] == "queued":
+        if row["state"] == AttemptState.QUEUED:
             self.state.mark_running(batch.suite_id, batch.assignment_id, batch.attempt, worker=batch.worker,
                                     node=batch.node, started_at=time.time())
         allowed = set(row["test_ids"])
@@ -248,17 +248,19 @@ class Planner:
         self.state.mark_finished(c.suite_id, c.assignment_id, c.attempt)
         owner = f"{c.assignment_id}#{c.attempt}"
         pending = self.state.pending_in(c.suite_id, list(row["test_ids"]), owner)
-        if pending and (c.state == "handback" or (records_lost and c.state not in ("canceled", "deadline"))):
-            why = (c.message or "handed back") if c.state == "handback" else \
+        lost_on_the_way = records_lost and c.state not in (AttemptState.CANCELED, AttemptState.DEADLINE)
+        if pending and (c.state == AttemptState.HANDBACK or lost_on_the_way):
+            why = (c.message or "handed back") if c.state == AttemptState.HANDBACK else \
                 f"{records_lost} records of attempt {c.attempt} never arrived"
             # A failed environment (a VM that panicked or would not boot): preferably elsewhere.
-            self._run_again(c.suite_id, row, why, state="handback", avoid=c.worker if c.infrastructure else "")
+            self._run_again(c.suite_id, row, why, state=AttemptState.HANDBACK,
+                            avoid=c.worker if c.infrastructure else "")
             return
         if pending:
             why = c.message.splitlines()[0] if c.message else "the runner ended before running this test"
-            if c.state == "done":
+            if c.state == AttemptState.DONE:
                 why = "the runner ended before running this test"
-            if c.state == "deadline":
+            if c.state == AttemptState.DEADLINE:
                 why = "not run: the suite deadline came first"
             self._not_run(c.suite_id, pending, c.assignment_id, c.attempt, c.worker, c.node, why)
         self._maybe_finish(c.suite_id)
@@ -267,7 +269,7 @@ class Planner:
         """An attempt's worker stopped renewing its lease: run its unfinished tests again, or give up."""
         why = (f"attempt {row['attempt']} lost: {row.get('worker') or 'its worker'} stopped renewing its lease "
                f"for {self.settings.lease_s:g}s")
-        self._run_again(suite_id, row, why, state="lost")
+        self._run_again(suite_id, row, why, state=AttemptState.LOST)
 
     def _run_again(self, suite_id: str, row: dict[str, Any], why: str, *, state: str, avoid: str = "") -> None:
         """Move an attempt's unfinished tests to a new attempt and publish it, if it may still run.
@@ -286,7 +288,7 @@ class Planner:
         expected = sum(durations.get(t, 0.0) for t in moved)
         too_late = bool(deadline) and time.time() + expected >= deadline
         rows = [r for r in self.state.assignments(suite_id) if r["id"] == row["id"]]
-        losses = sum(1 for r in rows if r["state"] == "lost")
+        losses = sum(1 for r in rows if r["state"] == AttemptState.LOST)
         stopped = self.state.stop_reason(suite_id)
         if losses >= self.settings.max_attempts or attempt > ATTEMPT_CAP or self.state.canceled(suite_id) \
                 or too_late or stopped:
@@ -298,8 +300,8 @@ class Planner:
                 f"not run: its assignment was stopped {attempt - 1} times"
             self._not_run(suite_id, moved, row["id"], attempt, "", "", reason)
             # A suite stopped at -x/--maxfail: the attempt is `stopped` (as its runners' are), not failed.
-            self.state.update_assignment(suite_id, row["id"], attempt, state="stopped" if stopped else "failed",
-                                         message=reason)
+            self.state.update_assignment(suite_id, row["id"], attempt,
+                                         state=AttemptState.STOPPED if stopped else AttemptState.FAILED, message=reason)
             self._maybe_finish(suite_id)
             return
         new = self.state.assignment(suite_id, row["id"], attempt)
@@ -311,9 +313,10 @@ class Planner:
         under way gets CANCEL_GRACE_S to report (the sweeper ends the suite after that)."""
         self.state.request_cancel(suite_id)
         status = self.state.field(suite_id, "status")
-        if status == "submitted" or (status == "collecting" and not self.state.field(suite_id, "collect_started")):
+        claimed = self.state.field(suite_id, "collect_started")
+        if status == SuiteStatus.SUBMITTED or (status == SuiteStatus.COLLECTING and not claimed):
             spec = self.state.spec(suite_id)
-            self._finish_without_run(spec, None, "canceled", 2, "suite canceled before collection")
+            self._finish_without_run(spec, None, SuiteStatus.CANCELED, 2, "suite canceled before collection")
 
     def collection_lost(self, suite_id: str) -> None:
         """The worker collecting the suite stopped renewing its lease: collect again, or give up."""
@@ -322,7 +325,7 @@ class Planner:
         log.warning("suite %s: collection lost (try %d)", suite_id, tries)
         if tries >= self.settings.max_attempts:
             message = f"the collection was lost {tries} times (workers died while collecting)"
-            self._finish_without_run(spec, None, "error", 3, message)
+            self._finish_without_run(spec, None, SuiteStatus.ERROR, 3, message)
             return
         self._publish_collect(spec)
 
@@ -365,8 +368,8 @@ class Planner:
                 continue
             round_ += 1
             aid = f"{sid}-{prefix}{round_:02d}"
-            row = {"id": aid, "attempt": 1, "state": "queued", "test_ids": tests, "expected_s": 0.0, "worker": "",
-                   "node": "", "started_at": 0.0, "finished_at": 0.0, "priority": 0, "avoid": avoid,
+            row = {"id": aid, "attempt": 1, "state": AttemptState.QUEUED, "test_ids": tests, "expected_s": 0.0,
+                   "worker": "", "node": "", "started_at": 0.0, "finished_at": 0.0, "priority": 0, "avoid": avoid,
                    "published_at": 0.0, "planned_at": time.time()}
             moved = self.state.start_rerun(sid, row, tests, crash_retry=crash_retry)
             if not moved:
@@ -382,9 +385,10 @@ class Planner:
         """Past the deadline (and the grace workers get to report): what did not run, did not run."""
         status = self.state.field(suite_id, "status")
         spec = self.state.spec(suite_id)
-        if status in ("submitted", "collecting"):
-            self._finish_without_run(spec, None, "deadline", 2, "suite deadline reached before collection ended")
-        elif status == "running":
+        if status in UNPLANNED_STATUSES:
+            self._finish_without_run(spec, None, SuiteStatus.DEADLINE, 2,
+                                     "suite deadline reached before collection ended")
+        elif status == SuiteStatus.RUNNING:
             self._not_run(suite_id, self.state.all_pending(suite_id), "deadline", 0, "", "",
                           "not run: the suite deadline came first")
             self._maybe_finish(suite_id, force=True)
@@ -403,12 +407,12 @@ class Planner:
             if spec_deadline and time.time() > spec_deadline + self.settings.lease_s + COMPLETION_GRACE_S:
                 self.deadline_passed(sid)
                 continue
-            if self.state.field(sid, "status") == "collecting":
+            if self.state.field(sid, "status") == SuiteStatus.COLLECTING:
                 if not self._cancel_due(sid):  # a canceled suite is not collected again
                     self._watch_collection(spec)
                 continue
             rows = self.state.assignments(sid)
-            watched = [r for r in rows if r.get("held_completion") is None and r["state"] in ("queued", "running")]
+            watched = [r for r in rows if r.get("held_completion") is None and r["state"] in OUT_STATES]
             holders = self.state.lease_holders(sid, watched)
             for row in rows:
                 held = row.get("held_completion")
@@ -418,9 +422,10 @@ class Planner:
                         missing = max(1, completion.reported - row.get("received", 0))
                         log.warning("assignment %s: %d of its records never arrived", row["id"], missing)
                         self._settle(completion, records_lost=missing)
-                elif row["state"] == "queued":
+                elif row["state"] == AttemptState.QUEUED:
                     self._watch_queued(spec, row, holders.get(keys.attempt_key(row["id"], row["attempt"])))
-                elif row["state"] == "running" and keys.attempt_key(row["id"], row["attempt"]) not in holders:
+                elif (row["state"] == AttemptState.RUNNING
+                      and keys.attempt_key(row["id"], row["attempt"]) not in holders):
                     self.lost(sid, row)
             complete_at = self.state.field(sid, "complete_at")
             if complete_at and time.time() - float(complete_at) > COMPLETION_GRACE_S:
@@ -438,15 +443,16 @@ class Planner:
         if not cancel_at:
             return False
         status = self.state.field(sid, "status")
-        unclaimed = status == "submitted" or (status == "collecting" and not self.state.field(sid, "collect_started"))
+        claimed = self.state.field(sid, "collect_started")
+        unclaimed = status == SuiteStatus.SUBMITTED or (status == SuiteStatus.COLLECTING and not claimed)
         if not unclaimed and time.time() - float(cancel_at) <= CANCEL_GRACE_S:
             return True
-        if status == "running":
+        if status == SuiteStatus.RUNNING:
             pending = self.state.all_pending(sid)
             self._not_run(sid, pending, "cancel", 0, "", "", "suite canceled before this test ran")
             self._maybe_finish(sid)
-        elif status in ("submitted", "collecting"):
-            self._finish_without_run(self.state.spec(sid), None, "canceled", 2, "suite canceled")
+        elif status in UNPLANNED_STATUSES:
+            self._finish_without_run(self.state.spec(sid), None, SuiteStatus.CANCELED, 2, "suite canceled")
         return True
 
     def _watch_collection(self, spec: SuiteSpec) -> None:
@@ -503,16 +509,16 @@ class Planner:
             if self.state.field(sid, "finalized"):
                 self.state.release_finalize(sid)
             status = self.state.field(sid, "status")
-            if status == "collecting" and not self.state.field(sid, "collect_published"):
+            if status == SuiteStatus.COLLECTING and not self.state.field(sid, "collect_published"):
                 self._publish_collect(spec)
-            elif status == "running":
+            elif status == SuiteStatus.RUNNING:
                 collection = self.state.collection(sid)
                 if collection is not None and collection.decided:  # merged after planning: maybe not yet
                     self.state.merge(sid, list(collection.decided), assignment="collection", attempt=1,
                                      worker=collection.worker, node="collect")
                 durations = self.state.durations(spec.project)
                 for row in self.state.assignments(sid):
-                    if row["state"] == "queued" and not row.get("published_at"):
+                    if row["state"] == AttemptState.QUEUED and not row.get("published_at"):
                         self._publish(spec, row, durations)
                 self._maybe_finish(sid)
         if suites:
@@ -551,15 +557,16 @@ class Planner:
         counts = self.state.counts(sid)
         canceled = self.state.canceled(sid)
         past_deadline = bool(spec.deadline_s) and time.time() >= _deadline_at(spec) and (
-            counts.get("not_run", 0) > 0 or any(a["state"] == "deadline" for a in self.state.assignments(sid)))
+            counts.get("not_run", 0) > 0
+            or any(a["state"] == AttemptState.DEADLINE for a in self.state.assignments(sid)))
         if canceled:
-            status, message = "canceled", "suite canceled"
+            status, message = SuiteStatus.CANCELED, "suite canceled"
         elif past_deadline:
-            status, message = "deadline", f"suite deadline of {spec.deadline_s:g}s reached"
+            status, message = SuiteStatus.DEADLINE, f"suite deadline of {spec.deadline_s:g}s reached"
         else:
-            status, message = "finished", ""
+            status, message = SuiteStatus.FINISHED, ""
         collection = self.state.collection(sid)
-        code = exit_code_for(counts, interrupted=status != "finished",
+        code = exit_code_for(counts, interrupted=status != SuiteStatus.FINISHED,
                              collected=len(collection.test_ids) if collection else total,
                              strict_flaky=spec.strict_flaky)
         self._finalize(spec, status, code, message)
@@ -567,9 +574,9 @@ class Planner:
     def _complete(self, sid: str, *, force: bool) -> bool:
         """Every test has an outcome and (unless forced) every assignment has ended."""
         total, done = self.state.total_and_done(sid)
-        if done < total or self.state.field(sid, "status") != "running":
+        if done < total or self.state.field(sid, "status") != SuiteStatus.RUNNING:
             return False
-        if not force and any(a["state"] not in TERMINAL for a in self.state.assignments(sid)):
+        if not force and any(a["state"] not in ENDED_STATES for a in self.state.assignments(sid)):
             self.state.note_all_tests_final(sid)
             return False
         return True

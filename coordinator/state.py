@@ -21,6 +21,7 @@ from farm.errors import ProtocolError, SuiteNotFound
 from farm.model import Collection, SuiteSpec, TestRecord, WorkerInfo
 from farm.outcomes import FAILURES, Outcome
 from farm.protocol import decode, encode
+from farm.states import AttemptState, SuiteStatus
 
 #: The owner of outcomes decided at collection (module-level skips, collection errors).
 COLLECTION_OWNER = "collection#1"
@@ -106,7 +107,8 @@ class SuiteState:
             pipe.sadd(keys.ACTIVE, suite_id)
             pipe.zrem(keys.SUBMITTED, suite_id)
 
-        moved = self.transition(suite_id, ["submitted"], "collecting", also=also, collecting_since=time.time())
+        moved = self.transition(suite_id, [SuiteStatus.SUBMITTED], SuiteStatus.COLLECTING, also=also,
+                                collecting_since=time.time())
         if not moved:
             self.forget_submitted(suite_id)
         return moved
@@ -164,7 +166,8 @@ class SuiteState:
             for key in keys.suite_keys(sid):  # nothing lives forever, finished or not
                 pipe.expire(key, self.settings.suite_ttl_s)
 
-        return self.transition(sid, ["collecting"], "running", also=also, collection=encode(collection),
+        return self.transition(sid, [SuiteStatus.COLLECTING], SuiteStatus.RUNNING, also=also,
+                               collection=encode(collection),
                                order=_pack(all_ids), total=len(all_ids), done=0, started_at=time.time(),
                                maxfail=maxfail)
 
@@ -270,7 +273,7 @@ class SuiteState:
             return None
         return held[0]
 
-    def requeue(self, suite_id: str, row: dict[str, Any], why: str, *, state: str = "lost",
+    def requeue(self, suite_id: str, row: dict[str, Any], why: str, *, state: str = AttemptState.LOST,
                 avoid: str = "") -> list[str]:
         """Give up on an attempt: its tests without an outcome move to a new attempt (queued).
 
@@ -293,7 +296,7 @@ class SuiteState:
                     moving = [t for t, v, o in zip(tests, values, owned, strict=True)
                               if v == PENDING.encode() and o is not None and o.decode() == old_key]
                     data = pipe.hget(akey, old_key)
-                    if data is None or _unpack(data).get("requeued") or _unpack(data)["state"] == "lost":
+                    if data is None or _unpack(data).get("requeued") or _unpack(data)["state"] == AttemptState.LOST:
                         pipe.unwatch()
                         return []
                     old = _unpack(data)
@@ -302,7 +305,8 @@ class SuiteState:
                     pipe.multi()
                     pipe.hset(akey, old_key, _pack(old))
                     if moving:
-                        new = {"id": row["id"], "attempt": new_attempt, "state": "queued", "test_ids": moving,
+                        new = {"id": row["id"], "attempt": new_attempt, "state": AttemptState.QUEUED,
+                               "test_ids": moving,
                                "expected_s": 0.0, "worker": "", "node": "", "started_at": 0.0, "finished_at": 0.0,
                                "avoid": sorted({*old.get("avoid", []), *([avoid] if avoid else [])}),
                                "published_at": 0.0,
@@ -391,9 +395,9 @@ class SuiteState:
         A running row whose node is not known yet (the sweeper saw its lease before its first
         batch came) takes the fields it lacks."""
         def change(row: dict[str, Any]) -> None:
-            if row["state"] == "queued":
-                row.update(state="running", **fields)
-            elif row["state"] == "running":
+            if row["state"] == AttemptState.QUEUED:
+                row.update(state=AttemptState.RUNNING, **fields)
+            elif row["state"] == AttemptState.RUNNING:
                 row.update({k: v for k, v in fields.items() if not row.get(k)})
 
         self._modify_assignment(suite_id, keys.attempt_key(assignment_id, attempt), change)
@@ -404,7 +408,7 @@ class SuiteState:
         def change(row: dict[str, Any]) -> None:
             row.update(fields)
             row["started_at"] = row.get("started_at") or fields.get("started_at", 0.0)
-            if row["state"] != "lost":
+            if row["state"] != AttemptState.LOST:
                 row["state"] = state
 
         return self._modify_assignment(suite_id, keys.attempt_key(assignment_id, attempt), change)

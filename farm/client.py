@@ -23,8 +23,9 @@ from farm.eta import SuiteEta
 from farm.model import Collection, SuiteSpec, WorkerInfo
 from farm.protocol import decode, encode
 from farm.report.schema import expand
+from farm.states import FINAL_STATUSES, SuiteStatus
 
-FINAL = ("finished", "canceled", "deadline", "error")
+FINAL = FINAL_STATUSES
 #: How often a waiting client looks at which assignments ended, for its ETA (seconds).
 ETA_REFRESH_S = 1.0
 
@@ -115,7 +116,7 @@ class Client:
             self.store.set(keys.bundle(bundle.digest), bundle.data, ex=self.settings.bundle_ttl_s, nx=True)
             self.store.expire(keys.bundle(bundle.digest), self.settings.bundle_ttl_s)
             self.store.hset(keys.suite(suite_id), mapping={
-                "spec": encode(spec), "status": "submitted", "submitted_at": spec.submitted_at,
+                "spec": encode(spec), "status": SuiteStatus.SUBMITTED, "submitted_at": spec.submitted_at,
             })
             # Even a suite that never finishes (its farm went away) expires in time.
             self.store.expire(keys.suite(suite_id), self.settings.suite_ttl_s)
@@ -144,7 +145,7 @@ class Client:
         seen_at = 0.0
         while True:
             p = self.progress(suite_id)
-            if p.status == "running" and p.total > 0:
+            if p.status == SuiteStatus.RUNNING and p.total > 0:
                 now = time.time()
                 if eta is None:
                     eta = self._plan_eta(suite_id)
