@@ -357,7 +357,7 @@ class Planner:
         self._finish(spec, finish, collection)
 
     def _finish(self, spec: SuiteSpec, finish: machine.Finish, collection: Collection | None = None) -> None:
-        """Store the durations and the report: the suite finished (its finish claim is held)."""
+        """Store the durations and the report: the suite finished (it claimed the finish)."""
         sid = spec.suite_id
         now = self.clock()
         started = float(self.state.field(sid, "submitted_at") or now)

@@ -100,5 +100,6 @@ class Attempt:
         return data
 
     @classmethod
-    def unpack(cls, data: bytes) -> Attempt:
-        return cls.from_stored(msgpack.unpackb(data, raw=False))
+    def unpack(cls, data: bytes | str) -> Attempt:
+        """From the stored bytes (redis-py types a reply as bytes or str; it is bytes here)."""
+        return cls.from_stored(msgpack.unpackb(data if isinstance(data, bytes) else data.encode(), raw=False))
