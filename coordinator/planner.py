@@ -174,7 +174,7 @@ class Planner:
                                       lambda x: transitions.completion_arrived(x, packed, c.reported, now))
         if a is None:
             log.warning("completion for unknown attempt %s#%d dropped", c.assignment_id, c.attempt)
-        elif a.waiting_completion is None:
+        elif not transitions.waits(a, c.reported):
             self._end_attempt(c)
 
     def _end_attempt(self, c: Completion, *, records_lost: int = 0) -> None:

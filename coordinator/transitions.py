@@ -34,10 +34,16 @@ def received(a: Attempt, count: int) -> Attempt:
 
 
 def completion_arrived(a: Attempt, completion: bytes, reported: int, now: float) -> Attempt:
-    """Keep a completion on its attempt until `reported` records were received (else unchanged)."""
-    if a.received >= reported:
+    """Keep a completion on its attempt until `reported` records were received (else unchanged:
+    the attempt ends now, see `waits`)."""
+    if not waits(a, reported):
         return a
     return a.but(waiting_completion=completion, waiting_since=now)
+
+
+def waits(a: Attempt, reported: int) -> bool:
+    """A completion saying `reported` records were sent waits for some of them still."""
+    return a.received < reported
 
 
 def ended(a: Attempt, c: Completion) -> Attempt:
@@ -46,7 +52,7 @@ def ended(a: Attempt, c: Completion) -> Attempt:
         state=a.state if a.state == AttemptState.LOST else AttemptState(c.state),
         worker=c.worker, node=c.node, finished_at=c.finished_at, exit_code=c.exit_code,
         message=c.message[:MESSAGE_LIMIT], wall_s=max(0.0, c.finished_at - c.started_at),
-        waiting_completion=None, waiting_since=0.0, started_at=a.started_at or c.started_at)
+        waiting_completion=None, waiting_since=0.0, started_at=c.started_at or a.started_at)
 
 
 def given_up(a: Attempt, state: AttemptState, message: str) -> Attempt:
