@@ -53,7 +53,7 @@ class Planner:
 
     # --- publishing ----------------------------------------------------------------------
 
-    def _publish(self, spec: SuiteSpec, a: Attempt, durations: dict[str, float] | None = None) -> None:
+    def publish(self, spec: SuiteSpec, a: Attempt, durations: dict[str, float] | None = None) -> None:
         """Publish an attempt, and note when (the sweep watches unclaimed ones)."""
         expected = a.expected_s
         if not expected and durations:
@@ -82,7 +82,7 @@ class Planner:
         pairs = [positions.get(t, (-1, 0)) for t in test_ids]
         return tuple(i for i, _ in pairs), tuple(n for _, n in pairs)
 
-    def _publish_collect(self, spec: SuiteSpec) -> None:
+    def publish_collection(self, spec: SuiteSpec) -> None:
         self.publish_collect(spec)
         self.state.set_fields(spec.suite_id, collect_published=self.clock())
 
@@ -91,14 +91,14 @@ class Planner:
     def submitted(self, suite_id: str) -> None:
         spec = self.state.spec(suite_id)
         if self.state.start_collecting(suite_id, self.clock()):
-            self._publish_collect(spec)
+            self.publish_collection(spec)
 
     def collected(self, collection: Collection) -> None:
         sid = collection.suite_id
         spec = self.state.spec(sid)
         finish = machine.collected(collection, canceled=self.state.canceled(sid))
         if finish is not None:
-            self._finish_unplanned(spec, finish, collection)
+            self.finish_unplanned(spec, finish, collection)
             return
         test_ids = list(collection.test_ids)
         durations = self.state.durations(spec.project)
@@ -120,8 +120,8 @@ class Planner:
             self._check_maxfail(sid)
         log.info("suite %s: %d tests in %d assignments over %d slots", sid, len(test_ids), len(planned), slots)
         for a in attempts:
-            self._publish(spec, a)
-        self._finish_if_complete(sid)
+            self.publish(spec, a)
+        self.finish_if_complete(sid)
 
     def records(self, batch: RecordBatch) -> None:
         if self.state.field(batch.suite_id, "status") is None:
@@ -153,9 +153,9 @@ class Planner:
                                       lambda x: transitions.received(x, len(records))) or a
         waiting = a.waiting_completion
         if waiting is not None and a.received >= decode(waiting, Completion).reported:
-            self._end_attempt(decode(waiting, Completion))  # the records it was waiting for are in
+            self.end_attempt(decode(waiting, Completion))  # the records it was waiting for are in
         elif result.newly_final:
-            self._finish_if_complete(batch.suite_id)
+            self.finish_if_complete(batch.suite_id)
 
     def _check_maxfail(self, sid: str) -> None:
         """At the suite's N-th failure (-x/--maxfail=N; errors, timeouts and crashes count), flag it
@@ -175,9 +175,9 @@ class Planner:
         if a is None:
             log.warning("completion for unknown attempt %s#%d dropped", c.assignment_id, c.attempt)
         elif not transitions.waits(a, c.reported):
-            self._end_attempt(c)
+            self.end_attempt(c)
 
-    def _end_attempt(self, c: Completion, *, records_lost: int = 0) -> None:
+    def end_attempt(self, c: Completion, *, records_lost: int = 0) -> None:
         """Record how an attempt ended; its tests still without an outcome did not run, or run
         again (`machine.attempt_ended`)."""
         a = self.state.change_attempt(c.suite_id, c.assignment_id, c.attempt, lambda x: transitions.ended(x, c))
@@ -190,8 +190,8 @@ class Planner:
             self._run_again(c.suite_id, a, decision)
             return
         if isinstance(decision, machine.NotRun):
-            self._not_run(c.suite_id, pending, c.assignment_id, c.attempt, c.worker, c.node, decision.why)
-        self._finish_if_complete(c.suite_id)
+            self.mark_not_run(c.suite_id, pending, c.assignment_id, c.attempt, c.worker, c.node, decision.why)
+        self.finish_if_complete(c.suite_id)
 
     def lost(self, suite_id: str, a: Attempt) -> None:
         """An attempt's worker stopped renewing its lease: run its unfinished tests again, or give up."""
@@ -205,7 +205,7 @@ class Planner:
                     len(moved))
         new = self.state.attempt(suite_id, a.assignment_id, a.number + 1) if moved else None
         if new is None:
-            self._finish_if_complete(suite_id)
+            self.finish_if_complete(suite_id)
             return
         durations = self.state.durations(spec.project)
         expected = sum(durations.get(t, 0.0) for t in moved)
@@ -214,21 +214,21 @@ class Planner:
                                  canceled=self.state.canceled(suite_id), stop=stop,
                                  too_late=deadlines.too_late_to_retry(spec, self.clock(), expected))
         if not reason:
-            self._publish(spec, new, durations)
+            self.publish(spec, new, durations)
             return
-        self._not_run(suite_id, moved, new.assignment_id, new.number, "", "", reason)
+        self.mark_not_run(suite_id, moved, new.assignment_id, new.number, "", "", reason)
         # A suite stopped at -x/--maxfail: the attempt is `stopped` (as its runners' are), not failed.
         state = AttemptState.STOPPED if stop else AttemptState.FAILED
         self.state.change_attempt(suite_id, new.assignment_id, new.number,
                                   lambda x: transitions.given_up(x, state, reason))
-        self._finish_if_complete(suite_id)
+        self.finish_if_complete(suite_id)
 
     def cancel(self, suite_id: str) -> None:
         """Flag the suite canceled; one that no worker is collecting yet ends now. A collection
         under way gets CANCEL_GRACE_S to report (the sweep ends the suite after that)."""
         self.state.request_cancel(suite_id, self.clock())
         if self.state.view(suite_id).unclaimed:
-            self._finish_unplanned(self.state.spec(suite_id),
+            self.finish_unplanned(self.state.spec(suite_id),
                                    machine.Finish(SuiteStatus.CANCELED, 2, "suite canceled before collection"))
 
     def collection_lost(self, suite_id: str) -> None:
@@ -238,19 +238,20 @@ class Planner:
         log.warning("suite %s: collection lost (try %d)", suite_id, tries)
         finish = machine.collection_lost(tries, self.settings)
         if finish is not None:
-            self._finish_unplanned(spec, finish)
+            self.finish_unplanned(spec, finish)
         else:
-            self._publish_collect(spec)
+            self.publish_collection(spec)
 
     def deadline_passed(self, suite_id: str) -> None:
         """Past the deadline (and the grace workers get to report): what did not run, did not run."""
         status = self.state.view(suite_id).status
         finish = machine.unplanned_end(status, "deadline")
         if finish is not None:
-            self._finish_unplanned(self.state.spec(suite_id), finish)
+            self.finish_unplanned(self.state.spec(suite_id), finish)
         elif status == SuiteStatus.RUNNING:
-            self._not_run(suite_id, self.state.all_pending(suite_id), "deadline", 0, "", "", machine.DEADLINE_NOT_RUN)
-            self._finish_if_complete(suite_id, force=True)
+            pending = self.state.all_pending(suite_id)
+            self.mark_not_run(suite_id, pending, "deadline", 0, "", "", machine.DEADLINE_NOT_RUN)
+            self.finish_if_complete(suite_id, force=True)
 
     # --- the sweep -----------------------------------------------------------------------
 
@@ -264,7 +265,7 @@ class Planner:
 
     # --- finishing -----------------------------------------------------------------------
 
-    def _not_run(self, sid: str, test_ids: list[str], assignment: str, attempt: int, worker: str, node: str,
+    def mark_not_run(self, sid: str, test_ids: list[str], assignment: str, attempt: int, worker: str, node: str,
                  why: str) -> None:
         records = [TestRecord(t, Outcome.NOT_RUN, phase="", message=why) for t in test_ids]
         # The coordinator's own verdict: not subject to ownership fencing.
@@ -278,7 +279,7 @@ class Planner:
             self.state.note_complete(sid, self.clock())
         return complete == "yes"
 
-    def _finish_if_complete(self, sid: str, *, force: bool = False) -> None:
+    def finish_if_complete(self, sid: str, *, force: bool = False) -> None:
         """Finish once every test has an outcome and every attempt has ended (or waited enough).
 
         Crash retries and reruns are decided under the finish claim, so that one thread starting
@@ -344,11 +345,11 @@ class Planner:
             what = "crashed tests once more" if crash_retry else "failing tests again"
             log.info("suite %s: running %d %s (%s), avoiding %s", sid, len(moved), what, new.assignment_id,
                      ", ".join(avoid) or "-")
-            self._publish(spec, new.but(test_ids=tuple(moved)), durations)
+            self.publish(spec, new.but(test_ids=tuple(moved)), durations)
             started = True
         return started
 
-    def _finish_unplanned(self, spec: SuiteSpec, finish: machine.Finish, collection: Collection | None = None) -> None:
+    def finish_unplanned(self, spec: SuiteSpec, finish: machine.Finish, collection: Collection | None = None) -> None:
         """Finish a suite that was never planned (or whose collection ends it)."""
         if not self.state.claim_finish(spec.suite_id):
             return

@@ -44,9 +44,9 @@ def sweep(driver: Planner) -> None:
             _act(driver, spec, tick)
         view = state.view(sid)
         if deadlines.grace_over(view.complete_at, driver.clock()):
-            driver._finish_if_complete(sid, force=True)
+            driver.finish_if_complete(sid, force=True)
             continue
-        driver._finish_if_complete(sid)  # in case the thread that could have finished it lost a race
+        driver.finish_if_complete(sid)  # in case the thread that could have finished it lost a race
         _cancel_due(driver, sid)
 
 
@@ -57,17 +57,17 @@ def _act(driver: Planner, spec: SuiteSpec, tick: machine.Tick) -> None:
         completion = decode(a.waiting_completion, Completion)
         missing = max(1, completion.reported - a.received)
         log.warning("assignment %s: %d of its records never arrived", a.assignment_id, missing)
-        driver._end_attempt(completion, records_lost=missing)
+        driver.end_attempt(completion, records_lost=missing)
     elif tick.kind == "running":
         now = driver.clock()
         driver.state.change_attempt(sid, a.assignment_id, a.number,
                                     lambda x: transitions.started(x, worker=tick.holder, started_at=now))
     elif tick.kind == "unpublished":
         log.warning("suite %s: %s was planned but never published; publishing it", sid, a.key)
-        driver._publish(spec, a, driver.state.durations(spec.project))
+        driver.publish(spec, a, driver.state.durations(spec.project))
     elif tick.kind == "unclaimed" and driver.queue_length(spec.pool) == 0:
         log.warning("suite %s: no worker took %s and the queue is empty; publishing it again", sid, a.key)
-        driver._publish(spec, a, driver.state.durations(spec.project))
+        driver.publish(spec, a, driver.state.durations(spec.project))
     elif tick.kind == "lost":
         driver.lost(sid, a)
 
@@ -79,12 +79,13 @@ def _cancel_due(driver: Planner, sid: str) -> bool:
     if due != "end":
         return due == "wait"
     if view.status == SuiteStatus.RUNNING:
-        driver._not_run(sid, driver.state.all_pending(sid), "cancel", 0, "", "", "suite canceled before this test ran")
-        driver._finish_if_complete(sid)
+        pending = driver.state.all_pending(sid)
+        driver.mark_not_run(sid, pending, "cancel", 0, "", "", "suite canceled before this test ran")
+        driver.finish_if_complete(sid)
     else:
         finish = machine.unplanned_end(view.status, "cancel")
         if finish is not None:
-            driver._finish_unplanned(driver.state.spec(sid), finish)
+            driver.finish_unplanned(driver.state.spec(sid), finish)
     return True
 
 
@@ -100,7 +101,7 @@ def _watch_collection(driver: Planner, spec: SuiteSpec, view: machine.SuiteView)
     if since and deadlines.unclaimed_too_long(since, driver.clock(), driver.settings.lease_s) \
             and driver.queue_length(spec.pool) == 0 and not driver.state.lease_alive(sid, "collect"):
         log.warning("suite %s: no worker took its collection and the queue is empty; publishing it again", sid)
-        driver._publish_collect(spec)
+        driver.publish_collection(spec)
 
 
 def reconcile(driver: Planner) -> int:
@@ -121,7 +122,7 @@ def reconcile(driver: Planner) -> int:
             state.release_finish_claim(sid)
         view = state.view(sid)
         if view.status == SuiteStatus.COLLECTING and not view.collect_published:
-            driver._publish_collect(spec)
+            driver.publish_collection(spec)
         elif view.status == SuiteStatus.RUNNING:
             collection = state.collection(sid)
             if collection is not None and collection.decided:  # merged after planning: maybe not yet
@@ -130,8 +131,8 @@ def reconcile(driver: Planner) -> int:
             durations = state.durations(spec.project)
             for a in state.attempts(sid):
                 if a.state == AttemptState.QUEUED and not a.published_at:
-                    driver._publish(spec, a, durations)
-            driver._finish_if_complete(sid)
+                    driver.publish(spec, a, durations)
+            driver.finish_if_complete(sid)
     if suites:
         log.warning("reconciled %d unfinished suites left by an earlier coordinator", len(suites))
     return len(suites)
