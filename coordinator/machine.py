@@ -9,6 +9,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 
 from coordinator import deadlines
 from farm.attempts import Attempt
@@ -167,13 +168,23 @@ def give_up(new: Attempt, history: Iterable[Attempt], *, settings: Settings, can
 
 # --- the sweep's tick ---------------------------------------------------------------------
 
+class TickKind(StrEnum):
+    """What the sweep found about one attempt."""
+
+    END_LATE = "end-late"  # its completion waited longer than the grace for its records
+    RUNNING = "running"  # queued, and a worker holds its lease
+    UNPUBLISHED = "unpublished"  # planned long ago, never published (the broker was away)
+    UNCLAIMED = "unclaimed"  # published long ago, nobody took it
+    LOST = "lost"  # running, and its lease lapsed
+
+
 @dataclass(frozen=True)
 class Tick:
-    """What the sweep does about one attempt (`kind`: see `classify`)."""
+    """What the sweep found about one attempt (see `classify`)."""
 
-    kind: str  # "end-late" | "running" | "unpublished" | "unclaimed" | "lost"
+    kind: TickKind
     attempt: Attempt
-    holder: str = ""  # the worker holding its lease ("running")
+    holder: str = ""  # the worker holding its lease (RUNNING)
 
 
 def classify(attempts: Sequence[Attempt], holders: Mapping[str, str], *, now: float, lease_s: float) -> list[Tick]:
@@ -188,18 +199,18 @@ def classify(attempts: Sequence[Attempt], holders: Mapping[str, str], *, now: fl
     for a in attempts:
         if a.waiting_completion is not None:
             if deadlines.grace_over(a.waiting_since, now):
-                ticks.append(Tick("end-late", a))
+                ticks.append(Tick(TickKind.END_LATE, a))
         elif a.state == AttemptState.QUEUED:
             holder = holders.get(a.key)
             if holder is not None:
-                ticks.append(Tick("running", a, holder=holder))
+                ticks.append(Tick(TickKind.RUNNING, a, holder=holder))
             elif not a.published_at:
                 if deadlines.never_published_too_long(a.planned_at, now, lease_s):
-                    ticks.append(Tick("unpublished", a))
+                    ticks.append(Tick(TickKind.UNPUBLISHED, a))
             elif deadlines.unclaimed_too_long(a.published_at, now, lease_s):
-                ticks.append(Tick("unclaimed", a))
+                ticks.append(Tick(TickKind.UNCLAIMED, a))
         elif a.state == AttemptState.RUNNING and a.key not in holders:
-            ticks.append(Tick("lost", a))
+            ticks.append(Tick(TickKind.LOST, a))
     return ticks
 
 
@@ -208,37 +219,53 @@ def watched(attempts: Iterable[Attempt]) -> list[Attempt]:
     return [a for a in attempts if a.waiting_completion is None and a.state in OUT_STATES]
 
 
-def cancel_due(view: SuiteView, now: float) -> str:
-    """A canceled suite: "" (not canceled), "wait" (its grace runs), or "end" (end it now).
+class Cancel(StrEnum):
+    """Where a suite stands with a cancel."""
+
+    NONE = ""  # not canceled
+    WAIT = "wait"  # canceled, its grace runs (what runs may still report)
+    END = "end"  # canceled, end it now
+
+
+def cancel_due(view: SuiteView, now: float) -> Cancel:
+    """Where a suite stands with a cancel (`Cancel`).
 
     A suite not collected yet ends at once (nothing runs that could report); one collecting or
     running gets CANCEL_GRACE_S for its collection or assignments to report."""
     if not view.canceled:
-        return ""
+        return Cancel.NONE
     if not view.unclaimed and now - view.cancel_at <= deadlines.CANCEL_GRACE_S:
-        return "wait"
-    return "end"
+        return Cancel.WAIT
+    return Cancel.END
 
 
-def unplanned_end(status: SuiteStatus, why: str) -> Finish | None:
-    """A suite ended before it was planned (canceled, deadline), if it was not planned yet."""
+def unplanned_end(status: SuiteStatus, *, deadline: bool) -> Finish | None:
+    """How a suite not planned yet ends at its deadline (or, `deadline` False, at a cancel);
+    None if it was planned."""
     if status not in UNPLANNED_STATUSES:
         return None
-    if why == "deadline":
+    if deadline:
         return Finish(SuiteStatus.DEADLINE, 2, "suite deadline reached before collection ended")
     return Finish(SuiteStatus.CANCELED, 2, "suite canceled")
 
 
 # --- finishing ----------------------------------------------------------------------------
 
-def complete(view: SuiteView, total: int, done: int, attempts: Iterable[Attempt], *, force: bool) -> str:
-    """Whether a running suite may finish: "yes"; "tests" (every test has an outcome, but an
-    attempt is still out: wait for its completion, unless forced); "" (not yet)."""
+class Complete(StrEnum):
+    """How complete a suite is."""
+
+    NO = ""  # a test has no outcome yet (or the suite is not running)
+    TESTS = "tests"  # every test has an outcome, an attempt is still out: wait for its completion
+    YES = "yes"  # it may finish
+
+
+def complete(view: SuiteView, total: int, done: int, attempts: Iterable[Attempt], *, force: bool) -> Complete:
+    """How complete a running suite is (forced: whatever attempts are still out)."""
     if done < total or view.status != SuiteStatus.RUNNING:
-        return ""
+        return Complete.NO
     if not force and any(a.state not in ENDED_STATES for a in attempts):
-        return "tests"
-    return "yes"
+        return Complete.TESTS
+    return Complete.YES
 
 
 def finishing(spec: SuiteSpec, *, canceled: bool, counts: Mapping[str, int], attempts: Iterable[Attempt],

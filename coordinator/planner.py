@@ -245,7 +245,7 @@ class Planner:
     def deadline_passed(self, suite_id: str) -> None:
         """Past the deadline (and the grace workers get to report): what did not run, did not run."""
         status = self.state.view(suite_id).status
-        finish = machine.unplanned_end(status, "deadline")
+        finish = machine.unplanned_end(status, deadline=True)
         if finish is not None:
             self.finish_unplanned(self.state.spec(suite_id), finish)
         elif status == SuiteStatus.RUNNING:
@@ -275,9 +275,9 @@ class Planner:
     def _complete(self, sid: str, *, force: bool) -> bool:
         total, done = self.state.total_and_done(sid)
         complete = machine.complete(self.state.view(sid), total, done, self.state.attempts(sid), force=force)
-        if complete == "tests":
+        if complete == machine.Complete.TESTS:
             self.state.note_complete(sid, self.clock())
-        return complete == "yes"
+        return complete == machine.Complete.YES
 
     def finish_if_complete(self, sid: str, *, force: bool = False) -> None:
         """Finish once every test has an outcome and every attempt has ended (or waited enough).

@@ -52,23 +52,23 @@ def sweep(driver: Planner) -> None:
 
 def _act(driver: Planner, spec: SuiteSpec, tick: machine.Tick) -> None:
     a, sid = tick.attempt, spec.suite_id
-    if tick.kind == "end-late":
+    if tick.kind == machine.TickKind.END_LATE:
         assert a.waiting_completion is not None
         completion = decode(a.waiting_completion, Completion)
         missing = max(1, completion.reported - a.received)
         log.warning("assignment %s: %d of its records never arrived", a.assignment_id, missing)
         driver.end_attempt(completion, records_lost=missing)
-    elif tick.kind == "running":
+    elif tick.kind == machine.TickKind.RUNNING:
         now = driver.clock()
         driver.state.change_attempt(sid, a.assignment_id, a.number,
                                     lambda x: transitions.started(x, worker=tick.holder, started_at=now))
-    elif tick.kind == "unpublished":
+    elif tick.kind == machine.TickKind.UNPUBLISHED:
         log.warning("suite %s: %s was planned but never published; publishing it", sid, a.key)
         driver.publish(spec, a, driver.state.durations(spec.project))
-    elif tick.kind == "unclaimed" and driver.queue_length(spec.pool) == 0:
+    elif tick.kind == machine.TickKind.UNCLAIMED and driver.queue_length(spec.pool) == 0:
         log.warning("suite %s: no worker took %s and the queue is empty; publishing it again", sid, a.key)
         driver.publish(spec, a, driver.state.durations(spec.project))
-    elif tick.kind == "lost":
+    elif tick.kind == machine.TickKind.LOST:
         driver.lost(sid, a)
 
 
@@ -76,14 +76,14 @@ def _cancel_due(driver: Planner, sid: str) -> bool:
     """End a canceled suite whose grace is over, whatever its status; True if it was canceled."""
     view = driver.state.view(sid)
     due = machine.cancel_due(view, driver.clock())
-    if due != "end":
-        return due == "wait"
+    if due != machine.Cancel.END:
+        return due == machine.Cancel.WAIT
     if view.status == SuiteStatus.RUNNING:
         pending = driver.state.all_pending(sid)
         driver.mark_not_run(sid, pending, "cancel", 0, "", "", "suite canceled before this test ran")
         driver.finish_if_complete(sid)
     else:
-        finish = machine.unplanned_end(view.status, "cancel")
+        finish = machine.unplanned_end(view.status, deadline=False)
         if finish is not None:
             driver.finish_unplanned(driver.state.spec(sid), finish)
     return True
