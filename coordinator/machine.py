@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from coordinator import deadlines
+from coordinator.splitting import split
+from farm import keys
 from farm.attempts import Attempt
 from farm.config import Settings
 from farm.model import Collection, Completion, SuiteSpec, TestRecord
@@ -20,6 +22,8 @@ from farm.states import ENDED_STATES, OUT_STATES, UNPLANNED_STATUSES, AttemptSta
 
 #: The most attempts an assignment gets, however they ended (hand-backs included).
 ATTEMPT_CAP = 10
+#: The history field holding the median per-assignment overhead (not a node id: it has a NUL).
+OVERHEAD_KEY = keys.HISTORY_OVERHEAD_FIELD
 #: Outcomes whose durations are recorded for the next split (a not_run test has no duration).
 TIMED = frozenset({Outcome.PASSED, Outcome.FAILED, Outcome.ERROR, Outcome.XFAILED, Outcome.XPASSED,
                    Outcome.SKIPPED})
@@ -107,6 +111,18 @@ def collected(collection: Collection, *, canceled: bool) -> Finish | None:
         return Finish(SuiteStatus.FINISHED, 2, f"Interrupted: {n} error{'s' if n != 1 else ''} during collection",
                       decided=collection.decided)
     return None
+
+
+def plan(spec: SuiteSpec, test_ids: list[str], *, durations: Mapping[str, float], slots: int, settings: Settings,
+         now: float) -> list[Attempt]:
+    """The first attempts of a collected suite's assignments (`ID-a000`...), in publishing order."""
+    known = dict(durations)
+    overhead = known.pop(OVERHEAD_KEY, None)
+    planned = split(test_ids, slots=slots, dist=spec.dist, durations=known, per_slot=settings.assignments_per_slot,
+                    min_assignment_s=settings.min_assignment_s, min_tests=settings.min_assignment_tests,
+                    overhead_s=overhead)
+    return [Attempt.planned(f"{spec.suite_id}-a{i:03d}", 1, p.test_ids, now=now, expected_s=p.expected_s, priority=i)
+            for i, p in enumerate(planned)]
 
 
 def collection_lost(tries: int, settings: Settings) -> Finish | None:

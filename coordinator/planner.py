@@ -14,10 +14,8 @@ from collections.abc import Callable
 
 from coordinator import deadlines, machine, transitions
 from coordinator.reporting import build_report
-from coordinator.splitting import split
 from coordinator.store import SuiteStore
 from coordinator.sweep import reconcile, sweep
-from farm import keys
 from farm.attempts import Attempt
 from farm.config import Settings
 from farm.model import Assignment, Collection, Completion, RecordBatch, SuiteSpec, TestRecord
@@ -29,8 +27,6 @@ from farm.states import AttemptState, SuiteStatus
 
 log = logging.getLogger("farm.coordinator")
 
-#: The history field holding the median per-assignment overhead (not a node id: it has a NUL).
-OVERHEAD_KEY = keys.HISTORY_OVERHEAD_FIELD
 
 
 class Planner:
@@ -101,15 +97,10 @@ class Planner:
             self.finish_unplanned(spec, finish, collection)
             return
         test_ids = list(collection.test_ids)
-        durations = self.state.durations(spec.project)
-        overhead = durations.pop(OVERHEAD_KEY, None)
         slots = self.state.pool_slots(spec.pool) or 1
-        planned = split(test_ids, slots=slots, dist=spec.dist, durations=durations,
-                        per_slot=self.settings.assignments_per_slot, min_assignment_s=self.settings.min_assignment_s,
-                        min_tests=self.settings.min_assignment_tests, overhead_s=overhead)
         now = self.clock()
-        attempts = [Attempt.planned(f"{sid}-a{i:03d}", 1, p.test_ids, now=now, expected_s=p.expected_s, priority=i)
-                    for i, p in enumerate(planned)]
+        attempts = machine.plan(spec, test_ids, durations=self.state.durations(spec.project), slots=slots,
+                                settings=self.settings, now=now)
         # -x/--maxfail as the collecting session took them (the ini's addopts included): suite-wide.
         maxfail = effective(collection.session, spec.pytest_args).maxfail
         if not self.state.plan(collection, test_ids, attempts, now=now, maxfail=maxfail):
@@ -118,7 +109,7 @@ class Planner:
             self.state.merge(sid, list(collection.decided), assignment="collection", attempt=1,
                              worker=collection.worker, node="collect")
             self._check_maxfail(sid)
-        log.info("suite %s: %d tests in %d assignments over %d slots", sid, len(test_ids), len(planned), slots)
+        log.info("suite %s: %d tests in %d assignments over %d slots", sid, len(test_ids), len(attempts), slots)
         for a in attempts:
             self.publish(spec, a)
         self.finish_if_complete(sid)
@@ -378,7 +369,7 @@ class Planner:
         timed = machine.timed(counted)
         overhead = machine.assignment_overhead(attempts, timed)
         if overhead is not None:
-            timed[OVERHEAD_KEY] = overhead
+            timed[machine.OVERHEAD_KEY] = overhead
         self.state.record_durations(spec.project, timed)
         self.state.store_report(sid, json.dumps(report, ensure_ascii=False), status=finish.status.value,
                                 exit_code=finish.exit_code, finished_at=now, message=finish.message)
