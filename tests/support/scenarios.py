@@ -54,8 +54,18 @@ class World:
         self.collects: list[SuiteSpec] = []
         self.published: list[Assignment] = []
         self.queue_length = 0  # what the broker says waits on the pool's queue
-        self.planner = Planner(store, SETTINGS, self.collects.append, lambda pool, a: self.published.append(a),
-                               queue_length=lambda pool: self.queue_length, clock=self.clock)
+        self.broker_down = False  # publishing raises (the coordinator dies there)
+        self.planner = self.start_coordinator()
+
+    def start_coordinator(self) -> Planner:
+        """A coordinator over this store (a restarted one: same store, nothing else kept)."""
+        return Planner(self.store, SETTINGS, self.collects.append, self._publish,
+                       queue_length=lambda pool: self.queue_length, clock=self.clock)
+
+    def _publish(self, pool: str, a: Assignment) -> None:
+        if self.broker_down:
+            raise ConnectionError("the broker is away")
+        self.published.append(a)
 
     # what other processes write: the client, workers' announcements and leases
     def _submit(self, spec: SuiteSpec) -> None:
@@ -394,7 +404,25 @@ def maxfail_stops_the_suite_and_nothing_runs_again(w: World) -> None:
     assert report["stopped"] == "stopped after 1 failures" and report["exit_code"] == 1
 
 
+def a_restarted_coordinator_publishes_what_a_dead_one_planned(w: World) -> None:
+    w.add_worker("w1@h")
+    w.submit("restart")
+    w.broker_down = True
+    try:
+        w.collect("restart", TESTS)  # planned, then the coordinator dies publishing
+    except ConnectionError:
+        pass
+    assert w.published == []
+    w.broker_down = False
+    w.planner = w.start_coordinator()
+    assert w.planner.reconcile() == 1
+    (a,) = w.published
+    w.run(a, "w1@h")
+    assert w.report("restart")["exit_code"] == 0
+
+
 SCENARIOS = [
+    a_restarted_coordinator_publishes_what_a_dead_one_planned,
     suite_runs_to_its_end,
     lost_worker_tests_run_again_and_count_once,
     duplicate_batches_count_once,
