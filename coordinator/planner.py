@@ -28,7 +28,6 @@ from farm.states import AttemptState, SuiteStatus
 log = logging.getLogger("farm.coordinator")
 
 
-
 class Planner:
     """Drives suites: collection → attempts → merged records → report."""
 
