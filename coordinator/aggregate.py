@@ -1,9 +1,9 @@
-"""Merging test records into a suite's state (pure: held state in, writes out).
+"""Merging test records into a suite's state (pure: the outcomes that count now in, writes out).
 
-The state store holds, per test, the outcome that counts (or "pending"). A batch of records is
+The state store holds, per test, the outcome that counts now (or "pending"). A batch of records is
 merged against it under the explicit precedence of `farm.outcomes.supersedes`: a record only
-replaces what is held when it ranks higher, so replaying a batch, or delivering it twice, or
-late, changes nothing. Every record is also kept as an attempt row keyed by (test, assignment,
+replaces the one that counts when it ranks higher, so replaying a batch, or delivering it twice, or
+late, changes nothing. Every record is also kept as a test run keyed by (test, assignment,
 attempt), which is idempotent by construction.
 """
 
@@ -19,8 +19,10 @@ PENDING = "pending"
 
 
 @dataclass(frozen=True)
-class AttemptRow:
-    """One test's result in one assignment attempt, as the report's `attempts` lists it."""
+class TestRun:
+    """One test's result in one attempt (the `attempts` hash; the report lists them under each test)."""
+
+    __test__ = False  # not a pytest test class, despite its name
 
     test_id: str
     assignment: str
@@ -43,15 +45,15 @@ class Merge:
 
     counted: dict[str, TestRecord] = field(default_factory=dict)
     deltas: dict[str, int] = field(default_factory=dict)
-    attempts: dict[str, AttemptRow] = field(default_factory=dict)  # rows to write (HSET)
-    verdicts: dict[str, AttemptRow] = field(default_factory=dict)  # not_run rows, written only if absent
+    runs: dict[str, TestRun] = field(default_factory=dict)  # test runs to write (HSET)
+    verdicts: dict[str, TestRun] = field(default_factory=dict)  # not_run runs, written only if absent
     newly_final: int = 0  # tests that went from pending to an outcome
     unknown: list[str] = field(default_factory=list)  # records for tests the suite does not have
     fenced: int = 0  # records from attempts that no longer own their test
 
 
 def merge(
-    held: Mapping[str, str | None],
+    current: Mapping[str, str | None],
     records: Iterable[TestRecord],
     *,
     assignment: str,
@@ -61,35 +63,35 @@ def merge(
     owners: Mapping[str, str] | None = None,
     rerun: Container[str] = (),
 ) -> Merge:
-    """Merge records against `held` (test id → outcome value, "pending", or None if unknown).
+    """Merge records against `current` (test id → outcome value, "pending", or None if unknown).
 
     With `owners` (test id → "assignment#attempt"), a record counts only when it comes from the
     attempt that owns its test: records of an attempt that was given up on and run again are
-    fenced, kept in the attempt history only.
+    fenced, kept as test runs only.
     """
     result = Merge()
-    current: dict[str, str | None] = dict(held)
+    now_counted: dict[str, str | None] = dict(current)
     me = f"{assignment}#{attempt}"
     for record in records:
-        state = current.get(record.test_id)
+        state = now_counted.get(record.test_id)
         if state is None:
             result.unknown.append(record.test_id)
             continue
         fenced = owners is not None and owners.get(record.test_id) != me
-        row = AttemptRow(record.test_id, assignment, attempt, worker, node, record.outcome.value,
+        run = TestRun(record.test_id, assignment, attempt, worker, node, record.outcome.value,
                          record.duration_s, record.started_at, fenced)
         if fenced:
-            result.attempts[row.key] = row
+            result.runs[run.key] = run
             result.fenced += 1
             continue
         if record.outcome is Outcome.NOT_RUN:
-            # A not_run verdict never overwrites a row (it is written only where none exists):
-            # a real result of the same attempt keeps its row whichever arrives first.
-            if row.key not in result.attempts:
-                result.verdicts.setdefault(row.key, row)
+            # A not_run verdict never overwrites a run (it is written only where none exists):
+            # a real result of the same attempt keeps its run whichever arrives first.
+            if run.key not in result.runs:
+                result.verdicts.setdefault(run.key, run)
         else:
-            result.attempts[row.key] = row
-            result.verdicts.pop(row.key, None)
+            result.runs[run.key] = run
+            result.verdicts.pop(run.key, None)
         old = None if state == PENDING else Outcome(state)
         if not supersedes(record.outcome, old):
             continue
@@ -102,5 +104,5 @@ def merge(
             result.deltas[old.value] = result.deltas.get(old.value, 0) - 1
         result.deltas[record.outcome.value] = result.deltas.get(record.outcome.value, 0) + 1
         result.counted[record.test_id] = record
-        current[record.test_id] = record.outcome.value
+        now_counted[record.test_id] = record.outcome.value
     return result

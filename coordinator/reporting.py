@@ -6,7 +6,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from coordinator.aggregate import AttemptRow
+from coordinator.aggregate import TestRun
+from farm.attempts import Attempt
 from farm.model import Collection, SuiteSpec, TestRecord, WorkerInfo
 from farm.outcomes import Outcome
 from farm.pytest_options import effective
@@ -31,17 +32,17 @@ def build_report(
     collection: Collection | None,
     order: Sequence[str],
     counted: Mapping[str, TestRecord],
-    attempts: Iterable[AttemptRow],
-    assignments: Sequence[Mapping[str, Any]],
+    runs: Iterable[TestRun],
+    attempts: Sequence[Attempt],
     workers: Sequence[WorkerInfo],
     stopped: str = "",
 ) -> dict[str, Any]:
     """The report document described in docs/report-schema.md: its lean form (schema 2), as stored.
 
     `farm.report.schema.expand` gives its full view (every field, every run numbered)."""
-    by_test: dict[str, list[AttemptRow]] = {}
-    for row in attempts:
-        by_test.setdefault(row.test_id, []).append(row)
+    by_test: dict[str, list[TestRun]] = {}
+    for run in runs:
+        by_test.setdefault(run.test_id, []).append(run)
     tests = []
     summary = {o.value: 0 for o in Outcome}
     suspects: dict[str, list[str]] = {}
@@ -50,8 +51,8 @@ def build_report(
         if record is None:
             continue
         summary[record.outcome.value] += 1
-        rows = sorted(by_test.get(test_id, []), key=lambda r: (r.started_at, r.assignment, r.attempt))
-        crashed_on, blame = crash_blame(record.outcome, rows)
+        runs_of = sorted(by_test.get(test_id, []), key=lambda r: (r.started_at, r.assignment, r.attempt))
+        crashed_on, blame = crash_blame(record.outcome, runs_of)
         test_message = record.message
         if blame == "test":
             test_message += f" [crashed its runner on {len(crashed_on)} workers: the test, not a worker]"
@@ -73,11 +74,11 @@ def build_report(
                 {"assignment": r.assignment, "attempt": r.attempt, "worker": r.worker, "node": r.node,
                  "outcome": r.outcome, "duration_s": round(r.duration_s, 6), "started_at": iso(r.started_at),
                  "fenced": r.fenced}
-                for r in rows
+                for r in runs_of
             ],
         })
     summary["total"] = len(tests)
-    used = {a.get("worker") for a in assignments} | ({collection.worker} if collection else set())
+    used = {a.worker for a in attempts} | ({collection.worker} if collection else set())
     return compact({
         "schema": SCHEMA,
         "suite_id": spec.suite_id,
@@ -99,10 +100,10 @@ def build_report(
         } if collection else None,
         "tests": tests,
         "assignments": [
-            {"id": a["id"], "attempt": a["attempt"], "worker": a.get("worker") or None, "node": a.get("node") or None,
-             "state": a["state"], "tests": list(a["test_ids"]), "started_at": iso(a.get("started_at")),
-             "finished_at": iso(a.get("finished_at")), "message": a.get("message") or ""}
-            for a in assignments
+            {"id": a.assignment_id, "attempt": a.number, "worker": a.worker or None, "node": a.node or None,
+             "state": a.state.value, "tests": list(a.test_ids), "started_at": iso(a.started_at),
+             "finished_at": iso(a.finished_at), "message": a.message}
+            for a in attempts
         ],
         "workers": [{"name": w.name, "host": w.host, "slots": w.slots} for w in workers if w.name in used],
         "suspect_workers": [{"worker": w, "tests": ids} for w, ids in sorted(suspects.items())],
@@ -123,15 +124,15 @@ def slowest_phases(counted: Mapping[str, TestRecord], limit: int) -> list[list[A
     return [[round(seconds, 6), when, test_id] for seconds, when, test_id in (phases[:limit] if limit else phases)]
 
 
-def crash_blame(outcome: Outcome, rows: Sequence[AttemptRow]) -> tuple[list[str], str | None]:
+def crash_blame(outcome: Outcome, runs: Sequence[TestRun]) -> tuple[list[str], str | None]:
     """The workers where a test crashed its runner, and whom that blames.
 
     "test": it crashed on two or more workers (it crashes whatever runs it); "worker": it crashed
     on a worker and did not when run again on another; "unknown": it crashed on one worker only
     and was not run elsewhere (or ran there again without crashing); None: it never crashed.
-    `rows` are in the order they ran.
+    `runs` are in the order they ran.
     """
-    counted = [r for r in rows if not r.fenced]
+    counted = [r for r in runs if not r.fenced]
     crashed_on = sorted({r.worker for r in counted if r.outcome == Outcome.CRASHED.value})
     if not crashed_on:
         return [], None

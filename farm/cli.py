@@ -21,6 +21,7 @@ from farm.config import Settings, parse_duration
 from farm.errors import FarmError, Interrupted, UsageError
 from farm.extras import require_libvirt
 from farm.history_cache import EmbeddedHistory
+from farm.states import FINAL_STATUSES
 from farm.watch import wait_and_report
 
 #: Exit codes, as pytest's.
@@ -179,7 +180,7 @@ def status(suite_id: str | None, broker: str | None) -> None:
             return
         p = client.progress(suite_id)
         line = f"{suite_id}: {p.status}, {p.done}/{p.total} tests done, {p.failed} failed, {p.elapsed_s:.1f}s"
-        if p.status in ("finished", "canceled", "deadline", "error"):
+        if p.status in FINAL_STATUSES:
             report = client.report(suite_id)
             line += f", exit code {report['exit_code']}"
         click.echo(line)

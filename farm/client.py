@@ -15,6 +15,7 @@ import msgpack
 import redis
 
 from farm import keys, registry, store
+from farm.attempts import Attempt
 from farm.bundle import Bundle
 from farm.celery_app import CANCEL_SUITE, SUITE_SUBMITTED, make_app
 from farm.config import Settings
@@ -23,8 +24,8 @@ from farm.eta import SuiteEta
 from farm.model import Collection, SuiteSpec, WorkerInfo
 from farm.protocol import decode, encode
 from farm.report.schema import expand
+from farm.states import FINAL_STATUSES, SuiteStatus
 
-FINAL = ("finished", "canceled", "deadline", "error")
 #: How often a waiting client looks at which assignments ended, for its ETA (seconds).
 ETA_REFRESH_S = 1.0
 
@@ -115,7 +116,7 @@ class Client:
             self.store.set(keys.bundle(bundle.digest), bundle.data, ex=self.settings.bundle_ttl_s, nx=True)
             self.store.expire(keys.bundle(bundle.digest), self.settings.bundle_ttl_s)
             self.store.hset(keys.suite(suite_id), mapping={
-                "spec": encode(spec), "status": "submitted", "submitted_at": spec.submitted_at,
+                "spec": encode(spec), "status": SuiteStatus.SUBMITTED, "submitted_at": spec.submitted_at,
             })
             # Even a suite that never finishes (its farm went away) expires in time.
             self.store.expire(keys.suite(suite_id), self.settings.suite_ttl_s)
@@ -144,7 +145,7 @@ class Client:
         seen_at = 0.0
         while True:
             p = self.progress(suite_id)
-            if p.status == "running" and p.total > 0:
+            if p.status == SuiteStatus.RUNNING and p.total > 0:
                 now = time.time()
                 if eta is None:
                     eta = self._plan_eta(suite_id)
@@ -153,22 +154,22 @@ class Client:
                     seen_at = now
                 p = replace(p, eta_s=eta.remaining(now) if p.done < p.total else None)
             on_progress(p)
-            if p.status in FINAL and self.store.exists(keys.report(suite_id)):
+            if p.status in FINAL_STATUSES and self.store.exists(keys.report(suite_id)):
                 return p
             time.sleep(interval_s)
 
     def _plan_eta(self, suite_id: str) -> SuiteEta:
         """The suite's plan as the ETA needs it: read once, when the suite starts running."""
         started, raw_spec = self.store.hmget(keys.suite(suite_id), ["started_at", "spec"])
-        rows = [msgpack.unpackb(v, raw=False) for v in self.store.hvals(keys.assignments(suite_id))]
-        first = sorted((r for r in rows if r.get("attempt") == 1), key=lambda r: (r.get("priority", 0), r["id"]))
+        attempts = [Attempt.unpack(v) for v in self.store.hvals(keys.assignments(suite_id))]
+        first = sorted((a for a in attempts if a.number == 1), key=lambda a: (a.priority, a.assignment_id))
         slots, overhead = 1, 0.0
         if raw_spec is not None:
             spec = decode(raw_spec if isinstance(raw_spec, bytes) else raw_spec.encode(), SuiteSpec)
             slots = sum(w.slots for w in registry.alive(self.store, self.settings.worker_stale_s, spec.pool))
             raw = self.store.hget(keys.history(spec.project), keys.HISTORY_OVERHEAD_FIELD)
             overhead = float(raw) if raw is not None else 0.0
-        return SuiteEta([(r["id"], float(r.get("expected_s") or 0.0)) for r in first], slots=slots or 1,
+        return SuiteEta([(a.assignment_id, a.expected_s) for a in first], slots=slots or 1,
                         started_at=float(started or time.time()), overhead_s=overhead)
 
     def _observe(self, suite_id: str, eta: SuiteEta, now: float) -> None:
@@ -177,7 +178,7 @@ class Client:
         if new:  # reruns and crash retries, published after the plan
             attempts = [keys.attempt_key(a, int(current[a].rstrip("!"))) for a in new]
             for a, v in zip(new, self.store.hmget(keys.assignments(suite_id), attempts), strict=True):
-                expected = float(msgpack.unpackb(v, raw=False).get("expected_s") or 0.0) if v else 0.0
+                expected = Attempt.unpack(v).expected_s if v else 0.0
                 eta.published(a, expected, now)
         eta.ended([a for a, v in current.items() if v.endswith("!")], now)
 
@@ -197,7 +198,7 @@ class Client:
         status = self.store.hget(keys.suite(suite_id), "status")
         if status is None:
             raise SuiteNotFound(f"no suite {suite_id!r} in this farm")
-        if keys.text(status) in FINAL:
+        if keys.text(status) in FINAL_STATUSES:
             return keys.text(status)
         # The flag is what workers check; the message lets the coordinator close the suite.
         self.store.hsetnx(keys.suite(suite_id), "cancel", time.time())

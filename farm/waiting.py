@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from farm.states import SuiteStatus
+
 #: How long a suite may wait on a missing coordinator or worker before the submitter says so.
 FIRST_NOTICE_S = 20.0
 #: While the cause lasts, it is said again this often (a user who looks back sees it is still so).
@@ -28,10 +30,10 @@ class WaitingNotices:
 
     def see(self, status: str, live_workers: int, now: float) -> str | None:
         causes = set()
-        if status == "submitted":
+        if status == SuiteStatus.SUBMITTED:
             causes.add("coordinator")
-        elif status in ("collecting", "running"):
-            causes.add("workers" if live_workers == 0 else "collection" if status == "collecting" else "")
+        elif status in (SuiteStatus.COLLECTING, SuiteStatus.RUNNING):
+            causes.add("workers" if live_workers == 0 else "collection" if status == SuiteStatus.COLLECTING else "")
         for gone in set(self._since) - causes:  # a cause that ended starts afresh if it comes back
             del self._since[gone]
             if gone != "collection":
@@ -66,7 +68,8 @@ class SuiteWatch:
         self.live = 1
 
     def see(self, status: str, now: float) -> str | None:
-        if status in ("collecting", "running") and (self.read_at is None or now - self.read_at >= 1.0):
+        out = status in (SuiteStatus.COLLECTING, SuiteStatus.RUNNING)
+        if out and (self.read_at is None or now - self.read_at >= 1.0):
             self.read_at = now
             self.live = self.live_workers()
         return self.notices.see(status, self.live, now)

@@ -15,6 +15,7 @@ from farm import registry
 from farm.client import Client, Progress
 from farm.errors import Interrupted
 from farm.model import SessionInfo
+from farm.states import UNPLANNED_STATUSES
 
 if TYPE_CHECKING:
     from farm.cluster import LocalCluster
@@ -30,7 +31,7 @@ def wait_and_report(client: Client, suite_id: str, junit_xml: Path | None, json_
     def show(p: Progress, live: LiveProgress) -> None:
         if cluster is not None:
             cluster.supervise()
-        if p.status not in ("submitted", "collecting"):  # the header, then -v lines as tests finish
+        if p.status not in UNPLANNED_STATUSES:  # the header, then -v lines as tests finish
             live.echo(session.lines(p.total), sys.stdout)
         line = notices.see(p.status, time.monotonic())
         if line:

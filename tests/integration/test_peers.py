@@ -110,14 +110,14 @@ def test_a_lost_attempt_is_requeued_once_by_two_sweeping_coordinators(redis_url:
         _both_sweep(a, b)
     seconds = [x for x in a.assignments + b.assignments if x.attempt == 2]
     assert [x.test_ids for x in seconds] == [("t.py::b",)], "the lost attempt was requeued exactly once"
-    rows = a.state.assignments("l1")
-    assert [(r["attempt"], r["state"]) for r in rows] == [(1, "lost"), (2, "queued")]
+    tries = a.state.attempts("l1")
+    assert [(t.number, t.state) for t in tries] == [(1, "lost"), (2, "queued")]
 
 
 def test_a_starting_coordinator_leaves_a_live_coordinators_finalize_claim_alone(redis_url: str) -> None:
     a, b = _pair(redis_url, lease_s=30.0)  # A stays alive (no heartbeat thread here) until it leaves
     first = _planned(a, "f1", ("t.py::a",))
-    assert a.state.claim_finalize("f1")  # A is finalizing right now (or deciding reruns under the claim)
+    assert a.state.claim_finish("f1")  # A is finalizing right now (or deciding reruns under the claim)
     now = time.time()
     a.planner.records(RecordBatch("f1", first.assignment_id, 1, "w@h", "local:h",
                                   (TestRecord("t.py::a", Outcome.PASSED),)))

@@ -78,9 +78,9 @@ def test_a_completion_that_overtakes_its_records_waits_for_them(redis_url: str) 
 def test_tests_whose_records_never_come_are_run_again_after_the_grace(redis_url: str, monkeypatch) -> None:
     """A completion says 1 record was sent; it never arrives (lost in a broker crash): after the
     grace the test is queued again as attempt 2, and counted once, from attempt 2."""
-    import coordinator.planner as planner_module
+    import coordinator.deadlines as deadlines
 
-    monkeypatch.setattr(planner_module, "COMPLETION_GRACE_S", 0.2)
+    monkeypatch.setattr(deadlines, "COMPLETION_GRACE_S", 0.2)
     planner, state, published = _planner(redis_url)
     _submit(state, planner, "s2")
     planner.collected(Collection("s2", "w@h", 0, ("t.py::a",)))
@@ -160,7 +160,7 @@ def test_an_attempt_that_ends_late_never_unmarks_its_successor(redis_url: str) -
     now = time.time()
     planner.completed(Completion("s6", a.assignment_id, 1, "w@h", "local:h", "done", now, now, 0, 0))
     assert state.r.hget(keys.current("s6"), a.assignment_id) == b"2"  # workers still take attempt 2
-    assert state.assignment("s6", a.assignment_id, 1)["state"] == "lost"
+    assert state.attempt("s6", a.assignment_id, 1).state == "lost"
 
 
 def _forget(state: SuiteState, sid: str) -> None:
@@ -211,7 +211,7 @@ def test_an_attempt_planned_but_never_published_is_published_by_the_sweeper(redi
         planner.sweep()
         (a,) = published.assignments
         assert (a.attempt, a.test_ids) == (1, ("t.py::a", "t.py::b"))
-        assert state.assignment("s8", a.assignment_id, 1)["published_at"] > 0
+        assert state.attempt("s8", a.assignment_id, 1).published_at > 0
     finally:
         _forget(state, "s8")
 
@@ -289,8 +289,8 @@ def test_tests_handed_back_by_a_failed_environment_avoid_its_worker(redis_url: s
         planner.completed(Completion("s10", a.assignment_id, 2, "w@h", "vm:farm-2", "handback", now, now, -1, 0,
                                      "w@h stopped before the assignment ended"))
         assert published.assignments[-1].avoid == ("w@h",), "the avoid list of attempt 2 is kept"
-        rows = {r["attempt"]: r for r in state.assignments("s10")}
-        assert "Kernel panic - not syncing" in rows[1]["message"], "the console excerpt reaches the report"
+        tries = {a.number: a for a in state.attempts("s10")}
+        assert "Kernel panic - not syncing" in tries[1].message, "the console excerpt reaches the report"
     finally:
         _forget(state, "s10")
 
@@ -354,9 +354,9 @@ def test_an_attempt_lost_after_the_stop_is_not_run_again(redis_url: str) -> None
     _maxfail_suite(state, planner, "m4", session=SessionInfo(maxfail=1, python="3.11.2"))
     a1, a2 = published.assignments
     planner.records(RecordBatch("m4", a1.assignment_id, 1, "w@h", "n", (TestRecord(FOUR[0], Outcome.TIMEOUT),)))
-    row = state.assignment("m4", a2.assignment_id, 1)
-    assert row is not None
-    planner.lost("m4", row)  # its worker died after the stop
+    attempt = state.attempt("m4", a2.assignment_id, 1)
+    assert attempt is not None
+    planner.lost("m4", attempt)  # its worker died after the stop
     assert len(published.assignments) == 2, "a lost attempt was published again after the stop"
     assert [state.r.hget(keys.outcomes("m4"), t) for t in FOUR[2:]] == [b"not_run", b"not_run"]
 
@@ -372,7 +372,7 @@ def test_a_suite_canceled_before_any_worker_collects_it_ends_at_once(redis_url: 
 
 def test_a_suite_canceled_while_a_worker_collects_it_ends_after_the_grace(redis_url: str, monkeypatch) -> None:
     """The sweeper must not skip the cancel check of a collecting suite (it used to `continue`)."""
-    import coordinator.planner as planner_module
+    import coordinator.deadlines as deadlines
 
     planner, state, _ = _planner(redis_url)
     _submit(state, planner, "s1")
@@ -381,7 +381,7 @@ def test_a_suite_canceled_while_a_worker_collects_it_ends_after_the_grace(redis_
     planner.cancel("s1")
     planner.sweep()
     assert state.field("s1", "status") == "collecting", "ended before its collection had the grace to report"
-    monkeypatch.setattr(planner_module, "CANCEL_GRACE_S", 0.0)
+    monkeypatch.setattr(deadlines, "CANCEL_GRACE_S", 0.0)
     planner.sweep()
     assert _report(state, "s1")["status"] == "canceled"
     assert "s1" not in state.active_suites()

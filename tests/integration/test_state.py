@@ -8,9 +8,11 @@ import redis
 
 from coordinator.state import SuiteState
 from farm import keys
+from farm.attempts import Attempt
 from farm.config import Settings
 from farm.model import Collection, TestRecord
 from farm.outcomes import Outcome
+from farm.states import AttemptState
 
 
 def _state(url: str) -> SuiteState:
@@ -19,8 +21,8 @@ def _state(url: str) -> SuiteState:
 
 def _planned(state: SuiteState, sid: str, ids: list[str]) -> None:
     state.r.hset(keys.suite(sid), mapping={"status": "collecting"})
-    rows = [{"id": f"{sid}-a000", "attempt": 1, "state": "queued", "test_ids": ids}]
-    assert state.plan(Collection(sid, "w", 0, tuple(ids)), ids, rows)
+    planned = [Attempt.planned(f"{sid}-a000", 1, ids, now=0.0)]
+    assert state.plan(Collection(sid, "w", 0, tuple(ids)), ids, planned, now=0.0)
 
 
 def test_concurrent_duplicate_batches_count_each_test_once(redis_url: str) -> None:
@@ -44,7 +46,7 @@ def test_concurrent_duplicate_batches_count_each_test_once(redis_url: str) -> No
     counts = state.counts("s1")
     assert counts == {"failed": 43, "passed": 257}
     assert len(state.counted("s1")) == 300
-    assert len(state.attempts("s1")) == 300  # one row per (test, assignment, attempt)
+    assert len(state.test_runs("s1")) == 300  # one row per (test, assignment, attempt)
 
 
 def test_late_not_run_never_downgrades_and_real_result_upgrades_not_run(redis_url: str) -> None:
@@ -71,8 +73,8 @@ def test_records_for_tests_the_suite_does_not_have_are_not_counted(redis_url: st
 def test_plan_happens_once_even_if_collection_is_delivered_twice(redis_url: str) -> None:
     state = _state(redis_url)
     _planned(state, "s4", ["a", "b"])
-    again = state.plan(Collection("s4", "w", 0, ("a", "b")), ["a", "b"],
-                       [{"id": "s4-a000", "attempt": 1, "state": "queued", "test_ids": ["a", "b"]}])
+    again = state.plan(Collection("s4", "w", 0, ("a", "b")), ["a", "b"], [Attempt.planned("s4-a000", 1, "ab", now=0.0)],
+                       now=0.0)
     assert again is False
 
 
@@ -80,12 +82,11 @@ def test_records_of_a_lost_attempt_are_fenced_after_its_tests_moved_on(redis_url
     state = _state(redis_url)
     _planned(state, "s5", ["a", "b", "c"])
     state.merge("s5", [TestRecord("a", Outcome.PASSED)], assignment="s5-a000", attempt=1, worker="w1", node="n")
-    row = state.assignment("s5", "s5-a000", 1)
-    assert row is not None
-    state.update_assignment("s5", "s5-a000", 1, state="running")
-    moved = state.requeue("s5", {**row, "state": "running"}, "lost")
+    first = state.change_attempt("s5", "s5-a000", 1, lambda a: a.but(state=AttemptState.RUNNING))
+    assert first is not None
+    moved = state.requeue("s5", first, "lost", now=1.0)
     assert moved == ["b", "c"]  # "a" already counted: it stays
-    assert state.requeue("s5", {**row, "state": "running"}, "lost") == []  # once only
+    assert state.requeue("s5", first, "lost", now=1.0) == []  # once only
     # The old attempt's late records: kept as history, never counted.
     late = state.merge("s5", [TestRecord("b", Outcome.FAILED)], assignment="s5-a000", attempt=1, worker="w1",
                        node="n")
@@ -94,6 +95,6 @@ def test_records_of_a_lost_attempt_are_fenced_after_its_tests_moved_on(redis_url
     state.merge("s5", [TestRecord("b", Outcome.PASSED), TestRecord("c", Outcome.PASSED)], assignment="s5-a000",
                 attempt=2, worker="w2", node="n")
     assert state.counts("s5") == {"passed": 3}
-    rows = {(r.test_id, r.attempt): r.fenced for r in state.attempts("s5")}
+    rows = {(r.test_id, r.attempt): r.fenced for r in state.test_runs("s5")}
     assert rows == {("a", 1): False, ("b", 1): True, ("b", 2): False, ("c", 2): False}
-    assert [(a["attempt"], a["state"]) for a in state.assignments("s5")] == [(1, "lost"), (2, "queued")]
+    assert [(a.number, a.state) for a in state.attempts("s5")] == [(1, "lost"), (2, "queued")]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from coordinator.aggregate import AttemptRow
+from coordinator.aggregate import TestRun
 from coordinator.reporting import crash_blame
 from farm.outcomes import Outcome
 
 
-def _row(worker: str, outcome: Outcome, *, fenced: bool = False, attempt: int = 1) -> AttemptRow:
-    return AttemptRow("t.py::t", "s-a000", attempt, worker, "local:h", outcome.value, 0.1, 0.0, fenced)
+def _row(worker: str, outcome: Outcome, *, fenced: bool = False, attempt: int = 1) -> TestRun:
+    return TestRun("t.py::t", "s-a000", attempt, worker, "local:h", outcome.value, 0.1, 0.0, fenced)
 
 
 def test_a_test_that_never_crashed_blames_nobody() -> None:

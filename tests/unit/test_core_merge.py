@@ -40,7 +40,7 @@ class Store:
             self.held[test_id] = record.outcome.value
         self.counts.update(result.deltas)
         self.final += result.newly_final
-        self.rows.update(result.attempts)
+        self.rows.update(result.runs)
         self.rows.update(result.verdicts)  # row keys only: HSETNX writes a key that HSET would
         return result
 
@@ -152,7 +152,7 @@ def test_the_first_real_outcome_wins_over_a_later_different_one() -> None:
     late = store.apply([rec(t, Outcome.FAILED)], ("a1", 2))
     assert store.held[t] == "passed"
     assert late.counted == {} and late.deltas == {}
-    assert set(late.attempts) == {f"{t}\0a1\x002"}, "the later attempt is still kept as an attempt row"
+    assert set(late.runs) == {f"{t}\0a1\x002"}, "the later attempt is still kept as an attempt row"
 
     other = Store.of([t])  # the other order: the other outcome wins
     other.apply([rec(t, Outcome.FAILED)], ("a1", 2))
@@ -196,7 +196,7 @@ def test_records_for_unknown_tests_are_listed_and_not_counted() -> None:
     assert result.unknown == ["stranger", "gone"]
     assert set(result.counted) == {"known"}
     assert result.deltas == {"passed": 1}
-    assert [row.test_id for row in result.attempts.values()] == ["known"]
+    assert [row.test_id for row in result.runs.values()] == ["known"]
 
 
 def test_merge_does_not_mutate_the_held_mapping() -> None:
@@ -208,7 +208,7 @@ def test_merge_does_not_mutate_the_held_mapping() -> None:
 def test_attempt_rows_carry_where_and_how_the_test_ran() -> None:
     record = Record("t", Outcome.FAILED, duration_s=2.5, started_at=100.0)
     result = merge({"t": PENDING}, [record], assignment="a7", attempt=3, worker="w1", node="vm-2")
-    (row,) = result.attempts.values()
+    (row,) = result.runs.values()
     assert (row.test_id, row.assignment, row.attempt, row.worker, row.node) == ("t", "a7", 3, "w1", "vm-2")
     assert (row.outcome, row.duration_s, row.started_at) == ("failed", 2.5, 100.0)
     assert row.key == "t\0a7\x003"
@@ -302,7 +302,7 @@ def test_a_pass_of_a_test_run_again_after_failing_is_flaky() -> None:
     assert result.counted["t"].outcome is Outcome.FLAKY
     assert result.counted["t"].message == "failed, then passed when run again"
     assert result.counted["u"].outcome is Outcome.FAILED  # still failing: not flaky
-    assert result.attempts["t\0r01\x001"].outcome == "passed"  # the attempt says what the runner saw
+    assert result.runs["t\0r01\x001"].outcome == "passed"  # the attempt says what the runner saw
     assert merge({"t": PENDING}, [Record("t", Outcome.PASSED)], assignment="a", attempt=1, worker="w",
                  node="n").counted["t"].outcome is Outcome.PASSED  # not run again: a plain pass
 

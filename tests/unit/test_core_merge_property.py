@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coordinator.aggregate import PENDING, AttemptRow, Merge, merge
+from coordinator.aggregate import PENDING, Merge, TestRun, merge
 from farm.model import TestRecord as Record
 from farm.outcomes import Outcome
 
@@ -113,7 +113,7 @@ class Store:
     held: dict[str, str]
     counts: Counter[str] = field(default_factory=Counter)
     done: int = 0
-    rows: dict[str, AttemptRow] = field(default_factory=dict)
+    rows: dict[str, TestRun] = field(default_factory=dict)
 
     @classmethod
     def of(cls, scenario: Scenario) -> Store:
@@ -128,7 +128,7 @@ class Store:
             self.held[t] = record.outcome.value
         self.counts.update(result.deltas)
         self.done += result.newly_final
-        self.rows.update(result.attempts)
+        self.rows.update(result.runs)
         for key, row in result.verdicts.items():  # HSETNX
             self.rows.setdefault(key, row)
 
@@ -169,7 +169,7 @@ def test_any_interleaving_of_partial_complete_and_stale_records_gives_the_same_r
     # 2. stale records never count but are all kept, fenced; the owner's real outcome wins
     assert held == {t: scenario.expected(t) for t in scenario.tests}
     for s in scenario.sent:
-        row = base.rows.get(AttemptRow(s.record.test_id, s.source[0], s.source[1], "", "", "", 0.0, 0.0).key)
+        row = base.rows.get(TestRun(s.record.test_id, s.source[0], s.source[1], "", "", "", 0.0, 0.0).key)
         assert row is not None, f"no attempt row for {s}"
         assert row.fenced == (s.kind == "stale")
     assert rows == {(s.record.test_id, s.source[0], s.source[1], s.kind == "stale") for s in scenario.sent}

@@ -287,14 +287,17 @@ def test_overhead_never_leaves_slots_idle() -> None:
 
 
 def test_assignment_overhead_is_the_median_wall_time_beyond_the_tests() -> None:
-    from coordinator.planner import assignment_overhead
+    from coordinator.machine import assignment_overhead
+    from farm.attempts import Attempt
+    from farm.states import AttemptState
 
+    done, failed = AttemptState.DONE, AttemptState.FAILED
     rows = [
-        {"state": "done", "wall_s": 3.0, "test_ids": ["a", "b"]},  # 3.0 - 2.0 = 1.0
-        {"state": "done", "wall_s": 2.5, "test_ids": ["c"]},  # 2.5 - 1.0 = 1.5
-        {"state": "done", "wall_s": 9.0, "test_ids": ["d"]},  # 9.0 - 1.0 = 8.0
-        {"state": "failed", "wall_s": 100.0, "test_ids": ["e"]},  # not a normal run: ignored
-        {"state": "done", "test_ids": ["f"]},  # no wall time recorded: ignored
+        Attempt("a1", 1, done, ("a", "b"), wall_s=3.0),  # 3.0 - 2.0 = 1.0
+        Attempt("a2", 1, done, ("c",), wall_s=2.5),  # 2.5 - 1.0 = 1.5
+        Attempt("a3", 1, done, ("d",), wall_s=9.0),  # 9.0 - 1.0 = 8.0
+        Attempt("a4", 1, failed, ("e",), wall_s=100.0),  # not a normal run: ignored
+        Attempt("a5", 1, done, ("f",)),  # no wall time recorded: ignored
     ]
     assert assignment_overhead(rows, {t: 1.0 for t in "abcdef"}) == 1.5
     assert assignment_overhead([], {}) is None

@@ -9,12 +9,14 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coordinator.aggregate import AttemptRow
+from coordinator.aggregate import TestRun
 from coordinator.reporting import build_report, iso
+from farm.attempts import Attempt
 from farm.model import Collection, SuiteSpec, TestRecord, WorkerInfo
 from farm.outcomes import Outcome
 from farm.report.jsonfile import write_json
 from farm.report.schema import compact, dumps, expand, load_report
+from farm.states import AttemptState
 
 T0 = 1_795_000_000.0
 SID = "s-20261201-090925-50ab4bfd"
@@ -37,16 +39,16 @@ def passing_suite(n: int, *, slots: int = 8, id_of: Any = None) -> dict[str, Any
     for k in range(slots):
         aid = f"{SID}-a{k:03d}"
         ids = order[k * per:(k + 1) * per]
-        assignments.append({"id": aid, "attempt": 1, "worker": WORKER, "node": "local:vm", "state": "done",
-                            "test_ids": ids, "started_at": T0 + 1, "finished_at": T0 + 9})
+        assignments.append(Attempt(aid, 1, AttemptState.DONE, tuple(ids), worker=WORKER, node="local:vm",
+                                   started_at=T0 + 1, finished_at=T0 + 9))
         for i, t in enumerate(ids):
             duration, started = 0.000375 + i * 1e-7, T0 + 1 + i * 0.000417
             counted[t] = TestRecord(t, Outcome.PASSED, duration, started_at=started)
-            rows.append(AttemptRow(t, aid, 1, WORKER, "local:vm", "passed", duration, started))
+            rows.append(TestRun(t, aid, 1, WORKER, "local:vm", "passed", duration, started))
     return build_report(
         spec=spec, status="finished", exit_code=0, message="", started_at=T0, finished_at=T0 + 10,
         collection=Collection(SID, WORKER, 0, tuple(order), duration_s=0.4), order=order, counted=counted,
-        attempts=rows, assignments=assignments, workers=[WorkerInfo(WORKER, "vm", 2, "default", "local")])
+        runs=rows, attempts=assignments, workers=[WorkerInfo(WORKER, "vm", 2, "default", "local")])
 
 
 def size_of(report: dict[str, Any], tmp_path: Path, name: str) -> int:
@@ -95,15 +97,15 @@ def test_the_written_report_reads_back_as_the_full_view_with_every_old_field(tmp
 def test_reruns_and_crash_retries_number_each_run_of_a_test() -> None:
     t = "tests/t.py::test_f"
     spec = SuiteSpec(SID, "demo", "0" * 64, "default", "load", (), T0, rerun_failures=2)
-    rows = [AttemptRow(t, f"{SID}-a000", 1, "w1@h", "local:h", "failed", 0.1, T0 + 1),
-            AttemptRow(t, f"{SID}-r01", 1, "w2@h", "local:h", "failed", 0.1, T0 + 2),
-            AttemptRow(t, f"{SID}-r02", 1, "w1@h", "local:h", "passed", 0.1, T0 + 3)]
-    assignments = [{"id": r.assignment, "attempt": 1, "worker": r.worker, "node": r.node, "state": "done",
-                    "test_ids": [t], "started_at": r.started_at, "finished_at": r.started_at + 1} for r in rows]
+    rows = [TestRun(t, f"{SID}-a000", 1, "w1@h", "local:h", "failed", 0.1, T0 + 1),
+            TestRun(t, f"{SID}-r01", 1, "w2@h", "local:h", "failed", 0.1, T0 + 2),
+            TestRun(t, f"{SID}-r02", 1, "w1@h", "local:h", "passed", 0.1, T0 + 3)]
+    assignments = [Attempt(r.assignment, 1, AttemptState.DONE, (t,), worker=r.worker, node=r.node,
+                           started_at=r.started_at, finished_at=r.started_at + 1) for r in rows]
     lean = build_report(spec=spec, status="finished", exit_code=0, message="", started_at=T0, finished_at=T0 + 4,
                         collection=None, order=[t],
                         counted={t: TestRecord(t, Outcome.FLAKY, 0.1, message="failed, then passed when run again")},
-                        attempts=rows, assignments=assignments, workers=[])
+                        runs=rows, attempts=assignments, workers=[])
     (test,) = expand(json.loads(json.dumps(lean)))["tests"]
     assert [(a["assignment"].rsplit("-", 1)[1], a["run"], a["runs"], a["outcome"]) for a in test["attempts"]] == [
         ("a000", 1, 3, "failed"), ("r01", 2, 3, "failed"), ("r02", 3, 3, "passed")]

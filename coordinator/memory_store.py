@@ -1,0 +1,369 @@
+"""A stub store in memory, for unit tests of the driver (dramatiq's StubBroker): `SuiteStore` without Redis.
+
+Same semantics as `coordinator.state.SuiteState` (the decisions are the same pure functions:
+`coordinator.aggregate.merge`, `coordinator.transitions`); one lock makes every method atomic.
+The scenario tests in tests/unit/test_suite_machine.py run over it, and over a real
+redis-server in tests/integration/test_suite_scenarios.py. Leases, workers and submissions,
+which other processes write, are set with `hold_lease`, `add_worker` and `submit`.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from coordinator import transitions
+from coordinator.aggregate import PENDING, Merge, TestRun, merge
+from coordinator.machine import SuiteView
+from coordinator.state import COLLECTION_OWNER
+from farm import keys
+from farm.attempts import Attempt
+from farm.errors import SuiteNotFound
+from farm.model import Collection, SuiteSpec, TestRecord, WorkerInfo
+from farm.outcomes import FAILURES, Outcome
+from farm.protocol import decode, encode
+from farm.states import AttemptState, SuiteStatus
+
+T = TypeVar("T")
+
+
+@dataclass
+class _Suite:
+    fields: dict[str, Any]
+    outcomes: dict[str, str] = field(default_factory=dict)
+    owners: dict[str, str] = field(default_factory=dict)
+    records: dict[str, TestRecord] = field(default_factory=dict)
+    runs: dict[str, TestRun] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    attempts: dict[str, Attempt] = field(default_factory=dict)
+    current: dict[str, str] = field(default_factory=dict)
+    reruns: dict[str, int] = field(default_factory=dict)
+    crash_retries: dict[str, int] = field(default_factory=dict)
+    leases: dict[str, str] = field(default_factory=dict)
+    report: str | None = None
+
+
+def _atomic(cls: type[T]) -> type[T]:
+    """Make every public method of `cls` hold the instance's lock (an RLock) while it runs."""
+    for name, method in list(vars(cls).items()):
+        if callable(method) and not name.startswith("_"):
+            setattr(cls, name, _locked(method))
+    return cls
+
+
+def _locked(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+    return call
+
+
+@_atomic
+class MemoryStore:
+    """One farm's state in memory (satisfies `coordinator.store.SuiteStore`); every public method
+    holds one lock, so each is atomic as SuiteState's are."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._suites: dict[str, _Suite] = {}
+        self._submitted: dict[str, float] = {}
+        self._active: set[str] = set()
+        self._workers: dict[str, tuple[WorkerInfo, bool]] = {}
+        self._history: dict[str, dict[str, float]] = {}
+
+    # --- what other processes write -----------------------------------------------------
+
+    def submit(self, spec: SuiteSpec) -> None:
+        """Store a suite as `farm submit-suite` does."""
+        self._suites[spec.suite_id] = _Suite({"spec": encode(spec), "status": SuiteStatus.SUBMITTED.value,
+                                              "submitted_at": spec.submitted_at})
+        self._submitted[spec.suite_id] = spec.submitted_at
+
+    def add_worker(self, info: WorkerInfo, *, alive: bool = True) -> None:
+        self._workers[info.name] = (info, alive)
+
+    def hold_lease(self, suite_id: str, name: str, worker: str | None) -> None:
+        """A worker takes (or, with None, lets lapse) the lease `name` ("collect", or an attempt key)."""
+        s = self._suite(suite_id)
+        if worker is None:
+            s.leases.pop(name, None)
+        else:
+            s.leases[name] = worker
+        if name == "collect" and worker is not None:
+            s.fields["collect_started"] = worker
+
+    def report(self, suite_id: str) -> str | None:
+        return self._suite(suite_id).report
+
+    def current(self, suite_id: str) -> dict[str, str]:
+        """Assignment id → its current attempt ("N", "N!" once ended), as workers read it."""
+        return dict(self._suite(suite_id).current)
+
+    def _suite(self, suite_id: str) -> _Suite:
+        s = self._suites.get(suite_id)
+        if s is None:
+            raise SuiteNotFound(f"no suite {suite_id!r}")
+        return s
+
+    # --- suites --------------------------------------------------------------------------
+
+    def spec(self, suite_id: str) -> SuiteSpec:
+        return decode(self._suite(suite_id).fields["spec"], SuiteSpec)
+
+    def field(self, suite_id: str, name: str) -> str | None:
+        s = self._suites.get(suite_id)
+        value = None if s is None else s.fields.get(name)
+        return None if value is None else str(value)
+
+    def view(self, suite_id: str) -> SuiteView:
+        f = self._suite(suite_id).fields
+        return SuiteView(SuiteStatus(f["status"]), float(f.get("cancel") or 0), str(f.get("stop") or ""),
+                         float(f.get("complete_at") or 0), bool(f.get("collect_started")),
+                         float(f.get("collect_published") or 0), float(f.get("collecting_since") or 0))
+
+    def set_fields(self, suite_id: str, **fields: Any) -> None:
+        self._suite(suite_id).fields.update(fields)
+
+    def start_collecting(self, suite_id: str, now: float) -> bool:
+        self._submitted.pop(suite_id, None)
+        s = self._suite(suite_id)
+        if s.fields["status"] != SuiteStatus.SUBMITTED:
+            return False
+        s.fields.update(status=SuiteStatus.COLLECTING.value, collecting_since=now)
+        self._active.add(suite_id)
+        return True
+
+    def forget_submitted(self, suite_id: str) -> None:
+        self._submitted.pop(suite_id, None)
+
+    def submitted_before(self, before: float) -> list[str]:
+        return [sid for sid, at in self._submitted.items() if at <= before]
+
+    def request_cancel(self, suite_id: str, now: float) -> None:
+        self._suite(suite_id).fields.setdefault("cancel", now)
+
+    def request_stop(self, suite_id: str, reason: str) -> bool:
+        f = self._suite(suite_id).fields
+        if "stop" in f:
+            return False
+        f["stop"] = reason
+        return True
+
+    def canceled(self, suite_id: str) -> bool:
+        return "cancel" in self._suite(suite_id).fields
+
+    def stop_reason(self, suite_id: str) -> str:
+        return str(self._suite(suite_id).fields.get("stop") or "")
+
+    def maxfail(self, suite_id: str) -> int:
+        return int(self._suite(suite_id).fields.get("maxfail") or 0)
+
+    def active_suites(self) -> list[str]:
+        return sorted(self._active)
+
+    # --- planning and merging ------------------------------------------------------------
+
+    def plan(self, collection: Collection, test_ids: list[str], attempts: list[Attempt], *, now: float,
+             maxfail: int = 0) -> bool:
+        s = self._suite(collection.suite_id)
+        if s.fields["status"] != SuiteStatus.COLLECTING:
+            return False
+        runnable = set(test_ids)
+        decided_ids = [d.test_id for d in collection.decided if d.test_id not in runnable]
+        all_ids = test_ids + decided_ids
+        s.outcomes.update({t: PENDING for t in all_ids})
+        for a in attempts:
+            s.attempts[a.key] = a
+            s.current[a.assignment_id] = str(a.number)
+            s.owners.update({t: a.key for t in a.test_ids})
+        s.owners.update({t: COLLECTION_OWNER for t in decided_ids})
+        s.fields.update(status=SuiteStatus.RUNNING.value, collection=encode(collection), order=all_ids,
+                        total=len(all_ids), done=0, started_at=now, maxfail=maxfail)
+        return True
+
+    def total_and_done(self, suite_id: str) -> tuple[int, int]:
+        f = self._suite(suite_id).fields
+        return int(f.get("total") or 0), int(f.get("done") or 0)
+
+    def merge(self, suite_id: str, records: list[TestRecord], *, assignment: str, attempt: int, worker: str,
+              node: str, fence: bool = True) -> Merge:
+        s = self._suite(suite_id)
+        ids = list(dict.fromkeys(r.test_id for r in records))
+        result = merge({t: s.outcomes.get(t) for t in ids}, records, assignment=assignment, attempt=attempt,
+                       worker=worker, node=node,
+                       owners={t: s.owners[t] for t in ids if t in s.owners} if fence else None,
+                       rerun={t for t in ids if t in s.reruns})
+        for t, r in result.counted.items():
+            s.outcomes[t] = r.outcome.value
+            s.records[t] = r
+        s.runs.update(result.runs)
+        for k, run in result.verdicts.items():
+            s.runs.setdefault(k, run)
+        for outcome, delta in result.deltas.items():
+            if delta:
+                s.counts[outcome] = s.counts.get(outcome, 0) + delta
+        s.fields["done"] = int(s.fields.get("done") or 0) + result.newly_final
+        return result
+
+    def pending_in(self, suite_id: str, test_ids: Sequence[str], owner: str | None = None) -> list[str]:
+        s = self._suite(suite_id)
+        return [t for t in test_ids if s.outcomes.get(t) == PENDING and (owner is None or s.owners.get(t) == owner)]
+
+    def all_pending(self, suite_id: str) -> list[str]:
+        return [t for t, v in self._suite(suite_id).outcomes.items() if v == PENDING]
+
+    # --- attempts ------------------------------------------------------------------------
+
+    def attempt(self, suite_id: str, assignment_id: str, number: int) -> Attempt | None:
+        return self._suite(suite_id).attempts.get(keys.attempt_key(assignment_id, number))
+
+    def attempts(self, suite_id: str) -> list[Attempt]:
+        return sorted(self._suite(suite_id).attempts.values(), key=lambda a: (a.assignment_id, a.number))
+
+    def change_attempt(self, suite_id: str, assignment_id: str, number: int,
+                       change: Callable[[Attempt], Attempt]) -> Attempt | None:
+        s, name = self._suite(suite_id), keys.attempt_key(assignment_id, number)
+        if name not in s.attempts:
+            return None
+        s.attempts[name] = change(s.attempts[name])
+        return s.attempts[name]
+
+    def requeue(self, suite_id: str, old: Attempt, why: str, *, now: float, state: AttemptState = AttemptState.LOST,
+                avoid: str = "") -> list[str]:
+        s = self._suite(suite_id)
+        stored = s.attempts.get(old.key)
+        if stored is None:
+            return []
+        change = transitions.requeue(stored, s.outcomes, s.owners, state=state, why=why, avoid=avoid, now=now)
+        if change is None:
+            return []
+        ended, new = change
+        s.attempts[ended.key] = ended
+        if new is None:
+            return []
+        s.attempts[new.key] = new
+        s.owners.update({t: new.key for t in new.test_ids})
+        s.current[new.assignment_id] = str(new.number)
+        return list(new.test_ids)
+
+    def failing_for_rerun(self, suite_id: str, limit: int) -> list[str]:
+        s = self._suite(suite_id)
+        failing = {o.value for o in FAILURES if o is not Outcome.CRASHED}
+        return [t for t, v in s.outcomes.items() if v in failing and s.reruns.get(t, 0) < limit]
+
+    def crashed_for_retry(self, suite_id: str) -> list[str]:
+        s = self._suite(suite_id)
+        return [t for t, v in s.outcomes.items() if v == Outcome.CRASHED.value and t not in s.crash_retries]
+
+    def start_rerun(self, suite_id: str, new: Attempt, *, crash_retry: bool = False) -> list[str]:
+        s = self._suite(suite_id)
+        failing = {o.value for o in FAILURES}
+        moving = [(t, s.outcomes[t]) for t in new.test_ids if s.outcomes.get(t) in failing]
+        if not moving:
+            return []
+        counter = s.crash_retries if crash_retry else s.reruns
+        for t, outcome in moving:
+            s.outcomes[t] = PENDING
+            s.owners[t] = new.key
+            s.counts[outcome] -= 1
+            counter[t] = counter.get(t, 0) + 1
+        names = [t for t, _ in moving]
+        s.fields["done"] = int(s.fields.get("done") or 0) - len(names)
+        s.attempts[new.key] = new.but(test_ids=tuple(names))
+        s.current[new.assignment_id] = str(new.number)
+        s.fields.pop("complete_at", None)
+        return names
+
+    def mark_ended(self, suite_id: str, assignment_id: str, number: int) -> None:
+        s = self._suite(suite_id)
+        if s.current.get(assignment_id) == str(number):
+            s.current[assignment_id] = f"{number}!"
+
+    def lease_alive(self, suite_id: str, name: str) -> bool:
+        return name in self._suite(suite_id).leases
+
+    def lease_holders(self, suite_id: str, attempts: Sequence[Attempt]) -> dict[str, str]:
+        leases = self._suite(suite_id).leases
+        return {a.key: leases[a.key] for a in attempts if a.key in leases}
+
+    def collection_retry(self, suite_id: str) -> int:
+        f = self._suite(suite_id).fields
+        f["collect_lost"] = int(f.get("collect_lost") or 0) + 1
+        f.pop("collect_started", None)
+        return int(f["collect_lost"])
+
+    # --- reading for the report ----------------------------------------------------------
+
+    def collection(self, suite_id: str) -> Collection | None:
+        data = self._suite(suite_id).fields.get("collection")
+        return None if data is None else decode(data, Collection)
+
+    def order(self, suite_id: str) -> list[str]:
+        return list(self._suite(suite_id).fields.get("order") or [])
+
+    def counted(self, suite_id: str) -> dict[str, TestRecord]:
+        return dict(self._suite(suite_id).records)
+
+    def test_runs(self, suite_id: str) -> list[TestRun]:
+        return list(self._suite(suite_id).runs.values())
+
+    def counts(self, suite_id: str) -> dict[str, int]:
+        return dict(self._suite(suite_id).counts)
+
+    def workers(self) -> list[WorkerInfo]:
+        return [w for w, _ in self._workers.values()]
+
+    def pool_slots(self, pool: str) -> int:
+        return sum(w.slots for w, alive in self._workers.values() if alive and w.pool == pool)
+
+    # --- finishing -----------------------------------------------------------------------
+
+    def note_complete(self, suite_id: str, now: float) -> None:
+        self._suite(suite_id).fields.setdefault("complete_at", now)
+
+    def last_workers(self, suite_id: str, test_ids: list[str]) -> dict[str, str]:
+        s = self._suite(suite_id)
+        found = {}
+        for t in test_ids:
+            owner = s.owners.get(t)
+            if owner is not None:
+                assignment, _, attempt = owner.rpartition("#")
+                run = s.runs.get(f"{t}\0{assignment}\0{attempt}")
+                if run is not None and run.worker:
+                    found[t] = run.worker
+        return found
+
+    def release_finish_claim(self, suite_id: str) -> None:
+        self._suite(suite_id).fields.pop("finalized", None)
+
+    def claim_finish(self, suite_id: str) -> bool:
+        f = self._suite(suite_id).fields
+        if "finalized" in f:
+            return False
+        f["finalized"] = 1
+        return True
+
+    def store_report(self, suite_id: str, report_json: str, **fields: Any) -> None:
+        s = self._suite(suite_id)
+        s.report = report_json
+        s.fields.update(fields)
+        self._active.discard(suite_id)
+        self._submitted.pop(suite_id, None)
+
+    def durations(self, project: str) -> dict[str, float]:
+        return dict(self._history.get(project, {}))
+
+    def record_durations(self, project: str, durations: dict[str, float]) -> None:
+        self._history.setdefault(project, {}).update({k: round(v, 6) for k, v in durations.items()})
+
+
+if TYPE_CHECKING:  # mypy proves both stores satisfy the one interface
+    from coordinator.state import SuiteState
+    from coordinator.store import SuiteStore
+
+    def _both(memory: MemoryStore, redis_store: SuiteState) -> tuple[SuiteStore, SuiteStore]:
+        return memory, redis_store

@@ -1,0 +1,224 @@
+"""The outcome half of the Redis store: the transaction primitive, merges, pending and rerun tests.
+
+`coordinator.state.SuiteState` builds on it. Every change that depends on what is stored goes
+through `transact`: WATCH the keys, read, let a pure function decide, write in MULTI, retry if a
+watched key changed meanwhile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+import msgpack
+import redis
+
+from coordinator.aggregate import PENDING, Merge, TestRun, merge
+from farm import keys
+from farm.attempts import Attempt
+from farm.config import Settings
+from farm.model import TestRecord
+from farm.outcomes import FAILURES, Outcome
+
+#: Entries (one per merged batch) the finished-tests stream keeps; a client reading it with -v
+#: that falls further behind misses the oldest lines, never the report.
+FINISHED_STREAM_LEN = 10_000
+#: Outcomes whose one-line message the finished-tests stream carries (pytest -v shows the reason).
+WITH_REASON = frozenset({Outcome.SKIPPED, Outcome.XFAILED, Outcome.XPASSED, Outcome.NOT_RUN})
+
+R = TypeVar("R")
+T = TypeVar("T")
+#: What a decision asks to write, given the transaction's pipeline (None: nothing to write).
+Write = Callable[[Any], None] | None
+
+
+def pack(obj: Any) -> bytes:
+    data: bytes = msgpack.packb(obj, use_bin_type=True)
+    return data
+
+
+def unpack(data: bytes) -> Any:
+    return msgpack.unpackb(data, raw=False)
+
+
+def texts(values: Iterable[bytes | None]) -> list[str | None]:
+    return [None if v is None else v.decode() for v in values]
+
+
+def record_to_plain(r: TestRecord) -> dict[str, Any]:
+    return {"test_id": r.test_id, "outcome": r.outcome.value, "duration_s": r.duration_s, "phase": r.phase,
+            "message": r.message, "longrepr": r.longrepr, "sections": [list(s) for s in r.sections],
+            "started_at": r.started_at, "setup_s": r.setup_s, "call_s": r.call_s, "teardown_s": r.teardown_s,
+            "ran_as": r.ran_as}
+
+
+def record_from_plain(d: dict[str, Any]) -> TestRecord:
+    return TestRecord(d["test_id"], Outcome(d["outcome"]), d["duration_s"], d["phase"], d["message"],
+                      d["longrepr"], tuple((n, t) for n, t in d["sections"]), d["started_at"],
+                      d.get("setup_s", 0.0), d.get("call_s", 0.0), d.get("teardown_s", 0.0), d.get("ran_as", ""))
+
+
+class RedisOutcomes:
+    """Merged outcomes of suites in one Redis, and the read-decide-write primitive."""
+
+    def __init__(self, store: redis.Redis, settings: Settings, name: str = "1") -> None:
+        # redis-py types every reply as a union of its sync and async shapes; this class only
+        # uses the synchronous client, whose replies are bytes, ints and lists of them.
+        self.r: Any = store
+        self.settings = settings
+        self.name = name  # the coordinator's: a finish claim names its holder (coordinator/peers.py)
+
+    # --- the one read-decide-write primitive ----------------------------------------------
+
+    def transact(self, watch: Sequence[str], read: Callable[[Any], R],
+                 decide: Callable[[R], tuple[T, Write]]) -> T:
+        """WATCH `watch`, `read` through the pipeline, let `decide` (pure) say what to return and
+        what to write; the write happens in MULTI, and all of it again if a watched key changed."""
+        with self.r.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(*watch)
+                    result, write = decide(read(pipe))
+                    if write is None:
+                        pipe.unwatch()
+                        return result
+                    pipe.multi()
+                    write(pipe)
+                    pipe.execute()
+                    return result
+                except redis.WatchError:
+                    continue
+
+    # --- merging -------------------------------------------------------------------------
+
+    def merge(self, suite_id: str, records: list[TestRecord], *, assignment: str, attempt: int, worker: str,
+              node: str, fence: bool = True) -> Merge:
+        """Merge records into the suite atomically; returns what changed."""
+        okey, wkey = keys.outcomes(suite_id), keys.owners(suite_id)
+        ids = list(dict.fromkeys(r.test_id for r in records))
+
+        def read(pipe: Any) -> tuple[list[str | None], list[str | None], list[bytes | None]]:
+            if not ids:
+                return [], [], []
+            return (texts(pipe.hmget(okey, ids)), texts(pipe.hmget(wkey, ids)),
+                    pipe.hmget(keys.reruns(suite_id), ids))
+
+        def decide(seen: tuple[list[str | None], list[str | None], list[bytes | None]]) -> tuple[Merge, Write]:
+            values, owned, reruns = seen
+            owners = {t: o for t, o in zip(ids, owned, strict=True) if o is not None}
+            result = merge(dict(zip(ids, values, strict=True)), records, assignment=assignment, attempt=attempt,
+                           worker=worker, node=node, owners=owners if fence else None,
+                           rerun={t for t, n in zip(ids, reruns, strict=True) if n is not None})
+            return result, lambda pipe: self._write_merge(pipe, suite_id, result, worker)
+
+        return self.transact([okey, wkey], read, decide)
+
+    def _write_merge(self, pipe: Any, suite_id: str, result: Merge, worker: str) -> None:
+        if result.counted:
+            pipe.hset(keys.outcomes(suite_id), mapping={t: r.outcome.value for t, r in result.counted.items()})
+            pipe.hset(keys.records(suite_id),
+                      mapping={t: pack(record_to_plain(r)) for t, r in result.counted.items()})
+        if result.runs:
+            pipe.hset(keys.attempts(suite_id), mapping={k: pack(vars(run)) for k, run in result.runs.items()})
+        for k, run in result.verdicts.items():
+            pipe.hsetnx(keys.attempts(suite_id), k, pack(vars(run)))
+        for outcome, delta in result.deltas.items():
+            if delta:
+                pipe.hincrby(keys.counts(suite_id), outcome, delta)
+        if result.newly_final:
+            pipe.hincrby(keys.suite(suite_id), "done", result.newly_final)
+        if result.counted:
+            finished = [[t, r.outcome.value, r.message if r.outcome in WITH_REASON else ""]
+                        for t, r in result.counted.items()]
+            pipe.xadd(keys.finished(suite_id), {"w": worker, "r": pack(finished)},
+                      maxlen=FINISHED_STREAM_LEN, approximate=True)
+        for key in (keys.records(suite_id), keys.attempts(suite_id), keys.counts(suite_id), keys.finished(suite_id)):
+            pipe.expire(key, self.settings.suite_ttl_s)
+
+    def pending_in(self, suite_id: str, test_ids: Sequence[str], owner: str | None = None) -> list[str]:
+        """The tests among `test_ids` without an outcome (and owned by `owner`, if given)."""
+        if not test_ids:
+            return []
+        values = self.r.hmget(keys.outcomes(suite_id), list(test_ids))
+        pending = [t for t, v in zip(test_ids, values, strict=True) if v == PENDING.encode()]
+        if owner is None or not pending:
+            return pending
+        owned = self.r.hmget(keys.owners(suite_id), pending)
+        return [t for t, o in zip(pending, owned, strict=True) if o is not None and o.decode() == owner]
+
+    def all_pending(self, suite_id: str) -> list[str]:
+        return [k.decode() for k, v in self.r.hscan_iter(keys.outcomes(suite_id)) if v == PENDING.encode()]
+
+    def failing_for_rerun(self, suite_id: str, limit: int) -> list[str]:
+        """Tests whose outcome fails the suite and that were run again fewer than `limit` times.
+
+        Crashed tests are not among them: they get their one retry elsewhere (crashed_for_retry)."""
+        failing = {o.value.encode() for o in FAILURES if o is not Outcome.CRASHED}
+        done = {k.decode(): int(v) for k, v in self.r.hgetall(keys.reruns(suite_id)).items()}
+        return [k.decode() for k, v in self.r.hscan_iter(keys.outcomes(suite_id), count=5000)
+                if v in failing and done.get(k.decode(), 0) < limit]
+
+    def crashed_for_retry(self, suite_id: str) -> list[str]:
+        """Crashed tests not yet run again after their crash."""
+        done = {k.decode() for k in self.r.hkeys(keys.crash_retries(suite_id))}
+        crashed = Outcome.CRASHED.value.encode()
+        return [k.decode() for k, v in self.r.hscan_iter(keys.outcomes(suite_id), count=5000)
+                if v == crashed and k.decode() not in done]
+
+    def start_rerun(self, suite_id: str, new: Attempt, *, crash_retry: bool = False) -> list[str]:
+        """Hand failing tests to a new (rerun) attempt: their outcomes go back to pending.
+
+        Counted in `reruns` (a pass then is flaky), or with `crash_retry` in `crash_retries` (a
+        pass then is a pass: the crash was the worker's). Atomic with merges; a test that no
+        longer fails, or moved already, is left alone. Returns the tests moved.
+        """
+        counter = keys.crash_retries(suite_id) if crash_retry else keys.reruns(suite_id)
+        okey, wkey = keys.outcomes(suite_id), keys.owners(suite_id)
+        failing = {o.value for o in FAILURES}
+        tests = list(new.test_ids)
+
+        def decide(values: list[str | None]) -> tuple[list[str], Write]:
+            moving = [(t, v) for t, v in zip(tests, values, strict=True) if v in failing]
+            if not moving:
+                return [], None
+            names = [t for t, _ in moving]
+
+            def write(pipe: Any) -> None:
+                pipe.hset(okey, mapping={t: PENDING for t in names})
+                pipe.hset(wkey, mapping={t: new.key for t in names})
+                for t, outcome in moving:
+                    pipe.hincrby(keys.counts(suite_id), outcome, -1)
+                    pipe.hincrby(counter, t, 1)
+                pipe.hincrby(keys.suite(suite_id), "done", -len(names))
+                pipe.hset(keys.assignments(suite_id), new.key, new.but(test_ids=tuple(names)).pack())
+                pipe.hset(keys.current(suite_id), new.assignment_id, new.number)
+                pipe.hdel(keys.suite(suite_id), "complete_at")
+            return names, write
+
+        return self.transact([okey, wkey], lambda pipe: texts(pipe.hmget(okey, tests)) if tests else [], decide)
+
+    def counted(self, suite_id: str) -> dict[str, TestRecord]:
+        return {k.decode(): record_from_plain(unpack(v))
+                for k, v in self.r.hscan_iter(keys.records(suite_id), count=1000)}
+
+    def test_runs(self, suite_id: str) -> list[TestRun]:
+        """Every test's run in every attempt (the `attempts` hash)."""
+        return [TestRun(**unpack(v)) for _, v in self.r.hscan_iter(keys.attempts(suite_id), count=1000)]
+
+    def counts(self, suite_id: str) -> dict[str, int]:
+        return {k.decode(): int(v) for k, v in self.r.hgetall(keys.counts(suite_id)).items()}
+
+    def last_workers(self, suite_id: str, test_ids: list[str]) -> dict[str, str]:
+        """Test id → the worker whose record for it counts now (where it last ran), where known."""
+        owned = self.r.hmget(keys.owners(suite_id), test_ids) if test_ids else []
+        names = []
+        for test_id, owner in zip(test_ids, owned, strict=True):
+            if owner is not None:
+                assignment, _, attempt = keys.text(owner).rpartition("#")
+                names.append(f"{test_id}\0{assignment}\0{attempt}")
+        runs = [unpack(r) for r in (self.r.hmget(keys.attempts(suite_id), names) if names else []) if r is not None]
+        return {run["test_id"]: run["worker"] for run in runs if run.get("worker")}
+
+def chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]

@@ -1,0 +1,78 @@
+"""How one attempt's state changes (pure: an attempt and an event in, the changed attempt out).
+
+Every store applies these inside its read-decide-write primitive, so the rules are the same
+over Redis and over the in-memory store."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from coordinator.aggregate import PENDING
+from farm.attempts import Attempt
+from farm.model import Completion
+from farm.states import AttemptState
+
+#: The longest message an attempt keeps (a runner's output tail can be long).
+MESSAGE_LIMIT = 4000
+
+
+def started(a: Attempt, *, worker: str, node: str = "", started_at: float) -> Attempt:
+    """queued → running, and nothing else (an attempt that ended meanwhile keeps its state).
+
+    A running attempt whose node is not known yet (the sweep saw its lease before its first
+    batch came) takes the fields it lacks."""
+    if a.state == AttemptState.QUEUED:
+        return a.but(state=AttemptState.RUNNING, worker=worker, node=node or a.node, started_at=started_at)
+    if a.state == AttemptState.RUNNING:
+        return a.but(worker=a.worker or worker, node=a.node or node, started_at=a.started_at or started_at)
+    return a
+
+
+def received(a: Attempt, count: int) -> Attempt:
+    """Count records merged from the attempt."""
+    return a.but(received=a.received + count)
+
+
+def completion_arrived(a: Attempt, completion: bytes, reported: int, now: float) -> Attempt:
+    """Keep a completion on its attempt until `reported` records were received (else unchanged:
+    the attempt ends now, see `waits`)."""
+    if not waits(a, reported):
+        return a
+    return a.but(waiting_completion=completion, waiting_since=now)
+
+
+def waits(a: Attempt, reported: int) -> bool:
+    """A completion saying `reported` records were sent waits for some of them still."""
+    return a.received < reported
+
+
+def ended(a: Attempt, c: Completion) -> Attempt:
+    """Record how an attempt ended; one taken for lost keeps that state (its tests moved on)."""
+    return a.but(
+        state=a.state if a.state == AttemptState.LOST else AttemptState(c.state),
+        worker=c.worker, node=c.node, finished_at=c.finished_at, exit_code=c.exit_code,
+        message=c.message[:MESSAGE_LIMIT], wall_s=max(0.0, c.finished_at - c.started_at),
+        waiting_completion=None, waiting_since=0.0, started_at=c.started_at or a.started_at)
+
+
+def given_up(a: Attempt, state: AttemptState, message: str) -> Attempt:
+    """An attempt that will not run: failed, or stopped (the suite reached -x/--maxfail)."""
+    return a.but(state=state, message=message[:MESSAGE_LIMIT])
+
+
+def requeue(old: Attempt, outcomes: Mapping[str, str | None], owners: Mapping[str, str | None], *,
+            state: AttemptState, why: str, avoid: str, now: float) -> tuple[Attempt, Attempt | None] | None:
+    """Give up on an attempt: (the old one as it ends, the next attempt with its unfinished
+    tests or None if none are left), or None if it was given up on already.
+
+    `outcomes` and `owners` are the suite's, for the attempt's tests: only tests still pending
+    and owned by the old attempt move."""
+    if old.requeued or old.state == AttemptState.LOST:
+        return None
+    moving = [t for t in old.test_ids if outcomes.get(t) == PENDING and owners.get(t) == old.key]
+    ended_old = old.but(state=state, message=why[:MESSAGE_LIMIT], finished_at=old.finished_at or now, requeued=True)
+    if not moving:
+        return ended_old, None
+    new = Attempt.planned(old.assignment_id, old.number + 1, moving, now=now,
+                          avoid=[*old.avoid, *([avoid] if avoid else [])])
+    return ended_old, new

@@ -1,0 +1,13 @@
+"""The scenarios of tests/unit/test_suite_machine.py over a real redis-server (SuiteState, not the stub)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from support.scenarios import SCENARIOS, RedisWorld, World
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.__name__)
+def test_scenario_over_redis(scenario: Callable[[World], None], redis_url: str) -> None:
+    scenario(RedisWorld(redis_url))
