@@ -119,7 +119,7 @@ class HostFarm:
     def start(self, slots: dict[str, int]) -> None:
         """Redis, the coordinator, and a worker named after its host, with its slots, in each host."""
         data = self.root / "redis"
-        data.mkdir()
+        data.mkdir(parents=True)
         binds = " ".join(["127.0.0.1", *(h.gateway for h in self.hosts)])
         self._spawn("redis", ["redis-server", "--port", str(self.port), "--bind", binds, "--dir", str(data),
                               "--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "no",
@@ -144,8 +144,8 @@ class HostFarm:
         found = []
         for proc in self.worker(label).children(recursive=True):
             try:
-                argv = " ".join(proc.cmdline())
-                if "pytest" in argv and "--collect-only" not in argv:
+                argv = proc.cmdline()
+                if argv[1:3] == ["-m", "pytest"] and "--collect-only" not in argv:
                     found.append(proc)
             except psutil.Error:
                 continue
