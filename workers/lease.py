@@ -112,7 +112,7 @@ class LeaseKeeper:
         if state is Lease.GONE:
             log.warning("lease %s is gone: the attempt was taken as lost; stopping its runner", self.name)
         else:
-            log.warning("lease %s lapsed: no renewal got through for %.1fs (cut off from the state store?); "
+            log.warning("lease %s lapsed: no renewal got through for %.1fs (stalled, or cut off from the state store); "
                         "taking the attempt as lost and stopping its runner", self.name,
                         self.clock() - self.last_held)
         self._lost.set()

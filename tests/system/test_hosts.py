@@ -60,6 +60,7 @@ def _ran_on(farm: HostFarm, suite_id: str) -> dict[str, int]:
 def _report(farm: HostFarm, suite_id: str, path: Path) -> dict:
     done = farm.farm("results", suite_id, "--json", str(path))
     assert done.returncode == 0, done.stdout + done.stderr
+    _password_nowhere(farm, done.stdout, done.stderr, path.read_text())
     return load_report(path)
 
 
@@ -121,7 +122,7 @@ def test_a_suite_spreads_over_two_hosts_and_one_cut_off_mid_suite_is_stopped_and
     again = _report(farm, suite_id, tmp_path / "again.json")
     assert again["summary"] == report["summary"]
     assert_nothing_left_of(suite_id)
-    _password_nowhere(farm, (tmp_path / "r.json").read_text())
+    _password_nowhere(farm)
 
 
 def test_a_host_stalled_with_sigstop_stops_its_lost_attempt_when_continued(
@@ -145,7 +146,7 @@ def test_a_host_stalled_with_sigstop_stops_its_lost_attempt_when_continued(
     _check_every_test_once_on_the_other_host(report, "host1")
     assert "lease" in farm.output("host1")
     assert_nothing_left_of(suite_id)
-    _password_nowhere(farm, (tmp_path / "r.json").read_text())
+    _password_nowhere(farm)
 
 
 def _lost(farm: HostFarm, suite_id: str) -> bool:
