@@ -71,12 +71,14 @@ def _check_every_test_once_on_the_other_host(report: dict, lost_host: str) -> di
     assert report["summary"]["passed"] == TESTS, report["summary"]
     lost = [a for a in report["assignments"] if a["state"] == "lost"]
     assert len(lost) == 1 and lost[0]["worker"].startswith(f"{lost_host}@"), report["assignments"]
-    moved = set(lost[0]["tests"])
+    moved = 0
     for test in report["tests"]:
         counted = [a for a in test["attempts"] if not a.get("fenced")]
         assert len(counted) == 1, test
-        if test["id"] in moved and counted[0]["attempt"] > lost[0]["attempt"]:
+        if counted[0]["assignment"] == lost[0]["id"] and counted[0]["attempt"] > lost[0]["attempt"]:
             assert not counted[0]["worker"].startswith(f"{lost_host}@"), test
+            moved += 1
+    assert moved, "no test of the lost attempt ran again"
     return lost[0]
 
 
