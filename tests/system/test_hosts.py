@@ -17,7 +17,7 @@ from support.helpers import assert_nothing_left_of, need
 from support.hosts import HostFarm, available, host_farm
 from support.services import wait_for
 
-from farm import keys
+from farm import keys, registry
 from farm.report.schema import load_report
 
 TESTS = 40  # two assignments of 20 (one per slot), each test 1 s
@@ -124,6 +124,14 @@ def test_a_suite_spreads_over_two_hosts_and_one_cut_off_mid_suite_is_stopped_and
     again = _report(farm, suite_id, tmp_path / "again.json")
     assert again["summary"] == report["summary"]
     assert_nothing_left_of(suite_id)
+    # The cut worker did not hang on its dead connections: it announces itself and takes work again.
+    store = farm.store()
+    wait_for(lambda: {w.name.split("@")[0] for w in registry.alive(store, 10)} == set(SLOTS), 60,
+             "the cut worker never announced itself again")
+    two = [f"tests/test_hosts.py::test_takes_a_second[{i}]" for i in range(2)]
+    after = _report(farm, farm.submit(project, *two), tmp_path / "after.json")
+    assert after["summary"]["passed"] == 2
+    assert {a["worker"].split("@")[0] for a in after["assignments"]} == {"host1", "host2"}, after["assignments"]
     _password_nowhere(farm)
 
 
