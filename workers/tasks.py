@@ -125,6 +125,7 @@ class AttemptSink:
 
     ctx: WorkerContext
     keeper: lease.LeaseKeeper
+    polls_failing: bool = False  # said once, until a poll answers again
 
     def send_batch(self, batch: RecordBatch) -> None:
         self._send(RECORD_BATCH, batch)
@@ -146,10 +147,14 @@ class AttemptSink:
         if self.keeper.lost():
             return None
         try:
-            return ask()
+            answer = ask()
         except redis.RedisError as exc:  # asked again at the next poll
-            log.warning("could not poll the state store: %s", exc)
+            if not self.polls_failing:
+                log.warning("could not poll the state store (asking again every %gs): %s", runner.CANCEL_POLL_S, exc)
+            self.polls_failing = True
             return None
+        self.polls_failing = False
+        return answer
 
     def _send(self, task: str, message: object) -> None:
         failed: list[BaseException] = []
