@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
@@ -128,10 +129,10 @@ class AttemptSink:
     polls_failing: bool = False  # said once, until a poll answers again
 
     def send_batch(self, batch: RecordBatch) -> None:
-        self._send(RECORD_BATCH, batch)
+        self._send(lambda: self.ctx.send_batch(batch))
 
     def send_completion(self, completion: Completion) -> None:
-        self._send(ASSIGNMENT_COMPLETED, completion)
+        self._send(lambda: self.ctx.send_completion(completion))
 
     def is_canceled(self, suite_id: str) -> bool:
         return bool(self._poll(lambda: self.ctx.polls.hget(keys.suite(suite_id), "cancel") is not None))
@@ -143,7 +144,7 @@ class AttemptSink:
     def is_stopping(self) -> bool:
         return stopping.requested() or self.keeper.lost()
 
-    def _poll(self, ask: Any) -> object:
+    def _poll(self, ask: Callable[[], object]) -> object:
         if self.keeper.lost():
             return None
         try:
@@ -156,13 +157,13 @@ class AttemptSink:
         self.polls_failing = False
         return answer
 
-    def _send(self, task: str, message: object) -> None:
+    def _send(self, send: Callable[[], None]) -> None:
         failed: list[BaseException] = []
         done = threading.Event()
 
         def publish() -> None:
             try:
-                send_message(self.ctx.app, task, message)
+                send()
             except BaseException as exc:  # handed to the waiting thread, raised there
                 failed.append(exc)
             finally:
@@ -246,7 +247,7 @@ def register(ctx: WorkerContext) -> None:
             now = time.time()
             state = "failed" if isinstance(exc, BundleRefused) else "handback"
             sink.send_completion(Completion(assignment.suite_id, assignment.assignment_id, assignment.attempt,
-                                           worker, "", state, now, now, -1, 0, f"worker error on {worker}: {exc}",
-                                           infrastructure=isinstance(exc, InfrastructureError)))
+                                            worker, "", state, now, now, -1, 0, f"worker error on {worker}: {exc}",
+                                            infrastructure=isinstance(exc, InfrastructureError)))
         # The lease is not released: it lapses by itself, long after the coordinator has handled
         # the completion. Released now, the sweeper could take the attempt for lost in between.

@@ -93,20 +93,15 @@ def test_the_keepers_thread_renews_until_stopped_and_gives_up_on_a_gone_lease() 
 
 
 @dataclass
-class BlockedApp:
-    """Stands for a Celery app whose broker link is cut: every publish hangs until released."""
+class BlockedLink:
+    """Stands for a worker whose broker link is cut: every publish hangs until released."""
 
     release: threading.Event = field(default_factory=threading.Event)
-    sent: list[str] = field(default_factory=list)
+    sent: list[Completion] = field(default_factory=list)
 
-    def send_task(self, name: str, **_: object) -> None:
+    def send_completion(self, completion: Completion) -> None:
         self.release.wait(30)
-        self.sent.append(name)
-
-
-@dataclass
-class Ctx:
-    app: BlockedApp
+        self.sent.append(completion)
 
 
 def _completion() -> Completion:
@@ -114,9 +109,9 @@ def _completion() -> Completion:
 
 
 def test_a_send_blocked_on_a_cut_link_is_left_behind_once_the_lease_is_lost() -> None:
-    app, clock = BlockedApp(), Clock()
+    app, clock = BlockedLink(), Clock()
     keeper = _keeper(Renewals([]), clock)
-    sink = AttemptSink(Ctx(app), keeper)  # type: ignore[arg-type]
+    sink = AttemptSink(app, keeper)  # type: ignore[arg-type]
     done = threading.Event()
 
     def send() -> None:
@@ -133,15 +128,15 @@ def test_a_send_blocked_on_a_cut_link_is_left_behind_once_the_lease_is_lost() ->
         if app.sent:
             break
         threading.Event().wait(0.05)
-    assert app.sent == ["farm.assignment_completed"]
+    assert app.sent == [_completion()]
 
 
 def test_a_publish_that_fails_while_the_lease_is_held_raises_in_the_sender() -> None:
-    class FailingApp:
-        def send_task(self, name: str, **_: object) -> None:
+    class FailingLink:
+        def send_completion(self, completion: Completion) -> None:
             raise ConnectionError("broker gone")
 
-    sink = AttemptSink(Ctx(FailingApp()), _keeper(Renewals([]), Clock()))  # type: ignore[arg-type]
+    sink = AttemptSink(FailingLink(), _keeper(Renewals([]), Clock()))  # type: ignore[arg-type]
     with pytest.raises(ConnectionError, match="broker gone"):
         sink.send_completion(_completion())
 
