@@ -67,6 +67,7 @@ class LeaseKeeper:
         self.last_held = self.clock()  # the claim that took the lease just got through
         self.state = Lease.HELD
         self._lost = threading.Event()
+        self._giving_up = threading.Lock()  # the keeper's thread and the runner's loop may both tell
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, name="farm-lease", daemon=True)
 
@@ -106,8 +107,13 @@ class LeaseKeeper:
         return state
 
     def _give_up(self, state: Lease) -> None:
-        if self._lost.is_set():
-            return
+        with self._giving_up:
+            if self._lost.is_set():
+                return
+            self._say_lost(state)
+            self._lost.set()
+
+    def _say_lost(self, state: Lease) -> None:
         self.state = state
         if state is Lease.GONE:
             log.warning("lease %s is gone: the attempt was taken as lost; stopping its runner", self.name)
@@ -115,7 +121,6 @@ class LeaseKeeper:
             log.warning("lease %s lapsed: no renewal got through for %.1fs (stalled, or cut off from the state store); "
                         "taking the attempt as lost and stopping its runner", self.name,
                         self.clock() - self.last_held)
-        self._lost.set()
 
     def _run(self) -> None:
         while not self._done.wait(self.every_s):
