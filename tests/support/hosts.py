@@ -53,13 +53,20 @@ class Host:
         """`argv` run inside the namespace."""
         return [IP, "netns", "exec", self.netns, *argv]
 
-    def cut(self) -> None:
-        """Take the host off the network: its link goes down inside the namespace (packets are
-        dropped, nothing is reset: the host's connections just stop answering)."""
-        subprocess.run(self.exec(IP, "link", "set", self.inner, "down"), check=True)
+    def cut(self, how: str = "down") -> None:
+        """Take the host off the network, nothing reset: `down`, its link goes down inside the
+        namespace (it is told at once that the network is unreachable); `silent`, our end of the
+        link goes down (the host sends on, into nothing: its connections just stop answering)."""
+        subprocess.run(self._link(how, "down"), check=True)
 
-    def mend(self) -> None:
-        subprocess.run(self.exec(IP, "link", "set", self.inner, "up"), check=True)
+    def mend(self, how: str = "down") -> None:
+        subprocess.run(self._link(how, "up"), check=True)
+
+    def _link(self, how: str, state: str) -> list[str]:
+        if how == "down":
+            return self.exec(IP, "link", "set", self.inner, state)
+        assert how == "silent", how
+        return [IP, "link", "set", self.outer, state]
 
     def reaches(self, port: int) -> bool:
         code = f"import socket; socket.create_connection(('{self.gateway}', {port}), 1)"

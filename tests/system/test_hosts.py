@@ -94,13 +94,14 @@ def _both_running(farm: HostFarm, suite_id: str) -> None:
              "the suite did not run on both hosts")
 
 
+@pytest.mark.parametrize("how", ["down", "silent"])
 def test_a_suite_spreads_over_two_hosts_and_one_cut_off_mid_suite_is_stopped_and_fenced(
-        farm: HostFarm, project: Path, tmp_path: Path) -> None:
+        farm: HostFarm, project: Path, tmp_path: Path, how: str) -> None:
     suite_id = farm.submit(project)
     _both_running(farm, suite_id)
     runners = farm.runners("host1")
     assert runners, "host1 runs no runner"
-    farm.hosts[0].cut()
+    farm.hosts[0].cut(how)
     cut_at = time.monotonic()
     try:
         # Cut off, the worker cannot renew its lease: once a lease period has gone by it takes
@@ -116,7 +117,7 @@ def test_a_suite_spreads_over_two_hosts_and_one_cut_off_mid_suite_is_stopped_and
         assert not farm.runners("host1")
         time.sleep(max(0.0, CUT_S - (time.monotonic() - cut_at)))
     finally:
-        farm.hosts[0].mend()
+        farm.hosts[0].mend(how)
     assert "lapsed" in farm.output("host1"), farm.output("host1")[-3000:]
     # Back on the network, what it had not sent gets through and is fenced: counted nowhere.
     wait_for(lambda: any(r.get("fenced") and r["attempt"] == lost["attempt"] and r["assignment"] == lost["id"]
