@@ -62,7 +62,15 @@ _RESTORE_EVERY_S = 5
 
 
 def _transport_options(settings: Settings, coordinator: bool) -> dict[str, object]:
-    """Redis transport options: the coordinator's deliveries are tracked apart from the pools'.
+    """Redis transport options: timeouts on every broker socket, and the coordinator's deliveries
+    tracked apart from the pools'.
+
+    A broker cut off without a reset (a link down, packets dropped) would otherwise leave a
+    publish waiting forever for its reply, and a consumer's BRPOP too: `socket_timeout` ends a
+    command that gets no answer, `socket_connect_timeout` a reconnection that gets none,
+    `health_check_interval` makes kombu drop a BRPOP connection whose reply is overdue (then the
+    consumer reconnects, and worker_cancel_long_running_tasks_on_connection_loss asks running
+    assignments to hand back), and TCP keepalive notices a peer gone while nothing is sent.
 
     kombu keeps every delivered, unacknowledged message in one sorted set and puts back on its
     queue any message older than the visibility timeout. Pool messages are assignments, which may
@@ -72,9 +80,16 @@ def _transport_options(settings: Settings, coordinator: bool) -> dict[str, objec
     about a minute, not after hours. Its handlers are idempotent, so a message delivered twice
     changes nothing.
     """
+    sockets: dict[str, object] = {
+        "socket_timeout": settings.broker_socket_timeout_s,
+        "socket_connect_timeout": settings.broker_socket_timeout_s,
+        "socket_keepalive": True,
+        "health_check_interval": settings.broker_health_check_s,
+    }
     if not coordinator:
-        return {"visibility_timeout": settings.visibility_timeout_s}
+        return {"visibility_timeout": settings.visibility_timeout_s, **sockets}
     return {
+        **sockets,
         "visibility_timeout": settings.coordinator_visibility_s,
         "unacked_key": "farm.unacked.coordinator",
         "unacked_index_key": "farm.unacked.coordinator.index",

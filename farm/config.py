@@ -55,6 +55,13 @@ class Settings:
     # FARM_LEASE_S: a running attempt whose worker has not renewed its lease for this long is
     # taken as lost, and its tests without an outcome run again as a new attempt.
     lease_s: float = 10.0
+    # Every broker connection of every farm process gives up on a command after this many seconds
+    # without an answer, and checks a connection idle this long before using it. Without them, a
+    # cut link (packets dropped, no reset) is never noticed: a publish waits forever on the dead
+    # socket (a worker's pool child blocked while sending, its runner running on). Above kombu's
+    # BRPOP timeout (1 s), under the lease period, so a worker notices a cut before its lease ends.
+    broker_socket_timeout_s: float = 5.0
+    broker_health_check_s: int = 5
     # How many attempts an assignment gets before its remaining tests are reported not_run.
     max_attempts: int = 3
     # Redis visibility timeout: a task unacknowledged this long is redelivered. It must exceed

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
@@ -28,7 +30,7 @@ from farm.model import Assignment, Collection, Completion, RecordBatch, SuiteSpe
 from farm.protocol import decode
 from farm.signing import Keyring
 from farm.transport import drop_unsigned
-from workers import runner, stopping
+from workers import lease, runner, stopping
 from workers.backends.base import ExecutionBackend
 from workers.bundles import BundleCache
 
@@ -74,15 +76,25 @@ class WorkerContext:
         self.store.hset(keys.suite(suite_id), "collect_started", self.name)
         return True
 
-    def renew(self, a: Assignment) -> None:
-        self.renew_key(keys.lease(a.suite_id, keys.attempt_key(a.assignment_id, a.attempt)))
+    @cached_property
+    def polls(self) -> redis.Redis:
+        """The state store for renewals and polls while an attempt runs: each call answers or fails
+        within a renewal period, so a cut link never holds the runner's loop for long."""
+        return lease.quick_connection(self.settings.state, self.settings.lease_s / runner.LEASE_RENEWALS)
+
+    def keeper(self, a: Assignment) -> lease.LeaseKeeper:
+        """The keeper of an attempt's lease, just claimed (see workers.lease)."""
+        key = keys.lease(a.suite_id, keys.attempt_key(a.assignment_id, a.attempt))
+        return lease.LeaseKeeper(lease.renewer(self.polls, key, self.name, self.settings.lease_s),
+                                 self.settings.lease_s, self.settings.lease_s / runner.LEASE_RENEWALS, name=key)
 
     def renew_key(self, key: str) -> None:
+        """Renew a lease while it is still ours (never recreate one that lapsed)."""
         try:
-            self.store.set(key, self.name, px=int(self.settings.lease_s * 1000))
+            if not lease.renewer(self.store, key, self.name, self.settings.lease_s)():
+                log.warning("lease %s is gone: its work was taken as lost", key)
         except redis.RedisError as exc:  # the lease may lapse: the work is then done again, fenced
             log.warning("could not renew lease %s: %s", key, exc)
-
 
     def someone_else_can_run(self, a: Assignment) -> bool:
         """Whether `a` should go back to the queue for another worker (it asks to avoid this one)."""
@@ -113,6 +125,68 @@ class WorkerContext:
         except SignatureError as exc:
             drop_unsigned(self.app, pool_queue(self.settings.pool).name, signed, str(exc))
             return None
+
+
+@dataclass
+class AttemptSink:
+    """One attempt's way to the coordinator, and its polls, minding the attempt's lease.
+
+    Each message is published from a thread of its own and waited for while the lease is held (so
+    they arrive in order); once the lease is lost the wait ends, so a publish blocked on a cut link
+    never keeps the runner from being stopped. What it still sends gets there when the link is back,
+    and is fenced. Polls use the quick connection, and once the lease is lost ask nothing."""
+
+    ctx: WorkerContext
+    keeper: lease.LeaseKeeper
+    polls_failing: bool = False  # said once, until a poll answers again
+
+    def send_batch(self, batch: RecordBatch) -> None:
+        self._send(lambda: self.ctx.send_batch(batch))
+
+    def send_completion(self, completion: Completion) -> None:
+        self._send(lambda: self.ctx.send_completion(completion))
+
+    def is_canceled(self, suite_id: str) -> bool:
+        return bool(self._poll(lambda: self.ctx.polls.hget(keys.suite(suite_id), "cancel") is not None))
+
+    def stop_reason(self, suite_id: str) -> str:
+        reason = self._poll(lambda: self.ctx.polls.hget(keys.suite(suite_id), "stop"))
+        return keys.text(reason) if isinstance(reason, (bytes, str)) and reason else ""
+
+    def is_stopping(self) -> bool:
+        return stopping.requested() or self.keeper.lost()
+
+    def _poll(self, ask: Callable[[], object]) -> object:
+        if self.keeper.lost():
+            return None
+        try:
+            answer = ask()
+        except redis.RedisError as exc:  # asked again at the next poll
+            if not self.polls_failing:
+                log.warning("could not poll the state store (asking again every %gs): %s", runner.CANCEL_POLL_S, exc)
+            self.polls_failing = True
+            return None
+        self.polls_failing = False
+        return answer
+
+    def _send(self, send: Callable[[], None]) -> None:
+        failed: list[BaseException] = []
+        done = threading.Event()
+
+        def publish() -> None:
+            try:
+                send()
+            except BaseException as exc:  # handed to the waiting thread, raised there
+                failed.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=publish, name="farm-send", daemon=True).start()
+        while not done.wait(0.1):
+            if self.keeper.lost():  # it may still get through, and be fenced
+                return
+        if failed:
+            raise failed[0]
 
 
 def register(ctx: WorkerContext) -> None:
@@ -170,13 +244,17 @@ def register(ctx: WorkerContext) -> None:
             log.warning("dropping a delivery of %s#%d: superseded or running elsewhere",
                         assignment.assignment_id, assignment.attempt)
             return
+        # The lease is renewed by its keeper's thread, not by the runner's loop (whose keepalive is a
+        # no-op here): a loop blocked on a cut link must not stop the renewals, nor a lost lease wait
+        # for the loop. A lost lease stops the runner (is_stopping): the attempt completes `handback`.
+        sink = AttemptSink(ctx, ctx.keeper(assignment))
         try:
-            with stopping.running():
+            with stopping.running(), sink.keeper:
                 runner.run_assignment(
-                    assignment, backend=ctx.backend, bundle=ctx.bundles.path, sink=ctx, worker=worker,
-                    settings=ctx.settings, is_canceled=lambda: ctx.is_canceled(assignment.suite_id),
-                    keepalive=lambda: ctx.renew(assignment), is_stopping=stopping.requested,
-                    stop_reason=lambda: ctx.stop_reason(assignment.suite_id),
+                    assignment, backend=ctx.backend, bundle=ctx.bundles.path, sink=sink, worker=worker,
+                    settings=ctx.settings, is_canceled=lambda: sink.is_canceled(assignment.suite_id),
+                    keepalive=lambda: None, is_stopping=sink.is_stopping,
+                    stop_reason=lambda: sink.stop_reason(assignment.suite_id),
                 )
         except Exception as exc:  # as above: always send a completion
             if not isinstance(exc, FarmError):
@@ -187,8 +265,8 @@ def register(ctx: WorkerContext) -> None:
             # that one line, as its tests would meet the same refusal again.
             now = time.time()
             state = "failed" if isinstance(exc, BundleRefused) else "handback"
-            ctx.send_completion(Completion(assignment.suite_id, assignment.assignment_id, assignment.attempt,
-                                           worker, "", state, now, now, -1, 0, f"worker error on {worker}: {exc}",
-                                           infrastructure=isinstance(exc, InfrastructureError)))
+            sink.send_completion(Completion(assignment.suite_id, assignment.assignment_id, assignment.attempt,
+                                            worker, "", state, now, now, -1, 0, f"worker error on {worker}: {exc}",
+                                            infrastructure=isinstance(exc, InfrastructureError)))
         # The lease is not released: it lapses by itself, long after the coordinator has handled
         # the completion. Released now, the sweeper could take the attempt for lost in between.

@@ -25,3 +25,13 @@ def test_the_wire_never_carries_pickle_and_tasks_survive_lost_workers() -> None:
     assert conf.worker_prefetch_multiplier == 1
     assert conf.worker_cancel_long_running_tasks_on_connection_loss
     assert conf.task_publish_retry and conf.task_publish_retry_policy["max_retries"] >= 30
+
+
+def test_every_broker_socket_gives_up_on_a_dead_link_before_a_lease_ends() -> None:
+    for app in (make_app(SETTINGS, pools=("default",)), make_app(SETTINGS, coordinator=True)):
+        options = app.conf.broker_transport_options
+        # Above kombu's BRPOP timeout (1 s), which a live broker always answers within; under the
+        # lease, so a cut-off worker's publish fails before its attempt is taken as lost.
+        assert 1 < options["socket_timeout"] < SETTINGS.lease_s
+        assert 0 < options["socket_connect_timeout"] < SETTINGS.lease_s
+        assert options["socket_keepalive"] and 0 < options["health_check_interval"] < SETTINGS.lease_s
