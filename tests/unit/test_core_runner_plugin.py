@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -14,12 +13,11 @@ from typing import Any
 
 import pytest
 
-import workers
 from farm.outcomes import Outcome
 from workers import records
-from workers.pytest_plugin import _cap
+from workers.backends.local import install_plugin
+from workers.pytest_plugin.report_text import cap
 
-PLUGIN = Path(workers.__file__).parent / "pytest_plugin.py"
 MAIN = "tests/test_main.py"
 
 SOURCES = {
@@ -123,9 +121,7 @@ def make_project(root: Path) -> Path:
         path = root / "project" / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
-    plugin_dir = root / "plugin"
-    plugin_dir.mkdir()
-    shutil.copyfile(PLUGIN, plugin_dir / "farm_runner_plugin.py")
+    install_plugin(root / "plugin")
     return root
 
 
@@ -297,18 +293,18 @@ def test_run_mode_reports_an_id_in_a_missing_file_and_still_runs_the_rest(tmp_pa
 @pytest.mark.parametrize("limit", [2, 3, 10, 101])
 def test_cap_keeps_head_and_tail_within_the_limit(limit: int) -> None:
     text = "".join(chr(ord("a") + i % 26) for i in range(1000))
-    capped = _cap(text, limit)
+    capped = cap(text, limit)
     head, marker, tail = capped.partition("\n[... ")
     tail = tail.split(" ...]\n", 1)[1]
     assert len(head) + len(tail) <= limit
     assert text.startswith(head) and text.endswith(tail)
     assert f"{len(text) - len(head) - len(tail)} characters cut by farm" in capped
-    assert _cap(text, len(text)) == text
+    assert cap(text, len(text)) == text
 
 
 @pytest.mark.parametrize("limit", [0, 1])
 def test_cap_below_two_characters_keeps_at_most_the_limit(limit: int) -> None:
-    assert len(_cap("x" * 1000, limit)) < 100
+    assert len(cap("x" * 1000, limit)) < 100
 
 
 # --- the session's options, and -x/--maxfail left to the farm ------------------------------------
