@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -348,3 +349,18 @@ def test_run_mode_under_tb_line_ends_a_failure_with_its_crash_line(tmp_path: Pat
     run = run_pytest(make_project(tmp_path), "run", [f"{MAIN}::test_fail"], "-q", "--tb=line")
     record = records.test_record(run.tests()[f"{MAIN}::test_fail"])
     assert record.longrepr.splitlines()[-1] == "tests/test_main.py:17: assert 1 == 2"
+
+
+def test_the_shipped_plugin_needs_nothing_but_its_own_modules_the_standard_library_and_pytest(tmp_path: Path) -> None:
+    install_plugin(tmp_path)
+    shipped = {p.stem for p in (tmp_path / "farm_runner_plugin").glob("*.py")}
+    allowed = set(sys.stdlib_module_names) | {"pytest", "pluggy"}
+    for name in sorted(shipped):
+        tree = ast.parse((tmp_path / "farm_runner_plugin" / f"{name}.py").read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                assert {a.name.split(".")[0] for a in node.names} <= allowed, f"{name}: {ast.unparse(node)}"
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                assert str(node.module).split(".")[0] in allowed, f"{name}: {ast.unparse(node)}"
+            elif isinstance(node, ast.ImportFrom):  # relative: a module of the plugin, shipped with it
+                assert node.level == 1 and node.module in shipped, f"{name}: {ast.unparse(node)} is not shipped"
