@@ -108,7 +108,7 @@ class Assignment:
     # Parallel to test_ids: each test's position among the parametrized items of its function in
     # the plan's collection, and how many there were (-1 and 0 for a test without parameters);
     # empty when unknown. A runner that collects the test under another parameter id (made from
-    # the time, say) runs the item at that position in its place (workers/pytest_plugin.py).
+    # the time, say) runs the item at that position in its place (workers/pytest_plugin/run_mode.py).
     param_index: tuple[int, ...] = ()
     param_count: tuple[int, ...] = ()
     # Publish order: 0 for the largest. On a host with more slots than cores, runners of later

@@ -9,7 +9,7 @@ def split_params(nodeid: str) -> tuple[str, str | None]:
     """(function id, parameter id) of a node id: `t.py::C::f[1-a]` -> (`t.py::C::f`, `1-a`).
 
     The path ends at the first `::` (a path may hold `[`); the parameter id is None when the
-    test has none. workers/pytest_plugin.py has the same rule (it cannot import farm)."""
+    test has none. workers/pytest_plugin/renamed_params.py has the same rule (it cannot import farm)."""
     path, sep, tail = nodeid.partition("::")
     names, bracket, params = tail.partition("[")
     if not sep or not bracket:

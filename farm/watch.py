@@ -82,8 +82,8 @@ class SessionLines:
     def lines(self, total: int, *, final: bool = False) -> list[str]:
         """The lines not printed yet: the header (once), then new -v lines, then (final) a blank line."""
         from farm.pytest_options import effective
+        from farm.report.header import render_header
         from farm.report.live import verbose_line
-        from farm.report.terminal import render_header
 
         out: list[str] = []
         if not self.headed:

@@ -2,9 +2,8 @@
 
 Standard library only, Linux only: it runs under the host's own python3, which needs pytest and
 nothing of farm. Usage: `python3 remote_runner.py WORKDIR`, where WORKDIR holds what the worker
-uploaded: `bundle.tar.gz`, `farm_unpack.py` (farm/unpack.py), `plugin/farm_runner_plugin.py` and
-`request.json` ({"argv": [...],
-"env": {...}, "niceness": N}).
+uploaded: `bundle.tar.gz`, `farm_unpack.py` (farm/unpack.py), `plugin/farm_runner_plugin/` (the
+runner plugin's package) and `request.json` ({"argv": [...], "env": {...}, "niceness": N}).
 
 It unpacks the bundle into WORKDIR/project and starts pytest there, in its own session, with
 its output in WORKDIR/output.log. On stdout it writes one line per record the plugin sends

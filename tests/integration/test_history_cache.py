@@ -7,7 +7,9 @@ import time
 import redis
 
 from farm import keys
-from farm.history_cache import EmbeddedHistory, HistoryCache, ProjectHistory, SavedKey, export, restore
+from farm.history_cache import EmbeddedHistory, HistoryCache
+from farm.history_redis import export, restore
+from farm.saved_history import ProjectHistory, SavedKey
 
 
 def test_export_takes_every_history_key_of_the_project_and_nothing_else(redis_url: str) -> None:

@@ -8,19 +8,8 @@ from pathlib import Path
 import msgpack
 import pytest
 
-from farm.history_cache import (
-    CachedFile,
-    HistoryCache,
-    HistoryFormatError,
-    ProjectHistory,
-    SavedKey,
-    decode,
-    encode,
-    evictions,
-    file_name,
-    history_dir,
-    trimmed,
-)
+from farm.history_cache import CachedFile, HistoryCache, evictions, file_name, history_dir
+from farm.saved_history import HistoryFormatError, ProjectHistory, SavedKey, decode, encode, trimmed
 
 
 def _history(project: str = "demo", n: int = 3) -> ProjectHistory:

@@ -14,7 +14,7 @@ from workers import records
 
 
 def line(test_id: str, phases: dict[str, dict[str, Any]], **extra: Any) -> dict[str, Any]:
-    """A "test" line as the plugin writes it (see workers/pytest_plugin.py)."""
+    """A "test" line as the plugin writes it (see workers/pytest_plugin/run_mode.py)."""
     return {"k": "test", "id": test_id, "t": 1700000000.5, "duration_s": 0.25, "phases": phases, **extra}
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -14,11 +13,11 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-import workers
 from farm.nodeids import param_positions, split_params
-from workers import pytest_plugin, records
+from workers import records
+from workers.backends.local import install_plugin
+from workers.pytest_plugin import renamed_params, run_mode
 
-PLUGIN = Path(workers.__file__).parent / "pytest_plugin.py"
 F = "tests/test_t.py::test_f"
 
 
@@ -31,7 +30,7 @@ def test_split_params_separates_the_function_from_its_parameter_id() -> None:
 
 @given(st.text(alphabet="ab[]:/.-_ ", max_size=30))
 def test_the_plugin_splits_ids_exactly_as_farm_does(nodeid: str) -> None:
-    assert pytest_plugin.split_params(nodeid) == split_params(nodeid)
+    assert renamed_params.split_params(nodeid) == split_params(nodeid)
 
 
 def test_param_positions_count_each_functions_parametrized_items_in_order() -> None:
@@ -45,7 +44,7 @@ def test_a_renamed_item_is_matched_by_function_and_position() -> None:
     collected = [f"{F}[09:00:07]", f"{F}[09:00:08]", f"{F}[09:00:09]"]
     positions = param_positions(planned)
     wanted = set(planned[1:])  # this assignment holds the last two
-    ran_as, unmatched = pytest_plugin.match_renamed(sorted(wanted), positions, collected, wanted)
+    ran_as, unmatched = renamed_params.match_renamed(sorted(wanted), positions, collected, wanted)
     assert ran_as == {f"{F}[09:00:08]": f"{F}[09:00:02]", f"{F}[09:00:09]": f"{F}[09:00:03]"}
     assert unmatched == {}
 
@@ -53,7 +52,7 @@ def test_a_renamed_item_is_matched_by_function_and_position() -> None:
 def test_no_match_when_the_function_has_another_number_of_items() -> None:
     planned = [f"{F}[1]", f"{F}[2]"]
     collected = [f"{F}[7]", f"{F}[8]", f"{F}[9]", "tests/test_t.py::test_other"]
-    ran_as, unmatched = pytest_plugin.match_renamed(planned, param_positions(planned), collected, set(planned))
+    ran_as, unmatched = renamed_params.match_renamed(planned, param_positions(planned), collected, set(planned))
     assert ran_as == {}
     assert unmatched == {t: collected[:3] for t in planned}
 
@@ -62,14 +61,14 @@ def test_no_match_when_the_planned_ids_it_did_collect_moved() -> None:
     planned = [f"{F}[a]", f"{F}[b]", f"{F}[c]"]
     collected = [f"{F}[b]", f"{F}[c]", f"{F}[d]"]  # a removed, d added: b and c moved up
     wanted = set(planned)
-    ran_as, unmatched = pytest_plugin.match_renamed([f"{F}[a]"], param_positions(planned), collected, wanted)
+    ran_as, unmatched = renamed_params.match_renamed([f"{F}[a]"], param_positions(planned), collected, wanted)
     assert ran_as == {} and unmatched == {f"{F}[a]": collected}
 
 
 def test_no_match_for_a_test_without_parameters_the_module_is_listed() -> None:
     gone = "tests/test_t.py::test_renamed_function"
     collected = ["tests/test_t.py::test_new_name", "tests/test_u.py::test_x"]
-    ran_as, unmatched = pytest_plugin.match_renamed([gone], {}, collected, {gone})
+    ran_as, unmatched = renamed_params.match_renamed([gone], {}, collected, {gone})
     assert ran_as == {} and unmatched == {gone: ["tests/test_t.py::test_new_name"]}
 
 
@@ -137,8 +136,7 @@ def test_the_plugin_runs_renamed_items_under_their_planned_ids(tmp_path: Path) -
     (tmp_path / "project" / "tests").mkdir(parents=True)
     (tmp_path / "project" / "pytest.ini").write_text("[pytest]\n")
     (tmp_path / "project" / "tests" / "test_t.py").write_text(textwrap.dedent(STAMPED))
-    (tmp_path / "plugin").mkdir()
-    shutil.copyfile(PLUGIN, tmp_path / "plugin" / "farm_runner_plugin.py")
+    install_plugin(tmp_path / "plugin")
     plan = [obj["id"] for obj in _pytest(tmp_path, "collect") if obj["k"] == "item"]
     positions = param_positions(plan)
     lines = _pytest(tmp_path, "run", {"ids": plan, "positions": [list(positions.get(t, (-1, 0))) for t in plan]})
@@ -164,7 +162,7 @@ def test_the_tests_file_carries_positions_only_when_known() -> None:
     from workers.backends.base import RunRequest, tests_file_text
 
     plain = RunRequest("run", Path("b.tgz"), (), (f"{F}[1]", "t.py::test_x"), "a000")
-    assert pytest_plugin._read_tests_file(json.loads(tests_file_text(plain))) == ([f"{F}[1]", "t.py::test_x"], {})
+    assert run_mode.read_tests_file(json.loads(tests_file_text(plain))) == ([f"{F}[1]", "t.py::test_x"], {})
     placed = RunRequest("run", Path("b.tgz"), (), (f"{F}[1]", "t.py::test_x"), "a000", positions=((1, 2), (-1, 0)))
-    assert pytest_plugin._read_tests_file(json.loads(tests_file_text(placed))) == (
+    assert run_mode.read_tests_file(json.loads(tests_file_text(placed))) == (
         [f"{F}[1]", "t.py::test_x"], {f"{F}[1]": (1, 2)})

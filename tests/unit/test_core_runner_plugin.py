@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -14,12 +14,11 @@ from typing import Any
 
 import pytest
 
-import workers
 from farm.outcomes import Outcome
 from workers import records
-from workers.pytest_plugin import _cap
+from workers.backends.local import install_plugin
+from workers.pytest_plugin.report_text import cap
 
-PLUGIN = Path(workers.__file__).parent / "pytest_plugin.py"
 MAIN = "tests/test_main.py"
 
 SOURCES = {
@@ -123,9 +122,7 @@ def make_project(root: Path) -> Path:
         path = root / "project" / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
-    plugin_dir = root / "plugin"
-    plugin_dir.mkdir()
-    shutil.copyfile(PLUGIN, plugin_dir / "farm_runner_plugin.py")
+    install_plugin(root / "plugin")
     return root
 
 
@@ -297,18 +294,18 @@ def test_run_mode_reports_an_id_in_a_missing_file_and_still_runs_the_rest(tmp_pa
 @pytest.mark.parametrize("limit", [2, 3, 10, 101])
 def test_cap_keeps_head_and_tail_within_the_limit(limit: int) -> None:
     text = "".join(chr(ord("a") + i % 26) for i in range(1000))
-    capped = _cap(text, limit)
+    capped = cap(text, limit)
     head, marker, tail = capped.partition("\n[... ")
     tail = tail.split(" ...]\n", 1)[1]
     assert len(head) + len(tail) <= limit
     assert text.startswith(head) and text.endswith(tail)
     assert f"{len(text) - len(head) - len(tail)} characters cut by farm" in capped
-    assert _cap(text, len(text)) == text
+    assert cap(text, len(text)) == text
 
 
 @pytest.mark.parametrize("limit", [0, 1])
 def test_cap_below_two_characters_keeps_at_most_the_limit(limit: int) -> None:
-    assert len(_cap("x" * 1000, limit)) < 100
+    assert len(cap("x" * 1000, limit)) < 100
 
 
 # --- the session's options, and -x/--maxfail left to the farm ------------------------------------
@@ -352,3 +349,18 @@ def test_run_mode_under_tb_line_ends_a_failure_with_its_crash_line(tmp_path: Pat
     run = run_pytest(make_project(tmp_path), "run", [f"{MAIN}::test_fail"], "-q", "--tb=line")
     record = records.test_record(run.tests()[f"{MAIN}::test_fail"])
     assert record.longrepr.splitlines()[-1] == "tests/test_main.py:17: assert 1 == 2"
+
+
+def test_the_shipped_plugin_needs_nothing_but_its_own_modules_the_standard_library_and_pytest(tmp_path: Path) -> None:
+    install_plugin(tmp_path)
+    shipped = {p.stem for p in (tmp_path / "farm_runner_plugin").glob("*.py")}
+    allowed = set(sys.stdlib_module_names) | {"pytest", "pluggy"}
+    for name in sorted(shipped):
+        tree = ast.parse((tmp_path / "farm_runner_plugin" / f"{name}.py").read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                assert {a.name.split(".")[0] for a in node.names} <= allowed, f"{name}: {ast.unparse(node)}"
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                assert str(node.module).split(".")[0] in allowed, f"{name}: {ast.unparse(node)}"
+            elif isinstance(node, ast.ImportFrom):  # relative: a module of the plugin, shipped with it
+                assert node.level == 1 and node.module in shipped, f"{name}: {ast.unparse(node)} is not shipped"

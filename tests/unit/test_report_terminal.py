@@ -11,8 +11,10 @@ from hypothesis import strategies as st
 from report_samples import FAIL_LONGREPR, SETUP_LONGREPR, make_report, make_test, mixed_report, rerun_report
 
 from farm.model import SessionInfo
+from farm.report.header import render_header
+from farm.report.pytest_lines import format_duration, head_line, separator, summary_line
 from farm.report.schema import expand
-from farm.report.terminal import format_duration, head_line, render_header, render_summary, separator, summary_line
+from farm.report.terminal import render_summary
 
 
 def report_with(counts: dict[str, int], duration_s: float, **kwargs: Any) -> dict[str, Any]:

@@ -26,8 +26,22 @@ from farm.processes import (
 )
 from workers.backends.base import HealthCheck, RunRequest, tests_file_text
 
-PLUGIN_SOURCE = Path(__file__).resolve().parent.parent / "pytest_plugin.py"
+PLUGIN_SOURCE = Path(__file__).resolve().parent.parent / "pytest_plugin"
 PLUGIN_MODULE = "farm_runner_plugin"
+
+
+def plugin_files() -> list[tuple[Path, str]]:
+    """The runner plugin's files, each with its path under a run's `plugin/` directory: the whole
+    package, as PLUGIN_MODULE (shared by every backend)."""
+    return [(source, f"{PLUGIN_MODULE}/{source.name}") for source in sorted(PLUGIN_SOURCE.glob("*.py"))]
+
+
+def install_plugin(plugin_dir: Path) -> None:
+    """Copy the runner plugin into `plugin_dir`, which the runner's PYTHONPATH names."""
+    for source, relative in plugin_files():
+        target = plugin_dir / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
 
 
 def runner_argv(python: str, request: RunRequest) -> list[str]:
@@ -67,7 +81,7 @@ class LocalBackend:
         plugin_dir = workdir / "plugin"
         try:
             plugin_dir.mkdir(parents=True)
-            shutil.copyfile(PLUGIN_SOURCE, plugin_dir / f"{PLUGIN_MODULE}.py")
+            install_plugin(plugin_dir)
             with open(request.bundle, "rb") as fh:
                 extract_bundle(fh.read(), project, self.max_unpacked_bytes)
             tests_file = workdir / "tests.json"

@@ -25,7 +25,7 @@ import paramiko
 from farm import unpack
 from farm.errors import InfrastructureError
 from workers.backends.base import HealthCheck, RunRequest, tests_file_text
-from workers.backends.local import PLUGIN_MODULE, PLUGIN_SOURCE, runner_argv
+from workers.backends.local import PLUGIN_MODULE, plugin_files, runner_argv
 from workers.backends.ssh_hosts import HostsFile, SSHHost
 
 REMOTE_RUNNER = Path(__file__).resolve().parent.parent / "remote_runner.py"
@@ -134,10 +134,11 @@ def start_on(host: SSHHost, known_hosts: Path, request: RunRequest, *, node: str
         raise
     workdir = f"{host.workdir.rstrip('/')}/{request.label}-{uuid.uuid4().hex[:8]}"
     try:
-        _run(client, f"mkdir -p {shlex.quote(workdir)}/plugin")
+        _run(client, f"mkdir -p {shlex.quote(workdir)}/plugin/{PLUGIN_MODULE}")
         with client.open_sftp() as sftp:
             sftp.put(str(request.bundle), f"{workdir}/bundle.tar.gz")
-            sftp.put(str(PLUGIN_SOURCE), f"{workdir}/plugin/{PLUGIN_MODULE}.py")
+            for source, relative in plugin_files():
+                sftp.put(str(source), f"{workdir}/plugin/{relative}")
             sftp.put(str(REMOTE_RUNNER), f"{workdir}/remote_runner.py")
             sftp.put(str(UNPACK_SOURCE), f"{workdir}/farm_unpack.py")
             with sftp.open(f"{workdir}/tests.json", "w") as fh:

@@ -1,7 +1,7 @@
 """A backend that plays scripted runners, for unit tests of the attempt driver (as dramatiq's StubBroker).
 
 No process runs. Each start() takes the next script; its run emits the runner plugin's own lines
-(workers/pytest_plugin.py) for the tests it was given, in order, on a StubClock that moves only when
+(workers/pytest_plugin/) for the tests it was given, in order, on a StubClock that moves only when
 the run is read, so a runner that hangs past its budget costs no real time:
 
     backend = StubBackend([Pass(), Crash(-9)], [PassRest()])   # a crash, then a restart that passes
