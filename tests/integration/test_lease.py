@@ -28,7 +28,7 @@ def test_a_renewal_renews_only_a_lease_that_still_holds_its_name(redis_url: str)
 
 def test_a_workers_renewal_of_a_lapsed_collection_lease_does_not_recreate_it(redis_url: str) -> None:
     r = redis.Redis.from_url(redis_url)
-    ctx = WorkerContext(None, Settings(broker_url=redis_url), None, "w1@h")  # type: ignore[arg-type]
+    ctx = WorkerContext(None, Settings(broker_url=redis_url), None, None, name="w1@h")  # type: ignore[arg-type]
     ctx.renew_key(KEY)
     assert not r.exists(KEY), "a lapsed lease was recreated"
     r.set(KEY, "w1@h", px=500)

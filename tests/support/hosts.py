@@ -25,7 +25,7 @@ import msgpack
 import psutil
 import redis
 
-from farm import keys, registry
+from farm import keys, registry, signing
 from farm.cluster import free_port
 from support.helpers import FARM, LEAN
 from support.services import wait_for
@@ -116,6 +116,8 @@ class HostFarm:
         self.port = free_port()
         self.password = secrets.token_hex(16)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        root.mkdir(parents=True, exist_ok=True)
+        self.key_file = signing.write_key_file(root / "signing.key")  # the farm's, as farm up makes one
 
     def url(self, address: str = "127.0.0.1") -> str:
         return f"redis://:{self.password}@{address}:{self.port}/0"
@@ -213,6 +215,7 @@ class HostFarm:
     def _env(self, broker: str | None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
         env["FARM_LEASE_S"] = self.lease_s
+        env["FARM_SIGNING_KEY_FILE"] = str(self.key_file)
         if broker:
             env["FARM_BROKER_URL"] = broker  # not on the command line, where ps would show the password
         return env
