@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from coordinator import transitions
-from coordinator.aggregate import PENDING, Merge, TestRun, merge
+from coordinator.aggregate import PENDING, Merge, merge
 from coordinator.machine import SuiteView
 from coordinator.state import COLLECTION_OWNER
 from farm import keys
 from farm.attempts import Attempt
 from farm.errors import SuiteNotFound
-from farm.model import Collection, SuiteSpec, TestRecord, WorkerInfo
+from farm.model import Collection, SuiteSpec, TestRecord, TestRun, WorkerInfo
 from farm.outcomes import FAILURES, Outcome
 from farm.protocol import decode, encode
 from farm.states import AttemptState, SuiteStatus

@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 
 from coordinator import deadlines, machine, transitions
-from coordinator.reporting import build_report
 from coordinator.store import SuiteStore
 from coordinator.sweep import reconcile, sweep
 from farm.attempts import Attempt
@@ -23,6 +22,7 @@ from farm.nodeids import param_positions
 from farm.outcomes import FAILURES, Outcome, maxfail_reached
 from farm.protocol import decode, encode
 from farm.pytest_options import effective
+from farm.report.build import build_report
 from farm.states import AttemptState, SuiteStatus
 
 log = logging.getLogger("farm.coordinator")

@@ -13,11 +13,11 @@ from typing import Any, TypeVar
 import msgpack
 import redis
 
-from coordinator.aggregate import PENDING, Merge, TestRun, merge
+from coordinator.aggregate import PENDING, Merge, merge
 from farm import keys
 from farm.attempts import Attempt
 from farm.config import Settings
-from farm.model import TestRecord
+from farm.model import TestRecord, TestRun, record_from_plain, record_to_plain
 from farm.outcomes import FAILURES, Outcome
 
 #: Entries (one per merged batch) the finished-tests stream keeps; a client reading it with -v
@@ -43,19 +43,6 @@ def unpack(data: bytes) -> Any:
 
 def texts(values: Iterable[bytes | None]) -> list[str | None]:
     return [None if v is None else v.decode() for v in values]
-
-
-def record_to_plain(r: TestRecord) -> dict[str, Any]:
-    return {"test_id": r.test_id, "outcome": r.outcome.value, "duration_s": r.duration_s, "phase": r.phase,
-            "message": r.message, "longrepr": r.longrepr, "sections": [list(s) for s in r.sections],
-            "started_at": r.started_at, "setup_s": r.setup_s, "call_s": r.call_s, "teardown_s": r.teardown_s,
-            "ran_as": r.ran_as}
-
-
-def record_from_plain(d: dict[str, Any]) -> TestRecord:
-    return TestRecord(d["test_id"], Outcome(d["outcome"]), d["duration_s"], d["phase"], d["message"],
-                      d["longrepr"], tuple((n, t) for n, t in d["sections"]), d["started_at"],
-                      d.get("setup_s", 0.0), d.get("call_s", 0.0), d.get("teardown_s", 0.0), d.get("ran_as", ""))
 
 
 class RedisOutcomes:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from coordinator.aggregate import Merge, TestRun
+from coordinator.aggregate import Merge
 from coordinator.machine import SuiteView
 from farm.attempts import Attempt
-from farm.model import Collection, SuiteSpec, TestRecord, WorkerInfo
+from farm.model import Collection, SuiteSpec, TestRecord, TestRun, WorkerInfo
 from farm.states import AttemptState
 
 
