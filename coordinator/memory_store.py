@@ -251,11 +251,8 @@ class MemoryStore:
         s, name = self._suite(suite_id), keys.attempt_key(assignment_id, number)
         if name not in s.attempts:
             return None
-        old = s.attempts[name]
-        s.attempts[name] = change(old)
-        event = eventlog.changed(old, s.attempts[name], self.clock())
-        if event is not None:
-            self._log(suite_id, event)
+        old, s.attempts[name] = s.attempts[name], change(s.attempts[name])
+        self._log(suite_id, *filter(None, [eventlog.changed(old, s.attempts[name], self.clock())]))
         return s.attempts[name]
 
     def requeue(self, suite_id: str, old: Attempt, why: str, *, now: float, state: AttemptState = AttemptState.LOST,
@@ -381,8 +378,7 @@ class MemoryStore:
                      **fields: Any) -> None:
         s = self._suite(suite_id)
         s.report = report_json
-        if event is not None:
-            self._log(suite_id, event)
+        self._log(suite_id, *filter(None, [event]))
         s.fields.update(fields)
         self._active.discard(suite_id)
         self._submitted.pop(suite_id, None)
