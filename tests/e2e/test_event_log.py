@@ -69,8 +69,10 @@ def test_the_log_of_a_suite_with_a_lost_worker_gives_its_report(farm_up, tmp_pat
         kinds = [line.split()[1] for line in shown.stdout.splitlines()]
         firsts = [kinds.index(k) if k in kinds else -1 for k in IN_ORDER]
         assert -1 not in firsts and firsts == sorted(firsts), f"not in order {IN_ORDER}:\n{shown.stdout}"
-        assert kinds[-1] == "finished" and kinds.count("finished") == 1
-        assert followed.splitlines() == shown.stdout.splitlines(), "--follow printed another log"
+        assert kinds.count("finished") == 1
+        # --follow printed the log up to its `finished` (a late batch may come after: the report has it not)
+        lines = followed.splitlines()
+        assert lines == shown.stdout.splitlines()[:len(lines)] and lines[-1].split()[1] == "finished", followed
 
         as_json = farm("events", suite_id, "--broker", broker, "--json")
         rows = [json.loads(line) for line in as_json.stdout.splitlines()]
