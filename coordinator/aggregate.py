@@ -12,31 +12,10 @@ from __future__ import annotations
 from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
-from farm.model import TestRecord
+from farm.model import TestRecord, TestRun
 from farm.outcomes import Outcome, supersedes
 
 PENDING = "pending"
-
-
-@dataclass(frozen=True)
-class TestRun:
-    """One test's result in one attempt (the `attempts` hash; the report lists them under each test)."""
-
-    __test__ = False  # not a pytest test class, despite its name
-
-    test_id: str
-    assignment: str
-    attempt: int
-    worker: str
-    node: str
-    outcome: str
-    duration_s: float
-    started_at: float
-    fenced: bool = False  # from an attempt that no longer owned the test: history only, never counted
-
-    @property
-    def key(self) -> str:
-        return f"{self.test_id}\0{self.assignment}\0{self.attempt}"
 
 
 @dataclass

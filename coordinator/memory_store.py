@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from coordinator import transitions
-from coordinator.aggregate import PENDING, Merge, TestRun, merge
+from coordinator.aggregate import PENDING, Merge, merge
 from coordinator.machine import SuiteView
 from coordinator.state import COLLECTION_OWNER
+from farm import events as eventlog
 from farm import keys
 from farm.attempts import Attempt
 from farm.errors import SuiteNotFound
-from farm.model import Collection, SuiteSpec, TestRecord, WorkerInfo
+from farm.model import Collection, SuiteSpec, TestRecord, TestRun, WorkerInfo
 from farm.outcomes import FAILURES, Outcome
 from farm.protocol import decode, encode
 from farm.states import AttemptState, SuiteStatus
@@ -44,6 +46,7 @@ class _Suite:
     crash_retries: dict[str, int] = field(default_factory=dict)
     leases: dict[str, str] = field(default_factory=dict)
     report: str | None = None
+    log: list[bytes] = field(default_factory=list)  # the event log (packed, as the stream keeps them)
 
 
 def _atomic(cls: type[T]) -> type[T]:
@@ -67,7 +70,8 @@ class MemoryStore:
     """One farm's state in memory (satisfies `coordinator.store.SuiteStore`); every public method
     holds one lock, so each is atomic as SuiteState's are."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock  # the time events are stamped with
         self._lock = threading.RLock()
         self._suites: dict[str, _Suite] = {}
         self._submitted: dict[str, float] = {}
@@ -82,6 +86,7 @@ class MemoryStore:
         self._suites[spec.suite_id] = _Suite({"spec": encode(spec), "status": SuiteStatus.SUBMITTED.value,
                                               "submitted_at": spec.submitted_at})
         self._submitted[spec.suite_id] = spec.submitted_at
+        self._log(spec.suite_id, eventlog.submitted(spec))
 
     def add_worker(self, info: WorkerInfo, *, alive: bool = True) -> None:
         self._workers[info.name] = (info, alive)
@@ -102,6 +107,16 @@ class MemoryStore:
     def current(self, suite_id: str) -> dict[str, str]:
         """Assignment id → its current attempt ("N", "N!" once ended), as workers read it."""
         return dict(self._suite(suite_id).current)
+
+    def events(self, suite_id: str) -> list[eventlog.Event]:
+        """The suite's event log, oldest first."""
+        return [eventlog.unpack(e) for e in self._suite(suite_id).log]
+
+    def _log(self, suite_id: str, *logged: eventlog.Event) -> None:
+        """Append to the suite's log, keeping the newest `eventlog.cap(tests)` entries."""
+        s = self._suite(suite_id)
+        s.log.extend(eventlog.pack(e) for e in logged)
+        del s.log[:max(0, len(s.log) - eventlog.cap(int(s.fields.get("total") or 0)))]
 
     def _suite(self, suite_id: str) -> _Suite:
         s = self._suites.get(suite_id)
@@ -144,7 +159,10 @@ class MemoryStore:
         return [sid for sid, at in self._submitted.items() if at <= before]
 
     def request_cancel(self, suite_id: str, now: float) -> None:
-        self._suite(suite_id).fields.setdefault("cancel", now)
+        f = self._suite(suite_id).fields
+        if "cancel" not in f:
+            f["cancel"] = now
+            self._log(suite_id, eventlog.Event(eventlog.Kind.CANCEL, self.clock(), detail="requested"))
 
     def request_stop(self, suite_id: str, reason: str) -> bool:
         f = self._suite(suite_id).fields
@@ -183,6 +201,7 @@ class MemoryStore:
         s.owners.update({t: COLLECTION_OWNER for t in decided_ids})
         s.fields.update(status=SuiteStatus.RUNNING.value, collection=encode(collection), order=all_ids,
                         total=len(all_ids), done=0, started_at=now, maxfail=maxfail)
+        self._log(collection.suite_id, eventlog.collected(collection, all_ids, attempts, self.clock()))
         return True
 
     def total_and_done(self, suite_id: str) -> tuple[int, int]:
@@ -190,7 +209,7 @@ class MemoryStore:
         return int(f.get("total") or 0), int(f.get("done") or 0)
 
     def merge(self, suite_id: str, records: list[TestRecord], *, assignment: str, attempt: int, worker: str,
-              node: str, fence: bool = True) -> Merge:
+              node: str, fence: bool = True, kind: eventlog.Kind = eventlog.Kind.RECORDS) -> Merge:
         s = self._suite(suite_id)
         ids = list(dict.fromkeys(r.test_id for r in records))
         result = merge({t: s.outcomes.get(t) for t in ids}, records, assignment=assignment, attempt=attempt,
@@ -207,6 +226,9 @@ class MemoryStore:
             if delta:
                 s.counts[outcome] = s.counts.get(outcome, 0) + delta
         s.fields["done"] = int(s.fields.get("done") or 0) + result.newly_final
+        self._log(suite_id, *eventlog.merged(result.counted, result.runs, result.verdicts, assignment=assignment,
+                                           attempt=attempt, worker=worker, node=node, at=self.clock(), kind=kind,
+                                           fenced=result.fenced))
         return result
 
     def pending_in(self, suite_id: str, test_ids: Sequence[str], owner: str | None = None) -> list[str]:
@@ -229,7 +251,8 @@ class MemoryStore:
         s, name = self._suite(suite_id), keys.attempt_key(assignment_id, number)
         if name not in s.attempts:
             return None
-        s.attempts[name] = change(s.attempts[name])
+        old, s.attempts[name] = s.attempts[name], change(s.attempts[name])
+        self._log(suite_id, *filter(None, [eventlog.changed(old, s.attempts[name], self.clock())]))
         return s.attempts[name]
 
     def requeue(self, suite_id: str, old: Attempt, why: str, *, now: float, state: AttemptState = AttemptState.LOST,
@@ -243,6 +266,7 @@ class MemoryStore:
             return []
         ended, new = change
         s.attempts[ended.key] = ended
+        self._log(suite_id, *eventlog.given_up_on(ended, new, self.clock()))
         if new is None:
             return []
         s.attempts[new.key] = new
@@ -276,6 +300,7 @@ class MemoryStore:
         s.attempts[new.key] = new.but(test_ids=tuple(names))
         s.current[new.assignment_id] = str(new.number)
         s.fields.pop("complete_at", None)
+        self._log(suite_id, eventlog.run_again(s.attempts[new.key], self.clock(), crash_retry=crash_retry))
         return names
 
     def mark_ended(self, suite_id: str, assignment_id: str, number: int) -> None:
@@ -294,6 +319,8 @@ class MemoryStore:
         f = self._suite(suite_id).fields
         f["collect_lost"] = int(f.get("collect_lost") or 0) + 1
         f.pop("collect_started", None)
+        self._log(suite_id, eventlog.Event(eventlog.Kind.LEASE_LOST, self.clock(), "collect", int(f["collect_lost"]),
+                                         detail="the collection was lost"))
         return int(f["collect_lost"])
 
     # --- reading for the report ----------------------------------------------------------
@@ -347,9 +374,11 @@ class MemoryStore:
         f["finalized"] = 1
         return True
 
-    def store_report(self, suite_id: str, report_json: str, **fields: Any) -> None:
+    def store_report(self, suite_id: str, report_json: str, event: eventlog.Event | None = None,
+                     **fields: Any) -> None:
         s = self._suite(suite_id)
         s.report = report_json
+        self._log(suite_id, *filter(None, [event]))
         s.fields.update(fields)
         self._active.discard(suite_id)
         self._submitted.pop(suite_id, None)

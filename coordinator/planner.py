@@ -13,9 +13,9 @@ import time
 from collections.abc import Callable
 
 from coordinator import deadlines, machine, transitions
-from coordinator.reporting import build_report
 from coordinator.store import SuiteStore
 from coordinator.sweep import reconcile, sweep
+from farm import events
 from farm.attempts import Attempt
 from farm.config import Settings
 from farm.model import Assignment, Collection, Completion, RecordBatch, SuiteSpec, TestRecord
@@ -23,6 +23,7 @@ from farm.nodeids import param_positions
 from farm.outcomes import FAILURES, Outcome, maxfail_reached
 from farm.protocol import decode, encode
 from farm.pytest_options import effective
+from farm.report.build import build_report
 from farm.states import AttemptState, SuiteStatus
 
 log = logging.getLogger("farm.coordinator")
@@ -240,7 +241,8 @@ class Planner:
             self.finish_unplanned(self.state.spec(suite_id), finish)
         elif status == SuiteStatus.RUNNING:
             pending = self.state.all_pending(suite_id)
-            self.mark_not_run(suite_id, pending, "deadline", 0, "", "", machine.DEADLINE_NOT_RUN)
+            self.mark_not_run(suite_id, pending, "deadline", 0, "", "", machine.DEADLINE_NOT_RUN,
+                              kind=events.Kind.DEADLINE)
             self.finish_if_complete(suite_id, force=True)
 
     # --- the sweep -----------------------------------------------------------------------
@@ -256,11 +258,11 @@ class Planner:
     # --- finishing -----------------------------------------------------------------------
 
     def mark_not_run(self, sid: str, test_ids: list[str], assignment: str, attempt: int, worker: str, node: str,
-                 why: str) -> None:
+                     why: str, kind: events.Kind = events.Kind.RECORDS) -> None:
         records = [TestRecord(t, Outcome.NOT_RUN, phase="", message=why) for t in test_ids]
         # The coordinator's own verdict: not subject to ownership fencing.
         self.state.merge(sid, records, assignment=assignment, attempt=attempt, worker=worker, node=node,
-                         fence=False)
+                         fence=False, kind=kind)
 
     def _complete(self, sid: str, *, force: bool) -> bool:
         total, done = self.state.total_and_done(sid)
@@ -357,12 +359,19 @@ class Planner:
             counted.setdefault(d.test_id, d)
         order = self.state.order(sid) or [d.test_id for d in finish.decided]
         attempts = self.state.attempts(sid)
+        collection_now = collection or self.state.collection(sid)
+        used = {a.worker for a in attempts} | ({collection_now.worker} if collection_now else set())
+        workers = [w for w in self.state.workers() if w.name in used]
+        stopped = self.state.stop_reason(sid)
         report = build_report(
             spec=spec, status=finish.status, exit_code=finish.exit_code, message=finish.message, started_at=started,
-            finished_at=now, collection=collection or self.state.collection(sid), order=order, counted=counted,
-            runs=self.state.test_runs(sid), attempts=attempts, workers=self.state.workers(),
-            stopped=self.state.stop_reason(sid),
+            finished_at=now, collection=collection_now, order=order, counted=counted,
+            runs=self.state.test_runs(sid), attempts=attempts, workers=workers, stopped=stopped,
         )
+        # The log's last word: what the report says beyond the log's other events (farm.report.rebuild).
+        event = events.finished(status=finish.status.value, exit_code=finish.exit_code, message=finish.message,
+                                started_at=started, finished_at=now, stopped=stopped, workers=workers,
+                                decided=finish.decided, collection=collection)
         # History first: whoever sees the report (the embedded farm saving its history, the next
         # submission) sees this suite's durations too.
         timed = machine.timed(counted)
@@ -370,6 +379,6 @@ class Planner:
         if overhead is not None:
             timed[machine.OVERHEAD_KEY] = overhead
         self.state.record_durations(spec.project, timed)
-        self.state.store_report(sid, json.dumps(report, ensure_ascii=False), status=finish.status.value,
+        self.state.store_report(sid, json.dumps(report, ensure_ascii=False), event, status=finish.status.value,
                                 exit_code=finish.exit_code, finished_at=now, message=finish.message)
         log.info("suite %s %s: exit code %d", sid, finish.status, finish.exit_code)

@@ -7,17 +7,19 @@ watched key changed meanwhile.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import msgpack
 import redis
 
-from coordinator.aggregate import PENDING, Merge, TestRun, merge
+from coordinator.aggregate import PENDING, Merge, merge
+from farm import events as eventlog
 from farm import keys
 from farm.attempts import Attempt
 from farm.config import Settings
-from farm.model import TestRecord
+from farm.model import TestRecord, TestRun, record_from_plain, record_to_plain
 from farm.outcomes import FAILURES, Outcome
 
 #: Entries (one per merged batch) the finished-tests stream keeps; a client reading it with -v
@@ -45,28 +47,41 @@ def texts(values: Iterable[bytes | None]) -> list[str | None]:
     return [None if v is None else v.decode() for v in values]
 
 
-def record_to_plain(r: TestRecord) -> dict[str, Any]:
-    return {"test_id": r.test_id, "outcome": r.outcome.value, "duration_s": r.duration_s, "phase": r.phase,
-            "message": r.message, "longrepr": r.longrepr, "sections": [list(s) for s in r.sections],
-            "started_at": r.started_at, "setup_s": r.setup_s, "call_s": r.call_s, "teardown_s": r.teardown_s,
-            "ran_as": r.ran_as}
-
-
-def record_from_plain(d: dict[str, Any]) -> TestRecord:
-    return TestRecord(d["test_id"], Outcome(d["outcome"]), d["duration_s"], d["phase"], d["message"],
-                      d["longrepr"], tuple((n, t) for n, t in d["sections"]), d["started_at"],
-                      d.get("setup_s", 0.0), d.get("call_s", 0.0), d.get("teardown_s", 0.0), d.get("ran_as", ""))
-
-
 class RedisOutcomes:
     """Merged outcomes of suites in one Redis, and the read-decide-write primitive."""
 
-    def __init__(self, store: redis.Redis, settings: Settings, name: str = "1") -> None:
+    def __init__(self, store: redis.Redis, settings: Settings, name: str = "1",
+                 clock: Callable[[], float] = time.time) -> None:
         # redis-py types every reply as a union of its sync and async shapes; this class only
         # uses the synchronous client, whose replies are bytes, ints and lists of them.
         self.r: Any = store
         self.settings = settings
         self.name = name  # the coordinator's: a finish claim names its holder (coordinator/peers.py)
+        self.clock = clock  # the time events are stamped with
+        self._tests: dict[str, int] = {}  # suite -> its planned tests (bounds its log; never changes)
+
+    # --- the event log ---------------------------------------------------------------------
+
+    def log(self, pipe: Any, suite_id: str, *logged: eventlog.Event, tests: int | None = None) -> None:
+        """Append events to the suite's log, on the pipeline of the transaction they describe."""
+        n = self._planned_tests(suite_id) if tests is None else tests
+        for e in logged:
+            eventlog.append(pipe, suite_id, e, tests=n, ttl_s=self.settings.suite_ttl_s)
+
+    def _planned_tests(self, suite_id: str) -> int:
+        n = self._tests.get(suite_id)
+        if n is None:
+            total = self.r.hget(keys.suite(suite_id), "total")
+            if total is None:
+                return 0  # not planned yet: the log's base cap
+            if len(self._tests) >= 256:
+                self._tests.pop(next(iter(self._tests)))
+            n = self._tests[suite_id] = int(total)
+        return n
+
+    def events(self, suite_id: str) -> list[eventlog.Event]:
+        """The suite's event log, oldest first."""
+        return [eventlog.unpack(fields[b"e"]) for _, fields in self.r.xrange(keys.events(suite_id))]
 
     # --- the one read-decide-write primitive ----------------------------------------------
 
@@ -92,7 +107,7 @@ class RedisOutcomes:
     # --- merging -------------------------------------------------------------------------
 
     def merge(self, suite_id: str, records: list[TestRecord], *, assignment: str, attempt: int, worker: str,
-              node: str, fence: bool = True) -> Merge:
+              node: str, fence: bool = True, kind: eventlog.Kind = eventlog.Kind.RECORDS) -> Merge:
         """Merge records into the suite atomically; returns what changed."""
         okey, wkey = keys.outcomes(suite_id), keys.owners(suite_id)
         ids = list(dict.fromkeys(r.test_id for r in records))
@@ -109,7 +124,14 @@ class RedisOutcomes:
             result = merge(dict(zip(ids, values, strict=True)), records, assignment=assignment, attempt=attempt,
                            worker=worker, node=node, owners=owners if fence else None,
                            rerun={t for t, n in zip(ids, reruns, strict=True) if n is not None})
-            return result, lambda pipe: self._write_merge(pipe, suite_id, result, worker)
+            logged = eventlog.merged(result.counted, result.runs, result.verdicts, assignment=assignment,
+                                   attempt=attempt, worker=worker, node=node, at=self.clock(), kind=kind,
+                                   fenced=result.fenced)
+
+            def write(pipe: Any) -> None:
+                self._write_merge(pipe, suite_id, result, worker)
+                self.log(pipe, suite_id, *logged)
+            return result, write
 
         return self.transact([okey, wkey], read, decide)
 
@@ -193,6 +215,8 @@ class RedisOutcomes:
                 pipe.hset(keys.assignments(suite_id), new.key, new.but(test_ids=tuple(names)).pack())
                 pipe.hset(keys.current(suite_id), new.assignment_id, new.number)
                 pipe.hdel(keys.suite(suite_id), "complete_at")
+                self.log(pipe, suite_id, eventlog.run_again(new.but(test_ids=tuple(names)), self.clock(),
+                                                          crash_retry=crash_retry))
             return names, write
 
         return self.transact([okey, wkey], lambda pipe: texts(pipe.hmget(okey, tests)) if tests else [], decide)

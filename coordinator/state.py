@@ -13,6 +13,7 @@ from coordinator import transitions
 from coordinator.aggregate import PENDING
 from coordinator.machine import SuiteView
 from coordinator.redis_outcomes import RedisOutcomes, Write, chunks, pack, texts, unpack
+from farm import events as eventlog
 from farm import keys, registry
 from farm.attempts import Attempt
 from farm.errors import ProtocolError, SuiteNotFound
@@ -90,8 +91,20 @@ class SuiteState(RedisOutcomes):
         return [keys.text(s) for s in self.r.zrangebyscore(keys.SUBMITTED, 0, before)]
 
     def request_cancel(self, suite_id: str, now: float) -> None:
-        """Flag the suite canceled (workers check the flag); the first request's time is kept."""
-        self.r.hsetnx(keys.suite(suite_id), "cancel", now)
+        """Flag the suite canceled (workers check the flag); the first request's time is kept
+        (and only the first is logged)."""
+        key = keys.suite(suite_id)
+
+        def decide(cancel: bytes | None) -> tuple[None, Write]:
+            if cancel is not None:
+                return None, None
+
+            def write(pipe: Any) -> None:
+                pipe.hset(key, "cancel", now)
+                self.log(pipe, suite_id, eventlog.Event(eventlog.Kind.CANCEL, self.clock(), detail="requested"))
+            return None, write
+
+        self.transact([key], lambda pipe: pipe.hget(key, "cancel"), decide)
 
     def request_stop(self, suite_id: str, reason: str) -> bool:
         """Flag the suite stopped (-x/--maxfail reached; workers check the flag); True the first time."""
@@ -134,6 +147,7 @@ class SuiteState(RedisOutcomes):
                 pipe.hset(keys.owners(sid), mapping={t: COLLECTION_OWNER for t in decided_ids})
             for key in keys.suite_keys(sid):  # nothing lives forever, finished or not
                 pipe.expire(key, self.settings.suite_ttl_s)
+            self.log(pipe, sid, eventlog.collected(collection, all_ids, attempts, self.clock()), tests=len(all_ids))
 
         return self._transition(sid, SuiteStatus.COLLECTING, SuiteStatus.RUNNING, also=also,
                                 collection=encode(collection), order=pack(all_ids), total=len(all_ids), done=0,
@@ -163,8 +177,15 @@ class SuiteState(RedisOutcomes):
         def decide(data: bytes | None) -> tuple[Attempt | None, Write]:
             if data is None:
                 return None, None
-            new = change(Attempt.unpack(data))
-            return new, lambda pipe: pipe.hset(akey, name, new.pack())
+            old = Attempt.unpack(data)
+            new = change(old)
+            event = eventlog.changed(old, new, self.clock())
+
+            def write(pipe: Any) -> None:
+                pipe.hset(akey, name, new.pack())
+                if event is not None:
+                    self.log(pipe, suite_id, event)
+            return new, write
 
         return self.transact([akey], lambda pipe: pipe.hget(akey, name), decide)
 
@@ -198,6 +219,7 @@ class SuiteState(RedisOutcomes):
 
             def write(pipe: Any) -> None:
                 pipe.hset(akey, ended.key, ended.pack())
+                self.log(pipe, suite_id, *eventlog.given_up_on(ended, new, self.clock()))
                 if new is not None:
                     pipe.hset(akey, new.key, new.pack())
                     pipe.hset(wkey, mapping={t: new.key for t in new.test_ids})
@@ -232,11 +254,19 @@ class SuiteState(RedisOutcomes):
 
     def collection_retry(self, suite_id: str) -> int:
         """Count a lost collection and clear its start mark; returns how many were lost."""
-        with self.r.pipeline() as pipe:
-            pipe.hincrby(keys.suite(suite_id), "collect_lost", 1)
-            pipe.hdel(keys.suite(suite_id), "collect_started")
-            lost, _ = pipe.execute()
-        return int(lost)
+        key = keys.suite(suite_id)
+
+        def decide(lost: bytes | None) -> tuple[int, Write]:
+            tries = int(lost or 0) + 1
+
+            def write(pipe: Any) -> None:
+                pipe.hset(key, "collect_lost", tries)
+                pipe.hdel(key, "collect_started")
+                self.log(pipe, suite_id, eventlog.Event(eventlog.Kind.LEASE_LOST, self.clock(), "collect", tries,
+                                                      detail="the collection was lost"))
+            return tries, write
+
+        return self.transact([key], lambda pipe: pipe.hget(key, "collect_lost"), decide)
 
     # --- reading for the report ----------------------------------------------------------
 
@@ -274,10 +304,13 @@ class SuiteState(RedisOutcomes):
         """True for exactly one caller: the one that finishes the suite."""
         return bool(self.r.hsetnx(keys.suite(suite_id), "finalized", self.name))
 
-    def store_report(self, suite_id: str, report_json: str, **fields: Any) -> None:
+    def store_report(self, suite_id: str, report_json: str, event: eventlog.Event | None = None,
+                     **fields: Any) -> None:
         ttl = self.settings.suite_ttl_s
         with self.r.pipeline() as pipe:
             pipe.set(keys.report(suite_id), report_json)
+            if event is not None:
+                self.log(pipe, suite_id, event)
             pipe.hset(keys.suite(suite_id), mapping=fields)
             pipe.srem(keys.ACTIVE, suite_id)
             pipe.zrem(keys.SUBMITTED, suite_id)

@@ -6,6 +6,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from coordinator import deadlines, machine, transitions
+from farm import events
 from farm.errors import SuiteNotFound
 from farm.model import Completion, SuiteSpec
 from farm.protocol import decode
@@ -80,7 +81,8 @@ def _cancel_due(driver: Planner, sid: str) -> bool:
         return due == machine.Cancel.WAIT
     if view.status == SuiteStatus.RUNNING:
         pending = driver.state.all_pending(sid)
-        driver.mark_not_run(sid, pending, "cancel", 0, "", "", "suite canceled before this test ran")
+        driver.mark_not_run(sid, pending, "cancel", 0, "", "", "suite canceled before this test ran",
+                            kind=events.Kind.CANCEL)
         driver.finish_if_complete(sid)
     else:
         finish = machine.unplanned_end(view.status, deadline=False)

@@ -1,4 +1,4 @@
-"""The `farm` command line: submit-suite, status, results, cancel, history, up, and the service entry points."""
+"""The `farm` command line: submit-suite, status, cancel, history, up, the services (results, events: cli_results)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,12 @@ import click
 
 from farm import __version__
 from farm.bundle import make_bundle
+from farm.cli_common import CONTEXT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, broker_option
+from farm.cli_common import CommandExit as _Exit
+from farm.cli_common import check_writable as _check_writable
+from farm.cli_common import client_for as _client
+from farm.cli_common import exit_with as _exit
+from farm.cli_results import events, results
 from farm.client import Client, SuiteOptions, check_broker_url
 from farm.cluster import ClusterSpec, LocalCluster
 from farm.config import Settings, parse_duration
@@ -23,13 +29,6 @@ from farm.extras import require_libvirt
 from farm.history_cache import EmbeddedHistory
 from farm.states import FINAL_STATUSES
 from farm.watch import wait_and_report
-
-#: Exit codes, as pytest's.
-EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INTERNAL, EXIT_USAGE, EXIT_NO_TESTS = 0, 1, 2, 3, 4, 5
-
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-broker_option = click.option("--broker", envvar="FARM_BROKER_URL", metavar="URL",
-                             help="Redis broker of a running farm [env: FARM_BROKER_URL].")
 
 
 @click.group(context_settings=CONTEXT)
@@ -145,22 +144,10 @@ def _duration(option: str, text: str | None) -> float:
         raise UsageError(f"{option}: {exc}") from None
 
 
-def _check_writable(*paths: Path | None) -> None:
-    for p in paths:
-        if p is not None and not p.resolve().parent.is_dir():
-            raise UsageError(f"cannot write {p}: no such directory")
+# --- status, cancel (results and events: farm/cli_results.py) ----------------------------
 
-
-# --- status, results, cancel -------------------------------------------------------------
-
-
-def _client(broker: str | None) -> Client:
-    settings = Settings.from_env()
-    if broker:
-        settings = replace(settings, broker_url=check_broker_url(broker))
-    if not settings.broker_url:
-        raise UsageError("no farm to ask: pass --broker URL or set FARM_BROKER_URL")
-    return Client(settings)
+main.add_command(results)
+main.add_command(events)
 
 
 @main.command(context_settings=CONTEXT)
@@ -186,26 +173,6 @@ def status(suite_id: str | None, broker: str | None) -> None:
         click.echo(line)
     finally:
         client.close()
-
-
-@main.command(context_settings=CONTEXT)
-@click.argument("suite_id")
-@broker_option
-@click.option("--junit-xml", type=click.Path(path_type=Path, dir_okay=False), help="Write JUnit XML here.")
-@click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False),
-              help="Write the JSON report here.")
-@click.option("-v", "--verbose", is_flag=True, help="List skipped and xfailed tests in the summary.")
-def results(suite_id: str, broker: str | None, junit_xml: Path | None, json_path: Path | None,
-            verbose: bool) -> None:
-    """Wait for a suite to end, then print its summary; exits with the suite's exit code."""
-    _check_writable(junit_xml, json_path)
-    client = _client(broker)
-    try:
-        client.progress(suite_id)  # unknown suite: a usage error before any waiting
-        code = wait_and_report(client, suite_id, junit_xml, json_path, verbose)
-    finally:
-        client.close()
-    _exit(code)
 
 
 @main.command(context_settings=CONTEXT)
@@ -358,15 +325,6 @@ def coordinator(args: tuple[str, ...]) -> NoReturn:
 
 
 # --- running the CLI ---------------------------------------------------------------------
-
-
-class _Exit(Exception):
-    def __init__(self, code: int) -> None:
-        self.code = code
-
-
-def _exit(code: int) -> NoReturn:
-    raise _Exit(code)
 
 
 def _on_term(signum: int, frame: Any) -> None:

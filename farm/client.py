@@ -14,7 +14,7 @@ from urllib.parse import urlparse
 import msgpack
 import redis
 
-from farm import keys, registry, store
+from farm import events, keys, registry, store
 from farm.attempts import Attempt
 from farm.bundle import Bundle
 from farm.celery_app import CANCEL_SUITE, SUITE_SUBMITTED, make_app
@@ -115,12 +115,15 @@ class Client:
             # The same bytes under the same digest: an existing bundle is only given a new lease.
             self.store.set(keys.bundle(bundle.digest), bundle.data, ex=self.settings.bundle_ttl_s, nx=True)
             self.store.expire(keys.bundle(bundle.digest), self.settings.bundle_ttl_s)
-            self.store.hset(keys.suite(suite_id), mapping={
-                "spec": encode(spec), "status": SuiteStatus.SUBMITTED, "submitted_at": spec.submitted_at,
-            })
-            # Even a suite that never finishes (its farm went away) expires in time.
-            self.store.expire(keys.suite(suite_id), self.settings.suite_ttl_s)
-            self.store.zadd(keys.SUBMITTED, {suite_id: spec.submitted_at})
+            with self.store.pipeline() as pipe:  # the suite and its log's first event, at once
+                pipe.hset(keys.suite(suite_id), mapping={
+                    "spec": encode(spec), "status": SuiteStatus.SUBMITTED, "submitted_at": spec.submitted_at,
+                })
+                # Even a suite that never finishes (its farm went away) expires in time.
+                pipe.expire(keys.suite(suite_id), self.settings.suite_ttl_s)
+                events.append(pipe, suite_id, events.submitted(spec), tests=0, ttl_s=self.settings.suite_ttl_s)
+                pipe.zadd(keys.SUBMITTED, {suite_id: spec.submitted_at})
+                pipe.execute()
             self.app.send_task(SUITE_SUBMITTED, args=[suite_id])
         except redis.RedisError as exc:
             raise BrokerUnreachable(f"lost the broker while submitting: {exc}") from None
@@ -201,7 +204,24 @@ class Client:
         if keys.text(status) in FINAL_STATUSES:
             return keys.text(status)
         # The flag is what workers check; the message lets the coordinator close the suite.
-        self.store.hsetnx(keys.suite(suite_id), "cancel", time.time())
+        key = keys.suite(suite_id)
+        pipeline: Any = self.store.pipeline()  # redis-py's pipeline methods are untyped
+        with pipeline as pipe:
+            while True:  # the first request sets the flag and is logged, in one transaction
+                try:
+                    pipe.watch(key)
+                    if pipe.hget(key, "cancel") is not None:
+                        pipe.unwatch()
+                        break
+                    tests = int(pipe.hget(key, "total") or 0)
+                    pipe.multi()
+                    pipe.hset(key, "cancel", time.time())
+                    events.append(pipe, suite_id, events.Event(events.Kind.CANCEL, time.time(), detail="requested"),
+                                  tests=tests, ttl_s=self.settings.suite_ttl_s)
+                    pipe.execute()
+                    break
+                except redis.WatchError:
+                    continue
         self.app.send_task(CANCEL_SUITE, args=[suite_id])
         return None
 
@@ -236,6 +256,19 @@ class Client:
             except (ValueError, TypeError, msgpack.UnpackException):
                 continue  # not ours: skipped, as the report has every test anyway
         return after, tests
+
+    def events(self, suite_id: str, after: str = "-", count: int = 1000) -> tuple[str, list[events.Event]]:
+        """The suite's events after log entry `after` ("-": from the first), oldest first, and the
+        last entry read (SuiteNotFound if the suite is unknown)."""
+        entries: Any = self.store.xrange(keys.events(suite_id), "-" if after == "-" else f"({after}", "+",
+                                         count=count)
+        if not entries and after == "-" and not self.store.exists(keys.suite(suite_id)):
+            raise SuiteNotFound(f"no suite {suite_id!r} in this farm")
+        out = []
+        for entry_id, fields in entries:
+            after = keys.text(entry_id)
+            out.append(events.unpack(fields[b"e"]))
+        return after, out
 
     def close(self) -> None:
         if self._app is not None:

@@ -8,7 +8,8 @@ FarmError
 │   └── SignatureError    a message is unsigned, mis-signed, or signed with a key not in the keyring
 ├── InfrastructureError   a worker, runner or service failed (exit 3)
 │   └── BundleRefused     a worker will not unpack a bundle (over its FARM_MAX_UNPACKED_MB): final
-└── SuiteNotFound         a suite id that the state store does not know (exit 4)
+├── SuiteNotFound         a suite id that the state store does not know (exit 4)
+└── LogIncomplete         a suite's event log cannot give its report: trimmed, or not finished (exit 3)
 
 Interrupts that must never be swallowed derive from BaseException (see `Interrupted`).
 """
@@ -42,6 +43,13 @@ class SuiteNotFound(UsageError):
 
 class ProtocolError(FarmError):
     """A wire message is malformed, oversized, or of an unknown schema version."""
+
+
+class LogIncomplete(FarmError):
+    """A suite's event log cannot give its report: its oldest entries were trimmed, or it has no
+    `finished` event yet (`farm results --from-events`)."""
+
+    exit_code = 3
 
 
 class SignatureError(ProtocolError):

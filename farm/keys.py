@@ -85,6 +85,11 @@ def finished(suite_id: str) -> str:
     return f"{PREFIX}:suite:{suite_id}:finished"
 
 
+def events(suite_id: str) -> str:
+    """Stream (bounded, `farm.events.cap`): the suite's event log, one msgpack `farm.events.Event` per entry."""
+    return f"{PREFIX}:suite:{suite_id}:events"
+
+
 def suite_keys(suite_id: str) -> tuple[str, ...]:
     """Every key a suite owns (for expiry and deletion)."""
     return (
@@ -100,6 +105,7 @@ def suite_keys(suite_id: str) -> tuple[str, ...]:
         reruns(suite_id),
         crash_retries(suite_id),
         finished(suite_id),
+        events(suite_id),
     )
 
 

@@ -6,6 +6,7 @@ Frozen dataclasses only; how they travel is `farm.protocol`'s job.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from farm.outcomes import Outcome
 
@@ -163,3 +164,39 @@ class WorkerInfo:
     backend: str
     seen_at: float = 0.0  # the last heartbeat (epoch time)
     health: str = ""  # why the worker stopped consuming ("" while it is healthy)
+
+
+@dataclass(frozen=True)
+class TestRun:
+    """One test's result in one attempt (the `attempts` hash; the report lists them under each test)."""
+
+    __test__ = False  # not a pytest test class, despite its name
+
+    test_id: str
+    assignment: str
+    attempt: int
+    worker: str
+    node: str
+    outcome: str
+    duration_s: float
+    started_at: float
+    fenced: bool = False  # from an attempt that no longer owned the test: history only, never counted
+
+    @property
+    def key(self) -> str:
+        return f"{self.test_id}\0{self.assignment}\0{self.attempt}"
+
+
+def record_to_plain(r: TestRecord) -> dict[str, Any]:
+    """A record as plain data (msgpack-able): how the store and the event log keep it."""
+    return {"test_id": r.test_id, "outcome": r.outcome.value, "duration_s": r.duration_s, "phase": r.phase,
+            "message": r.message, "longrepr": r.longrepr, "sections": [list(s) for s in r.sections],
+            "started_at": r.started_at, "setup_s": r.setup_s, "call_s": r.call_s, "teardown_s": r.teardown_s,
+            "ran_as": r.ran_as}
+
+
+def record_from_plain(d: dict[str, Any]) -> TestRecord:
+    """The inverse of `record_to_plain`."""
+    return TestRecord(d["test_id"], Outcome(d["outcome"]), d["duration_s"], d["phase"], d["message"],
+                      d["longrepr"], tuple((n, t) for n, t in d["sections"]), d["started_at"],
+                      d.get("setup_s", 0.0), d.get("call_s", 0.0), d.get("teardown_s", 0.0), d.get("ran_as", ""))

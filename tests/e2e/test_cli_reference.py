@@ -72,12 +72,12 @@ def _table_rows(body: str) -> dict[str, str]:
 
 def test_every_command_has_a_section() -> None:
     commands = _commands()
-    assert {"submit-suite", "status", "results", "cancel", "up", "worker", "coordinator"} <= set(commands)
+    assert {"submit-suite", "status", "results", "events", "cancel", "up", "worker", "coordinator"} <= set(commands)
     for command in commands:
         _section_of(command)
 
 
-@pytest.mark.parametrize("command", ["submit-suite", "status", "results", "cancel", "history", "up", "worker",
+@pytest.mark.parametrize("command", ["submit-suite", "status", "results", "events", "cancel", "history", "up", "worker",
                                      "coordinator"])
 def test_the_options_table_matches_help(command: str) -> None:
     listed = _help_options(_help(command))

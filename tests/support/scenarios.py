@@ -20,11 +20,12 @@ from coordinator.memory_store import MemoryStore
 from coordinator.planner import Planner
 from coordinator.state import SuiteState
 from coordinator.store import SuiteStore
-from farm import keys
+from farm import events, keys
 from farm.config import Settings
 from farm.model import Assignment, Collection, Completion, RecordBatch, SessionInfo, SuiteSpec, TestRecord, WorkerInfo
 from farm.outcomes import Outcome
 from farm.protocol import encode
+from farm.report.rebuild import rebuild
 from farm.report.schema import expand
 
 T0 = 1_800_000_000.0
@@ -51,6 +52,7 @@ class World:
     def __init__(self, store: SuiteStore) -> None:
         self.store = store
         self.clock = Clock()
+        store.clock = self.clock  # type: ignore[attr-defined]  # events are stamped with the test's time
         self.collects: list[SuiteSpec] = []
         self.published: list[Assignment] = []
         self.queue_length = 0  # what the broker says waits on the pool's queue
@@ -119,8 +121,10 @@ class World:
         self.planner.sweep()
 
     def report(self, sid: str) -> dict[str, Any]:
+        """The stored report (its full view); the one rebuilt from the event log alone is the same."""
         data = self.stored_report(sid)
         assert data is not None, f"suite {sid} has no report"
+        assert rebuild(self.store.events(sid), sid) == json.loads(data), "the log disagrees with the report"
         return expand(json.loads(data))
 
 
@@ -155,6 +159,9 @@ class RedisWorld(World):
         self.r.hset(keys.suite(spec.suite_id), mapping={"spec": encode(spec), "status": "submitted",
                                                          "submitted_at": spec.submitted_at})
         self.r.zadd(keys.SUBMITTED, {spec.suite_id: spec.submitted_at})
+        with self.r.pipeline() as pipe:
+            events.append(pipe, spec.suite_id, events.submitted(spec), tests=0, ttl_s=SETTINGS.suite_ttl_s)
+            pipe.execute()
 
     def add_worker(self, name: str, slots: int = 1) -> None:
         # Heartbeats are judged by the wall clock (farm.registry), not the test's.

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from coordinator.aggregate import TestRun
 from coordinator.reporting import crash_blame
+from farm.model import TestRun
 from farm.outcomes import Outcome
 
 

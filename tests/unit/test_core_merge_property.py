@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coordinator.aggregate import PENDING, Merge, TestRun, merge
+from coordinator.aggregate import PENDING, Merge, merge
 from farm.model import TestRecord as Record
+from farm.model import TestRun
 from farm.outcomes import Outcome
 
 REAL = [o for o in Outcome if o is not Outcome.NOT_RUN]

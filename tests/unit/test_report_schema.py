@@ -9,10 +9,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coordinator.aggregate import TestRun
 from coordinator.reporting import build_report, iso
 from farm.attempts import Attempt
-from farm.model import Collection, SuiteSpec, TestRecord, WorkerInfo
+from farm.model import Collection, SuiteSpec, TestRecord, TestRun, WorkerInfo
 from farm.outcomes import Outcome
 from farm.report.jsonfile import write_json
 from farm.report.schema import compact, dumps, expand, load_report

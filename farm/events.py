@@ -1,0 +1,192 @@
+"""A suite's event log: its typed events, their msgpack form (versioned), and the one XADD that appends one.
+
+The stores append an event in the same transaction as the change it describes (coordinator/state.py,
+coordinator/memory_store.py), so the log never disagrees with the state; `farm.report.rebuild` folds
+a log back into the suite's report. docs/how-it-works.md ("The event log") lists what each kind carries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import msgpack
+
+from farm import keys
+from farm.attempts import Attempt
+from farm.errors import ProtocolError
+from farm.model import Collection, SuiteSpec, TestRecord, TestRun, WorkerInfo, record_to_plain
+from farm.protocol import encode
+from farm.states import AttemptState
+
+#: The version of the stored form; a reader refuses a newer one (one line, never a traceback).
+VERSION = 1
+#: The log keeps at most EVENTS_BASE + EVENTS_PER_TEST × (the suite's tests) entries (the oldest go first).
+EVENTS_BASE = 1000
+EVENTS_PER_TEST = 10
+
+
+class Kind(StrEnum):
+    """What happened (an event's `kind`)."""
+
+    SUBMITTED = "submitted"  # the client stored the suite (data: its spec)
+    COLLECTED = "collected"  # the collection came back and the suite was planned (data: collection, order, attempts)
+    PUBLISHED = "published"  # an attempt was sent to its pool's queue (again, after a lost message)
+    CLAIMED = "claimed"  # a worker holds an attempt's lease, no record came yet
+    STARTED = "started"  # an attempt's first records came (its worker and node are known)
+    RECORDS = "records"  # a batch merged (data: the records that count now, the test runs written)
+    FENCED = "fenced"  # records of an attempt that no longer owned their tests (data: how many)
+    ENDED = "ended"  # an attempt ended (its completion came, or it was given up on)
+    LEASE_LOST = "lease-lost"  # its worker stopped renewing the lease (of an attempt, or "collect")
+    HANDED_BACK = "handed-back"  # it stopped early and handed its unfinished tests back
+    REQUEUED = "requeued"  # the next attempt, with the tests that moved to it
+    RERUN = "rerun"  # failing tests moved to a new attempt (--rerun-failures)
+    CRASH_RETRY = "crash-retry"  # crashed tests moved to a new attempt on another worker
+    DEADLINE = "deadline"  # the suite deadline passed: what had not run did not run
+    CANCEL = "cancel"  # `farm cancel` was asked (or what had not run was marked not run after it)
+    GATE = "gate"  # a quality gate decided (reserved: nothing emits it yet)
+    FINISHED = "finished"  # the report was stored (data: status, exit code, message, times, workers)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One entry of a suite's log: when, what, which attempt, where, a short detail, and the data
+    the report is rebuilt from (plain msgpack-able values, per kind)."""
+
+    kind: Kind
+    at: float
+    assignment: str = ""  # "" for the suite's own events
+    attempt: int = 0
+    worker: str = ""
+    node: str = ""
+    detail: str = ""
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+def pack(e: Event) -> bytes:
+    body = {"v": VERSION, "k": e.kind.value, "t": e.at, "a": e.assignment, "n": e.attempt, "w": e.worker,
+            "o": e.node, "d": e.detail, "x": dict(e.data)}
+    data: bytes = msgpack.packb(body, use_bin_type=True)
+    return data
+
+
+def unpack(data: bytes) -> Event:
+    """An event from its stored form; ProtocolError if it is not one (or of a newer farm)."""
+    try:
+        d = msgpack.unpackb(data, raw=False)
+        if int(d["v"]) > VERSION:
+            raise ProtocolError(f"an event of version {d['v']} (this farm reads up to {VERSION}): upgrade farm")
+        return Event(Kind(d["k"]), float(d["t"]), str(d["a"]), int(d["n"]), str(d["w"]), str(d["o"]), str(d["d"]),
+                     dict(d["x"]))
+    except ProtocolError:
+        raise
+    except (ValueError, KeyError, TypeError, msgpack.UnpackException) as exc:
+        raise ProtocolError(f"not a farm event: {exc}") from None
+
+
+def cap(tests: int) -> int:
+    """The most entries a suite of `tests` tests keeps in its log."""
+    return EVENTS_BASE + EVENTS_PER_TEST * max(0, tests)
+
+
+def append(pipe: Any, suite_id: str, event: Event, *, tests: int, ttl_s: float) -> None:
+    """Queue the event's XADD (bounded by `cap(tests)`, trimmed exactly) and the log's expiry on a
+    Redis pipeline: inside the transaction whose change it describes."""
+    pipe.xadd(keys.events(suite_id), {"e": pack(event)}, maxlen=cap(tests), approximate=False)
+    pipe.expire(keys.events(suite_id), int(ttl_s))
+
+
+# --- the events, built the same way by every store ---------------------------------------
+
+def _attempt_data(a: Attempt, *, with_tests: bool) -> dict[str, Any]:
+    """An attempt's stored form without what the report never shows (its waiting completion;
+    its tests unless it is new: they never change)."""
+    d = a.to_stored()
+    d.pop("held_completion", None)
+    d.pop("held_since", None)
+    if not with_tests:
+        d.pop("test_ids")
+    return d
+
+
+def of_attempt(kind: Kind, a: Attempt, at: float, detail: str = "", *, with_tests: bool = False) -> Event:
+    return Event(kind, at, a.assignment_id, a.number, a.worker, a.node, detail[:200],
+                 {"attempt": _attempt_data(a, with_tests=with_tests)})
+
+
+def submitted(spec: SuiteSpec) -> Event:
+    return Event(Kind.SUBMITTED, spec.submitted_at, detail=f"pool {spec.pool}, {spec.dist}",
+                 data={"spec": encode(spec)})
+
+
+def collected(collection: Collection, order: Sequence[str], attempts: Sequence[Attempt], at: float) -> Event:
+    return Event(Kind.COLLECTED, at, worker=collection.worker,
+                 detail=f"{len(order)} tests in {len(attempts)} assignments",
+                 data={"collection": encode(collection), "order": list(order),
+                       "attempts": [_attempt_data(a, with_tests=True) for a in attempts]})
+
+
+def changed(old: Attempt, new: Attempt, at: float) -> Event | None:
+    """The event of an attempt's change, or None if nothing the log shows changed."""
+    if old.but(received=0, waiting_completion=None, waiting_since=0.0) == \
+            new.but(received=0, waiting_completion=None, waiting_since=0.0):
+        return None  # records counted, a completion waiting: the records' own events say so
+    if new.published_at != old.published_at and new.published_at:
+        return of_attempt(Kind.PUBLISHED, new, at, "again" if old.published_at else "")
+    if new.state == AttemptState.RUNNING and (old.state == AttemptState.QUEUED or new.node != old.node):
+        return of_attempt(Kind.STARTED if new.node else Kind.CLAIMED, new, at)
+    if new.ended:
+        return of_attempt(Kind.ENDED, new, at, f"{new.state.value}: {new.message}" if new.message else new.state.value)
+    return of_attempt(Kind.CLAIMED, new, at)
+
+
+def given_up_on(ended: Attempt, new: Attempt | None, at: float) -> list[Event]:
+    """An attempt requeued: it was lost or handed back, and its unfinished tests moved to `new`."""
+    kind = Kind.LEASE_LOST if ended.state == AttemptState.LOST else Kind.HANDED_BACK
+    out = [of_attempt(kind, ended, at, ended.message.splitlines()[0] if ended.message else "")]
+    if new is not None:
+        out.append(of_attempt(Kind.REQUEUED, new, at, f"{len(new.test_ids)} tests", with_tests=True))
+    return out
+
+
+def run_again(new: Attempt, at: float, *, crash_retry: bool) -> Event:
+    kind = Kind.CRASH_RETRY if crash_retry else Kind.RERUN
+    return of_attempt(kind, new, at, f"{len(new.test_ids)} tests", with_tests=True)
+
+
+def merged(counted: Mapping[str, TestRecord], runs: Mapping[str, TestRun], verdicts: Mapping[str, TestRun], *,
+           assignment: str, attempt: int, worker: str, node: str, at: float, kind: Kind = Kind.RECORDS,
+           fenced: int = 0) -> list[Event]:
+    """A merged batch: what it wrote (nothing if it changed nothing and is a plain batch), then the
+    fenced records, if any."""
+    out = []
+    if counted or runs or verdicts or kind != Kind.RECORDS:
+        outcomes: dict[str, int] = {}
+        for r in counted.values():
+            outcomes[r.outcome.value] = outcomes.get(r.outcome.value, 0) + 1
+        detail = ", ".join(f"{n} {o}" for o, n in sorted(outcomes.items())) or "nothing new"
+        out.append(Event(kind, at, assignment, attempt, worker, node, detail, {
+            "counted": [record_to_plain(r) for r in counted.values()],
+            "runs": [vars(r) for r in runs.values()], "verdicts": [vars(r) for r in verdicts.values()]}))
+    if fenced:
+        out.append(Event(Kind.FENCED, at, assignment, attempt, worker, node, f"{fenced} records",
+                         {"fenced": fenced}))
+    return out
+
+
+def finished(*, status: str, exit_code: int, message: str, started_at: float, finished_at: float, stopped: str,
+             workers: Iterable[WorkerInfo], decided: Sequence[TestRecord] = (),
+             collection: Collection | None = None) -> Event:
+    """The suite finished: what its report says beyond its other events (the workers as the
+    registry knew them, the outcomes decided at collection of a suite never planned)."""
+    data: dict[str, Any] = {
+        "status": status, "exit_code": exit_code, "message": message, "started_at": started_at,
+        "finished_at": finished_at, "stopped": stopped,
+        "workers": [[w.name, w.host, w.slots] for w in workers],
+        "decided": [record_to_plain(r) for r in decided]}
+    if collection is not None:
+        data["collection"] = encode(collection)
+    detail = f"{status}, exit code {exit_code}" + (f": {message}" if message else "")
+    return Event(Kind.FINISHED, finished_at, detail=detail[:200], data=data)
