@@ -11,7 +11,7 @@ from pathlib import Path
 from farm.bundle import make_bundle
 from farm.config import Settings
 from farm.errors import InfrastructureError
-from farm.model import Assignment, Completion, RecordBatch
+from farm.model import Assignment
 from workers import runner
 from workers.backends.base import ExecutionBackend
 from workers.backends.libvirt import LibvirtBackend
@@ -47,7 +47,7 @@ def run_one_test(backend: ExecutionBackend, root: Path) -> tuple[list[str], str]
     bundle = make_bundle(project, 1 << 20)
     archive = root / f"{bundle.digest}.tar.gz"
     archive.write_bytes(bundle.data)
-    sink = _Sink()
+    sink = runner.KeptRecords()
     a = Assignment("check", "check-a000", 1, bundle.digest, ("-q", "-p", "no:cacheprovider"),
                    ("test_one.py::test_one",))
     runner.run_assignment(a, backend=backend, bundle=lambda d: archive, sink=sink, worker="farm-image-check",
@@ -56,13 +56,3 @@ def run_one_test(backend: ExecutionBackend, root: Path) -> tuple[list[str], str]
     return outcomes, sink.completions[-1].message if sink.completions else "no completion"
 
 
-class _Sink:
-    def __init__(self) -> None:
-        self.batches: list[RecordBatch] = []
-        self.completions: list[Completion] = []
-
-    def send_batch(self, batch: RecordBatch) -> None:
-        self.batches.append(batch)
-
-    def send_completion(self, completion: Completion) -> None:
-        self.completions.append(completion)

@@ -11,6 +11,7 @@ from typing import Protocol
 
 from farm.config import Settings
 from farm.model import Assignment, Collection, Completion, RecordBatch, SuiteSpec, TestRecord
+from farm.outcomes import Outcome
 from workers import records as rec
 from workers.attempt_loop import MAX_RUNNER_RESTARTS, AttemptLoop, Finish, StartRunner, Step
 from workers.backends.base import ExecutionBackend, RunningPytest, RunRequest
@@ -49,6 +50,24 @@ class RecordSink(Protocol):
     def send_batch(self, batch: RecordBatch) -> None: ...
 
     def send_completion(self, completion: Completion) -> None: ...
+
+
+class KeptRecords:
+    """A RecordSink that keeps what it is sent (the image check runs an attempt in-process; tests)."""
+
+    def __init__(self) -> None:
+        self.batches: list[RecordBatch] = []
+        self.completions: list[Completion] = []
+
+    def send_batch(self, batch: RecordBatch) -> None:
+        self.batches.append(batch)
+
+    def send_completion(self, completion: Completion) -> None:
+        self.completions.append(completion)
+
+    def outcomes(self) -> dict[str, Outcome]:
+        """Each test's last outcome sent."""
+        return {r.test_id: r.outcome for b in self.batches for r in b.records}
 
 
 @dataclass

@@ -10,11 +10,11 @@ import pytest
 
 from farm.config import Settings
 from farm.errors import InfrastructureError
-from farm.model import Assignment, Completion, RecordBatch
+from farm.model import Assignment, Completion
 from farm.outcomes import Outcome
 from workers.attempt_loop import MAX_RUNNER_RESTARTS, AttemptLoop, Finish, StartRunner, StopRunner
 from workers.backends.stub import STOP_STACKS, Call, Crash, Exit, Fail, Hang, Pass, PassRest, Refuse, StubBackend
-from workers.runner import run_assignment
+from workers.runner import KeptRecords, run_assignment
 
 T0 = 1_800_000_000.0
 IDS = ("t.py::a", "t.py::b", "t.py::c", "t.py::d")
@@ -223,21 +223,6 @@ def test_a_test_the_runner_did_not_collect_names_the_collector_that_failed() -> 
 # The driver over scripted runners
 
 
-class _Sink:
-    def __init__(self) -> None:
-        self.batches: list[RecordBatch] = []
-        self.completions: list[Completion] = []
-
-    def send_batch(self, batch: RecordBatch) -> None:
-        self.batches.append(batch)
-
-    def send_completion(self, completion: Completion) -> None:
-        self.completions.append(completion)
-
-    def outcomes(self) -> dict[str, Outcome]:
-        return {r.test_id: r.outcome for b in self.batches for r in b.records}
-
-
 class _Flags:
     """What the callbacks read (Redis and the worker's signals, in the real thing)."""
 
@@ -260,8 +245,8 @@ class _Flags:
 
 
 def _run(backend: StubBackend, a: Assignment | None = None, flags: _Flags | None = None,
-         settings: Settings | None = None) -> tuple[Completion, _Sink]:
-    sink, flags = _Sink(), flags or _Flags()
+         settings: Settings | None = None) -> tuple[Completion, KeptRecords]:
+    sink, flags = KeptRecords(), flags or _Flags()
     completion = run_assignment(
         a or _assignment(), backend=backend, bundle=lambda digest: "/bundle.tar.gz", sink=sink, worker="w1",
         settings=settings or Settings(), is_canceled=lambda: flags.canceled, keepalive=flags.keepalive,
@@ -292,7 +277,7 @@ def test_a_runner_that_ends_before_the_first_poll_does_not_ask_the_broker_again(
         return ""
 
     backend = StubBackend([PassRest(duration_s=0.1)])  # 0.4 s in all: before the first poll (0.5 s)
-    completion = run_assignment(_assignment(), backend=backend, bundle=lambda d: "/b", sink=_Sink(), worker="w1",
+    completion = run_assignment(_assignment(), backend=backend, bundle=lambda d: "/b", sink=KeptRecords(), worker="w1",
                                 settings=Settings(), is_canceled=lambda: False, stop_reason=stop_reason,
                                 clock=backend.clock)
     assert completion.state == "done" and asked == ["stop"]
@@ -343,7 +328,7 @@ def test_a_runner_that_cannot_start_raises_for_the_task_to_hand_the_attempt_back
         _run(StubBackend([Refuse("the VM did not boot")]))
 
     backend = StubBackend([Pass(), Crash()], [Refuse("no free slot")])
-    sink = _Sink()
+    sink = KeptRecords()
     with pytest.raises(InfrastructureError, match="no free slot"):
         run_assignment(_assignment(), backend=backend, bundle=lambda d: "/b", sink=sink, worker="w1",
                        settings=Settings(), is_canceled=lambda: False, clock=backend.clock)
@@ -365,7 +350,7 @@ def test_a_keepalive_that_raises_stops_the_runner_and_the_error_goes_on(lost_at:
             raise LeaseLost("the lease is gone")
 
     backend = StubBackend([Pass(), Hang()])
-    sink = _Sink()
+    sink = KeptRecords()
     with pytest.raises(LeaseLost):
         run_assignment(_assignment(), backend=backend, bundle=lambda d: "/b", sink=sink, worker="w1",
                        settings=Settings(lease_s=4.0), is_canceled=lambda: False, keepalive=keepalive,

@@ -86,3 +86,21 @@ class ExecutionBackend(Protocol):
 
     def shutdown(self) -> None:
         """When the worker stops: remove what would outlive it (VMs live in libvirtd)."""
+
+
+class WithoutLifecycle:
+    """The lifecycle hooks of a backend whose environments need no preparing or cleaning up
+    beyond each run's own (local processes, SSH hosts): a runner that cannot start says so in
+    its assignment."""
+
+    def prepare(self, check: HealthCheck) -> None:
+        pass
+
+    def process_started(self) -> None:
+        pass
+
+    def health(self) -> str:
+        return ""
+
+    def shutdown(self) -> None:
+        pass

@@ -24,7 +24,7 @@ from farm.processes import (
     signal_all,
     signal_group,
 )
-from workers.backends.base import HealthCheck, RunRequest, tests_file_text
+from workers.backends.base import RunRequest, WithoutLifecycle, tests_file_text
 
 PLUGIN_SOURCE = Path(__file__).resolve().parent.parent / "pytest_plugin"
 PLUGIN_MODULE = "farm_runner_plugin"
@@ -52,7 +52,7 @@ def runner_argv(python: str, request: RunRequest) -> list[str]:
     return argv + list(request.pytest_args)
 
 
-class LocalBackend:
+class LocalBackend(WithoutLifecycle):
     """Runs pytest as a subprocess of the worker, under `python`."""
 
     name = "local"
@@ -62,18 +62,6 @@ class LocalBackend:
         self.python = python or sys.executable
         self.scratch = scratch or Path.home() / ".cache" / "farm" / "runs"
         self.max_unpacked_bytes = max_unpacked_bytes
-
-    def prepare(self, check: HealthCheck) -> None:
-        """Nothing to clean up or check: a runner that cannot start says so in its assignment."""
-
-    def process_started(self) -> None:
-        pass
-
-    def health(self) -> str:
-        return ""
-
-    def shutdown(self) -> None:
-        pass
 
     def start(self, request: RunRequest) -> LocalRun:
         workdir = self.scratch / f"{request.label}-{uuid.uuid4().hex[:8]}"

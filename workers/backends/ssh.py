@@ -24,7 +24,7 @@ import paramiko
 
 from farm import unpack
 from farm.errors import InfrastructureError
-from workers.backends.base import HealthCheck, RunRequest, tests_file_text
+from workers.backends.base import RunRequest, WithoutLifecycle, tests_file_text
 from workers.backends.local import PLUGIN_MODULE, plugin_files, runner_argv
 from workers.backends.ssh_hosts import HostsFile, SSHHost
 
@@ -75,7 +75,7 @@ class _Slot:
         self.fh.close()
 
 
-class SSHBackend:
+class SSHBackend(WithoutLifecycle):
     """Starts runners on the hosts of a hosts file."""
 
     name = "ssh"
@@ -83,18 +83,6 @@ class SSHBackend:
     def __init__(self, hosts: HostsFile, scratch: Path | None = None) -> None:
         self.hosts = hosts
         self.locks = (scratch or Path.home() / ".cache" / "farm" / "runs") / "ssh-slots"
-
-    def prepare(self, check: HealthCheck) -> None:
-        """Nothing to clean up or check: a runner that cannot start says so in its assignment."""
-
-    def process_started(self) -> None:
-        pass
-
-    def health(self) -> str:
-        return ""
-
-    def shutdown(self) -> None:
-        pass
 
     def _acquire(self, timeout: float = 600.0) -> _Slot:
         """A free slot, the least loaded host first (every pool process shares the lock files)."""
