@@ -137,7 +137,7 @@ class Client:
             raise SuiteNotFound(f"no suite {suite_id!r} in this farm")
         counts = self.store.hmget(keys.counts(suite_id), ["failed", "error", "timeout", "crashed"])
         failed = sum(int(c or 0) for c in counts)
-        # A finished suite's clock stopped when it was finalized.
+        # A finished suite's clock stopped when it finished.
         end = float(finished) if finished else time.time()
         elapsed = max(0.0, end - float(submitted or end))
         return Progress(keys.text(status), int(total or 0), int(done or 0), failed, elapsed)

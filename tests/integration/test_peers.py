@@ -142,6 +142,6 @@ def test_a_claim_on_a_finalized_suite_is_never_released(redis_url: str) -> None:
                                   (TestRecord("t.py::a", Outcome.PASSED),)))
     a.planner.completed(Completion("f2", first.assignment_id, 1, "w@h", "local:h", "done", now, now, 0, 1))
     assert a.r.get(keys.report("f2")) is not None
-    a.presence.leave()  # its finalizer is gone, but the suite is done
+    a.presence.leave()  # the holder of its finish claim is gone, but the suite is done
     assert b.claims.release(["f2"]) == []
     assert a.r.hget(keys.suite("f2"), "finalized") == b"A"
