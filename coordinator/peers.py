@@ -120,7 +120,8 @@ class OrphanedClaims:
         released = []
         for sid, holder in holders.items():
             if self._release(keys=[keys.suite(sid), keys.ACTIVE, keys.coordinator(holder)], args=[holder, sid]):
-                log.warning("suite %s: the holder of its finish claim, %s, died before it stored the report; released", sid, holder)
+                log.warning("suite %s: %s, holding its finish claim, died before it stored the report; released",
+                            sid, holder)
                 released.append(sid)
         return released
 
