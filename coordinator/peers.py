@@ -4,8 +4,8 @@ Every coordinator handles any suite's messages (they are idempotent); what must 
 what no message asks for: the periodic sweep, which requeues lost attempts, publishes again what
 nobody took and closes suites in time. One coordinator holds the sweep lease (`farm:sweep-lease`,
 SET NX PX with its name, renewed before each tick) and sweeps; when it dies its lease lapses and
-another takes it over. A finalize claim names its holder; one whose holder is no longer alive (a
-coordinator killed while it finalized) is released by the sweeper, so that another finalizes.
+another takes it over. A finish claim names its holder; one whose holder is no longer alive (a
+coordinator killed while it finished a suite) is released by the sweeper, so that another finishes it.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ end
 return 0
 """
 #: KEYS: the suite's hash, farm:active, the holder's liveness key. ARGV: the holder, the suite id.
-#: Only a claim still held by that holder, on a suite not finalized (still active), whose holder
+#: Only a claim still held by that holder, on a suite not finished (still active), whose holder
 #: is not alive, is released.
 _RELEASE_ORPHANED_CLAIM = """
 if redis.call('HGET', KEYS[1], 'finalized') == ARGV[1]
@@ -106,7 +106,7 @@ class SweepLease:
 
 
 class OrphanedClaims:
-    """Finalize claims whose holder died: released so another coordinator finalizes the suite."""
+    """Finish claims whose holder died: released so that another coordinator finishes the suite."""
 
     def __init__(self, store: Any) -> None:
         self.r = store
@@ -120,7 +120,8 @@ class OrphanedClaims:
         released = []
         for sid, holder in holders.items():
             if self._release(keys=[keys.suite(sid), keys.ACTIVE, keys.coordinator(holder)], args=[holder, sid]):
-                log.warning("suite %s: its finalizer %s died before it stored the report; released", sid, holder)
+                log.warning("suite %s: %s, holding its finish claim, died before it stored the report; released",
+                            sid, holder)
                 released.append(sid)
         return released
 

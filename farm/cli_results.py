@@ -73,16 +73,15 @@ def events(suite_id: str, broker: str | None, as_json: bool, follow: bool) -> No
     client = client_for(broker)
     try:
         since = client.spec(suite_id).submitted_at  # unknown suite: one line, exit 4
-        after = "-"
-        while True:
+        after, done = "-", not follow
+        while True:  # page by page: an empty page is the log's end, then stop unless following
             after, found = client.events(suite_id, after)
             for e in found:
                 click.echo(json.dumps(_plain(e, since)) if as_json else line(e, since))
-            if not follow or any(e.kind == Kind.FINISHED for e in found):
-                break
+            done = done or any(e.kind == Kind.FINISHED for e in found)
             if not found:
-                if client.progress(suite_id).status in FINAL_STATUSES:
-                    break  # finished without a `finished` event (a farm older than the log)
+                if done or client.progress(suite_id).status in FINAL_STATUSES:
+                    break  # (a final status without a `finished` event: a farm older than the log)
                 time.sleep(FOLLOW_POLL_S)
     finally:
         client.close()

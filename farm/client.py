@@ -25,6 +25,7 @@ from farm.model import Collection, SuiteSpec, WorkerInfo
 from farm.protocol import decode, encode
 from farm.report.schema import expand
 from farm.states import FINAL_STATUSES, SuiteStatus
+from farm.urls import redact
 
 #: How often a waiting client looks at which assignments ended, for its ETA (seconds).
 ETA_REFRESH_S = 1.0
@@ -66,7 +67,7 @@ def check_broker_url(url: str) -> str:
     """The URL if it names a Redis server farm can use; a UsageError otherwise."""
     parsed = urlparse(url)
     if parsed.scheme not in ("redis", "rediss", "unix"):
-        raise UsageError(f"unsupported broker URL {url!r}: farm needs redis://HOST:PORT/DB (or rediss://, unix://)")
+        raise UsageError(f"unsupported broker URL {redact(url)!r}: farm needs redis://HOST:PORT/DB (or rediss://, unix://)")
     return url
 
 
@@ -81,7 +82,7 @@ def connect(settings: Settings) -> redis.Redis:
         probe.ping()
         probe.close()
     except (redis.RedisError, OSError, ValueError) as exc:
-        raise BrokerUnreachable(f"cannot reach the broker at {_redact(url)}: {exc}") from None
+        raise BrokerUnreachable(f"cannot reach the broker at {redact(url)}: {exc}") from None
     return store.connect(url)
 
 
@@ -136,7 +137,7 @@ class Client:
             raise SuiteNotFound(f"no suite {suite_id!r} in this farm")
         counts = self.store.hmget(keys.counts(suite_id), ["failed", "error", "timeout", "crashed"])
         failed = sum(int(c or 0) for c in counts)
-        # A finished suite's clock stopped when it was finalized.
+        # A finished suite's clock stopped when it finished.
         end = float(finished) if finished else time.time()
         elapsed = max(0.0, end - float(submitted or end))
         return Progress(keys.text(status), int(total or 0), int(done or 0), failed, elapsed)
@@ -274,10 +275,3 @@ class Client:
         if self._app is not None:
             self._app.close()
         self.store.close()
-
-
-def _redact(url: str) -> str:
-    parsed = urlparse(url)
-    if parsed.password:
-        return url.replace(f":{parsed.password}@", ":***@")
-    return url

@@ -16,7 +16,7 @@ def bundle(digest: str) -> str:
 
 
 def suite(suite_id: str) -> str:
-    """Hash: the suite's spec, status, totals and timestamps."""
+    """Hash: the suite's spec, status, totals and timestamps; `finalized`: who holds its finish claim."""
     return f"{PREFIX}:suite:{suite_id}"
 
 
@@ -31,7 +31,8 @@ def records(suite_id: str) -> str:
 
 
 def attempts(suite_id: str) -> str:
-    """Hash: "test id NUL assignment NUL attempt" → msgpack attempt row (every attempt)."""
+    """Hash: "test id NUL assignment NUL attempt" → msgpack `farm.model.TestRun`: every test run (one
+    test's result in one attempt). Named `attempts` for compatibility; the attempts are in `assignments`."""
     return f"{PREFIX}:suite:{suite_id}:attempts"
 
 
@@ -41,7 +42,7 @@ def counts(suite_id: str) -> str:
 
 
 def assignments(suite_id: str) -> str:
-    """Hash: assignment id → msgpack of the assignment and its latest attempt's state."""
+    """Hash: `attempt_key` ("ID#N") → msgpack `farm.attempts.Attempt`: every attempt of every assignment."""
     return f"{PREFIX}:suite:{suite_id}:assignments"
 
 
@@ -71,7 +72,7 @@ def lease(suite_id: str, attempt_key: str) -> str:
 
 
 def attempt_key(assignment_id: str, attempt: int) -> str:
-    """How an assignment's attempt is named in owners, leases and assignment rows."""
+    """How an assignment's attempt is named in `owners`, `lease` keys and the `assignments` hash: "ID#N"."""
     return f"{assignment_id}#{attempt}"
 
 

@@ -8,11 +8,11 @@ import sys
 import time
 from collections.abc import Callable
 from typing import TextIO
-from urllib.parse import urlparse
 
 import redis
 
 from farm.errors import BrokerUnreachable, FarmError, UsageError
+from farm.urls import redact
 
 #: How often a service waiting for its broker tries again, and says again that it waits.
 BROKER_RETRY_S = 1.0
@@ -80,10 +80,6 @@ def wait_for_broker(url: str, name: str, *, out: TextIO | None = None,
         _say(out, f"farm {name}: the broker at {shown} answers after {clock() - began:.0f}s; starting")
 
 
-def redact(url: str) -> str:
-    """The URL without its password."""
-    password = urlparse(url).password
-    return url.replace(f":{password}@", ":***@") if password else url
 
 
 def _why(exc: BaseException) -> str:

@@ -69,7 +69,7 @@ def _every_test_once(report: dict) -> None:
 
 
 def _durations_recorded_once(store: redis.Redis, report: dict) -> None:
-    """The project's history holds exactly this report's durations (a second finalization, of a
+    """The project's history holds exactly this report's durations (a second finish, of a
     report taken at another moment, would have written others)."""
     history = {keys.text(k): float(v) for k, v in store.hgetall(keys.history(report["project"])).items()}
     history.pop(keys.HISTORY_OVERHEAD_FIELD, None)

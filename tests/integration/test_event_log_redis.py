@@ -1,4 +1,5 @@
-"""The event log over a real redis-server: fixed seeds of the random fault schedules, the bound, the expiry."""
+"""The event log over a real redis-server: fixed seeds of the random fault schedules, the bound, the expiry,
+and `farm events` over a log longer than one page."""
 
 from __future__ import annotations
 
@@ -39,3 +40,28 @@ def test_the_log_is_bounded_and_expires_with_the_suite(redis_url: str) -> None:
                     node="n", kind=events.Kind.DEADLINE)
     assert r.xlen(keys.events("big")) == events.cap(len(ids))
     assert 0 < r.ttl(keys.events("big")) <= SETTINGS.suite_ttl_s
+
+
+def test_farm_events_prints_the_whole_log_past_one_page(redis_url: str) -> None:
+    from click.testing import CliRunner
+
+    from farm.cli_results import events as events_command
+    from farm.model import SuiteSpec
+    from farm.protocol import encode
+
+    spec = SuiteSpec("long", "p", "0" * 64, "default", "load", (), 100.0)
+    r = redis.Redis.from_url(redis_url)
+    r.hset(keys.suite("long"), mapping={"spec": encode(spec), "status": "running"})
+    total = 2500  # two and a half of the client's pages of 1000
+    pipe = r.pipeline()
+    events.append(pipe, "long", events.submitted(spec), tests=total, ttl_s=600)
+    for i in range(1, total):
+        events.append(pipe, "long", events.Event(events.Kind.STARTED, 100.0 + i, assignment=f"long-a{i:04d}",
+                                                 attempt=1), tests=total, ttl_s=600)
+    pipe.execute()
+    assert r.xlen(keys.events("long")) == total
+    result = CliRunner().invoke(events_command, ["long", "--broker", redis_url])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert len(lines) == total
+    assert "long-a2499#1" in lines[-1]

@@ -1,5 +1,5 @@
 """Several coordinators on one real redis-server: one sweeps at a time, another takes over when its
-lease lapses, and a finalize claim is released only once its holder is dead."""
+lease lapses, and a finish claim is released only once its holder is dead."""
 
 from __future__ import annotations
 
@@ -117,7 +117,7 @@ def test_a_lost_attempt_is_requeued_once_by_two_sweeping_coordinators(redis_url:
 def test_a_starting_coordinator_leaves_a_live_coordinators_finalize_claim_alone(redis_url: str) -> None:
     a, b = _pair(redis_url, lease_s=30.0)  # A stays alive (no heartbeat thread here) until it leaves
     first = _planned(a, "f1", ("t.py::a",))
-    assert a.state.claim_finish("f1")  # A is finalizing right now (or deciding reruns under the claim)
+    assert a.state.claim_finish("f1")  # A is finishing it right now (or deciding reruns under the claim)
     now = time.time()
     a.planner.records(RecordBatch("f1", first.assignment_id, 1, "w@h", "local:h",
                                   (TestRecord("t.py::a", Outcome.PASSED),)))
@@ -125,9 +125,9 @@ def test_a_starting_coordinator_leaves_a_live_coordinators_finalize_claim_alone(
     b.start()  # B starts (or is restarted) meanwhile
     b.sweep()
     assert a.r.hget(keys.suite("f1"), "finalized") == b"A", "B took the claim of a live coordinator"
-    assert a.r.get(keys.report("f1")) is None, "finalized by two coordinators"
+    assert a.r.get(keys.report("f1")) is None, "finished by two coordinators"
     # A is killed before it stored the report: once its liveness lapses, a sweeper releases its
-    # claim and finalizes.
+    # claim and finishes the suite.
     a.presence.leave()
     assert b.sweep() or a.sweep()
     assert a.r.get(keys.report("f1")) is not None
@@ -142,6 +142,6 @@ def test_a_claim_on_a_finalized_suite_is_never_released(redis_url: str) -> None:
                                   (TestRecord("t.py::a", Outcome.PASSED),)))
     a.planner.completed(Completion("f2", first.assignment_id, 1, "w@h", "local:h", "done", now, now, 0, 1))
     assert a.r.get(keys.report("f2")) is not None
-    a.presence.leave()  # its finalizer is gone, but the suite is done
+    a.presence.leave()  # the holder of its finish claim is gone, but the suite is done
     assert b.claims.release(["f2"]) == []
     assert a.r.hget(keys.suite("f2"), "finalized") == b"A"

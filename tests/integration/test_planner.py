@@ -234,7 +234,7 @@ def test_reconcile_finishes_a_suite_whose_finalization_a_dead_coordinator_claime
 
 def test_a_rerun_and_the_finalization_never_interleave(redis_url: str) -> None:
     """The same completion handled by 4 threads at once (a redelivery, a sweep): one starts the
-    rerun of the failed test, and none may finalize the suite with that test still pending."""
+    rerun of the failed test, and none may finish the suite with that test still pending."""
     import threading
 
     planner, state, published = _planner(redis_url)
@@ -261,7 +261,7 @@ def test_a_rerun_and_the_finalization_never_interleave(redis_url: str) -> None:
             t.start()
         for t in threads:
             t.join()
-        assert state.r.get(keys.report(sid)) is None, f"{sid} was finalized while its rerun was pending"
+        assert state.r.get(keys.report(sid)) is None, f"{sid} finished while its rerun was pending"
         reruns = [x for x in published.assignments if x.suite_id == sid and x.assignment_id.endswith("-r01")]
         assert len(reruns) == 1 and reruns[0].test_ids == ("t.py::a",)
         planner.records(RecordBatch(sid, reruns[0].assignment_id, 1, "w@h", "local:h",

@@ -170,8 +170,8 @@ class HostFarm:
         return subprocess.run([FARM, *args], env=self._env(self.url()), capture_output=True, text=True,
                               timeout=timeout, cwd=self.root)
 
-    def rows(self, suite_id: str) -> list[dict[str, object]]:
-        """Every attempt row stored for the suite (the report's `attempts` entries, fenced ones too)."""
+    def test_runs(self, suite_id: str) -> list[dict[str, object]]:
+        """Every test run stored for the suite (the report's `attempts` entries, fenced ones too)."""
         return [msgpack.unpackb(v, raw=False) for v in self.store().hvals(keys.attempts(suite_id))]
 
     def output(self, label: str) -> str:

@@ -49,10 +49,10 @@ def farm(tmp_path: Path) -> Iterator[HostFarm]:
 
 
 def _ran_on(farm: HostFarm, suite_id: str) -> dict[str, int]:
-    """Records stored so far per host (the worker's name before its @)."""
+    """Test runs stored so far per host (the worker's name before its @)."""
     seen: dict[str, int] = {}
-    for row in farm.rows(suite_id):
-        host = str(row["worker"]).split("@")[0]
+    for run in farm.test_runs(suite_id):
+        host = str(run["worker"]).split("@")[0]
         seen[host] = seen.get(host, 0) + 1
     return seen
 
@@ -121,7 +121,7 @@ def test_a_suite_spreads_over_two_hosts_and_one_cut_off_mid_suite_is_stopped_and
     assert "lapsed" in farm.output("host1"), farm.output("host1")[-3000:]
     # Back on the network, what it had not sent gets through and is fenced: counted nowhere.
     wait_for(lambda: any(r.get("fenced") and r["attempt"] == lost["attempt"] and r["assignment"] == lost["id"]
-                         for r in farm.rows(suite_id)), 120, "no late record of the lost attempt was fenced")
+                         for r in farm.test_runs(suite_id)), 120, "no late record of the lost attempt was fenced")
     again = _report(farm, suite_id, tmp_path / "again.json")
     assert again["summary"] == report["summary"]
     assert_nothing_left_of(suite_id)
@@ -163,5 +163,5 @@ def test_a_host_stalled_with_sigstop_stops_its_lost_attempt_when_continued(
 
 
 def _lost(farm: HostFarm, suite_id: str) -> bool:
-    rows = farm.store().hvals(keys.assignments(suite_id))
-    return any(msgpack.unpackb(row, raw=False)["state"] == "lost" for row in rows)
+    attempts = farm.store().hvals(keys.assignments(suite_id))
+    return any(msgpack.unpackb(a, raw=False)["state"] == "lost" for a in attempts)
