@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from coordinator import transitions
 from coordinator.aggregate import PENDING, Merge, merge
 from coordinator.machine import SuiteView
-from coordinator.state import COLLECTION_OWNER
+from coordinator.store import COLLECTION_OWNER
 from farm import events as eventlog
 from farm import keys
 from farm.attempts import Attempt

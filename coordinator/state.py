@@ -13,6 +13,7 @@ from coordinator import transitions
 from coordinator.aggregate import PENDING
 from coordinator.machine import SuiteView
 from coordinator.redis_outcomes import RedisOutcomes, Write, chunks, pack, texts, unpack
+from coordinator.store import COLLECTION_OWNER
 from farm import events as eventlog
 from farm import keys, registry
 from farm.attempts import Attempt
@@ -20,10 +21,6 @@ from farm.errors import ProtocolError, SuiteNotFound
 from farm.model import Collection, SuiteSpec, WorkerInfo
 from farm.protocol import decode, encode
 from farm.states import AttemptState, SuiteStatus
-
-#: The owner of outcomes decided at collection (module-level skips, collection errors).
-COLLECTION_OWNER = "collection#1"
-
 
 class SuiteState(RedisOutcomes):
     """Reads and writes one Redis state store (satisfies `coordinator.store.SuiteStore`)."""

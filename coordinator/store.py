@@ -12,6 +12,9 @@ from farm.events import Event, Kind
 from farm.model import Collection, SuiteSpec, TestRecord, TestRun, WorkerInfo
 from farm.states import AttemptState
 
+#: The owner of outcomes decided at collection (module-level skips, collection errors).
+COLLECTION_OWNER = "collection#1"
+
 
 class SuiteStore(Protocol):
     """Suites, their attempts, merged outcomes and the projects' history. Each method is atomic
