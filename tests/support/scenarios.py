@@ -17,6 +17,7 @@ import redis
 
 from coordinator.deadlines import CANCEL_GRACE_S, COMPLETION_GRACE_S
 from coordinator.memory_store import MemoryStore
+from coordinator.peers import OrphanedClaims
 from coordinator.planner import Planner
 from coordinator.state import SuiteState
 from coordinator.store import SuiteStore
@@ -80,6 +81,14 @@ class World:
         raise NotImplementedError
 
     def stored_report(self, sid: str) -> str | None:
+        raise NotImplementedError
+
+    def peer(self, name: str) -> SuiteStore:
+        """The store as another coordinator, named `name`, sees it (its finish claims are its own)."""
+        raise NotImplementedError
+
+    def release_orphaned(self, sid: str) -> None:
+        """Release the suite's finish claim as a sweeper does when its holder's presence lapsed."""
         raise NotImplementedError
 
     # --- steps ----------------------------------------------------------------------------
@@ -147,6 +156,12 @@ class MemoryWorld(World):
     def stored_report(self, sid: str) -> str | None:
         return self.memory.report(sid)
 
+    def peer(self, name: str) -> SuiteStore:
+        return self.memory.peer(name)
+
+    def release_orphaned(self, sid: str) -> None:
+        assert self.memory.release_finish_claim(sid)  # what OrphanedClaims does over Redis
+
 
 class RedisWorld(World):
     """Over a real redis-server, written as the client and the workers write it."""
@@ -178,6 +193,12 @@ class RedisWorld(World):
     def stored_report(self, sid: str) -> str | None:
         data = self.r.get(keys.report(sid))
         return None if data is None else data.decode()
+
+    def peer(self, name: str) -> SuiteStore:
+        return SuiteState(self.r, SETTINGS, name=name, clock=self.clock)
+
+    def release_orphaned(self, sid: str) -> None:
+        assert OrphanedClaims(self.r).release([sid]) == [sid]  # "1" never said it was alive
 
 
 # --- the scenarios ----------------------------------------------------------------------------
