@@ -16,11 +16,12 @@ from support.scenarios import LEASE_S, SETTINGS, World, _planned
 
 
 class Hooked:
-    """A store whose named methods first run a hook, once each (what happens meanwhile)."""
+    """A store whose method `name` runs `hook` once, before it (or just after it returned)."""
 
-    def __init__(self, store: Any, **hooks: Callable[[], object]) -> None:
+    def __init__(self, store: Any, name: str, hook: Callable[[], object], *, after: bool = False) -> None:
         self._store = store
-        self._hooks = hooks
+        self._hooks = {name: hook}
+        self._after = after
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._store, name)
@@ -29,8 +30,12 @@ class Hooked:
             return attr
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            hook()
-            return attr(*args, **kwargs)
+            if not self._after:
+                hook()
+            result = attr(*args, **kwargs)
+            if self._after:
+                hook()
+            return result
         return call
 
 
@@ -52,7 +57,7 @@ def a_claim_released_while_its_holder_stalls_is_finished_once(w: World) -> None:
         other.finish_if_complete("stall")
         assert w.stored_report("stall") is not None and w.store.field("stall", "finalized") == "B"
 
-    w.planner = _planner(w, Hooked(w.store, store_report=stall))
+    w.planner = _planner(w, Hooked(w.store, "store_report", stall))
     w.run(a, "w1@h")  # A claims on the completion, stalls, then resumes and would store its report
     assert _finished_events(w, "stall") == 1, "two coordinators finished the suite"
     assert w.report("stall")["exit_code"] == 0
@@ -82,11 +87,11 @@ def a_publish_failing_under_the_finish_claim_releases_it(w: World) -> None:
 def a_merge_while_the_report_is_built_is_in_the_stored_report(w: World) -> None:
     (a,) = _planned(w, "late")
 
-    def merge() -> None:  # a late batch of another attempt lands between the driver's reads
+    def merge() -> None:  # a late batch of another attempt lands just after the driver read the runs
         w.store.merge("late", [TestRecord("t.py::a", Outcome.PASSED, 0.2)], assignment="late-x", attempt=1,
                       worker="w2@h", node="local:w2@h", fence=False)
 
-    w.planner = _planner(w, Hooked(w.store, test_runs=merge))
+    w.planner = _planner(w, Hooked(w.store, "test_runs", merge, after=True))
     w.run(a, "w1@h")
     w.report("late")  # the stored report is the one the log folds to
     assert _finished_events(w, "late") == 1
