@@ -1,5 +1,6 @@
-"""Scenarios of finishing under races: a stalled claim holder, a publish that fails under the claim,
-a merge landing while the report is built. They run over both stores, as `support.scenarios` do."""
+"""Scenarios of races around finishing: a stalled claim holder, a publish that fails under the claim,
+a merge landing while the report is built, a lost verdict from a stale read. They run over both
+stores, as `support.scenarios` do."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from coordinator.planner import Planner
 from farm import events
 from farm.model import TestRecord
 from farm.outcomes import Outcome
-from support.scenarios import LEASE_S, SETTINGS, World, _planned
+from support.scenarios import LEASE_S, SETTINGS, World, _planned, _states
 
 
 class Hooked:
@@ -97,7 +98,21 @@ def a_merge_while_the_report_is_built_is_in_the_stored_report(w: World) -> None:
     assert _finished_events(w, "late") == 1
 
 
+def a_lost_verdict_from_a_stale_read_leaves_a_done_attempt_alone(w: World) -> None:
+    (a,) = _planned(w, "stale")
+    w.take(a, "w1@h")
+    w.send(a, "w1@h", *(TestRecord(t, Outcome.PASSED, 0.1) for t in a.test_ids[:2]))
+    (seen,) = w.store.attempts("stale")  # the sweep reads it running, its lease gone: lost
+    assert seen.state == "running"
+    w.complete(a, "w1@h", reported=2)  # meanwhile its `done` completion lands: it ended
+    w.planner.lost("stale", seen)  # the sweep acts on what it read
+    assert [(t.number, t.state) for t in w.store.attempts("stale")] == [(1, "done")]
+    report = w.report("stale")
+    assert _states(report) == [(1, "done")] and _finished_events(w, "stale") == 1
+
+
 FINISH_SCENARIOS = [
+    a_lost_verdict_from_a_stale_read_leaves_a_done_attempt_alone,
     a_claim_released_while_its_holder_stalls_is_finished_once,
     a_publish_failing_under_the_finish_claim_releases_it,
     a_merge_while_the_report_is_built_is_in_the_stored_report,
