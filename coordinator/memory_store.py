@@ -232,12 +232,13 @@ class MemoryStore:
         return s.attempts[name]
 
     def requeue(self, suite_id: str, old: Attempt, why: str, *, now: float, state: AttemptState = AttemptState.LOST,
-                avoid: str = "") -> list[str]:
+                avoid: str = "", from_state: AttemptState | None = None) -> list[str]:
         s = self._suite(suite_id)
         stored = s.attempts.get(old.key)
         if stored is None:
             return []
-        change = transitions.requeue(stored, s.outcomes, s.owners, state=state, why=why, avoid=avoid, now=now)
+        change = transitions.requeue(stored, s.outcomes, s.owners, state=state, why=why, avoid=avoid, now=now,
+                                     from_state=from_state)
         if change is None:
             return []
         ended, new = change

@@ -191,7 +191,8 @@ class Planner:
     def _run_again(self, suite_id: str, a: Attempt, again: machine.RunAgain) -> None:
         """Move an attempt's unfinished tests to its next attempt and publish it, if it may still run."""
         spec = self.state.spec(suite_id)
-        moved = self.state.requeue(suite_id, a, again.why, now=self.clock(), state=again.state, avoid=again.avoid)
+        moved = self.state.requeue(suite_id, a, again.why, now=self.clock(), state=again.state, avoid=again.avoid,
+                                   from_state=again.from_state)
         log.warning("suite %s: %s; %d tests run again", suite_id, again.why.splitlines()[0] if again.why else "",
                     len(moved))
         new = self.state.attempt(suite_id, a.assignment_id, a.number + 1) if moved else None

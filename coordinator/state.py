@@ -190,11 +190,12 @@ class SuiteState(RedisOutcomes):
         return self.transact([akey], lambda pipe: pipe.hget(akey, name), decide)
 
     def requeue(self, suite_id: str, old: Attempt, why: str, *, now: float, state: AttemptState = AttemptState.LOST,
-                avoid: str = "") -> list[str]:
+                avoid: str = "", from_state: AttemptState | None = None) -> list[str]:
         """Give up on an attempt: its tests without an outcome move to the next attempt (queued).
 
         The old attempt takes `state` (lost: its worker stopped renewing the lease; handback: it
-        stopped early and handed its tests back). Atomic with merges (same WATCHed keys): a
+        stopped early and handed its tests back), only from `from_state` (None: queued or running;
+        `transitions.requeue`). Atomic with merges (same WATCHed keys): a
         record of the old attempt is either counted before this, and its test stays put, or
         fenced after it. Happens once per attempt. Returns the moved tests.
         """
@@ -212,7 +213,7 @@ class SuiteState(RedisOutcomes):
                 return [], None
             change = transitions.requeue(Attempt.unpack(data), dict(zip(tests, values, strict=True)),
                                          dict(zip(tests, owned, strict=True)), state=state, why=why, avoid=avoid,
-                                         now=now)
+                                         now=now, from_state=from_state)
             if change is None:
                 return [], None
             ended, new = change
