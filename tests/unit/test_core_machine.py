@@ -54,9 +54,9 @@ def test_the_ending_of_an_attempt_decides_its_pending_tests() -> None:
     assert machine.attempt_ended(_completion("failed", message="runner exited with code -9\ntail"), ["t"]) == \
         machine.NotRun("runner exited with code -9")
     assert machine.attempt_ended(_completion("handback", infrastructure=True), ["t"]) == \
-        machine.RunAgain("handed back", AttemptState.HANDBACK, avoid="w1@h")
+        machine.RunAgain("handed back", AttemptState.HANDBACK, avoid="w1@h", from_state=AttemptState.HANDBACK)
     again = machine.attempt_ended(_completion("done"), ["t"], records_lost=2)
-    assert isinstance(again, machine.RunAgain) and again.avoid == ""
+    assert isinstance(again, machine.RunAgain) and again.avoid == "" and again.from_state == AttemptState.DONE
     # Canceled: records lost on the way do not bring its tests back.
     assert isinstance(machine.attempt_ended(_completion("canceled"), ["t"], records_lost=2), machine.NotRun)
 
