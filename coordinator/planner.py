@@ -216,9 +216,13 @@ class Planner:
         self.finish_if_complete(suite_id)
 
     def cancel(self, suite_id: str) -> None:
-        """Flag the suite canceled; one that no worker is collecting yet ends now. A collection
-        under way gets CANCEL_GRACE_S to report (the sweep ends the suite after that)."""
-        self.state.request_cancel(suite_id, self.clock())
+        """The submitter's cancel message: it flagged the suite canceled first (farm.client), and a
+        suite no worker is collecting yet ends now; a collection under way gets CANCEL_GRACE_S to
+        report (the sweep ends the suite after that). The message is not signed: one for a suite
+        without the flag (forged) changes nothing."""
+        if not self.state.canceled(suite_id):
+            log.warning("suite %s: a cancel message for a suite nobody canceled dropped", suite_id)
+            return
         if self.state.view(suite_id).unclaimed:
             self.finish_unplanned(self.state.spec(suite_id),
                                    machine.Finish(SuiteStatus.CANCELED, 2, "suite canceled before collection"))

@@ -103,6 +103,11 @@ class World:
                 decided: tuple[TestRecord, ...] = (), session: SessionInfo | None = None) -> None:
         self.planner.collected(Collection(sid, worker, exit_code, tests, decided, session=session or SessionInfo()))
 
+    def cancel(self, sid: str) -> None:
+        """The submitter cancels: it flags the suite (as farm.client does), then tells the coordinator."""
+        self.store.request_cancel(sid, self.clock())
+        self.planner.cancel(sid)
+
     def send(self, a: Assignment, worker: str, *records: TestRecord) -> None:
         self.planner.records(RecordBatch(a.suite_id, a.assignment_id, a.attempt, worker, f"local:{worker}", records))
 
@@ -346,7 +351,7 @@ def cancel_waits_for_running_attempts_then_ends(w: World) -> None:
     (a,) = _planned(w, "stop")
     w.take(a, "w1@h")
     w.send(a, "w1@h", TestRecord("t.py::a", Outcome.PASSED))
-    w.planner.cancel("stop")
+    w.cancel("stop")
     w.tick(CANCEL_GRACE_S / 2)
     assert w.stored_report("stop") is None, "canceled before its running attempt could report"
     w.tick(CANCEL_GRACE_S)  # its worker hangs: what did not run, did not run
@@ -360,7 +365,7 @@ def cancel_waits_for_running_attempts_then_ends(w: World) -> None:
 def cancel_before_collection_ends_at_once(w: World) -> None:
     w.add_worker("w1@h")
     w.submit("early")
-    w.planner.cancel("early")
+    w.cancel("early")
     report = w.report("early")
     assert report["status"] == "canceled" and report["tests"] == []
 
