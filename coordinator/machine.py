@@ -71,6 +71,7 @@ class RunAgain:
     why: str
     state: AttemptState
     avoid: str = ""
+    from_state: AttemptState | None = None  # the state the attempt ended in (None: still queued or running)
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,7 @@ def attempt_ended(c: Completion, pending: Sequence[str], records_lost: int = 0) 
         why = (c.message or "handed back") if state == AttemptState.HANDBACK else \
             f"{records_lost} records of attempt {c.attempt} never arrived"
         # A failed environment (a VM that panicked or would not boot): preferably elsewhere.
-        return RunAgain(why, AttemptState.HANDBACK, avoid=c.worker if c.infrastructure else "")
+        return RunAgain(why, AttemptState.HANDBACK, avoid=c.worker if c.infrastructure else "", from_state=state)
     if state == AttemptState.DONE:
         return NotRun(ENDED_EARLY)
     if state == AttemptState.DEADLINE:

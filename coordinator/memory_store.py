@@ -9,17 +9,17 @@ which other processes write, are set with `hold_lease`, `add_worker` and `submit
 
 from __future__ import annotations
 
-import functools
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from coordinator import transitions
 from coordinator.aggregate import PENDING, Merge, merge
 from coordinator.machine import SuiteView
-from coordinator.state import COLLECTION_OWNER
+from coordinator.memory_suite import Suite, atomic
+from coordinator.store import COLLECTION_OWNER, FINISH_TRIES, Finished
 from farm import events as eventlog
 from farm import keys
 from farm.attempts import Attempt
@@ -30,60 +30,35 @@ from farm.protocol import decode, encode
 from farm.states import AttemptState, SuiteStatus
 
 T = TypeVar("T")
+log = logging.getLogger("farm.coordinator")
 
 
-@dataclass
-class _Suite:
-    fields: dict[str, Any]
-    outcomes: dict[str, str] = field(default_factory=dict)
-    owners: dict[str, str] = field(default_factory=dict)
-    records: dict[str, TestRecord] = field(default_factory=dict)
-    runs: dict[str, TestRun] = field(default_factory=dict)
-    counts: dict[str, int] = field(default_factory=dict)
-    attempts: dict[str, Attempt] = field(default_factory=dict)
-    current: dict[str, str] = field(default_factory=dict)
-    reruns: dict[str, int] = field(default_factory=dict)
-    crash_retries: dict[str, int] = field(default_factory=dict)
-    leases: dict[str, str] = field(default_factory=dict)
-    report: str | None = None
-    log: list[bytes] = field(default_factory=list)  # the event log (packed, as the stream keeps them)
-
-
-def _atomic(cls: type[T]) -> type[T]:
-    """Make every public method of `cls` hold the instance's lock (an RLock) while it runs."""
-    for name, method in list(vars(cls).items()):
-        if callable(method) and not name.startswith("_"):
-            setattr(cls, name, _locked(method))
-    return cls
-
-
-def _locked(method: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(method)
-    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
-        with self._lock:
-            return method(self, *args, **kwargs)
-    return call
-
-
-@_atomic
+@atomic
 class MemoryStore:
     """One farm's state in memory (satisfies `coordinator.store.SuiteStore`); every public method
     holds one lock, so each is atomic as SuiteState's are."""
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time, name: str = "1") -> None:
         self.clock = clock  # the time events are stamped with
+        self.name = name  # the coordinator's: a finish claim names its holder
         self._lock = threading.RLock()
-        self._suites: dict[str, _Suite] = {}
+        self._suites: dict[str, Suite] = {}
         self._submitted: dict[str, float] = {}
         self._active: set[str] = set()
         self._workers: dict[str, tuple[WorkerInfo, bool]] = {}
         self._history: dict[str, dict[str, float]] = {}
 
+    def peer(self, name: str) -> MemoryStore:
+        """Another coordinator (named `name`) over this same farm: it shares everything but its name."""
+        other = MemoryStore.__new__(MemoryStore)
+        other.__dict__.update(self.__dict__, name=name)
+        return other
+
     # --- what other processes write -----------------------------------------------------
 
     def submit(self, spec: SuiteSpec) -> None:
         """Store a suite as `farm submit-suite` does."""
-        self._suites[spec.suite_id] = _Suite({"spec": encode(spec), "status": SuiteStatus.SUBMITTED.value,
+        self._suites[spec.suite_id] = Suite({"spec": encode(spec), "status": SuiteStatus.SUBMITTED.value,
                                               "submitted_at": spec.submitted_at})
         self._submitted[spec.suite_id] = spec.submitted_at
         self._log(spec.suite_id, eventlog.submitted(spec))
@@ -116,9 +91,10 @@ class MemoryStore:
         """Append to the suite's log, keeping the newest `eventlog.cap(tests)` entries."""
         s = self._suite(suite_id)
         s.log.extend(eventlog.pack(e) for e in logged)
+        s.logged += len(logged)
         del s.log[:max(0, len(s.log) - eventlog.cap(int(s.fields.get("total") or 0)))]
 
-    def _suite(self, suite_id: str) -> _Suite:
+    def _suite(self, suite_id: str) -> Suite:
         s = self._suites.get(suite_id)
         if s is None:
             raise SuiteNotFound(f"no suite {suite_id!r}")
@@ -256,12 +232,13 @@ class MemoryStore:
         return s.attempts[name]
 
     def requeue(self, suite_id: str, old: Attempt, why: str, *, now: float, state: AttemptState = AttemptState.LOST,
-                avoid: str = "") -> list[str]:
+                avoid: str = "", from_state: AttemptState | None = None) -> list[str]:
         s = self._suite(suite_id)
         stored = s.attempts.get(old.key)
         if stored is None:
             return []
-        change = transitions.requeue(stored, s.outcomes, s.owners, state=state, why=why, avoid=avoid, now=now)
+        change = transitions.requeue(stored, s.outcomes, s.owners, state=state, why=why, avoid=avoid, now=now,
+                                     from_state=from_state)
         if change is None:
             return []
         ended, new = change
@@ -364,24 +341,40 @@ class MemoryStore:
                     found[t] = run.worker
         return found
 
-    def release_finish_claim(self, suite_id: str) -> None:
-        self._suite(suite_id).fields.pop("finalized", None)
+    def release_finish_claim(self, suite_id: str) -> bool:
+        f = self._suite(suite_id).fields
+        if f.get("finalized") != self.name:
+            return False
+        del f["finalized"]
+        return True
 
     def claim_finish(self, suite_id: str) -> bool:
         f = self._suite(suite_id).fields
         if "finalized" in f:
             return False
-        f["finalized"] = 1
+        f["finalized"] = self.name
         return True
 
-    def store_report(self, suite_id: str, report_json: str, event: eventlog.Event | None = None,
-                     **fields: Any) -> None:
+    def store_report(self, suite_id: str, build: Callable[[], Finished]) -> bool:
         s = self._suite(suite_id)
-        s.report = report_json
-        self._log(suite_id, *filter(None, [event]))
-        s.fields.update(fields)
+        for _ in range(FINISH_TRIES):
+            if s.fields.get("finalized") != self.name or suite_id not in self._active:
+                log.warning("suite %s: not storing its report: %s", suite_id, "it finished already"
+                            if suite_id not in self._active else "its finish claim is not ours")
+                return False
+            logged = s.logged
+            done = build()  # under the lock: only what `build` itself calls can log meanwhile
+            if s.logged == logged:
+                break
+        else:
+            raise RuntimeError(f"suite {suite_id}: its log kept moving while its report was built")
+        self.record_durations(done.project, done.durations)
+        s.report = done.report
+        self._log(suite_id, done.event)
+        s.fields.update(done.fields)
         self._active.discard(suite_id)
         self._submitted.pop(suite_id, None)
+        return True
 
     def durations(self, project: str) -> dict[str, float]:
         return dict(self._history.get(project, {}))

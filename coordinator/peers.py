@@ -51,6 +51,16 @@ return 0
 """
 
 
+#: How often a coordinator says it is alive (coordinator/service.py's heartbeat thread).
+HEARTBEAT_S = 1.0
+
+
+def presence_ttl(lease_s: float, heartbeat_s: float = HEARTBEAT_S) -> float:
+    """How long a coordinator's presence lives unrenewed: a lease, and never less than three
+    heartbeats (a coordinator two beats late is not yet taken for dead, its claims kept)."""
+    return max(3 * heartbeat_s, lease_s)
+
+
 def identity(celery_name: str) -> str:
     """A name no other coordinator process has, now or later (a restarted one gets a new one)."""
     return f"{celery_name}/{os.getpid()}-{secrets.token_hex(3)}"

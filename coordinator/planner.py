@@ -6,13 +6,14 @@ only coordinator code that calls the store, the publishers and the clock.
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from coordinator import deadlines, machine, transitions
+from coordinator.finishing import finished
 from coordinator.store import SuiteStore
 from coordinator.sweep import reconcile, sweep
 from farm import events
@@ -23,7 +24,6 @@ from farm.nodeids import param_positions
 from farm.outcomes import FAILURES, Outcome, maxfail_reached
 from farm.protocol import decode, encode
 from farm.pytest_options import effective
-from farm.report.build import build_report
 from farm.states import AttemptState, SuiteStatus
 
 log = logging.getLogger("farm.coordinator")
@@ -191,7 +191,8 @@ class Planner:
     def _run_again(self, suite_id: str, a: Attempt, again: machine.RunAgain) -> None:
         """Move an attempt's unfinished tests to its next attempt and publish it, if it may still run."""
         spec = self.state.spec(suite_id)
-        moved = self.state.requeue(suite_id, a, again.why, now=self.clock(), state=again.state, avoid=again.avoid)
+        moved = self.state.requeue(suite_id, a, again.why, now=self.clock(), state=again.state, avoid=again.avoid,
+                                   from_state=again.from_state)
         log.warning("suite %s: %s; %d tests run again", suite_id, again.why.splitlines()[0] if again.why else "",
                     len(moved))
         new = self.state.attempt(suite_id, a.assignment_id, a.number + 1) if moved else None
@@ -215,9 +216,13 @@ class Planner:
         self.finish_if_complete(suite_id)
 
     def cancel(self, suite_id: str) -> None:
-        """Flag the suite canceled; one that no worker is collecting yet ends now. A collection
-        under way gets CANCEL_GRACE_S to report (the sweep ends the suite after that)."""
-        self.state.request_cancel(suite_id, self.clock())
+        """The submitter's cancel message: it flagged the suite canceled first (farm.client), and a
+        suite no worker is collecting yet ends now; a collection under way gets CANCEL_GRACE_S to
+        report (the sweep ends the suite after that). The message is not signed: one for a suite
+        without the flag (forged) changes nothing."""
+        if not self.state.canceled(suite_id):
+            log.warning("suite %s: a cancel message for a suite nobody canceled dropped", suite_id)
+            return
         if self.state.view(suite_id).unclaimed:
             self.finish_unplanned(self.state.spec(suite_id),
                                    machine.Finish(SuiteStatus.CANCELED, 2, "suite canceled before collection"))
@@ -281,6 +286,24 @@ class Planner:
         """
         if not self._complete(sid, force=force) or not self.state.claim_finish(sid):
             return
+        with self._claimed(sid):
+            self._finish_claimed(sid, force=force)
+
+    @contextlib.contextmanager
+    def _claimed(self, sid: str) -> Iterator[None]:
+        """While we hold the finish claim: any exception (the broker away as a rerun is published,
+        a Redis error) releases it before it propagates, so the sweep tries again; the suite
+        would hang otherwise (we are alive: nobody else frees our claim)."""
+        try:
+            yield
+        except BaseException:
+            try:
+                self.state.release_finish_claim(sid)
+            except Exception as exc:  # the store is away too: its claim outlives us, not the suite
+                log.warning("suite %s: could not release its finish claim: %s", sid, exc)
+            raise
+
+    def _finish_claimed(self, sid: str, *, force: bool) -> None:
         spec = self.state.spec(sid)
         # A suite stopped at its -x/--maxfail runs nothing again (neither crash retries nor reruns).
         halted = self.state.canceled(sid) or bool(self.state.stop_reason(sid))
@@ -345,40 +368,15 @@ class Planner:
         """Finish a suite that was never planned (or whose collection ends it)."""
         if not self.state.claim_finish(spec.suite_id):
             return
-        if collection is not None:
-            self.state.set_fields(spec.suite_id, collection=encode(collection))
-        self._finish(spec, finish, collection)
+        with self._claimed(spec.suite_id):
+            if collection is not None:
+                self.state.set_fields(spec.suite_id, collection=encode(collection))
+            self._finish(spec, finish, collection)
 
     def _finish(self, spec: SuiteSpec, finish: machine.Finish, collection: Collection | None = None) -> None:
-        """Store the durations and the report: the suite finished (it claimed the finish)."""
+        """Store the durations and the report: the suite finished (it claimed the finish). The store
+        builds it under its claim and again if the log moved on meanwhile (coordinator/store.py)."""
         sid = spec.suite_id
         now = self.clock()
-        started = float(self.state.field(sid, "submitted_at") or now)
-        counted = self.state.counted(sid)
-        for d in finish.decided:
-            counted.setdefault(d.test_id, d)
-        order = self.state.order(sid) or [d.test_id for d in finish.decided]
-        attempts = self.state.attempts(sid)
-        collection_now = collection or self.state.collection(sid)
-        used = {a.worker for a in attempts} | ({collection_now.worker} if collection_now else set())
-        workers = [w for w in self.state.workers() if w.name in used]
-        stopped = self.state.stop_reason(sid)
-        report = build_report(
-            spec=spec, status=finish.status, exit_code=finish.exit_code, message=finish.message, started_at=started,
-            finished_at=now, collection=collection_now, order=order, counted=counted,
-            runs=self.state.test_runs(sid), attempts=attempts, workers=workers, stopped=stopped,
-        )
-        # The log's last word: what the report says beyond the log's other events (farm.report.rebuild).
-        event = events.finished(status=finish.status.value, exit_code=finish.exit_code, message=finish.message,
-                                started_at=started, finished_at=now, stopped=stopped, workers=workers,
-                                decided=finish.decided, collection=collection)
-        # History first: whoever sees the report (the embedded farm saving its history, the next
-        # submission) sees this suite's durations too.
-        timed = machine.timed(counted)
-        overhead = machine.assignment_overhead(attempts, timed)
-        if overhead is not None:
-            timed[machine.OVERHEAD_KEY] = overhead
-        self.state.record_durations(spec.project, timed)
-        self.state.store_report(sid, json.dumps(report, ensure_ascii=False), event, status=finish.status.value,
-                                exit_code=finish.exit_code, finished_at=now, message=finish.message)
-        log.info("suite %s %s: exit code %d", sid, finish.status, finish.exit_code)
+        if self.state.store_report(sid, lambda: finished(self.state, spec, finish, collection, now)):
+            log.info("suite %s %s: exit code %d", sid, finish.status, finish.exit_code)

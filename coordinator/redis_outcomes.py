@@ -7,6 +7,7 @@ watched key changed meanwhile.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
@@ -86,11 +87,12 @@ class RedisOutcomes:
     # --- the one read-decide-write primitive ----------------------------------------------
 
     def transact(self, watch: Sequence[str], read: Callable[[Any], R],
-                 decide: Callable[[R], tuple[T, Write]]) -> T:
+                 decide: Callable[[R], tuple[T, Write]], *, tries: int = 0) -> T:
         """WATCH `watch`, `read` through the pipeline, let `decide` (pure) say what to return and
-        what to write; the write happens in MULTI, and all of it again if a watched key changed."""
+        what to write; the write happens in MULTI, and all of it again if a watched key changed
+        (at most `tries` times if given: then `redis.WatchError` is raised)."""
         with self.r.pipeline() as pipe:
-            while True:
+            for n in itertools.count(1):
                 try:
                     pipe.watch(*watch)
                     result, write = decide(read(pipe))
@@ -102,7 +104,9 @@ class RedisOutcomes:
                     pipe.execute()
                     return result
                 except redis.WatchError:
-                    continue
+                    if n == tries:
+                        raise
+        raise AssertionError("unreachable")
 
     # --- merging -------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import redis
 from celery import Celery
 
-from coordinator.peers import OrphanedClaims, Presence, SweepLease, identity
+from coordinator.peers import HEARTBEAT_S, OrphanedClaims, Presence, SweepLease, identity, presence_ttl
 from coordinator.planner import Planner
 from coordinator.state import SuiteState
 from coordinator.tasks import publisher, register
@@ -26,8 +26,6 @@ from farm.service_main import wait_for_broker
 
 log = logging.getLogger("farm.coordinator")
 SWEEP_INTERVAL_S = 1.0
-#: How often a coordinator says it is alive (its key lives FARM_LEASE_S: coordinator/peers.py).
-HEARTBEAT_S = 1.0
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -57,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     client = store.connect(settings.state, timeout=30)
     # Any number of coordinators may share the broker: each handles any suite's messages (they
     # are idempotent), and only the holder of the sweep lease sweeps (coordinator/peers.py).
-    presence = Presence(client, me, settings.lease_s)
+    presence = Presence(client, me, presence_ttl(settings.lease_s))
     presence.beat()
     lease = SweepLease(client, me, settings.lease_s)
     claims = OrphanedClaims(client)
@@ -109,12 +107,19 @@ def queue_length(app: Celery) -> Callable[[str], int]:
     return length
 
 
-def _beat(presence: Presence, stop: threading.Event) -> None:
-    while not stop.wait(HEARTBEAT_S):
+def _beat(presence: Presence, stop: threading.Event, interval_s: float = HEARTBEAT_S) -> None:
+    """Renew our presence until `stop`; whatever a beat raises, the next one tries again (a dead
+    heartbeat would get our claims released while we work on). One line per run of failures."""
+    failing = False
+    while not stop.wait(interval_s):
         try:
             presence.beat()
-        except redis.RedisError as exc:  # a Redis blip: the next beat tries again
-            log.warning("heartbeat failed: %s: %s", type(exc).__name__, exc)
+        except Exception as exc:
+            if not failing:
+                log.warning("heartbeat failed (trying again every %gs): %s: %s", interval_s, type(exc).__name__, exc)
+            failing = True
+        else:
+            failing = False
 
 
 def sweep_once(planner: Planner, lease: SweepLease, claims: OrphanedClaims) -> bool:

@@ -6,6 +6,7 @@ Merges and the read-decide-write primitive are in `coordinator.redis_outcomes`; 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -13,6 +14,7 @@ from coordinator import transitions
 from coordinator.aggregate import PENDING
 from coordinator.machine import SuiteView
 from coordinator.redis_outcomes import RedisOutcomes, Write, chunks, pack, texts, unpack
+from coordinator.store import COLLECTION_OWNER, FINISH_TRIES, Finished
 from farm import events as eventlog
 from farm import keys, registry
 from farm.attempts import Attempt
@@ -21,9 +23,7 @@ from farm.model import Collection, SuiteSpec, WorkerInfo
 from farm.protocol import decode, encode
 from farm.states import AttemptState, SuiteStatus
 
-#: The owner of outcomes decided at collection (module-level skips, collection errors).
-COLLECTION_OWNER = "collection#1"
-
+log = logging.getLogger("farm.coordinator")
 
 class SuiteState(RedisOutcomes):
     """Reads and writes one Redis state store (satisfies `coordinator.store.SuiteStore`)."""
@@ -190,11 +190,12 @@ class SuiteState(RedisOutcomes):
         return self.transact([akey], lambda pipe: pipe.hget(akey, name), decide)
 
     def requeue(self, suite_id: str, old: Attempt, why: str, *, now: float, state: AttemptState = AttemptState.LOST,
-                avoid: str = "") -> list[str]:
+                avoid: str = "", from_state: AttemptState | None = None) -> list[str]:
         """Give up on an attempt: its tests without an outcome move to the next attempt (queued).
 
         The old attempt takes `state` (lost: its worker stopped renewing the lease; handback: it
-        stopped early and handed its tests back). Atomic with merges (same WATCHed keys): a
+        stopped early and handed its tests back), only from `from_state` (None: queued or running;
+        `transitions.requeue`). Atomic with merges (same WATCHed keys): a
         record of the old attempt is either counted before this, and its test stays put, or
         fenced after it. Happens once per attempt. Returns the moved tests.
         """
@@ -212,7 +213,7 @@ class SuiteState(RedisOutcomes):
                 return [], None
             change = transitions.requeue(Attempt.unpack(data), dict(zip(tests, values, strict=True)),
                                          dict(zip(tests, owned, strict=True)), state=state, why=why, avoid=avoid,
-                                         now=now)
+                                         now=now, from_state=from_state)
             if change is None:
                 return [], None
             ended, new = change
@@ -296,37 +297,68 @@ class SuiteState(RedisOutcomes):
         """Remember when every test first had an outcome (the grace for completions starts then)."""
         self.r.hsetnx(keys.suite(suite_id), "complete_at", now)
 
-    def release_finish_claim(self, suite_id: str) -> None:
-        """Undo a claim to finish (its holder moved on, or died before it stored the report)."""
-        self.r.hdel(keys.suite(suite_id), "finalized")
+    def release_finish_claim(self, suite_id: str) -> bool:
+        """Undo our claim to finish (we moved on, or failed before we stored the report); a claim
+        another coordinator holds (ours was released while we stalled) stays. True if released."""
+        key = keys.suite(suite_id)
+
+        def decide(holder: bytes | None) -> tuple[bool, Write]:
+            if holder != self.name.encode():
+                return False, None
+            return True, lambda pipe: pipe.hdel(key, "finalized")
+
+        return self.transact([key], lambda pipe: pipe.hget(key, "finalized"), decide)
 
     def claim_finish(self, suite_id: str) -> bool:
-        """True for exactly one caller: the one that finishes the suite."""
+        """True for exactly one caller: the one that finishes the suite (the claim names it)."""
         return bool(self.r.hsetnx(keys.suite(suite_id), "finalized", self.name))
 
-    def store_report(self, suite_id: str, report_json: str, event: eventlog.Event | None = None,
-                     **fields: Any) -> None:
-        ttl = self.settings.suite_ttl_s
-        with self.r.pipeline() as pipe:
-            pipe.set(keys.report(suite_id), report_json)
-            if event is not None:
-                self.log(pipe, suite_id, event)
-            pipe.hset(keys.suite(suite_id), mapping=fields)
-            pipe.srem(keys.ACTIVE, suite_id)
-            pipe.zrem(keys.SUBMITTED, suite_id)
-            for key in keys.suite_keys(suite_id):
-                pipe.expire(key, ttl)
-            pipe.execute()
+    def store_report(self, suite_id: str, build: Callable[[], Finished]) -> bool:
+        """Store what `build` makes of the suite as it is now, if we still hold its finish claim
+        and it is still active; False (nothing stored) if not.
+
+        Atomic with the suite's log: `build` reads after WATCHing the log, so an event appended
+        before the report's own (a merge, an attempt ending) makes it build again (at most
+        FINISH_TRIES times; then `redis.WatchError`): the report is what the log folds to."""
+        key, ttl = keys.suite(suite_id), self.settings.suite_ttl_s
+
+        def read(pipe: Any) -> tuple[bytes | None, bool]:
+            return pipe.hget(key, "finalized"), bool(pipe.sismember(keys.ACTIVE, suite_id))
+
+        def decide(seen: tuple[bytes | None, bool]) -> tuple[bool, Write]:
+            holder, active = seen
+            if holder != self.name.encode() or not active:
+                log.warning("suite %s: not storing its report: %s", suite_id,
+                            "it finished already" if not active else
+                            f"its finish claim is {keys.text(holder) if holder else 'gone'}'s, not ours")
+                return False, None
+            done = build()
+
+            def write(pipe: Any) -> None:
+                self._write_durations(pipe, done.project, done.durations)
+                pipe.set(keys.report(suite_id), done.report)
+                self.log(pipe, suite_id, done.event)
+                pipe.hset(key, mapping=done.fields)
+                pipe.srem(keys.ACTIVE, suite_id)
+                pipe.zrem(keys.SUBMITTED, suite_id)
+                for k in keys.suite_keys(suite_id):
+                    pipe.expire(k, ttl)
+            return True, write
+
+        return self.transact([key, keys.events(suite_id)], read, decide, tries=FINISH_TRIES)
 
     def durations(self, project: str) -> dict[str, float]:
         return {k.decode(): float(v) for k, v in self.r.hscan_iter(keys.history(project), count=5000)}
 
     def record_durations(self, project: str, durations: dict[str, float]) -> None:
+        with self.r.pipeline() as pipe:
+            self._write_durations(pipe, project, durations)
+            pipe.execute()
+
+    def _write_durations(self, pipe: Any, project: str, durations: dict[str, float]) -> None:
         if not durations:
             return
         key = keys.history(project)
-        with self.r.pipeline() as pipe:
-            for chunk in chunks(list(durations.items()), 5000):
-                pipe.hset(key, mapping={k: repr(round(v, 6)) for k, v in chunk})
-            pipe.expire(key, self.settings.history_ttl_s)
-            pipe.execute()
+        for chunk in chunks(list(durations.items()), 5000):
+            pipe.hset(key, mapping={k: repr(round(v, 6)) for k, v in chunk})
+        pipe.expire(key, self.settings.history_ttl_s)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from coordinator.aggregate import Merge
@@ -11,6 +12,23 @@ from farm.attempts import Attempt
 from farm.events import Event, Kind
 from farm.model import Collection, SuiteSpec, TestRecord, TestRun, WorkerInfo
 from farm.states import AttemptState
+
+#: The owner of outcomes decided at collection (module-level skips, collection errors).
+COLLECTION_OWNER = "collection#1"
+#: How often a store builds a finished suite's report again when the log moved on meanwhile.
+FINISH_TRIES = 5
+
+
+@dataclass(frozen=True)
+class Finished:
+    """What finishing a suite stores: its report, the log's last event, the suite's final fields
+    and the durations its tests add to their project's history."""
+
+    report: str
+    event: Event
+    fields: dict[str, Any]
+    project: str
+    durations: dict[str, float]
 
 
 class SuiteStore(Protocol):
@@ -46,7 +64,7 @@ class SuiteStore(Protocol):
     def change_attempt(self, suite_id: str, assignment_id: str, number: int,
                        change: Callable[[Attempt], Attempt]) -> Attempt | None: ...
     def requeue(self, suite_id: str, old: Attempt, why: str, *, now: float, state: AttemptState = ...,
-                avoid: str = "") -> list[str]: ...
+                avoid: str = "", from_state: AttemptState | None = None) -> list[str]: ...
     def failing_for_rerun(self, suite_id: str, limit: int) -> list[str]: ...
     def crashed_for_retry(self, suite_id: str) -> list[str]: ...
     def start_rerun(self, suite_id: str, new: Attempt, *, crash_retry: bool = False) -> list[str]: ...
@@ -66,8 +84,8 @@ class SuiteStore(Protocol):
     # finishing
     def note_complete(self, suite_id: str, now: float) -> None: ...
     def last_workers(self, suite_id: str, test_ids: list[str]) -> dict[str, str]: ...
-    def release_finish_claim(self, suite_id: str) -> None: ...
+    def release_finish_claim(self, suite_id: str) -> bool: ...
     def claim_finish(self, suite_id: str) -> bool: ...
-    def store_report(self, suite_id: str, report_json: str, event: Event | None = None, **fields: Any) -> None: ...
+    def store_report(self, suite_id: str, build: Callable[[], Finished]) -> bool: ...
     def durations(self, project: str) -> dict[str, float]: ...
     def record_durations(self, project: str, durations: dict[str, float]) -> None: ...

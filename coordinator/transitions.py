@@ -60,14 +60,21 @@ def given_up(a: Attempt, state: AttemptState, message: str) -> Attempt:
     return a.but(state=state, message=message[:MESSAGE_LIMIT])
 
 
+#: The states an attempt is given up on from when the caller expects no ended state (a lease lost).
+UNENDED = (AttemptState.QUEUED, AttemptState.RUNNING)
+
+
 def requeue(old: Attempt, outcomes: Mapping[str, str | None], owners: Mapping[str, str | None], *,
-            state: AttemptState, why: str, avoid: str, now: float) -> tuple[Attempt, Attempt | None] | None:
+            state: AttemptState, why: str, avoid: str, now: float,
+            from_state: AttemptState | None = None) -> tuple[Attempt, Attempt | None] | None:
     """Give up on an attempt: (the old one as it ends, the next attempt with its unfinished
-    tests or None if none are left), or None if it was given up on already.
+    tests or None if none are left), or None if it was given up on already or is no longer in
+    the state the caller decided on (`from_state`; None: still queued or running, as a lost
+    lease is judged): a verdict from a stale read changes nothing (a `done` attempt stays done).
 
     `outcomes` and `owners` are the suite's, for the attempt's tests: only tests still pending
     and owned by the old attempt move."""
-    if old.requeued or old.state == AttemptState.LOST:
+    if old.requeued or old.state not in (UNENDED if from_state is None else (from_state,)):
         return None
     moving = [t for t in old.test_ids if outcomes.get(t) == PENDING and owners.get(t) == old.key]
     ended_old = old.but(state=state, message=why[:MESSAGE_LIMIT], finished_at=old.finished_at or now, requeued=True)

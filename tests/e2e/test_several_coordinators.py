@@ -4,6 +4,7 @@ worker's attempt requeued once, by the other coordinator, when the sweeping one 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -15,8 +16,9 @@ import psutil
 import redis
 from support.helpers import LEAN, copy_fixture, farm, running_cluster, submit_no_wait
 
-from farm import keys
+from farm import events, keys
 from farm.cluster import ClusterSpec
+from farm.report.rebuild import rebuild
 from farm.report.schema import load_report
 
 SLOW = 40  # the slow fixture: 40 tests of 0.5 s
@@ -76,6 +78,14 @@ def _durations_recorded_once(store: redis.Redis, report: dict) -> None:
     assert history == {t["id"]: round(t["duration_s"], 6) for t in report["tests"]}
 
 
+def _finished_once(store: redis.Redis, suite_id: str) -> None:
+    """Exactly one `finished` event in the suite's log (one coordinator finished it), and the
+    stored report is the one the log folds to (`farm results --from-events`)."""
+    logged = [events.unpack(fields[b"e"]) for _, fields in store.xrange(keys.events(suite_id))]
+    assert [e.kind for e in logged].count(events.Kind.FINISHED) == 1, "not finished exactly once"
+    assert rebuild(logged, suite_id) == json.loads(store.get(keys.report(suite_id)) or b"null")
+
+
 def _wait_for_done(store: redis.Redis, suite_id: str, done: int, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while int(store.hget(keys.suite(suite_id), "done") or 0) < done:
@@ -122,6 +132,7 @@ def test_a_coordinator_killed_mid_suite_leaves_the_suite_complete_and_counted_on
         finished_at = float(store.hget(keys.suite(suite_id), "finished_at") or 0)
         _every_test_once(report)
         _durations_recorded_once(store, report)
+        _finished_once(store, suite_id)
         assert keys.text(store.hget(keys.suite(suite_id), "finalized") or b"").startswith("farm-coordinator")
         late = finished_at - killed_at
         # Measured, not a timed assert: printed for the report (pytest -s), bounded generously.
@@ -157,6 +168,7 @@ def test_a_lost_attempt_is_requeued_once_when_the_sweeper_dies_with_its_worker(f
               file=sys.stderr)
         _every_test_once(report)
         _durations_recorded_once(store, report)
+        _finished_once(store, suite_id)
         rows = [(a["id"], a["attempt"]) for a in report["assignments"]]
         assert len(rows) == len(set(rows)), f"an attempt recorded twice: {rows}"
         lost = [(a["id"], a["attempt"]) for a in report["assignments"] if a["state"] == "lost"]

@@ -10,11 +10,14 @@ import json
 import time
 
 import redis
+from celery import Celery
 
 from coordinator.peers import OrphanedClaims
 from coordinator.planner import Planner
 from coordinator.state import SuiteState
-from farm import keys
+from coordinator.tasks import register
+from farm import keys, signing
+from farm.celery_app import CANCEL_SUITE, SUITE_SUBMITTED
 from farm.config import Settings
 from farm.model import Assignment, Collection, Completion, RecordBatch, SessionInfo, SuiteSpec, TestRecord, WorkerInfo
 from farm.outcomes import Outcome
@@ -365,9 +368,29 @@ def test_a_suite_canceled_before_any_worker_collects_it_ends_at_once(redis_url: 
     planner, state, published = _planner(redis_url)
     _submit(state, planner, "s1")
     assert state.field("s1", "status") == "collecting" and published.collects, "the collection was not published"
+    state.request_cancel("s1", time.time())  # the client flags it, then tells the coordinator
     planner.cancel("s1")
     assert _report(state, "s1")["status"] == "canceled"
     assert "s1" not in state.active_suites()
+
+
+def test_bare_submitter_messages_not_from_a_submitter_change_nothing(redis_url: str) -> None:
+    """farm.cancel_suite and farm.suite_submitted are not signed (docs/operations.md, Message
+    signing): the coordinator acts on a cancel only once the suite is flagged canceled, and on a
+    submission only of a suite that is stored."""
+    planner, state, published = _planner(redis_url)
+    app = Celery("farm", broker="memory://", set_as_current=False)
+    register(app, planner, signing.Keyring(signing.parse(signing.generate_secret(), "test")))
+    _submit(state, planner, "s1")
+    logged = len(state.events("s1"))
+    app.tasks[CANCEL_SUITE]("s1")  # forged: the suite was never flagged canceled
+    assert state.field("s1", "cancel") is None and state.field("s1", "status") == "collecting"
+    assert len(state.events("s1")) == logged and "s1" in state.active_suites()
+    app.tasks[SUITE_SUBMITTED]("nosuch")
+    assert not state.r.exists(keys.suite("nosuch")) and len(published.collects) == 1
+    state.request_cancel("s1", time.time())  # as farm.client does before it sends the message
+    app.tasks[CANCEL_SUITE]("s1")
+    assert _report(state, "s1")["status"] == "canceled"
 
 
 def test_a_suite_canceled_while_a_worker_collects_it_ends_after_the_grace(redis_url: str, monkeypatch) -> None:
@@ -378,6 +401,7 @@ def test_a_suite_canceled_while_a_worker_collects_it_ends_after_the_grace(redis_
     _submit(state, planner, "s1")
     state.r.hset(keys.suite("s1"), "collect_started", "w@h")
     state.r.set(keys.lease("s1", "collect"), "w@h", px=60_000)  # the collection runs, its lease held
+    state.request_cancel("s1", time.time())  # the client flags it, then tells the coordinator
     planner.cancel("s1")
     planner.sweep()
     assert state.field("s1", "status") == "collecting", "ended before its collection had the grace to report"

@@ -5,9 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from support.finish_scenarios import FINISH_SCENARIOS
 from support.scenarios import SCENARIOS, RedisWorld, World
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.__name__)
 def test_scenario_over_redis(scenario: Callable[[World], None], redis_url: str) -> None:
+    scenario(RedisWorld(redis_url))
+
+
+@pytest.mark.parametrize("scenario", FINISH_SCENARIOS, ids=lambda s: s.__name__)
+def test_finish_scenario_over_redis(scenario: Callable[[World], None], redis_url: str) -> None:
     scenario(RedisWorld(redis_url))

@@ -72,7 +72,7 @@ def play(w: World, rnd: random.Random, sid: str = "fs") -> tuple[str, ...]:
             w.planner = w.start_coordinator()
             w.planner.reconcile()
         elif step == "cancel" and rnd.random() < 0.1:
-            w.planner.cancel(sid)
+            w.cancel(sid)
     _drain(w, sid)
     return tests
 

@@ -17,6 +17,7 @@ import redis
 
 from coordinator.deadlines import CANCEL_GRACE_S, COMPLETION_GRACE_S
 from coordinator.memory_store import MemoryStore
+from coordinator.peers import OrphanedClaims
 from coordinator.planner import Planner
 from coordinator.state import SuiteState
 from coordinator.store import SuiteStore
@@ -82,6 +83,14 @@ class World:
     def stored_report(self, sid: str) -> str | None:
         raise NotImplementedError
 
+    def peer(self, name: str) -> SuiteStore:
+        """The store as another coordinator, named `name`, sees it (its finish claims are its own)."""
+        raise NotImplementedError
+
+    def release_orphaned(self, sid: str) -> None:
+        """Release the suite's finish claim as a sweeper does when its holder's presence lapsed."""
+        raise NotImplementedError
+
     # --- steps ----------------------------------------------------------------------------
 
     def submit(self, sid: str, **spec: Any) -> SuiteSpec:
@@ -93,6 +102,11 @@ class World:
     def collect(self, sid: str, tests: tuple[str, ...], *, worker: str = "w1@h", exit_code: int = 0,
                 decided: tuple[TestRecord, ...] = (), session: SessionInfo | None = None) -> None:
         self.planner.collected(Collection(sid, worker, exit_code, tests, decided, session=session or SessionInfo()))
+
+    def cancel(self, sid: str) -> None:
+        """The submitter cancels: it flags the suite (as farm.client does), then tells the coordinator."""
+        self.store.request_cancel(sid, self.clock())
+        self.planner.cancel(sid)
 
     def send(self, a: Assignment, worker: str, *records: TestRecord) -> None:
         self.planner.records(RecordBatch(a.suite_id, a.assignment_id, a.attempt, worker, f"local:{worker}", records))
@@ -147,6 +161,12 @@ class MemoryWorld(World):
     def stored_report(self, sid: str) -> str | None:
         return self.memory.report(sid)
 
+    def peer(self, name: str) -> SuiteStore:
+        return self.memory.peer(name)
+
+    def release_orphaned(self, sid: str) -> None:
+        assert self.memory.release_finish_claim(sid)  # what OrphanedClaims does over Redis
+
 
 class RedisWorld(World):
     """Over a real redis-server, written as the client and the workers write it."""
@@ -178,6 +198,12 @@ class RedisWorld(World):
     def stored_report(self, sid: str) -> str | None:
         data = self.r.get(keys.report(sid))
         return None if data is None else data.decode()
+
+    def peer(self, name: str) -> SuiteStore:
+        return SuiteState(self.r, SETTINGS, name=name, clock=self.clock)
+
+    def release_orphaned(self, sid: str) -> None:
+        assert OrphanedClaims(self.r).release([sid]) == [sid]  # "1" never said it was alive
 
 
 # --- the scenarios ----------------------------------------------------------------------------
@@ -325,7 +351,7 @@ def cancel_waits_for_running_attempts_then_ends(w: World) -> None:
     (a,) = _planned(w, "stop")
     w.take(a, "w1@h")
     w.send(a, "w1@h", TestRecord("t.py::a", Outcome.PASSED))
-    w.planner.cancel("stop")
+    w.cancel("stop")
     w.tick(CANCEL_GRACE_S / 2)
     assert w.stored_report("stop") is None, "canceled before its running attempt could report"
     w.tick(CANCEL_GRACE_S)  # its worker hangs: what did not run, did not run
@@ -339,7 +365,7 @@ def cancel_waits_for_running_attempts_then_ends(w: World) -> None:
 def cancel_before_collection_ends_at_once(w: World) -> None:
     w.add_worker("w1@h")
     w.submit("early")
-    w.planner.cancel("early")
+    w.cancel("early")
     report = w.report("early")
     assert report["status"] == "canceled" and report["tests"] == []
 

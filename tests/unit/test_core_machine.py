@@ -54,9 +54,9 @@ def test_the_ending_of_an_attempt_decides_its_pending_tests() -> None:
     assert machine.attempt_ended(_completion("failed", message="runner exited with code -9\ntail"), ["t"]) == \
         machine.NotRun("runner exited with code -9")
     assert machine.attempt_ended(_completion("handback", infrastructure=True), ["t"]) == \
-        machine.RunAgain("handed back", AttemptState.HANDBACK, avoid="w1@h")
+        machine.RunAgain("handed back", AttemptState.HANDBACK, avoid="w1@h", from_state=AttemptState.HANDBACK)
     again = machine.attempt_ended(_completion("done"), ["t"], records_lost=2)
-    assert isinstance(again, machine.RunAgain) and again.avoid == ""
+    assert isinstance(again, machine.RunAgain) and again.avoid == "" and again.from_state == AttemptState.DONE
     # Canceled: records lost on the way do not bring its tests back.
     assert isinstance(machine.attempt_ended(_completion("canceled"), ["t"], records_lost=2), machine.NotRun)
 
@@ -152,3 +152,14 @@ def test_an_attempt_round_trips_through_its_stored_form() -> None:
     assert {"id", "attempt", "state", "test_ids", "expected_s", "priority", "held_completion", "held_since",
             "wall_s"} <= set(ended.to_stored())
     assert Attempt.from_stored({"id": "x", "attempt": 2, "state": "queued", "test_ids": ["t"]}).avoid == ()
+
+
+def test_requeue_only_from_the_state_its_verdict_was_decided_on() -> None:
+    done = Attempt("s-a000", 1, AttemptState.DONE, ("a",))
+    outcomes, owners = {"a": PENDING}, {"a": done.key}
+    lost = dict(state=AttemptState.LOST, why="lost", avoid="", now=T0)
+    assert transitions.requeue(done, outcomes, owners, **lost) is None  # a stale `lost`: it ended meanwhile
+    handed = Attempt("s-a000", 1, AttemptState.HANDBACK, ("a",))
+    back = dict(state=AttemptState.HANDBACK, why="handed back", avoid="", now=T0)
+    assert transitions.requeue(handed, outcomes, owners, **back, from_state=AttemptState.HANDBACK) is not None
+    assert transitions.requeue(done, outcomes, owners, **back, from_state=AttemptState.HANDBACK) is None

@@ -142,3 +142,15 @@ def test_the_cycle_finder_sees_a_lazy_import_in_a_function(tmp_path: Path) -> No
     graph = import_graph(modules)
     assert graph["pkg.high"] == {"pkg.low"} and graph["pkg.low"] == {"pkg.high"} and graph["pkg.typed"] == set()
     assert cycles(graph) == [(["pkg.high", "pkg.low", "pkg.high"], [])]
+
+
+def test_the_memory_store_does_not_import_the_redis_store() -> None:
+    """The stub store stands without Redis: nothing of coordinator.state or its Redis half."""
+    graph = import_graph(_modules())
+    seen, todo = set(), ["coordinator.memory_store"]
+    while todo:
+        module = todo.pop()
+        if module not in seen:
+            seen.add(module)
+            todo.extend(graph.get(module, ()))
+    assert not seen & {"coordinator.state", "coordinator.redis_outcomes"}

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable
 
 import pytest
+from support.finish_scenarios import FINISH_SCENARIOS
 from support.scenarios import SCENARIOS, MemoryWorld, World
 
 from coordinator.memory_store import MemoryStore
@@ -44,3 +45,8 @@ def test_the_stub_store_merges_concurrent_duplicate_batches_once() -> None:
     assert store.total_and_done("s1") == (300, 300)
     assert store.counts("s1") == {"failed": 43, "passed": 257}
     assert len(store.test_runs("s1")) == 300
+
+
+@pytest.mark.parametrize("scenario", FINISH_SCENARIOS, ids=lambda s: s.__name__)
+def test_finish_scenario_over_the_stub_store(scenario: Callable[[World], None]) -> None:
+    scenario(MemoryWorld())
