@@ -163,7 +163,7 @@ class AttemptLoop:
         if why == "maxfail":
             return Step((), Finish("stopped", self.stop_reason))
         if why == "handback":
-            return Step((), Finish("handback", f"{self.worker} stopped before the assignment ended: tests handed back"))
+            return Step((), self._handback())
         a = self.assignment
         suite_over = bool(a.deadline_at) and now >= a.deadline_at
         reason = "stopped at the suite deadline" if suite_over else \
@@ -175,9 +175,11 @@ class AttemptLoop:
         return Step(timeouts, Finish("handback", f"assignment deadline of {a.budget_s:g}s reached: "
                                                  "unstarted tests handed back"))
 
-    def runner_exited(self, code: int, now: float, run: RunnerOutput, *, stop_reason: Callable[[], str]) -> Step:
+    def runner_exited(self, code: int, now: float, run: RunnerOutput, *, stopping: bool,
+                      stop_reason: Callable[[], str]) -> Step:
         """The runner ended on its own with exit `code`. `stop_reason` reads the suite's (Redis) and
-        is asked only before a restart, so a runner that ended cleanly needs no broker."""
+        is asked only before a restart, so a runner that ended cleanly needs no broker. `stopping`
+        (the worker asks for its work back, or the lease is lost): no restart, the rest is handed back."""
         if not self.running:  # between tests
             if code in CLEAN_EXITS:
                 return Step((), Finish("done"))
@@ -194,7 +196,12 @@ class AttemptLoop:
         if deaths > self.max_restarts:
             return Step(records, Finish("failed", f"runner died {deaths} times; giving up on its last "
                                                   f"{len(self.remaining)} tests"))
+        if stopping:  # as a stop would have: no new environment (a VM's boot) for an attempt given up
+            return Step(records, self._handback())
         return Step(records, self._next_runner())
+
+    def _handback(self) -> Finish:
+        return Finish("handback", f"{self.worker} stopped before the assignment ended: tests handed back")
 
     def _next_runner(self) -> StartRunner:
         self.runners += 1

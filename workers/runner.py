@@ -133,7 +133,8 @@ def run_assignment(
     MAX_RUNNER_RESTARTS times. At the assignment's own deadline (`budget_s` after its first
     runner started) the test running is recorded `timeout` and the attempt completes `handback`: the
     coordinator queues its unstarted tests again. So it does when `is_stopping` turns true (its
-    worker is stopping), without a record for the tests running then: they did nothing wrong.
+    worker is stopping, or its lease is lost), without a record for the tests running then: they
+    did nothing wrong; a runner that dies then is not restarted.
 
     Once `stop_reason` says something (the suite reached its -x/--maxfail), the runner is stopped
     as soon as the tests running then have reported, and the attempt completes `stopped`; an
@@ -234,7 +235,7 @@ def _drive(
         stream.tick()
         code = run.poll()
         if code is not None:
-            return code, loop.runner_exited(code, clock.time(), run, stop_reason=stop_reason)
+            return code, loop.runner_exited(code, clock.time(), run, stopping=is_stopping(), stop_reason=stop_reason)
         stop = loop.tick(clock.time(), stopping=is_stopping())
         if stop is None and clock.monotonic() >= next_keepalive:
             next_keepalive = clock.monotonic() + keepalive_every_s

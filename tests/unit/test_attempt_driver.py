@@ -173,6 +173,17 @@ def test_a_worker_asked_to_stop_hands_the_attempt_back_without_a_record_for_the_
     assert backend.runs[0].stops == [(3.0, False)]
 
 
+def test_a_runner_that_dies_once_its_worker_is_stopping_is_not_restarted() -> None:
+    # The runner dies in the same read as the worker starts stopping (or its lease is lost: the
+    # task's is_stopping says so too), before a tick saw it: the tests left are handed back.
+    flags = _Flags()
+    backend = StubBackend([Pass(), Call(flags.hand_back), Crash(-9)], [PassRest()])
+    completion, sink = _run(backend, flags=flags)
+    assert len(backend.requests) == 1, "a new runner was started for an attempt given up"
+    assert completion.state == "handback" and completion.message.startswith("w1 stopped before")
+    assert sink.outcomes() == {IDS[0]: Outcome.PASSED, IDS[1]: Outcome.CRASHED}
+
+
 def test_a_cancel_stops_the_runner_within_a_poll() -> None:
     flags = _Flags()
     backend = StubBackend([Pass(), Call(flags.cancel), Hang()])

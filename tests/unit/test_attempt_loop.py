@@ -86,7 +86,7 @@ def test_a_restart_does_not_move_the_budget() -> None:
     loop.begin(T0, canceled=False, stop_reason="")
     loop.runner_started(T0)
     _start(loop, IDS[0], T0 + 1)
-    step = loop.runner_exited(-9, T0 + 2, _Output(), stop_reason=lambda: "")
+    step = loop.runner_exited(-9, T0 + 2, _Output(), stopping=False, stop_reason=lambda: "")
     assert step.then == StartRunner(IDS[1:], 2)
     loop.runner_started(T0 + 20)
     assert loop.deadline_at == T0 + 30
@@ -99,7 +99,7 @@ def test_a_runner_that_dies_during_a_test_blames_that_test_and_a_restart_takes_t
     _start(loop, IDS[0], T0)
     _passed(loop, IDS[0], T0 + 1)
     _start(loop, IDS[1], T0 + 1)
-    step = loop.runner_exited(-9, T0 + 3, _Output("Segmentation fault"), stop_reason=lambda: "")
+    step = loop.runner_exited(-9, T0 + 3, _Output("Segmentation fault"), stopping=False, stop_reason=lambda: "")
     (record,) = step.records
     assert (record.test_id, record.outcome, record.duration_s) == (IDS[1], Outcome.CRASHED, 2.0)
     assert record.message == "the runner died while this test ran (killed by SIGKILL)"
@@ -112,7 +112,7 @@ def test_a_test_past_its_timeout_that_killed_the_runner_is_a_timeout_with_its_st
     loop.begin(T0, canceled=False, stop_reason="")
     loop.runner_started(T0)
     _start(loop, IDS[0], T0)
-    step = loop.runner_exited(1, T0 + 5, _Output(stacks="Thread 0x1 in test_a"), stop_reason=lambda: "")
+    step = loop.runner_exited(1, T0 + 5, _Output(stacks="Thread 0x1 in test_a"), stopping=False, stop_reason=lambda: "")
     assert step.records[0].outcome is Outcome.TIMEOUT
     assert step.records[0].message == "test ran past --test-timeout 5s"
 
@@ -125,7 +125,7 @@ def test_after_max_restarts_the_attempt_fails_naming_how_many_tests_were_left() 
         assert step == StartRunner(ids[n:], n + 1)
         loop.runner_started(T0 + n)
         _start(loop, ids[n], T0 + n)
-        step = loop.runner_exited(-11, T0 + n + 0.5, _Output(), stop_reason=lambda: "").then
+        step = loop.runner_exited(-11, T0 + n + 0.5, _Output(), stopping=False, stop_reason=lambda: "").then
     assert step == Finish("failed", f"runner died {MAX_RUNNER_RESTARTS + 1} times; giving up on its last 6 tests")
 
 
@@ -134,15 +134,25 @@ def test_no_restart_once_the_suite_stopped_or_nothing_is_left() -> None:
     loop.begin(T0, canceled=False, stop_reason="")
     loop.runner_started(T0)
     _start(loop, IDS[0], T0)
-    assert loop.runner_exited(-9, T0, _Output(), stop_reason=lambda: "stopped after 1 failures").then == \
-        Finish("stopped", "stopped after 1 failures")
+    step = loop.runner_exited(-9, T0, _Output(), stopping=False, stop_reason=lambda: "stopped after 1 failures")
+    assert step.then == Finish("stopped", "stopped after 1 failures")
 
     last = AttemptLoop(_assignment(test_ids=IDS[:1]), "w")
     last.begin(T0, canceled=False, stop_reason="")
     last.runner_started(T0)
     _start(last, IDS[0], T0)
-    step = last.runner_exited(-9, T0, _Output(), stop_reason=lambda: "")
+    step = last.runner_exited(-9, T0, _Output(), stopping=False, stop_reason=lambda: "")
     assert step.then == Finish("done") and step.records[0].outcome is Outcome.CRASHED
+
+
+def test_no_restart_once_the_worker_is_stopping_but_a_record_for_the_test_that_died() -> None:
+    loop = AttemptLoop(_assignment(), "w1")
+    loop.begin(T0, canceled=False, stop_reason="")
+    loop.runner_started(T0)
+    _start(loop, IDS[0], T0)
+    step = loop.runner_exited(-9, T0 + 1, _Output(), stopping=True, stop_reason=lambda: "")
+    assert [(r.test_id, r.outcome) for r in step.records] == [(IDS[0], Outcome.CRASHED)]
+    assert step.then == Finish("handback", "w1 stopped before the assignment ended: tests handed back")
 
 
 @pytest.mark.parametrize(("code", "end"), [(0, "done"), (1, "done"), (5, "done"), (2, "failed"), (-9, "failed")])
@@ -150,7 +160,7 @@ def test_a_runner_that_ends_between_tests_is_done_unless_its_exit_code_says_trou
     loop = AttemptLoop(_assignment(), "w")
     loop.begin(T0, canceled=False, stop_reason="")
     loop.runner_started(T0)
-    step = loop.runner_exited(code, T0, _Output("usage: pytest"), stop_reason=lambda: "")
+    step = loop.runner_exited(code, T0, _Output("usage: pytest"), stopping=False, stop_reason=lambda: "")
     assert step.records == () and step.then.state == end  # type: ignore[union-attr]
     if end == "failed":
         assert step.then == Finish("failed", f"runner exited with code {code}\nusage: pytest")
@@ -166,7 +176,7 @@ def test_a_runner_that_ends_cleanly_needs_no_broker_to_finish() -> None:
     for test_id in IDS:
         _start(loop, test_id, T0)
         _passed(loop, test_id, T0)
-    assert loop.runner_exited(0, T0, _Output(), stop_reason=broker_down).then == Finish("done")
+    assert loop.runner_exited(0, T0, _Output(), stopping=False, stop_reason=broker_down).then == Finish("done")
 
 
 def test_at_maxfail_the_tests_running_then_finish_and_one_started_after_does_not_delay_the_stop() -> None:
@@ -211,5 +221,5 @@ def test_a_test_the_runner_did_not_collect_names_the_collector_that_failed() -> 
     record = loop.line({"k": "missing", "id": IDS[0]}, T0)
     assert record is not None and record.outcome is Outcome.ERROR and record.phase == "collect"
     assert record.message == "not collected on the worker: collecting t.py failed\nImportError: x"
-    step = loop.runner_exited(2, T0, _Output(), stop_reason=lambda: "")
+    step = loop.runner_exited(2, T0, _Output(), stopping=False, stop_reason=lambda: "")
     assert step.then.state == "failed"  # type: ignore[union-attr]
