@@ -285,12 +285,14 @@ def _complete(
 
 def collect_suite(
     spec: SuiteSpec, *, backend: ExecutionBackend, bundle: Callable[[str], object], worker: str, settings: Settings,
-    keepalive: Callable[[], None] = lambda: None,
-) -> Collection:
-    """Collect a suite's tests with `pytest --collect-only` in a fresh environment."""
+    lost: Callable[[], bool] = lambda: False,
+) -> Collection | None:
+    """Collect a suite's tests with `pytest --collect-only` in a fresh environment; None once `lost`
+    says the collection's lease is lost: its runner is stopped (the coordinator collects again)."""
     started = time.monotonic()
-    with _renewing(keepalive, settings.lease_s / LEASE_RENEWALS):
-        archive = bundle(spec.bundle_digest)
+    archive = bundle(spec.bundle_digest)
+    if lost():
+        return None
     request = RunRequest(
         mode="collect",
         bundle=archive,  # type: ignore[arg-type]
@@ -300,15 +302,10 @@ def collect_suite(
         output_cap=settings.output_cap_bytes,
         longrepr_cap=settings.longrepr_cap_bytes,
     )
-    with _renewing(keepalive, settings.lease_s / LEASE_RENEWALS):  # fetching and unpacking the bundle
-        run = backend.start(request)
+    run = backend.start(request)
     lines: list[dict[str, object]] = []
-    next_keepalive = time.monotonic() + settings.lease_s / LEASE_RENEWALS
     try:
         while True:
-            if time.monotonic() >= next_keepalive:
-                next_keepalive = time.monotonic() + settings.lease_s / LEASE_RENEWALS
-                keepalive()
             for line in run.read_lines(timeout=0.05):
                 obj = rec.parse_line(line)
                 if obj is not None:
@@ -316,6 +313,9 @@ def collect_suite(
             code = run.poll()
             if code is not None:
                 break
+            if lost():
+                run.stop(STOP_GRACE_S)
+                return None
         result = rec.collect_result(lines)
         output = run.output_tail(8000) if code not in (0, 5) or result.decided else ""
     finally:

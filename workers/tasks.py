@@ -84,17 +84,12 @@ class WorkerContext:
 
     def keeper(self, a: Assignment) -> lease.LeaseKeeper:
         """The keeper of an attempt's lease, just claimed (see workers.lease)."""
-        key = keys.lease(a.suite_id, keys.attempt_key(a.assignment_id, a.attempt))
+        return self.lease_keeper(keys.lease(a.suite_id, keys.attempt_key(a.assignment_id, a.attempt)))
+
+    def lease_keeper(self, key: str) -> lease.LeaseKeeper:
+        """The keeper of a lease just claimed (an attempt's, a collection's), on the quick connection."""
         return lease.LeaseKeeper(lease.renewer(self.polls, key, self.name, self.settings.lease_s),
                                  self.settings.lease_s, self.settings.lease_s / runner.LEASE_RENEWALS, name=key)
-
-    def renew_key(self, key: str) -> None:
-        """Renew a lease while it is still ours (never recreate one that lapsed)."""
-        try:
-            if not lease.renewer(self.store, key, self.name, self.settings.lease_s)():
-                log.warning("lease %s is gone: its work was taken as lost", key)
-        except redis.RedisError as exc:  # the lease may lapse: the work is then done again, fenced
-            log.warning("could not renew lease %s: %s", key, exc)
 
     def someone_else_can_run(self, a: Assignment) -> bool:
         """Whether `a` should go back to the queue for another worker (it asks to avoid this one)."""
@@ -117,6 +112,9 @@ class WorkerContext:
 
     def send_completion(self, completion: Completion) -> None:
         send_message(self.app, ASSIGNMENT_COMPLETED, completion, keyring=self.keyring)
+
+    def send_collection(self, collection: Collection) -> None:
+        send_message(self.app, SUITE_COLLECTED, collection, keyring=self.keyring)
 
     def opened(self, task: str, signed: bytes) -> bytes | None:
         """The payload of a message the farm signed, or None: then it was dropped (one line, a dead letter)."""
@@ -211,16 +209,24 @@ def register(ctx: WorkerContext) -> None:
         if not ctx.claim_collection(spec.suite_id):
             log.warning("dropping a delivery of the collection of %s: running elsewhere", spec.suite_id)
             return
+        # Its lease is renewed by a keeper's thread, as an attempt's; once lost, the runner is stopped.
+        keeper = ctx.lease_keeper(keys.lease(spec.suite_id, "collect"))
+        collection: Collection | None
         try:
-            collection = runner.collect_suite(spec, backend=ctx.backend, bundle=ctx.bundles.path, worker=worker,
-                                              settings=ctx.settings,
-                                              keepalive=lambda: ctx.renew_key(keys.lease(spec.suite_id, "collect")))
+            with keeper:
+                collection = runner.collect_suite(spec, backend=ctx.backend, bundle=ctx.bundles.path, worker=worker,
+                                                  settings=ctx.settings, lost=keeper.lost)
         except Exception as exc:  # whatever broke, the coordinator must hear of it, or the suite waits forever
             if not isinstance(exc, FarmError):
                 log.exception("collecting suite %s failed", spec.suite_id)
             log.error("collecting suite %s failed: %s", spec.suite_id, exc)
             collection = Collection(spec.suite_id, worker, 3, (), (), f"collection failed on {worker}: {exc}")
-        send_message(ctx.app, SUITE_COLLECTED, collection, keyring=ctx.keyring)  # the lease lapses by itself
+        if collection is None or keeper.lost():
+            # Not even a failed one: the coordinator took the collection as lost and collects it
+            # again (coordinator/sweep.py); a failure sent now would end the suite in error.
+            log.warning("sending no collection of %s: its lease is lost", spec.suite_id)
+            return
+        ctx.send_collection(collection)  # the lease lapses by itself
 
     @ctx.app.task(name=RUN_ASSIGNMENT, bind=True, time_limit=limit)  # type: ignore[untyped-decorator]
     def run_assignment(task: Any, signed: bytes) -> None:
