@@ -250,16 +250,16 @@ def register(ctx: WorkerContext) -> None:
             log.warning("dropping a delivery of %s#%d: superseded or running elsewhere",
                         assignment.assignment_id, assignment.attempt)
             return
-        # The lease is renewed by its keeper's thread, not by the runner's loop (whose keepalive is a
-        # no-op here): a loop blocked on a cut link must not stop the renewals, nor a lost lease wait
-        # for the loop. A lost lease stops the runner (is_stopping): the attempt completes `handback`.
+        # The lease is renewed by its keeper's thread, not by the runner's loop: a loop blocked on a
+        # cut link must not stop the renewals, nor a lost lease wait for the loop. A lost lease
+        # stops the runner (is_stopping): the attempt completes `handback`.
         sink = AttemptSink(ctx, ctx.keeper(assignment))
         try:
             with stopping.running(), sink.keeper:
                 runner.run_assignment(
                     assignment, backend=ctx.backend, bundle=ctx.bundles.path, sink=sink, worker=worker,
                     settings=ctx.settings, is_canceled=lambda: sink.is_canceled(assignment.suite_id),
-                    keepalive=lambda: None, is_stopping=sink.is_stopping,
+                    is_stopping=sink.is_stopping,
                     stop_reason=lambda: sink.stop_reason(assignment.suite_id),
                 )
         except Exception as exc:  # as above: always send a completion

@@ -31,7 +31,6 @@ class _Flags:
     def __init__(self) -> None:
         self.canceled = self.stopping = False
         self.stop = ""
-        self.keepalives = 0
 
     def cancel(self) -> None:
         self.canceled = True
@@ -42,16 +41,13 @@ class _Flags:
     def maxfail(self) -> None:
         self.stop = "stopped after 1 failures"
 
-    def keepalive(self) -> None:
-        self.keepalives += 1
-
 
 def _run(backend: StubBackend, a: Assignment | None = None, flags: _Flags | None = None,
          settings: Settings | None = None) -> tuple[Completion, KeptRecords]:
     sink, flags = KeptRecords(), flags or _Flags()
     completion = run_assignment(
         a or _assignment(), backend=backend, bundle=lambda digest: "/bundle.tar.gz", sink=sink, worker="w1",
-        settings=settings or Settings(), is_canceled=lambda: flags.canceled, keepalive=flags.keepalive,
+        settings=settings or Settings(), is_canceled=lambda: flags.canceled,
         is_stopping=lambda: flags.stopping, stop_reason=lambda: flags.stop, clock=backend.clock)
     assert sink.completions == [completion]
     return completion, sink
@@ -118,13 +114,6 @@ def test_a_runner_that_hangs_past_the_budget_is_stopped_and_its_unstarted_tests_
     assert backend.clock.time() - started == pytest.approx(60, abs=0.2)
 
 
-def test_the_lease_is_renewed_while_a_long_test_runs() -> None:
-    backend = StubBackend([Pass(duration_s=20.0)])
-    flags = _Flags()
-    _run(backend, flags=flags, settings=Settings(lease_s=8.0))
-    assert flags.keepalives >= 20 / 2 - 1, "4 renewals per 8 s lease period over a 20 s test"
-
-
 def test_a_runner_that_cannot_start_raises_for_the_task_to_hand_the_attempt_back() -> None:
     with pytest.raises(InfrastructureError, match="the VM did not boot"):
         _run(StubBackend([Refuse("the VM did not boot")]))
@@ -138,30 +127,28 @@ def test_a_runner_that_cannot_start_raises_for_the_task_to_hand_the_attempt_back
     assert sink.completions == [] and backend.runs[0].closed
 
 
-class LeaseLost(Exception):
+class PollFailed(Exception):
     pass
 
 
-@pytest.mark.parametrize("lost_at", [2, 3], ids=["as-the-runner-starts", "while-it-runs"])
-def test_a_keepalive_that_raises_stops_the_runner_and_the_error_goes_on(lost_at: int) -> None:
-    calls: list[int] = []
+def test_a_callback_that_raises_stops_the_runner_and_the_error_goes_on() -> None:
+    polls: list[int] = []
 
-    def keepalive() -> None:  # 1: after the bundle, 2: after the runner started, 3…: while it runs
-        calls.append(1)
-        if len(calls) >= lost_at:
-            raise LeaseLost("the lease is gone")
+    def is_canceled() -> bool:  # 1: before anything runs, 2: the first poll while it runs
+        polls.append(1)
+        if len(polls) >= 2:
+            raise PollFailed("the state store is gone")
+        return False
 
     backend = StubBackend([Pass(), Hang()])
     sink = KeptRecords()
-    with pytest.raises(LeaseLost):
+    with pytest.raises(PollFailed):
         run_assignment(_assignment(), backend=backend, bundle=lambda d: "/b", sink=sink, worker="w1",
-                       settings=Settings(lease_s=4.0), is_canceled=lambda: False, keepalive=keepalive,
-                       clock=backend.clock)
+                       settings=Settings(), is_canceled=is_canceled, clock=backend.clock)
     (run,) = backend.runs
-    assert run.closed, "the runner outlived the lost lease"
+    assert run.closed, "the runner outlived the error"
     assert sink.completions == []
-    if lost_at == 3:
-        assert sink.outcomes() == {IDS[0]: Outcome.PASSED}, "the records so far were sent"
+    assert sink.outcomes() == {IDS[0]: Outcome.PASSED}, "the records so far were sent"
 
 
 def test_a_worker_asked_to_stop_hands_the_attempt_back_without_a_record_for_the_test_running() -> None:
