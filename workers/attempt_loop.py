@@ -6,9 +6,9 @@ coordinator's *reruns* are new assignments, not this) takes the tests still to r
 MAX_RUNNER_RESTARTS times. workers/runner.py is the one driver: it starts and stops runners,
 reads their lines, asks Redis, sends records, and feeds what happened to an AttemptLoop:
 
-    begin ─▶ StartRunner ─▶ runner_started, line…, tick/polled ─▶ StopRunner ─▶ runner_stopped ─▶ Finish
+    begin ─▶ StartRunner ─▶ runner_started, line…, tick/polled ─▶ StopRunner ─▶ runner_stopped ─▶ End
                   ▲                          │ (the runner ended on its own)
-                  └──────── runner_exited ◀──┘ ─▶ Finish
+                  └──────── runner_exited ◀──┘ ─▶ End
 
 The two things it may have to read, a dead runner's output and the suite's stop flag before a
 restart, it asks for through what the driver passes in, only when a decision needs them.
@@ -52,8 +52,8 @@ class StopRunner:
 
 
 @dataclass(frozen=True)
-class Finish:
-    """Complete the attempt in this state."""
+class End:
+    """End the attempt in this state (its completion says so)."""
 
     state: EndState
     message: str = ""
@@ -61,10 +61,10 @@ class Finish:
 
 @dataclass(frozen=True)
 class Step:
-    """After a runner ended: send these records, then start the next runner or finish."""
+    """After a runner ended: send these records, then start the next runner or end the attempt."""
 
     records: tuple[TestRecord, ...]
-    then: StartRunner | Finish
+    then: StartRunner | End
 
 
 class RunnerOutput(Protocol):
@@ -97,14 +97,14 @@ class AttemptLoop:
         self.deadline_at = self.assignment.deadline_at
         self.remaining = list(self.assignment.test_ids)
 
-    def begin(self, now: float, *, canceled: bool, stop_reason: str) -> StartRunner | Finish:
+    def begin(self, now: float, *, canceled: bool, stop_reason: str) -> StartRunner | End:
         """Before anything runs: run, or complete at once without running anything."""
         if canceled:
-            return Finish("canceled", "suite canceled")
+            return End("canceled", "suite canceled")
         if stop_reason:
-            return Finish("stopped", stop_reason)
+            return End("stopped", stop_reason)
         if self.deadline_at and now >= self.deadline_at:
-            return Finish("deadline", "suite deadline reached")
+            return End("deadline", "suite deadline reached")
         return self._next_runner()
 
     def runner_started(self, now: float) -> None:
@@ -159,9 +159,9 @@ class AttemptLoop:
         assert self.stop_asked is not None, "runner_stopped without a StopRunner"
         why = self.stop_asked.why
         if why == "canceled":
-            return Step((), Finish("canceled", "suite canceled"))
+            return Step((), End("canceled", "suite canceled"))
         if why == "maxfail":
-            return Step((), Finish("stopped", self.stop_reason))
+            return Step((), End("stopped", self.stop_reason))
         if why == "handback":
             return Step((), self._handback())
         a = self.assignment
@@ -171,8 +171,8 @@ class AttemptLoop:
         stacks = run.stack_dump()
         timeouts = tuple(rec.timeout_record(t, at, now, reason, stacks) for t, at in self.running.items())
         if suite_over:
-            return Step(timeouts, Finish("deadline", "suite deadline reached"))
-        return Step(timeouts, Finish("handback", f"assignment deadline of {a.budget_s:g}s reached: "
+            return Step(timeouts, End("deadline", "suite deadline reached"))
+        return Step(timeouts, End("handback", f"assignment deadline of {a.budget_s:g}s reached: "
                                                  "unstarted tests handed back"))
 
     def runner_exited(self, code: int, now: float, run: RunnerOutput, *, stopping: bool,
@@ -182,26 +182,26 @@ class AttemptLoop:
         (the worker asks for its work back, or the lease is lost): no restart, the rest is handed back."""
         if not self.running:  # between tests
             if code in CLEAN_EXITS:
-                return Step((), Finish("done"))
-            return Step((), Finish("failed", f"runner exited with code {code}\n{run.output_tail()}"))
+                return Step((), End("done"))
+            return Step((), End("failed", f"runner exited with code {code}\n{run.output_tail()}"))
         records = tuple(self._death_record(run, t, at, now, code) for t, at in self.running.items())
         self.reported.update(self.running)
         self.remaining = [t for t in self.remaining if t not in self.reported]
         deaths = self.runners  # every runner so far ended during a test
         if not self.remaining:
-            return Step(records, Finish("done"))
+            return Step(records, End("done"))
         reason = stop_reason()
         if reason:  # the suite stopped meanwhile: no new runner for the rest
-            return Step(records, Finish("stopped", reason))
+            return Step(records, End("stopped", reason))
         if deaths > self.max_restarts:
-            return Step(records, Finish("failed", f"runner died {deaths} times; giving up on its last "
+            return Step(records, End("failed", f"runner died {deaths} times; giving up on its last "
                                                   f"{len(self.remaining)} tests"))
         if stopping:  # as a stop would have: no new environment (a VM's boot) for an attempt given up
             return Step(records, self._handback())
         return Step(records, self._next_runner())
 
-    def _handback(self) -> Finish:
-        return Finish("handback", f"{self.worker} stopped before the assignment ended: tests handed back")
+    def _handback(self) -> End:
+        return End("handback", f"{self.worker} stopped before the assignment ended: tests handed back")
 
     def _next_runner(self) -> StartRunner:
         self.runners += 1

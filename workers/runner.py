@@ -11,7 +11,7 @@ from farm.config import Settings
 from farm.model import Assignment, Collection, Completion, RecordBatch, SuiteSpec, TestRecord
 from farm.outcomes import Outcome
 from workers import records as rec
-from workers.attempt_loop import MAX_RUNNER_RESTARTS, AttemptLoop, Finish, StartRunner, Step
+from workers.attempt_loop import MAX_RUNNER_RESTARTS, AttemptLoop, End, StartRunner, Step
 from workers.backends.base import ExecutionBackend, RunningPytest, RunRequest
 
 __all__ = ["MAX_RUNNER_RESTARTS", "collect_suite", "run_assignment", "runner_label"]
@@ -145,7 +145,7 @@ def run_assignment(
     started_at = clock.time()
     loop = AttemptLoop(assignment, worker)
     step = loop.begin(started_at, canceled=is_canceled(), stop_reason=stop_reason())
-    if isinstance(step, Finish):
+    if isinstance(step, End):
         return _complete(sink, assignment, worker, "", step, started_at, 0, 0, clock)
     archive = bundle(assignment.bundle_digest)
     planned_at = _planned_positions(assignment)
@@ -231,7 +231,7 @@ def _planned_positions(a: Assignment) -> dict[str, tuple[int, int]]:
 
 
 def _complete(
-    sink: RecordSink, a: Assignment, worker: str, node: str, end: Finish, started_at: float, code: int, sent: int,
+    sink: RecordSink, a: Assignment, worker: str, node: str, end: End, started_at: float, code: int, sent: int,
     clock: Clock,
 ) -> Completion:
     completion = Completion(a.suite_id, a.assignment_id, a.attempt, worker, node, end.state, started_at,
