@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from farm.model import Assignment, TestRecord
+from farm.states import ENDED_STATES, AttemptState
 from workers import records as rec
 
 #: How many new runners an attempt may start after runners died during a test.
@@ -29,8 +30,8 @@ MAX_RUNNER_RESTARTS = 3
 #: Exit codes of a runner that ended between tests without trouble (pytest: ok, tests failed, none ran).
 CLEAN_EXITS = (0, 1, 5)
 
-#: How an attempt ends (Completion.state on the wire; see farm.model.Completion).
-EndState = Literal["done", "failed", "canceled", "deadline", "stopped", "handback"]
+#: The states a worker ends an attempt in (Completion.state carries their value); `lost` is the coordinator's.
+END_STATES = ENDED_STATES - {AttemptState.LOST}
 #: Why the driver is to stop a runner that still runs.
 StopWhy = Literal["canceled", "maxfail", "handback", "deadline"]
 
@@ -55,8 +56,11 @@ class StopRunner:
 class End:
     """End the attempt in this state (its completion says so)."""
 
-    state: EndState
+    state: AttemptState
     message: str = ""
+
+    def __post_init__(self) -> None:
+        assert self.state in END_STATES, f"an attempt does not end {self.state}"
 
 
 @dataclass(frozen=True)
@@ -100,11 +104,11 @@ class AttemptLoop:
     def begin(self, now: float, *, canceled: bool, stop_reason: str) -> StartRunner | End:
         """Before anything runs: run, or complete at once without running anything."""
         if canceled:
-            return End("canceled", "suite canceled")
+            return End(AttemptState.CANCELED, "suite canceled")
         if stop_reason:
-            return End("stopped", stop_reason)
+            return End(AttemptState.STOPPED, stop_reason)
         if self.deadline_at and now >= self.deadline_at:
-            return End("deadline", "suite deadline reached")
+            return End(AttemptState.DEADLINE, "suite deadline reached")
         return self._next_runner()
 
     def runner_started(self, now: float) -> None:
@@ -159,9 +163,9 @@ class AttemptLoop:
         assert self.stop_asked is not None, "runner_stopped without a StopRunner"
         why = self.stop_asked.why
         if why == "canceled":
-            return Step((), End("canceled", "suite canceled"))
+            return Step((), End(AttemptState.CANCELED, "suite canceled"))
         if why == "maxfail":
-            return Step((), End("stopped", self.stop_reason))
+            return Step((), End(AttemptState.STOPPED, self.stop_reason))
         if why == "handback":
             return Step((), self._handback())
         a = self.assignment
@@ -171,8 +175,8 @@ class AttemptLoop:
         stacks = run.stack_dump()
         timeouts = tuple(rec.timeout_record(t, at, now, reason, stacks) for t, at in self.running.items())
         if suite_over:
-            return Step(timeouts, End("deadline", "suite deadline reached"))
-        return Step(timeouts, End("handback", f"assignment deadline of {a.budget_s:g}s reached: "
+            return Step(timeouts, End(AttemptState.DEADLINE, "suite deadline reached"))
+        return Step(timeouts, End(AttemptState.HANDBACK, f"assignment deadline of {a.budget_s:g}s reached: "
                                                  "unstarted tests handed back"))
 
     def runner_exited(self, code: int, now: float, run: RunnerOutput, *, stopping: bool,
@@ -182,26 +186,26 @@ class AttemptLoop:
         (the worker asks for its work back, or the lease is lost): no restart, the rest is handed back."""
         if not self.running:  # between tests
             if code in CLEAN_EXITS:
-                return Step((), End("done"))
-            return Step((), End("failed", f"runner exited with code {code}\n{run.output_tail()}"))
+                return Step((), End(AttemptState.DONE))
+            return Step((), End(AttemptState.FAILED, f"runner exited with code {code}\n{run.output_tail()}"))
         records = tuple(self._death_record(run, t, at, now, code) for t, at in self.running.items())
         self.reported.update(self.running)
         self.remaining = [t for t in self.remaining if t not in self.reported]
         deaths = self.runners  # every runner so far ended during a test
         if not self.remaining:
-            return Step(records, End("done"))
+            return Step(records, End(AttemptState.DONE))
         reason = stop_reason()
         if reason:  # the suite stopped meanwhile: no new runner for the rest
-            return Step(records, End("stopped", reason))
+            return Step(records, End(AttemptState.STOPPED, reason))
         if deaths > self.max_restarts:
-            return Step(records, End("failed", f"runner died {deaths} times; giving up on its last "
+            return Step(records, End(AttemptState.FAILED, f"runner died {deaths} times; giving up on its last "
                                                   f"{len(self.remaining)} tests"))
         if stopping:  # as a stop would have: no new environment (a VM's boot) for an attempt given up
             return Step(records, self._handback())
         return Step(records, self._next_runner())
 
     def _handback(self) -> End:
-        return End("handback", f"{self.worker} stopped before the assignment ended: tests handed back")
+        return End(AttemptState.HANDBACK, f"{self.worker} stopped before the assignment ended: tests handed back")
 
     def _next_runner(self) -> StartRunner:
         self.runners += 1

@@ -234,7 +234,7 @@ def _complete(
     sink: RecordSink, a: Assignment, worker: str, node: str, end: End, started_at: float, code: int, sent: int,
     clock: Clock,
 ) -> Completion:
-    completion = Completion(a.suite_id, a.assignment_id, a.attempt, worker, node, end.state, started_at,
+    completion = Completion(a.suite_id, a.assignment_id, a.attempt, worker, node, end.state.value, started_at,
                             clock.time(), code, sent, end.message)
     sink.send_completion(completion)
     return completion

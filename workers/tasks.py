@@ -29,6 +29,7 @@ from farm.errors import BundleRefused, FarmError, InfrastructureError, ProtocolE
 from farm.model import Assignment, Collection, Completion, RecordBatch, SuiteSpec
 from farm.protocol import decode
 from farm.signing import Keyring
+from farm.states import AttemptState
 from farm.transport import drop_unsigned
 from workers import lease, runner, stopping
 from workers.backends.base import ExecutionBackend
@@ -270,7 +271,7 @@ def register(ctx: WorkerContext) -> None:
             # worker refuses the bundle itself (over its unpacked cap): then the attempt fails with
             # that one line, as its tests would meet the same refusal again.
             now = time.time()
-            state = "failed" if isinstance(exc, BundleRefused) else "handback"
+            state = (AttemptState.FAILED if isinstance(exc, BundleRefused) else AttemptState.HANDBACK).value
             sink.send_completion(Completion(assignment.suite_id, assignment.assignment_id, assignment.attempt,
                                             worker, "", state, now, now, -1, 0, f"worker error on {worker}: {exc}",
                                             infrastructure=isinstance(exc, InfrastructureError)))

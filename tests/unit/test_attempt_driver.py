@@ -57,6 +57,7 @@ def test_a_runner_that_records_its_tests_and_exits_0_completes_done() -> None:
     backend = StubBackend([Pass(), Fail(), PassRest()])
     completion, sink = _run(backend)
     assert (completion.state, completion.exit_code, completion.reported, completion.node) == ("done", 0, 4, "stub:1")
+    assert type(completion.state) is str, "Completion.state is the state's value on the wire"
     assert sink.batches[0].records == (), "an empty first batch marks the attempt running"
     assert sink.outcomes() == {IDS[0]: Outcome.PASSED, IDS[1]: Outcome.FAILED, IDS[2]: Outcome.PASSED,
                                IDS[3]: Outcome.PASSED}

@@ -9,6 +9,7 @@ import pytest
 
 from farm.model import Assignment
 from farm.outcomes import Outcome
+from farm.states import AttemptState
 from workers.attempt_loop import MAX_RUNNER_RESTARTS, AttemptLoop, End, StartRunner, StopRunner
 
 T0 = 1_800_000_000.0
@@ -46,13 +47,20 @@ def _passed(loop: AttemptLoop, test_id: str, at: float) -> None:
 
 def test_an_attempt_completes_at_once_when_canceled_stopped_or_past_its_deadline() -> None:
     assert AttemptLoop(_assignment(), "w").begin(T0, canceled=True, stop_reason="x") == \
-        End("canceled", "suite canceled")
+        End(AttemptState.CANCELED, "suite canceled")
     assert AttemptLoop(_assignment(), "w").begin(T0, canceled=False, stop_reason="stopped after 1 failures") == \
-        End("stopped", "stopped after 1 failures")
+        End(AttemptState.STOPPED, "stopped after 1 failures")
     assert AttemptLoop(_assignment(deadline_at=T0), "w").begin(T0, canceled=False, stop_reason="") == \
-        End("deadline", "suite deadline reached")
+        End(AttemptState.DEADLINE, "suite deadline reached")
     assert AttemptLoop(_assignment(deadline_at=T0 + 1), "w").begin(T0, canceled=False, stop_reason="") == \
         StartRunner(IDS, 1)
+
+
+def test_an_attempt_ends_only_in_a_state_a_worker_ends_it_in() -> None:
+    assert End(AttemptState.HANDBACK).state == "handback", "the wire value"
+    for state in (AttemptState.QUEUED, AttemptState.RUNNING, AttemptState.LOST):
+        with pytest.raises(AssertionError):
+            End(state)
 
 
 def test_the_budget_counts_from_the_first_runner_start_and_never_past_the_suite_deadline() -> None:
@@ -65,7 +73,7 @@ def test_the_budget_counts_from_the_first_runner_start_and_never_past_the_suite_
     assert loop.tick(T0 + 79.9, stopping=False) is None
     assert loop.tick(T0 + 80, stopping=False) == StopRunner("deadline", stacks=True)
     step = loop.runner_stopped(T0 + 80.5, _Output(stacks="Thread 1"))
-    assert step.then == End("handback", "assignment deadline of 30s reached: unstarted tests handed back")
+    assert step.then == End(AttemptState.HANDBACK, "assignment deadline of 30s reached: unstarted tests handed back")
     (record,) = step.records
     assert (record.test_id, record.outcome, record.duration_s) == (IDS[0], Outcome.TIMEOUT, pytest.approx(29.5))
     assert "30s after its runner started" in record.message and "Thread 1" in record.longrepr
@@ -77,7 +85,7 @@ def test_the_budget_counts_from_the_first_runner_start_and_never_past_the_suite_
     _start(suite, IDS[0], T0)
     assert suite.tick(T0 + 10, stopping=False) == StopRunner("deadline", stacks=True)
     step = suite.runner_stopped(T0 + 10, _Output())
-    assert step.then == End("deadline", "suite deadline reached")
+    assert step.then == End(AttemptState.DEADLINE, "suite deadline reached")
     assert step.records[0].message == "stopped at the suite deadline"
 
 
@@ -126,7 +134,8 @@ def test_after_max_restarts_the_attempt_fails_naming_how_many_tests_were_left() 
         loop.runner_started(T0 + n)
         _start(loop, ids[n], T0 + n)
         step = loop.runner_exited(-11, T0 + n + 0.5, _Output(), stopping=False, stop_reason=lambda: "").then
-    assert step == End("failed", f"runner died {MAX_RUNNER_RESTARTS + 1} times; giving up on its last 6 tests")
+    assert step == End(AttemptState.FAILED,
+                       f"runner died {MAX_RUNNER_RESTARTS + 1} times; giving up on its last 6 tests")
 
 
 def test_no_restart_once_the_suite_stopped_or_nothing_is_left() -> None:
@@ -135,14 +144,14 @@ def test_no_restart_once_the_suite_stopped_or_nothing_is_left() -> None:
     loop.runner_started(T0)
     _start(loop, IDS[0], T0)
     step = loop.runner_exited(-9, T0, _Output(), stopping=False, stop_reason=lambda: "stopped after 1 failures")
-    assert step.then == End("stopped", "stopped after 1 failures")
+    assert step.then == End(AttemptState.STOPPED, "stopped after 1 failures")
 
     last = AttemptLoop(_assignment(test_ids=IDS[:1]), "w")
     last.begin(T0, canceled=False, stop_reason="")
     last.runner_started(T0)
     _start(last, IDS[0], T0)
     step = last.runner_exited(-9, T0, _Output(), stopping=False, stop_reason=lambda: "")
-    assert step.then == End("done") and step.records[0].outcome is Outcome.CRASHED
+    assert step.then == End(AttemptState.DONE) and step.records[0].outcome is Outcome.CRASHED
 
 
 def test_no_restart_once_the_worker_is_stopping_but_a_record_for_the_test_that_died() -> None:
@@ -152,18 +161,21 @@ def test_no_restart_once_the_worker_is_stopping_but_a_record_for_the_test_that_d
     _start(loop, IDS[0], T0)
     step = loop.runner_exited(-9, T0 + 1, _Output(), stopping=True, stop_reason=lambda: "")
     assert [(r.test_id, r.outcome) for r in step.records] == [(IDS[0], Outcome.CRASHED)]
-    assert step.then == End("handback", "w1 stopped before the assignment ended: tests handed back")
+    assert step.then == End(AttemptState.HANDBACK, "w1 stopped before the assignment ended: tests handed back")
 
 
-@pytest.mark.parametrize(("code", "end"), [(0, "done"), (1, "done"), (5, "done"), (2, "failed"), (-9, "failed")])
-def test_a_runner_that_ends_between_tests_is_done_unless_its_exit_code_says_trouble(code: int, end: str) -> None:
+@pytest.mark.parametrize(("code", "end"), [
+    (0, AttemptState.DONE), (1, AttemptState.DONE), (5, AttemptState.DONE), (2, AttemptState.FAILED),
+    (-9, AttemptState.FAILED)])
+def test_a_runner_that_ends_between_tests_is_done_unless_its_exit_code_says_trouble(
+        code: int, end: AttemptState) -> None:
     loop = AttemptLoop(_assignment(), "w")
     loop.begin(T0, canceled=False, stop_reason="")
     loop.runner_started(T0)
     step = loop.runner_exited(code, T0, _Output("usage: pytest"), stopping=False, stop_reason=lambda: "")
     assert step.records == () and step.then.state == end  # type: ignore[union-attr]
-    if end == "failed":
-        assert step.then == End("failed", f"runner exited with code {code}\nusage: pytest")
+    if end is AttemptState.FAILED:
+        assert step.then == End(AttemptState.FAILED, f"runner exited with code {code}\nusage: pytest")
 
 
 def test_a_runner_that_ends_cleanly_needs_no_broker_to_end_the_attempt() -> None:
@@ -176,7 +188,7 @@ def test_a_runner_that_ends_cleanly_needs_no_broker_to_end_the_attempt() -> None
     for test_id in IDS:
         _start(loop, test_id, T0)
         _passed(loop, test_id, T0)
-    assert loop.runner_exited(0, T0, _Output(), stopping=False, stop_reason=broker_down).then == End("done")
+    assert loop.runner_exited(0, T0, _Output(), stopping=False, stop_reason=broker_down).then == End(AttemptState.DONE)
 
 
 def test_at_maxfail_the_tests_running_then_finish_and_one_started_after_does_not_delay_the_stop() -> None:
@@ -191,7 +203,7 @@ def test_at_maxfail_the_tests_running_then_finish_and_one_started_after_does_not
     _passed(loop, IDS[0], T0 + 2)
     _start(loop, IDS[1], T0 + 2)  # started between two polls: stopped with the runner
     assert loop.tick(T0 + 2, stopping=False) == StopRunner("maxfail")
-    assert loop.runner_stopped(T0 + 3, _Output()).then == End("stopped", "stopped after 1 failures")
+    assert loop.runner_stopped(T0 + 3, _Output()).then == End(AttemptState.STOPPED, "stopped after 1 failures")
 
 
 def test_a_cancel_or_the_worker_stopping_stops_the_runner_without_blaming_any_test() -> None:
@@ -201,7 +213,7 @@ def test_a_cancel_or_the_worker_stopping_stops_the_runner_without_blaming_any_te
     _start(canceled, IDS[0], T0)
     assert canceled.polled(canceled=True, stop_reason="") == StopRunner("canceled")
     assert canceled.runner_stopped(T0, _Output()) == type(canceled.runner_stopped(T0, _Output()))(
-        (), End("canceled", "suite canceled"))
+        (), End(AttemptState.CANCELED, "suite canceled"))
 
     stopping = AttemptLoop(_assignment(), "w1")
     stopping.begin(T0, canceled=False, stop_reason="")
@@ -210,7 +222,7 @@ def test_a_cancel_or_the_worker_stopping_stops_the_runner_without_blaming_any_te
     assert stopping.tick(T0, stopping=True) == StopRunner("handback")
     step = stopping.runner_stopped(T0, _Output())
     assert step.records == ()
-    assert step.then == End("handback", "w1 stopped before the assignment ended: tests handed back")
+    assert step.then == End(AttemptState.HANDBACK, "w1 stopped before the assignment ended: tests handed back")
 
 
 def test_a_test_the_runner_did_not_collect_names_the_collector_that_failed() -> None:
@@ -222,4 +234,4 @@ def test_a_test_the_runner_did_not_collect_names_the_collector_that_failed() -> 
     assert record is not None and record.outcome is Outcome.ERROR and record.phase == "collect"
     assert record.message == "not collected on the worker: collecting t.py failed\nImportError: x"
     step = loop.runner_exited(2, T0, _Output(), stopping=False, stop_reason=lambda: "")
-    assert step.then.state == "failed"  # type: ignore[union-attr]
+    assert step.then.state is AttemptState.FAILED  # type: ignore[union-attr]
