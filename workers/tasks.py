@@ -192,8 +192,10 @@ def register(ctx: WorkerContext) -> None:
     """Register the worker's tasks on ctx.app under their explicit names."""
 
     limit = ctx.settings.task_hard_limit_s  # below the visibility timeout: never redelivered while it runs
+    # shared=False: Celery would otherwise give these closures over `ctx` to every app made later
+    # in the process (a second WorkerContext's app would run the first's tasks, with its keyring).
 
-    @ctx.app.task(name=COLLECT_SUITE, bind=True, time_limit=limit)  # type: ignore[untyped-decorator]
+    @ctx.app.task(name=COLLECT_SUITE, bind=True, time_limit=limit, shared=False)  # type: ignore[untyped-decorator]
     def collect_suite(task: Any, signed: bytes) -> None:
         payload = ctx.opened(COLLECT_SUITE, signed)
         if payload is None:
@@ -229,7 +231,7 @@ def register(ctx: WorkerContext) -> None:
             return
         ctx.send_collection(collection)  # the lease lapses by itself
 
-    @ctx.app.task(name=RUN_ASSIGNMENT, bind=True, time_limit=limit)  # type: ignore[untyped-decorator]
+    @ctx.app.task(name=RUN_ASSIGNMENT, bind=True, time_limit=limit, shared=False)  # type: ignore[untyped-decorator]
     def run_assignment(task: Any, signed: bytes) -> None:
         payload = ctx.opened(RUN_ASSIGNMENT, signed)
         if payload is None:
