@@ -6,9 +6,9 @@ coordinator's *reruns* are new assignments, not this) takes the tests still to r
 MAX_RUNNER_RESTARTS times. workers/runner.py is the one driver: it starts and stops runners,
 reads their lines, asks Redis, sends records, and feeds what happened to an AttemptLoop:
 
-    begin ─▶ StartRunner ─▶ runner_started, line…, tick/polled ─▶ StopRunner ─▶ runner_stopped ─▶ Finish
+    begin ─▶ StartRunner ─▶ runner_started, line…, tick/polled ─▶ StopRunner ─▶ runner_stopped ─▶ End
                   ▲                          │ (the runner ended on its own)
-                  └──────── runner_exited ◀──┘ ─▶ Finish
+                  └──────── runner_exited ◀──┘ ─▶ End
 
 The two things it may have to read, a dead runner's output and the suite's stop flag before a
 restart, it asks for through what the driver passes in, only when a decision needs them.
@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from farm.model import Assignment, TestRecord
+from farm.states import ENDED_STATES, AttemptState
 from workers import records as rec
 
 #: How many new runners an attempt may start after runners died during a test.
@@ -29,8 +30,8 @@ MAX_RUNNER_RESTARTS = 3
 #: Exit codes of a runner that ended between tests without trouble (pytest: ok, tests failed, none ran).
 CLEAN_EXITS = (0, 1, 5)
 
-#: How an attempt ends (Completion.state on the wire; see farm.model.Completion).
-EndState = Literal["done", "failed", "canceled", "deadline", "stopped", "handback"]
+#: The states a worker ends an attempt in (Completion.state carries their value); `lost` is the coordinator's.
+END_STATES = ENDED_STATES - {AttemptState.LOST}
 #: Why the driver is to stop a runner that still runs.
 StopWhy = Literal["canceled", "maxfail", "handback", "deadline"]
 
@@ -52,19 +53,22 @@ class StopRunner:
 
 
 @dataclass(frozen=True)
-class Finish:
-    """Complete the attempt in this state."""
+class End:
+    """End the attempt in this state (its completion says so)."""
 
-    state: EndState
+    state: AttemptState
     message: str = ""
+
+    def __post_init__(self) -> None:
+        assert self.state in END_STATES, f"an attempt does not end {self.state}"
 
 
 @dataclass(frozen=True)
 class Step:
-    """After a runner ended: send these records, then start the next runner or finish."""
+    """After a runner ended: send these records, then start the next runner or end the attempt."""
 
     records: tuple[TestRecord, ...]
-    then: StartRunner | Finish
+    then: StartRunner | End
 
 
 class RunnerOutput(Protocol):
@@ -97,14 +101,14 @@ class AttemptLoop:
         self.deadline_at = self.assignment.deadline_at
         self.remaining = list(self.assignment.test_ids)
 
-    def begin(self, now: float, *, canceled: bool, stop_reason: str) -> StartRunner | Finish:
+    def begin(self, now: float, *, canceled: bool, stop_reason: str) -> StartRunner | End:
         """Before anything runs: run, or complete at once without running anything."""
         if canceled:
-            return Finish("canceled", "suite canceled")
+            return End(AttemptState.CANCELED, "suite canceled")
         if stop_reason:
-            return Finish("stopped", stop_reason)
+            return End(AttemptState.STOPPED, stop_reason)
         if self.deadline_at and now >= self.deadline_at:
-            return Finish("deadline", "suite deadline reached")
+            return End(AttemptState.DEADLINE, "suite deadline reached")
         return self._next_runner()
 
     def runner_started(self, now: float) -> None:
@@ -159,11 +163,11 @@ class AttemptLoop:
         assert self.stop_asked is not None, "runner_stopped without a StopRunner"
         why = self.stop_asked.why
         if why == "canceled":
-            return Step((), Finish("canceled", "suite canceled"))
+            return Step((), End(AttemptState.CANCELED, "suite canceled"))
         if why == "maxfail":
-            return Step((), Finish("stopped", self.stop_reason))
+            return Step((), End(AttemptState.STOPPED, self.stop_reason))
         if why == "handback":
-            return Step((), Finish("handback", f"{self.worker} stopped before the assignment ended: tests handed back"))
+            return Step((), self._handback())
         a = self.assignment
         suite_over = bool(a.deadline_at) and now >= a.deadline_at
         reason = "stopped at the suite deadline" if suite_over else \
@@ -171,30 +175,37 @@ class AttemptLoop:
         stacks = run.stack_dump()
         timeouts = tuple(rec.timeout_record(t, at, now, reason, stacks) for t, at in self.running.items())
         if suite_over:
-            return Step(timeouts, Finish("deadline", "suite deadline reached"))
-        return Step(timeouts, Finish("handback", f"assignment deadline of {a.budget_s:g}s reached: "
+            return Step(timeouts, End(AttemptState.DEADLINE, "suite deadline reached"))
+        return Step(timeouts, End(AttemptState.HANDBACK, f"assignment deadline of {a.budget_s:g}s reached: "
                                                  "unstarted tests handed back"))
 
-    def runner_exited(self, code: int, now: float, run: RunnerOutput, *, stop_reason: Callable[[], str]) -> Step:
+    def runner_exited(self, code: int, now: float, run: RunnerOutput, *, stopping: bool,
+                      stop_reason: Callable[[], str]) -> Step:
         """The runner ended on its own with exit `code`. `stop_reason` reads the suite's (Redis) and
-        is asked only before a restart, so a runner that ended cleanly needs no broker."""
+        is asked only before a restart, so a runner that ended cleanly needs no broker. `stopping`
+        (the worker asks for its work back, or the lease is lost): no restart, the rest is handed back."""
         if not self.running:  # between tests
             if code in CLEAN_EXITS:
-                return Step((), Finish("done"))
-            return Step((), Finish("failed", f"runner exited with code {code}\n{run.output_tail()}"))
+                return Step((), End(AttemptState.DONE))
+            return Step((), End(AttemptState.FAILED, f"runner exited with code {code}\n{run.output_tail()}"))
         records = tuple(self._death_record(run, t, at, now, code) for t, at in self.running.items())
         self.reported.update(self.running)
         self.remaining = [t for t in self.remaining if t not in self.reported]
         deaths = self.runners  # every runner so far ended during a test
         if not self.remaining:
-            return Step(records, Finish("done"))
+            return Step(records, End(AttemptState.DONE))
         reason = stop_reason()
         if reason:  # the suite stopped meanwhile: no new runner for the rest
-            return Step(records, Finish("stopped", reason))
+            return Step(records, End(AttemptState.STOPPED, reason))
         if deaths > self.max_restarts:
-            return Step(records, Finish("failed", f"runner died {deaths} times; giving up on its last "
+            return Step(records, End(AttemptState.FAILED, f"runner died {deaths} times; giving up on its last "
                                                   f"{len(self.remaining)} tests"))
+        if stopping:  # as a stop would have: no new environment (a VM's boot) for an attempt given up
+            return Step(records, self._handback())
         return Step(records, self._next_runner())
+
+    def _handback(self) -> End:
+        return End(AttemptState.HANDBACK, f"{self.worker} stopped before the assignment ended: tests handed back")
 
     def _next_runner(self) -> StartRunner:
         self.runners += 1

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -13,12 +11,12 @@ from farm.config import Settings
 from farm.model import Assignment, Collection, Completion, RecordBatch, SuiteSpec, TestRecord
 from farm.outcomes import Outcome
 from workers import records as rec
-from workers.attempt_loop import MAX_RUNNER_RESTARTS, AttemptLoop, Finish, StartRunner, Step
+from workers.attempt_loop import MAX_RUNNER_RESTARTS, AttemptLoop, End, StartRunner, Step
 from workers.backends.base import ExecutionBackend, RunningPytest, RunRequest
 
 __all__ = ["MAX_RUNNER_RESTARTS", "collect_suite", "run_assignment", "runner_label"]
 
-#: How many times per lease period a running attempt renews its lease.
+#: How many times per lease period a worker's LeaseKeeper renews an attempt's (or a collection's) lease.
 LEASE_RENEWALS = 4
 #: The lowest CPU priority given to a runner (for the assignments published last).
 MAX_NICENESS = 10
@@ -120,7 +118,6 @@ def run_assignment(
     worker: str,
     settings: Settings,
     is_canceled: Callable[[], bool],
-    keepalive: Callable[[], None] = lambda: None,
     is_stopping: Callable[[], bool] = lambda: False,
     stop_reason: Callable[[], str] = lambda: "",
     clock: Clock = time,
@@ -133,23 +130,24 @@ def run_assignment(
     MAX_RUNNER_RESTARTS times. At the assignment's own deadline (`budget_s` after its first
     runner started) the test running is recorded `timeout` and the attempt completes `handback`: the
     coordinator queues its unstarted tests again. So it does when `is_stopping` turns true (its
-    worker is stopping), without a record for the tests running then: they did nothing wrong.
+    worker is stopping, or its lease is lost), without a record for the tests running then: they
+    did nothing wrong; a runner that dies then is not restarted.
 
     Once `stop_reason` says something (the suite reached its -x/--maxfail), the runner is stopped
     as soon as the tests running then have reported, and the attempt completes `stopped`; an
-    attempt that had not started completes so at once, without running anything. `keepalive`
-    runs 4 times per lease period while anything runs; when a callback raises (a keepalive that
-    finds the lease gone, say), the runner is stopped and its environment removed, the records so
-    far are sent, and the error goes on to the caller. `clock` is `time` but in tests.
+    attempt that had not started completes so at once, without running anything.
+
+    The attempt's lease is not renewed here: the task's LeaseKeeper (workers/lease.py) renews it
+    from a thread of its own, and `is_stopping` turns true once it is lost. When a callback raises,
+    the runner is stopped and its environment removed, the records so far are sent, and the error
+    goes on to the caller. `clock` is `time` but in tests.
     """
     started_at = clock.time()
     loop = AttemptLoop(assignment, worker)
     step = loop.begin(started_at, canceled=is_canceled(), stop_reason=stop_reason())
-    if isinstance(step, Finish):
+    if isinstance(step, End):
         return _complete(sink, assignment, worker, "", step, started_at, 0, 0, clock)
-    every_s = settings.lease_s / LEASE_RENEWALS
-    with _renewing(keepalive, every_s):  # a big bundle may take a while
-        archive = bundle(assignment.bundle_digest)
+    archive = bundle(assignment.bundle_digest)
     planned_at = _planned_positions(assignment)
     stream: _Stream | None = None
     node, code = "", 0
@@ -166,7 +164,7 @@ def run_assignment(
             test_timeout_s=assignment.test_timeout_s,
             positions=tuple(planned_at.get(t, (-1, 0)) for t in step.test_ids) if planned_at else (),
         )
-        run = _start(backend, request, keepalive, every_s)
+        run = backend.start(request)
         loop.runner_started(clock.time())
         node = run.node
         if stream is None:
@@ -174,8 +172,8 @@ def run_assignment(
                              clock=clock)
             stream.flush(force=True)  # an empty first batch: the coordinator marks the attempt running
         try:
-            code, ended = _drive(run, loop, stream, clock, is_canceled=is_canceled, keepalive=keepalive,
-                                 keepalive_every_s=every_s, is_stopping=is_stopping, stop_reason=stop_reason)
+            code, ended = _drive(run, loop, stream, clock, is_canceled=is_canceled, is_stopping=is_stopping,
+                                 stop_reason=stop_reason)
             for record in ended.records:
                 stream.add(record)
             step = ended.then
@@ -186,21 +184,6 @@ def run_assignment(
                 run.close()  # the environment is gone before the completion says so
     assert stream is not None
     return _complete(sink, assignment, worker, node, step, started_at, code, stream.sent, clock)
-
-
-def _start(backend: ExecutionBackend, request: RunRequest, keepalive: Callable[[], None],
-           every_s: float) -> RunningPytest:
-    """Start a runner, renewing the lease while its environment comes up (unpacking, booting);
-    a renewal that raises once it is up (the lease was lost) closes it before the error goes on."""
-    run: RunningPytest | None = None
-    try:
-        with _renewing(keepalive, every_s):
-            run = backend.start(request)
-    except BaseException:
-        if run is not None:
-            run.close()
-        raise
-    return run
 
 
 def runner_label(assignment_id: str, number: int) -> str:
@@ -216,15 +199,12 @@ def _drive(
     clock: Clock,
     *,
     is_canceled: Callable[[], bool],
-    keepalive: Callable[[], None],
-    keepalive_every_s: float,
     is_stopping: Callable[[], bool],
     stop_reason: Callable[[], str],
 ) -> tuple[int, Step]:
     """Feed one runner's lines, its end and the suite's flags to `loop` until the runner ended or
     `loop` stopped it; returns its exit code and what comes next."""
     next_poll = clock.monotonic() + CANCEL_POLL_S
-    next_keepalive = clock.monotonic() + keepalive_every_s
     while True:
         for line in run.read_lines(timeout=0.05):
             obj = rec.parse_line(line)
@@ -234,35 +214,13 @@ def _drive(
         stream.tick()
         code = run.poll()
         if code is not None:
-            return code, loop.runner_exited(code, clock.time(), run, stop_reason=stop_reason)
+            return code, loop.runner_exited(code, clock.time(), run, stopping=is_stopping(), stop_reason=stop_reason)
         stop = loop.tick(clock.time(), stopping=is_stopping())
-        if stop is None and clock.monotonic() >= next_keepalive:
-            next_keepalive = clock.monotonic() + keepalive_every_s
-            keepalive()
         if stop is None and clock.monotonic() >= next_poll:
             next_poll = clock.monotonic() + CANCEL_POLL_S
             stop = loop.polled(canceled=is_canceled(), stop_reason=stop_reason() if loop.wants_stop_reason else "")
         if stop is not None:
             return run.stop(STOP_GRACE_S, stacks=stop.stacks), loop.runner_stopped(clock.time(), run)
-
-
-@contextlib.contextmanager
-def _renewing(keepalive: Callable[[], None], every_s: float) -> Iterator[None]:
-    """Renew the lease from a thread while a blocking step runs (and once when it ends)."""
-    done = threading.Event()
-
-    def renew() -> None:
-        while not done.wait(every_s):
-            keepalive()
-
-    thread = threading.Thread(target=renew, name="farm-lease", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        done.set()
-        thread.join()
-        keepalive()
 
 
 def _planned_positions(a: Assignment) -> dict[str, tuple[int, int]]:
@@ -273,10 +231,10 @@ def _planned_positions(a: Assignment) -> dict[str, tuple[int, int]]:
 
 
 def _complete(
-    sink: RecordSink, a: Assignment, worker: str, node: str, end: Finish, started_at: float, code: int, sent: int,
+    sink: RecordSink, a: Assignment, worker: str, node: str, end: End, started_at: float, code: int, sent: int,
     clock: Clock,
 ) -> Completion:
-    completion = Completion(a.suite_id, a.assignment_id, a.attempt, worker, node, end.state, started_at,
+    completion = Completion(a.suite_id, a.assignment_id, a.attempt, worker, node, end.state.value, started_at,
                             clock.time(), code, sent, end.message)
     sink.send_completion(completion)
     return completion
@@ -284,12 +242,14 @@ def _complete(
 
 def collect_suite(
     spec: SuiteSpec, *, backend: ExecutionBackend, bundle: Callable[[str], object], worker: str, settings: Settings,
-    keepalive: Callable[[], None] = lambda: None,
-) -> Collection:
-    """Collect a suite's tests with `pytest --collect-only` in a fresh environment."""
+    lost: Callable[[], bool] = lambda: False,
+) -> Collection | None:
+    """Collect a suite's tests with `pytest --collect-only` in a fresh environment; None once `lost`
+    says the collection's lease is lost: its runner is stopped (the coordinator collects again)."""
     started = time.monotonic()
-    with _renewing(keepalive, settings.lease_s / LEASE_RENEWALS):
-        archive = bundle(spec.bundle_digest)
+    archive = bundle(spec.bundle_digest)
+    if lost():
+        return None
     request = RunRequest(
         mode="collect",
         bundle=archive,  # type: ignore[arg-type]
@@ -299,15 +259,10 @@ def collect_suite(
         output_cap=settings.output_cap_bytes,
         longrepr_cap=settings.longrepr_cap_bytes,
     )
-    with _renewing(keepalive, settings.lease_s / LEASE_RENEWALS):  # fetching and unpacking the bundle
-        run = backend.start(request)
+    run = backend.start(request)
     lines: list[dict[str, object]] = []
-    next_keepalive = time.monotonic() + settings.lease_s / LEASE_RENEWALS
     try:
         while True:
-            if time.monotonic() >= next_keepalive:
-                next_keepalive = time.monotonic() + settings.lease_s / LEASE_RENEWALS
-                keepalive()
             for line in run.read_lines(timeout=0.05):
                 obj = rec.parse_line(line)
                 if obj is not None:
@@ -315,6 +270,9 @@ def collect_suite(
             code = run.poll()
             if code is not None:
                 break
+            if lost():
+                run.stop(STOP_GRACE_S)
+                return None
         result = rec.collect_result(lines)
         output = run.output_tail(8000) if code not in (0, 5) or result.decided else ""
     finally:

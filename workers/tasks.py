@@ -29,6 +29,7 @@ from farm.errors import BundleRefused, FarmError, InfrastructureError, ProtocolE
 from farm.model import Assignment, Collection, Completion, RecordBatch, SuiteSpec
 from farm.protocol import decode
 from farm.signing import Keyring
+from farm.states import AttemptState
 from farm.transport import drop_unsigned
 from workers import lease, runner, stopping
 from workers.backends.base import ExecutionBackend
@@ -84,17 +85,12 @@ class WorkerContext:
 
     def keeper(self, a: Assignment) -> lease.LeaseKeeper:
         """The keeper of an attempt's lease, just claimed (see workers.lease)."""
-        key = keys.lease(a.suite_id, keys.attempt_key(a.assignment_id, a.attempt))
+        return self.lease_keeper(keys.lease(a.suite_id, keys.attempt_key(a.assignment_id, a.attempt)))
+
+    def lease_keeper(self, key: str) -> lease.LeaseKeeper:
+        """The keeper of a lease just claimed (an attempt's, a collection's), on the quick connection."""
         return lease.LeaseKeeper(lease.renewer(self.polls, key, self.name, self.settings.lease_s),
                                  self.settings.lease_s, self.settings.lease_s / runner.LEASE_RENEWALS, name=key)
-
-    def renew_key(self, key: str) -> None:
-        """Renew a lease while it is still ours (never recreate one that lapsed)."""
-        try:
-            if not lease.renewer(self.store, key, self.name, self.settings.lease_s)():
-                log.warning("lease %s is gone: its work was taken as lost", key)
-        except redis.RedisError as exc:  # the lease may lapse: the work is then done again, fenced
-            log.warning("could not renew lease %s: %s", key, exc)
 
     def someone_else_can_run(self, a: Assignment) -> bool:
         """Whether `a` should go back to the queue for another worker (it asks to avoid this one)."""
@@ -117,6 +113,9 @@ class WorkerContext:
 
     def send_completion(self, completion: Completion) -> None:
         send_message(self.app, ASSIGNMENT_COMPLETED, completion, keyring=self.keyring)
+
+    def send_collection(self, collection: Collection) -> None:
+        send_message(self.app, SUITE_COLLECTED, collection, keyring=self.keyring)
 
     def opened(self, task: str, signed: bytes) -> bytes | None:
         """The payload of a message the farm signed, or None: then it was dropped (one line, a dead letter)."""
@@ -193,8 +192,10 @@ def register(ctx: WorkerContext) -> None:
     """Register the worker's tasks on ctx.app under their explicit names."""
 
     limit = ctx.settings.task_hard_limit_s  # below the visibility timeout: never redelivered while it runs
+    # shared=False: Celery would otherwise give these closures over `ctx` to every app made later
+    # in the process (a second WorkerContext's app would run the first's tasks, with its keyring).
 
-    @ctx.app.task(name=COLLECT_SUITE, bind=True, time_limit=limit)  # type: ignore[untyped-decorator]
+    @ctx.app.task(name=COLLECT_SUITE, bind=True, time_limit=limit, shared=False)  # type: ignore[untyped-decorator]
     def collect_suite(task: Any, signed: bytes) -> None:
         payload = ctx.opened(COLLECT_SUITE, signed)
         if payload is None:
@@ -211,18 +212,26 @@ def register(ctx: WorkerContext) -> None:
         if not ctx.claim_collection(spec.suite_id):
             log.warning("dropping a delivery of the collection of %s: running elsewhere", spec.suite_id)
             return
+        # Its lease is renewed by a keeper's thread, as an attempt's; once lost, the runner is stopped.
+        keeper = ctx.lease_keeper(keys.lease(spec.suite_id, "collect"))
+        collection: Collection | None
         try:
-            collection = runner.collect_suite(spec, backend=ctx.backend, bundle=ctx.bundles.path, worker=worker,
-                                              settings=ctx.settings,
-                                              keepalive=lambda: ctx.renew_key(keys.lease(spec.suite_id, "collect")))
+            with keeper:
+                collection = runner.collect_suite(spec, backend=ctx.backend, bundle=ctx.bundles.path, worker=worker,
+                                                  settings=ctx.settings, lost=keeper.lost)
         except Exception as exc:  # whatever broke, the coordinator must hear of it, or the suite waits forever
             if not isinstance(exc, FarmError):
                 log.exception("collecting suite %s failed", spec.suite_id)
             log.error("collecting suite %s failed: %s", spec.suite_id, exc)
             collection = Collection(spec.suite_id, worker, 3, (), (), f"collection failed on {worker}: {exc}")
-        send_message(ctx.app, SUITE_COLLECTED, collection, keyring=ctx.keyring)  # the lease lapses by itself
+        if collection is None or keeper.lost():
+            # Not even a failed one: the coordinator took the collection as lost and collects it
+            # again (coordinator/sweep.py); a failure sent now would end the suite in error.
+            log.warning("sending no collection of %s: its lease is lost", spec.suite_id)
+            return
+        ctx.send_collection(collection)  # the lease lapses by itself
 
-    @ctx.app.task(name=RUN_ASSIGNMENT, bind=True, time_limit=limit)  # type: ignore[untyped-decorator]
+    @ctx.app.task(name=RUN_ASSIGNMENT, bind=True, time_limit=limit, shared=False)  # type: ignore[untyped-decorator]
     def run_assignment(task: Any, signed: bytes) -> None:
         payload = ctx.opened(RUN_ASSIGNMENT, signed)
         if payload is None:
@@ -244,16 +253,16 @@ def register(ctx: WorkerContext) -> None:
             log.warning("dropping a delivery of %s#%d: superseded or running elsewhere",
                         assignment.assignment_id, assignment.attempt)
             return
-        # The lease is renewed by its keeper's thread, not by the runner's loop (whose keepalive is a
-        # no-op here): a loop blocked on a cut link must not stop the renewals, nor a lost lease wait
-        # for the loop. A lost lease stops the runner (is_stopping): the attempt completes `handback`.
+        # The lease is renewed by its keeper's thread, not by the runner's loop: a loop blocked on a
+        # cut link must not stop the renewals, nor a lost lease wait for the loop. A lost lease
+        # stops the runner (is_stopping): the attempt completes `handback`.
         sink = AttemptSink(ctx, ctx.keeper(assignment))
         try:
             with stopping.running(), sink.keeper:
                 runner.run_assignment(
                     assignment, backend=ctx.backend, bundle=ctx.bundles.path, sink=sink, worker=worker,
                     settings=ctx.settings, is_canceled=lambda: sink.is_canceled(assignment.suite_id),
-                    keepalive=lambda: None, is_stopping=sink.is_stopping,
+                    is_stopping=sink.is_stopping,
                     stop_reason=lambda: sink.stop_reason(assignment.suite_id),
                 )
         except Exception as exc:  # as above: always send a completion
@@ -264,7 +273,7 @@ def register(ctx: WorkerContext) -> None:
             # worker refuses the bundle itself (over its unpacked cap): then the attempt fails with
             # that one line, as its tests would meet the same refusal again.
             now = time.time()
-            state = "failed" if isinstance(exc, BundleRefused) else "handback"
+            state = (AttemptState.FAILED if isinstance(exc, BundleRefused) else AttemptState.HANDBACK).value
             sink.send_completion(Completion(assignment.suite_id, assignment.assignment_id, assignment.attempt,
                                             worker, "", state, now, now, -1, 0, f"worker error on {worker}: {exc}",
                                             infrastructure=isinstance(exc, InfrastructureError)))

@@ -1,6 +1,5 @@
-"""workers.attempt_loop and its driver: an attempt's decisions fed events with a clock we step,
-then run_assignment over the stub backend's scripted runners (no process, no Redis, no real time).
-The same driver over real runners: tests/faults/test_runner_faults.py, tests/integration/test_*_backend.py."""
+"""workers.attempt_loop: an attempt's decisions fed events with a clock we step (pure: no runner,
+no Redis). The driver that feeds it real events: tests/unit/test_attempt_driver.py."""
 
 from __future__ import annotations
 
@@ -8,13 +7,10 @@ from dataclasses import replace
 
 import pytest
 
-from farm.config import Settings
-from farm.errors import InfrastructureError
-from farm.model import Assignment, Completion
+from farm.model import Assignment
 from farm.outcomes import Outcome
-from workers.attempt_loop import MAX_RUNNER_RESTARTS, AttemptLoop, Finish, StartRunner, StopRunner
-from workers.backends.stub import STOP_STACKS, Call, Crash, Exit, Fail, Hang, Pass, PassRest, Refuse, StubBackend
-from workers.runner import KeptRecords, run_assignment
+from farm.states import AttemptState
+from workers.attempt_loop import MAX_RUNNER_RESTARTS, AttemptLoop, End, StartRunner, StopRunner
 
 T0 = 1_800_000_000.0
 IDS = ("t.py::a", "t.py::b", "t.py::c", "t.py::d")
@@ -51,13 +47,20 @@ def _passed(loop: AttemptLoop, test_id: str, at: float) -> None:
 
 def test_an_attempt_completes_at_once_when_canceled_stopped_or_past_its_deadline() -> None:
     assert AttemptLoop(_assignment(), "w").begin(T0, canceled=True, stop_reason="x") == \
-        Finish("canceled", "suite canceled")
+        End(AttemptState.CANCELED, "suite canceled")
     assert AttemptLoop(_assignment(), "w").begin(T0, canceled=False, stop_reason="stopped after 1 failures") == \
-        Finish("stopped", "stopped after 1 failures")
+        End(AttemptState.STOPPED, "stopped after 1 failures")
     assert AttemptLoop(_assignment(deadline_at=T0), "w").begin(T0, canceled=False, stop_reason="") == \
-        Finish("deadline", "suite deadline reached")
+        End(AttemptState.DEADLINE, "suite deadline reached")
     assert AttemptLoop(_assignment(deadline_at=T0 + 1), "w").begin(T0, canceled=False, stop_reason="") == \
         StartRunner(IDS, 1)
+
+
+def test_an_attempt_ends_only_in_a_state_a_worker_ends_it_in() -> None:
+    assert End(AttemptState.HANDBACK).state == "handback", "the wire value"
+    for state in (AttemptState.QUEUED, AttemptState.RUNNING, AttemptState.LOST):
+        with pytest.raises(AssertionError):
+            End(state)
 
 
 def test_the_budget_counts_from_the_first_runner_start_and_never_past_the_suite_deadline() -> None:
@@ -70,7 +73,7 @@ def test_the_budget_counts_from_the_first_runner_start_and_never_past_the_suite_
     assert loop.tick(T0 + 79.9, stopping=False) is None
     assert loop.tick(T0 + 80, stopping=False) == StopRunner("deadline", stacks=True)
     step = loop.runner_stopped(T0 + 80.5, _Output(stacks="Thread 1"))
-    assert step.then == Finish("handback", "assignment deadline of 30s reached: unstarted tests handed back")
+    assert step.then == End(AttemptState.HANDBACK, "assignment deadline of 30s reached: unstarted tests handed back")
     (record,) = step.records
     assert (record.test_id, record.outcome, record.duration_s) == (IDS[0], Outcome.TIMEOUT, pytest.approx(29.5))
     assert "30s after its runner started" in record.message and "Thread 1" in record.longrepr
@@ -82,7 +85,7 @@ def test_the_budget_counts_from_the_first_runner_start_and_never_past_the_suite_
     _start(suite, IDS[0], T0)
     assert suite.tick(T0 + 10, stopping=False) == StopRunner("deadline", stacks=True)
     step = suite.runner_stopped(T0 + 10, _Output())
-    assert step.then == Finish("deadline", "suite deadline reached")
+    assert step.then == End(AttemptState.DEADLINE, "suite deadline reached")
     assert step.records[0].message == "stopped at the suite deadline"
 
 
@@ -91,7 +94,7 @@ def test_a_restart_does_not_move_the_budget() -> None:
     loop.begin(T0, canceled=False, stop_reason="")
     loop.runner_started(T0)
     _start(loop, IDS[0], T0 + 1)
-    step = loop.runner_exited(-9, T0 + 2, _Output(), stop_reason=lambda: "")
+    step = loop.runner_exited(-9, T0 + 2, _Output(), stopping=False, stop_reason=lambda: "")
     assert step.then == StartRunner(IDS[1:], 2)
     loop.runner_started(T0 + 20)
     assert loop.deadline_at == T0 + 30
@@ -104,7 +107,7 @@ def test_a_runner_that_dies_during_a_test_blames_that_test_and_a_restart_takes_t
     _start(loop, IDS[0], T0)
     _passed(loop, IDS[0], T0 + 1)
     _start(loop, IDS[1], T0 + 1)
-    step = loop.runner_exited(-9, T0 + 3, _Output("Segmentation fault"), stop_reason=lambda: "")
+    step = loop.runner_exited(-9, T0 + 3, _Output("Segmentation fault"), stopping=False, stop_reason=lambda: "")
     (record,) = step.records
     assert (record.test_id, record.outcome, record.duration_s) == (IDS[1], Outcome.CRASHED, 2.0)
     assert record.message == "the runner died while this test ran (killed by SIGKILL)"
@@ -117,7 +120,7 @@ def test_a_test_past_its_timeout_that_killed_the_runner_is_a_timeout_with_its_st
     loop.begin(T0, canceled=False, stop_reason="")
     loop.runner_started(T0)
     _start(loop, IDS[0], T0)
-    step = loop.runner_exited(1, T0 + 5, _Output(stacks="Thread 0x1 in test_a"), stop_reason=lambda: "")
+    step = loop.runner_exited(1, T0 + 5, _Output(stacks="Thread 0x1 in test_a"), stopping=False, stop_reason=lambda: "")
     assert step.records[0].outcome is Outcome.TIMEOUT
     assert step.records[0].message == "test ran past --test-timeout 5s"
 
@@ -130,8 +133,9 @@ def test_after_max_restarts_the_attempt_fails_naming_how_many_tests_were_left() 
         assert step == StartRunner(ids[n:], n + 1)
         loop.runner_started(T0 + n)
         _start(loop, ids[n], T0 + n)
-        step = loop.runner_exited(-11, T0 + n + 0.5, _Output(), stop_reason=lambda: "").then
-    assert step == Finish("failed", f"runner died {MAX_RUNNER_RESTARTS + 1} times; giving up on its last 6 tests")
+        step = loop.runner_exited(-11, T0 + n + 0.5, _Output(), stopping=False, stop_reason=lambda: "").then
+    assert step == End(AttemptState.FAILED,
+                       f"runner died {MAX_RUNNER_RESTARTS + 1} times; giving up on its last 6 tests")
 
 
 def test_no_restart_once_the_suite_stopped_or_nothing_is_left() -> None:
@@ -139,29 +143,42 @@ def test_no_restart_once_the_suite_stopped_or_nothing_is_left() -> None:
     loop.begin(T0, canceled=False, stop_reason="")
     loop.runner_started(T0)
     _start(loop, IDS[0], T0)
-    assert loop.runner_exited(-9, T0, _Output(), stop_reason=lambda: "stopped after 1 failures").then == \
-        Finish("stopped", "stopped after 1 failures")
+    step = loop.runner_exited(-9, T0, _Output(), stopping=False, stop_reason=lambda: "stopped after 1 failures")
+    assert step.then == End(AttemptState.STOPPED, "stopped after 1 failures")
 
     last = AttemptLoop(_assignment(test_ids=IDS[:1]), "w")
     last.begin(T0, canceled=False, stop_reason="")
     last.runner_started(T0)
     _start(last, IDS[0], T0)
-    step = last.runner_exited(-9, T0, _Output(), stop_reason=lambda: "")
-    assert step.then == Finish("done") and step.records[0].outcome is Outcome.CRASHED
+    step = last.runner_exited(-9, T0, _Output(), stopping=False, stop_reason=lambda: "")
+    assert step.then == End(AttemptState.DONE) and step.records[0].outcome is Outcome.CRASHED
 
 
-@pytest.mark.parametrize(("code", "end"), [(0, "done"), (1, "done"), (5, "done"), (2, "failed"), (-9, "failed")])
-def test_a_runner_that_ends_between_tests_is_done_unless_its_exit_code_says_trouble(code: int, end: str) -> None:
+def test_no_restart_once_the_worker_is_stopping_but_a_record_for_the_test_that_died() -> None:
+    loop = AttemptLoop(_assignment(), "w1")
+    loop.begin(T0, canceled=False, stop_reason="")
+    loop.runner_started(T0)
+    _start(loop, IDS[0], T0)
+    step = loop.runner_exited(-9, T0 + 1, _Output(), stopping=True, stop_reason=lambda: "")
+    assert [(r.test_id, r.outcome) for r in step.records] == [(IDS[0], Outcome.CRASHED)]
+    assert step.then == End(AttemptState.HANDBACK, "w1 stopped before the assignment ended: tests handed back")
+
+
+@pytest.mark.parametrize(("code", "end"), [
+    (0, AttemptState.DONE), (1, AttemptState.DONE), (5, AttemptState.DONE), (2, AttemptState.FAILED),
+    (-9, AttemptState.FAILED)])
+def test_a_runner_that_ends_between_tests_is_done_unless_its_exit_code_says_trouble(
+        code: int, end: AttemptState) -> None:
     loop = AttemptLoop(_assignment(), "w")
     loop.begin(T0, canceled=False, stop_reason="")
     loop.runner_started(T0)
-    step = loop.runner_exited(code, T0, _Output("usage: pytest"), stop_reason=lambda: "")
+    step = loop.runner_exited(code, T0, _Output("usage: pytest"), stopping=False, stop_reason=lambda: "")
     assert step.records == () and step.then.state == end  # type: ignore[union-attr]
-    if end == "failed":
-        assert step.then == Finish("failed", f"runner exited with code {code}\nusage: pytest")
+    if end is AttemptState.FAILED:
+        assert step.then == End(AttemptState.FAILED, f"runner exited with code {code}\nusage: pytest")
 
 
-def test_a_runner_that_ends_cleanly_needs_no_broker_to_finish() -> None:
+def test_a_runner_that_ends_cleanly_needs_no_broker_to_end_the_attempt() -> None:
     def broker_down() -> str:
         raise ConnectionError("Redis is restarting")
 
@@ -171,7 +188,7 @@ def test_a_runner_that_ends_cleanly_needs_no_broker_to_finish() -> None:
     for test_id in IDS:
         _start(loop, test_id, T0)
         _passed(loop, test_id, T0)
-    assert loop.runner_exited(0, T0, _Output(), stop_reason=broker_down).then == Finish("done")
+    assert loop.runner_exited(0, T0, _Output(), stopping=False, stop_reason=broker_down).then == End(AttemptState.DONE)
 
 
 def test_at_maxfail_the_tests_running_then_finish_and_one_started_after_does_not_delay_the_stop() -> None:
@@ -186,7 +203,7 @@ def test_at_maxfail_the_tests_running_then_finish_and_one_started_after_does_not
     _passed(loop, IDS[0], T0 + 2)
     _start(loop, IDS[1], T0 + 2)  # started between two polls: stopped with the runner
     assert loop.tick(T0 + 2, stopping=False) == StopRunner("maxfail")
-    assert loop.runner_stopped(T0 + 3, _Output()).then == Finish("stopped", "stopped after 1 failures")
+    assert loop.runner_stopped(T0 + 3, _Output()).then == End(AttemptState.STOPPED, "stopped after 1 failures")
 
 
 def test_a_cancel_or_the_worker_stopping_stops_the_runner_without_blaming_any_test() -> None:
@@ -196,7 +213,7 @@ def test_a_cancel_or_the_worker_stopping_stops_the_runner_without_blaming_any_te
     _start(canceled, IDS[0], T0)
     assert canceled.polled(canceled=True, stop_reason="") == StopRunner("canceled")
     assert canceled.runner_stopped(T0, _Output()) == type(canceled.runner_stopped(T0, _Output()))(
-        (), Finish("canceled", "suite canceled"))
+        (), End(AttemptState.CANCELED, "suite canceled"))
 
     stopping = AttemptLoop(_assignment(), "w1")
     stopping.begin(T0, canceled=False, stop_reason="")
@@ -205,7 +222,7 @@ def test_a_cancel_or_the_worker_stopping_stops_the_runner_without_blaming_any_te
     assert stopping.tick(T0, stopping=True) == StopRunner("handback")
     step = stopping.runner_stopped(T0, _Output())
     assert step.records == ()
-    assert step.then == Finish("handback", "w1 stopped before the assignment ended: tests handed back")
+    assert step.then == End(AttemptState.HANDBACK, "w1 stopped before the assignment ended: tests handed back")
 
 
 def test_a_test_the_runner_did_not_collect_names_the_collector_that_failed() -> None:
@@ -216,195 +233,5 @@ def test_a_test_the_runner_did_not_collect_names_the_collector_that_failed() -> 
     record = loop.line({"k": "missing", "id": IDS[0]}, T0)
     assert record is not None and record.outcome is Outcome.ERROR and record.phase == "collect"
     assert record.message == "not collected on the worker: collecting t.py failed\nImportError: x"
-    step = loop.runner_exited(2, T0, _Output(), stop_reason=lambda: "")
-    assert step.then.state == "failed"  # type: ignore[union-attr]
-
-
-# The driver over scripted runners
-
-
-class _Flags:
-    """What the callbacks read (Redis and the worker's signals, in the real thing)."""
-
-    def __init__(self) -> None:
-        self.canceled = self.stopping = False
-        self.stop = ""
-        self.keepalives = 0
-
-    def cancel(self) -> None:
-        self.canceled = True
-
-    def hand_back(self) -> None:
-        self.stopping = True
-
-    def maxfail(self) -> None:
-        self.stop = "stopped after 1 failures"
-
-    def keepalive(self) -> None:
-        self.keepalives += 1
-
-
-def _run(backend: StubBackend, a: Assignment | None = None, flags: _Flags | None = None,
-         settings: Settings | None = None) -> tuple[Completion, KeptRecords]:
-    sink, flags = KeptRecords(), flags or _Flags()
-    completion = run_assignment(
-        a or _assignment(), backend=backend, bundle=lambda digest: "/bundle.tar.gz", sink=sink, worker="w1",
-        settings=settings or Settings(), is_canceled=lambda: flags.canceled, keepalive=flags.keepalive,
-        is_stopping=lambda: flags.stopping, stop_reason=lambda: flags.stop, clock=backend.clock)
-    assert sink.completions == [completion]
-    return completion, sink
-
-
-def test_a_runner_that_records_its_tests_and_exits_0_completes_done() -> None:
-    backend = StubBackend([Pass(), Fail(), PassRest()])
-    completion, sink = _run(backend)
-    assert (completion.state, completion.exit_code, completion.reported, completion.node) == ("done", 0, 4, "stub:1")
-    assert sink.batches[0].records == (), "an empty first batch marks the attempt running"
-    assert sink.outcomes() == {IDS[0]: Outcome.PASSED, IDS[1]: Outcome.FAILED, IDS[2]: Outcome.PASSED,
-                               IDS[3]: Outcome.PASSED}
-    (request,) = backend.requests
-    assert request.test_ids == IDS and request.label == "s1-a000-runner1"
-    assert backend.runs[0].closed
-
-
-def test_a_runner_that_ends_before_the_first_poll_does_not_ask_the_broker_again() -> None:
-    asked: list[str] = []
-
-    def stop_reason() -> str:
-        asked.append("stop")
-        if len(asked) > 1:
-            raise ConnectionError("Redis is restarting")
-        return ""
-
-    backend = StubBackend([PassRest(duration_s=0.1)])  # 0.4 s in all: before the first poll (0.5 s)
-    completion = run_assignment(_assignment(), backend=backend, bundle=lambda d: "/b", sink=KeptRecords(), worker="w1",
-                                settings=Settings(), is_canceled=lambda: False, stop_reason=stop_reason,
-                                clock=backend.clock)
-    assert completion.state == "done" and asked == ["stop"]
-
-
-def test_a_runner_that_crashes_mid_test_is_restarted_for_the_tests_left() -> None:
-    backend = StubBackend([Pass(), Crash(-9)], [PassRest()], output="Fatal Python error")
-    completion, sink = _run(backend)
-    assert completion.state == "done" and completion.node == "stub:2" and completion.reported == 4
-    assert sink.outcomes() == {IDS[0]: Outcome.PASSED, IDS[1]: Outcome.CRASHED, IDS[2]: Outcome.PASSED,
-                               IDS[3]: Outcome.PASSED}
-    assert [r.label for r in backend.requests] == ["s1-a000-runner1", "s1-a000-runner2"]
-    assert backend.requests[1].test_ids == IDS[2:]
-    assert all(run.closed for run in backend.runs)
-
-
-def test_runners_that_keep_crashing_fail_the_attempt_after_max_restarts() -> None:
-    ids = tuple(f"t.py::t{i}" for i in range(MAX_RUNNER_RESTARTS + 3))
-    backend = StubBackend(*[[Crash(-6)] for _ in range(MAX_RUNNER_RESTARTS + 1)])
-    completion, sink = _run(backend, _assignment(test_ids=ids))
-    assert completion.state == "failed"
-    assert completion.message == f"runner died {MAX_RUNNER_RESTARTS + 1} times; giving up on its last 2 tests"
-    assert set(sink.outcomes().values()) == {Outcome.CRASHED} and len(sink.outcomes()) == MAX_RUNNER_RESTARTS + 1
-    assert len(backend.requests) == MAX_RUNNER_RESTARTS + 1
-
-
-def test_a_runner_that_hangs_past_the_budget_is_stopped_and_its_unstarted_tests_handed_back() -> None:
-    backend = StubBackend([Pass(), Hang()])
-    started = backend.clock.time()
-    completion, sink = _run(backend, _assignment(budget_s=60))
-    assert completion.state == "handback" and completion.message.startswith("assignment deadline of 60s")
-    assert sink.outcomes() == {IDS[0]: Outcome.PASSED, IDS[1]: Outcome.TIMEOUT}
-    timeout = sink.batches[-1].records[-1]
-    assert STOP_STACKS in timeout.longrepr, "the stacks asked for at the stop are in the record"
-    assert backend.runs[0].stops == [(3.0, True)]
-    assert backend.clock.time() - started == pytest.approx(60, abs=0.2)
-
-
-def test_the_lease_is_renewed_while_a_long_test_runs() -> None:
-    backend = StubBackend([Pass(duration_s=20.0)])
-    flags = _Flags()
-    _run(backend, flags=flags, settings=Settings(lease_s=8.0))
-    assert flags.keepalives >= 20 / 2 - 1, "4 renewals per 8 s lease period over a 20 s test"
-
-
-def test_a_runner_that_cannot_start_raises_for_the_task_to_hand_the_attempt_back() -> None:
-    with pytest.raises(InfrastructureError, match="the VM did not boot"):
-        _run(StubBackend([Refuse("the VM did not boot")]))
-
-    backend = StubBackend([Pass(), Crash()], [Refuse("no free slot")])
-    sink = KeptRecords()
-    with pytest.raises(InfrastructureError, match="no free slot"):
-        run_assignment(_assignment(), backend=backend, bundle=lambda d: "/b", sink=sink, worker="w1",
-                       settings=Settings(), is_canceled=lambda: False, clock=backend.clock)
-    assert sink.outcomes() == {IDS[0]: Outcome.PASSED, IDS[1]: Outcome.CRASHED}, "sent before the restart"
-    assert sink.completions == [] and backend.runs[0].closed
-
-
-class LeaseLost(Exception):
-    pass
-
-
-@pytest.mark.parametrize("lost_at", [2, 3], ids=["as-the-runner-starts", "while-it-runs"])
-def test_a_keepalive_that_raises_stops_the_runner_and_the_error_goes_on(lost_at: int) -> None:
-    calls: list[int] = []
-
-    def keepalive() -> None:  # 1: after the bundle, 2: after the runner started, 3…: while it runs
-        calls.append(1)
-        if len(calls) >= lost_at:
-            raise LeaseLost("the lease is gone")
-
-    backend = StubBackend([Pass(), Hang()])
-    sink = KeptRecords()
-    with pytest.raises(LeaseLost):
-        run_assignment(_assignment(), backend=backend, bundle=lambda d: "/b", sink=sink, worker="w1",
-                       settings=Settings(lease_s=4.0), is_canceled=lambda: False, keepalive=keepalive,
-                       clock=backend.clock)
-    (run,) = backend.runs
-    assert run.closed, "the runner outlived the lost lease"
-    assert sink.completions == []
-    if lost_at == 3:
-        assert sink.outcomes() == {IDS[0]: Outcome.PASSED}, "the records so far were sent"
-
-
-def test_a_worker_asked_to_stop_hands_the_attempt_back_without_a_record_for_the_test_running() -> None:
-    flags = _Flags()
-    backend = StubBackend([Pass(), Call(flags.hand_back), Hang()])
-    completion, sink = _run(backend, flags=flags)
-    assert completion.state == "handback" and completion.message.startswith("w1 stopped before")
-    assert sink.outcomes() == {IDS[0]: Outcome.PASSED}
-    assert backend.runs[0].stops == [(3.0, False)]
-
-
-def test_a_cancel_stops_the_runner_within_a_poll() -> None:
-    flags = _Flags()
-    backend = StubBackend([Pass(), Call(flags.cancel), Hang()])
-    completion, sink = _run(backend, flags=flags)
-    assert (completion.state, completion.message) == ("canceled", "suite canceled")
-    assert sink.outcomes() == {IDS[0]: Outcome.PASSED}
-
-
-def test_at_maxfail_the_running_test_reports_then_the_runner_stops() -> None:
-    flags = _Flags()
-    backend = StubBackend([Fail(), Call(flags.maxfail), Pass(duration_s=2.0), Hang()])
-    completion, sink = _run(backend, flags=flags)
-    assert (completion.state, completion.message) == ("stopped", "stopped after 1 failures")
-    # b started before the stop was seen: it reports; c starts after and is stopped with the runner.
-    assert sink.outcomes() == {IDS[0]: Outcome.FAILED, IDS[1]: Outcome.PASSED}
-
-
-def test_the_suite_deadline_stops_the_runner_and_completes_deadline() -> None:
-    backend = StubBackend([Pass(), Hang()])
-    completion, sink = _run(backend, _assignment(deadline_at=backend.clock.time() + 30, budget_s=600))
-    assert (completion.state, completion.message) == ("deadline", "suite deadline reached")
-    assert sink.batches[-1].records[-1].message == "stopped at the suite deadline"
-
-
-def test_an_attempt_canceled_before_it_starts_runs_nothing() -> None:
-    flags = _Flags()
-    flags.canceled = True
-    backend = StubBackend()
-    completion, sink = _run(backend, flags=flags)
-    assert completion.state == "canceled" and backend.requests == [] and sink.batches == []
-
-
-def test_a_runner_that_exits_with_a_usage_error_fails_the_attempt_with_its_output() -> None:
-    backend = StubBackend([Exit(4)], output="ERROR: usage: pytest [options]")
-    completion, _ = _run(backend)
-    assert completion.state == "failed" and completion.exit_code == 4
-    assert completion.message == "runner exited with code 4\nERROR: usage: pytest [options]"
+    step = loop.runner_exited(2, T0, _Output(), stopping=False, stop_reason=lambda: "")
+    assert step.then.state is AttemptState.FAILED  # type: ignore[union-attr]
