@@ -7,21 +7,21 @@ watched key changed meanwhile.
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 import msgpack
 import redis
 
 from coordinator.aggregate import PENDING, Merge, merge
 from farm import events as eventlog
-from farm import keys
+from farm import keys, store
 from farm.attempts import Attempt
 from farm.config import Settings
 from farm.model import TestRecord, TestRun, record_from_plain, record_to_plain
 from farm.outcomes import FAILURES, Outcome
+from farm.store import R, T, Write
 
 #: Entries (one per merged batch) the finished-tests stream keeps; a client reading it with -v
 #: that falls further behind misses the oldest lines, never the report.
@@ -29,10 +29,6 @@ FINISHED_STREAM_LEN = 10_000
 #: Outcomes whose one-line message the finished-tests stream carries (pytest -v shows the reason).
 WITH_REASON = frozenset({Outcome.SKIPPED, Outcome.XFAILED, Outcome.XPASSED, Outcome.NOT_RUN})
 
-R = TypeVar("R")
-T = TypeVar("T")
-#: What a decision asks to write, given the transaction's pipeline (None: nothing to write).
-Write = Callable[[Any], None] | None
 
 
 def pack(obj: Any) -> bytes:
@@ -88,25 +84,8 @@ class RedisOutcomes:
 
     def transact(self, watch: Sequence[str], read: Callable[[Any], R],
                  decide: Callable[[R], tuple[T, Write]], *, tries: int = 0) -> T:
-        """WATCH `watch`, `read` through the pipeline, let `decide` (pure) say what to return and
-        what to write; the write happens in MULTI, and all of it again if a watched key changed
-        (at most `tries` times if given: then `redis.WatchError` is raised)."""
-        with self.r.pipeline() as pipe:
-            for n in itertools.count(1):
-                try:
-                    pipe.watch(*watch)
-                    result, write = decide(read(pipe))
-                    if write is None:
-                        pipe.unwatch()
-                        return result
-                    pipe.multi()
-                    write(pipe)
-                    pipe.execute()
-                    return result
-                except redis.WatchError:
-                    if n == tries:
-                        raise
-        raise AssertionError("unreachable")
+        """farm.store.transact on this store."""
+        return store.transact(self.r, watch, read, decide, tries=tries)
 
     # --- merging -------------------------------------------------------------------------
 

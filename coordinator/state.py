@@ -13,7 +13,7 @@ from typing import Any
 from coordinator import transitions
 from coordinator.aggregate import PENDING
 from coordinator.machine import SuiteView
-from coordinator.redis_outcomes import RedisOutcomes, Write, chunks, pack, texts, unpack
+from coordinator.redis_outcomes import RedisOutcomes, chunks, pack, texts, unpack
 from coordinator.store import COLLECTION_OWNER, FINISH_TRIES, Finished
 from farm import events as eventlog
 from farm import keys, registry
@@ -22,6 +22,7 @@ from farm.errors import ProtocolError, SuiteNotFound
 from farm.model import Collection, SuiteSpec, WorkerInfo
 from farm.protocol import decode, encode
 from farm.states import AttemptState, SuiteStatus
+from farm.store import Write
 
 log = logging.getLogger("farm.coordinator")
 

@@ -25,6 +25,7 @@ from farm.model import Collection, SuiteSpec, WorkerInfo
 from farm.protocol import decode, encode
 from farm.report.schema import expand
 from farm.states import FINAL_STATUSES, SuiteStatus
+from farm.store import Write
 from farm.urls import redact
 
 #: How often a waiting client looks at which assignments ended, for its ETA (seconds).
@@ -206,23 +207,20 @@ class Client:
             return keys.text(status)
         # The flag is what workers check; the message lets the coordinator close the suite.
         key = keys.suite(suite_id)
-        pipeline: Any = self.store.pipeline()  # redis-py's pipeline methods are untyped
-        with pipeline as pipe:
-            while True:  # the first request sets the flag and is logged, in one transaction
-                try:
-                    pipe.watch(key)
-                    if pipe.hget(key, "cancel") is not None:
-                        pipe.unwatch()
-                        break
-                    tests = int(pipe.hget(key, "total") or 0)
-                    pipe.multi()
-                    pipe.hset(key, "cancel", time.time())
-                    events.append(pipe, suite_id, events.Event(events.Kind.CANCEL, time.time(), detail="requested"),
-                                  tests=tests, ttl_s=self.settings.suite_ttl_s)
-                    pipe.execute()
-                    break
-                except redis.WatchError:
-                    continue
+        now = time.time()
+
+        def decide(read: tuple[Any, Any]) -> tuple[None, Write]:
+            flagged, total = read
+            if flagged is not None:  # the first request sets the flag and is logged, in one transaction
+                return None, None
+
+            def write(pipe: Any) -> None:
+                pipe.hset(key, "cancel", now)
+                events.append(pipe, suite_id, events.Event(events.Kind.CANCEL, now, detail="requested"),
+                              tests=int(total or 0), ttl_s=self.settings.suite_ttl_s)
+            return None, write
+
+        store.transact(self.store, [key], lambda pipe: (pipe.hget(key, "cancel"), pipe.hget(key, "total")), decide)
         self.app.send_task(CANCEL_SUITE, args=[suite_id])
         return None
 

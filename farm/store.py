@@ -9,6 +9,10 @@ pointing at the wrong broker is told at once.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
@@ -16,6 +20,11 @@ from redis.retry import Retry
 #: Roughly how long a command keeps retrying while the state store is unreachable.
 RETRY_WINDOW_S = 30.0
 _BACKOFF_CAP_S = 1.0
+
+R = TypeVar("R")
+T = TypeVar("T")
+#: What a transaction writes (given the MULTI pipeline), or None: nothing.
+Write = Callable[[Any], None] | None
 
 
 def connect(url: str, *, timeout: float = 10.0) -> redis.Redis:
@@ -29,3 +38,27 @@ def connect(url: str, *, timeout: float = 10.0) -> redis.Redis:
         retry=Retry(ExponentialBackoff(cap=_BACKOFF_CAP_S, base=0.05), retries),
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
     )
+
+
+def transact(client: Any, watch: Sequence[str], read: Callable[[Any], R],
+             decide: Callable[[R], tuple[T, Write]], *, tries: int = 0) -> T:
+    """farm's one read-decide-write primitive: WATCH `watch`, `read` through the pipeline, let
+    `decide` (pure) say what to return and what to write; the write happens in MULTI, and all of
+    it again if a watched key changed (at most `tries` times if given: then `redis.WatchError`
+    is raised)."""
+    with client.pipeline() as pipe:
+        for n in itertools.count(1):
+            try:
+                pipe.watch(*watch)
+                result, write = decide(read(pipe))
+                if write is None:
+                    pipe.unwatch()
+                    return result
+                pipe.multi()
+                write(pipe)
+                pipe.execute()
+                return result
+            except redis.WatchError:
+                if n == tries:
+                    raise
+    raise AssertionError("unreachable")

@@ -4,6 +4,8 @@ and `farm events` over a log longer than one page."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
 import redis
@@ -13,6 +15,7 @@ from support.scenarios import SETTINGS, RedisWorld
 from coordinator.state import SuiteState
 from farm import events, keys
 from farm.attempts import Attempt
+from farm.client import Client
 from farm.model import Collection, TestRecord
 from farm.outcomes import Outcome
 
@@ -65,3 +68,21 @@ def test_farm_events_prints_the_whole_log_past_one_page(redis_url: str) -> None:
     lines = result.output.splitlines()
     assert len(lines) == total
     assert "long-a2499#1" in lines[-1]
+
+
+def test_a_cancel_asked_twice_is_flagged_and_logged_once(redis_url: str) -> None:
+    r = redis.Redis.from_url(redis_url)
+    r.hset(keys.suite("c1"), mapping={"status": "running", "total": 3})
+    client = Client(replace(SETTINGS, broker_url=redis_url, state_url=redis_url))
+    sent: list[list[str]] = []
+    client._app = SimpleNamespace(send_task=lambda name, args: sent.append(args))
+    try:
+        assert client.cancel("c1") is None
+        first = r.hget(keys.suite("c1"), "cancel")
+        assert client.cancel("c1") is None
+        assert r.hget(keys.suite("c1"), "cancel") == first, "the first request's time is kept"
+        kinds = [e.kind for e in client.events("c1")[1]]
+        assert kinds == [events.Kind.CANCEL], "the first request is logged, and only it"
+        assert sent == [["c1"], ["c1"]]  # the coordinator is told each time; it acts on the flag
+    finally:
+        r.delete(*keys.suite_keys("c1"))
