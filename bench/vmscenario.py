@@ -1,0 +1,48 @@
+"""Scenario `vm`, target (f): a one-test suite on `farm up --backend libvirt --warm 1` against
+`farm up` with a local worker, submission to report, K runs each (median compared).
+
+Needs root, libvirtd (`bash .ci/libvirt-setup`) and farm's libvirt extra; the image is built on
+first use into ~/.cache/farm/images (docs/backends.md). QEMU runs under TCG here: CPU-heavy.
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import Any
+
+from bench import suites
+from bench.core import Bench, target, wall
+
+IMAGE = Path.home() / ".cache" / "farm" / "images" / "debian-bookworm"
+LIMIT_S = 2.5
+VM_STARTUP_S = 900.0  # the first `farm up --backend libvirt` may build the image, then boots a VM
+
+
+def vm(bench: Bench) -> dict[str, Any]:
+    suite = bench.tmp / "vm"
+    suites.trivial(suite, n=1)
+    info: dict[str, Any] = {"tests": 1, "slots": 1, "suite": str(suite), "scale": bench.scale,
+                            "image": str(IMAGE), "timings": [], "targets": []}
+    info["warm_up"] = bench.warm_up("vm", suite, 1)
+    startup = bench.startup_timeout_s
+    for farm in bench.farms:
+        local = bench.cluster_runs("vm", farm, suite, 1, info, name=f"{farm.label} local")
+        bench.startup_timeout_s = max(startup, VM_STARTUP_S)
+        try:
+            libvirt = bench.cluster_runs("vm", farm, suite, 1, info, name=f"{farm.label} libvirt",
+                                         up_args=["--backend", "libvirt", "--warm", "1", "--image", str(IMAGE)])
+        finally:
+            bench.startup_timeout_s = startup
+        info["timings"] += local + libvirt
+        local_s = [w for w in map(wall, local) if w is not None]
+        vm_s = [w for w in map(wall, libvirt) if w is not None]
+        measured = bool(local_s and vm_s) and len(local_s) == len(local) and len(vm_s) == len(libvirt)
+        extra = statistics.median(vm_s) - statistics.median(local_s) if measured else None
+        for row in libvirt:
+            row["vs"]["local median"] = (wall(row) - statistics.median(local_s)) if local_s and wall(row) else None
+        info["targets"].append(target(f"(f) libvirt warm 1 median ≤ local median + {LIMIT_S:g} s", LIMIT_S,
+                                      extra, farm.label, "s more"))
+    info["about"] = ("one-test suite, submission to report; libvirt rows: `vs local median` = seconds more "
+                     "than the local worker's median")
+    return info
