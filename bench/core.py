@@ -96,8 +96,10 @@ class Bench:
         up_args: list[str] | None = None,
         memory: bool = False,
         name: str | None = None,
+        python: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Start `farm up`, submit the suite `runs` times, stop it; failures go into info["farm_errors"]."""
+        """Start `farm up`, submit the suite `runs` times, stop it; failures go into info["farm_errors"].
+        Each run's row gets the CPU its cluster's services spent (and with `memory`, their peaks)."""
         key = name or farm.label
         why = problem(farm)
         if why:
@@ -106,7 +108,8 @@ class Bench:
             return []
         env = self.farm_env(farm, f"{scenario}-{key}")
         log = self.tmp / f"{scenario}-{key}-cluster.log"
-        cluster = FarmCluster(farm.argv, 1, slots, log, self.startup_timeout_s, env, self.python, up_args)
+        py = self.python if python is None else python  # "": none given, the backend's own
+        cluster = FarmCluster(farm.argv, 1, slots, log, self.startup_timeout_s, env, py or None, up_args)
         self.commands.append(shlex.join(cluster.command))
         record: dict[str, Any] = {"command": cluster.command, "env": farm.env}
         info.setdefault("clusters", {})[key] = record

@@ -8,6 +8,7 @@ first use into ~/.cache/farm/images (docs/backends.md). QEMU runs under TCG here
 from __future__ import annotations
 
 import statistics
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from bench.core import Bench, target, wall
 
 IMAGE = Path.home() / ".cache" / "farm" / "images" / "debian-bookworm"
 LIMIT_S = 2.5
+SYSTEM_PYTHON = "/usr/bin/python3"
 VM_STARTUP_S = 900.0  # the first `farm up --backend libvirt` may build the image, then boots a VM
 
 
@@ -26,12 +28,17 @@ def vm(bench: Bench) -> dict[str, Any]:
                             "image": str(IMAGE), "timings": [], "targets": []}
     info["warm_up"] = bench.warm_up("vm", suite, 1)
     startup = bench.startup_timeout_s
+    # The VM runs its image's python3 (Debian's, pytest 7.2): the local worker gets the host's
+    # Debian python3 when it has pytest, so both run the same pytest.
+    local_python = SYSTEM_PYTHON if _has_pytest(SYSTEM_PYTHON) else bench.python
+    info["local_python"] = local_python
     for farm in bench.farms:
-        local = bench.cluster_runs("vm", farm, suite, 1, info, name=f"{farm.label} local")
+        local = bench.cluster_runs("vm", farm, suite, 1, info, name=f"{farm.label} local", python=local_python)
         bench.startup_timeout_s = max(startup, VM_STARTUP_S)
         try:
             libvirt = bench.cluster_runs("vm", farm, suite, 1, info, name=f"{farm.label} libvirt",
-                                         up_args=["--backend", "libvirt", "--warm", "1", "--image", str(IMAGE)])
+                                         up_args=["--backend", "libvirt", "--warm", "1", "--image", str(IMAGE)],
+                                         python="")
         finally:
             bench.startup_timeout_s = startup
         info["timings"] += local + libvirt
@@ -46,3 +53,10 @@ def vm(bench: Bench) -> dict[str, Any]:
     info["about"] = ("one-test suite, submission to report; libvirt rows: `vs local median` = seconds more "
                      "than the local worker's median")
     return info
+
+
+def _has_pytest(python: str) -> bool:
+    try:
+        return subprocess.run([python, "-c", "import pytest"], capture_output=True, timeout=60).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
