@@ -187,6 +187,12 @@ def farm_rows(rows: list[dict[str, Any]], farm: FarmCommand) -> list[dict[str, A
     return [row for row in rows if row.get("farm") == farm.label]
 
 
+def vs(row: dict[str, Any] | None, reference: str) -> float | None:
+    """The row's ratio to a reference, if the row ran and has it."""
+    value = (row or {}).get("vs", {}).get(reference)
+    return None if value is None else float(value)
+
+
 def nth(rows: list[dict[str, Any]], k: int) -> dict[str, Any] | None:
     """The k-th farm run (1-based) of these rows, if it ran."""
     return rows[k - 1] if len(rows) >= k else None

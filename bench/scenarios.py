@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench import suites
-from bench.core import Bench, nth, ratio, target, wall
+from bench.core import Bench, nth, ratio, target, vs, wall
 
 TRIVIAL_SLOTS = 2
 SKEWED_SLOTS = 16
@@ -50,9 +50,9 @@ def trivial(bench: Bench) -> dict[str, Any]:
     for farm in bench.farms:
         second = nth(info["by_farm"][farm.label], 2)
         info["targets"] += [
-            target("(a) run 2 ≤ 1.0 × serial pytest", 1.0, second and second["vs"]["serial"], farm.label),
+            target("(a) run 2 ≤ 1.0 × serial pytest", 1.0, vs(second, "serial"), farm.label),
             target(f"(a) run 2 ≤ 0.7 × `pytest -n {TRIVIAL_SLOTS}`", 0.7,
-                   second and second["vs"][f"-n {TRIVIAL_SLOTS}"], farm.label),
+                   vs(second, f"-n {TRIVIAL_SLOTS}"), farm.label),
         ]
     return info
 
@@ -84,8 +84,8 @@ def skewed(bench: Bench) -> dict[str, Any]:
         runs = info["by_farm"][farm.label]
         first, second = nth(runs, 1), nth(runs, 2)
         info["targets"] += [
-            target("(b) run 2 ≤ 1.05 × lower bound", 1.05, second and second["vs"]["bound"], farm.label),
-            target("(b) run 1 (no history) ≤ 1.35 × lower bound", 1.35, first and first["vs"]["bound"], farm.label),
+            target("(b) run 2 ≤ 1.05 × lower bound", 1.05, vs(second, "bound"), farm.label),
+            target("(b) run 1 (no history) ≤ 1.35 × lower bound", 1.35, vs(first, "bound"), farm.label),
         ]
     return info
 
@@ -102,8 +102,8 @@ def imports(bench: Bench) -> dict[str, Any]:
         runs = info["by_farm"][farm.label]
         first, second = nth(runs, 1), nth(runs, 2)
         info["targets"] += [
-            target(f"(c) run 2 ≤ 0.7 × `pytest {xd}`", 0.7, second and second["vs"][xd], farm.label),
-            target(f"(c) run 1 ≤ 1.0 × `pytest {xd}`", 1.0, first and first["vs"][xd], farm.label),
+            target(f"(c) run 2 ≤ 0.7 × `pytest {xd}`", 0.7, vs(second, xd), farm.label),
+            target(f"(c) run 1 ≤ 1.0 × `pytest {xd}`", 1.0, vs(first, xd), farm.label),
         ]
     return info
 

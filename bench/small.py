@@ -87,8 +87,7 @@ def one(bench: Bench, name: str, suite: Path, info: dict[str, Any]) -> dict[str,
     for farm in bench.farms:
         mine = [row for row in rows if row.get("farm") == farm.label]
         for k in range(1, bench.runs + 1):
-            row = nth(mine, k)
-            value = wall(row) if limit is not None else None
+            value = wall(nth(mine, k)) if limit is not None else None
             info["targets"].append(target(
                 f"(e) {name} embedded run {k} ≤ 1.2 × min(pytest, -n 2) + 1 s"
                 + ("" if limit is None else f" = {limit:.2f} s"), limit or 0.0, value, farm.label, "s"))

@@ -47,7 +47,8 @@ def vm(bench: Bench) -> dict[str, Any]:
         measured = bool(local_s and vm_s) and len(local_s) == len(local) and len(vm_s) == len(libvirt)
         extra = statistics.median(vm_s) - statistics.median(local_s) if measured else None
         for row in libvirt:
-            row["vs"]["local median"] = (wall(row) - statistics.median(local_s)) if local_s and wall(row) else None
+            mine = wall(row)
+            row["vs"]["local median"] = mine - statistics.median(local_s) if local_s and mine is not None else None
         info["targets"].append(target(f"(f) libvirt warm 1 median ≤ local median + {LIMIT_S:g} s", LIMIT_S,
                                       extra, farm.label, "s more"))
     info["about"] = ("one-test suite, submission to report; libvirt rows: `vs local median` = seconds more "
