@@ -61,9 +61,9 @@ class Bench:
     def pytest(self, *extra: str) -> list[str]:
         return [self.python, *PYTEST, *extra]
 
-    def warm_up(self, scenario: str, suite: Path, tests: int | None) -> dict[str, Any]:
+    def warm_up(self, scenario: str, suite: Path, tests: int | None, args: tuple[str, ...] = ()) -> dict[str, Any]:
         """Untimed collection first, so every tool finds the same __pycache__ (as users have)."""
-        row = self.run(scenario, "warm-up (untimed)", self.pytest("--collect-only"), suite, 1)
+        row = self.run(scenario, "warm-up (untimed)", self.pytest("--collect-only", *args), suite, 1)
         found = COLLECTED.search(row["summary"] or "")
         if row["ok"] and found is None:
             row["ok"], row["error"] = False, f"no test count in: {row['summary']}"
@@ -147,7 +147,8 @@ class Bench:
         return rows
 
     def embedded_runs(
-        self, scenario: str, farm: FarmCommand, suite: Path, info: dict[str, Any], name: str
+        self, scenario: str, farm: FarmCommand, suite: Path, info: dict[str, Any], name: str,
+        args: tuple[str, ...] = (),
     ) -> list[dict[str, Any]]:
         """`farm submit-suite DIR` with no broker (an embedded farm per command), `runs` times:
         run 1 has no saved history, the next ones have what run 1 saved."""
@@ -160,7 +161,7 @@ class Bench:
         env.pop("FARM_BROKER_URL", None)
         rows = []
         for k in range(1, self.runs + 1):
-            submit = [*farm.argv, "submit-suite", str(suite), "--python", self.python, "--", "-q"]
+            submit = [*farm.argv, "submit-suite", str(suite), "--python", self.python, "--", "-q", *args]
             row = self.run(scenario, f"{key} embedded run {k}", submit, suite, 0, env)
             row["farm"] = key
             rows.append(row)
