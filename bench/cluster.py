@@ -41,11 +41,14 @@ class FarmCluster:
         env: dict[str, str] | None = None,
         python: str | None = None,
         extra: list[str] | None = None,
+        cwd: Path | None = None,
     ) -> None:
         self.command = [*farm, "up", "--workers", str(workers), "--slots", str(slots), *(extra or [])]
         if python:  # the same interpreter runs the suite under farm as under pytest and xdist
             self.command += ["--python", python]
         self.log = log
+        # `python -m farm` imports from its working directory first: run it where there is no farm tree.
+        self.cwd = cwd
         self.startup_timeout_s = startup_timeout_s
         self.env = env
         self.broker_url: str | None = None
@@ -87,6 +90,7 @@ class FarmCluster:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                cwd=self.cwd,
             )
         except OSError as exc:
             raise ClusterError(f"cannot start {self.command[0]!r}: {exc.strerror or exc}") from None

@@ -109,7 +109,7 @@ class Bench:
         env = self.farm_env(farm, f"{scenario}-{key}")
         log = self.tmp / f"{scenario}-{key}-cluster.log"
         py = self.python if python is None else python  # "": none given, the backend's own
-        cluster = FarmCluster(farm.argv, 1, slots, log, self.startup_timeout_s, env, py or None, up_args)
+        cluster = FarmCluster(farm.argv, 1, slots, log, self.startup_timeout_s, env, py or None, up_args, self.tmp)
         self.commands.append(shlex.join(cluster.command))
         record: dict[str, Any] = {"command": cluster.command, "env": farm.env}
         info.setdefault("clusters", {})[key] = record

@@ -77,10 +77,11 @@ def problem(farm: FarmCommand) -> str | None:
     return None
 
 
-def locate(farm: FarmCommand, env: dict[str, str]) -> dict[str, Any]:
+def locate(farm: FarmCommand, env: dict[str, str], cwd: str) -> dict[str, Any]:
     """Where the farm's interpreter imports farm, coordinator and workers from (its services use
-    the same interpreter and inherit PYTHONPATH). Only for `python -m farm` commands: an entry-point
-    script's interpreter is its shebang's."""
+    the same interpreter and inherit PYTHONPATH). cwd: where the farm's commands run (Python puts it
+    first on sys.path for `-m` and `-c`: never a source tree). An entry-point script's interpreter
+    is its shebang's."""
     python = farm.argv[0]
     if farm.argv[1:3] != ["-m", "farm"]:
         python = _shebang(python) or ""
@@ -88,7 +89,8 @@ def locate(farm: FarmCommand, env: dict[str, str]) -> dict[str, Any]:
         return {"error": "cannot tell the farm's interpreter"}
     try:
         out = subprocess.run(
-            [python, "-c", _WHERE], env={**env, **farm.env}, capture_output=True, text=True, timeout=60, check=True
+            [python, "-c", _WHERE], env={**env, **farm.env}, cwd=cwd, capture_output=True, text=True, timeout=60,
+            check=True,
         ).stdout
         found: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     except (OSError, subprocess.SubprocessError, ValueError, IndexError) as exc:

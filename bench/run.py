@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
                                    "scale": args.scale}
         farms: list[FarmCommand] = args.farms
         for farm in farms:
-            farm.tree = locate(farm, env)
+            farm.tree = locate(farm, env, str(tmp))
             say(f"farm {farm.label}: {' '.join(farm.argv)} {farm.env or ''} -> {farm.tree}")
         results["farms"] = [farm.as_json() for farm in farms]
         bench = Bench(args.python, farms, args.runs, args.timeout, args.startup_timeout, tmp, env, args.scale)
