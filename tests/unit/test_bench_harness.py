@@ -4,6 +4,7 @@ roles of a cluster's processes, the external scripts' JSON line. No benchmark is
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -51,3 +52,24 @@ def test_the_last_json_object_of_an_external_script_wins() -> None:
     assert external._last_object(lines)["scenario"] == "planning"
     with pytest.raises(ValueError):
         external._last_object(["no json here"])
+
+
+def _bench(tmp_path: Path) -> core.Bench:
+    farm = farmcmd.FarmCommand("farm", [sys.executable, "-m", "farm"], tree={"python": sys.executable})
+    return core.Bench(sys.executable, [farm], 1, 60.0, 60.0, tmp_path, dict(os.environ))
+
+
+def test_an_external_script_folds_its_rows_and_targets_in(tmp_path: Path) -> None:
+    (tmp_path / "planning.py").write_text(
+        "import json\nprint('progress')\n"
+        'print(json.dumps({"scenario": "planning", "rows": [{"label": "plan 1e6", "value": 4.2, "unit": "s"}],'
+        ' "targets": [{"text": "(g) ≤ 10 s", "limit": 10, "value": 4.2, "status": "met"}]}))\n'
+    )
+    info = external.external(_bench(tmp_path), "planning", tmp_path)
+    assert info["rows"] == [{"label": "plan 1e6", "value": 4.2, "unit": "s"}]
+    assert [(t["text"], t["status"]) for t in info["targets"]] == [("(g) ≤ 10 s", "met")]
+
+
+def test_an_absent_external_script_is_not_measured(tmp_path: Path) -> None:
+    info = external.external(_bench(tmp_path), "results", tmp_path)
+    assert [t["status"] for t in info["targets"]] == ["not measured"]
