@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import queue
 import re
-import shutil
 import signal
 import subprocess
 import threading
@@ -15,6 +14,7 @@ from types import TracebackType
 from typing import Self
 
 from bench.procs import group_alive, kill_group
+from bench.sampler import services
 
 # The URL `farm up` prints, e.g. "broker: redis://127.0.0.1:41234/0".
 BROKER_URL = re.compile(r"redis://[^\s'\"<>]+")
@@ -26,20 +26,6 @@ TAIL_LINES = 15
 
 class ClusterError(Exception):
     """The cluster could not be started (the message is one line for the user)."""
-
-
-def resolve_farm(farm: list[str]) -> str | None:
-    """Why `farm` cannot be run, or None if its executable exists."""
-    exe = farm[0]
-    if os.sep in exe:
-        if not os.path.isfile(exe):
-            return f"farm executable not found: {exe} (not built yet? pass --farm CMD)"
-        if not os.access(exe, os.X_OK):
-            return f"farm executable is not executable: {exe}"
-        return None
-    if shutil.which(exe) is None:
-        return f"farm executable not found on PATH: {exe} (pass --farm CMD)"
-    return None
 
 
 class FarmCluster:
@@ -54,11 +40,15 @@ class FarmCluster:
         startup_timeout_s: float,
         env: dict[str, str] | None = None,
         python: str | None = None,
+        extra: list[str] | None = None,
+        cwd: Path | None = None,
     ) -> None:
-        self.command = [*farm, "up", "--workers", str(workers), "--slots", str(slots)]
+        self.command = [*farm, "up", "--workers", str(workers), "--slots", str(slots), *(extra or [])]
         if python:  # the same interpreter runs the suite under farm as under pytest and xdist
             self.command += ["--python", python]
         self.log = log
+        # `python -m farm` imports from its working directory first: run it where there is no farm tree.
+        self.cwd = cwd
         self.startup_timeout_s = startup_timeout_s
         self.env = env
         self.broker_url: str | None = None
@@ -85,6 +75,11 @@ class FarmCluster:
     ) -> None:
         self.stop()
 
+    @property
+    def pid(self) -> int | None:
+        """The pid of `farm up` while it runs (its services are its children, in sessions of their own)."""
+        return None if self._proc is None else self._proc.pid
+
     def _start(self) -> None:
         start = time.perf_counter()
         try:
@@ -95,6 +90,7 @@ class FarmCluster:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                cwd=self.cwd,
             )
         except OSError as exc:
             raise ClusterError(f"cannot start {self.command[0]!r}: {exc.strerror or exc}") from None
@@ -146,6 +142,8 @@ class FarmCluster:
         proc, self._proc = self._proc, None
         if proc is None:
             return
+        # Its services run in sessions of their own: remember them, to kill what outlives the stop.
+        left = [pid for pids in services(proc.pid).values() for pid in pids]
         try:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGINT)
@@ -161,5 +159,10 @@ class FarmCluster:
         finally:
             kill_group(proc.pid)
             proc.wait()
+            for pid in left:
+                try:
+                    os.kill(pid, signal.SIGKILL)  # a no-op on the zombies init is about to reap
+                except OSError:
+                    pass
             if self._drain is not None:
                 self._drain.join(timeout=5)

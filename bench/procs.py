@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import time
@@ -21,6 +22,7 @@ class Timing:
     command: list[str]
     cwd: str
     wall_s: float | None = None
+    cpu_s: float | None = None  # user + system of the command and the children it waited for
     exit_code: int | None = None
     timed_out: bool = False
     error: str | None = None
@@ -49,6 +51,7 @@ def run_timed(
     """
     timing = Timing(label=label, command=list(command), cwd=str(cwd))
     with open(log, "wb") as out:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         try:
             proc = subprocess.Popen(
@@ -66,6 +69,8 @@ def run_timed(
         try:
             timing.exit_code = proc.wait(timeout=timeout_s)
             timing.wall_s = time.perf_counter() - start
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            timing.cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         except subprocess.TimeoutExpired:
             timing.timed_out = True
             timing.error = f"timed out after {timeout_s:g} s; process group killed"
