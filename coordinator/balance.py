@@ -7,9 +7,10 @@ as long (the tail also pays a new runner's start-up, `overhead_s`), and the tail
 assignment on the idle slot. Nothing is asked when the gain is below the overhead: a split costs
 one more runner start.
 
-Expected time: the tests' recorded durations where known, else the mean per test observed so far
-in this suite (its ended attempts' wall time over their tests, start-up included), else
-`UNKNOWN_TEST_S`.
+Expected time: the tests' recorded durations where known, else the attempt's own pace (the time
+since it started over the tests it finished, at least one: an attempt stuck in a long test looks
+slow), else the mean per test observed so far in this suite (its ended attempts' wall time over
+their tests, start-up included), else `UNKNOWN_TEST_S`.
 """
 
 from __future__ import annotations
@@ -38,6 +39,14 @@ class Running:
     pending: tuple[str, ...]  # its tests without an outcome (still its own), in its order
     asked: int = 0  # the last split request's seq (0: none)
     answered: bool = True  # the last request was carried out (its tail assignment exists)
+    pace_s: float = 0.0  # seconds per test it took so far (0: unknown)
+
+
+def pace(a: Attempt, pending: int, now: float) -> float:
+    """Seconds per test an attempt took so far: since it started, over its finished tests (at least 1)."""
+    if not a.started_at or now <= a.started_at:
+        return 0.0
+    return (now - a.started_at) / max(1, len(a.test_ids) - pending)
 
 
 @dataclass(frozen=True)
@@ -87,7 +96,7 @@ def to_split(running: Sequence[Running], *, idle: int, durations: Mapping[str, f
     for r in running:
         if (r.asked and not r.answered) or r.asked >= MAX_SPLITS or len(r.pending) < 2:
             continue
-        times = [durations.get(t, mean_s) for t in r.pending]
+        times = [durations.get(t, r.pace_s or mean_s) for t in r.pending]
         found = cut(times, overhead)
         if found is not None:
             k, after = found

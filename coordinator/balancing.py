@@ -69,8 +69,11 @@ def balance(planner: Planner, sid: str) -> None:
         return
     durations = state.durations(spec.project)
     overhead = durations.pop(machine.OVERHEAD_KEY, None)
-    views = [rules.Running(a, tuple(state.pending_in(sid, list(a.test_ids), a.key)), asks.get(a.key, 0),
-                           answered[a.key]) for a in running]
+    now = planner.clock()
+    views = []
+    for a in running:
+        pending = tuple(state.pending_in(sid, list(a.test_ids), a.key))
+        views.append(rules.Running(a, pending, asks.get(a.key, 0), answered[a.key], rules.pace(a, len(pending), now)))
     mean = rules.mean_test_s([a for a in attempts if a.ended])
     for ask in rules.to_split(views, idle=idle, durations=durations, mean_s=mean, overhead_s=overhead):
         if state.ask_split(sid, ask.attempt.key, ask.seq, ask.tail):

@@ -95,3 +95,13 @@ def test_the_worker_fences_only_unstarted_tests_and_forgets_them_once_cut() -> N
     assert loop.fenced(1, list(IDS[5:])) == IDS[5:]  # the runner cut from the first unstarted one it had
     assert loop.remaining == list(IDS[:5]) and loop.split_off == list(IDS[5:]) and loop.split_seqs == [1] * 5
     assert loop.split_asked(2, IDS[3:]) == IDS[3:5]  # a later request: what is still its own
+
+
+def test_an_attempts_own_pace_estimates_its_unknown_tests() -> None:
+    a = Attempt.planned("s-a000", 1, IDS, now=0.0).but(state=AttemptState.RUNNING, started_at=100.0)
+    assert balance.pace(a, 6, 112.0) == 3.0  # 4 tests done in 12 s
+    assert balance.pace(a, 10, 105.0) == 5.0  # none done yet: at least the one running took that long
+    assert balance.pace(a.but(started_at=0.0), 6, 112.0) == 0.0
+    slow = balance.Running(a, IDS[4:], pace_s=3.0)
+    (ask,) = balance.to_split([slow], idle=1, durations={}, mean_s=0.01, overhead_s=1.0)
+    assert ask.left_s == 18.0 and ask.tail == IDS[7:]
