@@ -280,6 +280,34 @@ class MemoryStore:
         self._log(suite_id, eventlog.run_again(s.attempts[new.key], self.clock(), crash_retry=crash_retry))
         return names
 
+    def ask_split(self, suite_id: str, attempt_key: str, seq: int, tail: tuple[str, ...]) -> bool:
+        s = self._suite(suite_id)
+        if s.splits.get(attempt_key, (0, ()))[0] >= seq:
+            return False
+        s.splits[attempt_key] = (seq, tuple(tail))
+        return True
+
+    def split_asks(self, suite_id: str) -> dict[str, int]:
+        return {k: seq for k, (seq, _) in self._suite(suite_id).splits.items()}
+
+    def split_request(self, suite_id: str, attempt_key: str) -> tuple[int, tuple[str, ...]] | None:
+        """What a worker polling `attempt_key`'s split request reads (tests)."""
+        return self._suite(suite_id).splits.get(attempt_key)
+
+    def split_off(self, suite_id: str, assignment_id: str, number: int, seq: int, tail: tuple[str, ...], *,
+                  now: float) -> Attempt | None:
+        s = self._suite(suite_id)
+        old = s.attempts.get(keys.attempt_key(assignment_id, number))
+        change = None if old is None else transitions.split_off(old, tail, s.outcomes, s.owners, seq=seq, now=now)
+        if change is None:
+            return None
+        head, new = change
+        s.attempts[head.key], s.attempts[new.key] = head, new
+        s.owners.update({t: new.key for t in new.test_ids})
+        s.current[new.assignment_id] = str(new.number)
+        self._log(suite_id, *eventlog.split(head, new, self.clock()))
+        return new
+
     def mark_ended(self, suite_id: str, assignment_id: str, number: int) -> None:
         s = self._suite(suite_id)
         if s.current.get(assignment_id) == str(number):

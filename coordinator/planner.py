@@ -12,14 +12,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-from coordinator import deadlines, machine, transitions
+from coordinator import balancing, deadlines, machine, transitions
 from coordinator.finishing import finished
 from coordinator.store import SuiteStore
 from coordinator.sweep import reconcile, sweep
 from farm import events
 from farm.attempts import Attempt
 from farm.config import Settings
-from farm.model import Assignment, Collection, Completion, RecordBatch, SuiteSpec, TestRecord
+from farm.model import Assignment, Collection, Completion, RecordBatch, Split, SuiteSpec, TestRecord
 from farm.nodeids import param_positions
 from farm.outcomes import FAILURES, Outcome, maxfail_reached
 from farm.protocol import decode, encode
@@ -171,6 +171,7 @@ class Planner:
     def end_attempt(self, c: Completion, *, records_lost: int = 0) -> None:
         """Record how an attempt ended; its tests still without an outcome did not run, or run
         again (`machine.attempt_ended`)."""
+        balancing.completion_splits(self, c)  # the tails it split off move on, if not moved yet
         a = self.state.change_attempt(c.suite_id, c.assignment_id, c.attempt, lambda x: transitions.ended(x, c))
         if a is None:
             return
@@ -182,7 +183,18 @@ class Planner:
             return
         if isinstance(decision, machine.NotRun):
             self.mark_not_run(c.suite_id, pending, c.assignment_id, c.attempt, c.worker, c.node, decision.why)
+        self.balance(c.suite_id)
         self.finish_if_complete(c.suite_id)
+
+    # --- run-time balancing (coordinator/balance.py decides, coordinator/balancing.py carries it out) ---
+
+    def split(self, s: Split) -> None:
+        """A runner confirmed a split: it will run none of `s.test_ids`; they run as a new assignment."""
+        balancing.split_tail(self, s.suite_id, s.assignment_id, s.attempt, s.seq, s.test_ids)
+
+    def balance(self, sid: str) -> None:
+        """Slots the suite leaves idle: ask the running attempts with the most time left to split."""
+        balancing.balance(self, sid)
 
     def lost(self, suite_id: str, a: Attempt) -> None:
         """An attempt's worker stopped renewing its lease: run its unfinished tests again, or give up."""

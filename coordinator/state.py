@@ -13,7 +13,8 @@ from typing import Any
 from coordinator import transitions
 from coordinator.aggregate import PENDING
 from coordinator.machine import SuiteView
-from coordinator.redis_outcomes import RedisOutcomes, chunks, pack, texts, unpack
+from coordinator.redis_outcomes import chunks, pack, texts, unpack
+from coordinator.redis_splits import RedisSplits
 from coordinator.store import COLLECTION_OWNER, FINISH_TRIES, Finished
 from farm import events as eventlog
 from farm import keys, registry
@@ -26,7 +27,7 @@ from farm.store import Write
 
 log = logging.getLogger("farm.coordinator")
 
-class SuiteState(RedisOutcomes):
+class SuiteState(RedisSplits):
     """Reads and writes one Redis state store (satisfies `coordinator.store.SuiteStore`)."""
 
     # --- suites --------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from celery import Celery
 from coordinator.planner import Planner
 from farm.celery_app import (
     ASSIGNMENT_COMPLETED,
+    ASSIGNMENT_SPLIT,
     CANCEL_SUITE,
     COLLECT_SUITE,
     COORDINATOR_QUEUE,
@@ -22,7 +23,7 @@ from farm.celery_app import (
     send_message,
 )
 from farm.errors import ProtocolError, SignatureError, SuiteNotFound
-from farm.model import Assignment, Collection, Completion, RecordBatch, SuiteSpec
+from farm.model import Assignment, Collection, Completion, RecordBatch, Split, SuiteSpec
 from farm.protocol import decode
 from farm.signing import Keyring
 from farm.transport import drop_unsigned
@@ -81,3 +82,4 @@ def register(app: Celery, planner: Planner, keyring: Keyring) -> None:
     app.task(name=SUITE_COLLECTED)(guarded(SUITE_COLLECTED, Collection, planner.collected))
     app.task(name=RECORD_BATCH)(guarded(RECORD_BATCH, RecordBatch, planner.records))
     app.task(name=ASSIGNMENT_COMPLETED)(guarded(ASSIGNMENT_COMPLETED, Completion, planner.completed))
+    app.task(name=ASSIGNMENT_SPLIT)(guarded(ASSIGNMENT_SPLIT, Split, planner.split))

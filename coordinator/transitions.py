@@ -83,3 +83,29 @@ def requeue(old: Attempt, outcomes: Mapping[str, str | None], owners: Mapping[st
     new = Attempt.planned(old.assignment_id, old.number + 1, moving, now=now,
                           avoid=[*old.avoid, *([avoid] if avoid else [])])
     return ended_old, new
+
+
+def split_id(assignment_id: str, number: int, seq: int) -> str:
+    """The new assignment a split of attempt `number` of `assignment_id` at request `seq` makes
+    (`S-a003s1.1`): the same from the Split message and from the completion, so only the first moves."""
+    return f"{assignment_id}s{number}.{seq}"
+
+
+def split_off(old: Attempt, tail: tuple[str, ...], outcomes: Mapping[str, str | None],
+              owners: Mapping[str, str | None], *, seq: int, now: float) -> tuple[Attempt, Attempt] | None:
+    """A runner confirmed it will run none of `tail`: (the old attempt without them, the new
+    assignment's first attempt owning them), or None: the old attempt was given up on (lost or
+    handed back: its tests moved to its next attempt already), or none of the tail is still
+    pending and owned by it (moved already: a duplicate). The old attempt may have ended (its
+    completion can be handled before the Split message)."""
+    if old.requeued or old.state == AttemptState.LOST:
+        return None
+    cut = set(tail)
+    moving = [t for t in old.test_ids if t in cut and outcomes.get(t) == PENDING and owners.get(t) == old.key]
+    if not moving:
+        return None
+    moved = set(moving)
+    head = old.but(test_ids=tuple(t for t in old.test_ids if t not in moved))
+    new = Attempt.planned(split_id(old.assignment_id, old.number, seq), 1, moving, now=now,
+                          priority=old.priority, avoid=old.avoid)
+    return head, new

@@ -19,11 +19,13 @@ SUITE_SUBMITTED = "farm.suite_submitted"
 SUITE_COLLECTED = "farm.suite_collected"
 RECORD_BATCH = "farm.record_batch"
 ASSIGNMENT_COMPLETED = "farm.assignment_completed"
+ASSIGNMENT_SPLIT = "farm.assignment_split"  # a runner confirmed a split: its unstarted tail moves on
 CANCEL_SUITE = "farm.cancel_suite"
 COLLECT_SUITE = "farm.collect_suite"
 RUN_ASSIGNMENT = "farm.run_assignment"
 
-_COORDINATOR_TASKS = (SUITE_SUBMITTED, SUITE_COLLECTED, RECORD_BATCH, ASSIGNMENT_COMPLETED, CANCEL_SUITE)
+_COORDINATOR_TASKS = (SUITE_SUBMITTED, SUITE_COLLECTED, RECORD_BATCH, ASSIGNMENT_COMPLETED, ASSIGNMENT_SPLIT,
+                      CANCEL_SUITE)
 
 _EXCHANGE = Exchange("farm", type="direct")
 
@@ -37,7 +39,7 @@ def pool_queue(pool: str) -> Queue:
 #: Bookkeeping tasks: a worker sends several record batches and one completion per assignment.
 #: They emit no task events, so Flower's task list shows the suites, collections and assignments
 #: instead of being buried under them (126 batches for 28 assignments in a real suite).
-QUIET_TASKS = (RECORD_BATCH, ASSIGNMENT_COMPLETED)
+QUIET_TASKS = (RECORD_BATCH, ASSIGNMENT_COMPLETED, ASSIGNMENT_SPLIT)
 
 
 def send_message(app: Celery, task: str, message: object, queue: Queue | None = None, *, keyring: Keyring) -> None:

@@ -44,6 +44,7 @@ class Kind(StrEnum):
     REQUEUED = "requeued"  # the next attempt, with the tests that moved to it
     RERUN = "rerun"  # failing tests moved to a new attempt (--rerun-failures)
     CRASH_RETRY = "crash-retry"  # crashed tests moved to a new attempt on another worker
+    SPLIT = "split"  # a running attempt gave its unstarted tail to a new assignment (run-time balancing)
     DEADLINE = "deadline"  # the suite deadline passed: what had not run did not run
     CANCEL = "cancel"  # `farm cancel` was asked (or what had not run was marked not run after it)
     GATE = "gate"  # a quality gate decided (reserved: nothing emits it yet)
@@ -154,6 +155,13 @@ def given_up_on(ended: Attempt, new: Attempt | None, at: float) -> list[Event]:
 def run_again(new: Attempt, at: float, *, crash_retry: bool) -> Event:
     kind = Kind.CRASH_RETRY if crash_retry else Kind.RERUN
     return of_attempt(kind, new, at, f"{len(new.test_ids)} tests", with_tests=True)
+
+
+def split(head: Attempt, tail: Attempt, at: float) -> list[Event]:
+    """A running attempt split: `head` keeps its tests but the tail, which `tail` (a new assignment) runs."""
+    return [of_attempt(Kind.SPLIT, head, at, f"gave {len(tail.test_ids)} unstarted tests to {tail.assignment_id}",
+                       with_tests=True),
+            of_attempt(Kind.SPLIT, tail, at, f"{len(tail.test_ids)} tests from {head.key}", with_tests=True)]
 
 
 def merged(counted: Mapping[str, TestRecord], runs: Mapping[str, TestRun], verdicts: Mapping[str, TestRun], *,

@@ -91,6 +91,12 @@ def events(suite_id: str) -> str:
     return f"{PREFIX}:suite:{suite_id}:events"
 
 
+def splits(suite_id: str) -> str:
+    """Hash: attempt key ("ID#N") → msgpack split request {seq, tail} the coordinator asks of that
+    attempt's worker (run-time balancing); the worker polls its own field."""
+    return f"{PREFIX}:suite:{suite_id}:splits"
+
+
 def suite_keys(suite_id: str) -> tuple[str, ...]:
     """Every key a suite owns (for expiry and deletion)."""
     return (
@@ -107,6 +113,7 @@ def suite_keys(suite_id: str) -> tuple[str, ...]:
         crash_retries(suite_id),
         finished(suite_id),
         events(suite_id),
+        splits(suite_id),
     )
 
 

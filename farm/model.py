@@ -151,6 +151,24 @@ class Completion:
     # The environment failed, not the tests (a VM that panicked or would not boot, a lost
     # connection): the tests handed back should run on another worker.
     infrastructure: bool = False
+    # The tests this attempt split off while it ran (run-time balancing, coordinator/balance.py),
+    # with the split request (`seq`) each was cut for: the coordinator moves any of them that the
+    # Split message has not moved yet (idempotent), so they are never marked not run here.
+    split_off: tuple[str, ...] = ()
+    split_seqs: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Split:
+    """Sent when an attempt's runner confirmed a split: it will run none of `test_ids` (its
+    unstarted tail, cut at split request `seq`); the coordinator moves them to a new assignment."""
+
+    suite_id: str
+    assignment_id: str
+    attempt: int
+    worker: str
+    seq: int
+    test_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

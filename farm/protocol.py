@@ -21,6 +21,7 @@ from farm.model import (
     Completion,
     RecordBatch,
     SessionInfo,
+    Split,
     SuiteSpec,
     TestRecord,
     WorkerInfo,
@@ -44,6 +45,7 @@ _TYPES: dict[str, type] = {
     "assignment": Assignment,
     "records": RecordBatch,
     "completion": Completion,
+    "split": Split,
     "worker": WorkerInfo,
 }
 _NAMES = {cls: name for name, cls in _TYPES.items()}
@@ -215,6 +217,9 @@ _FIELD: dict[str, Callable[[Any], Any]] = {
     "durations": _int,
     "durations_min": _float,
     "deselected": _int,
+    "split_off": _strs,
+    "split_seqs": _ints,
+    "seq": _int,
 }
 
 

@@ -96,6 +96,12 @@ class AttemptLoop:
     finishing: set[str] = field(default_factory=set)  # running when the stop was seen: they may end
     collect_errors: list[TestRecord] = field(default_factory=list)
     stop_asked: StopRunner | None = None
+    # Run-time balancing: the split request last seen, the fence out with the runner (0: none),
+    # and the tests split off so far with the request each was cut for (the completion says them).
+    split_seen: int = 0
+    fence_out: int = 0
+    split_off: list[str] = field(default_factory=list)
+    split_seqs: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.deadline_at = self.assignment.deadline_at
@@ -117,6 +123,7 @@ class AttemptLoop:
             self.deadline_at = min(d for d in (self.deadline_at, now + self.assignment.budget_s) if d)
         self.running, self.reported, self.finishing, self.collect_errors = {}, set(), set(), []
         self.stop_asked = None
+        self.fence_out = 0  # a new runner never saw an earlier runner's fence
 
     def line(self, obj: dict[str, Any], now: float) -> TestRecord | None:
         """A line of the runner plugin (workers.records.parse_line); the record to send, if any."""
@@ -157,6 +164,37 @@ class AttemptLoop:
         if stop_reason and not self.stop_reason:
             self.stop_reason, self.finishing = stop_reason, set(self.running)
         return None
+
+    def split_asked(self, seq: int, tail: tuple[str, ...]) -> tuple[str, ...]:
+        """The coordinator asks this attempt to split at request `seq`: the tests to fence the
+        runner before (() if none: seen already, a fence still out, stopping, or all started)."""
+        if seq <= self.split_seen:
+            return ()
+        self.split_seen = seq
+        if self.fence_out or self.stop_asked is not None or self.stop_reason:
+            return ()
+        done = self.reported | self.running.keys()
+        remaining = set(self.remaining)
+        fence = tuple(t for t in tail if t in remaining and t not in done)
+        if fence:
+            self.fence_out = seq
+        return fence
+
+    def fenced(self, seq: int, cut: list[str]) -> tuple[str, ...]:
+        """The runner confirmed it will run none of `cut` (its reply to the fence of request
+        `seq`): the tests split off (none if it is not the fence out, or nothing was left to cut)."""
+        if seq != self.fence_out:
+            return ()
+        self.fence_out = 0
+        done = self.reported | self.running.keys()
+        remaining = set(self.remaining)
+        moved = tuple(dict.fromkeys(t for t in cut if t in remaining and t not in done))
+        if moved:
+            gone = set(moved)
+            self.remaining = [t for t in self.remaining if t not in gone]
+            self.split_off.extend(moved)
+            self.split_seqs.extend([seq] * len(moved))
+        return moved
 
     def runner_stopped(self, now: float, run: RunnerOutput) -> Step:
         """The runner stopped as the last StopRunner asked."""

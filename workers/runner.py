@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from farm.config import Settings
-from farm.model import Assignment, Collection, Completion, RecordBatch, SuiteSpec, TestRecord
+from farm.model import Assignment, Collection, Completion, RecordBatch, Split, SuiteSpec, TestRecord
 from farm.outcomes import Outcome
 from workers import records as rec
 from workers.attempt_loop import MAX_RUNNER_RESTARTS, AttemptLoop, End, StartRunner, Step
-from workers.backends.base import ExecutionBackend, RunningPytest, RunRequest
+from workers.backends.base import ExecutionBackend, Fencing, RunningPytest, RunRequest
 
 __all__ = ["MAX_RUNNER_RESTARTS", "collect_suite", "run_assignment", "runner_label"]
 
@@ -49,6 +49,12 @@ class RecordSink(Protocol):
 
     def send_completion(self, completion: Completion) -> None: ...
 
+    def send_split(self, split: Split) -> None: ...
+
+
+#: What a worker reads of its attempt's split request: (seq, the tail asked for), or None.
+SplitRequest = Callable[[], "tuple[int, tuple[str, ...]] | None"]
+
 
 class KeptRecords:
     """A RecordSink that keeps what it is sent (the image check runs an attempt in-process; tests)."""
@@ -56,12 +62,16 @@ class KeptRecords:
     def __init__(self) -> None:
         self.batches: list[RecordBatch] = []
         self.completions: list[Completion] = []
+        self.splits: list[Split] = []
 
     def send_batch(self, batch: RecordBatch) -> None:
         self.batches.append(batch)
 
     def send_completion(self, completion: Completion) -> None:
         self.completions.append(completion)
+
+    def send_split(self, split: Split) -> None:
+        self.splits.append(split)
 
     def outcomes(self) -> dict[str, Outcome]:
         """Each test's last outcome sent."""
@@ -120,6 +130,7 @@ def run_assignment(
     is_canceled: Callable[[], bool],
     is_stopping: Callable[[], bool] = lambda: False,
     stop_reason: Callable[[], str] = lambda: "",
+    split_request: SplitRequest = lambda: None,
     clock: Clock = time,
 ) -> Completion:
     """Run an assignment to its end and report it; returns the completion it sent.
@@ -141,6 +152,11 @@ def run_assignment(
     from a thread of its own, and `is_stopping` turns true once it is lost. When a callback raises,
     the runner is stopped and its environment removed, the records so far are sent, and the error
     goes on to the caller. `clock` is `time` but in tests.
+
+    Run-time balancing: `split_request` (polled with the flags) names a tail the coordinator
+    wants split off; a runner whose backend can fence (workers.backends.base.Fencing) is told to
+    run none of it, and once it confirms which tests it cut, they are sent as a Split and left out
+    of any later runner; the completion lists them too.
     """
     started_at = clock.time()
     loop = AttemptLoop(assignment, worker)
@@ -173,7 +189,7 @@ def run_assignment(
             stream.flush(force=True)  # an empty first batch: the coordinator marks the attempt running
         try:
             code, ended = _drive(run, loop, stream, clock, is_canceled=is_canceled, is_stopping=is_stopping,
-                                 stop_reason=stop_reason)
+                                 stop_reason=stop_reason, split_request=split_request)
             for record in ended.records:
                 stream.add(record)
             step = ended.then
@@ -183,7 +199,7 @@ def run_assignment(
             finally:
                 run.close()  # the environment is gone before the completion says so
     assert stream is not None
-    return _complete(sink, assignment, worker, node, step, started_at, code, stream.sent, clock)
+    return _complete(sink, assignment, worker, node, step, started_at, code, stream.sent, clock, loop)
 
 
 def runner_label(assignment_id: str, number: int) -> str:
@@ -201,10 +217,12 @@ def _drive(
     is_canceled: Callable[[], bool],
     is_stopping: Callable[[], bool],
     stop_reason: Callable[[], str],
+    split_request: SplitRequest = lambda: None,
 ) -> tuple[int, Step]:
     """Feed one runner's lines, its end and the suite's flags to `loop` until the runner ended or
     `loop` stopped it; returns its exit code and what comes next."""
     next_poll = clock.monotonic() + CANCEL_POLL_S
+    fencing = run if isinstance(run, Fencing) else None
     while True:
         for line in run.read_lines(timeout=0.05):
             obj = rec.parse_line(line)
@@ -214,13 +232,36 @@ def _drive(
         stream.tick()
         code = run.poll()
         if code is not None:
+            _fence_reply(fencing, loop, stream)  # confirmed just before it ended: still split off
             return code, loop.runner_exited(code, clock.time(), run, stopping=is_stopping(), stop_reason=stop_reason)
         stop = loop.tick(clock.time(), stopping=is_stopping())
         if stop is None and clock.monotonic() >= next_poll:
             next_poll = clock.monotonic() + CANCEL_POLL_S
             stop = loop.polled(canceled=is_canceled(), stop_reason=stop_reason() if loop.wants_stop_reason else "")
+            if stop is None and fencing is not None and not loop.fence_out:
+                asked = split_request()
+                fence = loop.split_asked(*asked) if asked else ()
+                if fence:
+                    fencing.fence(loop.fence_out, fence)
+        _fence_reply(fencing, loop, stream)
         if stop is not None:
-            return run.stop(STOP_GRACE_S, stacks=stop.stacks), loop.runner_stopped(clock.time(), run)
+            code = run.stop(STOP_GRACE_S, stacks=stop.stacks)
+            _fence_reply(fencing, loop, stream)
+            return code, loop.runner_stopped(clock.time(), run)
+
+
+def _fence_reply(fencing: Fencing | None, loop: AttemptLoop, stream: _Stream) -> None:
+    """If the runner confirmed the fence out, send what it cut as a Split."""
+    if fencing is None or not loop.fence_out:
+        return
+    reply = fencing.fence_reply()
+    if reply is None or reply[0] != loop.fence_out:
+        return
+    moved = loop.fenced(*reply)
+    if moved:
+        a = stream.header
+        stream.flush()  # the head's records so far go first
+        stream.sink.send_split(Split(a.suite_id, a.assignment_id, a.attempt, stream.worker, reply[0], moved))
 
 
 def _planned_positions(a: Assignment) -> dict[str, tuple[int, int]]:
@@ -232,10 +273,12 @@ def _planned_positions(a: Assignment) -> dict[str, tuple[int, int]]:
 
 def _complete(
     sink: RecordSink, a: Assignment, worker: str, node: str, end: End, started_at: float, code: int, sent: int,
-    clock: Clock,
+    clock: Clock, loop: AttemptLoop | None = None,
 ) -> Completion:
     completion = Completion(a.suite_id, a.assignment_id, a.attempt, worker, node, end.state.value, started_at,
-                            clock.time(), code, sent, end.message)
+                            clock.time(), code, sent, end.message,
+                            split_off=tuple(loop.split_off) if loop else (),
+                            split_seqs=tuple(loop.split_seqs) if loop else ())
     sink.send_completion(completion)
     return completion
 

@@ -10,12 +10,14 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
+import msgpack
 import redis
 from celery import Celery
 
 from farm import keys, registry, store
 from farm.celery_app import (
     ASSIGNMENT_COMPLETED,
+    ASSIGNMENT_SPLIT,
     COLLECT_SUITE,
     RECORD_BATCH,
     RUN_ASSIGNMENT,
@@ -26,7 +28,7 @@ from farm.celery_app import (
 )
 from farm.config import Settings
 from farm.errors import BundleRefused, FarmError, InfrastructureError, ProtocolError, SignatureError
-from farm.model import Assignment, Collection, Completion, RecordBatch, SuiteSpec
+from farm.model import Assignment, Collection, Completion, RecordBatch, Split, SuiteSpec
 from farm.protocol import decode
 from farm.signing import Keyring
 from farm.states import AttemptState
@@ -114,6 +116,9 @@ class WorkerContext:
     def send_completion(self, completion: Completion) -> None:
         send_message(self.app, ASSIGNMENT_COMPLETED, completion, keyring=self.keyring)
 
+    def send_split(self, split: Split) -> None:
+        send_message(self.app, ASSIGNMENT_SPLIT, split, keyring=self.keyring)
+
     def send_collection(self, collection: Collection) -> None:
         send_message(self.app, SUITE_COLLECTED, collection, keyring=self.keyring)
 
@@ -144,6 +149,21 @@ class AttemptSink:
 
     def send_completion(self, completion: Completion) -> None:
         self._send(lambda: self.ctx.send_completion(completion))
+
+    def send_split(self, split: Split) -> None:
+        self._send(lambda: self.ctx.send_split(split))
+
+    def split_request(self, suite_id: str, attempt_key: str) -> tuple[int, tuple[str, ...]] | None:
+        """The coordinator's split request for this attempt (coordinator/balance.py), if any."""
+        data = self._poll(lambda: self.ctx.polls.hget(keys.splits(suite_id), attempt_key))
+        if not isinstance(data, bytes):
+            return None
+        try:
+            asked = msgpack.unpackb(data, raw=False)
+            return int(asked["seq"]), tuple(str(t) for t in asked["tail"])
+        except (ValueError, KeyError, TypeError, msgpack.UnpackException):
+            log.warning("ignoring a malformed split request for %s", attempt_key)
+            return None
 
     def is_canceled(self, suite_id: str) -> bool:
         return bool(self._poll(lambda: self.ctx.polls.hget(keys.suite(suite_id), "cancel") is not None))
@@ -264,6 +284,8 @@ def register(ctx: WorkerContext) -> None:
                     settings=ctx.settings, is_canceled=lambda: sink.is_canceled(assignment.suite_id),
                     is_stopping=sink.is_stopping,
                     stop_reason=lambda: sink.stop_reason(assignment.suite_id),
+                    split_request=lambda: sink.split_request(
+                        assignment.suite_id, keys.attempt_key(assignment.assignment_id, assignment.attempt)),
                 )
         except Exception as exc:  # as above: always send a completion
             if not isinstance(exc, FarmError):

@@ -336,7 +336,7 @@ FIELD_TYPES = {
     "test_timeout_s": float, "deadline_s": float, "deadline_at": float, "rerun_failures": int, "strict_flaky": bool,
     "budget_s": float, "bounces": int, "seen_at": float, "infrastructure": bool,
     "setup_s": float, "call_s": float, "teardown_s": float, "maxfail": int, "verbose": int, "durations": int,
-    "durations_min": float, "deselected": int,
+    "durations_min": float, "deselected": int, "seq": int,
 }
 
 
@@ -351,9 +351,9 @@ def assert_well_typed(obj: Any) -> None:
         elif f.name == "session":
             assert isinstance(value, SessionInfo)
             assert_well_typed(value)
-        elif f.name in ("test_ids", "pytest_args", "avoid"):
+        elif f.name in ("test_ids", "pytest_args", "avoid", "split_off"):
             assert isinstance(value, tuple) and all(isinstance(x, str) for x in value)
-        elif f.name in ("param_index", "param_count"):
+        elif f.name in ("param_index", "param_count", "split_seqs"):
             assert isinstance(value, tuple) and all(type(x) is int for x in value)
         elif f.name == "sections":
             assert isinstance(value, tuple)

@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,19 @@ class RunningPytest(Protocol):
 
     def close(self) -> None:
         """Remove the environment (work directory, VM, ...)."""
+
+
+@runtime_checkable
+class Fencing(Protocol):
+    """A runner that can be told, while it runs, where to stop (run-time balancing; the local
+    backend's: a fence file its plugin polls between tests, workers/pytest_plugin/fence.py)."""
+
+    def fence(self, seq: int, tail: tuple[str, ...]) -> None:
+        """Ask the runner to run none of `tail` (request `seq`), if none of it started."""
+
+    def fence_reply(self) -> tuple[int, list[str]] | None:
+        """The runner's answer to the last fence: (seq, the tests it cut: none of them will run),
+        or None while it has not answered."""
 
 
 #: Runs one trivial test through a backend, as a worker would run it: the seconds it took, or

@@ -24,6 +24,7 @@ from farm.processes import (
     signal_all,
     signal_group,
 )
+from workers.backends import fence_files
 from workers.backends.base import RunRequest, WithoutLifecycle, tests_file_text
 
 PLUGIN_SOURCE = Path(__file__).resolve().parent.parent / "pytest_plugin"
@@ -104,6 +105,7 @@ class LocalRun:
             "FARM_LONGREPR_CAP": str(request.longrepr_cap),
             "FARM_TEST_TIMEOUT": repr(request.test_timeout_s),
             "FARM_STACK_FILE": str(self.stack_path),
+            **(fence_files.env(workdir) if request.mode == "run" else {}),
         })
         try:
             with open(self.log_path, "wb") as log:
@@ -173,6 +175,12 @@ class LocalRun:
                 pass
         _kill_tree(self.proc, grace)
         return self.proc.wait()
+
+    def fence(self, seq: int, tail: tuple[str, ...]) -> None:
+        fence_files.write_fence(self.workdir, seq, tail)
+
+    def fence_reply(self) -> tuple[int, list[str]] | None:
+        return fence_files.read_reply(self.workdir)
 
     def stack_dump(self) -> str:
         try:

@@ -43,6 +43,7 @@ import os
 from typing import Any
 
 from .collect_mode import CollectRecorder
+from .fence import register as register_fence
 from .record_pipe import RecordPipe
 from .run_mode import RunRecorder, read_tests_file
 
@@ -64,6 +65,7 @@ def pytest_configure(config: Any) -> None:
         wanted, positions = read_tests_file(json.load(fh))
     recorder = RunRecorder(config, emitter, wanted, positions)
     config.pluginmanager.register(recorder, PLUGIN_NAME)
+    register_fence(config)  # run-time balancing: FARM_FENCE_FILE / FARM_FENCE_REPLY (fence.py)
     # Collect only the files the assignment needs: replace the positional arguments (the user's
     # paths) with the assigned tests' files, keeping every other option as the user gave it.
     files: list[str] = []
