@@ -121,6 +121,8 @@ def run_assignment(
     is_stopping: Callable[[], bool] = lambda: False,
     stop_reason: Callable[[], str] = lambda: "",
     clock: Clock = time,
+    planned_files: dict[str, int] | None = None,
+    on_stale: Callable[[str], None] = lambda why: None,
 ) -> Completion:
     """Run an assignment to its end and report it; returns the completion it sent.
 
@@ -141,6 +143,11 @@ def run_assignment(
     from a thread of its own, and `is_stopping` turns true once it is lost. When a callback raises,
     the runner is stopped and its environment removed, the records so far are sent, and the error
     goes on to the caller. `clock` is `time` but in tests.
+
+    With `planned_files` (how many items the suite's cached collection holds per file), each runner
+    checks its own collection of its files against it; `on_stale` hears, once, why they disagree
+    (a file with another number of items, a planned test not collected or collected under
+    another id): the cached collection is then dropped (workers/collection_cache.py).
     """
     started_at = clock.time()
     loop = AttemptLoop(assignment, worker)
@@ -151,6 +158,7 @@ def run_assignment(
     planned_at = _planned_positions(assignment)
     stream: _Stream | None = None
     node, code = "", 0
+    noticed: list[str] = []
     while isinstance(step, StartRunner):
         request = RunRequest(
             mode="run",
@@ -163,6 +171,7 @@ def run_assignment(
             niceness=min(MAX_NICENESS, assignment.priority),
             test_timeout_s=assignment.test_timeout_s,
             positions=tuple(planned_at.get(t, (-1, 0)) for t in step.test_ids) if planned_at else (),
+            planned_files=_files_of(step.test_ids, planned_files or {}),
         )
         run = backend.start(request)
         loop.runner_started(clock.time())
@@ -173,7 +182,7 @@ def run_assignment(
             stream.flush(force=True)  # an empty first batch: the coordinator marks the attempt running
         try:
             code, ended = _drive(run, loop, stream, clock, is_canceled=is_canceled, is_stopping=is_stopping,
-                                 stop_reason=stop_reason)
+                                 stop_reason=stop_reason, noticed=noticed)
             for record in ended.records:
                 stream.add(record)
             step = ended.then
@@ -183,7 +192,27 @@ def run_assignment(
             finally:
                 run.close()  # the environment is gone before the completion says so
     assert stream is not None
+    if noticed and planned_files:
+        more = f" (and {len(noticed) - 3} more)" if len(noticed) > 3 else ""
+        on_stale("; ".join(noticed[:3]) + more)
     return _complete(sink, assignment, worker, node, step, started_at, code, stream.sent, clock)
+
+
+def _files_of(test_ids: tuple[str, ...], planned: dict[str, int]) -> tuple[tuple[str, int], ...]:
+    """The planned item count of each file of `test_ids` that `planned` knows."""
+    files = dict.fromkeys(t.split("::", 1)[0] for t in test_ids)
+    return tuple((f, planned[f]) for f in files if f in planned)
+
+
+def _notice(obj: dict[str, object], noticed: list[str]) -> None:
+    """Note where a runner's collection disagrees with the plan's (see run_assignment's planned_files)."""
+    kind = obj["k"]
+    if kind == "stale":
+        noticed.append(f"{obj['id']}: {obj.get('collected')} items collected, {obj.get('planned')} planned")
+    elif kind == "missing":
+        noticed.append(f"{obj['id']} was not collected")
+    elif kind == "start" and obj.get("ran_as"):
+        noticed.append(f"{obj['id']} was collected as {obj['ran_as']}")
 
 
 def runner_label(assignment_id: str, number: int) -> str:
@@ -201,6 +230,7 @@ def _drive(
     is_canceled: Callable[[], bool],
     is_stopping: Callable[[], bool],
     stop_reason: Callable[[], str],
+    noticed: list[str],
 ) -> tuple[int, Step]:
     """Feed one runner's lines, its end and the suite's flags to `loop` until the runner ended or
     `loop` stopped it; returns its exit code and what comes next."""
@@ -208,6 +238,8 @@ def _drive(
     while True:
         for line in run.read_lines(timeout=0.05):
             obj = rec.parse_line(line)
+            if obj is not None:
+                _notice(obj, noticed)
             record = None if obj is None else loop.line(obj, clock.time())
             if record is not None:
                 stream.add(record)
