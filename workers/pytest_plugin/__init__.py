@@ -66,11 +66,11 @@ def pytest_configure(config: Any) -> None:
     with open(os.environ["FARM_TESTS_FILE"], encoding="utf-8") as fh:
         data = json.load(fh)
     wanted, positions = read_tests_file(data)
+    planned_files = read_planned_files(data)
+    if planned_files:  # registered before the recorder: see CollectionCheck
+        config.pluginmanager.register(CollectionCheck(emitter, planned_files), PLUGIN_NAME + "-check")
     recorder = RunRecorder(config, emitter, wanted, positions)
     config.pluginmanager.register(recorder, PLUGIN_NAME)
-    planned_files = read_planned_files(data)
-    if planned_files:  # registered after the recorder: see CollectionCheck
-        config.pluginmanager.register(CollectionCheck(emitter, planned_files), PLUGIN_NAME + "-check")
     # Collect only the files the assignment needs: replace the positional arguments (the user's
     # paths) with the assigned tests' files, keeping every other option as the user gave it. This
     # happens here, after pytest chose the rootdir, the ini file and the initial conftests from the

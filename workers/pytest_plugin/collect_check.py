@@ -37,7 +37,8 @@ class CollectionCheck:
     found there ({file: items}): a file with more or fewer items gets a "stale" line, and the
     worker drops the cached collection (workers/collection_cache.py). Runs after every other
     plugin's modifyitems (-k, -m, --deselect, the user's hooks) but before the RunRecorder keeps
-    only the assigned tests: it is registered after it, and among trylast hooks the later runs first."""
+    only the assigned tests: both are trylast, and pluggy calls a trylast hook registered earlier
+    before one registered later, so it is registered first."""
 
     def __init__(self, emitter: RecordPipe, planned: dict[str, int]) -> None:
         self.emitter = emitter
