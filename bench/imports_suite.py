@@ -32,6 +32,18 @@ def _burn(seconds):
 if os.environ.get("IMPORTS_LOG"):
     with open(os.environ["IMPORTS_LOG"], "a") as _log:
         _log.write(f"{{os.getpid()}} {{__name__}}\\n")
+    import sys
+    if not hasattr(sys, "_imports_suite_cpu"):  # once per process: its CPU when it exits
+        import atexit
+        import resource
+        sys._imports_suite_cpu = True
+
+        def _cpu(path=os.environ["IMPORTS_LOG"], pid=os.getpid()):
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            with open(path, "a") as log:
+                log.write(f"{{pid}} cpu {{usage.ru_utime + usage.ru_stime:.3f}}\\n")
+
+        atexit.register(_cpu)
 _burn({import_s!r})
 '''
 
@@ -61,9 +73,20 @@ def count(log: Path | str) -> dict[str, int]:
     """Imports per process id, from an IMPORTS_LOG file."""
     per_pid: collections.Counter[str] = collections.Counter()
     for line in Path(log).read_text().splitlines():
-        pid, _, _module = line.partition(" ")
-        per_pid[pid] += 1
+        pid, _, module = line.partition(" ")
+        if not module.startswith("cpu "):
+            per_pid[pid] += 1
     return dict(per_pid)
+
+
+def cpu(log: Path | str) -> dict[str, float]:
+    """CPU seconds per process id (those that exited normally), from an IMPORTS_LOG file."""
+    seconds: dict[str, float] = {}
+    for line in Path(log).read_text().splitlines():
+        pid, _, rest = line.partition(" ")
+        if rest.startswith("cpu "):
+            seconds[pid] = float(rest.split()[1])
+    return seconds
 
 
 def main(argv: list[str]) -> int:
@@ -78,6 +101,9 @@ def main(argv: list[str]) -> int:
     if args.count:
         per_pid = count(args.dest)
         print(f"{len(per_pid)} processes, {sum(per_pid.values())} imports:", sorted(per_pid.values()))
+        seconds = cpu(args.dest)
+        print(f"CPU of those processes: {sum(seconds.values()):.2f} s:",
+              sorted((per_pid.get(p, 0), round(s, 2)) for p, s in seconds.items()))
         return 0
     print(write(args.dest, args.modules, args.per_module, args.import_s, args.test_s), "tests written")
     return 0

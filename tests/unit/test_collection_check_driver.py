@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from farm.config import Settings
+from farm.errors import UsageError
 from farm.model import Assignment
 from workers.backends.base import RunRequest
 from workers.backends.base import tests_file_text as farm_tests_file
@@ -56,3 +59,11 @@ def test_without_a_cached_collection_nothing_is_checked() -> None:
     assert _run(backend, None) == []
     assert backend.requests[0].planned_files == ()
     assert json.loads(farm_tests_file(backend.requests[0])) == list(IDS)
+
+
+def test_the_collection_cache_setting_reads_0_and_1_and_refuses_anything_else() -> None:
+    assert Settings.from_env({}).collection_cache is True
+    assert Settings.from_env({"FARM_COLLECTION_CACHE": "0"}).collection_cache is False
+    assert Settings.from_env({"FARM_COLLECTION_CACHE": "on"}).collection_cache is True
+    with pytest.raises(UsageError, match="FARM_COLLECTION_CACHE must be 0 or 1"):
+        Settings.from_env({"FARM_COLLECTION_CACHE": "maybe"})
