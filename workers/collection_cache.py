@@ -104,12 +104,20 @@ def collect_cached(
     cache: CollectionCache, key: str, suite_id: str, worker: str, collect: Callable[[], Collection | None],
 ) -> Collection | None:
     """The cached collection for `key` (as this suite's, from this worker), or a fresh one from
-    `collect`, kept when it is clean."""
-    cached = cache.get(key)
+    `collect`, kept when it is clean. A state store that does not answer costs the cache, not the
+    collection."""
+    try:
+        cached = cache.get(key)
+    except redis.RedisError as exc:  # the cache is an optimization: collect as without it
+        log.warning("could not read the cached collection %s: %s", key[:12], exc)
+        cached = None
     if cached is not None:
         log.info("collection of %s from the cache (%s): %d tests", suite_id, key[:12], len(cached.test_ids))
         return replace(cached, suite_id=suite_id, worker=worker, duration_s=0.0)
     collection = collect()
     if collection is not None:
-        cache.put(key, collection)
+        try:
+            cache.put(key, collection)
+        except redis.RedisError as exc:
+            log.warning("could not cache the collection of %s: %s", suite_id, exc)
     return collection

@@ -162,3 +162,9 @@ def _worker_log(cluster: LocalCluster, timeout: float = 10) -> str:
         if "dropped the cached collection" in text or time.monotonic() > deadline:
             return text
         time.sleep(0.1)
+
+
+def test_a_store_that_does_not_answer_costs_the_cache_not_the_collection() -> None:
+    cache = CollectionCache(redis.Redis(port=1, socket_connect_timeout=0.5), 60)  # nothing listens on port 1
+    collection = collect_cached(cache, "k3", "s1", "w1", _collection)
+    assert collection == _collection()
