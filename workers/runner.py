@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from farm.config import Settings
@@ -194,7 +194,10 @@ def run_assignment(
     assert stream is not None
     if noticed and planned_files:
         more = f" (and {len(noticed) - 3} more)" if len(noticed) > 3 else ""
-        on_stale("; ".join(noticed[:3]) + more)
+        why = "; ".join(noticed[:3]) + more
+        on_stale(why)
+        if not step.message:  # the report's attempt says so too
+            step = replace(step, message=f"collected otherwise than the cached collection: {why}")
     return _complete(sink, assignment, worker, node, step, started_at, code, stream.sent, clock)
 
 

@@ -133,6 +133,7 @@ def test_a_runner_that_collects_other_items_drops_the_cached_collection(cluster:
     project = _project(tmp_path / f"grows-{tag[:8]}", tag, grows=True)
     first = _submit(cluster, project)
     assert len(first["tests"]) == 3  # as collected: test_grows[0], [1], test_plain
+    assert any("collected otherwise than the cached collection" in a["message"] for a in first["assignments"])
     r = redis.Redis.from_url(cluster.broker_url)
     assert not r.keys("farm:collection:*") or not _entry_for(r, first), "the runners dropped the entry"
     log = _worker_log(cluster)

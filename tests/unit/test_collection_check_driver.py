@@ -33,9 +33,11 @@ class _Telling(StubBackend):
 
 def _run(backend: StubBackend, planned: dict[str, int] | None) -> list[str]:
     heard: list[str] = []
+    sink = KeptRecords()
     run_assignment(Assignment("s1", "s1-a000", 1, "digest", ("-q",), IDS), backend=backend,
-                   bundle=lambda digest: "/bundle.tar.gz", sink=KeptRecords(), worker="w1", settings=Settings(),
+                   bundle=lambda digest: "/bundle.tar.gz", sink=sink, worker="w1", settings=Settings(),
                    is_canceled=lambda: False, clock=backend.clock, planned_files=planned, on_stale=heard.append)
+    backend.completions = sink.completions  # type: ignore[attr-defined]
     return heard
 
 
@@ -48,10 +50,14 @@ def test_each_runner_is_told_the_planned_items_of_its_files() -> None:
 
 
 def test_a_stale_file_a_missing_test_or_a_renamed_one_is_heard_once() -> None:
-    heard = _run(_Telling({"k": "stale", "id": "u.py", "planned": 5, "collected": 6},
-                          {"k": "missing", "id": "t.py::a", "collected": [], "more": 0},
-                          {"k": "start", "id": "t.py::b", "ran_as": "t.py::b2"}), {"t.py": 2, "u.py": 5})
-    assert heard == ["u.py: 6 items collected, 5 planned; t.py::a was not collected; t.py::b was collected as t.py::b2"]
+    backend = _Telling({"k": "stale", "id": "u.py", "planned": 5, "collected": 6},
+                       {"k": "missing", "id": "t.py::a", "collected": [], "more": 0},
+                       {"k": "start", "id": "t.py::b", "ran_as": "t.py::b2"})
+    heard = _run(backend, {"t.py": 2, "u.py": 5})
+    why = "u.py: 6 items collected, 5 planned; t.py::a was not collected; t.py::b was collected as t.py::b2"
+    assert heard == [why]
+    [completion] = backend.completions  # type: ignore[attr-defined]
+    assert (completion.state, completion.message) == ("done", f"collected otherwise than the cached collection: {why}")
 
 
 def test_without_a_cached_collection_nothing_is_checked() -> None:
