@@ -50,6 +50,10 @@ class Settings:
     min_assignment_tests: int = 20
     # How long bundles, finished suites and duration history are kept in the state store.
     bundle_ttl_s: int = 7 * 24 * 3600
+    # FARM_COLLECTION_CACHE: 0 turns off the collection cache (workers/collection_cache.py): a
+    # second submission of the same bundle and arguments is planned from the first's collection,
+    # kept as long as a bundle.
+    collection_cache: bool = True
     suite_ttl_s: int = 7 * 24 * 3600
     history_ttl_s: int = 90 * 24 * 3600
     # FARM_LEASE_S: a running attempt whose worker has not renewed its lease for this long is
@@ -108,6 +112,7 @@ class Settings:
                 max_unpacked_bytes=_mb(env, "FARM_MAX_UNPACKED_MB", base.max_unpacked_bytes),
                 output_cap_bytes=_kb(env, "FARM_OUTPUT_CAP_KB", base.output_cap_bytes),
                 longrepr_cap_bytes=_kb(env, "FARM_LONGREPR_CAP_KB", base.longrepr_cap_bytes),
+                collection_cache=_flag(env, "FARM_COLLECTION_CACHE", base.collection_cache),
                 lease_s=parse_duration(env["FARM_LEASE_S"]) if env.get("FARM_LEASE_S") else base.lease_s,
                 coordinator_visibility_s=max(1, round(parse_duration(env["FARM_COORDINATOR_VISIBILITY_S"])))
                 if env.get("FARM_COORDINATOR_VISIBILITY_S") else base.coordinator_visibility_s,
@@ -134,6 +139,17 @@ def parse_duration(text: str) -> float:
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"a duration must be positive: {text!r}")
     return value
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be 0 or 1, not {raw!r}")
 
 
 def _mb(env: Mapping[str, str], name: str, default: int) -> int:

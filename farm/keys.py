@@ -15,6 +15,12 @@ def bundle(digest: str) -> str:
     return f"{PREFIX}:bundle:{digest}"
 
 
+def collection_cache(key: str) -> str:
+    """Bytes (msgpack Collection) of a cached collection, by its key (workers/collection_cache.py);
+    with `:files` a hash: file → how many items it holds."""
+    return f"{PREFIX}:collection:{key}"
+
+
 def suite(suite_id: str) -> str:
     """Hash: the suite's spec, status, totals and timestamps; `finalized`: who holds its finish claim."""
     return f"{PREFIX}:suite:{suite_id}"

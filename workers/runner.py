@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from farm.config import Settings
@@ -132,6 +132,8 @@ def run_assignment(
     stop_reason: Callable[[], str] = lambda: "",
     split_request: SplitRequest = lambda: None,
     clock: Clock = time,
+    planned_files: dict[str, int] | None = None,
+    on_stale: Callable[[str], None] = lambda why: None,
 ) -> Completion:
     """Run an assignment to its end and report it; returns the completion it sent.
 
@@ -157,6 +159,11 @@ def run_assignment(
     wants split off; a runner whose backend can fence (workers.backends.base.Fencing) is told to
     run none of it, and once it confirms which tests it cut, they are sent as a Split and left out
     of any later runner; the completion lists them too.
+
+    With `planned_files` (how many items the suite's cached collection holds per file), each runner
+    checks its own collection of its files against it; `on_stale` hears, once, why they disagree
+    (a file with another number of items, a planned test not collected or collected under
+    another id): the cached collection is then dropped (workers/collection_cache.py).
     """
     started_at = clock.time()
     loop = AttemptLoop(assignment, worker)
@@ -167,6 +174,7 @@ def run_assignment(
     planned_at = _planned_positions(assignment)
     stream: _Stream | None = None
     node, code = "", 0
+    noticed: list[str] = []
     while isinstance(step, StartRunner):
         request = RunRequest(
             mode="run",
@@ -179,6 +187,7 @@ def run_assignment(
             niceness=min(MAX_NICENESS, assignment.priority),
             test_timeout_s=assignment.test_timeout_s,
             positions=tuple(planned_at.get(t, (-1, 0)) for t in step.test_ids) if planned_at else (),
+            planned_files=_files_of(step.test_ids, planned_files or {}),
         )
         run = backend.start(request)
         loop.runner_started(clock.time())
@@ -189,7 +198,7 @@ def run_assignment(
             stream.flush(force=True)  # an empty first batch: the coordinator marks the attempt running
         try:
             code, ended = _drive(run, loop, stream, clock, is_canceled=is_canceled, is_stopping=is_stopping,
-                                 stop_reason=stop_reason, split_request=split_request)
+                                 stop_reason=stop_reason, split_request=split_request, noticed=noticed)
             for record in ended.records:
                 stream.add(record)
             step = ended.then
@@ -199,7 +208,30 @@ def run_assignment(
             finally:
                 run.close()  # the environment is gone before the completion says so
     assert stream is not None
+    if noticed and planned_files:
+        more = f" (and {len(noticed) - 3} more)" if len(noticed) > 3 else ""
+        why = "; ".join(noticed[:3]) + more
+        on_stale(why)
+        if not step.message:  # the report's attempt says so too
+            step = replace(step, message=f"collected otherwise than the cached collection: {why}")
     return _complete(sink, assignment, worker, node, step, started_at, code, stream.sent, clock, loop)
+
+
+def _files_of(test_ids: tuple[str, ...], planned: dict[str, int]) -> tuple[tuple[str, int], ...]:
+    """The planned item count of each file of `test_ids` that `planned` knows."""
+    files = dict.fromkeys(t.split("::", 1)[0] for t in test_ids)
+    return tuple((f, planned[f]) for f in files if f in planned)
+
+
+def _notice(obj: dict[str, object], noticed: list[str]) -> None:
+    """Note where a runner's collection disagrees with the plan's (see run_assignment's planned_files)."""
+    kind = obj["k"]
+    if kind == "stale":
+        noticed.append(f"{obj['id']}: {obj.get('collected')} items collected, {obj.get('planned')} planned")
+    elif kind == "missing":
+        noticed.append(f"{obj['id']} was not collected")
+    elif kind == "start" and obj.get("ran_as"):
+        noticed.append(f"{obj['id']} was collected as {obj['ran_as']}")
 
 
 def runner_label(assignment_id: str, number: int) -> str:
@@ -217,6 +249,7 @@ def _drive(
     is_canceled: Callable[[], bool],
     is_stopping: Callable[[], bool],
     stop_reason: Callable[[], str],
+    noticed: list[str],
     split_request: SplitRequest = lambda: None,
 ) -> tuple[int, Step]:
     """Feed one runner's lines, its end and the suite's flags to `loop` until the runner ended or
@@ -226,6 +259,8 @@ def _drive(
     while True:
         for line in run.read_lines(timeout=0.05):
             obj = rec.parse_line(line)
+            if obj is not None:
+                _notice(obj, noticed)
             record = None if obj is None else loop.line(obj, clock.time())
             if record is not None:
                 stream.add(record)

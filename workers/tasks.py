@@ -36,6 +36,7 @@ from farm.transport import drop_unsigned
 from workers import lease, runner, stopping
 from workers.backends.base import ExecutionBackend
 from workers.bundles import BundleCache
+from workers.collection_cache import CollectionCache, cache_key, collect_cached
 
 log = logging.getLogger("farm.worker")
 
@@ -58,6 +59,29 @@ class WorkerContext:
     @cached_property
     def store(self) -> redis.Redis:
         return store.connect(self.settings.state)
+
+    @cached_property
+    def collections(self) -> CollectionCache:
+        return CollectionCache(self.store, self.settings.bundle_ttl_s)
+
+    def collection_key(self, bundle_digest: str, pytest_args: tuple[str, ...]) -> str:
+        """The collection cache's key for a bundle and arguments under this worker's interpreter;
+        "" when there is no caching (turned off, or a backend that cannot name its interpreter)."""
+        environment = getattr(self.backend, "environment", None)
+        if not self.settings.collection_cache or environment is None:
+            return ""
+        fingerprint = environment()
+        return cache_key(bundle_digest, pytest_args, fingerprint) if fingerprint else ""
+
+    def planned_files(self, key: str) -> dict[str, int]:
+        """The cached collection's item count per file ({}: none cached, or the store did not answer)."""
+        if not key:
+            return {}
+        try:
+            return self.collections.files(key)
+        except redis.RedisError as exc:
+            log.warning("could not read the cached collection %s: %s", key[:12], exc)
+            return {}
 
     @cached_property
     def bundles(self) -> BundleCache:
@@ -237,8 +261,11 @@ def register(ctx: WorkerContext) -> None:
         collection: Collection | None
         try:
             with keeper:
-                collection = runner.collect_suite(spec, backend=ctx.backend, bundle=ctx.bundles.path, worker=worker,
-                                                  settings=ctx.settings, lost=keeper.lost)
+                def collect() -> Collection | None:
+                    return runner.collect_suite(spec, backend=ctx.backend, bundle=ctx.bundles.path, worker=worker,
+                                                settings=ctx.settings, lost=keeper.lost)
+                key = ctx.collection_key(spec.bundle_digest, spec.pytest_args)
+                collection = collect_cached(ctx.collections, key, spec.suite_id, worker, collect) if key else collect()
         except Exception as exc:  # whatever broke, the coordinator must hear of it, or the suite waits forever
             if not isinstance(exc, FarmError):
                 log.exception("collecting suite %s failed", spec.suite_id)
@@ -277,6 +304,14 @@ def register(ctx: WorkerContext) -> None:
         # cut link must not stop the renewals, nor a lost lease wait for the loop. A lost lease
         # stops the runner (is_stopping): the attempt completes `handback`.
         sink = AttemptSink(ctx, ctx.keeper(assignment))
+        key = ctx.collection_key(assignment.bundle_digest, assignment.pytest_args)
+
+        def stale(why: str) -> None:
+            try:
+                ctx.collections.invalidate(key, f"{assignment.assignment_id} collected otherwise: {why}")
+            except redis.RedisError as exc:
+                log.warning("could not drop the cached collection %s: %s", key[:12], exc)
+
         try:
             with stopping.running(), sink.keeper:
                 runner.run_assignment(
@@ -286,6 +321,7 @@ def register(ctx: WorkerContext) -> None:
                     stop_reason=lambda: sink.stop_reason(assignment.suite_id),
                     split_request=lambda: sink.split_request(
                         assignment.suite_id, keys.attempt_key(assignment.assignment_id, assignment.attempt)),
+                    planned_files=ctx.planned_files(key), on_stale=stale,
                 )
         except Exception as exc:  # as above: always send a completion
             if not isinstance(exc, FarmError):

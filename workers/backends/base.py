@@ -25,13 +25,22 @@ class RunRequest:
     # Parallel to test_ids: (position among its function's parametrized items in the plan, how
     # many there were), (-1, 0) without parameters; empty when unknown (see Assignment.param_index).
     positions: tuple[tuple[int, int], ...] = ()
+    # How many items the plan's collection found in each file of test_ids, for the runner to
+    # compare with its own collection (a "stale" line when they differ); empty: not checked.
+    planned_files: tuple[tuple[str, int], ...] = ()
 
 
 def tests_file_text(request: RunRequest) -> str:
-    """The runner plugin's FARM_TESTS_FILE: the ids to run, with their planned positions if known."""
-    if not request.positions:
+    """The runner plugin's FARM_TESTS_FILE: the ids to run, with their planned positions and the
+    plan's item count per file if known."""
+    if not request.positions and not request.planned_files:
         return json.dumps(list(request.test_ids))
-    return json.dumps({"ids": list(request.test_ids), "positions": [list(p) for p in request.positions]})
+    data: dict[str, object] = {"ids": list(request.test_ids)}
+    if request.positions:
+        data["positions"] = [list(p) for p in request.positions]
+    if request.planned_files:
+        data["files"] = dict(request.planned_files)
+    return json.dumps(data)
 
 
 class RunningPytest(Protocol):

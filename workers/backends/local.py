@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import select
 import shutil
@@ -26,6 +27,7 @@ from farm.processes import (
 )
 from workers.backends import fence_files
 from workers.backends.base import RunRequest, WithoutLifecycle, tests_file_text
+from workers.collection_cache import FINGERPRINT_SCRIPT
 
 PLUGIN_SOURCE = Path(__file__).resolve().parent.parent / "pytest_plugin"
 PLUGIN_MODULE = "farm_runner_plugin"
@@ -43,6 +45,29 @@ def install_plugin(plugin_dir: Path) -> None:
         target = plugin_dir / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
+
+
+#: Each interpreter's fingerprint, computed once per worker process (environment_fingerprint).
+_FINGERPRINTS: dict[str, str] = {}
+
+
+def environment_fingerprint(python: str) -> str:
+    """What a collection under `python` depends on besides the bundle and the arguments: the
+    interpreter, its installed distributions (run under it, in a runner's environment) and the
+    runner plugin's source; "" when it cannot tell (then nothing is cached). Computed once per
+    worker process: a distribution installed while the worker runs is noticed by the runners'
+    check, not here."""
+    if python not in _FINGERPRINTS:
+        plugin = hashlib.sha256(b"".join(source.read_bytes() for source, _ in plugin_files())).hexdigest()
+        try:
+            done = subprocess.run([python, "-c", FINGERPRINT_SCRIPT], env=_runner_env(os.environ), capture_output=True,
+                                  text=True, timeout=60, stdin=subprocess.DEVNULL, check=False)
+        except (OSError, subprocess.SubprocessError):
+            return ""
+        if done.returncode != 0 or not done.stdout.strip():
+            return ""
+        _FINGERPRINTS[python] = f"{plugin}\n{done.stdout.strip()}"
+    return _FINGERPRINTS[python]
 
 
 def runner_argv(python: str, request: RunRequest) -> list[str]:
@@ -63,6 +88,10 @@ class LocalBackend(WithoutLifecycle):
         self.python = python or sys.executable
         self.scratch = scratch or Path.home() / ".cache" / "farm" / "runs"
         self.max_unpacked_bytes = max_unpacked_bytes
+
+    def environment(self) -> str:
+        """The fingerprint of the interpreter runners use (workers/collection_cache.py)."""
+        return environment_fingerprint(self.python)
 
     def start(self, request: RunRequest) -> LocalRun:
         workdir = self.scratch / f"{request.label}-{uuid.uuid4().hex[:8]}"

@@ -33,7 +33,9 @@ there were ([-1, 0] for an id without parameters). A test whose parameter ids ch
 plan (parameters made from the time, a random seed, an unordered set) is not collected under its
 planned id; when the runner collected that function with as many parametrized items as the plan,
 the item at the planned position runs in its place, reported under the planned id with
-"ran_as": the id it ran as (start and test lines).
+"ran_as": the id it ran as (start and test lines). With "files": {file: items}, the number of
+items the plan's collection found in each file of the assigned tests, a file where this runner
+collected another number gets {"k": "stale", "id": file, "planned", "collected"}.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ import json
 import os
 from typing import Any
 
+from .collect_check import CollectionCheck, narrowed_args
 from .collect_mode import CollectRecorder
 from .fence import register as register_fence
 from .record_pipe import RecordPipe
@@ -62,18 +65,27 @@ def pytest_configure(config: Any) -> None:
         config.pluginmanager.register(CollectRecorder(config, emitter, maxfail), PLUGIN_NAME)
         return
     with open(os.environ["FARM_TESTS_FILE"], encoding="utf-8") as fh:
-        wanted, positions = read_tests_file(json.load(fh))
+        data = json.load(fh)
+    wanted, positions = read_tests_file(data)
+    planned_files = read_planned_files(data)
+    if planned_files:  # registered before the recorder: see CollectionCheck
+        config.pluginmanager.register(CollectionCheck(emitter, planned_files), PLUGIN_NAME + "-check")
     recorder = RunRecorder(config, emitter, wanted, positions)
     config.pluginmanager.register(recorder, PLUGIN_NAME)
     register_fence(config)  # run-time balancing: FARM_FENCE_FILE / FARM_FENCE_REPLY (fence.py)
     # Collect only the files the assignment needs: replace the positional arguments (the user's
-    # paths) with the assigned tests' files, keeping every other option as the user gave it.
-    files: list[str] = []
-    for nodeid in wanted:
-        path = nodeid.split("::", 1)[0]
-        if path not in files:
-            files.append(path)
-    # A file this environment lacks would make pytest stop before anything runs; leave it out, and
-    # its tests are reported "missing" like any other assigned test that was not collected.
-    present = [str(config.rootpath / f) for f in files if (config.rootpath / f).exists()]
-    config.args[:] = present or list(config.args)
+    # paths) with the assigned tests' files, keeping every other option as the user gave it. This
+    # happens here, after pytest chose the rootdir, the ini file and the initial conftests from the
+    # user's own arguments, so node ids and configuration stay those of the plan's collection.
+    # Not under --pyargs: the user's arguments name packages there, and ids may not be files.
+    if not getattr(config.option, "pyargs", False):
+        config.args[:] = narrowed_args(config.rootpath, wanted, list(config.args))
+
+
+def read_planned_files(data: Any) -> dict[str, int]:
+    """FARM_TESTS_FILE's "files": how many items the plan's collection found in each file of the
+    assigned tests ({} when not sent: nothing is checked)."""
+    files = data.get("files") if isinstance(data, dict) else None
+    if not isinstance(files, dict):
+        return {}
+    return {str(f): int(n) for f, n in files.items() if isinstance(n, int)}
