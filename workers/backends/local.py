@@ -14,7 +14,6 @@ import time
 import uuid
 from pathlib import Path
 
-from farm.bundle import extract_bundle
 from farm.config import Settings
 from farm.processes import (
     become_subreaper,
@@ -25,6 +24,7 @@ from farm.processes import (
     signal_group,
 )
 from workers.backends.base import RunRequest, WithoutLifecycle, tests_file_text
+from workers.bundles import ProjectTrees
 
 PLUGIN_SOURCE = Path(__file__).resolve().parent.parent / "pytest_plugin"
 PLUGIN_MODULE = "farm_runner_plugin"
@@ -62,6 +62,8 @@ class LocalBackend(WithoutLifecycle):
         self.python = python or sys.executable
         self.scratch = scratch or Path.home() / ".cache" / "farm" / "runs"
         self.max_unpacked_bytes = max_unpacked_bytes
+        # Each bundle unpacked and byte-compiled once per worker (its slots share the disk) and digest; runs copy it.
+        self.trees = ProjectTrees(self.scratch / ".trees", self.python, max_unpacked_bytes)
 
     def start(self, request: RunRequest) -> LocalRun:
         workdir = self.scratch / f"{request.label}-{uuid.uuid4().hex[:8]}"
@@ -70,8 +72,7 @@ class LocalBackend(WithoutLifecycle):
         try:
             plugin_dir.mkdir(parents=True)
             install_plugin(plugin_dir)
-            with open(request.bundle, "rb") as fh:
-                extract_bundle(fh.read(), project, self.max_unpacked_bytes)
+            self.trees.copy(request.bundle, project)
             tests_file = workdir / "tests.json"
             tests_file.write_text(tests_file_text(request), encoding="utf-8")
         except BaseException:
