@@ -70,7 +70,8 @@ def _has_pytest() -> bool:
 
 def _run(backend: LocalBackend, bundle: Path, n: int) -> Sink:
     sink = Sink()
-    ids = ("tests/test_writes.py::test_nothing_left_by_an_earlier_run", "tests/test_writes.py::test_writes_into_its_project")
+    ids = ("tests/test_writes.py::test_nothing_left_by_an_earlier_run",
+           "tests/test_writes.py::test_writes_into_its_project")
     a = Assignment("s", f"s-a00{n}", 1, "0" * 64, ("-p", "no:hypothesispytest", "-q"), ids)
     runner.run_assignment(a, backend=backend, bundle=lambda digest: bundle, sink=sink,  # type: ignore[arg-type]
                           worker="w@h", settings=Settings(), is_canceled=lambda: False)
@@ -80,7 +81,8 @@ def _run(backend: LocalBackend, bundle: Path, n: int) -> Sink:
 def test_two_runs_of_a_digest_unpack_it_once(tmp_path: Path, bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     unpacked: list[Path] = []
     real = bundles.extract_bundle
-    monkeypatch.setattr(bundles, "extract_bundle", lambda data, dest, cap: (unpacked.append(dest), real(data, dest, cap)))
+    monkeypatch.setattr(bundles, "extract_bundle",
+                        lambda data, dest, cap: (unpacked.append(dest), real(data, dest, cap)))
     backend = LocalBackend(scratch=tmp_path / "scratch")
     for n in range(2):
         assert set(_run(backend, bundle, n).outcomes().values()) == {"passed"}
