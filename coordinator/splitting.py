@@ -8,8 +8,9 @@ each assignment pays a pytest start-up, so none is planned shorter than `min_ass
 when durations are known, nor smaller than `min_tests` tests when they are not (at least one
 assignment per slot either way, as long as there are units to fill them). A small suite (fewer
 than `small_tests` tests) gets one assignment per slot without durations, and only one when its
-recorded durations add up to less than one assignment's overhead: each runner start-up would cost
-more than it saves. Assignments come out largest first: they are published in that order.
+recorded durations add up to less than `min_assignment_s / OVERHEAD_FACTOR` (about a runner's
+start-up; fixed, not the measured overhead, which a loaded machine inflates): each runner start-up
+would cost more than it saves. Assignments come out largest first: they are published in that order.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def split(
         total = sum(estimate.values())
         shortest = max(min_assignment_s, OVERHEAD_FACTOR * (overhead_s or 0.0))
         by_time = int(total // shortest) if shortest > 0 else len(units)
-        floor = 1 if len(test_ids) < small_tests and total < shortest / OVERHEAD_FACTOR else slots
+        floor = 1 if len(test_ids) < small_tests and total < min_assignment_s / OVERHEAD_FACTOR else slots
         count = min(len(units), slots * per_slot, max(floor, by_time))
         bins = _lpt(units, estimate, count)
     else:

@@ -96,7 +96,7 @@ def test_what_a_test_writes_into_its_project_stays_in_its_run(tmp_path: Path, bu
     # The second run finds no leak.txt and helper.py as bundled (its first test checks both).
     second = _run(backend, bundle, 1)
     assert set(second.outcomes().values()) == {"passed"}, second.outcomes()
-    tree = next((tmp_path / "scratch" / ".trees").glob("*/project"))
+    tree = next((tmp_path / "trees").glob("*/project"))
     assert not (tree / "leak.txt").exists()
     assert (tree / "helper.py").read_text() == "VALUE = 1\n"
 
@@ -107,7 +107,7 @@ def test_bytecode_is_compiled_into_the_shared_tree_and_each_run_gets_it(tmp_path
 
     run = backend.start(RunRequest("collect", bundle, ("-p", "no:hypothesispytest"), (), "s-collect"))
     try:
-        tree = next((tmp_path / "scratch" / ".trees").glob("*/project"))
+        tree = next((tmp_path / "trees").glob("*/project"))
         assert (tree / "__pycache__" / f"helper.{TAG}.pyc").is_file()
         # pytest rewrites test modules itself: the interpreter's bytecode of them would go unused.
         assert not (tree / "tests" / "__pycache__").exists()

@@ -329,3 +329,9 @@ def test_a_suite_of_many_fast_tests_is_not_small() -> None:
     durations = {t: 0.00001 for t in ids}
     assert len(split(ids, slots=2, durations=durations, overhead_s=0.5, small_tests=500)) == 2
     assert len(split(ids, slots=2, small_tests=500)) == 8
+
+
+def test_a_large_measured_overhead_does_not_make_a_suite_small() -> None:
+    # A loaded machine inflates the measured overhead; the small-suite rule does not follow it.
+    durations = {t: 0.005 for t in SMALL}  # 1 s in all
+    assert len(split(SMALL, slots=2, durations=durations, overhead_s=3.0, small_tests=500)) == 2

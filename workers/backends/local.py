@@ -62,8 +62,9 @@ class LocalBackend(WithoutLifecycle):
         self.python = python or sys.executable
         self.scratch = scratch or Path.home() / ".cache" / "farm" / "runs"
         self.max_unpacked_bytes = max_unpacked_bytes
-        # Each bundle unpacked and byte-compiled once per worker (its slots share the disk) and digest; runs copy it.
-        self.trees = ProjectTrees(self.scratch / ".trees", self.python, max_unpacked_bytes)
+        # Each bundle unpacked and byte-compiled once per worker (its slots share the disk) and digest,
+        # beside the run directories (CACHE/trees); runs copy it.
+        self.trees = ProjectTrees(self.scratch.parent / "trees", self.python, max_unpacked_bytes)
 
     def start(self, request: RunRequest) -> LocalRun:
         workdir = self.scratch / f"{request.label}-{uuid.uuid4().hex[:8]}"
