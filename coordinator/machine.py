@@ -121,7 +121,7 @@ def plan(spec: SuiteSpec, test_ids: list[str], *, durations: Mapping[str, float]
     overhead = known.pop(OVERHEAD_KEY, None)
     planned = split(test_ids, slots=slots, dist=spec.dist, durations=known, per_slot=settings.assignments_per_slot,
                     min_assignment_s=settings.min_assignment_s, min_tests=settings.min_assignment_tests,
-                    overhead_s=overhead)
+                    overhead_s=overhead, small_tests=settings.small_suite_tests)
     return [Attempt.planned(f"{spec.suite_id}-a{i:03d}", 1, p.test_ids, now=now, expected_s=p.expected_s, priority=i)
             for i, p in enumerate(planned)]
 

@@ -6,8 +6,11 @@ is cut into contiguous runs of equal test counts, which keeps a module's tests t
 are more assignments than slots (up to `per_slot` each) so the end of the run balances, but
 each assignment pays a pytest start-up, so none is planned shorter than `min_assignment_s`
 when durations are known, nor smaller than `min_tests` tests when they are not (at least one
-assignment per slot either way, as long as there are units to fill them). Assignments come out
-largest first: they are published in that order.
+assignment per slot either way, as long as there are units to fill them). A small suite (fewer
+than `small_tests` tests) gets one assignment per slot without durations, and only one when its
+recorded durations add up to less than `min_assignment_s / OVERHEAD_FACTOR` (about a runner's
+start-up; fixed, not the measured overhead, which a loaded machine inflates): each runner start-up
+would cost more than it saves. Assignments come out largest first: they are published in that order.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ def split(
     min_assignment_s: float = 3.0,
     min_tests: int = 20,
     overhead_s: float | None = None,
+    small_tests: int = 0,
 ) -> list[Planned]:
     """Split `test_ids` into assignments; every test lands in exactly one of them.
 
@@ -66,12 +70,14 @@ def split(
         total = sum(estimate.values())
         shortest = max(min_assignment_s, OVERHEAD_FACTOR * (overhead_s or 0.0))
         by_time = int(total // shortest) if shortest > 0 else len(units)
-        count = min(len(units), slots * per_slot, max(slots, by_time))
+        floor = 1 if len(test_ids) < small_tests and total < min_assignment_s / OVERHEAD_FACTOR else slots
+        count = min(len(units), slots * per_slot, max(floor, by_time))
         bins = _lpt(units, estimate, count)
     else:
         estimate = {t: 0.0 for t in test_ids}
         by_count = -(-len(test_ids) // max(1, min_tests))
-        count = min(len(units), slots * per_slot, max(slots, by_count))
+        cap = slots if len(test_ids) < small_tests else slots * per_slot
+        count = min(len(units), cap, max(slots, by_count))
         bins = _contiguous(units, count)
     planned = [
         Planned(tuple(sorted(b, key=order.__getitem__)), sum(estimate[t] for t in b)) for b in bins if b

@@ -9,7 +9,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -21,14 +21,14 @@ from farm.cli_common import check_writable as _check_writable
 from farm.cli_common import client_for as _client
 from farm.cli_common import exit_with as _exit
 from farm.cli_results import events, results
-from farm.client import Client, SuiteOptions, check_broker_url
 from farm.cluster import ClusterSpec, LocalCluster
 from farm.config import Settings, parse_duration
 from farm.errors import FarmError, Interrupted, UsageError
 from farm.extras import require_libvirt
-from farm.history_cache import EmbeddedHistory
 from farm.states import FINAL_STATUSES
-from farm.watch import wait_and_report
+
+if TYPE_CHECKING:  # imported when used (celery, redis): the embedded farm starts first
+    from farm.client import SuiteOptions
 
 
 @click.group(context_settings=CONTEXT)
@@ -78,35 +78,46 @@ def submit_suite(path: Path, pytest_args: tuple[str, ...], broker: str | None, p
     """
     settings = Settings.from_env()
     if broker:
+        from farm.client import check_broker_url
+
         settings = replace(settings, broker_url=check_broker_url(broker))
     if settings.broker_url and (local_workers or python):
         raise UsageError("--local-workers and --python apply to the embedded farm only (no --broker)")
     if not settings.broker_url and no_wait:
         raise UsageError("--no-wait needs a running farm: pass --broker URL or set FARM_BROKER_URL")
     _check_writable(junit_xml, json_path)
-    options = SuiteOptions(test_timeout_s=_duration("--test-timeout", test_timeout),
-                           deadline_s=_duration("--deadline", deadline), rerun_failures=rerun_failures,
-                           strict_flaky=strict_flaky)
+    timeout_s, deadline_s = _duration("--test-timeout", test_timeout), _duration("--deadline", deadline)
     bundle = make_bundle(path, settings.max_bundle_bytes, settings.max_unpacked_bytes)
     name = project or path.resolve().name
-    if settings.broker_url:
-        _exit(_submit_and_wait(settings, bundle, name, pool, dist, pytest_args, junit_xml, json_path, no_wait,
-                               verbose, options, rootdir=str(path.resolve())))
-    # Absolute, but not resolved: a venv's python is a symlink that must stay inside its venv.
-    spec = ClusterSpec(slots=local_workers or os.cpu_count() or 1, pool=pool,
-                       python=os.path.abspath(python) if python else None)
-    # A worker or the coordinator that dies mid-suite is started again (its lost attempt runs
-    # again); Redis, without persistence here, is not: its death ends the run (exit 3).
-    cluster = LocalCluster(spec, log=_say)
-    cluster.start()
+    cluster = None
+    if not settings.broker_url:
+        # Absolute, but not resolved: a venv's python is a symlink that must stay inside its venv.
+        spec = ClusterSpec(slots=local_workers or os.cpu_count() or 1, pool=pool,
+                           python=os.path.abspath(python) if python else None)
+        # A worker or the coordinator that dies mid-suite is started again (its lost attempt runs
+        # again); Redis, without persistence here, is not: its death ends the run (exit 3).
+        # Started before the client's own imports (celery, redis: most of this command's start-up),
+        # which then overlap the services' start.
+        cluster = LocalCluster(spec, log=_say)
+        cluster.start()
     try:
+        from farm.client import SuiteOptions
+
+        options = SuiteOptions(test_timeout_s=timeout_s, deadline_s=deadline_s, rerun_failures=rerun_failures,
+                               strict_flaky=strict_flaky)
+        if cluster is None:
+            _exit(_submit_and_wait(settings, bundle, name, pool, dist, pytest_args, junit_xml, json_path, no_wait,
+                                   verbose, options, rootdir=str(path.resolve())))
+        from farm.history_cache import EmbeddedHistory
+
         history = EmbeddedHistory.restore(cluster.broker_url, name)  # what earlier embedded runs measured
         settings = replace(settings, broker_url=cluster.broker_url)
         code = _submit_and_wait(settings, bundle, name, pool, dist, pytest_args, junit_xml, json_path, False,
                                 verbose, options, cluster=cluster, rootdir=str(path.resolve()))
         history.save()
     except BaseException:
-        cluster.stop()  # warm: workers stop their runners
+        if cluster is not None:
+            cluster.stop()  # warm: workers stop their runners
         raise
     # The suite has ended: nothing left to hand back, so no warm shutdown (about a second). What a
     # killed process leaves in its TMPDIR goes with the cluster's directory.
@@ -122,6 +133,9 @@ def _submit_and_wait(settings: Settings, bundle: Any, project: str, pool: str, d
                      pytest_args: tuple[str, ...], junit_xml: Path | None, json_path: Path | None, no_wait: bool,
                      verbose: bool, options: SuiteOptions, cluster: LocalCluster | None = None,
                      rootdir: str = "") -> int:
+    from farm.client import Client
+    from farm.watch import wait_and_report
+
     client = Client(settings)
     try:
         suite_id = client.submit(bundle, project=project, pool=pool, dist=dist, pytest_args=pytest_args,

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
-from farm.client import Client, check_broker_url
 from farm.config import Settings
 from farm.errors import UsageError
+
+if TYPE_CHECKING:  # imported when used: celery and redis are most of the CLI's start-up
+    from farm.client import Client
 
 #: Exit codes, as pytest's.
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INTERNAL, EXIT_USAGE, EXIT_NO_TESTS = 0, 1, 2, 3, 4, 5
@@ -39,6 +41,8 @@ def check_writable(*paths: Path | None) -> None:
 
 def client_for(broker: str | None) -> Client:
     """A client of the farm at --broker (or FARM_BROKER_URL); a usage error without one."""
+    from farm.client import Client, check_broker_url
+
     settings = Settings.from_env()
     if broker:
         settings = replace(settings, broker_url=check_broker_url(broker))

@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from farm.cli_common import CONTEXT, broker_option, check_writable, client_for, exit_with
-from farm.client import Client
-from farm.events import Event, Kind
 from farm.states import FINAL_STATUSES
-from farm.watch import emit_report, wait_and_report
+
+if TYPE_CHECKING:
+    from farm.client import Client
+    from farm.events import Event
 
 #: How often `farm events --follow` looks for new events (seconds).
 FOLLOW_POLL_S = 0.2
@@ -31,6 +32,8 @@ FOLLOW_POLL_S = 0.2
 def results(suite_id: str, broker: str | None, junit_xml: Path | None, json_path: Path | None,
             verbose: bool, from_events: bool) -> None:
     """Wait for a suite to end, then print its summary; exits with the suite's exit code."""
+    from farm.watch import wait_and_report
+
     check_writable(junit_xml, json_path)
     client = client_for(broker)
     try:
@@ -48,6 +51,7 @@ def _from_events(client: Client, suite_id: str, junit_xml: Path | None, json_pat
                  verbose: bool) -> int:
     from farm.report.rebuild import rebuild
     from farm.report.schema import expand
+    from farm.watch import emit_report
 
     client.wait(suite_id, lambda p: None)
     report = rebuild(_all_events(client, suite_id), suite_id)
@@ -70,6 +74,8 @@ def _all_events(client: Client, suite_id: str) -> list[Event]:
 @click.option("--follow", is_flag=True, help="Keep printing events until the suite finishes (then exit 0).")
 def events(suite_id: str, broker: str | None, as_json: bool, follow: bool) -> None:
     """Print a suite's event log: time since submission, kind, attempt, worker, node, detail."""
+    from farm.events import Kind
+
     client = client_for(broker)
     try:
         since = client.spec(suite_id).submitted_at  # unknown suite: one line, exit 4

@@ -26,10 +26,9 @@ from farm.extras import require_libvirt
 from farm.model import WorkerInfo
 from farm.service_main import wait_for_broker
 from workers import stopping
-from workers.backends import make_backend
+from workers.backends import ExecutionBackend, make_backend
 from workers.backends.ssh_hosts import load_hosts
 from workers.image import Image
-from workers.image_check import check_backend
 from workers.tasks import WorkerContext, register
 
 log = logging.getLogger("farm.worker")
@@ -56,6 +55,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="the farm's message signing keys (default: $FARM_SIGNING_KEY_FILE or $FARM_SIGNING_KEY)")
     p.add_argument("--loglevel", default="WARNING")
     return p.parse_args(argv)
+
+
+def check_backend(backend: ExecutionBackend) -> float:
+    """workers.image_check's, imported only when a backend runs it (libvirt): it imports the VM and
+    SSH backends (paramiko, about a second of CPU), which a local worker never needs."""
+    from workers.image_check import check_backend as check
+
+    return check(backend)
 
 
 def main(argv: list[str] | None = None) -> int:

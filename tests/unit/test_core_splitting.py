@@ -301,3 +301,37 @@ def test_assignment_overhead_is_the_median_wall_time_beyond_the_tests() -> None:
     ]
     assert assignment_overhead(rows, {t: 1.0 for t in "abcdef"}) == 1.5
     assert assignment_overhead([], {}) is None
+
+
+# --- small suites (issue 10: a runner start-up per slot costs more than it saves) -----------
+
+SMALL = [f"tests/test_m{i // 20}.py::test_{i}" for i in range(200)]
+
+
+def test_a_small_suite_without_history_gets_one_assignment_per_slot() -> None:
+    assert len(split(SMALL, slots=2, small_tests=500)) == 2
+    assert len(split(SMALL, slots=2, small_tests=0)) == 8, "min_tests alone: 200 / 20, at most 4 a slot"
+
+
+def test_a_small_fast_suite_with_history_runs_as_one_assignment() -> None:
+    durations = {t: 0.001 for t in SMALL}  # 0.2 s in all, below one assignment's overhead
+    planned = split(SMALL, slots=2, durations=durations, overhead_s=0.5, small_tests=500)
+    assert [len(p.test_ids) for p in planned] == [200]
+
+
+def test_a_small_suite_whose_tests_outweigh_a_start_up_keeps_one_assignment_per_slot() -> None:
+    durations = {t: 0.01 for t in SMALL}  # 2 s in all: worth a second runner
+    assert len(split(SMALL, slots=2, durations=durations, overhead_s=0.5, small_tests=500)) == 2
+
+
+def test_a_suite_of_many_fast_tests_is_not_small() -> None:
+    ids = [f"tests/test_m{i // 100}.py::test_{i}" for i in range(5000)]
+    durations = {t: 0.00001 for t in ids}
+    assert len(split(ids, slots=2, durations=durations, overhead_s=0.5, small_tests=500)) == 2
+    assert len(split(ids, slots=2, small_tests=500)) == 8
+
+
+def test_a_large_measured_overhead_does_not_make_a_suite_small() -> None:
+    # A loaded machine inflates the measured overhead; the small-suite rule does not follow it.
+    durations = {t: 0.005 for t in SMALL}  # 1 s in all
+    assert len(split(SMALL, slots=2, durations=durations, overhead_s=3.0, small_tests=500)) == 2

@@ -15,7 +15,6 @@ import time
 import uuid
 from pathlib import Path
 
-from farm.bundle import extract_bundle
 from farm.config import Settings
 from farm.processes import (
     become_subreaper,
@@ -27,6 +26,7 @@ from farm.processes import (
 )
 from workers.backends import fence_files
 from workers.backends.base import RunRequest, WithoutLifecycle, tests_file_text
+from workers.bundles import ProjectTrees
 from workers.collection_cache import FINGERPRINT_SCRIPT
 
 PLUGIN_SOURCE = Path(__file__).resolve().parent.parent / "pytest_plugin"
@@ -88,6 +88,9 @@ class LocalBackend(WithoutLifecycle):
         self.python = python or sys.executable
         self.scratch = scratch or Path.home() / ".cache" / "farm" / "runs"
         self.max_unpacked_bytes = max_unpacked_bytes
+        # Each bundle unpacked and byte-compiled once per worker (its slots share the disk) and digest,
+        # beside the run directories (CACHE/trees); runs copy it.
+        self.trees = ProjectTrees(self.scratch.parent / "trees", self.python, max_unpacked_bytes)
 
     def environment(self) -> str:
         """The fingerprint of the interpreter runners use (workers/collection_cache.py)."""
@@ -100,8 +103,7 @@ class LocalBackend(WithoutLifecycle):
         try:
             plugin_dir.mkdir(parents=True)
             install_plugin(plugin_dir)
-            with open(request.bundle, "rb") as fh:
-                extract_bundle(fh.read(), project, self.max_unpacked_bytes)
+            self.trees.copy(request.bundle, project)
             tests_file = workdir / "tests.json"
             tests_file.write_text(tests_file_text(request), encoding="utf-8")
         except BaseException:
