@@ -19,9 +19,10 @@ from farm import events as eventlog
 from farm import keys, store
 from farm.attempts import Attempt
 from farm.config import Settings
-from farm.model import TestRecord, TestRun, record_from_plain, record_to_plain
+from farm.model import TestRecord, TestRun
 from farm.outcomes import FAILURES, Outcome
 from farm.store import R, T, Write
+from farm.stored import record_from_row, record_row, run_from_row, run_row
 
 #: Entries (one per merged batch) the finished-tests stream keeps; a client reading it with -v
 #: that falls further behind misses the oldest lines, never the report.
@@ -122,11 +123,11 @@ class RedisOutcomes:
         if result.counted:
             pipe.hset(keys.outcomes(suite_id), mapping={t: r.outcome.value for t, r in result.counted.items()})
             pipe.hset(keys.records(suite_id),
-                      mapping={t: pack(record_to_plain(r)) for t, r in result.counted.items()})
+                      mapping={t: pack(record_row(r)) for t, r in result.counted.items()})
         if result.runs:
-            pipe.hset(keys.attempts(suite_id), mapping={k: pack(vars(run)) for k, run in result.runs.items()})
+            pipe.hset(keys.attempts(suite_id), mapping={k: pack(run_row(run)) for k, run in result.runs.items()})
         for k, run in result.verdicts.items():
-            pipe.hsetnx(keys.attempts(suite_id), k, pack(vars(run)))
+            pipe.hsetnx(keys.attempts(suite_id), k, pack(run_row(run)))
         for outcome, delta in result.deltas.items():
             if delta:
                 pipe.hincrby(keys.counts(suite_id), outcome, delta)
@@ -205,12 +206,12 @@ class RedisOutcomes:
         return self.transact([okey, wkey], lambda pipe: texts(pipe.hmget(okey, tests)) if tests else [], decide)
 
     def counted(self, suite_id: str) -> dict[str, TestRecord]:
-        return {k.decode(): record_from_plain(unpack(v))
+        return {k.decode(): record_from_row(unpack(v))
                 for k, v in self.r.hscan_iter(keys.records(suite_id), count=1000)}
 
     def test_runs(self, suite_id: str) -> list[TestRun]:
         """Every test's run in every attempt (the `attempts` hash)."""
-        return [TestRun(**unpack(v)) for _, v in self.r.hscan_iter(keys.attempts(suite_id), count=1000)]
+        return [run_from_row(unpack(v)) for _, v in self.r.hscan_iter(keys.attempts(suite_id), count=1000)]
 
     def counts(self, suite_id: str) -> dict[str, int]:
         return {k.decode(): int(v) for k, v in self.r.hgetall(keys.counts(suite_id)).items()}
@@ -223,8 +224,9 @@ class RedisOutcomes:
             if owner is not None:
                 assignment, _, attempt = keys.text(owner).rpartition("#")
                 names.append(f"{test_id}\0{assignment}\0{attempt}")
-        runs = [unpack(r) for r in (self.r.hmget(keys.attempts(suite_id), names) if names else []) if r is not None]
-        return {run["test_id"]: run["worker"] for run in runs if run.get("worker")}
+        runs = [run_from_row(unpack(r)) for r in (self.r.hmget(keys.attempts(suite_id), names) if names else [])
+                if r is not None]
+        return {run.test_id: run.worker for run in runs if run.worker}
 
 def chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
     for i in range(0, len(items), size):
