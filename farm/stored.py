@@ -3,7 +3,7 @@
 The `records` and `attempts` hashes and the `records` events of the log keep one per test (100,000
 in a large suite): an array spares the field names a map repeats in every value (about half its
 bytes for a passing test). Readers take the older map form too (`farm.model.record_to_plain`,
-`vars(TestRun)`), so suites stored by an older farm still read.
+`dataclasses.asdict` of a `TestRun`), so suites stored by an older farm still read.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def run_row(run: TestRun) -> list[Any]:
 
 
 def run_from_row(v: Any) -> TestRun:
-    """A test run from `run_row`'s array, or from the older map form (`vars(run)`)."""
+    """A test run from `run_row`'s array, or from the older map form (a map of its fields)."""
     if isinstance(v, dict):
         return TestRun(**v)
     return TestRun(*v)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 import msgpack
@@ -88,7 +89,7 @@ def test_the_older_records_event_form_still_folds() -> None:
     r = TestRecord("t0", Outcome.FAILED, 0.5, started_at=1.0, longrepr="boom", sections=(("out", "x"),))
     run = TestRun("t0", "s-a000", 1, "w", "n", "failed", 0.5, 1.0)
     old = Event(Kind.RECORDS, 1.0, "s-a000", 1, "w", "n", "1 failed",
-                {"counted": [record_to_plain(r)], "runs": [vars(run)], "verdicts": []})
+                {"counted": [record_to_plain(r)], "runs": [asdict(run)], "verdicts": []})
     f = fold([events.unpack(events.pack(old))])
     assert f.counted == {"t0": r} and f.runs == {run.key: run}
 
@@ -98,6 +99,6 @@ def test_stored_rows_round_trip_and_the_map_form_reads() -> None:
     run = TestRun("t0", "s-a000", 2, "w", "n", "error", 0.5, 1.0, True)
     for packed in (record_row(r), record_to_plain(r)):
         assert record_from_row(msgpack.unpackb(msgpack.packb(packed), raw=False)) == r
-    for packed_run in (run_row(run), vars(run)):
+    for packed_run in (run_row(run), asdict(run)):
         assert run_from_row(msgpack.unpackb(msgpack.packb(packed_run), raw=False)) == run
     assert len(msgpack.packb(record_row(r))) < len(msgpack.packb(record_to_plain(r)))
