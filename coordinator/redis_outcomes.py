@@ -30,6 +30,21 @@ FINISHED_STREAM_LEN = 10_000
 #: Outcomes whose one-line message the finished-tests stream carries (pytest -v shows the reason).
 WITH_REASON = frozenset({Outcome.SKIPPED, Outcome.XFAILED, Outcome.XPASSED, Outcome.NOT_RUN})
 
+#: What a merge reads, in one round trip (the ids sent once): the HMGET of the ids (ARGV) in each
+#: of KEYS (outcomes, owners, reruns), in chunks that Lua's unpack takes.
+READ_MERGE = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local values = {}
+  for j = 1, #ARGV, 1000 do
+    for _, v in ipairs(redis.call('HMGET', key, unpack(ARGV, j, math.min(j + 999, #ARGV)))) do
+      values[#values + 1] = v
+    end
+  end
+  out[i] = values
+end
+return out
+"""
 
 
 def pack(obj: Any) -> bytes:
@@ -99,8 +114,8 @@ class RedisOutcomes:
         def read(pipe: Any) -> tuple[list[str | None], list[str | None], list[bytes | None]]:
             if not ids:
                 return [], [], []
-            return (texts(pipe.hmget(okey, ids)), texts(pipe.hmget(wkey, ids)),
-                    pipe.hmget(keys.reruns(suite_id), ids))
+            outcomes, owners, reruns = pipe.eval(READ_MERGE, 3, okey, wkey, keys.reruns(suite_id), *ids)
+            return texts(outcomes), texts(owners), reruns
 
         def decide(seen: tuple[list[str | None], list[str | None], list[bytes | None]]) -> tuple[Merge, Write]:
             values, owned, reruns = seen
