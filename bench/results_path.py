@@ -119,6 +119,7 @@ class Figures:
     merge_cpu_s: float
     finish_wall_s: float
     finish_cpu_s: float
+    rss_merged_mb: float
     rss_mb: float
     redis_peak_mb: float
     redis_end_mb: float
@@ -163,6 +164,7 @@ def run(n: int, profile: str | None) -> Figures:
             fed += len(batch.records)
         del sent
         t1, c1 = time.perf_counter(), time.process_time()
+        rss_merged = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         after = command_calls(r)
         cpu_after = r.info("cpu")
         for i, lane in enumerate(lanes):
@@ -180,7 +182,7 @@ def run(n: int, profile: str | None) -> Figures:
         calls = {k: after.get(k, 0) - before.get(k, 0) for k in after if after.get(k, 0) != before.get(k, 0)}
         redis_cpu = sum(float(cpu_after[k]) - float(cpu_before[k]) for k in ("used_cpu_sys", "used_cpu_user"))
         r.close()
-    return Figures(fed, t1 - t0, c1 - c0, t2 - t1, c2 - c1,
+    return Figures(fed, t1 - t0, c1 - c0, t2 - t1, c2 - c1, rss_merged,
                    resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                    int(mem["used_memory_peak"]) / 2**20, int(mem["used_memory"]) / 2**20, redis_cpu, calls)
 
@@ -207,6 +209,7 @@ def result(f: Figures) -> dict[str, Any]:
         ("merge: Redis commands per record", per_record, "commands"),
         ("finish + report (wall)", f.finish_wall_s, "s"),
         ("finish + report (CPU)", f.finish_cpu_s, "s"),
+        ("coordinator peak RSS before the finish", f.rss_merged_mb, "MB"),
         ("coordinator peak RSS", f.rss_mb, "MB"),
         ("Redis used_memory_peak", f.redis_peak_mb, "MB"),
         ("Redis used_memory at the end", f.redis_end_mb, "MB"),

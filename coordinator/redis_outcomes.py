@@ -221,8 +221,11 @@ class RedisOutcomes:
         return self.transact([okey, wkey], lambda pipe: texts(pipe.hmget(okey, tests)) if tests else [], decide)
 
     def counted(self, suite_id: str) -> dict[str, TestRecord]:
-        return {k.decode(): record_from_row(unpack(v))
-                for k, v in self.r.hscan_iter(keys.records(suite_id), count=1000)}
+        out = {}
+        for _, v in self.r.hscan_iter(keys.records(suite_id), count=1000):
+            r = record_from_row(unpack(v))
+            out[r.test_id] = r  # the record's own (interned) id: one string per test
+        return out
 
     def test_runs(self, suite_id: str) -> list[TestRun]:
         """Every test's run in every attempt (the `attempts` hash)."""

@@ -2,12 +2,15 @@
 
 The `records` and `attempts` hashes and the `records` events of the log keep one per test (100,000
 in a large suite): an array spares the field names a map repeats in every value (about half its
-bytes for a passing test). Readers take the older map form too (`farm.model.record_to_plain`,
+bytes for a passing test). The readers intern the strings a suite repeats (test ids, which the
+report's order and runs hold again; assignments, workers, nodes, outcomes, phases), so a finish
+holding every test once holds each string once. Readers take the older map form too (`farm.model.record_to_plain`,
 `dataclasses.asdict` of a `TestRun`), so suites stored by an older farm still read.
 """
 
 from __future__ import annotations
 
+from sys import intern
 from typing import Any
 
 from farm.model import TestRecord, TestRun, record_from_plain
@@ -26,8 +29,8 @@ def record_from_row(v: Any) -> TestRecord:
     if isinstance(v, dict):
         return record_from_plain(v)
     tid, outcome, duration, phase, message, longrepr, sections, started, setup, call, teardown, ran_as = v
-    return TestRecord(tid, Outcome(outcome), duration, phase, message, longrepr, tuple((n, t) for n, t in sections),
-                      started, setup, call, teardown, ran_as)
+    return TestRecord(intern(tid), Outcome(outcome), duration, intern(phase), message, longrepr,
+                      tuple((n, t) for n, t in sections), started, setup, call, teardown, ran_as)
 
 
 def run_row(run: TestRun) -> list[Any]:
@@ -40,7 +43,9 @@ def run_from_row(v: Any) -> TestRun:
     """A test run from `run_row`'s array, or from the older map form (a map of its fields)."""
     if isinstance(v, dict):
         return TestRun(**v)
-    return TestRun(*v)
+    test_id, assignment, attempt, worker, node, outcome, duration, started, fenced = v
+    return TestRun(intern(test_id), intern(assignment), attempt, intern(worker), intern(node), intern(outcome),
+                   duration, started, fenced)
 
 
 def run_of(r: TestRecord, *, assignment: str, attempt: int, worker: str, node: str) -> TestRun:
