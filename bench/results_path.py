@@ -173,7 +173,7 @@ def run(n: int, profile: str | None) -> Figures:
                 planner.completed(decode(encode(Completion(SUITE, a.assignment_id, a.attempt, f"w{i}", f"local:w{i}",
                                                            "done", now, done, 0, len(a.test_ids))), Completion))
         t2, c2 = time.perf_counter(), time.process_time()
-        if prof:
+        if prof and profile:
             prof.disable()
             prof.dump_stats(profile)
         if r.get(keys.report(SUITE)) is None:
