@@ -115,12 +115,12 @@ class Planner:
         self.finish_if_complete(sid)
 
     def records(self, batch: RecordBatch) -> None:
-        if self.state.field(batch.suite_id, "status") is None:
-            log.warning("records for unknown suite %s dropped", batch.suite_id)
-            return
         a = self.state.attempt(batch.suite_id, batch.assignment_id, batch.attempt)
-        if a is None:
-            log.warning("records for unknown attempt %s#%d dropped", batch.assignment_id, batch.attempt)
+        if a is None:  # the suite's status is read only then: one read less a batch
+            if self.state.field(batch.suite_id, "status") is None:
+                log.warning("records for unknown suite %s dropped", batch.suite_id)
+            else:
+                log.warning("records for unknown attempt %s#%d dropped", batch.assignment_id, batch.attempt)
             return
         if a.state == AttemptState.QUEUED:
             now = self.clock()
@@ -283,6 +283,8 @@ class Planner:
 
     def _complete(self, sid: str, *, force: bool) -> bool:
         total, done = self.state.total_and_done(sid)
+        if done < total:
+            return False  # the common case, each batch: no need to read (and unpack) every attempt
         complete = machine.complete(self.state.view(sid), total, done, self.state.attempts(sid), force=force)
         if complete == machine.Complete.TESTS:
             self.state.note_complete(sid, self.clock())

@@ -19,9 +19,10 @@ from farm import events as eventlog
 from farm import keys, store
 from farm.attempts import Attempt
 from farm.config import Settings
-from farm.model import TestRecord, TestRun, record_from_plain, record_to_plain
+from farm.model import TestRecord, TestRun
 from farm.outcomes import FAILURES, Outcome
 from farm.store import R, T, Write
+from farm.stored import record_from_row, record_row, run_from_row, run_row
 
 #: Entries (one per merged batch) the finished-tests stream keeps; a client reading it with -v
 #: that falls further behind misses the oldest lines, never the report.
@@ -29,6 +30,21 @@ FINISHED_STREAM_LEN = 10_000
 #: Outcomes whose one-line message the finished-tests stream carries (pytest -v shows the reason).
 WITH_REASON = frozenset({Outcome.SKIPPED, Outcome.XFAILED, Outcome.XPASSED, Outcome.NOT_RUN})
 
+#: What a merge reads, in one round trip (the ids sent once): the HMGET of the ids (ARGV) in each
+#: of KEYS (outcomes, owners, reruns), in chunks that Lua's unpack takes.
+READ_MERGE = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local values = {}
+  for j = 1, #ARGV, 1000 do
+    for _, v in ipairs(redis.call('HMGET', key, unpack(ARGV, j, math.min(j + 999, #ARGV)))) do
+      values[#values + 1] = v
+    end
+  end
+  out[i] = values
+end
+return out
+"""
 
 
 def pack(obj: Any) -> bytes:
@@ -98,8 +114,8 @@ class RedisOutcomes:
         def read(pipe: Any) -> tuple[list[str | None], list[str | None], list[bytes | None]]:
             if not ids:
                 return [], [], []
-            return (texts(pipe.hmget(okey, ids)), texts(pipe.hmget(wkey, ids)),
-                    pipe.hmget(keys.reruns(suite_id), ids))
+            outcomes, owners, reruns = pipe.eval(READ_MERGE, 3, okey, wkey, keys.reruns(suite_id), *ids)
+            return texts(outcomes), texts(owners), reruns
 
         def decide(seen: tuple[list[str | None], list[str | None], list[bytes | None]]) -> tuple[Merge, Write]:
             values, owned, reruns = seen
@@ -122,11 +138,11 @@ class RedisOutcomes:
         if result.counted:
             pipe.hset(keys.outcomes(suite_id), mapping={t: r.outcome.value for t, r in result.counted.items()})
             pipe.hset(keys.records(suite_id),
-                      mapping={t: pack(record_to_plain(r)) for t, r in result.counted.items()})
+                      mapping={t: pack(record_row(r)) for t, r in result.counted.items()})
         if result.runs:
-            pipe.hset(keys.attempts(suite_id), mapping={k: pack(vars(run)) for k, run in result.runs.items()})
+            pipe.hset(keys.attempts(suite_id), mapping={k: pack(run_row(run)) for k, run in result.runs.items()})
         for k, run in result.verdicts.items():
-            pipe.hsetnx(keys.attempts(suite_id), k, pack(vars(run)))
+            pipe.hsetnx(keys.attempts(suite_id), k, pack(run_row(run)))
         for outcome, delta in result.deltas.items():
             if delta:
                 pipe.hincrby(keys.counts(suite_id), outcome, delta)
@@ -205,12 +221,15 @@ class RedisOutcomes:
         return self.transact([okey, wkey], lambda pipe: texts(pipe.hmget(okey, tests)) if tests else [], decide)
 
     def counted(self, suite_id: str) -> dict[str, TestRecord]:
-        return {k.decode(): record_from_plain(unpack(v))
-                for k, v in self.r.hscan_iter(keys.records(suite_id), count=1000)}
+        out = {}
+        for _, v in self.r.hscan_iter(keys.records(suite_id), count=1000):
+            r = record_from_row(unpack(v))
+            out[r.test_id] = r  # the record's own (interned) id: one string per test
+        return out
 
     def test_runs(self, suite_id: str) -> list[TestRun]:
         """Every test's run in every attempt (the `attempts` hash)."""
-        return [TestRun(**unpack(v)) for _, v in self.r.hscan_iter(keys.attempts(suite_id), count=1000)]
+        return [run_from_row(unpack(v)) for _, v in self.r.hscan_iter(keys.attempts(suite_id), count=1000)]
 
     def counts(self, suite_id: str) -> dict[str, int]:
         return {k.decode(): int(v) for k, v in self.r.hgetall(keys.counts(suite_id)).items()}
@@ -223,8 +242,9 @@ class RedisOutcomes:
             if owner is not None:
                 assignment, _, attempt = keys.text(owner).rpartition("#")
                 names.append(f"{test_id}\0{assignment}\0{attempt}")
-        runs = [unpack(r) for r in (self.r.hmget(keys.attempts(suite_id), names) if names else []) if r is not None]
-        return {run["test_id"]: run["worker"] for run in runs if run.get("worker")}
+        runs = [run_from_row(unpack(r)) for r in (self.r.hmget(keys.attempts(suite_id), names) if names else [])
+                if r is not None]
+        return {run.test_id: run.worker for run in runs if run.worker}
 
 def chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
     for i in range(0, len(items), size):

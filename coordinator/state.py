@@ -7,6 +7,7 @@ Merges and the read-decide-write primitive are in `coordinator.redis_outcomes`; 
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -284,7 +285,7 @@ class SuiteState(RedisSplits):
 
     def order(self, suite_id: str) -> list[str]:
         data = self.r.hget(keys.suite(suite_id), "order")
-        return [] if data is None else list(unpack(data))
+        return [] if data is None else [sys.intern(t) for t in unpack(data)]  # the ids the records hold
 
     def workers(self) -> list[WorkerInfo]:
         return registry.all_workers(self.r)

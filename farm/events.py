@@ -20,6 +20,7 @@ from farm.errors import ProtocolError
 from farm.model import Collection, SuiteSpec, TestRecord, TestRun, WorkerInfo, record_to_plain
 from farm.protocol import encode
 from farm.states import AttemptState
+from farm.stored import record_row, run_of, run_row
 
 #: The version of the stored form; a reader refuses a newer one (one line, never a traceback).
 VERSION = 1
@@ -168,16 +169,31 @@ def merged(counted: Mapping[str, TestRecord], runs: Mapping[str, TestRun], verdi
            assignment: str, attempt: int, worker: str, node: str, at: float, kind: Kind = Kind.RECORDS,
            fenced: int = 0) -> list[Event]:
     """A merged batch: what it wrote (nothing if it changed nothing and is a plain batch), then the
-    fenced records, if any."""
+    fenced records, if any.
+
+    Its data, in the compact form (`farm.stored`): `c`, the records that count now as arrays;
+    `derived`, the indexes into `c` of the records whose test run is the one `farm.stored.run_of`
+    makes of them with this event's attempt (a plain batch: all of them), written as the store
+    wrote it and not carried again; `runs`, the other test runs written; `verdicts`, the not-run
+    runs written only if absent (both as arrays). Logs of older farms carry `counted` (maps) and
+    every run in `runs`: `farm.report.rebuild` reads both."""
     out = []
     if counted or runs or verdicts or kind != Kind.RECORDS:
         outcomes: dict[str, int] = {}
-        for r in counted.values():
+        rows, derived = [], []
+        explicit = dict(runs)
+        for i, r in enumerate(counted.values()):
             outcomes[r.outcome.value] = outcomes.get(r.outcome.value, 0) + 1
+            rows.append(record_row(r))
+            key = f"{r.test_id}\0{assignment}\0{attempt}"
+            run = explicit.get(key)
+            if run is not None and run == run_of(r, assignment=assignment, attempt=attempt, worker=worker, node=node):
+                del explicit[key]
+                derived.append(i)
         detail = ", ".join(f"{n} {o}" for o, n in sorted(outcomes.items())) or "nothing new"
         out.append(Event(kind, at, assignment, attempt, worker, node, detail, {
-            "counted": [record_to_plain(r) for r in counted.values()],
-            "runs": [vars(r) for r in runs.values()], "verdicts": [vars(r) for r in verdicts.values()]}))
+            "c": rows, "derived": derived, "runs": [run_row(r) for r in explicit.values()],
+            "verdicts": [run_row(r) for r in verdicts.values()]}))
     if fenced:
         out.append(Event(Kind.FENCED, at, assignment, attempt, worker, node, f"{fenced} records",
                          {"fenced": fenced}))

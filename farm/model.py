@@ -28,7 +28,7 @@ class SuiteSpec:
     strict_flaky: bool = False  # a flaky test fails the suite
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per test, 100,000 in a large suite
 class TestRecord:
     """The final result of one test as one runner saw it."""
 
@@ -184,7 +184,7 @@ class WorkerInfo:
     health: str = ""  # why the worker stopped consuming ("" while it is healthy)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per test run
 class TestRun:
     """One test's result in one attempt (the `attempts` hash; the report lists them under each test)."""
 

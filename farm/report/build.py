@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,41 +42,50 @@ def build_report(
     by_test: dict[str, list[TestRun]] = {}
     for run in runs:
         by_test.setdefault(run.test_id, []).append(run)
-    tests = []
     summary = {o.value: 0 for o in Outcome}
     suspects: dict[str, list[str]] = {}
-    for test_id in order:
-        record = counted.get(test_id)
-        if record is None:
-            continue
-        summary[record.outcome.value] += 1
-        runs_of = sorted(by_test.get(test_id, []), key=lambda r: (r.started_at, r.assignment, r.attempt))
-        crashed_on, blame = crash_blame(record.outcome, runs_of)
-        test_message = record.message
-        if blame == "test":
-            test_message += f" [crashed its runner on {len(crashed_on)} workers: the test, not a worker]"
-        elif blame == "worker":
-            for worker in crashed_on:
-                suspects.setdefault(worker, []).append(test_id)
-        tests.append({
-            "id": test_id,
-            "outcome": record.outcome.value,
-            "phase": record.phase,
-            "duration_s": round(record.duration_s, 6),
-            "message": test_message,
-            "crashed_on": crashed_on,
-            "blame": blame,
-            "ran_as": record.ran_as or None,
-            "longrepr": record.longrepr,
-            "sections": [list(s) for s in record.sections],
-            "attempts": [
-                {"assignment": r.assignment, "attempt": r.attempt, "worker": r.worker, "node": r.node,
-                 "outcome": r.outcome, "duration_s": round(r.duration_s, 6), "started_at": iso(r.started_at),
-                 "fenced": r.fenced}
-                for r in runs_of
-            ],
-        })
-    summary["total"] = len(tests)
+    suspect_list: list[dict[str, Any]] = []
+
+    def full_tests() -> Iterator[dict[str, Any]]:
+        """Each test's full entry, one at a time: `compact` makes it lean as it goes, so a large
+        suite's report never holds every test's full view at once. Once all are given, the
+        summary's total and the suspect workers are known."""
+        total = 0
+        for test_id in order:
+            record = counted.get(test_id)
+            if record is None:
+                continue
+            total += 1
+            summary[record.outcome.value] += 1
+            runs_of = sorted(by_test.get(test_id, []), key=lambda r: (r.started_at, r.assignment, r.attempt))
+            crashed_on, blame = crash_blame(record.outcome, runs_of)
+            test_message = record.message
+            if blame == "test":
+                test_message += f" [crashed its runner on {len(crashed_on)} workers: the test, not a worker]"
+            elif blame == "worker":
+                for worker in crashed_on:
+                    suspects.setdefault(worker, []).append(test_id)
+            yield {
+                "id": test_id,
+                "outcome": record.outcome.value,
+                "phase": record.phase,
+                "duration_s": round(record.duration_s, 6),
+                "message": test_message,
+                "crashed_on": crashed_on,
+                "blame": blame,
+                "ran_as": record.ran_as or None,
+                "longrepr": record.longrepr,
+                "sections": [list(s) for s in record.sections],
+                "attempts": [
+                    {"assignment": r.assignment, "attempt": r.attempt, "worker": r.worker, "node": r.node,
+                     "outcome": r.outcome, "duration_s": round(r.duration_s, 6), "started_at": iso(r.started_at),
+                     "fenced": r.fenced}
+                    for r in runs_of
+                ],
+            }
+        summary["total"] = total
+        suspect_list.extend({"worker": w, "tests": ids} for w, ids in sorted(suspects.items()))
+
     used = {a.worker for a in attempts} | ({collection.worker} if collection else set())
     return compact({
         "schema": SCHEMA,
@@ -97,7 +106,7 @@ def build_report(
             "duration_s": round(collection.duration_s, 3),
             "output": collection.output,
         } if collection else None,
-        "tests": tests,
+        "tests": full_tests(),  # consumed (once) by compact, before it reads summary and suspects
         "assignments": [
             {"id": a.assignment_id, "attempt": a.number, "worker": a.worker or None, "node": a.node or None,
              "state": a.state.value, "tests": list(a.test_ids), "started_at": iso(a.started_at),
@@ -105,7 +114,7 @@ def build_report(
             for a in attempts
         ],
         "workers": [{"name": w.name, "host": w.host, "slots": w.slots} for w in workers if w.name in used],
-        "suspect_workers": [{"worker": w, "tests": ids} for w, ids in sorted(suspects.items())],
+        "suspect_workers": suspect_list,
         "stopped": stopped,
         "durations": slowest_phases(counted, effective(collection.session, spec.pytest_args).durations)
         if collection else None,

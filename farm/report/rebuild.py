@@ -12,6 +12,7 @@ from farm.events import Event, Kind
 from farm.model import Collection, SuiteSpec, TestRecord, TestRun, WorkerInfo, record_from_plain
 from farm.protocol import decode
 from farm.report.build import build_report
+from farm.stored import record_from_row, run_from_row, run_of
 
 
 @dataclass
@@ -53,17 +54,27 @@ def fold(events: Iterable[Event]) -> Folded:
             a = d["attempt"]
             key = f"{a['id']}#{a['attempt']}"
             f.attempts[key] = _attempt(f.attempts.get(key), a)
-        elif "counted" in d:
-            for plain in d["counted"]:
-                r = record_from_plain(plain)
-                f.counted[r.test_id] = r
-            for run in map(lambda v: TestRun(**v), d["runs"]):
-                f.runs[run.key] = run
-            for run in map(lambda v: TestRun(**v), d["verdicts"]):
-                f.runs.setdefault(run.key, run)
+        elif "c" in d or "counted" in d:
+            _fold_records(f, e)
         elif e.kind == Kind.FINISHED:
             f.finish = dict(d)
     return f
+
+
+def _fold_records(f: Folded, e: Event) -> None:
+    """A `records` event (or a deadline's or cancel's): its records, then the runs it wrote
+    (HSET), then its verdicts (HSETNX). Both forms: `farm.events.merged`'s and the older maps."""
+    d = e.data
+    counted = [record_from_row(v) for v in d["c"]] if "c" in d else [record_from_plain(v) for v in d["counted"]]
+    for r in counted:
+        f.counted[r.test_id] = r
+    for i in d.get("derived", ()):
+        run = run_of(counted[i], assignment=e.assignment, attempt=e.attempt, worker=e.worker, node=e.node)
+        f.runs[run.key] = run
+    for run in map(run_from_row, d["runs"]):
+        f.runs[run.key] = run
+    for run in map(run_from_row, d["verdicts"]):
+        f.runs.setdefault(run.key, run)
 
 
 def rebuild(events: list[Event], suite_id: str = "") -> dict[str, Any]:

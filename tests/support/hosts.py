@@ -18,7 +18,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import msgpack
@@ -27,6 +27,7 @@ import redis
 
 from farm import keys, registry, signing
 from farm.cluster import free_port
+from farm.stored import run_from_row
 from support.helpers import FARM, LEAN
 from support.services import wait_for
 
@@ -172,7 +173,8 @@ class HostFarm:
 
     def test_runs(self, suite_id: str) -> list[dict[str, object]]:
         """Every test run stored for the suite (the report's `attempts` entries, fenced ones too)."""
-        return [msgpack.unpackb(v, raw=False) for v in self.store().hvals(keys.attempts(suite_id))]
+        stored = self.store().hvals(keys.attempts(suite_id))
+        return [asdict(run_from_row(msgpack.unpackb(v, raw=False))) for v in stored]
 
     def output(self, label: str) -> str:
         return (self.root / f"{label}.log").read_text(errors="replace")
