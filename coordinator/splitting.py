@@ -29,7 +29,8 @@ import statistics
 from bisect import bisect_left, bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from itertools import accumulate
+from itertools import accumulate, chain, groupby, repeat
+from operator import itemgetter
 
 #: With a measured per-assignment overhead, no assignment is planned shorter than this many times it.
 OVERHEAD_FACTOR = 10.0
@@ -81,12 +82,11 @@ def split(
     ids = list(test_ids)
     groups = modules(ids)
     n_units = len(ids) if dist == "load" else len(groups)
-    recorded = [durations.get(t) for t in ids] if durations else []
-    known = [d for d in recorded if d is not None]
+    recorded = list(map(durations.get, ids)) if durations else []
+    known = [d for d in recorded if d is not None] if None in recorded else recorded
     if known:
-        fallback = statistics.median(known)
-        estimate = [max(0.0, fallback if d is None else d) for d in recorded]
-        total = sum(estimate)
+        estimate = _estimates(recorded, known)
+        total = math.fsum(estimate)
         shortest = max(min_assignment_s, OVERHEAD_FACTOR * (overhead_s or 0.0))
         by_time = int(total // shortest) if shortest > 0 else n_units
         count = min(n_units, slots * per_slot, max(slots, by_time))
@@ -103,16 +103,30 @@ def split(
     for b in bins:
         if b:
             b.sort()
-            planned.append((b[0], Planned(tuple(ids[i] for i in b), _load(b, estimate))))
+            planned.append((b[0], Planned(tuple(map(ids.__getitem__, b)), _load(b, estimate))))
     planned.sort(key=lambda fp: (-fp[1].expected_s, -len(fp[1].test_ids), fp[0]))
     return [p for _, p in planned]
 
 
+def _estimates(recorded: list[float | None], known: list[float]) -> list[float]:
+    """Each test's expected duration: as recorded (negative: 0), else the median of the known ones."""
+    if len(known) < len(recorded):
+        fallback = statistics.median(known)
+        recorded = [fallback if d is None else d for d in recorded]
+    estimate: list[float] = recorded  # type: ignore[assignment]  # no None left
+    return estimate if min(estimate) >= 0 else [d if d > 0 else 0.0 for d in estimate]
+
+
 def modules(test_ids: Sequence[str]) -> Bins:
     """The collection's tests (indexes) grouped by module, modules in order of first appearance."""
+    names = list(map(itemgetter(0), map(str.partition, test_ids, repeat("::"))))  # module_of, in C
     groups: dict[str, list[int]] = {}
-    for i, t in enumerate(test_ids):
-        groups.setdefault(module_of(t), []).append(i)
+    for name, run in groupby(range(len(names)), names.__getitem__):  # runs of one module
+        group = groups.get(name)
+        if group is None:
+            groups[name] = list(run)
+        else:
+            group.extend(run)
     return list(groups.values())
 
 
@@ -122,7 +136,7 @@ def modules_touched(bins: Bins, module_index: Sequence[int]) -> int:
 
 
 def _load(tests: Sequence[int], weight: Sequence[float]) -> float:
-    return math.fsum(weight[i] for i in tests)
+    return math.fsum(map(weight.__getitem__, tests))
 
 
 def _longest(bins: Bins, weight: Sequence[float]) -> float:
@@ -157,9 +171,9 @@ def wrap_around(groups: Bins, weight: Sequence[float], count: int) -> Bins:
     The cut for run k goes to the module boundary nearest to k shares within one longest test
     of it, else to the test boundary nearest to it; every run stays within a share plus the
     longest test, and leaves the runs after it enough to do (so none is empty)."""
-    order = [i for g in groups for i in g]
+    order = list(chain.from_iterable(groups))
     n = len(order)
-    prefix = [0.0, *accumulate(weight[i] for i in order)]
+    prefix = [0.0, *accumulate(map(weight.__getitem__, order))]
     total = prefix[-1]
     share, slack = total / count, max(weight)
     starts = [0, *accumulate(len(g) for g in groups)]  # module boundaries (indexes into order)
@@ -206,7 +220,7 @@ def pieces(groups: Bins, weight: Sequence[float], cap: float) -> list[tuple[list
             out.append((g, load))
             continue
         parts = min(parts, len(g))
-        prefix = [0.0, *accumulate(weight[i] for i in g)]
+        prefix = [0.0, *accumulate(map(weight.__getitem__, g))]
         cuts = [0]
         for k in range(1, parts):
             c = min(max(bisect_left(prefix, k * load / parts), cuts[-1] + 1), len(g) - (parts - k))
