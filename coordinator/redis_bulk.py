@@ -30,7 +30,7 @@ def _bulk(data: bytes) -> bytes:
 def _bulks(texts: Sequence[str]) -> list[bytes]:
     """RESP bulk strings of `texts`, in C-level passes (no Python call per text)."""
     encoded = list(map(str.encode, texts))
-    return list(map(_BULK, zip(map(len, encoded), encoded)))
+    return list(map(_BULK, zip(map(len, encoded), encoded, strict=True)))
 
 
 def write_hash(r: Any, key: str, fields: Sequence[str], values: Sequence[str] | str, *, ttl_s: int) -> None:
@@ -49,9 +49,9 @@ def write_hash(r: Any, key: str, fields: Sequence[str], values: Sequence[str] | 
     out: list[bytes] = []
     for i in range(0, len(heads), CHUNK):
         part = heads[i:i + CHUNK]
-        vals = tails[i:i + CHUNK] if each else tails  # type: ignore[index]
+        vals = tails[i:i + CHUNK] if each else tails
         out.append(b"*%d\r\n$4\r\nHSET\r\n%s" % (2 + 2 * len(part), name))
-        out.append(b"".join(chain.from_iterable(zip(part, vals))))
+        out.append(b"".join(chain.from_iterable(zip(part, vals, strict=False))))
     ttl = str(int(ttl_s)).encode()
     out.append(b"*3\r\n$6\r\nEXPIRE\r\n%s%s" % (name, _bulk(ttl)))
     replies = -(-len(heads) // CHUNK) + 1

@@ -31,6 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import accumulate, chain, groupby, repeat
 from operator import itemgetter
+from typing import cast
 
 #: With a measured per-assignment overhead, no assignment is planned shorter than this many times it.
 OVERHEAD_FACTOR = 10.0
@@ -83,7 +84,7 @@ def split(
     groups = modules(ids)
     n_units = len(ids) if dist == "load" else len(groups)
     recorded = list(map(durations.get, ids)) if durations else []
-    known = [d for d in recorded if d is not None] if None in recorded else recorded
+    known = [d for d in recorded if d is not None] if None in recorded else cast(list[float], recorded)
     if known:
         estimate = _estimates(recorded, known)
         total = math.fsum(estimate)

@@ -23,7 +23,7 @@ def function_ids(order: Sequence[str]) -> list[str | None]:
     (a collection may hold a million ids): the first `[` after the first `::` starts the parameters."""
     seps = list(map(str.find, order, repeat("::")))
     brackets = map(str.find, order, repeat("["), seps)
-    return [t[:b] if c >= 0 and b >= 0 else None for t, c, b in zip(order, seps, brackets)]
+    return [t[:b] if c >= 0 and b >= 0 else None for t, c, b in zip(order, seps, brackets, strict=True)]
 
 
 def param_positions(order: Sequence[str]) -> dict[str, tuple[int, int]]:
@@ -35,5 +35,5 @@ def param_positions(order: Sequence[str]) -> dict[str, tuple[int, int]]:
             by_function.setdefault(function, []).append(test_id)
     positions: dict[str, tuple[int, int]] = {}
     for ids in by_function.values():
-        positions.update(zip(ids, zip(range(len(ids)), repeat(len(ids)))))
+        positions.update(zip(ids, zip(range(len(ids)), repeat(len(ids))), strict=True))
     return positions
