@@ -169,9 +169,10 @@ def by_time_load(groups: Bins, weight: Sequence[float], count: int) -> Bins:
 def wrap_around(groups: Bins, weight: Sequence[float], count: int) -> Bins:
     """The modules end to end, cut into `count` runs of about a share each (McNaughton).
 
-    The cut for run k goes to the module boundary nearest to k shares within one longest test
-    of it, else to the test boundary nearest to it; every run stays within a share plus the
-    longest test, and leaves the runs after it enough to do (so none is empty)."""
+    The cut for run k goes to the module boundary nearest to k shares within half the longest
+    test and half the balance tolerance of a share, else to the test boundary nearest to it;
+    every run stays within a share plus the longest test, and leaves the runs after it enough
+    to do (so none is empty)."""
     order = list(chain.from_iterable(groups))
     n = len(order)
     prefix = [0.0, *accumulate(map(weight.__getitem__, order))]
@@ -179,15 +180,18 @@ def wrap_around(groups: Bins, weight: Sequence[float], count: int) -> Bins:
     share, slack = total / count, max(weight)
     starts = [0, *accumulate(len(g) for g in groups)]  # module boundaries (indexes into order)
     at_start = [prefix[s] for s in starts]
+    # A cut moves to a module boundary at most this far from the ideal: runs stay within a share
+    # plus the longest test, and within the balance tolerance of a share.
+    reach = min(slack, BALANCE_TOLERANCE * share) / 2
     cuts = [0]
     for k in range(1, count):
         x, prev = k * share, cuts[-1]
-        # Within one longest test of the ideal cut; no run over a share plus that test; room left.
-        low = max(x - slack, prefix[prev], total - (count - k) * (share + slack))
-        high = min(x + slack, prefix[prev] + share + slack)
+        # No run over a share plus the longest test; room left for the runs after it.
+        low = max(prefix[prev], total - (count - k) * (share + slack))
+        high = prefix[prev] + share + slack
         lo_i, hi_i = prev + 1, n - (count - k)  # every run keeps at least one test
-        chosen = _nearest_in(starts, at_start, x, low, high, lo_i, hi_i)
-        if chosen is None:
+        chosen = _nearest_in(starts, at_start, x, max(low, x - reach), min(high, x + reach), lo_i, hi_i)
+        if chosen is None:  # the test boundary nearest to the ideal cut (within half a test of it)
             chosen = _nearest_in(range(n + 1), prefix, x, low, high, lo_i, hi_i)
         if chosen is None:  # zero-weight stretches, rounding: the nearest allowed boundary
             chosen = min(max(bisect_left(prefix, x), lo_i), hi_i)

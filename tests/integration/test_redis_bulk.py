@@ -9,7 +9,8 @@ from coordinator.state import SuiteState
 from farm import keys
 from farm.config import Settings
 
-ODD = ["t.py::f[a\r\nb]", "dir with space/test_ü.py::t[1 2]", "t.py::f[$3\r\n]", "*2", "", "t.py::g[" + "x" * 70_000 + "]"]
+ODD = ["t.py::f[a\r\nb]", "dir with space/test_ü.py::t[1 2]", "t.py::f[$3\r\n]", "*2", "",
+       "t.py::g[" + "x" * 70_000 + "]"]
 
 
 def test_a_written_hash_reads_back_field_for_field(redis_url: str) -> None:
