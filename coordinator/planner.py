@@ -11,6 +11,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from itertools import repeat
+from operator import itemgetter
 
 from coordinator import balancing, deadlines, machine, transitions
 from coordinator.finishing import finished
@@ -73,10 +75,10 @@ class Planner:
                 while len(self._positions) >= 8:
                     self._positions.pop(next(iter(self._positions)))
                 self._positions[sid] = positions
-        if not any(t in positions for t in test_ids):
+        if positions.keys().isdisjoint(test_ids):
             return (), ()
-        pairs = [positions.get(t, (-1, 0)) for t in test_ids]
-        return tuple(i for i, _ in pairs), tuple(n for _, n in pairs)
+        pairs = list(map(positions.get, test_ids, repeat((-1, 0))))
+        return tuple(map(itemgetter(0), pairs)), tuple(map(itemgetter(1), pairs))
 
     def publish_collection(self, spec: SuiteSpec) -> None:
         self.publish_collect(spec)

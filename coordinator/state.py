@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import logging
 import sys
+import uuid
 from collections.abc import Callable, Sequence
+from itertools import repeat
 from typing import Any
 
-from coordinator import transitions
+from coordinator import redis_bulk, transitions
 from coordinator.aggregate import PENDING
 from coordinator.machine import SuiteView
 from coordinator.redis_outcomes import chunks, pack, texts, unpack
@@ -27,6 +29,8 @@ from farm.states import AttemptState, SuiteStatus
 from farm.store import Write
 
 log = logging.getLogger("farm.coordinator")
+#: A plan's staged hashes outlive a planning transaction that never came this long (it takes seconds).
+STAGED_TTL_S = 24 * 3600
 
 class SuiteState(RedisSplits):
     """Reads and writes one Redis state store (satisfies `coordinator.store.SuiteStore`)."""
@@ -137,24 +141,43 @@ class SuiteState(RedisSplits):
         runnable = set(test_ids)
         decided_ids = [d.test_id for d in collection.decided if d.test_id not in runnable]
         all_ids = test_ids + decided_ids
+        staged = self._stage_plan(sid, all_ids, attempts, decided_ids)
 
         def also(pipe: Any) -> None:
-            for chunk in chunks(all_ids, 5000):
-                pipe.hset(keys.outcomes(sid), mapping={t: PENDING for t in chunk})
+            for real, staging in staged.items():  # every test pending, owned by its attempt
+                pipe.rename(staging, real)
             for a in attempts:
                 pipe.hset(keys.assignments(sid), a.key, a.pack())
                 pipe.hset(keys.current(sid), a.assignment_id, a.number)
-                for chunk in chunks(list(a.test_ids), 5000):
-                    pipe.hset(keys.owners(sid), mapping={t: a.key for t in chunk})
-            if decided_ids:
-                pipe.hset(keys.owners(sid), mapping={t: COLLECTION_OWNER for t in decided_ids})
             for key in keys.suite_keys(sid):  # nothing lives forever, finished or not
                 pipe.expire(key, self.settings.suite_ttl_s)
             self.log(pipe, sid, eventlog.collected(collection, all_ids, attempts, self.clock()), tests=len(all_ids))
 
-        return self._transition(sid, SuiteStatus.COLLECTING, SuiteStatus.RUNNING, also=also,
-                                collection=encode(collection), order=pack(all_ids), total=len(all_ids), done=0,
-                                started_at=now, maxfail=maxfail)
+        moved = False
+        try:
+            moved = self._transition(sid, SuiteStatus.COLLECTING, SuiteStatus.RUNNING, also=also,
+                                     collection=encode(collection), order=pack(all_ids), total=len(all_ids),
+                                     done=0, started_at=now, maxfail=maxfail)
+        finally:
+            if not moved and staged:
+                self.r.delete(*staged.values())
+        return moved
+
+    def _stage_plan(self, sid: str, all_ids: list[str], attempts: list[Attempt],
+                    decided_ids: list[str]) -> dict[str, str]:
+        """Write the plan's outcomes (all pending) and owners hashes under staging names of their
+        own (`coordinator.redis_bulk`: no Python call per test), for the planning transaction to
+        RENAME into place; real key -> staging key. The staging keys expire after STAGED_TTL_S
+        if that transaction never comes (a coordinator killed in between)."""
+        if not all_ids:
+            return {}
+        nonce = uuid.uuid4().hex
+        outcomes, owners = f"{keys.outcomes(sid)}:staged:{nonce}", f"{keys.owners(sid)}:staged:{nonce}"
+        redis_bulk.write_hash(self.r, outcomes, all_ids, PENDING, ttl_s=STAGED_TTL_S)
+        tests = [t for a in attempts for t in a.test_ids] + decided_ids
+        owner = [o for a in attempts for o in repeat(a.key, len(a.test_ids))] + [COLLECTION_OWNER] * len(decided_ids)
+        redis_bulk.write_hash(self.r, owners, tests, owner, ttl_s=STAGED_TTL_S)
+        return {keys.outcomes(sid): outcomes, keys.owners(sid): owners}
 
     def total_and_done(self, suite_id: str) -> tuple[int, int]:
         total, done = self.r.hmget(keys.suite(suite_id), ["total", "done"])
@@ -351,7 +374,8 @@ class SuiteState(RedisSplits):
         return self.transact([key, keys.events(suite_id)], read, decide, tries=FINISH_TRIES)
 
     def durations(self, project: str) -> dict[str, float]:
-        return {k.decode(): float(v) for k, v in self.r.hscan_iter(keys.history(project), count=5000)}
+        tests, values = redis_bulk.read_hash(self.r, keys.history(project))
+        return dict(zip(tests, map(float, values), strict=True))
 
     def record_durations(self, project: str, durations: dict[str, float]) -> None:
         with self.r.pipeline() as pipe:

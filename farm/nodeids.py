@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
+from itertools import repeat
 
 
 def split_params(nodeid: str) -> tuple[str, str | None]:
@@ -17,12 +18,22 @@ def split_params(nodeid: str) -> tuple[str, str | None]:
     return f"{path}::{names}", params[:-1] if params.endswith("]") else params
 
 
-def param_positions(order: Iterable[str]) -> dict[str, tuple[int, int]]:
+def function_ids(order: Sequence[str]) -> list[str | None]:
+    """`split_params(t)[0]` of each parametrized node id, None for the others; in C-level passes
+    (a collection may hold a million ids): the first `[` after the first `::` starts the parameters."""
+    seps = list(map(str.find, order, repeat("::")))
+    brackets = map(str.find, order, repeat("["), seps)
+    return [t[:b] if c >= 0 and b >= 0 else None for t, c, b in zip(order, seps, brackets, strict=True)]
+
+
+def param_positions(order: Sequence[str]) -> dict[str, tuple[int, int]]:
     """For each parametrized test of a collection, in collection order: (its index among the
     parametrized items of its function, how many there are)."""
     by_function: dict[str, list[str]] = {}
-    for test_id in order:
-        function, params = split_params(test_id)
-        if params is not None:
+    for test_id, function in zip(order, function_ids(order), strict=True):
+        if function is not None:
             by_function.setdefault(function, []).append(test_id)
-    return {t: (i, len(ids)) for ids in by_function.values() for i, t in enumerate(ids)}
+    positions: dict[str, tuple[int, int]] = {}
+    for ids in by_function.values():
+        positions.update(zip(ids, zip(range(len(ids)), repeat(len(ids))), strict=True))
+    return positions

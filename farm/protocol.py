@@ -96,12 +96,20 @@ def decode(data: bytes, expected: type[T]) -> T:
     return message
 
 
+#: Element types of a list packed (and checked) as a whole; exact types (bool is not int here).
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+_STR = frozenset({str})
+_INT = frozenset({int})
+
+
 def _to_plain(obj: Any) -> Any:
     if isinstance(obj, Outcome):
         return obj.value
     if hasattr(obj, "__dataclass_fields__"):
         return {f.name: _to_plain(getattr(obj, f.name)) for f in fields(obj)}
     if isinstance(obj, (tuple, list)):
+        if _SCALARS.issuperset(map(type, obj)):  # test ids, positions: msgpack packs them as they are
+            return obj
         return [_to_plain(x) for x in obj]
     return obj
 
@@ -112,6 +120,8 @@ def _depth(obj: Any, level: int = 0) -> int:
     if isinstance(obj, dict):
         return max([_depth(v, level + 1) for v in obj.values()], default=level + 1)
     if isinstance(obj, (list, tuple)):
+        if _SCALARS.issuperset(map(type, obj)):  # a list of strings or numbers (a collection's ids)
+            return level + 1
         return max([_depth(v, level + 1) for v in obj], default=level + 1)
     return level
 
@@ -146,12 +156,16 @@ def _bool(v: Any) -> bool:
 def _strs(v: Any) -> tuple[str, ...]:
     if not isinstance(v, (list, tuple)):
         raise TypeError("a list of strings")
+    if _STR.issuperset(map(type, v)):  # checked in C: a collection has a million of them
+        return tuple(v)
     return tuple(_str(x) for x in v)
 
 
 def _ints(v: Any) -> tuple[int, ...]:
     if not isinstance(v, (list, tuple)):
         raise TypeError("a list of integers")
+    if _INT.issuperset(map(type, v)):
+        return tuple(v)
     return tuple(_int(x) for x in v)
 
 

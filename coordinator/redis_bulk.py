@@ -1,0 +1,85 @@
+"""Hashes of a million fields in and out of Redis without a Python call per field.
+
+redis-py encodes every argument and parses every reply element in Python (about 1-2 µs each):
+planning 1,000,000 tests spent most of its time there (docs/how-it-works.md, "Planning cost").
+`write_hash` sends HSETs as RESP it formats in a few C-level passes over the fields, on one
+pooled connection (`Connection.send_packed_command`); `read_hash` pages through a hash with a
+small Lua script that returns each HSCAN page as one msgpack string (unpacked in C).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import chain, repeat
+from typing import Any
+
+import msgpack
+
+#: Fields per HSET command (and per page read).
+CHUNK = 10_000
+_PAGE = "local r = redis.call('HSCAN', KEYS[1], ARGV[1], 'COUNT', ARGV[2]) return {r[1], cmsgpack.pack(r[2])}"
+
+
+_BULK = b"$%d\r\n%s\r\n".__mod__
+
+
+def _bulk(data: bytes) -> bytes:
+    return _BULK((len(data), data))
+
+
+def _bulks(texts: Sequence[str]) -> list[bytes]:
+    """RESP bulk strings of `texts`, in C-level passes (no Python call per text)."""
+    encoded = list(map(str.encode, texts))
+    return list(map(_BULK, zip(map(len, encoded), encoded, strict=True)))
+
+
+def write_hash(r: Any, key: str, fields: Sequence[str], values: Sequence[str] | str, *, ttl_s: int) -> None:
+    """HSET `fields` to `values` (one value for all, or one each) in `key`, which expires in
+    `ttl_s`; pipelined on one connection, replies checked."""
+    if not fields:
+        return
+    heads = _bulks(fields)
+    if isinstance(values, str):
+        tails: Sequence[bytes] = repeat(_bulk(values.encode()))  # type: ignore[assignment]
+        each = False
+    else:
+        tails = _bulks(values)
+        each = True
+    name = _bulk(key.encode())
+    out: list[bytes] = []
+    for i in range(0, len(heads), CHUNK):
+        part = heads[i:i + CHUNK]
+        vals = tails[i:i + CHUNK] if each else tails
+        out.append(b"*%d\r\n$4\r\nHSET\r\n%s" % (2 + 2 * len(part), name))
+        out.append(b"".join(chain.from_iterable(zip(part, vals, strict=False))))
+    ttl = str(int(ttl_s)).encode()
+    out.append(b"*3\r\n$6\r\nEXPIRE\r\n%s%s" % (name, _bulk(ttl)))
+    replies = -(-len(heads) // CHUNK) + 1
+    pool = r.connection_pool
+    try:
+        conn = pool.get_connection()
+    except TypeError:  # redis-py before 5.3 wants a command name
+        conn = pool.get_connection("HSET")
+    try:
+        conn.send_packed_command(out)
+        for _ in range(replies):
+            conn.read_response()  # an error reply raises
+    except BaseException:
+        conn.disconnect()  # replies may be left unread on it
+        raise
+    finally:
+        pool.release(conn)
+
+
+def read_hash(r: Any, key: str) -> tuple[list[str], list[str]]:
+    """The fields of the hash `key` and their values (in the same order), read a page of about
+    CHUNK fields at a time."""
+    flat: list[str] = []
+    cursor: bytes | int = 0
+    while True:
+        cursor, page = r.eval(_PAGE, 1, key, cursor, CHUNK)
+        items = msgpack.unpackb(page, raw=False)
+        if isinstance(items, list):  # cmsgpack packs an empty table as a map
+            flat.extend(items)
+        if int(cursor) == 0:
+            return flat[::2], flat[1::2]
