@@ -11,10 +11,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from farm.errors import ProtocolError
-from farm.model import RecordBatch, TestRecord, record_to_plain
+from farm.model import Assignment, RecordBatch, TestRecord, record_to_plain
 from farm.outcomes import Outcome
 from farm.protocol import decode, encode
 from workers import records
+from workers.attempt_loop import AttemptLoop, StartRunner
 
 IDS = ["t.py::test_a", "t.py::test_b[1 2]", "t.py::test_\u00fc"]
 
@@ -95,3 +96,36 @@ def test_a_malformed_row_is_one_protocol_error(row: list[Any], why: str) -> None
     with pytest.raises(ProtocolError, match=why) as info:
         decode(msgpack.packb(body, use_bin_type=True), RecordBatch)
     assert "\n" not in str(info.value)
+
+
+# --- the attempt fed compact lines ---------------------------------------------------------------
+
+
+def test_compact_lines_through_an_attempt_keep_crash_blame_and_restart_positions() -> None:
+    ids = ("t.py::a", "t.py::b", "t.py::c")
+    loop = AttemptLoop(Assignment("s", "s-a000", 1, "d", (), ids), "w")
+    assert loop.begin(100.0, canceled=False, stop_reason="") == StartRunner(ids, 1)
+    loop.runner_started(100.0)
+    reader = records.LineReader(ids)
+    sent = [loop.line(reader.read(raw) or {}, 102.0) for raw in (b"S0 100.5", b"P0 0.25 0.5 0.125", b"S1 101.5")]
+    assert sent[0] is None and sent[2] is None
+    assert sent[1] is not None and (sent[1].test_id, sent[1].started_at) == ("t.py::a", 100.5)
+    step = loop.runner_exited(-11, 103.5, _Quiet(), stopping=False, stop_reason=lambda: "")
+    (crashed,) = step.records
+    assert (crashed.test_id, crashed.outcome, crashed.started_at) == ("t.py::b", Outcome.CRASHED, 101.5)
+    assert step.then == StartRunner(("t.py::c",), 2)
+    # The restart's runner numbers its tests afresh: position 0 is now t.py::c.
+    loop.runner_started(104.0)
+    reader = records.LineReader(step.then.test_ids)
+    loop.line(reader.read(b"S0 104.5") or {}, 105.0)
+    record = loop.line(reader.read(b"P0 0.25 0.5 0.125") or {}, 105.0)
+    assert record == TestRecord("t.py::c", Outcome.PASSED, 0.875, "call", started_at=104.5, setup_s=0.25,
+                                call_s=0.5, teardown_s=0.125)
+
+
+class _Quiet:
+    def output_tail(self, limit: int = 4000) -> str:
+        return ""
+
+    def stack_dump(self) -> str:
+        return ""
