@@ -4,6 +4,10 @@ Each message is a map `{"v": VERSION, "t": TYPE, ...fields}`. Decoding checks th
 type and every field's type, and unpacks under explicit size limits, so a malformed or hostile
 payload becomes a `ProtocolError`, never a crash. Only msgpack (and Celery's JSON envelope
 around it) is used: never pickle.
+
+Version 2 sends a RecordBatch's records as arrays, not maps (`record_row`): a plain pass as
+`[test_id, duration_s, started_at, setup_s, call_s, teardown_s]`, any other record as all its
+fields in TestRecord's order. Decoding reads versions 1 and 2, and records as maps or arrays.
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ from farm.model import (
 )
 from farm.outcomes import Outcome
 
-VERSION = 1
+VERSION = 2
+#: The versions `decode` reads (1: records as maps only).
+READS = (1, 2)
 
 #: Unpacking limits. A message bigger than MAX_MESSAGE_BYTES is refused before it is parsed.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -56,7 +62,11 @@ def encode(message: Any) -> bytes:
     name = _NAMES.get(type(message))
     if name is None:
         raise ProtocolError(f"cannot encode {type(message).__name__}")
-    body = _to_plain(message)
+    if isinstance(message, RecordBatch):
+        body = {f: getattr(message, f) for f in ("suite_id", "assignment_id", "attempt", "worker", "node")}
+        body["records"] = [record_row(r) for r in message.records]
+    else:
+        body = _to_plain(message)
     body["v"] = VERSION
     body["t"] = name
     data: bytes = msgpack.packb(body, use_bin_type=True)
@@ -87,7 +97,7 @@ def decode(data: bytes, expected: type[T]) -> T:
         raise ProtocolError("payload nests deeper than the schema allows")
     if not isinstance(body, dict):
         raise ProtocolError("payload is not a map")
-    if type(body.get("v")) is not int or body.get("v") != VERSION:
+    if type(body.get("v")) is not int or body.get("v") not in READS:
         raise ProtocolError(f"unsupported schema version {body.get('v')!r}")
     name = _NAMES.get(expected)
     if body.get("t") != name:
@@ -100,6 +110,35 @@ def decode(data: bytes, expected: type[T]) -> T:
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 _STR = frozenset({str})
 _INT = frozenset({int})
+
+#: TestRecord's fields in order: a full record row.
+_ROW = tuple(f.name for f in fields(TestRecord))
+_PASS_ROW = ("test_id", "duration_s", "started_at", "setup_s", "call_s", "teardown_s")
+
+
+def record_row(r: TestRecord) -> list[Any]:
+    """A record as a msgpack array: a plain pass in 6 fields (_PASS_ROW), any other in all 12 (_ROW)."""
+    if r.outcome is Outcome.PASSED and r.phase == "call" and not (r.message or r.longrepr or r.sections or r.ran_as):
+        return [r.test_id, r.duration_s, r.started_at, r.setup_s, r.call_s, r.teardown_s]
+    return [r.test_id, r.outcome.value, r.duration_s, r.phase, r.message, r.longrepr, [list(x) for x in r.sections],
+            r.started_at, r.setup_s, r.call_s, r.teardown_s, r.ran_as]
+
+
+def _row_record(row: Any) -> TestRecord:
+    """The inverse of `record_row`, checked field by field."""
+    names = _PASS_ROW if len(row) == len(_PASS_ROW) else _ROW if len(row) == len(_ROW) else None
+    if names is None:
+        raise ProtocolError(f"a record row has {len(row)} fields, not {len(_PASS_ROW)} or {len(_ROW)}")
+    values: dict[str, Any] = {}
+    for name, value in zip(names, row, strict=True):
+        check: Callable[[Any], Any] = _FIELD.get(name, _str)
+        try:
+            values[name] = check(value)
+        except TypeError as exc:
+            raise ProtocolError(f"TestRecord.{name} must be {exc}") from None
+    if names is _PASS_ROW:
+        values["outcome"] = Outcome.PASSED
+    return TestRecord(**values)
 
 
 def _to_plain(obj: Any) -> Any:
@@ -190,7 +229,7 @@ def _sections(v: Any) -> tuple[tuple[str, str], ...]:
 def _records(v: Any) -> tuple[TestRecord, ...]:
     if not isinstance(v, (list, tuple)):
         raise TypeError("a list of records")
-    return tuple(_build(TestRecord, r) for r in v)
+    return tuple(_row_record(r) if isinstance(r, (list, tuple)) else _build(TestRecord, r) for r in v)
 
 
 _FIELD: dict[str, Callable[[Any], Any]] = {

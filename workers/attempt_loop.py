@@ -126,8 +126,12 @@ class AttemptLoop:
         self.fence_out = 0  # a new runner never saw an earlier runner's fence
 
     def line(self, obj: dict[str, Any], now: float) -> TestRecord | None:
-        """A line of the runner plugin (workers.records.parse_line); the record to send, if any."""
+        """A line of the runner plugin (workers.records.LineReader); the record to send, if any."""
         kind = obj["k"]
+        if kind == "pass":  # the most frequent: first
+            started = self.running.pop(obj["id"], now)
+            self.reported.add(obj["id"])
+            return rec.passed_record(obj["id"], started, *obj["s"])
         if kind == "start":
             self.running[obj["id"]] = float(obj.get("t", now))
         elif kind == "test":

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +30,47 @@ def parse_line(line: bytes) -> dict[str, Any] | None:
     if not isinstance(obj, dict) or not isinstance(obj.get("k"), str) or not isinstance(obj.get("id"), str):
         return None
     return obj
+
+
+class LineReader:
+    """Reads one runner's lines: JSON lines (parse_line), and the compact lines of run mode, which
+    name a test by its position `i` in the runner's tests file (`test_ids`):
+
+        S<i> <t>                            test i starts (t: epoch seconds)
+        P<i> <setup_s> <call_s> <teardown_s>  test i passed (no output kept, no message)
+
+    A compact line becomes {"k": "start", "id", "t"} or {"k": "pass", "id", "s": (setup, call,
+    teardown)}; a malformed one (an unknown position, a number that is not finite) None, as a
+    malformed JSON line is."""
+
+    def __init__(self, test_ids: Sequence[str]) -> None:
+        self.test_ids = test_ids
+
+    def read(self, line: bytes) -> dict[str, Any] | None:
+        head = line[:1]
+        if head == b"S" or head == b"P":
+            return self._compact(head, line[1:].split(b" "))
+        return parse_line(line)
+
+    def _compact(self, head: bytes, words: list[bytes]) -> dict[str, Any] | None:
+        try:
+            index = int(words[0])
+            numbers = [float(w) for w in words[1:]]
+        except ValueError:
+            return None
+        if not 0 <= index < len(self.test_ids) or not all(map(math.isfinite, numbers)):
+            return None
+        if head == b"S" and len(numbers) == 1:
+            return {"k": "start", "id": self.test_ids[index], "t": numbers[0]}
+        if head == b"P" and len(numbers) == 3:
+            return {"k": "pass", "id": self.test_ids[index], "s": numbers}
+        return None
+
+
+def passed_record(test_id: str, started_at: float, setup_s: float, call_s: float, teardown_s: float) -> TestRecord:
+    """A plain pass (a "pass" line of LineReader), as the JSON "test" line of it would read."""
+    return TestRecord(test_id, Outcome.PASSED, 0.0 + setup_s + call_s + teardown_s, "call", started_at=started_at,
+                      setup_s=max(0.0, setup_s), call_s=max(0.0, call_s), teardown_s=max(0.0, teardown_s))
 
 
 def test_record(obj: dict[str, Any]) -> TestRecord:

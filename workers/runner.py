@@ -197,8 +197,9 @@ def run_assignment(
                              clock=clock)
             stream.flush(force=True)  # an empty first batch: the coordinator marks the attempt running
         try:
-            code, ended = _drive(run, loop, stream, clock, is_canceled=is_canceled, is_stopping=is_stopping,
-                                 stop_reason=stop_reason, split_request=split_request, noticed=noticed)
+            code, ended = _drive(run, rec.LineReader(step.test_ids), loop, stream, clock, is_canceled=is_canceled,
+                                 is_stopping=is_stopping, stop_reason=stop_reason, split_request=split_request,
+                                 noticed=noticed)
             for record in ended.records:
                 stream.add(record)
             step = ended.then
@@ -242,6 +243,7 @@ def runner_label(assignment_id: str, number: int) -> str:
 
 def _drive(
     run: RunningPytest,
+    lines: rec.LineReader,
     loop: AttemptLoop,
     stream: _Stream,
     clock: Clock,
@@ -252,13 +254,13 @@ def _drive(
     noticed: list[str],
     split_request: SplitRequest = lambda: None,
 ) -> tuple[int, Step]:
-    """Feed one runner's lines, its end and the suite's flags to `loop` until the runner ended or
-    `loop` stopped it; returns its exit code and what comes next."""
+    """Feed one runner's lines (read by `lines`), its end and the suite's flags to `loop` until the
+    runner ended or `loop` stopped it; returns its exit code and what comes next."""
     next_poll = clock.monotonic() + CANCEL_POLL_S
     fencing = run if isinstance(run, Fencing) else None
     while True:
         for line in run.read_lines(timeout=0.05):
-            obj = rec.parse_line(line)
+            obj = lines.read(line)
             if obj is not None:
                 _notice(obj, noticed)
             record = None if obj is None else loop.line(obj, clock.time())

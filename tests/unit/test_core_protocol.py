@@ -12,7 +12,16 @@ from hypothesis import strategies as st
 
 from farm import protocol
 from farm.errors import ProtocolError
-from farm.model import Assignment, Collection, Completion, RecordBatch, SessionInfo, SuiteSpec, WorkerInfo
+from farm.model import (
+    Assignment,
+    Collection,
+    Completion,
+    RecordBatch,
+    SessionInfo,
+    SuiteSpec,
+    WorkerInfo,
+    record_to_plain,
+)
 from farm.model import TestRecord as Record
 from farm.outcomes import Outcome
 from farm.protocol import decode, encode
@@ -124,7 +133,7 @@ def test_garbage_bytes_are_refused(data: bytes) -> None:
         decode(data, WorkerInfo)
 
 
-@pytest.mark.parametrize("version", [0, 2, "1", None, -1, 2**63])
+@pytest.mark.parametrize("version", [0, 3, "1", "2", None, -1, 2**63])
 def test_other_schema_versions_are_refused(version: Any) -> None:
     body = plain(WORKER)
     body["v"] = version
@@ -235,14 +244,21 @@ def test_a_field_of_the_wrong_type_is_refused(message: Any, name: str, value: An
     ],
 )
 def test_a_record_field_of_the_wrong_type_is_refused(name: str, value: Any) -> None:
-    body = plain(BATCH)
+    body = plain_maps(BATCH)
     body["records"][0][name] = value
     with pytest.raises(ProtocolError, match=rf"TestRecord\.{name} must be"):
         decode(pack(body), RecordBatch)
 
 
+def plain_maps(batch: RecordBatch) -> dict[str, Any]:
+    """A batch as version 1 sent it: its records as maps (still read)."""
+    body = plain(batch)
+    body["records"] = [record_to_plain(r) for r in batch.records]
+    return body
+
+
 def test_a_record_without_outcome_is_refused() -> None:
-    body = plain(BATCH)
+    body = plain_maps(BATCH)
     del body["records"][1]["outcome"]
     with pytest.raises(ProtocolError, match="TestRecord lacks field 'outcome'"):
         decode(pack(body), RecordBatch)
@@ -315,16 +331,18 @@ def test_maps_with_non_string_keys_are_refused() -> None:
     body[1] = "x"
     with pytest.raises(ProtocolError, match="not valid msgpack"):
         decode(pack(body), WorkerInfo)
-    nested = plain(BATCH)
+    nested = plain_maps(BATCH)
     nested["records"][0][2] = "x"
     with pytest.raises(ProtocolError, match="not valid msgpack"):
         decode(pack(nested), RecordBatch)
 
 
-def test_a_batch_with_a_non_map_record_names_the_record_type() -> None:
+@pytest.mark.parametrize(("record", "why"), [(["test_id", "passed"], "a record row has 2 fields"),
+                                             ("test_id", "TestRecord is not a map")])
+def test_a_batch_with_a_record_neither_map_nor_row_names_the_record_type(record: Any, why: str) -> None:
     body = plain(BATCH)
-    body["records"][1] = ["test_id", "passed"]
-    with pytest.raises(ProtocolError, match="TestRecord is not a map"):
+    body["records"][1] = record
+    with pytest.raises(ProtocolError, match=why):
         decode(pack(body), RecordBatch)
 
 
@@ -402,11 +420,11 @@ def test_random_msgpack_objects_only_ever_raise_protocol_error(obj: Any, expecte
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(MESSAGES), st.data())
 def test_a_mangled_field_decodes_well_typed_or_raises(message: Any, data: st.DataObject) -> None:
-    body = plain(message)
-    target: dict[str, Any] = body
+    body = plain_maps(message) if isinstance(message, RecordBatch) and data.draw(st.booleans()) else plain(message)
+    target: Any = body
     if isinstance(message, RecordBatch) and body["records"] and data.draw(st.booleans()):
         target = body["records"][data.draw(st.integers(0, len(body["records"]) - 1))]
-    name = data.draw(st.sampled_from(sorted(target)))
+    name = data.draw(st.sampled_from(sorted(target) if isinstance(target, dict) else range(len(target))))
     if data.draw(st.booleans()):
         target[name] = data.draw(objects)
     else:

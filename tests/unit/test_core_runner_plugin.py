@@ -126,9 +126,11 @@ def make_project(root: Path) -> Path:
     return root
 
 
-def run_pytest(root: Path, mode: str, test_ids: list[str] | None = None, *args: str) -> Run:
+def run_pytest(root: Path, mode: str, test_ids: list[str] | None = None, *args: str,
+               extra_env: dict[str, str] | None = None) -> Run:
     """Run pytest with the plugin in `root/project`, as the local backend does."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FARM_", "PYTEST_", "PYTHON"))}
+    env.update(extra_env or {})
     env.update({
         "PYTHONPATH": str(root / "plugin"),
         "PYTHONDONTWRITEBYTECODE": "1",
@@ -148,9 +150,21 @@ def run_pytest(root: Path, mode: str, test_ids: list[str] | None = None, *args: 
         proc = subprocess.run(argv, cwd=root / "project", env=env, pass_fds=(sink.fileno(),),
                               capture_output=True, text=True, timeout=120)
     raw = record_path.read_bytes().splitlines()
-    lines = [records.parse_line(x) for x in raw]
+    reader = records.LineReader(test_ids or [])
+    lines = [reader.read(x) for x in raw]
     assert None not in lines, f"every line the plugin writes is well formed: {raw}"
-    return Run(proc.returncode, lines, proc.stdout + proc.stderr)  # type: ignore[arg-type]
+    return Run(proc.returncode, [as_test_line(obj, lines) for obj in lines], proc.stdout + proc.stderr)  # type: ignore[arg-type]
+
+
+def as_test_line(obj: dict[str, Any], lines: list[dict[str, Any]]) -> dict[str, Any]:
+    """A compact pass as the JSON "test" line it stands for (so the tests below read one form)."""
+    if obj["k"] != "pass":
+        return obj
+    started = [o["t"] for o in lines if o["k"] == "start" and o["id"] == obj["id"]][-1]
+    setup, call, teardown = obj["s"]
+    return {"k": "test", "id": obj["id"], "t": started, "duration_s": 0.0 + setup + call + teardown,
+            "phases": {"setup": {"cat": "", "s": setup}, "call": {"cat": "passed", "s": call},
+                       "teardown": {"cat": "", "s": teardown}}, "sections": [], "compact": True}
 
 
 @pytest.fixture(scope="module")
@@ -290,6 +304,34 @@ def test_run_mode_reports_an_id_in_a_missing_file_and_still_runs_the_rest(tmp_pa
                      "--continue-on-collection-errors")
     assert run.of("missing") == [{"k": "missing", "id": gone, "collected": [], "more": 0}]
     assert list(run.tests()) == [f"{MAIN}::test_pass"]
+
+
+def test_run_mode_sends_plain_passes_compact_and_everything_else_in_full(ran: Run) -> None:
+    tests = ran.tests()
+    compact = {t for t, obj in tests.items() if obj.get("compact")}
+    assert compact == {f"{MAIN}::test_pass", UNICODE_FILE} | {t for t in tests if t.startswith(f"{MAIN}::test_param[")}
+    assert f"{MAIN}::test_teardown_error" not in compact and f"{MAIN}::test_xpass" not in compact
+
+
+def test_run_mode_end_lines_come_before_the_next_start_and_the_last_is_written(ran: Run) -> None:
+    kinds = [(obj["k"], obj["id"]) for obj in ran.lines if obj["k"] in ("start", "test")]
+    assert kinds == [(k, t) for t in ran.tests() for k in ("start", "test")]
+
+
+def test_run_mode_rearms_its_one_watchdog_so_no_test_is_stopped_early(tmp_path: Path) -> None:
+    root = tmp_path
+    for rel, text in {"pytest.ini": "[pytest]\n", "tests/test_slow.py": (
+            "import time\nimport pytest\n\n@pytest.mark.parametrize('i', range(6))\ndef test_half(i):\n"
+            "    time.sleep(0.5)\n\ndef test_hangs():\n    time.sleep(120)\n")}.items():
+        (root / "project" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / "project" / rel).write_text(text, encoding="utf-8")
+    install_plugin(root / "plugin")
+    ids = [f"tests/test_slow.py::test_half[{i}]" for i in range(6)] + ["tests/test_slow.py::test_hangs"]
+    stacks = root / "stacks.txt"
+    run = run_pytest(root, "run", ids, "-q", extra_env={"FARM_TEST_TIMEOUT": "2.0", "FARM_STACK_FILE": str(stacks)})
+    assert list(run.tests()) == ids[:6], "six tests of 0.5 s each (3 s in all) pass under a 2 s timeout"
+    assert [obj["id"] for obj in run.of("start")] == ids
+    assert run.code != 0 and "test_hangs" in stacks.read_text(), "the hanging test is stopped, with its stack"
 
 
 # --- the cap, directly --------------------------------------------------------------------------

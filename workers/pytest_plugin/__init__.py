@@ -10,16 +10,19 @@ package `farm_runner_plugin`. The runner loads it with `-p farm_runner_plugin` a
   FARM_TESTS_FILE   in run mode: a JSON list of the node ids to run; everything else is deselected
   FARM_OUTPUT_CAP   bytes of captured output kept per section (default 65536)
   FARM_LONGREPR_CAP bytes of failure report kept per phase (default 262144)
-  FARM_TEST_TIMEOUT seconds one test may take (0 or unset: no limit). Past it, faulthandler
+  FARM_TEST_TIMEOUT seconds one test may take (0 or unset: no limit; up to a tenth more, at most
+                    1 s, as the watchdog is re-armed only that often). Past it, faulthandler
                     writes every thread's stack to FARM_STACK_FILE and ends the process; the
                     worker records the test as `timeout` and starts a new runner for the rest.
 
 Lines it writes: {"k": "item", "id"} per collected test (collect mode); {"k": "session", "id": "",
 ...} once at the end of a collection: the session's effective options (after the ini's addopts),
 how many tests it deselected, its versions; {"k": "collect", "id", "cat", "msg", "longrepr"} per
-failed or skipped collector; {"k": "start", "id", "t"} when a test starts; {"k": "test", "id",
-"t", "duration_s", "phases": {phase: {"cat", "msg", "longrepr", "s"}}, "sections"} when it ends
-("s": the phase's duration); {"k": "missing", "id", "collected", "more", "planned"} for an
+failed or skipped collector; `S<i> <t>` when test i (its position in the tests file) starts, or
+{"k": "start", "id", "t", "ran_as"} when it runs a renamed item; `P<i> <setup_s> <call_s>
+<teardown_s>` when it ends in a plain pass, else {"k": "test", "id", "t", "duration_s", "phases":
+{phase: {"cat", "msg", "longrepr", "s"}}, "sections"} ("s": the phase's duration); a test's end
+line goes out with the next start (see run_mode); {"k": "missing", "id", "collected", "more", "planned"} for an
 assigned id that was not collected ("collected": the first ids the runner did collect for its
 function, or its module; "more": how many more; "planned": how many items its function had in
 the plan). Folding the phases into one outcome is the worker's job (farm.outcomes.fold_phases).

@@ -1,4 +1,9 @@
-"""Run mode: keep only the assigned tests, and a record per test as it starts and as it ends."""
+"""Run mode: keep only the assigned tests, and a record per test as it starts and as it ends.
+
+The hot path is a line per test: `S<i> <t>` when test i of the tests file starts (its start marker),
+`P<i> <setup_s> <call_s> <teardown_s>` when it ends in a plain pass, a JSON line otherwise. A test's
+end line is held and written with the next start marker (one write per test), the last test's at
+once. The per-test timeout is one faulthandler watchdog, re-armed only every `slack` seconds."""
 
 from __future__ import annotations
 
@@ -10,12 +15,14 @@ from typing import Any
 
 import pytest
 
-from .record_pipe import RecordPipe
+from .record_pipe import RecordPipe, json_line
 from .renamed_params import match_renamed
 from .report_text import cap, longrepr_text, message
 
 #: Ids listed in a "missing" line's "collected".
 _LISTED = 10
+#: The phase categories of a plain pass, sent as a compact `P` line.
+_PASSED = ("", "passed", "")
 
 
 def read_tests_file(data: Any) -> tuple[list[str], dict[str, tuple[int, int]]]:
@@ -38,12 +45,21 @@ class RunRecorder:
         self.config = config
         self.emitter = emitter
         self.wanted = set(wanted)
+        self.index: dict[str, int] = {}  # id -> its (first) position in the tests file: compact lines name it so
+        for i, test_id in enumerate(wanted):
+            self.index.setdefault(test_id, i)
+        self.last = ""  # the last item to run: its end line is written at once
         self.positions = positions or {}
         self.planned: dict[str, str] = {}  # id collected -> the planned id it runs as (renamed tests)
         self.output_cap = int(os.environ.get("FARM_OUTPUT_CAP", "65536"))
         self.longrepr_cap = int(os.environ.get("FARM_LONGREPR_CAP", "262144"))
         self.current: dict[str, dict[str, Any]] = {}
         self.timeout = float(os.environ.get("FARM_TEST_TIMEOUT") or 0)
+        # faulthandler starts a watchdog thread per arming (and joins it per cancel): armed for
+        # timeout + slack, it is re-armed only once a test starts less than `timeout` before it
+        # fires, so a test is stopped between `timeout` and `timeout + slack` after it started.
+        self.slack = min(1.0, self.timeout / 10)
+        self.armed_until = 0.0  # monotonic time the watchdog fires (0: not armed)
         stack_path = os.environ.get("FARM_STACK_FILE")
         self.stack_file = open(stack_path, "w") if stack_path else None  # noqa: SIM115
         if self.stack_file is not None and hasattr(signal, "SIGUSR1"):
@@ -68,6 +84,7 @@ class RunRecorder:
         if drop:
             config.hook.pytest_deselected(items=drop)
         items[:] = keep
+        self.last = keep[-1].nodeid if keep else ""
         for nodeid, same in unmatched.items():
             line = {"k": "missing", "id": nodeid, "collected": same[:_LISTED], "more": len(same[_LISTED:])}
             if nodeid in self.positions:
@@ -91,10 +108,27 @@ class RunRecorder:
 
     def pytest_runtest_logstart(self, nodeid: str, location: Any) -> None:
         now = time.time()
-        self.current[nodeid] = {"t": now, "duration_s": 0.0, "phases": {}, "sections": [], "sub": []}
-        self.emitter.emit({"k": "start", **self._planned_id(nodeid), "t": now})
+        self.current[nodeid] = {"t": now, "duration_s": 0.0, "phases": {}, "sections": (), "sub": []}
+        index = self.index.get(nodeid)
+        if index is None or nodeid in self.planned:
+            self.emitter.emit({"k": "start", **self._planned_id(nodeid), "t": now})
+        else:
+            self.emitter.write(f"S{index} {now!r}\n")  # with the last test's end line, held till now
         if self.stack_file is not None and self.timeout > 0:  # armed after the start line: the worker knows which
-            faulthandler.dump_traceback_later(self.timeout, exit=True, file=self.stack_file)
+            ticks = time.monotonic()
+            if ticks + self.timeout > self.armed_until:
+                faulthandler.dump_traceback_later(self.timeout + self.slack, exit=True, file=self.stack_file)
+                self.armed_until = ticks + self.timeout + self.slack
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: Any) -> None:
+        if self.armed_until:
+            faulthandler.cancel_dump_traceback_later()
+            self.armed_until = 0.0
+        self.emitter.flush()
+
+    def pytest_unconfigure(self, config: Any) -> None:
+        self.emitter.flush()
 
     def pytest_runtest_logreport(self, report: Any) -> None:
         state = self.current.get(report.nodeid)
@@ -115,7 +149,7 @@ class RunRecorder:
                                          self.longrepr_cap)
         state["phases"][report.when] = phase
         # Each phase's report carries the sections captured so far; the last one has them all.
-        state["sections"] = [[name, cap(text, self.output_cap)] for name, text in report.sections]
+        state["sections"] = report.sections
 
     def _crash_line(self, report: Any) -> str:
         """`path:line: message` of the failure, as pytest's `--tb=line` prints it (path from the rootdir)."""
@@ -131,23 +165,34 @@ class RunRecorder:
         return f"{path}:{crash.lineno}: {str(crash.message).split(chr(10), 1)[0]}"  # its first line, as pytest
 
     def pytest_runtest_logfinish(self, nodeid: str, location: Any) -> None:
-        if self.stack_file is not None and self.timeout > 0:
-            faulthandler.cancel_dump_traceback_later()
         state = self.current.pop(nodeid, None)
         if state is None:
             return
+        line = self._end_line(nodeid, state)
+        if nodeid == self.last:
+            self.emitter.write(line)
+        else:
+            self.emitter.hold(line)  # goes out with the next start marker
+
+    def _end_line(self, nodeid: str, state: dict[str, Any]) -> str:
         phases = state["phases"]
+        index = self.index.get(nodeid)
+        if not state["sub"] and index is not None and nodeid not in self.planned and len(phases) == 3:
+            setup, call, teardown = phases.get("setup"), phases.get("call"), phases.get("teardown")
+            if setup and call and teardown and (setup["cat"], call["cat"], teardown["cat"]) == _PASSED \
+                    and len(setup) == len(call) == len(teardown) == 2:  # no message, no report
+                return f"P{index} {setup['s']!r} {call['s']!r} {teardown['s']!r}\n"
         if state["sub"] and "call" in phases:
             call = phases["call"]
             joined = "\n\n".join(state["sub"] + [call.get("longrepr", "")]).strip()
             call["longrepr"] = cap(joined, self.longrepr_cap)
         failing = any(p["cat"] in ("failed", "error") for p in phases.values())
-        self.emitter.emit({
+        return json_line({
             "k": "test",
             **self._planned_id(nodeid),
             "t": state["t"],
             "duration_s": state["duration_s"],
             "phases": phases,
             # Captured output is kept for failing tests only, as pytest shows it.
-            "sections": state["sections"] if failing else [],
+            "sections": [[name, cap(text, self.output_cap)] for name, text in state["sections"]] if failing else [],
         })
