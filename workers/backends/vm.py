@@ -79,6 +79,8 @@ class VM:
     domain: Any = None
     booted_at: float = 0.0
     ready_s: float = 0.0
+    client: Any = None  # the SSH connection wait_ready logged in with, kept for the VM's run
+    channel: Any = None  # the pre-started runner's channel (workers/vm_runner.py), once primed
 
     def console_text(self) -> str:
         try:
@@ -134,7 +136,8 @@ def boot(conn: Any, image: Image, workdir: Path, *, owner: str, prefix: str = "f
 
 
 def wait_ready(vm: VM, known_hosts: Path, timeout: float = 120.0) -> None:
-    """Until the guest's sshd answers with the image's host key (or the console shows a panic)."""
+    """Until the guest's sshd answers with the image's host key (or the console shows a panic);
+    the SSH client it logged in with is kept as `vm.client`."""
     from workers.backends.ssh import connect
     from workers.backends.ssh_hosts import SSHHost
 
@@ -151,7 +154,7 @@ def wait_ready(vm: VM, known_hosts: Path, timeout: float = 120.0) -> None:
             raise InfrastructureError(f"VM {vm.name} stopped while booting; its console ended with:\n{tail}")
         if READY_LINE in vm.console_text() and _banner(vm.ssh_port):
             try:
-                connect(host, known_hosts).close()
+                vm.client = connect(host, known_hosts)  # kept: the assignment needs no login of its own
                 vm.ready_s = time.monotonic() - vm.booted_at
                 return
             except InfrastructureError as exc:
@@ -186,6 +189,9 @@ def destroy(vm: VM) -> None:
     """Destroy the domain (if it still runs) and delete its overlay and console."""
     import libvirt
 
+    if vm.client is not None:
+        vm.client.close()  # its channels with it
+        vm.client = vm.channel = None
     if vm.domain is not None:
         try:
             vm.domain.destroy()
