@@ -154,6 +154,7 @@ def test_the_vm_that_collected_a_suite_runs_its_first_assignment_and_no_other(im
     def finished(run: object) -> None:
         run.exit_code = 0  # type: ignore[attr-defined]  # the runner's exit frame came
         run.close()  # type: ignore[attr-defined]
+        backend.wait_teardowns()  # a run's VM is destroyed in the background
 
     collect = backend.start(_request(tmp_path, "collect"))  # type: ignore[arg-type]
     assert collect.channel.sent.startswith(b"run {")
@@ -199,4 +200,5 @@ def test_a_kept_vm_is_destroyed_when_no_run_comes_or_its_runner_is_gone(image: I
     lost = backend.start(_request(tmp_path, "collect", digest="d2"))  # type: ignore[arg-type]
     lost.exit_code = -1  # the channel closed without an exit frame
     lost.close()
+    backend.wait_teardowns()
     assert backend._held is None and discarded[-1] == "farm-3"

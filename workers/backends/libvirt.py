@@ -55,6 +55,7 @@ class LibvirtBackend:
         self._warming = 0
         self._held: tuple[tuple[str, tuple[str, ...]], VM] | None = None  # (bundle, args), VM
         self._lock = threading.Lock()
+        self._teardowns: list[threading.Thread] = []  # VMs being destroyed after their run
         self.boot_times: list[float] = []  # seconds from create to SSH ready, for the benchmarks
         self.failed_boots = 0  # in a row, in this process
         self.boot_timeout_s = 120.0  # from create to the runner waiting in the guest
@@ -104,6 +105,7 @@ class LibvirtBackend:
     def disconnect(self) -> None:
         """Close this process's connection. Before the pool forks: a child that inherited it would
         close it for everyone when it exits (libvirt's connection is one socket)."""
+        self.wait_teardowns()
         if self._conn is not None and self._pid == os.getpid():
             self._conn.close()
         self._conn, self._pid = None, 0
@@ -217,9 +219,22 @@ class LibvirtBackend:
             timer.daemon = True
             timer.start()
             return
-        self._discard(vm)
+        # Destroyed in the background: libvirtd takes a while (seconds on a loaded machine), and
+        # nothing of the run is left in the guest (the runner killed what the tests started), so
+        # the attempt's completion need not wait for it.
+        teardown = threading.Thread(target=self._discard, args=(vm,), name="farm-vm-teardown", daemon=True)
+        teardown.start()
+        with self._lock:
+            self._teardowns = [t for t in self._teardowns if t.is_alive()] + [teardown]
         if mode == "collect":
             self._refill()
+
+    def wait_teardowns(self, timeout: float = 60.0) -> None:
+        """Until the VMs of finished runs are destroyed and their overlays deleted."""
+        with self._lock:
+            pending, self._teardowns = self._teardowns, []
+        for thread in pending:
+            thread.join(timeout)
 
     def _take_held(self, key: tuple[str, tuple[str, ...]]) -> VM | None:
         with self._lock:
@@ -242,6 +257,7 @@ class LibvirtBackend:
 
     def close(self) -> None:
         """Destroy the warm VMs and a kept one (a stopping worker)."""
+        self.wait_teardowns()
         with self._lock:
             warm, self._warm = self._warm, []
             held, self._held = self._held, None
