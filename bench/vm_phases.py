@@ -190,6 +190,7 @@ def main() -> int:
                     assert vm is not None
                     result[f"{mode}: guest"] = guest_figures(vm) if mode == "run" else {}
                     result[mode] = old_path(backend, vm, request(mode, archive))
+                    backend.wait_teardowns()
                 else:
                     if vm is not None:
                         result[f"{mode}: standby runner ready, qemu CPU s"] = qemu_cpu(vm)
@@ -198,6 +199,7 @@ def main() -> int:
                         assert backend._held is not None
                         vm = backend._held[1]
                     result[mode] = new_path(backend, vm, request(mode, archive))
+                print(json.dumps({mode: result[mode]}), file=sys.stderr, flush=True)
         finally:
             backend.close()
             backend.cleanup()
