@@ -10,9 +10,8 @@ An image is a directory:
     image.json             what it was built from (its inputs' digest, the kernel), and when
 
 `build` reuses an image whose recorded inputs digest matches (the package list, the init
-script, the sshd config, the compile step, the kernel version, this format's version) unless
-asked to rebuild. Building needs root, mmdebstrap, mke2fs, qemu-img and a Debian mirror (the
-host's apt sources).
+script, the kernel version, this format's version) unless asked to rebuild. Building needs root,
+mmdebstrap, mke2fs, qemu-img and a Debian mirror (the host's apt sources).
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ from pathlib import Path
 
 from farm.errors import InfrastructureError, UsageError
 
-FORMAT = 2  # 2: the guest's Python code precompiled (COMPILE)
+FORMAT = 1
 SUITE = "bookworm"
 PACKAGES = ("python3", "python3-pytest", "openssh-server", "iproute2", "kmod")
 DEFAULT_DIR = Path.home() / ".cache" / "farm" / "images" / f"debian-{SUITE}"
@@ -55,11 +54,6 @@ mkdir -p /run/sshd
 echo "farm-init: ready" > /dev/console
 exec /usr/sbin/sshd -D -e
 """
-
-#: Run in the guest's tree at build time (chroot): every module of the guest's Python and pytest
-#: gets its bytecode, so no import in a VM compiles (under TCG compiling costs seconds). Debian's
-#: postinst scripts compile most of it already; this makes sure of the rest.
-COMPILE = ("python3", "-m", "compileall", "-q", "-j", "0", "/usr/lib/python3.11", "/usr/lib/python3/dist-packages")
 
 SSHD_CONFIG = """PermitRootLogin prohibit-password
 PasswordAuthentication no
@@ -130,7 +124,7 @@ def host_kernel() -> tuple[str, Path, Path]:
 
 def inputs_digest(kernel_version: str) -> str:
     parts = [f"format={FORMAT}", f"suite={SUITE}", "packages=" + ",".join(PACKAGES), f"kernel={kernel_version}",
-             "init=" + INIT, "sshd=" + SSHD_CONFIG, "compile=" + " ".join(COMPILE)]
+             "init=" + INIT, "sshd=" + SSHD_CONFIG]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
@@ -157,8 +151,6 @@ def build(output: Path = DEFAULT_DIR, *, force: bool = False, log=print) -> Imag
         tree = work / "root"
         log(f"mmdebstrap {SUITE} minbase + {', '.join(PACKAGES)}")
         _run(["mmdebstrap", "--variant=minbase", "--quiet", f"--include={','.join(PACKAGES)}", SUITE, str(tree)])
-        log("compileall in the guest tree")
-        _run(["chroot", str(tree), *COMPILE])
         shutil.copytree(f"/lib/modules/{version}", tree / "lib" / "modules" / version, symlinks=True)
         init = tree / "sbin" / "farm-init"
         init.write_text(INIT)
