@@ -128,12 +128,14 @@ def _primed(image: Image, tmp_path: Path, name: str) -> VM:
     return vm
 
 
-def _request(tmp_path: Path, mode: str, digest: str = "d1", args: tuple[str, ...] = ("-q",)) -> object:
+def _request(tmp_path: Path, mode: str, digest: str = "d1", args: tuple[str, ...] = ("-q",),
+             suite: str = "s1") -> object:
     from workers.backends.base import RunRequest
 
     bundle = tmp_path / f"{digest}.tar.gz"
     bundle.write_bytes(b"bundle")
-    return RunRequest(mode=mode, bundle=bundle, pytest_args=args, test_ids=(), label=f"s-{mode}")
+    label = "s1-collect" if mode == "collect" else f"{suite}-a000-runner1"
+    return RunRequest(mode=mode, bundle=bundle, pytest_args=args, test_ids=(), label=label)
 
 
 def test_the_vm_that_collected_a_suite_runs_its_first_assignment_and_no_other(image: Image, tmp_path: Path,
@@ -164,12 +166,15 @@ def test_the_vm_that_collected_a_suite_runs_its_first_assignment_and_no_other(im
     assert other.node.startswith("vm:farm-1 ")
     finished(other)
     assert discarded == ["farm-1"], "a VM that ran an assignment served another"
+    same_code = backend.start(_request(tmp_path, "run", suite="s2"))  # type: ignore[arg-type]
+    assert same_code.node.startswith("vm:farm-2 "), "another suite's run took the collection's VM"
+    finished(same_code)
     first = backend.start(_request(tmp_path, "run"))  # type: ignore[arg-type]
     assert first.node.startswith("vm:farm-0 "), "the collection's VM was not kept for the suite's run"
     finished(first)
-    assert discarded == ["farm-1", "farm-0"] and backend._held is None
+    assert discarded == ["farm-1", "farm-2", "farm-0"] and backend._held is None
     second = backend.start(_request(tmp_path, "run"))  # type: ignore[arg-type]
-    assert second.node.startswith("vm:farm-2 ")
+    assert second.node.startswith("vm:farm-3 ")
     finished(second)
 
 

@@ -53,7 +53,7 @@ class LibvirtBackend:
         self._pid = 0
         self._warm: list[VM] = []
         self._warming = 0
-        self._held: tuple[tuple[str, tuple[str, ...]], VM] | None = None  # (bundle, args), VM
+        self._held: tuple[tuple[str, str, tuple[str, ...]], VM] | None = None  # (bundle, args), VM
         self._lock = threading.Lock()
         self._teardowns: list[threading.Thread] = []  # VMs being destroyed after their run
         self.boot_times: list[float] = []  # seconds from create to SSH ready, for the benchmarks
@@ -186,7 +186,7 @@ class LibvirtBackend:
         return self._boot_ready(), time.monotonic() - started
 
     def start(self, request: RunRequest) -> VMRun:
-        key = (str(request.bundle), request.pytest_args)
+        key = (_suite_of(request), str(request.bundle), request.pytest_args)
         vm = self._take_held(key) if request.mode == "run" else None
         if vm is None:
             vm, _ = self.acquire()
@@ -208,7 +208,7 @@ class LibvirtBackend:
                     diagnose=diagnose)
         return run
 
-    def _release(self, vm: VM, run: VMRun, mode: str, key: tuple[str, tuple[str, ...]]) -> None:
+    def _release(self, vm: VM, run: VMRun, mode: str, key: tuple[str, str, tuple[str, ...]]) -> None:
         """A run closed: keep the VM of a collection for the suite's first run, else destroy it."""
         if mode == "collect" and run.reusable() and _usable(vm):
             with self._lock:
@@ -236,7 +236,7 @@ class LibvirtBackend:
         for thread in pending:
             thread.join(timeout)
 
-    def _take_held(self, key: tuple[str, tuple[str, ...]]) -> VM | None:
+    def _take_held(self, key: tuple[str, str, tuple[str, ...]]) -> VM | None:
         with self._lock:
             if self._held is None or self._held[0] != key:
                 return None
@@ -263,6 +263,15 @@ class LibvirtBackend:
             held, self._held = self._held, None
         for vm in warm + ([held[1]] if held else []):
             self._discard(vm)
+
+
+def _suite_of(request: RunRequest) -> str:
+    """The suite a request belongs to, from its label: `SUITE-collect` for a collection, and
+    `SUITE-aNNN-runnerN` (workers.runner.runner_label of the coordinator's `SUITE-aNNN`) for a run."""
+    label = request.label
+    if request.mode == "collect":
+        return label.removesuffix("-collect")
+    return label.rsplit("-", 2)[0] if label.count("-") >= 2 else label
 
 
 def _usable(vm: VM) -> bool:
