@@ -58,7 +58,9 @@ class LibvirtBackend:
         self._teardowns: list[threading.Thread] = []  # VMs being destroyed after their run
         self.boot_times: list[float] = []  # seconds from create to SSH ready, for the benchmarks
         self.failed_boots = 0  # in a row, in this process
-        self.boot_timeout_s = 120.0  # from create to the runner waiting in the guest
+        # From create to sshd, and again to the runner waiting in the guest. Under TCG on a loaded
+        # 2-core machine a boot was seen to take 240-340 s (10 s when idle).
+        self.boot_timeout_s = 300.0
         # Written after HEALTH_LIMIT failed boots in a row: the worker then stops consuming.
         self.health_file = self.vms.parent / "unhealthy"
 
