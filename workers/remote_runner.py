@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tarfile
 import time
+from typing import Any
 
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -66,7 +67,7 @@ def _signal_all(pids: list[int], sig: int) -> None:
             pass
 
 
-def _stop(proc: subprocess.Popen[bytes], grace: float, stacks: bool) -> None:
+def _stop(proc: Any, grace: float, stacks: bool) -> None:
     if stacks and proc.poll() is None:
         _signal_all([proc.pid], signal.SIGUSR1)
         time.sleep(0.3)
@@ -86,6 +87,41 @@ def _stop(proc: subprocess.Popen[bytes], grace: float, stacks: bool) -> None:
 def _emit(obj: dict[str, object]) -> None:
     sys.stdout.buffer.write(json.dumps(obj).encode() + b"\n")
     sys.stdout.buffer.flush()
+
+
+def relay(proc: Any, read_fd: int, stdin_fd: int) -> bytes | None:
+    """Pass the plugin's record lines from `read_fd` on to stdout and obey the stop commands on
+    `stdin_fd` until `proc` (a Popen, or anything with its pid, poll and wait) ended and every
+    record was passed on; returns what was read from stdin past the last command line (None once
+    stdin is closed)."""
+    sources = [read_fd, stdin_fd]
+    pending, commands = b"", b""
+    while True:
+        ready, _, _ = select.select(sources, [], [], 0.2)
+        if read_fd in ready:
+            chunk = os.read(read_fd, 1 << 20)
+            if chunk:
+                data = pending + chunk
+                *lines, pending = data.split(b"\n")
+                for line in lines:
+                    sys.stdout.buffer.write(line + b"\n")
+                sys.stdout.buffer.flush()
+            else:
+                sources.remove(read_fd)
+        if stdin_fd in ready:
+            chunk = os.read(stdin_fd, 4096)
+            if not chunk:  # the worker is gone
+                _stop(proc, 1.0, False)
+                sources.remove(stdin_fd)
+            commands += chunk
+            while b"\n" in commands:
+                line, commands = commands.split(b"\n", 1)
+                words = line.decode(errors="replace").split()
+                if words and words[0] == "stop":
+                    _stop(proc, float(words[1]) if len(words) > 1 else 3.0, "stacks" in words[2:])
+        if proc.poll() is not None and (read_fd not in sources or not select.select([read_fd], [], [], 0)[0]):
+            # Ended, and every record it wrote was passed on (forked children may hold the pipe).
+            return None if stdin_fd not in sources else commands
 
 
 def main(workdir: str) -> int:
@@ -122,33 +158,7 @@ def main(workdir: str) -> int:
     os.close(write_fd)
     _emit({"k": "pid", "pid": proc.pid})
     stdin = sys.stdin.buffer.raw if hasattr(sys.stdin.buffer, "raw") else sys.stdin.buffer
-    sources = [read_fd, stdin.fileno()]
-    pending, commands = b"", b""
-    while True:
-        ready, _, _ = select.select(sources, [], [], 0.2)
-        if read_fd in ready:
-            chunk = os.read(read_fd, 1 << 20)
-            if chunk:
-                data = pending + chunk
-                *lines, pending = data.split(b"\n")
-                for line in lines:
-                    sys.stdout.buffer.write(line + b"\n")
-                sys.stdout.buffer.flush()
-            else:
-                sources.remove(read_fd)
-        if stdin.fileno() in ready:
-            chunk = os.read(stdin.fileno(), 4096)
-            if not chunk:  # the worker is gone
-                _stop(proc, 1.0, False)
-                sources.remove(stdin.fileno())
-            commands += chunk
-            while b"\n" in commands:
-                line, commands = commands.split(b"\n", 1)
-                words = line.decode(errors="replace").split()
-                if words and words[0] == "stop":
-                    _stop(proc, float(words[1]) if len(words) > 1 else 3.0, "stacks" in words[2:])
-        if proc.poll() is not None and (read_fd not in sources or not select.select([read_fd], [], [], 0)[0]):
-            break  # ended, and every record it wrote was passed on (forked children may hold the pipe)
+    relay(proc, read_fd, stdin.fileno())
     _signal_all(_descendants(os.getpid()), signal.SIGKILL)  # what the tests left running
     _emit({"k": "exit", "code": proc.returncode})
     return 0

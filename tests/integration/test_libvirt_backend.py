@@ -96,6 +96,9 @@ def test_a_suite_runs_in_vms_end_to_end_with_pytests_outcomes(image: Image, tmp_
         result = farm("submit-suite", str(project), "--broker", cluster.broker_url, "--json", str(report_path),
                       "--", *args)
         vms_dir = cluster.root / "worker-0" / "runs" / "vms"
+        deadline = time.monotonic() + 30  # a run's VM is destroyed once its completion is sent
+        while list(vms_dir.glob("*.qcow2")) and time.monotonic() < deadline:
+            time.sleep(0.2)
         assert not list(vms_dir.glob("*.qcow2")), "an overlay outlived its assignment"
     assert result.returncode == code, result.stdout + result.stderr
     report = load_report(report_path)
@@ -129,6 +132,7 @@ def test_an_assignment_past_its_deadline_has_its_domain_destroyed(conn: object, 
     assert outcomes == {"test_before": "passed", "test_hangs": "timeout"}
     assert completions[0].state == "handback"  # type: ignore[attr-defined]
     assert completions[0].node.startswith("vm:farm-")  # type: ignore[attr-defined]
+    backend.wait_teardowns()  # destroyed once the completion is sent
     assert not [d for d in _domains(conn) if d in completions[0].node]  # type: ignore[attr-defined]
     assert not list((tmp_path / "runs" / "vms").glob("*.qcow2"))
     backend.disconnect()

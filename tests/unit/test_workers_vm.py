@@ -102,3 +102,108 @@ def test_the_vm_lifecycle_against_the_test_driver(tmp_path: Path) -> None:
         assert theirs.name not in {d.name() for d in conn.listAllDomains() if d.isActive()}
     finally:
         conn.close()
+
+
+class _Channel:
+    closed = False
+
+    def __init__(self) -> None:
+        self.sent = b""
+
+    def exit_status_ready(self) -> bool:
+        return False
+
+    def sendall(self, data: bytes) -> None:
+        self.sent += data
+
+
+class _Domain:
+    def isActive(self) -> bool:  # noqa: N802 (libvirt's name)
+        return True
+
+
+def _primed(image: Image, tmp_path: Path, name: str) -> VM:
+    vm = VM(name, 1, tmp_path / f"{name}.qcow2", tmp_path / f"{name}.console", image)
+    vm.domain, vm.channel, vm.client = _Domain(), _Channel(), object()
+    return vm
+
+
+def _request(tmp_path: Path, mode: str, digest: str = "d1", args: tuple[str, ...] = ("-q",),
+             suite: str = "s1") -> object:
+    from workers.backends.base import RunRequest
+
+    bundle = tmp_path / f"{digest}.tar.gz"
+    bundle.write_bytes(b"bundle")
+    label = "s1-collect" if mode == "collect" else f"{suite}-a000-runner1"
+    return RunRequest(mode=mode, bundle=bundle, pytest_args=args, test_ids=(), label=label)
+
+
+def test_the_vm_that_collected_a_suite_runs_its_first_assignment_and_no_other(image: Image, tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A collection's VM is kept for a run of the same bundle and arguments (one run, fresh
+    process); a run of another bundle or other arguments gets a VM of its own, and a VM that
+    served a run is destroyed when it closes."""
+    from workers.backends.libvirt import LibvirtBackend
+
+    backend = LibvirtBackend(image, scratch=tmp_path / "runs")
+    backend._conn, backend._pid = object(), __import__("os").getpid()
+    discarded: list[str] = []
+    vms = iter(_primed(image, tmp_path, f"farm-{i}") for i in range(10))
+    monkeypatch.setattr(backend, "_boot_ready", lambda: next(vms))
+    monkeypatch.setattr(backend, "_discard", lambda vm: discarded.append(vm.name))
+    monkeypatch.setattr(backend, "_refill", lambda: None)
+
+    def finished(run: object) -> None:
+        run.exit_code = 0  # type: ignore[attr-defined]  # the runner's exit frame came
+        run.close()  # type: ignore[attr-defined]
+        backend.wait_teardowns()  # a run's VM is destroyed in the background
+
+    collect = backend.start(_request(tmp_path, "collect"))  # type: ignore[arg-type]
+    assert collect.channel.sent.startswith(b"run {")
+    finished(collect)
+    assert discarded == [] and backend._held is not None
+    other = backend.start(_request(tmp_path, "run", args=("-q", "-k", "x")))  # type: ignore[arg-type]
+    assert other.node.startswith("vm:farm-1 ")
+    finished(other)
+    assert discarded == ["farm-1"], "a VM that ran an assignment served another"
+    same_code = backend.start(_request(tmp_path, "run", suite="s2"))  # type: ignore[arg-type]
+    assert same_code.node.startswith("vm:farm-2 "), "another suite's run took the collection's VM"
+    finished(same_code)
+    first = backend.start(_request(tmp_path, "run"))  # type: ignore[arg-type]
+    assert first.node.startswith("vm:farm-0 "), "the collection's VM was not kept for the suite's run"
+    finished(first)
+    assert discarded == ["farm-1", "farm-2", "farm-0"] and backend._held is None
+    second = backend.start(_request(tmp_path, "run"))  # type: ignore[arg-type]
+    assert second.node.startswith("vm:farm-3 ")
+    finished(second)
+
+
+def test_a_kept_vm_is_destroyed_when_no_run_comes_or_its_runner_is_gone(image: Image, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from workers.backends.libvirt import LibvirtBackend
+
+    backend = LibvirtBackend(image, scratch=tmp_path / "runs")
+    backend._conn, backend._pid = object(), __import__("os").getpid()
+    discarded: list[str] = []
+    vms = iter(_primed(image, tmp_path, f"farm-{i}") for i in range(10))
+    monkeypatch.setattr(backend, "_boot_ready", lambda: next(vms))
+    monkeypatch.setattr(backend, "_discard", lambda vm: discarded.append(vm.name))
+    monkeypatch.setattr(backend, "_refill", lambda: None)
+    run = backend.start(_request(tmp_path, "collect"))  # type: ignore[arg-type]
+    run.exit_code = 0
+    run.close()
+    assert backend._held is not None
+    backend._expire(backend._held[1])  # HOLD_S passed
+    assert discarded == ["farm-0"] and backend._held is None
+    run = backend.start(_request(tmp_path, "collect"))  # type: ignore[arg-type]
+    run.exit_code = 0
+    run.close()
+    assert backend._held is not None
+    backend._held[1].channel.closed = True  # the guest's runner died meanwhile
+    again = backend.start(_request(tmp_path, "run"))  # type: ignore[arg-type]
+    assert again.node.startswith("vm:farm-2 ") and discarded == ["farm-0", "farm-1"]
+    lost = backend.start(_request(tmp_path, "collect", digest="d2"))  # type: ignore[arg-type]
+    lost.exit_code = -1  # the channel closed without an exit frame
+    lost.close()
+    backend.wait_teardowns()
+    assert backend._held is None and discarded[-1] == "farm-3"

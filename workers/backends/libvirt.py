@@ -1,10 +1,13 @@
 """The libvirt backend: each assignment runs in a VM of its own, booted from a clean overlay of
-the base image, and destroyed (overlay deleted) when the run closes. No VM serves two runs.
+the base image, and destroyed (overlay deleted) when the run closes. No VM serves two suites.
 
-The remote side is the SSH backend's: the worker logs in as root with the image's key, the
-guest's host key (made when the image was built) checked with RejectPolicy, and the same
-remote runner streams records back. With `warm`, each pool process keeps VMs booted and ready
-in the background, so an assignment does not wait for a boot; a warm VM still serves one run.
+Once a VM is ready (the worker logged in as root with the image's key, the guest's host key,
+made when the image was built, checked with RejectPolicy), it is primed: a runner is started in
+it that has imported pytest and the plugin and waits for its request (workers/backends/vm_run.py,
+workers/vm_runner.py). With `warm`, each pool process keeps VMs booted and primed in the
+background, so an assignment waits for neither a boot, a login nor Python. The one exception to
+one run per VM: the VM that collected a suite is kept (HOLD_S) for that suite's first assignment
+on this pool process, same bundle and arguments; the run gets a fresh directory and process.
 """
 
 from __future__ import annotations
@@ -20,12 +23,12 @@ from typing import Any
 
 from farm.errors import InfrastructureError
 from workers.backends.base import HealthCheck, RunRequest
-from workers.backends.ssh import SSHRun, start_on
-from workers.backends.ssh_hosts import SSHHost
 from workers.backends.vm import VM, boot, destroy, destroy_owned, open_connection, wait_ready
+from workers.backends.vm_run import VMRun, prime, send
 from workers.image import Image
 
-GUEST_WORKDIR = "/tmp/farm-runs"
+#: How long the VM that collected a suite waits for the suite's first assignment.
+HOLD_S = 30.0
 #: Failed boots in a row after which a worker stops consuming (and says why).
 HEALTH_LIMIT = 3
 #: Boots in a row that may fail the start-up health check of a libvirt worker.
@@ -50,9 +53,14 @@ class LibvirtBackend:
         self._pid = 0
         self._warm: list[VM] = []
         self._warming = 0
+        self._held: tuple[tuple[str, str, tuple[str, ...]], VM] | None = None  # (bundle, args), VM
         self._lock = threading.Lock()
+        self._teardowns: list[threading.Thread] = []  # VMs being destroyed after their run
         self.boot_times: list[float] = []  # seconds from create to SSH ready, for the benchmarks
         self.failed_boots = 0  # in a row, in this process
+        # From create to sshd, and again to the runner waiting in the guest. Under TCG on a loaded
+        # 2-core machine a boot was seen to take 240-340 s (10 s when idle).
+        self.boot_timeout_s = 300.0
         # Written after HEALTH_LIMIT failed boots in a row: the worker then stops consuming.
         self.health_file = self.vms.parent / "unhealthy"
 
@@ -60,7 +68,7 @@ class LibvirtBackend:
         """One libvirt connection per process (pool processes do not share the parent's)."""
         if self._conn is None or self._pid != os.getpid():
             self._conn, self._pid = open_connection(self.uri), os.getpid()
-            self._warm, self._warming = [], 0
+            self._warm, self._warming, self._held = [], 0, None
         return self._conn
 
     def prepare(self, check: HealthCheck, tries: int = HEALTH_TRIES) -> None:
@@ -99,6 +107,7 @@ class LibvirtBackend:
     def disconnect(self) -> None:
         """Close this process's connection. Before the pool forks: a child that inherited it would
         close it for everyone when it exits (libvirt's connection is one socket)."""
+        self.wait_teardowns()
         if self._conn is not None and self._pid == os.getpid():
             self._conn.close()
         self._conn, self._pid = None, 0
@@ -116,7 +125,8 @@ class LibvirtBackend:
             vm = boot(self.conn(), self.image, self.vms, owner=self.owner, memory_mb=self.memory_mb,
                       vcpus=self.vcpus)
             try:
-                wait_ready(vm, self._known_hosts(vm))
+                wait_ready(vm, self._known_hosts(vm), timeout=self.boot_timeout_s)
+                prime(vm, timeout=self.boot_timeout_s)
             except BaseException:
                 self._discard(vm)
                 raise
@@ -171,28 +181,103 @@ class LibvirtBackend:
                 vm = self._warm.pop(0) if self._warm else None
             if vm is None:
                 break
-            if vm.panic_excerpt() or not vm.domain.isActive():
+            if not _usable(vm):
                 self._discard(vm)
                 continue
             return vm, time.monotonic() - started
         return self._boot_ready(), time.monotonic() - started
 
-    def start(self, request: RunRequest) -> SSHRun:
-        vm, _ = self.acquire()
-        self._refill()  # the next VM boots while this one runs
-        host = SSHHost(vm.name, "127.0.0.1", vm.ssh_port, "root", python="python3", workdir=GUEST_WORKDIR,
-                       key=self.image.client_key)
+    def start(self, request: RunRequest) -> VMRun:
+        key = (_suite_of(request), str(request.bundle), request.pytest_args)
+        vm = self._take_held(key) if request.mode == "run" else None
+        if vm is None:
+            vm, _ = self.acquire()
+        if request.mode == "run":
+            self._refill()  # the next VM boots while this one runs (a collection's VM may serve a run next)
 
         def diagnose() -> str:
             excerpt = vm.panic_excerpt()
             return f"kernel panic or oops on the VM's console:\n{excerpt}" if excerpt else ""
 
-        return start_on(host, self._known_hosts(vm), request, node=f"vm:{vm.name} ({self.image.name})",
-                        on_close=lambda: self._discard(vm), diagnose=diagnose)
+        node = f"vm:{vm.name} ({self.image.name})"
+        try:
+            workdir = send(vm, request)
+        except (OSError, EOFError, ConnectionError) as exc:
+            self._discard(vm)
+            self._refill()
+            raise InfrastructureError(f"{node}: could not start the runner: {exc} {diagnose()}".strip()) from None
+        run = VMRun(vm, node, workdir, on_close=lambda: self._release(vm, run, request.mode, key),
+                    diagnose=diagnose)
+        return run
+
+    def _release(self, vm: VM, run: VMRun, mode: str, key: tuple[str, str, tuple[str, ...]]) -> None:
+        """A run closed: keep the VM of a collection for the suite's first run, else destroy it."""
+        if mode == "collect" and run.reusable() and _usable(vm):
+            with self._lock:
+                old, self._held = self._held, (key, vm)
+            if old is not None:
+                self._discard(old[1])
+            timer = threading.Timer(HOLD_S, self._expire, (vm,))
+            timer.daemon = True
+            timer.start()
+            return
+        # Destroyed in the background: libvirtd takes a while (seconds on a loaded machine), and
+        # nothing of the run is left in the guest (the runner killed what the tests started), so
+        # the attempt's completion need not wait for it.
+        teardown = threading.Thread(target=self._discard, args=(vm,), name="farm-vm-teardown", daemon=True)
+        teardown.start()
+        with self._lock:
+            self._teardowns = [t for t in self._teardowns if t.is_alive()] + [teardown]
+        if mode == "collect":
+            self._refill()
+
+    def wait_teardowns(self, timeout: float = 60.0) -> None:
+        """Until the VMs of finished runs are destroyed and their overlays deleted."""
+        with self._lock:
+            pending, self._teardowns = self._teardowns, []
+        for thread in pending:
+            thread.join(timeout)
+
+    def _take_held(self, key: tuple[str, str, tuple[str, ...]]) -> VM | None:
+        with self._lock:
+            if self._held is None or self._held[0] != key:
+                return None
+            vm, self._held = self._held[1], None
+        if _usable(vm):
+            return vm
+        self._discard(vm)
+        return None
+
+    def _expire(self, vm: VM) -> None:
+        """The suite's first run did not come to this process in time: the VM goes."""
+        with self._lock:
+            if self._held is None or self._held[1] is not vm:
+                return
+            self._held = None
+        self._discard(vm)
+        self._refill()
 
     def close(self) -> None:
-        """Destroy the warm VMs (a stopping worker)."""
+        """Destroy the warm VMs and a kept one (a stopping worker)."""
+        self.wait_teardowns()
         with self._lock:
             warm, self._warm = self._warm, []
-        for vm in warm:
+            held, self._held = self._held, None
+        for vm in warm + ([held[1]] if held else []):
             self._discard(vm)
+
+
+def _suite_of(request: RunRequest) -> str:
+    """The suite a request belongs to, from its label: `SUITE-collect` for a collection, and
+    `SUITE-aNNN-runnerN` (workers.runner.runner_label of the coordinator's `SUITE-aNNN`) for a run."""
+    label = request.label
+    if request.mode == "collect":
+        return label.removesuffix("-collect")
+    return label.rsplit("-", 2)[0] if label.count("-") >= 2 else label
+
+
+def _usable(vm: VM) -> bool:
+    """Whether a waiting VM can still take a run: no panic, still running, its runner waiting."""
+    if vm.panic_excerpt() or not vm.domain.isActive():
+        return False
+    return vm.channel is not None and not vm.channel.closed and not vm.channel.exit_status_ready()

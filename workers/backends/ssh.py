@@ -36,16 +36,16 @@ CONNECT_TIMEOUT_S = 15.0
 STOP_SLACK_S = 10.0
 
 
-def connect(host: SSHHost, known_hosts: Path) -> paramiko.SSHClient:
-    """An authenticated SSH client for `host`, its key checked; InfrastructureError otherwise."""
+def connect(host: SSHHost, known_hosts: Path, sock: Any = None) -> paramiko.SSHClient:
+    """An authenticated SSH client for `host`, its key checked; InfrastructureError otherwise.
+    `sock`: a connected socket to use (a VM's, already probed for the banner)."""
     client = paramiko.SSHClient()
     try:
         client.load_host_keys(str(known_hosts))
     except OSError as exc:
         raise InfrastructureError(f"cannot read known_hosts {known_hosts}: {exc.strerror or exc}") from None
     client.set_missing_host_key_policy(paramiko.RejectPolicy())
-    sock = None
-    if host.proxy:
+    if sock is None and host.proxy:
         sock = paramiko.ProxyCommand(host.proxy.replace("%h", host.address).replace("%p", str(host.port)))
     try:
         client.connect(host.address, port=host.port, username=host.user,

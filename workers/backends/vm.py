@@ -79,6 +79,8 @@ class VM:
     domain: Any = None
     booted_at: float = 0.0
     ready_s: float = 0.0
+    client: Any = None  # the SSH connection wait_ready logged in with, kept for the VM's run
+    channel: Any = None  # the pre-started runner's channel (workers/vm_runner.py), once primed
 
     def console_text(self) -> str:
         try:
@@ -134,7 +136,8 @@ def boot(conn: Any, image: Image, workdir: Path, *, owner: str, prefix: str = "f
 
 
 def wait_ready(vm: VM, known_hosts: Path, timeout: float = 120.0) -> None:
-    """Until the guest's sshd answers with the image's host key (or the console shows a panic)."""
+    """Until the guest's sshd answers with the image's host key (or the console shows a panic);
+    the SSH client it logged in with is kept as `vm.client`."""
     from workers.backends.ssh import connect
     from workers.backends.ssh_hosts import SSHHost
 
@@ -149,16 +152,20 @@ def wait_ready(vm: VM, known_hosts: Path, timeout: float = 120.0) -> None:
         if not _active(vm):
             tail = "\n".join(vm.console_text().splitlines()[-10:])
             raise InfrastructureError(f"VM {vm.name} stopped while booting; its console ended with:\n{tail}")
-        if READY_LINE in vm.console_text() and _banner(vm.ssh_port):
+        sock = _banner(vm.ssh_port) if READY_LINE in vm.console_text() else None
+        if sock is not None:
             try:
-                connect(host, known_hosts).close()
+                # On the probe's own connection: under TCG each connection costs the guest an sshd
+                # fork, and a probe per attempt made sshd throttle (MaxStartups) the real logins.
+                vm.client = connect(host, known_hosts, sock=sock)  # kept: no login per run
                 vm.ready_s = time.monotonic() - vm.booted_at
                 return
             except InfrastructureError as exc:
+                sock.close()
                 if "does not match" in str(exc):
                     raise
                 last = str(exc)
-        time.sleep(0.2)
+        time.sleep(0.5)
     raise InfrastructureError(f"VM {vm.name} was not ready within {timeout:.0f}s ({last or 'no sshd yet'})")
 
 
@@ -171,21 +178,31 @@ def _active(vm: VM) -> bool:
         return False  # destroyed (a transient domain that stopped is gone)
 
 
-def _banner(port: int) -> bool:
-    """Whether an SSH server answers on the forwarded port. QEMU's user network accepts every
-    connection and drops it while the guest does not listen; paramiko would log a traceback."""
+def _banner(port: int) -> socket.socket | None:
+    """A connection to the forwarded port on which an SSH server has sent its banner (left
+    unread, for paramiko), or None. QEMU's user network accepts every connection and drops it
+    while the guest does not listen; paramiko would log a traceback."""
+    sock = None
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
-            sock.settimeout(2)
-            return sock.recv(4).startswith(b"SSH-")
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        sock.settimeout(5)
+        if sock.recv(4, socket.MSG_PEEK).startswith(b"SSH-"):
+            sock.settimeout(None)
+            return sock
     except OSError:
-        return False
+        pass
+    if sock is not None:
+        sock.close()
+    return None
 
 
 def destroy(vm: VM) -> None:
     """Destroy the domain (if it still runs) and delete its overlay and console."""
     import libvirt
 
+    if vm.client is not None:
+        vm.client.close()  # its channels with it
+        vm.client = vm.channel = None
     if vm.domain is not None:
         try:
             vm.domain.destroy()
