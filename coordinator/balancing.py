@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("farm.coordinator")
 
+#: The node prefix of runners that can fence (the local backend's LocalRun.node).
+FENCING_NODE = "local:"
+
 
 def completion_splits(planner: Planner, c: Completion) -> None:
     """The tails a completion says its attempt split off: moved now if their Split message has
@@ -58,9 +61,15 @@ def balance(planner: Planner, sid: str) -> None:
     state = planner.state
     if state.canceled(sid) or state.stop_reason(sid):
         return
-    spec, attempts = state.spec(sid), state.attempts(sid)
+    spec = state.spec(sid)
+    if spec.dist == "loadfile":
+        return  # a module is never split: its tests share module fixtures and an order
+    attempts = state.attempts(sid)
     asks, names = state.split_asks(sid), {a.assignment_id for a in attempts}
-    running = [a for a in attempts if a.state == AttemptState.RUNNING and a.waiting_completion is None]
+    # Only the local backend's runners fence (workers.backends.base.Fencing): an SSH or VM attempt
+    # would never answer, and its request would hold an idle slot until it ended.
+    running = [a for a in attempts if a.state == AttemptState.RUNNING and a.waiting_completion is None
+               and a.node.startswith(FENCING_NODE)]
     answered = {a.key: transitions.split_id(a.assignment_id, a.number, asks.get(a.key, 0)) in names
                 for a in running}
     outstanding = sum(1 for a in running if asks.get(a.key) and not answered[a.key])

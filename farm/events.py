@@ -23,7 +23,9 @@ from farm.states import AttemptState
 from farm.stored import record_row, run_of, run_row
 
 #: The version of the stored form; a reader refuses a newer one (one line, never a traceback).
-VERSION = 1
+#: 2: `records` events carry compact rows (`c`) and name the runs derivable from them (`derived`);
+#: version 1's events still read.
+VERSION = 2
 #: The log keeps at most EVENTS_BASE + EVENTS_PER_TEST × (the suite's tests) entries (the oldest go first).
 EVENTS_BASE = 1000
 EVENTS_PER_TEST = 10

@@ -78,12 +78,13 @@ def _read_request(stdin_fd: int, buffered: bytes) -> tuple[dict[str, Any], bytes
             if line.startswith(b"run "):
                 request: dict[str, Any] = json.loads(line[4:])
                 size = int(request["size"])
-                while len(rest) < size:
+                buffer = bytearray(rest)  # grown in place: a bundle arrives in many small reads
+                while len(buffer) < size:
                     chunk = os.read(stdin_fd, 1 << 20)
                     if not chunk:
                         return None
-                    rest += chunk
-                return request, rest[:size], rest[size:]
+                    buffer += chunk
+                return request, bytes(buffer[:size]), bytes(buffer[size:])
             data = rest  # a stop sent as the last run ended: nothing to stop now
         chunk = os.read(stdin_fd, 1 << 16)
         if not chunk:

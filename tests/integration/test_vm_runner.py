@@ -5,19 +5,24 @@ its own, obeys a stop, and ends at EOF."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
+import signal
 import subprocess
 import sys
 import tarfile
 from pathlib import Path
 from typing import IO
 
+import psutil
 import pytest
 
 from farm.bundle import make_bundle
 from workers.backends.base import RunRequest
 from workers.backends.vm_run import RUNNER_DIR, request_header, runner_archive
+from workers.records import LineReader
 from workers.records import test_record as record
 
 PROJECT = {
@@ -42,6 +47,10 @@ def runner(tmp_path: Path):  # type: ignore[no-untyped-def]
     assert json.loads(proc.stdout.readline())["k"] == "standby"
     yield proc, home
     if proc.poll() is None:
+        # Its pytest children run in sessions of their own: a test that failed midway leaves one.
+        for child in psutil.Process(proc.pid).children(recursive=True):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child.pid, signal.SIGKILL)
         proc.kill()
     proc.wait()
     for stream in (proc.stdin, proc.stdout, proc.stderr):
@@ -67,10 +76,13 @@ def _send(proc: subprocess.Popen[bytes], home: Path, mode: str, ids: tuple[str, 
     return label
 
 
-def _until_exit(stdout: IO[bytes]) -> list[dict]:
-    lines = []
+def _until_exit(stdout: IO[bytes], ids: tuple[str, ...] = ()) -> list[dict]:
+    """The runner's lines up to its exit line, read as the worker reads them (compact S/P lines too)."""
+    reader, lines = LineReader(ids), []
     while True:
-        obj = json.loads(stdout.readline())
+        raw = stdout.readline().rstrip(b"\n")
+        obj = reader.read(raw) if raw[:1] in (b"S", b"P") else json.loads(raw)  # pid and exit lines name no test
+        assert obj is not None, f"a line the worker cannot read: {raw!r}"
         lines.append(obj)
         if obj["k"] == "exit":
             return lines
@@ -85,11 +97,12 @@ def test_a_collection_then_a_run_on_one_runner_each_in_a_process_of_its_own(runn
     items = [o["id"] for o in collected if o["k"] == "item"]
     assert items == [f"test_a.py::test_{n}" for n in ("pass", "fail", "where", "hangs")]
     assert collected[-1] == {"k": "exit", "code": 0}
-    label = _send(proc, home, "run", ("test_a.py::test_pass", "test_a.py::test_fail", "test_a.py::test_where"),
-                  bundle)
-    ran = _until_exit(proc.stdout)
+    ids = ("test_a.py::test_pass", "test_a.py::test_fail", "test_a.py::test_where")
+    label = _send(proc, home, "run", ids, bundle)
+    ran = _until_exit(proc.stdout, ids)
     assert ran[0]["pid"] not in (proc.pid, collected[0]["pid"])
     outcomes = {r.test_id.split("::")[1]: r.outcome.value for r in (record(o) for o in ran if o["k"] == "test")}
+    outcomes |= {str(o["id"]).split("::")[1]: "passed" for o in ran if o["k"] == "pass"}  # a plain pass's line
     assert outcomes == {"test_pass": "passed", "test_fail": "failed", "test_where": "passed"}
     assert ran[-1] == {"k": "exit", "code": 1}  # pytest's own exit code: a test failed
     assert "shown" in (home / label / "output.log").read_text()
@@ -103,7 +116,8 @@ def test_a_stop_ends_the_hanging_run_and_a_stale_stop_is_ignored_by_the_next(run
     bundle = _bundle(tmp_path)
     _send(proc, home, "run", ("test_a.py::test_hangs",), bundle)
     assert proc.stdout is not None and proc.stdin is not None
-    while json.loads(proc.stdout.readline())["k"] != "start":
+    reader = LineReader(("test_a.py::test_hangs",))
+    while (reader.read(proc.stdout.readline().rstrip(b"\n")) or {}).get("k") != "start":  # S0 or a JSON start
         pass
     proc.stdin.write(b"stop 1\n")
     proc.stdin.flush()
@@ -112,7 +126,7 @@ def test_a_stop_ends_the_hanging_run_and_a_stale_stop_is_ignored_by_the_next(run
     proc.stdin.write(b"stop 1\n")  # sent as the run ended: the next request still runs
     proc.stdin.flush()
     _send(proc, home, "run", ("test_a.py::test_pass",), bundle)
-    assert _until_exit(proc.stdout)[-1] == {"k": "exit", "code": 0}
+    assert _until_exit(proc.stdout, ("test_a.py::test_pass",))[-1] == {"k": "exit", "code": 0}
 
 
 def test_the_archive_holds_the_runner_its_helpers_and_the_plugin() -> None:

@@ -7,7 +7,7 @@ tests/integration/test_split_scenarios_redis.py."""
 from __future__ import annotations
 
 from farm import events, keys
-from farm.model import Assignment, Completion, Split, TestRecord
+from farm.model import Assignment, Completion, RecordBatch, Split, SuiteSpec, TestRecord
 from farm.outcomes import Outcome
 from support.scenarios import LEASE_S, World
 
@@ -110,9 +110,38 @@ def nothing_is_split_when_it_is_not_worth_a_runner(w: World) -> None:
     assert w.store.split_asks("small") == {}
 
 
+def a_module_is_not_split_under_dist_loadfile(w: World) -> None:
+    w.add_worker("w1@h")
+    w.add_worker("w2@h")
+    w._submit(SuiteSpec("lf", "proj", "0" * 64, "default", "loadfile", (), w.clock()))
+    w.planner.submitted("lf")
+    tests = tuple(f"{m}.py::t{i:02d}" for m in "ab" for i in range(20))
+    w.collect("lf", tests)
+    a0, a1 = [a for a in w.published if a.suite_id == "lf"]
+    w.take(a0, "w1@h")
+    w.take(a1, "w2@h")
+    w.send(a1, "w2@h", *(TestRecord(t, Outcome.PASSED, 1.0) for t in a1.test_ids[:2]))
+    w.send(a0, "w1@h", *(TestRecord(t, Outcome.PASSED, 1.0) for t in a0.test_ids))
+    _complete(w, a0, "w1@h", took=20.0)  # as worth it as in _first_ends_while_second_runs, but one module
+    assert w.store.split_asks("lf") == {}
+
+
+def an_attempt_whose_runner_cannot_fence_is_not_asked(w: World) -> None:
+    a0, a1 = _two_slots(w, "ssh")
+    w.take(a0, "w1@h")
+    w.take(a1, "w2@h")
+    records = tuple(TestRecord(t, Outcome.PASSED, 1.0) for t in TESTS[20:22])
+    w.planner.records(RecordBatch("ssh", a1.assignment_id, 1, "w2@h", "ssh:host-b", records))  # an SSH runner
+    w.send(a0, "w1@h", *(TestRecord(t, Outcome.PASSED, 1.0) for t in a0.test_ids))
+    _complete(w, a0, "w1@h", took=20.0)
+    assert w.store.split_asks("ssh") == {}  # it would never answer: the idle slot stays free to offer
+
+
 SPLIT_SCENARIOS = [
     an_idle_slot_takes_the_unstarted_tail,
     a_completion_before_its_split_message_moves_the_tail,
     a_worker_lost_after_its_cut_runs_the_tail_once,
     nothing_is_split_when_it_is_not_worth_a_runner,
+    a_module_is_not_split_under_dist_loadfile,
+    an_attempt_whose_runner_cannot_fence_is_not_asked,
 ]

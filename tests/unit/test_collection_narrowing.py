@@ -131,6 +131,13 @@ def test_a_file_with_other_items_than_planned_is_reported_stale(tmp_path: Path) 
     assert _outcomes(lines) == {f"{A}::test_one": "passed"}
 
 
+def test_node_ids_the_user_named_stay_as_given_so_the_check_finds_the_plans_count(tmp_path: Path) -> None:
+    root = _project(tmp_path)
+    lines, imported, _ = _run(root, {"ids": [f"{A}::test_one"], "files": {A: 1}}, f"{A}::test_one")
+    assert not [x for x in lines if x["k"] == "stale"]
+    assert _outcomes(lines) == {f"{A}::test_one": "passed"} and imported == ["test_a"]
+
+
 def test_the_check_counts_after_the_users_deselection(tmp_path: Path) -> None:
     root = _project(tmp_path)
     # -k keeps one item of the file, as the plan's collection under -k found

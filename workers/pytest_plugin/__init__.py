@@ -80,8 +80,10 @@ def pytest_configure(config: Any) -> None:
     # paths) with the assigned tests' files, keeping every other option as the user gave it. This
     # happens here, after pytest chose the rootdir, the ini file and the initial conftests from the
     # user's own arguments, so node ids and configuration stay those of the plan's collection.
-    # Not under --pyargs: the user's arguments name packages there, and ids may not be files.
-    if not getattr(config.option, "pyargs", False):
+    # Not under --pyargs: the user's arguments name packages there, and ids may not be files. Not
+    # when the user named node ids (`file::test`): they already select, and a whole file would
+    # collect more than the plan's collection found there.
+    if not getattr(config.option, "pyargs", False) and not any("::" in str(a) for a in config.args):
         config.args[:] = narrowed_args(config.rootpath, wanted, list(config.args))
 
 
