@@ -19,20 +19,19 @@ result), 2 when it cannot run (no Redis server), 130 when interrupted.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import random
 import resource
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.private_redis import redis_server  # noqa: E402
 
 TARGET_TESTS = 1_000_000
 TARGET_S = 10.0
@@ -132,47 +131,6 @@ def _redis_cpu(client: Any) -> float:
 
 # --- the parent: its own Redis, one child per case ----------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@contextlib.contextmanager
-def redis_server() -> Iterator[str]:
-    """A private redis-server on a free loopback port, stopped however the block ends."""
-    import redis
-
-    from farm.redis_binary import find_server
-
-    binary = find_server()
-    port = free_port()
-    with tempfile.TemporaryDirectory(prefix="farm-bench-plan-") as workdir:
-        proc = subprocess.Popen([binary.path, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                 "--appendonly", "no", "--dir", workdir],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        try:
-            url = f"redis://127.0.0.1:{port}/0"
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    redis.Redis.from_url(url).ping()
-                    break
-                except redis.ConnectionError:
-                    if proc.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"{binary.path} did not start on port {port}") from None
-                    time.sleep(0.05)
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
 def _terminate(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -200,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         filter(None, [str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH", "")]))}
     try:
-        with redis_server() as url:
+        with redis_server("farm-bench-plan-") as url:
             for n in sizes:
                 for history in modes:
                     profile = args.profile if args.profile and n == sizes[-1] and history == modes[-1] else None

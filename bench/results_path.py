@@ -26,14 +26,11 @@ import argparse
 import cProfile
 import json
 import resource
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -41,51 +38,20 @@ import redis
 from coordinator.planner import Planner
 from coordinator.state import SuiteState
 from farm import events, keys, registry
-from farm.cluster import free_port
 from farm.config import Settings
 from farm.errors import UsageError
 from farm.model import Assignment, Collection, Completion, RecordBatch, SuiteSpec, TestRecord, WorkerInfo
 from farm.outcomes import Outcome
 from farm.protocol import decode, encode
-from farm.redis_binary import find_server
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.private_redis import redis_server  # noqa: E402
 
 #: Issue 10, target (d).
 TARGET_RECORDS_S = 50_000.0
 TARGET_RSS_MB = 250.0
 SLOTS = 2
 SUITE = "bench-results"
-
-
-@contextmanager
-def redis_server() -> Iterator[str]:
-    """A private redis-server on a free loopback port; stopped (and its dir removed) however we leave."""
-    binary = find_server().path
-    workdir = tempfile.mkdtemp(prefix="farm-bench-redis-")
-    port = free_port()
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", workdir, "--save", "",
-                             "--appendonly", "no", "--daemonize", "no"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        client = redis.Redis(port=port)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise UsageError(f"{binary} did not start on port {port}") from None
-                time.sleep(0.02)
-        client.close()
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def test_ids(n: int) -> list[str]:
