@@ -241,10 +241,14 @@ class SSHRun:
                     self.stop(1.0)
                 except InfrastructureError:
                     pass
-            self.channel.close()
-            _cleanup(self.client, self.workdir)
+            self._release()
         finally:
             self.on_close()
+
+    def _release(self) -> None:
+        """What a run gives back once it ended: its channel, and its directory on the host."""
+        self.channel.close()
+        _cleanup(self.client, self.workdir)
 
 
 def _run(client: paramiko.SSHClient, command: str) -> None:

@@ -121,15 +121,6 @@ class VMRun(SSHRun):
         """Whether the runner reported its end and waits for another request."""
         return self.exit_code is not None and self.exit_code != -1 and not self.channel.closed
 
-    def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        try:
-            if self.exit_code is None:
-                try:
-                    self.stop(1.0)
-                except InfrastructureError:
-                    pass
-        finally:
-            self.on_close()
+    def _release(self) -> None:
+        """Nothing: the channel stays open for the runner's next request, and nothing is removed in
+        the guest (a VM serves one suite, then is destroyed whole)."""
