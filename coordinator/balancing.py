@@ -10,16 +10,13 @@ from typing import TYPE_CHECKING
 
 from coordinator import balance as rules
 from coordinator import deadlines, machine, transitions
-from farm.model import Completion
+from farm.model import LOCAL_NODE, Completion
 from farm.states import AttemptState
 
 if TYPE_CHECKING:
     from coordinator.planner import Planner
 
 log = logging.getLogger("farm.coordinator")
-
-#: The node prefix of runners that can fence (the local backend's LocalRun.node).
-FENCING_NODE = "local:"
 
 
 def completion_splits(planner: Planner, c: Completion) -> None:
@@ -69,7 +66,7 @@ def balance(planner: Planner, sid: str) -> None:
     # Only the local backend's runners fence (workers.backends.base.Fencing): an SSH or VM attempt
     # would never answer, and its request would hold an idle slot until it ended.
     running = [a for a in attempts if a.state == AttemptState.RUNNING and a.waiting_completion is None
-               and a.node.startswith(FENCING_NODE)]
+               and a.node.startswith(LOCAL_NODE)]
     answered = {a.key: transitions.split_id(a.assignment_id, a.number, asks.get(a.key, 0)) in names
                 for a in running}
     outstanding = sum(1 for a in running if asks.get(a.key) and not answered[a.key])

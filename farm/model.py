@@ -10,6 +10,11 @@ from typing import Any
 
 from farm.outcomes import Outcome
 
+#: How a node name (where a run ran: a record's, a completion's, an attempt's `node`) starts for the
+#: local backend's runners: `local:HOST`. They are the only ones that fence a split
+#: (workers.backends.base.Fencing), so the coordinator asks only them (coordinator/balancing.py).
+LOCAL_NODE = "local:"
+
 
 @dataclass(frozen=True)
 class SuiteSpec:

@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 
 from farm.config import Settings
+from farm.model import LOCAL_NODE
 from farm.processes import (
     become_subreaper,
     descendants,
@@ -118,7 +119,7 @@ class LocalRun:
     def __init__(
         self, python: str, request: RunRequest, workdir: Path, project: Path, plugin_dir: Path, tests_file: Path
     ) -> None:
-        self.node = f"local:{socket.gethostname()}"
+        self.node = f"{LOCAL_NODE}{socket.gethostname()}"
         self.workdir = workdir
         self.log_path = workdir / "output.log"
         self.stack_path = workdir / "stacks.txt"
