@@ -43,6 +43,22 @@ def tests_file_text(request: RunRequest) -> str:
     return json.dumps(data)
 
 
+def runner_env(request: RunRequest, workdir: str, plugin_dir: str) -> dict[str, str]:
+    """The runner plugin's environment (docs/how-it-works.md, "The runner plugin's line protocol")
+    for a run whose tests file and stacks file are in `workdir` and whose plugin is in `plugin_dir`
+    (shared by every backend; each adds where the record lines go)."""
+    return {
+        "PYTHONPATH": plugin_dir,
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "FARM_MODE": request.mode,
+        "FARM_TESTS_FILE": f"{workdir}/tests.json",
+        "FARM_OUTPUT_CAP": str(request.output_cap),
+        "FARM_LONGREPR_CAP": str(request.longrepr_cap),
+        "FARM_TEST_TIMEOUT": repr(request.test_timeout_s),
+        "FARM_STACK_FILE": f"{workdir}/stacks.txt",
+    }
+
+
 class RunningPytest(Protocol):
     """A started runner: its record lines, its end, and how to stop it."""
 

@@ -26,7 +26,7 @@ from farm.processes import (
     signal_group,
 )
 from workers.backends import fence_files
-from workers.backends.base import RunRequest, WithoutLifecycle, tests_file_text
+from workers.backends.base import RunRequest, WithoutLifecycle, runner_env, tests_file_text
 from workers.bundles import ProjectTrees
 from workers.collection_cache import FINGERPRINT_SCRIPT
 
@@ -105,19 +105,18 @@ class LocalBackend(WithoutLifecycle):
             plugin_dir.mkdir(parents=True)
             install_plugin(plugin_dir)
             self.trees.copy(request.bundle, project)
-            tests_file = workdir / "tests.json"
-            tests_file.write_text(tests_file_text(request), encoding="utf-8")
+            (workdir / "tests.json").write_text(tests_file_text(request), encoding="utf-8")  # runner_env names it
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)
             raise
-        return LocalRun(self.python, request, workdir, project, plugin_dir, tests_file)
+        return LocalRun(self.python, request, workdir, project, plugin_dir)
 
 
 class LocalRun:
     """A pytest subprocess in its own session, its records on a pipe."""
 
     def __init__(
-        self, python: str, request: RunRequest, workdir: Path, project: Path, plugin_dir: Path, tests_file: Path
+        self, python: str, request: RunRequest, workdir: Path, project: Path, plugin_dir: Path
     ) -> None:
         self.node = f"{LOCAL_NODE}{socket.gethostname()}"
         self.workdir = workdir
@@ -128,15 +127,8 @@ class LocalRun:
         read_fd, write_fd = os.pipe()
         env = _runner_env(os.environ)
         env.update({
-            "PYTHONPATH": str(plugin_dir),
-            "PYTHONDONTWRITEBYTECODE": "1",
+            **runner_env(request, str(workdir), str(plugin_dir)),
             "FARM_RECORD_FD": str(write_fd),
-            "FARM_MODE": request.mode,
-            "FARM_TESTS_FILE": str(tests_file),
-            "FARM_OUTPUT_CAP": str(request.output_cap),
-            "FARM_LONGREPR_CAP": str(request.longrepr_cap),
-            "FARM_TEST_TIMEOUT": repr(request.test_timeout_s),
-            "FARM_STACK_FILE": str(self.stack_path),
             **(fence_files.env(workdir) if request.mode == "run" else {}),
         })
         try:

@@ -24,7 +24,7 @@ import paramiko
 
 from farm import unpack
 from farm.errors import InfrastructureError
-from workers.backends.base import RunRequest, WithoutLifecycle, tests_file_text
+from workers.backends.base import RunRequest, WithoutLifecycle, runner_env, tests_file_text
 from workers.backends.local import PLUGIN_MODULE, plugin_files, runner_argv
 from workers.backends.ssh_hosts import HostsFile, SSHHost
 
@@ -132,16 +132,9 @@ def start_on(host: SSHHost, known_hosts: Path, request: RunRequest, *, node: str
             with sftp.open(f"{workdir}/tests.json", "w") as fh:
                 fh.write(tests_file_text(request))
             with sftp.open(f"{workdir}/request.json", "w") as fh:
-                fh.write(json.dumps({"argv": runner_argv(host.python, request), "env": {
-                    "PYTHONPATH": f"{workdir}/plugin",
-                    "PYTHONDONTWRITEBYTECODE": "1",
-                    "FARM_MODE": request.mode,
-                    "FARM_TESTS_FILE": f"{workdir}/tests.json",
-                    "FARM_OUTPUT_CAP": str(request.output_cap),
-                    "FARM_LONGREPR_CAP": str(request.longrepr_cap),
-                    "FARM_TEST_TIMEOUT": repr(request.test_timeout_s),
-                    "FARM_STACK_FILE": f"{workdir}/stacks.txt",
-                }, "niceness": request.niceness}))
+                fh.write(json.dumps({"argv": runner_argv(host.python, request),
+                                     "env": runner_env(request, workdir, f"{workdir}/plugin"),
+                                     "niceness": request.niceness}))
         channel = client.get_transport().open_session()  # type: ignore[union-attr]
         channel.exec_command(f"{shlex.quote(host.python)} {shlex.quote(workdir + '/remote_runner.py')} "
                              f"{shlex.quote(workdir)}")

@@ -23,7 +23,7 @@ from typing import Any
 import paramiko
 
 from farm.errors import InfrastructureError
-from workers.backends.base import RunRequest, tests_file_text
+from workers.backends.base import RunRequest, runner_env, tests_file_text
 from workers.backends.local import plugin_files, runner_argv
 from workers.backends.ssh import REMOTE_RUNNER, UNPACK_SOURCE, SSHRun
 from workers.backends.vm import VM
@@ -88,16 +88,7 @@ def request_header(request: RunRequest, size: int, runner_dir: str = RUNNER_DIR)
     return label, {
         "label": label, "argv": runner_argv(PYTHON, request), "niceness": request.niceness,
         "tests": tests_file_text(request), "size": size,
-        "env": {
-            "PYTHONPATH": f"{runner_dir}/plugin",
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "FARM_MODE": request.mode,
-            "FARM_TESTS_FILE": f"{workdir}/tests.json",
-            "FARM_OUTPUT_CAP": str(request.output_cap),
-            "FARM_LONGREPR_CAP": str(request.longrepr_cap),
-            "FARM_TEST_TIMEOUT": repr(request.test_timeout_s),
-            "FARM_STACK_FILE": f"{workdir}/stacks.txt",
-        },
+        "env": runner_env(request, workdir, f"{runner_dir}/plugin"),
     }
 
 
