@@ -124,7 +124,9 @@ class Planner:
             else:
                 log.warning("records for unknown attempt %s#%d dropped", batch.assignment_id, batch.attempt)
             return
-        if a.state == AttemptState.QUEUED:
+        if a.state == AttemptState.QUEUED or (a.state == AttemptState.RUNNING and not a.node and batch.node):
+            # Queued, or claimed by the sweep (it saw the lease before this first batch came): the
+            # attempt learns its node now, and the log says `started` (once: the node is then known).
             now = self.clock()
             self.state.change_attempt(batch.suite_id, a.assignment_id, a.number, lambda x: transitions.started(
                 x, worker=batch.worker, node=batch.node, started_at=now))

@@ -412,3 +412,29 @@ def test_a_suite_canceled_while_a_worker_collects_it_ends_after_the_grace(redis_
     # The collection reports late: the suite stays canceled.
     planner.collected(Collection("s1", "w@h", 0, ("t.py::a",)))
     assert _report(state, "s1")["status"] == "canceled"
+
+
+def test_an_attempt_the_sweep_saw_running_before_its_first_batch_learns_its_node(redis_url: str) -> None:
+    """The sweep can see an attempt's lease before its first batch arrives: it is then `claimed`
+    with no node, and the first batch must still fill the node in and log `started`."""
+    from farm import events as eventlog
+
+    planner, state, published = _planner(redis_url)
+    _submit(state, planner, "s10")
+    planner.collected(Collection("s10", "w@h", 0, ("t.py::a", "t.py::b")))
+    (a,) = published.assignments
+    state.r.set(keys.lease("s10", keys.attempt_key(a.assignment_id, 1)), "w@h", px=60_000)
+    try:
+        planner.sweep()
+        claimed = state.attempt("s10", a.assignment_id, 1)
+        assert claimed is not None and claimed.state == "running" and claimed.node == ""
+        planner.records(RecordBatch("s10", a.assignment_id, 1, "w@h", "local:h", (
+            TestRecord("t.py::a", Outcome.PASSED, 0.1),)))
+        got = state.attempt("s10", a.assignment_id, 1)
+        assert got is not None and got.node == "local:h" and got.worker == "w@h"
+        kinds = [eventlog.unpack(fields[b"e"]).kind for _, fields in state.r.xrange(keys.events("s10"))]
+        assert kinds.index("claimed") < kinds.index("started") < kinds.index("records"), kinds
+        assert kinds.count("started") == 1
+    finally:
+        state.r.delete(keys.lease("s10", keys.attempt_key(a.assignment_id, 1)))
+        _forget(state, "s10")
