@@ -185,7 +185,8 @@ class MemoryStore:
         return int(f.get("total") or 0), int(f.get("done") or 0)
 
     def merge(self, suite_id: str, records: list[TestRecord], *, assignment: str, attempt: int, worker: str,
-              node: str, fence: bool = True, kind: eventlog.Kind = eventlog.Kind.RECORDS) -> Merge:
+              node: str, fence: bool = True, kind: eventlog.Kind = eventlog.Kind.RECORDS,
+              count_received: bool = False) -> Merge:
         s = self._suite(suite_id)
         ids = list(dict.fromkeys(r.test_id for r in records))
         result = merge({t: s.outcomes.get(t) for t in ids}, records, assignment=assignment, attempt=attempt,
@@ -202,6 +203,9 @@ class MemoryStore:
             if delta:
                 s.counts[outcome] = s.counts.get(outcome, 0) + delta
         s.fields["done"] = int(s.fields.get("done") or 0) + result.newly_final
+        name = keys.attempt_key(assignment, attempt)
+        if count_received and name in s.attempts:  # keys.received, counted with the merge
+            s.attempts[name] = s.attempts[name].but(received=s.attempts[name].received + len(records))
         self._log(suite_id, *eventlog.merged(result.counted, result.runs, result.verdicts, assignment=assignment,
                                            attempt=attempt, worker=worker, node=node, at=self.clock(), kind=kind,
                                            fenced=result.fenced))
@@ -230,6 +234,18 @@ class MemoryStore:
         old, s.attempts[name] = s.attempts[name], change(s.attempts[name])
         self._log(suite_id, *filter(None, [eventlog.changed(old, s.attempts[name], self.clock())]))
         return s.attempts[name]
+
+    def held_completion(self, suite_id: str, assignment_id: str, number: int) -> tuple[bytes, int] | None:
+        a = self.attempt(suite_id, assignment_id, number)
+        return None if a is None or a.waiting_completion is None else (a.waiting_completion, a.received)
+
+    def take_held(self, suite_id: str, assignment_id: str, number: int, completion: bytes) -> bool:
+        s, name = self._suite(suite_id), keys.attempt_key(assignment_id, number)
+        a = s.attempts.get(name)
+        if a is None or a.waiting_completion != completion:
+            return False
+        s.attempts[name] = a.but(waiting_completion=None, waiting_since=0.0)
+        return True
 
     def requeue(self, suite_id: str, old: Attempt, why: str, *, now: float, state: AttemptState = AttemptState.LOST,
                 avoid: str = "", from_state: AttemptState | None = None) -> list[str]:

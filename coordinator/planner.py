@@ -138,17 +138,19 @@ class Planner:
         if not records:
             return
         result = self.state.merge(batch.suite_id, records, assignment=batch.assignment_id,
-                                  attempt=batch.attempt, worker=batch.worker, node=batch.node)
+                                  attempt=batch.attempt, worker=batch.worker, node=batch.node, count_received=True)
         if result.fenced:
             log.warning("attempt %s#%d: %d late records fenced (their tests run again elsewhere)",
                         batch.assignment_id, batch.attempt, result.fenced)
         if any(result.deltas.get(o.value, 0) > 0 for o in FAILURES):
             self._check_maxfail(batch.suite_id)
-        a = self.state.change_attempt(batch.suite_id, a.assignment_id, a.number,
-                                      lambda x: transitions.received(x, len(records))) or a
-        waiting = a.waiting_completion
-        if waiting is not None and a.received >= decode(waiting, Completion).reported:
-            self.end_attempt(decode(waiting, Completion))  # the records it was waiting for are in
+        # The merge counted these records (`received`) in its own transaction: the attempt itself
+        # is neither read again nor rewritten. A completion held for them ends it now, taken by
+        # exactly one of the batches that see it ready (or by the sweep that gave up on it).
+        held = self.state.held_completion(batch.suite_id, a.assignment_id, a.number)
+        if held is not None and not transitions.still_missing(held[1], decode(held[0], Completion).reported) \
+                and self.state.take_held(batch.suite_id, a.assignment_id, a.number, held[0]):
+            self.end_attempt(decode(held[0], Completion))  # the records it was waiting for are in
         elif result.newly_final:
             self.finish_if_complete(batch.suite_id)
 

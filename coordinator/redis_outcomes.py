@@ -106,8 +106,12 @@ class RedisOutcomes:
     # --- merging -------------------------------------------------------------------------
 
     def merge(self, suite_id: str, records: list[TestRecord], *, assignment: str, attempt: int, worker: str,
-              node: str, fence: bool = True, kind: eventlog.Kind = eventlog.Kind.RECORDS) -> Merge:
-        """Merge records into the suite atomically; returns what changed."""
+              node: str, fence: bool = True, kind: eventlog.Kind = eventlog.Kind.RECORDS,
+              count_received: bool = False) -> Merge:
+        """Merge records into the suite atomically; returns what changed. With `count_received`
+        (a worker's batch), the attempt's `received` counter (`keys.received`) counts them in the
+        same transaction: a completion that WATCHes it sees the records it waits for counted
+        exactly when they are merged."""
         okey, wkey = keys.outcomes(suite_id), keys.owners(suite_id)
         ids = list(dict.fromkeys(r.test_id for r in records))
 
@@ -129,6 +133,9 @@ class RedisOutcomes:
 
             def write(pipe: Any) -> None:
                 self._write_merge(pipe, suite_id, result, worker)
+                if count_received:
+                    pipe.hincrby(keys.received(suite_id), keys.attempt_key(assignment, attempt), len(records))
+                    pipe.expire(keys.received(suite_id), self.settings.suite_ttl_s)
                 self.log(pipe, suite_id, *logged)
             return result, write
 

@@ -32,6 +32,17 @@ log = logging.getLogger("farm.coordinator")
 #: A plan's staged hashes outlive a planning transaction that never came this long (it takes seconds).
 STAGED_TTL_S = 24 * 3600
 
+def _bare(a: Attempt) -> Attempt:
+    """The attempt as its blob is stored: without what `keys.received` and `keys.held` keep."""
+    return a.but(received=0, waiting_completion=None, waiting_since=0.0)
+
+
+def _whole(a: Attempt, count: bytes | None, held: bytes | None) -> Attempt:
+    """A stored blob with its `received` count and held completion (`_bare` undone)."""
+    completion, since = unpack(held) if held is not None else (None, 0.0)
+    return a.but(received=int(count or 0), waiting_completion=completion, waiting_since=float(since))
+
+
 class SuiteState(RedisSplits):
     """Reads and writes one Redis state store (satisfies `coordinator.store.SuiteStore`)."""
 
@@ -184,36 +195,95 @@ class SuiteState(RedisSplits):
         return int(total or 0), int(done or 0)
 
     # --- attempts ------------------------------------------------------------------------
+    # An attempt is its packed blob (in `keys.assignments`) and two fields kept apart, so that a
+    # batch neither reads nor rewrites the blob (which holds every test id): `received`, counted
+    # by the merges (`keys.received`), and its held completion (`keys.held`). Blobs are stored
+    # without them (`_bare`); every read puts them back (`_whole`).
 
     def attempt(self, suite_id: str, assignment_id: str, number: int) -> Attempt | None:
-        data = self.r.hget(keys.assignments(suite_id), keys.attempt_key(assignment_id, number))
-        return None if data is None else Attempt.unpack(data)
+        name = keys.attempt_key(assignment_id, number)
+        with self.r.pipeline(transaction=False) as pipe:
+            pipe.hget(keys.assignments(suite_id), name)
+            pipe.hget(keys.received(suite_id), name)
+            pipe.hget(keys.held(suite_id), name)
+            data, count, held = pipe.execute()
+        return None if data is None else _whole(Attempt.unpack(data), count, held)
 
     def attempts(self, suite_id: str) -> list[Attempt]:
         """Every attempt of the suite's assignments, by assignment and number."""
-        found = [Attempt.unpack(v) for v in self.r.hvals(keys.assignments(suite_id))]
+        with self.r.pipeline(transaction=False) as pipe:
+            pipe.hvals(keys.assignments(suite_id))
+            pipe.hgetall(keys.received(suite_id))
+            pipe.hgetall(keys.held(suite_id))
+            blobs, counts, held = pipe.execute()
+        found = []
+        for v in blobs:
+            a = Attempt.unpack(v)
+            name = a.key.encode()
+            found.append(_whole(a, counts.get(name), held.get(name)))
         return sorted(found, key=lambda a: (a.assignment_id, a.number))
 
     def change_attempt(self, suite_id: str, assignment_id: str, number: int,
                        change: Callable[[Attempt], Attempt]) -> Attempt | None:
         """Apply `change` (pure, e.g. from `coordinator.transitions`) to one attempt atomically;
-        returns it changed (None if there is no such attempt)."""
-        akey, name = keys.assignments(suite_id), keys.attempt_key(assignment_id, number)
+        returns it changed (None if there is no such attempt). Atomic with merges too: the
+        `received` counter is WATCHed, so a completion deciding whether it waits sees every
+        record merged before it writes. `received` itself is the merges' to count."""
+        akey, rkey, hkey = keys.assignments(suite_id), keys.received(suite_id), keys.held(suite_id)
+        name = keys.attempt_key(assignment_id, number)
 
-        def decide(data: bytes | None) -> tuple[Attempt | None, Write]:
+        def read(pipe: Any) -> tuple[bytes | None, bytes | None, bytes | None]:
+            return pipe.hget(akey, name), pipe.hget(rkey, name), pipe.hget(hkey, name)
+
+        def decide(seen: tuple[bytes | None, bytes | None, bytes | None]) -> tuple[Attempt | None, Write]:
+            data, count, held = seen
             if data is None:
                 return None, None
-            old = Attempt.unpack(data)
+            old = _whole(Attempt.unpack(data), count, held)
             new = change(old)
             event = eventlog.changed(old, new, self.clock())
+            blob = _bare(new)
+            rewrite = blob != _bare(old)
+            rehold = (new.waiting_completion, new.waiting_since) != (old.waiting_completion, old.waiting_since)
+            if not rewrite and not rehold and event is None:
+                return new, None
 
             def write(pipe: Any) -> None:
-                pipe.hset(akey, name, new.pack())
+                if rewrite:
+                    pipe.hset(akey, name, blob.pack())
+                if rehold and new.waiting_completion is None:
+                    pipe.hdel(hkey, name)
+                elif rehold:
+                    pipe.hset(hkey, name, pack([new.waiting_completion, new.waiting_since]))
+                    pipe.expire(hkey, self.settings.suite_ttl_s)
                 if event is not None:
                     self.log(pipe, suite_id, event)
             return new, write
 
-        return self.transact([akey], lambda pipe: pipe.hget(akey, name), decide)
+        return self.transact([akey, rkey, hkey], read, decide)
+
+    def held_completion(self, suite_id: str, assignment_id: str, number: int) -> tuple[bytes, int] | None:
+        """The attempt's held completion and its `received` count now, or None if none is held:
+        what a batch reads after its merge, in one round trip and without the attempt itself."""
+        name = keys.attempt_key(assignment_id, number)
+        with self.r.pipeline(transaction=False) as pipe:
+            pipe.hget(keys.held(suite_id), name)
+            pipe.hget(keys.received(suite_id), name)
+            held, count = pipe.execute()
+        return None if held is None else (unpack(held)[0], int(count or 0))
+
+    def take_held(self, suite_id: str, assignment_id: str, number: int, completion: bytes) -> bool:
+        """Take the attempt's held completion, if it is still `completion`: True for exactly one
+        caller (the batch that brought the last record it waited for, or the sweep that gave up
+        waiting), which then ends the attempt."""
+        hkey, name = keys.held(suite_id), keys.attempt_key(assignment_id, number)
+
+        def decide(held: bytes | None) -> tuple[bool, Write]:
+            if held is None or unpack(held)[0] != completion:
+                return False, None
+            return True, lambda pipe: pipe.hdel(hkey, name)
+
+        return self.transact([hkey], lambda pipe: pipe.hget(hkey, name), decide)
 
     def requeue(self, suite_id: str, old: Attempt, why: str, *, now: float, state: AttemptState = AttemptState.LOST,
                 avoid: str = "", from_state: AttemptState | None = None) -> list[str]:

@@ -55,6 +55,8 @@ def _act(driver: Planner, spec: SuiteSpec, tick: machine.Tick) -> None:
     a, sid = tick.attempt, spec.suite_id
     if tick.kind == machine.TickKind.END_LATE:
         assert a.waiting_completion is not None
+        if not driver.state.take_held(sid, a.assignment_id, a.number, a.waiting_completion):
+            return  # the last record came meanwhile: its batch ended the attempt
         completion = decode(a.waiting_completion, Completion)
         missing = max(1, completion.reported - a.received)
         log.warning("assignment %s: %d of its records never arrived", a.assignment_id, missing)

@@ -28,11 +28,6 @@ def started(a: Attempt, *, worker: str, node: str = "", started_at: float) -> At
     return a
 
 
-def received(a: Attempt, count: int) -> Attempt:
-    """Count records merged from the attempt."""
-    return a.but(received=a.received + count)
-
-
 def completion_arrived(a: Attempt, completion: bytes, reported: int, now: float) -> Attempt:
     """Keep a completion on its attempt until `reported` records were received (else unchanged:
     the attempt ends now, see `waits`)."""
@@ -43,7 +38,13 @@ def completion_arrived(a: Attempt, completion: bytes, reported: int, now: float)
 
 def waits(a: Attempt, reported: int) -> bool:
     """A completion saying `reported` records were sent waits for some of them still."""
-    return a.received < reported
+    return still_missing(a.received, reported)
+
+
+def still_missing(received: int, reported: int) -> bool:
+    """Fewer records were merged from an attempt (`received`, counted by the merges themselves)
+    than its completion says it sent."""
+    return received < reported
 
 
 def ended(a: Attempt, c: Completion) -> Attempt:

@@ -52,6 +52,19 @@ def assignments(suite_id: str) -> str:
     return f"{PREFIX}:suite:{suite_id}:assignments"
 
 
+def received(suite_id: str) -> str:
+    """Hash: attempt key ("ID#N") → how many of its records were merged (HINCRBY, in the merge's
+    own transaction): counted apart from the attempt, so a batch never rewrites its attempt."""
+    return f"{PREFIX}:suite:{suite_id}:received"
+
+
+def held(suite_id: str) -> str:
+    """Hash: attempt key ("ID#N") → msgpack [completion, since]: a completion waiting for records it
+    says were sent (`farm.attempts.Attempt.waiting_completion`), apart from the attempt so a batch
+    can check for one without reading the attempt's test ids."""
+    return f"{PREFIX}:suite:{suite_id}:held"
+
+
 def owners(suite_id: str) -> str:
     """Hash: test id → the attempt ("assignment#attempt") whose record for it counts."""
     return f"{PREFIX}:suite:{suite_id}:owners"
@@ -120,6 +133,8 @@ def suite_keys(suite_id: str) -> tuple[str, ...]:
         finished(suite_id),
         events(suite_id),
         splits(suite_id),
+        received(suite_id),
+        held(suite_id),
     )
 
 
