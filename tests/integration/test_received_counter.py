@@ -7,18 +7,22 @@ against the last batches, and the sweep that gives up waiting against the last b
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 import pytest
 import redis
 
+from coordinator import transitions
 from coordinator.planner import Planner
 from coordinator.state import SuiteState
 from farm import keys
+from farm.attempts import Attempt
 from farm.config import Settings
 from farm.model import Collection, Completion, RecordBatch, SuiteSpec, TestRecord, WorkerInfo
 from farm.outcomes import Outcome
@@ -94,10 +98,33 @@ def test_a_batch_counts_its_records_without_rewriting_its_attempt(redis_url: str
     assert a is not None and a.received == 3 and a.state == "running"
 
 
-def test_a_completion_and_the_last_batches_racing_end_the_attempt_once(redis_url: str) -> None:
+def _jitter(monkeypatch: pytest.MonkeyPatch, state: SuiteState) -> None:
+    """Widen the windows the race is about (0-3 ms, at random): between the completion's read of
+    `received` and its write (inside its transaction), and between a batch's merge and its look
+    for a held completion."""
+    rnd = random.Random(10)
+    arrived = transitions.completion_arrived
+
+    def slow_arrived(*args: Any, **kwargs: Any) -> Attempt:
+        time.sleep(rnd.random() * 0.003)
+        return arrived(*args, **kwargs)
+
+    held_completion = state.held_completion
+
+    def slow_held(*args: Any) -> tuple[bytes, int] | None:
+        time.sleep(rnd.random() * 0.003)
+        return held_completion(*args)
+
+    monkeypatch.setattr(transitions, "completion_arrived", slow_arrived)
+    monkeypatch.setattr(state, "held_completion", slow_held)
+
+
+def test_a_completion_and_the_last_batches_racing_end_the_attempt_once(redis_url: str,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """The completion (3 records sent) races the two batches carrying the last two records:
     whichever order the threads take, the attempt ends exactly once, with all 3 counted."""
     planner, state, published, ends = _planner(redis_url)
+    _jitter(monkeypatch, state)
     for i in range(ROUNDS):
         sid = f"race{i}"
         assignment, number = _planned(planner, state, published, sid)
@@ -124,6 +151,7 @@ def test_the_sweep_giving_up_and_the_last_batch_racing_end_the_attempt_once(redi
 
     monkeypatch.setattr(deadlines, "COMPLETION_GRACE_S", 0.0)
     planner, state, published, ends = _planner(redis_url)
+    _jitter(monkeypatch, state)
     for i in range(ROUNDS):
         sid = f"late{i}"
         assignment, number = _planned(planner, state, published, sid)
