@@ -98,6 +98,12 @@ class Image:
         meta = json.loads((self.root / "image.json").read_text())
         return f"{self.root.name}@{meta['inputs'][:12]}"
 
+    def digest(self) -> str:
+        """The sha256 of what a VM boots (the disk, the kernel, the initrd): names the guest's
+        interpreter and its installed distributions, as the disk is read-only (each VM writes to
+        an overlay). Hashed once per process and file version (path, size, mtime, inode)."""
+        return _content_digest((self.disk, self.kernel, self.initrd))
+
     @classmethod
     def load(cls, root: Path) -> Image:
         """The image in `root`, or UsageError naming what is missing."""
@@ -107,6 +113,23 @@ class Image:
             if not path.exists():
                 raise UsageError(f"{root} is not a farm image: {path.name} is missing (farm image build)")
         return image
+
+
+#: Content digests already computed in this process, by the files' (path, size, mtime, inode).
+_DIGESTS: dict[tuple[tuple[str, int, int, int], ...], str] = {}
+
+
+def _content_digest(paths: tuple[Path, ...]) -> str:
+    stats = tuple((str(p.resolve()), s.st_size, s.st_mtime_ns, s.st_ino) for p in paths for s in [p.stat()])
+    if stats not in _DIGESTS:
+        digest = hashlib.sha256()
+        for path in paths:
+            with path.open("rb") as fh:
+                while chunk := fh.read(1 << 20):
+                    digest.update(chunk)
+            digest.update(b"\0")
+        _DIGESTS[stats] = digest.hexdigest()
+    return _DIGESTS[stats]
 
 
 def host_kernel() -> tuple[str, Path, Path]:

@@ -12,6 +12,8 @@ on this pool process, same bundle and arguments; the run gets a fresh directory 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import os
@@ -23,8 +25,9 @@ from typing import Any
 
 from farm.errors import InfrastructureError
 from workers.backends.base import HealthCheck, RunRequest
+from workers.backends.local import plugin_digest
 from workers.backends.vm import VM, boot, destroy, destroy_owned, open_connection, wait_ready
-from workers.backends.vm_run import VMRun, prime, send
+from workers.backends.vm_run import PYTHON, VM_RUNNER, VMRun, prime, send
 from workers.image import Image
 
 #: How long the VM that collected a suite waits for the suite's first assignment.
@@ -79,6 +82,10 @@ class LibvirtBackend:
         self.health_file.unlink(missing_ok=True)  # a new start, a new count
         if gone:
             log.warning("destroyed %d VMs left by an earlier run of this worker: %s", len(gone), ", ".join(gone))
+        # The image hashed once for the collection cache, while the check boots: the pool's
+        # processes inherit the digest (a second or more for the disk, hidden behind the boot).
+        hashing = threading.Thread(target=self.environment, name="farm-image-digest", daemon=True)
+        hashing.start()
         errors = []
         for _ in range(tries):
             with tempfile.TemporaryDirectory(prefix="farm-image-check-") as tmp:
@@ -86,12 +93,25 @@ class LibvirtBackend:
                 try:
                     seconds = check(probe)
                     log.info("health check: a VM booted and ran a test in %.1fs", seconds)
+                    hashing.join()
                     return
                 except InfrastructureError as exc:
                     errors.append(str(exc).splitlines()[0])
                 finally:
                     probe.disconnect()
         raise InfrastructureError(f"health check failed {tries} times in a row, not consuming: {errors[-1]}")
+
+    def environment(self) -> str:
+        """The fingerprint of the guest's interpreter for the collection cache
+        (workers/collection_cache.py): the image's content digest names the guest's Python and its
+        installed distributions, as every VM boots a copy-on-write overlay of the same read-only
+        disk; "" when the image cannot be read (then nothing is cached)."""
+        try:
+            image = self.image.digest()
+        except OSError as exc:
+            log.warning("not caching collections: cannot read the image %s: %s", self.image.root, exc)
+            return ""
+        return vm_fingerprint(image, PYTHON, self.vcpus, self.memory_mb, runner_digest())
 
     def process_started(self) -> None:
         self.warm_up()
@@ -265,6 +285,18 @@ class LibvirtBackend:
             held, self._held = self._held, None
         for vm in warm + ([held[1]] if held else []):
             self._discard(vm)
+
+
+def vm_fingerprint(image_digest: str, python: str, vcpus: int, memory_mb: int, runner: str) -> str:
+    """What a collection in a VM depends on besides the bundle and the arguments (pure): the
+    image's content, the guest interpreter the runner starts, the machine the guest sees (a
+    suite may parametrize by CPU count) and the runner's own source (plugin and vm_runner)."""
+    return json.dumps(["libvirt", image_digest, python, vcpus, memory_mb, runner])
+
+
+def runner_digest() -> str:
+    """The sha256 of what runs in the guest besides the image: the plugin and workers/vm_runner.py."""
+    return hashlib.sha256(plugin_digest().encode() + VM_RUNNER.read_bytes()).hexdigest()
 
 
 def _suite_of(request: RunRequest) -> str:

@@ -48,6 +48,11 @@ def install_plugin(plugin_dir: Path) -> None:
         shutil.copyfile(source, target)
 
 
+def plugin_digest() -> str:
+    """The sha256 of the runner plugin's source: a collection depends on it too."""
+    return hashlib.sha256(b"".join(source.read_bytes() for source, _ in plugin_files())).hexdigest()
+
+
 #: Each interpreter's fingerprint, computed once per worker process (environment_fingerprint).
 _FINGERPRINTS: dict[str, str] = {}
 
@@ -59,7 +64,7 @@ def environment_fingerprint(python: str) -> str:
     worker process: a distribution installed while the worker runs is noticed by the runners'
     check, not here."""
     if python not in _FINGERPRINTS:
-        plugin = hashlib.sha256(b"".join(source.read_bytes() for source, _ in plugin_files())).hexdigest()
+        plugin = plugin_digest()
         try:
             done = subprocess.run([python, "-c", FINGERPRINT_SCRIPT], env=_runner_env(os.environ), capture_output=True,
                                   text=True, timeout=60, stdin=subprocess.DEVNULL, check=False)
