@@ -17,6 +17,13 @@ also the cost before any attempt ended: a measurement only ever makes balancing 
 the fixed rule was, never less (on a loaded machine even the least start-up of the first wave is
 seconds, and the cut already charges the tail its start-up in `max(head, overhead + tail)`).
 
+Without any recorded duration for an attempt's pending tests (a first run), its tests are alike
+as far as anyone knows: the attempt with the most unstarted tests has the most expected work
+left, and it gives away the later half of its unstarted tests (`unstarted_half`) when that half
+is worth a runner start. Nothing foresees a long test: halving the most loaded attempt whenever a
+slot is idle moves any test still unstarted forward (bench/first_run_policies.py compares this with
+the time-balanced cut). With recorded durations, the cut balances the expected times (`cut`).
+
 Expected time: the tests' recorded durations where known, else the attempt's own pace (the time
 since it started over the tests it finished, at least one: an attempt stuck in a long test looks
 slow), else the mean per test observed so far in this suite (its ended attempts' wall time over
@@ -111,17 +118,36 @@ def to_split(running: Sequence[Running], *, idle: int, durations: Mapping[str, f
     if idle <= 0:
         return []
     overhead = DEFAULT_OVERHEAD_S if overhead_s is None else max(0.0, overhead_s)
-    asks = []
+    ranked: list[tuple[float, Ask]] = []
     for r in running:
         if (r.asked and not r.answered) or r.asked >= MAX_SPLITS or len(r.pending) < 2:
             continue
         times = [durations.get(t, r.pace_s or mean_s) for t in r.pending]
-        found = cut(times, overhead)
+        if any(t in durations for t in r.pending):
+            found = cut(times, overhead)
+            rank = sum(times)
+        else:
+            found = unstarted_half(times, overhead)
+            rank = (len(r.pending) - 1) * mean_s  # tests alike: its unstarted ones at the suite's mean
         if found is not None:
             k, after = found
-            asks.append(Ask(r.attempt, r.asked + 1, r.pending[k:], sum(times), after))
-    asks.sort(key=lambda a: -a.left_s)
-    return asks[:idle]
+            ranked.append((rank, Ask(r.attempt, r.asked + 1, r.pending[k:], sum(times), after)))
+    ranked.sort(key=lambda ra: -ra[0])
+    return [ask for _, ask in ranked[:idle]]
+
+
+def unstarted_half(times: Sequence[float], overhead_s: float) -> tuple[int, float] | None:
+    """Without recorded durations: the later half of the unstarted tests (all but the first of
+    `times`, which may be running; the larger half if odd), if their expected time is worth a
+    runner start (at least `overhead_s`); as `cut`, (the tail's first index, the longer half after)."""
+    unstarted = len(times) - 1
+    if unstarted < 1:
+        return None
+    k = len(times) - (unstarted + 1) // 2
+    head, tail = sum(times[:k]), sum(times[k:])
+    if tail < overhead_s or tail <= 0:
+        return None
+    return k, max(head, overhead_s + tail)
 
 
 def idle_slots(slots: int, attempts: Sequence[Attempt], outstanding: int) -> int:

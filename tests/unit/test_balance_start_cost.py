@@ -46,3 +46,22 @@ def test_an_ended_attempt_keeps_the_start_up_its_completion_measured_and_stores_
     assert done.startup_s == 0.42
     assert Attempt.from_stored(done.to_stored()).startup_s == 0.42
     assert "startup_s" not in a.to_stored()  # not measured: not stored (older farms' form)
+
+
+def test_without_durations_the_attempt_with_the_most_unstarted_tests_gives_away_their_later_half() -> None:
+    ids = tuple(f"t.py::u{i}" for i in range(12))
+    stuck = balance.Running(Attempt.planned("s-a000", 1, ids[:3], now=0.0).but(state=AttemptState.RUNNING),
+                            ids[:3], pace_s=5.0)  # in a long test: its pace says 15 s left, in 2 unstarted tests
+    loaded = balance.Running(Attempt.planned("s-a001", 1, ids[3:], now=0.0).but(state=AttemptState.RUNNING),
+                             ids[3:], pace_s=0.5)  # 8 unstarted tests: as far as anyone knows, more work
+    (ask,) = balance.to_split([stuck, loaded], idle=1, durations={}, mean_s=0.5, overhead_s=0.3)
+    assert ask.attempt.assignment_id == "s-a001" and ask.tail == ids[8:]  # the later 4 of its 8 unstarted
+    both = balance.to_split([stuck, loaded], idle=2, durations={}, mean_s=0.5, overhead_s=0.3)
+    assert [a.attempt.assignment_id for a in both] == ["s-a001", "s-a000"]
+
+
+def test_the_unstarted_half_is_asked_only_when_it_is_worth_a_runner_start() -> None:
+    assert balance.unstarted_half([1.0] * 6, 1.0) == (3, 4.0)  # the first may be running; 5 unstarted: 3 go
+    assert balance.unstarted_half([0.2] * 3, 0.5) is None  # 0.2 s tail for a 0.5 s start-up
+    assert balance.unstarted_half([0.2] * 3, 0.1) == (2, pytest.approx(0.4))
+    assert balance.unstarted_half([3.0], 0.1) is None  # nothing unstarted to give
