@@ -14,8 +14,8 @@ assignment. The least, not the median: the plan's first assignments all start at
 processes on 2 cores take seconds each), where a tail starts alone in a freed slot. At most the
 assumed start-up (the project's recorded assignment overhead, else `DEFAULT_OVERHEAD_S`), which is
 also the cost before any attempt ended: a measurement only ever makes balancing more willing than
-the fixed rule was, never less (on a loaded machine even the least start-up of the first wave is
-seconds, and the cut already charges the tail its start-up in `max(head, overhead + tail)`).
+the fixed rule was, never less (on a loaded machine the first wave's start-ups are seconds, and
+the cut already charges the tail its start-up in `max(head, overhead + tail)`).
 
 Without any recorded duration for an attempt's pending tests (a first run), its tests are alike
 as far as anyone knows: the attempt with the most unstarted tests has the most expected work
