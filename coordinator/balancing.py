@@ -74,14 +74,16 @@ def balance(planner: Planner, sid: str) -> None:
     if idle <= 0:
         return
     durations = state.durations(spec.project)
-    overhead = durations.pop(machine.OVERHEAD_KEY, None)
+    recorded = durations.pop(machine.OVERHEAD_KEY, None)
+    ended = [a for a in attempts if a.ended]
+    overhead = rules.start_cost(ended, recorded)  # measured in this suite once an attempt ended
     now = planner.clock()
     views = []
     for a in running:
         pending = tuple(state.pending_in(sid, list(a.test_ids), a.key))
         views.append(rules.Running(a, pending, asks.get(a.key, 0), answered[a.key], rules.pace(a, len(pending), now)))
-    mean = rules.mean_test_s([a for a in attempts if a.ended])
+    mean = rules.mean_test_s(ended)
     for ask in rules.to_split(views, idle=idle, durations=durations, mean_s=mean, overhead_s=overhead):
         if state.ask_split(sid, ask.attempt.key, ask.seq, ask.tail):
-            log.info("suite %s: asking %s to split off its last %d tests (%.1fs left, %.1fs after)", sid,
-                     ask.attempt.key, len(ask.tail), ask.left_s, ask.after_s)
+            log.info("suite %s: asking %s to split off its last %d tests (%.1fs left, %.1fs after, start-up %.2fs)",
+                     sid, ask.attempt.key, len(ask.tail), ask.left_s, ask.after_s, overhead)

@@ -53,7 +53,8 @@ def ended(a: Attempt, c: Completion) -> Attempt:
         state=a.state if a.state == AttemptState.LOST else AttemptState(c.state),
         worker=c.worker, node=c.node, finished_at=c.finished_at, exit_code=c.exit_code,
         message=c.message[:MESSAGE_LIMIT], wall_s=max(0.0, c.finished_at - c.started_at),
-        waiting_completion=None, waiting_since=0.0, started_at=c.started_at or a.started_at)
+        waiting_completion=None, waiting_since=0.0, started_at=c.started_at or a.started_at,
+        startup_s=c.startup_s or a.startup_s)
 
 
 def given_up(a: Attempt, state: AttemptState, message: str) -> Attempt:

@@ -39,6 +39,7 @@ class Attempt:
     exit_code: int | None = None  # its runner's, once it ended
     message: str = ""  # why it ended as it did
     wall_s: float | None = None  # how long it ran, once it ended
+    startup_s: float = 0.0  # once it ended: its start to its first test's start (0: unknown; Completion's)
     requeued: bool = False  # its unfinished tests moved to the next attempt (once per attempt)
 
     @classmethod
@@ -77,6 +78,8 @@ class Attempt:
             d["exit_code"] = self.exit_code
         if self.wall_s is not None:
             d["wall_s"] = self.wall_s
+        if self.startup_s:
+            d["startup_s"] = self.startup_s
         if self.requeued:
             d["requeued"] = True
         return d
@@ -93,6 +96,7 @@ class Attempt:
             received=int(d.get("received") or 0), waiting_completion=d.get("held_completion"),
             waiting_since=float(d.get("held_since") or 0.0), exit_code=d.get("exit_code"),
             message=d.get("message") or "", wall_s=d.get("wall_s"), requeued=bool(d.get("requeued")),
+            startup_s=float(d.get("startup_s") or 0.0),
         )
 
     def pack(self) -> bytes:

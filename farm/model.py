@@ -161,6 +161,10 @@ class Completion:
     # Split message has not moved yet (idempotent), so they are never marked not run here.
     split_off: tuple[str, ...] = ()
     split_seqs: tuple[int, ...] = ()
+    # Seconds from the attempt's start on the worker to its first test's start (bundle, runner
+    # start-up, the runner's collection; worker clock): what one more assignment costs before it
+    # runs a test. 0: unknown (no test started). Run-time balancing weighs a split against it.
+    startup_s: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -272,6 +272,7 @@ _FIELD: dict[str, Callable[[Any], Any]] = {
     "deselected": _int,
     "split_off": _strs,
     "split_seqs": _ints,
+    "startup_s": _float,
     "seq": _int,
 }
 

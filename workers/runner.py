@@ -93,11 +93,14 @@ class _Stream:
     sent: int = 0
     clock: Clock = time
     last_flush: float = -1.0
+    first_started_at: float = 0.0  # the first record's test start (epoch seconds; 0: none yet)
 
     def __post_init__(self) -> None:
         self.last_flush = self.clock.monotonic()
 
     def add(self, record: TestRecord) -> None:
+        if not self.first_started_at and record.started_at > 0:
+            self.first_started_at = record.started_at
         self.pending.append(record)
         self.pending_chars += _size(record)
         if len(self.pending) >= self.batch_size or self.pending_chars >= BATCH_CHARS:
@@ -215,7 +218,8 @@ def run_assignment(
         on_stale(why)
         if not step.message:  # the report's attempt says so too
             step = replace(step, message=f"collected otherwise than the cached collection: {why}")
-    return _complete(sink, assignment, worker, node, step, started_at, code, stream.sent, clock, loop)
+    return _complete(sink, assignment, worker, node, step, started_at, code, stream.sent, clock, loop,
+                     startup_s=max(0.0, stream.first_started_at - started_at) if stream.first_started_at else 0.0)
 
 
 def _files_of(test_ids: tuple[str, ...], planned: dict[str, int]) -> tuple[tuple[str, int], ...]:
@@ -310,12 +314,12 @@ def _planned_positions(a: Assignment) -> dict[str, tuple[int, int]]:
 
 def _complete(
     sink: RecordSink, a: Assignment, worker: str, node: str, end: End, started_at: float, code: int, sent: int,
-    clock: Clock, loop: AttemptLoop | None = None,
+    clock: Clock, loop: AttemptLoop | None = None, startup_s: float = 0.0,
 ) -> Completion:
     completion = Completion(a.suite_id, a.assignment_id, a.attempt, worker, node, end.state.value, started_at,
                             clock.time(), code, sent, end.message,
                             split_off=tuple(loop.split_off) if loop else (),
-                            split_seqs=tuple(loop.split_seqs) if loop else ())
+                            split_seqs=tuple(loop.split_seqs) if loop else (), startup_s=startup_s)
     sink.send_completion(completion)
     return completion
 

@@ -52,6 +52,7 @@ MESSAGES: list[Any] = [
     RecordBatch("s-1", "a", 1, "w", "n"),
     Completion("s-1", "a", 1, "w", "n", "failed", 1.0, 2.5, -9, 3, "runner exited with code -9\nü"),
     Completion("s-1", "a", 1, "w", "n", "done", 1.0, 2.0, 0, 0),
+    Completion("s-1", "a", 1, "w", "n", "done", 1.0, 2.0, 0, 4, startup_s=0.42),  # the measured start-up
     WorkerInfo("farm-default-1@host", "host", 8, "default", "local"),
     Collection("s-1", "w@h", 0, ("a",), session=SessionInfo(maxfail=2, verbose=-1, reportchars="a", tbstyle="line",
                                                              durations=0, deselected=3, python="3.11.2")),
@@ -354,7 +355,7 @@ FIELD_TYPES = {
     "test_timeout_s": float, "deadline_s": float, "deadline_at": float, "rerun_failures": int, "strict_flaky": bool,
     "budget_s": float, "bounces": int, "seen_at": float, "infrastructure": bool,
     "setup_s": float, "call_s": float, "teardown_s": float, "maxfail": int, "verbose": int, "durations": int,
-    "durations_min": float, "deselected": int, "seq": int,
+    "durations_min": float, "deselected": int, "seq": int, "startup_s": float,
 }
 
 
