@@ -12,6 +12,15 @@ one file per project, `NAME-DIGEST.msgpack`. Bounds: at most `MAX_PROJECTS` file
 key (farm/saved_history.py: the file format; farm/history_redis.py: the keys out of and into
 Redis). A file that cannot be read or decoded is ignored with one warning line (and replaced at the
 next save); a save that fails warns and never fails the run.
+
+The collection cache (workers/collection_cache.py: what the planning collection found, by bundle,
+pytest arguments and interpreter) lives in the same Redis, so it is kept the same way: its keys
+(`farm:collection:*`; the embedded farm runs one suite, so all of them are this project's) go
+to `$FARM_COLLECTIONS_DIR`, else `$XDG_CACHE_HOME/farm/collections` (`~/.cache/farm/collections`),
+one file per project in the same format and bounds, and come back before the next submission.
+Then a second run of an unchanged suite is planned without a collection session; the runners'
+own check (collect_check) still drops an entry that no longer holds, and a run that left no
+entry removes the project's file.
 """
 
 from __future__ import annotations
@@ -28,7 +37,8 @@ from pathlib import Path
 
 import redis
 
-from farm.history_redis import export, restore
+from farm import keys
+from farm.history_redis import export, export_keys, restore, restore_keys
 from farm.saved_history import MAX_ENTRIES, HistoryFormatError, ProjectHistory, decode, encode, trimmed
 
 #: Projects kept (files); the least recently used (loaded or saved) is removed first.
@@ -36,6 +46,8 @@ MAX_PROJECTS = 32
 #: All history files together; past it, the least recently used go (never the one just saved).
 MAX_TOTAL_BYTES = 64 * 1024 * 1024
 SUFFIX = ".msgpack"
+#: The collection cache's keys in Redis: `COLLECTIONS + KEY` and `COLLECTIONS + KEY + ":files"`.
+COLLECTIONS = keys.collection_cache("")
 
 Warn = Callable[[str], None]
 
@@ -53,6 +65,16 @@ def history_dir(env: Mapping[str, str] | None = None) -> Path:
     # XDG: a relative path is invalid and must be ignored.
     base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
     return base / "farm" / "history"
+
+
+def collections_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Where the embedded farm's collection cache is kept: `$FARM_COLLECTIONS_DIR`, else
+    `collections` next to the default history directory (its own: `farm history` lists and clears
+    durations, not this)."""
+    env = os.environ if env is None else env
+    if env.get("FARM_COLLECTIONS_DIR"):
+        return Path(env["FARM_COLLECTIONS_DIR"]).expanduser()
+    return history_dir({k: v for k, v in env.items() if k != "FARM_HISTORY_DIR"}).parent / "collections"
 
 
 # --- the directory's bounds (pure) ----------------------------------------------------------
@@ -92,9 +114,10 @@ def file_name(project: str) -> str:
 class HistoryCache:
     """The directory of saved project histories."""
 
-    def __init__(self, root: Path | None = None, warn: Warn = _stderr) -> None:
+    def __init__(self, root: Path | None = None, warn: Warn = _stderr, noun: str = "history") -> None:
         self.root = root if root is not None else history_dir()
         self.warn = warn
+        self.noun = noun  # what the files hold, in warnings: "history", "collection cache"
 
     def path_of(self, project: str) -> Path:
         return self.root / file_name(project)
@@ -107,15 +130,15 @@ class HistoryCache:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            self.warn(f"cannot read the history file {path}: {exc.strerror or exc}; running without it")
+            self.warn(f"cannot read the {self.noun} file {path}: {exc.strerror or exc}; running without it")
             return None
         try:
             history = decode(data)
         except HistoryFormatError as exc:
-            self.warn(f"ignoring the history file {path}: {exc}; it is replaced after this run")
+            self.warn(f"ignoring the {self.noun} file {path}: {exc}; it is replaced after this run")
             return None
         if history.project != project:  # a digest collision, or a file copied by hand
-            self.warn(f"ignoring the history file {path}: it is project {history.project!r}'s")
+            self.warn(f"ignoring the {self.noun} file {path}: it is project {history.project!r}'s")
             return None
         try:
             os.utime(path)  # used: the last to be evicted
@@ -138,7 +161,7 @@ class HistoryCache:
             tmp = None
             self._evict(keep=path)
         except OSError as exc:
-            self.warn(f"cannot save the history of {history.project!r} in {self.root}: {exc.strerror or exc}")
+            self.warn(f"cannot save the {self.noun} of {history.project!r} in {self.root}: {exc.strerror or exc}")
         finally:
             if tmp is not None:
                 _unlink(Path(tmp))
@@ -202,29 +225,46 @@ def _unlink(path: Path) -> bool:
 
 class EmbeddedHistory:
     """The load/save hook around one embedded farm: `restore(url, project)` before the suite,
-    `.save()` after it. Neither ever raises for the user's sake: problems are one warning line."""
+    `.save()` after it; with `collections`, the collection cache too. Neither ever raises for the
+    user's sake: problems are one warning line."""
 
-    def __init__(self, broker_url: str, project: str, cache: HistoryCache, before: ProjectHistory | None) -> None:
+    def __init__(self, broker_url: str, project: str, cache: HistoryCache, before: ProjectHistory | None,
+                 collections: HistoryCache | None = None) -> None:
         self.broker_url, self.project, self.cache, self.before = broker_url, project, cache, before
+        self.collections = collections
 
     @classmethod
-    def restore(cls, broker_url: str, project: str, cache: HistoryCache | None = None) -> EmbeddedHistory:
+    def restore(cls, broker_url: str, project: str, cache: HistoryCache | None = None,
+                collections: HistoryCache | None = None) -> EmbeddedHistory:
         cache = cache or HistoryCache()
         before = cache.load(project)
-        if before is not None:
+        cached = collections.load(project) if collections is not None else None
+        if before is not None or cached is not None:
             try:
                 with redis.Redis.from_url(broker_url) as r:
-                    restore(r, before)
+                    if before is not None:
+                        restore(r, before)
+                    if cached is not None:
+                        restore_keys(r, cached, COLLECTIONS)
             except redis.RedisError as exc:
                 cache.warn(f"cannot load the history of {project!r} into the embedded farm: {exc}")
-        return cls(broker_url, project, cache, before)
+        return cls(broker_url, project, cache, before, collections)
 
     def save(self) -> None:
         try:
             with redis.Redis.from_url(self.broker_url) as r:
                 now = export(r, self.project)
+                found = (export_keys(r, self.project, COLLECTIONS, (COLLECTIONS + "*",))
+                         if self.collections is not None else None)
         except redis.RedisError as exc:
             self.cache.warn(f"cannot read the history of {self.project!r} from the embedded farm: {exc}")
             return
         if now.keys:
             self.cache.save(trimmed(now, self.before, MAX_ENTRIES))
+        if self.collections is None or found is None:
+            return
+        if found.keys:
+            self.collections.save(found)
+        else:  # nothing cacheable, or a runner found the entry stale and dropped it: not kept either
+            self.collections.clear(self.project)
+
