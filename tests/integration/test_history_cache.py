@@ -79,3 +79,30 @@ def test_the_embedded_hook_warns_instead_of_failing_when_redis_is_gone(tmp_path)
     assert len(warnings) == 2 and all("embedded farm" in w for w in warnings)
     assert cache.load("p") is not None  # the saved history is left as it was
 
+
+
+def test_the_embedded_hook_keeps_the_collection_cache_and_forgets_an_entry_a_runner_dropped(
+        redis_url: str, tmp_path) -> None:
+    warnings: list[str] = []
+    history, collections = HistoryCache(tmp_path / "h", warn=warnings.append), HistoryCache(
+        tmp_path / "c", warn=warnings.append, noun="collection cache")
+    entry = keys.collection_cache("k1")
+    with redis.Redis.from_url(redis_url) as r:
+        r.flushdb()
+        hook = EmbeddedHistory.restore(redis_url, "p", history, collections)
+        r.set(entry, b"collection", ex=600)  # what a worker caches after a clean collection
+        r.hset(entry + ":files", mapping={"tests/t.py": 3})
+        r.expire(entry + ":files", 600)
+        hook.save()
+        saved = collections.load("p")
+        assert saved is not None and {k.suffix for k in saved.keys} == {"k1", "k1:files"}
+        assert history.load("p") is None  # nothing of the history's: the entry is not durations
+
+        r.flushdb()  # the next embedded farm: a Redis of its own
+        hook = EmbeddedHistory.restore(redis_url, "p", history, collections)
+        assert r.get(entry) == b"collection" and r.hgetall(entry + ":files") == {b"tests/t.py": b"3"}
+        assert 590 < r.ttl(entry) <= 600  # the expiry the collection gave it, not a fresh one
+        r.delete(entry, entry + ":files")  # a runner found it stale (collect_check)
+        hook.save()
+    assert collections.load("p") is None and not collections.path_of("p").exists()
+    assert warnings == []
