@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import redis
@@ -223,48 +223,75 @@ def _unlink(path: Path) -> bool:
         return False
 
 
+#: Variables of the submitting shell that differ between runs without reaching a test's collection
+#: (the cluster sets TMPDIR itself), left out of `environment_digest`.
+VOLATILE = frozenset({"_", "PWD", "OLDPWD", "SHLVL", "COLUMNS", "LINES", "TMPDIR"})
+
+
+def environment_digest(env: Mapping[str, str] | None = None) -> str:
+    """The submitting environment, hashed: the embedded farm's processes and runners inherit it,
+    and a collection may read it (parameters from a variable), which the collection cache's key
+    does not name. A saved collection is restored only under the same environment."""
+    env = os.environ if env is None else env
+    items = sorted((k, v) for k, v in env.items() if k not in VOLATILE)
+    return hashlib.sha256(repr(items).encode()).hexdigest()[:16]
+
+
 class EmbeddedHistory:
     """The load/save hook around one embedded farm: `restore(url, project)` before the suite,
-    `.save()` after it; with `collections`, the collection cache too. Neither ever raises for the
-    user's sake: problems are one warning line."""
+    `.save()` after it; with `collections`, the collection cache too (kept per project and
+    submitting environment). Neither ever raises for the user's sake: problems are one warning line."""
 
     def __init__(self, broker_url: str, project: str, cache: HistoryCache, before: ProjectHistory | None,
-                 collections: HistoryCache | None = None) -> None:
+                 collections: HistoryCache | None = None, saved: ProjectHistory | None = None,
+                 environment: str = "") -> None:
         self.broker_url, self.project, self.cache, self.before = broker_url, project, cache, before
-        self.collections = collections
+        self.collections, self.saved = collections, saved
+        self.collections_name = f"{project}@{environment}" if environment else project
 
     @classmethod
     def restore(cls, broker_url: str, project: str, cache: HistoryCache | None = None,
-                collections: HistoryCache | None = None) -> EmbeddedHistory:
+                collections: HistoryCache | None = None, environment: str = "") -> EmbeddedHistory:
         cache = cache or HistoryCache()
-        before = cache.load(project)
-        cached = collections.load(project) if collections is not None else None
-        if before is not None or cached is not None:
+        hook = cls(broker_url, project, cache, cache.load(project), collections, environment=environment)
+        if collections is not None:
+            hook.saved = collections.load(hook.collections_name)
+        if hook.before is not None or hook.saved is not None:
             try:
                 with redis.Redis.from_url(broker_url) as r:
-                    if before is not None:
-                        restore(r, before)
-                    if cached is not None:
-                        restore_keys(r, cached, COLLECTIONS)
+                    if hook.before is not None:
+                        restore(r, hook.before)
+                    if hook.saved is not None:
+                        restore_keys(r, hook.saved, COLLECTIONS)
             except redis.RedisError as exc:
                 cache.warn(f"cannot load the history of {project!r} into the embedded farm: {exc}")
-        return cls(broker_url, project, cache, before, collections)
+        return hook
 
     def save(self) -> None:
         try:
             with redis.Redis.from_url(self.broker_url) as r:
                 now = export(r, self.project)
-                found = (export_keys(r, self.project, COLLECTIONS, (COLLECTIONS + "*",))
+                found = (export_keys(r, self.collections_name, COLLECTIONS, (COLLECTIONS + "*",))
                          if self.collections is not None else None)
         except redis.RedisError as exc:
             self.cache.warn(f"cannot read the history of {self.project!r} from the embedded farm: {exc}")
             return
         if now.keys:
             self.cache.save(trimmed(now, self.before, MAX_ENTRIES))
-        if self.collections is None or found is None:
-            return
-        if found.keys:
-            self.collections.save(found)
-        else:  # nothing cacheable, or a runner found the entry stale and dropped it: not kept either
-            self.collections.clear(self.project)
+        if self.collections is not None and found is not None:
+            self._save_collections(self.collections, found)
 
+    def _save_collections(self, collections: HistoryCache, found: ProjectHistory) -> None:
+        """Keep what this run collected; else what it restored and still holds. An entry restored
+        and gone without a new one was dropped by a runner's check: said once, and not kept."""
+        restored = {k.suffix for k in self.saved.keys} if self.saved is not None else set()
+        new = tuple(k for k in found.keys if k.suffix not in restored)
+        kept = new or found.keys  # entries of older bundles go once a new one is collected
+        if restored - {k.suffix for k in found.keys} and not new:
+            collections.warn(f"the saved collection of {self.project!r} no longer matched what the runners "
+                             "collected (each attempt's message in the JSON report says how); it is dropped, "
+                             "and the next run collects afresh")
+        if kept:
+            collections.save(replace(found, keys=kept))
+        else:  # nothing cacheable this run: nothing kept either
+            collections.clear(self.collections_name)

@@ -47,11 +47,16 @@ def test_a_second_embedded_run_is_planned_from_the_saved_collection_until_a_file
     fourth = _run(project, tmp_path / "r4.json", env)  # and that collection is what the next run uses
     assert fourth["collection"]["duration_s"] == 0.0 and _outcomes(fourth) == _outcomes(third)
 
-    # FARM_COLLECTION_CACHE=0 turns it off here too: collected, and the saved file left as it was.
-    before = saved[0].read_bytes()
-    off = _run(project, tmp_path / "r5.json", {**env, "FARM_COLLECTION_CACHE": "0"})
+    # The runners inherit the submitting environment, which a collection may read and the key does
+    # not name: under another one the suite is collected (and kept apart).
+    other = _run(project, tmp_path / "r5.json", {**env, "SUITE_SIZE": "9"})
+    assert other["collection"]["duration_s"] > 0
+    files = sorted(p.name for p in (tmp_path / "cache" / "farm" / "collections").iterdir())
+    assert len(files) == 2
+    # FARM_COLLECTION_CACHE=0 turns it off here too: collected, nothing saved.
+    off = _run(project, tmp_path / "r6.json", {**env, "FARM_COLLECTION_CACHE": "0"})
     assert off["collection"]["duration_s"] > 0 and len(off["tests"]) == 41
-    assert saved[0].read_bytes() == before
+    assert sorted(p.name for p in (tmp_path / "cache" / "farm" / "collections").iterdir()) == files
 
 
 def test_a_corrupt_collection_cache_file_is_one_warning_and_the_run_collects(tmp_path: Path) -> None:
