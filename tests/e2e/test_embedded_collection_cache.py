@@ -29,7 +29,7 @@ def test_a_second_embedded_run_is_planned_from_the_saved_collection_until_a_file
     first = _run(project, tmp_path / "r1.json", env)
     assert first["collection"]["duration_s"] > 0  # nothing saved yet: a collection session ran
     saved = list((tmp_path / "cache" / "farm" / "collections").iterdir())
-    assert len(saved) == 1 and saved[0].name.startswith("uneven-")
+    assert len(saved) == 1 and saved[0].name.startswith("uneven_")  # NAME@ENVIRONMENT, made file-safe
 
     # A new embedded farm (its own Redis): the collection comes from the saved cache, and the
     # report says the same as the first's, each test once.
