@@ -17,7 +17,8 @@ The collection cache (workers/collection_cache.py: what the planning collection 
 pytest arguments and interpreter) lives in the same Redis, so it is kept the same way: its keys
 (`farm:collection:*`; the embedded farm runs one suite, so all of them are this project's) go
 to `$FARM_COLLECTIONS_DIR`, else `$XDG_CACHE_HOME/farm/collections` (`~/.cache/farm/collections`),
-one file per project in the same format and bounds, and come back before the next submission.
+one file per project and submitting environment (`environment_digest`) in the same format and
+bounds, and come back before the next submission.
 Then a second run of an unchanged suite is planned without a collection session; the runners'
 own check (collect_check) still drops an entry that no longer holds, and a run that left no
 entry removes the project's file.
@@ -284,7 +285,9 @@ class EmbeddedHistory:
     def _save_collections(self, collections: HistoryCache, found: ProjectHistory) -> None:
         """Keep what this run collected; else what it restored and still holds. An entry restored
         and gone without a new one was dropped by a runner's check: said once, and not kept."""
-        restored = {k.suffix for k in self.saved.keys} if self.saved is not None else set()
+        now = time.time()  # an entry that expired (before its restore, or since) was not dropped by a runner
+        restored = {k.suffix for k in (self.saved.keys if self.saved is not None else ())
+                    if k.expires_at is None or k.expires_at > now}
         new = tuple(k for k in found.keys if k.suffix not in restored)
         kept = new or found.keys  # entries of older bundles go once a new one is collected
         if restored - {k.suffix for k in found.keys} and not new:
