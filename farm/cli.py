@@ -108,9 +108,13 @@ def submit_suite(path: Path, pytest_args: tuple[str, ...], broker: str | None, p
         if cluster is None:
             _exit(_submit_and_wait(settings, bundle, name, pool, dist, pytest_args, junit_xml, json_path, no_wait,
                                    verbose, options, rootdir=str(path.resolve())))
-        from farm.history_cache import EmbeddedHistory
+        from farm.history_cache import EmbeddedHistory, HistoryCache, collections_dir, environment_digest
 
-        history = EmbeddedHistory.restore(cluster.broker_url, name)  # what earlier embedded runs measured
+        # What earlier embedded runs measured, and what they collected under this environment
+        # (unless the cache is off): an unchanged suite is then planned without a collection session.
+        collections = HistoryCache(collections_dir(), noun="collection cache") if settings.collection_cache else None
+        history = EmbeddedHistory.restore(cluster.broker_url, name, collections=collections,
+                                          environment=environment_digest())
         settings = replace(settings, broker_url=cluster.broker_url)
         code = _submit_and_wait(settings, bundle, name, pool, dist, pytest_args, junit_xml, json_path, False,
                                 verbose, options, cluster=cluster, rootdir=str(path.resolve()))

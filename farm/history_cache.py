@@ -12,6 +12,16 @@ one file per project, `NAME-DIGEST.msgpack`. Bounds: at most `MAX_PROJECTS` file
 key (farm/saved_history.py: the file format; farm/history_redis.py: the keys out of and into
 Redis). A file that cannot be read or decoded is ignored with one warning line (and replaced at the
 next save); a save that fails warns and never fails the run.
+
+The collection cache (workers/collection_cache.py: what the planning collection found, by bundle,
+pytest arguments and interpreter) lives in the same Redis, so it is kept the same way: its keys
+(`farm:collection:*`; the embedded farm runs one suite, so all of them are this project's) go
+to `$FARM_COLLECTIONS_DIR`, else `$XDG_CACHE_HOME/farm/collections` (`~/.cache/farm/collections`),
+one file per project and submitting environment (`environment_digest`) in the same format and
+bounds, and come back before the next submission.
+Then a second run of an unchanged suite is planned without a collection session; the runners'
+own check (collect_check) still drops an entry that no longer holds, and a run that left no
+entry removes the project's file.
 """
 
 from __future__ import annotations
@@ -23,12 +33,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import redis
 
-from farm.history_redis import export, restore
+from farm import keys
+from farm.history_redis import export, export_keys, restore, restore_keys
 from farm.saved_history import MAX_ENTRIES, HistoryFormatError, ProjectHistory, decode, encode, trimmed
 
 #: Projects kept (files); the least recently used (loaded or saved) is removed first.
@@ -36,6 +47,8 @@ MAX_PROJECTS = 32
 #: All history files together; past it, the least recently used go (never the one just saved).
 MAX_TOTAL_BYTES = 64 * 1024 * 1024
 SUFFIX = ".msgpack"
+#: The collection cache's keys in Redis: `COLLECTIONS + KEY` and `COLLECTIONS + KEY + ":files"`.
+COLLECTIONS = keys.collection_cache("")
 
 Warn = Callable[[str], None]
 
@@ -53,6 +66,16 @@ def history_dir(env: Mapping[str, str] | None = None) -> Path:
     # XDG: a relative path is invalid and must be ignored.
     base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
     return base / "farm" / "history"
+
+
+def collections_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Where the embedded farm's collection cache is kept: `$FARM_COLLECTIONS_DIR`, else
+    `collections` next to the default history directory (its own: `farm history` lists and clears
+    durations, not this)."""
+    env = os.environ if env is None else env
+    if env.get("FARM_COLLECTIONS_DIR"):
+        return Path(env["FARM_COLLECTIONS_DIR"]).expanduser()
+    return history_dir({k: v for k, v in env.items() if k != "FARM_HISTORY_DIR"}).parent / "collections"
 
 
 # --- the directory's bounds (pure) ----------------------------------------------------------
@@ -92,9 +115,10 @@ def file_name(project: str) -> str:
 class HistoryCache:
     """The directory of saved project histories."""
 
-    def __init__(self, root: Path | None = None, warn: Warn = _stderr) -> None:
+    def __init__(self, root: Path | None = None, warn: Warn = _stderr, noun: str = "history") -> None:
         self.root = root if root is not None else history_dir()
         self.warn = warn
+        self.noun = noun  # what the files hold, in warnings: "history", "collection cache"
 
     def path_of(self, project: str) -> Path:
         return self.root / file_name(project)
@@ -107,15 +131,15 @@ class HistoryCache:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            self.warn(f"cannot read the history file {path}: {exc.strerror or exc}; running without it")
+            self.warn(f"cannot read the {self.noun} file {path}: {exc.strerror or exc}; running without it")
             return None
         try:
             history = decode(data)
         except HistoryFormatError as exc:
-            self.warn(f"ignoring the history file {path}: {exc}; it is replaced after this run")
+            self.warn(f"ignoring the {self.noun} file {path}: {exc}; it is replaced after this run")
             return None
         if history.project != project:  # a digest collision, or a file copied by hand
-            self.warn(f"ignoring the history file {path}: it is project {history.project!r}'s")
+            self.warn(f"ignoring the {self.noun} file {path}: it is project {history.project!r}'s")
             return None
         try:
             os.utime(path)  # used: the last to be evicted
@@ -138,7 +162,7 @@ class HistoryCache:
             tmp = None
             self._evict(keep=path)
         except OSError as exc:
-            self.warn(f"cannot save the history of {history.project!r} in {self.root}: {exc.strerror or exc}")
+            self.warn(f"cannot save the {self.noun} of {history.project!r} in {self.root}: {exc.strerror or exc}")
         finally:
             if tmp is not None:
                 _unlink(Path(tmp))
@@ -200,31 +224,77 @@ def _unlink(path: Path) -> bool:
         return False
 
 
+#: Variables of the submitting shell that differ between runs without reaching a test's collection
+#: (the cluster sets TMPDIR itself), left out of `environment_digest`.
+VOLATILE = frozenset({"_", "PWD", "OLDPWD", "SHLVL", "COLUMNS", "LINES", "TMPDIR"})
+
+
+def environment_digest(env: Mapping[str, str] | None = None) -> str:
+    """The submitting environment, hashed: the embedded farm's processes and runners inherit it,
+    and a collection may read it (parameters from a variable), which the collection cache's key
+    does not name. A saved collection is restored only under the same environment."""
+    env = os.environ if env is None else env
+    items = sorted((k, v) for k, v in env.items() if k not in VOLATILE)
+    return hashlib.sha256(repr(items).encode()).hexdigest()[:16]
+
+
 class EmbeddedHistory:
     """The load/save hook around one embedded farm: `restore(url, project)` before the suite,
-    `.save()` after it. Neither ever raises for the user's sake: problems are one warning line."""
+    `.save()` after it; with `collections`, the collection cache too (kept per project and
+    submitting environment). Neither ever raises for the user's sake: problems are one warning line."""
 
-    def __init__(self, broker_url: str, project: str, cache: HistoryCache, before: ProjectHistory | None) -> None:
+    def __init__(self, broker_url: str, project: str, cache: HistoryCache, before: ProjectHistory | None,
+                 collections: HistoryCache | None = None, saved: ProjectHistory | None = None,
+                 environment: str = "") -> None:
         self.broker_url, self.project, self.cache, self.before = broker_url, project, cache, before
+        self.collections, self.saved = collections, saved
+        self.collections_name = f"{project}@{environment}" if environment else project
 
     @classmethod
-    def restore(cls, broker_url: str, project: str, cache: HistoryCache | None = None) -> EmbeddedHistory:
+    def restore(cls, broker_url: str, project: str, cache: HistoryCache | None = None,
+                collections: HistoryCache | None = None, environment: str = "") -> EmbeddedHistory:
         cache = cache or HistoryCache()
-        before = cache.load(project)
-        if before is not None:
+        hook = cls(broker_url, project, cache, cache.load(project), collections, environment=environment)
+        if collections is not None:
+            hook.saved = collections.load(hook.collections_name)
+        if hook.before is not None or hook.saved is not None:
             try:
                 with redis.Redis.from_url(broker_url) as r:
-                    restore(r, before)
+                    if hook.before is not None:
+                        restore(r, hook.before)
+                    if hook.saved is not None:
+                        restore_keys(r, hook.saved, COLLECTIONS)
             except redis.RedisError as exc:
                 cache.warn(f"cannot load the history of {project!r} into the embedded farm: {exc}")
-        return cls(broker_url, project, cache, before)
+        return hook
 
     def save(self) -> None:
         try:
             with redis.Redis.from_url(self.broker_url) as r:
                 now = export(r, self.project)
+                found = (export_keys(r, self.collections_name, COLLECTIONS, (COLLECTIONS + "*",))
+                         if self.collections is not None else None)
         except redis.RedisError as exc:
             self.cache.warn(f"cannot read the history of {self.project!r} from the embedded farm: {exc}")
             return
         if now.keys:
             self.cache.save(trimmed(now, self.before, MAX_ENTRIES))
+        if self.collections is not None and found is not None:
+            self._save_collections(self.collections, found)
+
+    def _save_collections(self, collections: HistoryCache, found: ProjectHistory) -> None:
+        """Keep what this run collected; else what it restored and still holds. An entry restored
+        and gone without a new one was dropped by a runner's check: said once, and not kept."""
+        now = time.time()  # an entry that expired (before its restore, or since) was not dropped by a runner
+        restored = {k.suffix for k in (self.saved.keys if self.saved is not None else ())
+                    if k.expires_at is None or k.expires_at > now}
+        new = tuple(k for k in found.keys if k.suffix not in restored)
+        kept = new or found.keys  # entries of older bundles go once a new one is collected
+        if restored - {k.suffix for k in found.keys} and not new:
+            collections.warn(f"the saved collection of {self.project!r} no longer matched what the runners "
+                             "collected (each attempt's message in the JSON report says how); it is dropped, "
+                             "and the next run collects afresh")
+        if kept:
+            collections.save(replace(found, keys=kept))
+        else:  # nothing cacheable this run: nothing kept either
+            collections.clear(self.collections_name)

@@ -1,4 +1,7 @@
-"""A project's history keys in a Redis: exported with their expiry, and restored from a saved history."""
+"""A project's history keys in a Redis: exported with their expiry, and restored from a saved history.
+
+The same for any other family of keys kept between embedded runs under one prefix (the
+collection cache: farm.history_cache.EmbeddedHistory)."""
 
 from __future__ import annotations
 
@@ -13,10 +16,14 @@ from farm.saved_history import ProjectHistory, SavedKey
 
 def export(r: redis.Redis, project: str, now: float | None = None) -> ProjectHistory:
     """Every history key of the project in this Redis, with its expiry."""
+    return export_keys(r, project, keys.history(project), keys.history_patterns(project), now)
+
+
+def export_keys(r: redis.Redis, project: str, base: str, patterns: tuple[str, ...],
+                now: float | None = None) -> ProjectHistory:
+    """Every key matching one of the SCAN `patterns`, saved by its name after `base`, with its expiry."""
     now = time.time() if now is None else now
-    base = keys.history(project)
-    names = sorted({keys.text(n) for pattern in keys.history_patterns(project)
-                    for n in r.scan_iter(match=pattern, count=1000)})
+    names = sorted({keys.text(n) for pattern in patterns for n in r.scan_iter(match=pattern, count=1000)})
     saved = []
     for name in names:
         kind = keys.text(r.type(name))
@@ -42,8 +49,12 @@ def export(r: redis.Redis, project: str, now: float | None = None) -> ProjectHis
 
 def restore(r: redis.Redis, history: ProjectHistory, now: float | None = None) -> None:
     """Write a saved history into this Redis (keys already expired by now are left out)."""
+    restore_keys(r, history, keys.history(history.project), now)
+
+
+def restore_keys(r: redis.Redis, history: ProjectHistory, base: str, now: float | None = None) -> None:
+    """Write saved keys into this Redis under `base` (those already expired by now are left out)."""
     now = time.time() if now is None else now
-    base = keys.history(history.project)
     with r.pipeline(transaction=False) as pipe:
         for k in history.keys:
             if k.expires_at is not None and k.expires_at <= now:

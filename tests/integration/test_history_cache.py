@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 import redis
 
 from farm import keys
@@ -79,3 +80,52 @@ def test_the_embedded_hook_warns_instead_of_failing_when_redis_is_gone(tmp_path)
     assert len(warnings) == 2 and all("embedded farm" in w for w in warnings)
     assert cache.load("p") is not None  # the saved history is left as it was
 
+
+
+def test_the_embedded_hook_keeps_the_collection_cache_and_forgets_an_entry_a_runner_dropped(
+        redis_url: str, tmp_path) -> None:
+    warnings: list[str] = []
+    history, collections = HistoryCache(tmp_path / "h", warn=warnings.append), HistoryCache(
+        tmp_path / "c", warn=warnings.append, noun="collection cache")
+    entry = keys.collection_cache("k1")
+    with redis.Redis.from_url(redis_url) as r:
+        r.flushdb()
+        hook = EmbeddedHistory.restore(redis_url, "p", history, collections)
+        r.set(entry, b"collection", ex=600)  # what a worker caches after a clean collection
+        r.hset(entry + ":files", mapping={"tests/t.py": 3})
+        r.expire(entry + ":files", 600)
+        hook.save()
+        saved = collections.load("p")
+        assert saved is not None and {k.suffix for k in saved.keys} == {"k1", "k1:files"}
+        assert history.load("p") is None  # nothing of the history's: the entry is not durations
+
+        r.flushdb()  # the next embedded farm: a Redis of its own
+        hook = EmbeddedHistory.restore(redis_url, "p", history, collections)
+        assert r.get(entry) == b"collection" and r.hgetall(entry + ":files") == {b"tests/t.py": b"3"}
+        assert 590 < r.ttl(entry) <= 600  # the expiry the collection gave it, not a fresh one
+        assert warnings == []
+        r.delete(entry, entry + ":files")  # a runner found it stale (collect_check)
+        hook.save()
+    assert collections.load("p") is None and not collections.path_of("p").exists()
+    assert len(warnings) == 1 and "saved collection of 'p' no longer matched" in warnings[0]
+
+
+def test_the_embedded_hook_keeps_only_the_newest_collection_and_one_per_environment(
+        redis_url: str, tmp_path) -> None:
+    collections = HistoryCache(tmp_path / "c", warn=pytest.fail, noun="collection cache")
+    history = HistoryCache(tmp_path / "h", warn=pytest.fail)
+    with redis.Redis.from_url(redis_url) as r:
+        r.flushdb()
+        hook = EmbeddedHistory.restore(redis_url, "p", history, collections, environment="e1")
+        r.set(keys.collection_cache("old"), b"1")
+        hook.save()
+        r.flushdb()
+        hook = EmbeddedHistory.restore(redis_url, "p", history, collections, environment="e1")
+        assert r.get(keys.collection_cache("old")) == b"1"
+        r.set(keys.collection_cache("new"), b"2")  # the bundle changed: collected under a new key
+        hook.save()
+        saved = collections.load("p@e1")
+        assert saved is not None and [k.suffix for k in saved.keys] == ["new"]  # the old one is not carried on
+        r.flushdb()
+        EmbeddedHistory.restore(redis_url, "p", history, collections, environment="e2")  # another environment
+        assert r.keys(keys.collection_cache("*")) == []
