@@ -10,8 +10,8 @@ from pathlib import Path
 import redis
 from support.helpers import LEAN, copy_fixture, farm
 
-from farm import keys
-from farm.attempts import Attempt
+from coordinator.state import SuiteState
+from farm.config import Settings
 from farm.report.schema import load_report
 from farm.states import AttemptState
 
@@ -28,10 +28,11 @@ def test_a_first_run_is_split_and_its_attempts_measure_their_start_up(farm_up, t
     report = load_report(out)
     assert report["summary"]["passed"] == 40
     assert [a["id"] for a in report["assignments"] if SPLIT_ID.search(a["id"])], "nothing was split"
-    # The attempts as the coordinator stored them (the cluster's own Redis, on a free port).
+    # The attempts as the coordinator reads them (the cluster's own Redis, on a free port): the
+    # blob, with the received count kept beside it.
     r = redis.Redis.from_url(running.broker)
     try:
-        stored = [Attempt.unpack(v) for v in r.hvals(keys.assignments(report["suite_id"]))]
+        stored = SuiteState(r, Settings(broker_url=running.broker)).attempts(report["suite_id"])
     finally:
         r.close()
     ran = [a for a in stored if a.state == AttemptState.DONE and a.received]
