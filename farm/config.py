@@ -57,6 +57,9 @@ class Settings:
     # second submission of the same bundle and arguments is planned from the first's collection,
     # kept as long as a bundle.
     collection_cache: bool = True
+    # FARM_LOCAL_STANDBY: 0 turns off the local backend's pre-started runners (workers/backends/local.py,
+    # `farm worker --no-standby`): every assignment then starts a fresh `python -m pytest`.
+    local_standby: bool = True
     suite_ttl_s: int = 7 * 24 * 3600
     history_ttl_s: int = 90 * 24 * 3600
     # FARM_LEASE_S: a running attempt whose worker has not renewed its lease for this long is
@@ -116,6 +119,7 @@ class Settings:
                 output_cap_bytes=_kb(env, "FARM_OUTPUT_CAP_KB", base.output_cap_bytes),
                 longrepr_cap_bytes=_kb(env, "FARM_LONGREPR_CAP_KB", base.longrepr_cap_bytes),
                 collection_cache=_flag(env, "FARM_COLLECTION_CACHE", base.collection_cache),
+                local_standby=_flag(env, "FARM_LOCAL_STANDBY", base.local_standby),
                 lease_s=parse_duration(env["FARM_LEASE_S"]) if env.get("FARM_LEASE_S") else base.lease_s,
                 coordinator_visibility_s=max(1, round(parse_duration(env["FARM_COORDINATOR_VISIBILITY_S"])))
                 if env.get("FARM_COORDINATOR_VISIBILITY_S") else base.coordinator_visibility_s,

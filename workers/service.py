@@ -48,6 +48,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--vm-memory", type=int, default=512, help="libvirt backend: MiB per VM")
     p.add_argument("--vm-cpus", type=int, default=1, help="libvirt backend: vCPUs per VM")
     p.add_argument("--python", default=None, help="interpreter that runs pytest (default: farm's own)")
+    p.add_argument("--no-standby", action="store_true",
+                   help="local backend: start a fresh pytest per assignment, no pre-started runner "
+                        "(default: $FARM_LOCAL_STANDBY, on)")
     p.add_argument("--name", default=None,
                    help="worker name; NAME without @ becomes NAME@HOST (default: farm-POOL-RANDOM@HOST)")
     p.add_argument("--cache-dir", type=Path, default=None, help="bundle cache and scratch directory")
@@ -96,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError("--hosts is for --backend ssh")
         options["python"] = args.python
         options["max_unpacked_bytes"] = settings.max_unpacked_bytes
+        options["standby"] = settings.local_standby and not args.no_standby
         slots = args.slots if args.slots is not None else os.cpu_count() or 1
     if slots < 1:
         raise UsageError("--slots must be at least 1")

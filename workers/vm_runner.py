@@ -2,7 +2,8 @@
 the guest with remote_runner.py, farm_unpack.py and the runner plugin when the VM is booted.
 
 Standard library and pytest only. Usage: `python3 vm_runner.py DIR`, where DIR holds those files
-(the plugin as DIR/plugin/farm_runner_plugin/). It imports pytest and its built-in plugins,
+(the plugin as DIR/plugin/farm_runner_plugin/, pytest_standby.py beside it). It imports pytest and its
+built-in plugins (pytest_standby.preload, as the local backend's standby does),
 writes `{"k": "standby"}` on stdout, then waits on stdin for a request:
 
     run {"label": ..., "argv": [...], "env": {...}, "niceness": N, "tests": "...", "size": N}\\n
@@ -19,7 +20,6 @@ The VM is never shared between suites: it is destroyed once the worker is done w
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import signal
@@ -33,17 +33,11 @@ BASE_PATH = [p for p in sys.path if os.path.abspath(p or ".") != HERE]
 sys.path.insert(0, HERE)
 sys.path.insert(1, os.path.join(HERE, "plugin"))
 
-import pytest  # noqa: E402
-from _pytest.config import default_plugins  # noqa: E402
 from farm_unpack import unpack_safely  # noqa: E402
+from pytest_standby import become_pytest, preload  # noqa: E402
 from remote_runner import _descendants, _emit, _signal_all, _subreaper, relay  # noqa: E402
 
-for _name in default_plugins:  # what pytest.main imports at its start, imported once here
-    try:
-        importlib.import_module(f"_pytest.{_name}")
-    except ImportError:
-        pass
-# Not the plugin itself: pytest rewrites the asserts of `-p` plugins and warns about one imported before.
+preload()
 
 
 class Forked:
@@ -110,18 +104,9 @@ def _child(request: dict[str, Any], project: str, log_fd: int, write_fd: int, re
         env = {k: v for k, v in os.environ.items() if not k.startswith(("FARM_", "CELERY_", "PYTHONPATH"))}
         env.update({str(k): str(v) for k, v in request["env"].items()})
         env["FARM_RECORD_FD"] = str(write_fd)
-        os.environ.clear()
-        os.environ.update(env)
-        sys.dont_write_bytecode = bool(env.get("PYTHONDONTWRITEBYTECODE"))
-        os.chdir(project)
-        extra = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-        sys.path[:] = [project, *extra, *BASE_PATH]  # as `python3 -m pytest` in project would have it
-        argv = [str(a) for a in request["argv"]]
-        args = argv[3:] if argv[1:3] == ["-m", "pytest"] else argv[1:]
-        sys.argv = [os.path.join(os.path.dirname(pytest.__file__), "__main__.py"), *args]
-        code = int(pytest.main(args))
+        become_pytest([str(a) for a in request["argv"]], env, project, BASE_PATH)
     except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except BaseException:
         traceback.print_exc()
     finally:

@@ -11,7 +11,7 @@ from typing import Any
 
 import psutil
 import redis
-from support.helpers import FARM, copy_fixture, farm, submit_no_wait
+from support.helpers import FARM, copy_fixture, farm, runner_mode, submit_no_wait
 
 from farm import keys
 from farm.report.schema import load_report
@@ -28,8 +28,7 @@ def _busy_worker(running: Any, timeout: float = 60) -> psutil.Process:
         for child in psutil.Process(running.proc.pid).children():
             try:
                 if "workers" in child.cmdline() and any(
-                        p.cmdline()[1:3] == ["-m", "pytest"] and "--collect-only" not in p.cmdline()
-                        for p in child.children(recursive=True)):
+                        runner_mode(p) == "run" for p in child.children(recursive=True)):
                     return child
             except psutil.Error:
                 continue

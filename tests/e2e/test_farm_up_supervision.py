@@ -16,7 +16,7 @@ from typing import Any
 
 import psutil
 import pytest
-from support.helpers import FARM, LEAN, copy_fixture, farm, submit_no_wait
+from support.helpers import FARM, LEAN, copy_fixture, farm, runner_mode, submit_no_wait
 
 from farm.report.schema import load_report
 
@@ -61,10 +61,8 @@ def _busy_worker(running: Any, timeout: float = 60) -> tuple[str, psutil.Process
             if not role.startswith("worker-"):
                 continue
             try:
-                for below in proc.children(recursive=True):
-                    argv = below.cmdline()  # a runner: PYTHON -m pytest ... (no --collect-only)
-                    if argv[1:3] == ["-m", "pytest"] and "--collect-only" not in argv:
-                        return role, proc
+                if any(runner_mode(below) == "run" for below in proc.children(recursive=True)):
+                    return role, proc
             except psutil.Error:
                 continue
         time.sleep(0.1)
@@ -249,8 +247,7 @@ def test_a_worker_killed_under_the_embedded_farm_comes_back_and_the_suite_passes
             for child in psutil.Process(proc.pid).children():
                 try:
                     if "workers" in child.cmdline() and any(
-                            c.cmdline()[1:3] == ["-m", "pytest"] and "--collect-only" not in c.cmdline()
-                            for c in child.children(recursive=True)):
+                            runner_mode(c) == "run" for c in child.children(recursive=True)):
                         victim = child
                 except psutil.Error:
                     continue

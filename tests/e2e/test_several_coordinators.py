@@ -14,7 +14,7 @@ from typing import Any
 
 import psutil
 import redis
-from support.helpers import LEAN, copy_fixture, farm, running_cluster, submit_no_wait
+from support.helpers import LEAN, copy_fixture, farm, runner_mode, running_cluster, submit_no_wait
 
 from farm import events, keys
 from farm.cluster import ClusterSpec
@@ -216,10 +216,8 @@ def _a_busy_worker(running: Any, timeout: float = 60) -> psutil.Process:
             try:
                 if "workers" not in child.cmdline():
                     continue
-                for below in child.children(recursive=True):
-                    argv = below.cmdline()
-                    if argv[1:3] == ["-m", "pytest"] and "--collect-only" not in argv:
-                        return child
+                if any(runner_mode(below) == "run" for below in child.children(recursive=True)):
+                    return child
             except psutil.Error:
                 continue
         time.sleep(0.1)

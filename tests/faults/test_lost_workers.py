@@ -9,7 +9,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from support.helpers import assert_nothing_left_of, copy_fixture, farm, running_cluster, submit_no_wait
+from support.helpers import assert_nothing_left_of, copy_fixture, farm, runner_mode, running_cluster, submit_no_wait
 
 from farm.cluster import ClusterSpec, LocalCluster
 from farm.report.schema import load_report
@@ -32,19 +32,14 @@ def _busy_worker(cluster: LocalCluster, timeout: float = 60) -> tuple[str, psuti
             if not name.startswith("worker-"):
                 continue
             for child in psutil.Process(proc.pid).children(recursive=True):
-                try:
-                    argv = " ".join(child.cmdline())
-                    if "pytest" in argv and "--collect-only" not in argv:  # running tests, not collecting
-                        return name, psutil.Process(proc.pid)
-                except psutil.Error:
-                    continue
+                if runner_mode(child) == "run":  # running tests, not collecting
+                    return name, psutil.Process(proc.pid)
         time.sleep(0.1)
     raise AssertionError("no worker ever ran an assignment")
 
 
 def _is_runner(proc: psutil.Process) -> bool:
-    argv = proc.cmdline()
-    return any("pytest" in a for a in argv) and "--collect-only" not in argv
+    return runner_mode(proc) == "run"
 
 
 def _check_every_test_once(report: dict, total: int) -> dict[str, dict]:
@@ -112,7 +107,7 @@ def test_kill_9_of_the_worker_collecting_the_suite_collects_it_again(two_workers
         assert time.monotonic() < deadline, "no worker ever collected the suite"
         for name, proc in two_workers.procs:
             if name.startswith("worker-") and any(
-                    "--collect-only" in g.cmdline() for g in psutil.Process(proc.pid).children(recursive=True)):
+                    runner_mode(g) == "collect" for g in psutil.Process(proc.pid).children(recursive=True)):
                 victim, victim_index = psutil.Process(proc.pid), name.removeprefix("worker-")
         time.sleep(0.1)
     os.killpg(victim.pid, signal.SIGKILL)

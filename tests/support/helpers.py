@@ -63,6 +63,19 @@ def running_cluster(spec: ClusterSpec) -> Iterator[LocalCluster]:
         cluster.stop()
 
 
+def runner_mode(proc: psutil.Process) -> str | None:
+    """What a local runner process does, "collect" or "run" (None: it is no runner, or gone). Told
+    by its directory, CACHE/runs/LABEL-XXXXXXXX/project (LABEL: SUITE-collect, or ID-aNNN-runnerN),
+    not by its command line: a pre-started runner's stays `python .../pytest_standby.py`."""
+    try:
+        cwd = Path(proc.cwd())
+    except psutil.Error:
+        return None
+    if cwd.name != "project" or cwd.parent.parent.name != "runs":
+        return None
+    return "collect" if re.search(r"-collect-[0-9a-f]{8}$", cwd.parent.name) else "run"
+
+
 def assert_nothing_left_of(suite_id: str, timeout: float = 10) -> None:
     """No process still works in one of the suite's run directories (runners, what tests started).
 

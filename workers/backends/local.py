@@ -1,9 +1,13 @@
-"""The local backend: each runner is a fresh pytest process in its own directory and session."""
+"""The local backend: each runner is a pytest process in its own directory and session. Each pool
+process keeps one pre-started runner (workers/pytest_standby.py: Python started, pytest imported)
+ready for its next assignment, and starts a fresh `python -m pytest` when it cannot use it."""
 
 from __future__ import annotations
 
 import errno
 import hashlib
+import json
+import logging
 import os
 import select
 import shutil
@@ -13,6 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from farm.config import Settings
@@ -32,6 +37,12 @@ from workers.collection_cache import FINGERPRINT_SCRIPT
 
 PLUGIN_SOURCE = Path(__file__).resolve().parent.parent / "pytest_plugin"
 PLUGIN_MODULE = "farm_runner_plugin"
+STANDBY_SCRIPT = Path(__file__).resolve().parent.parent / "pytest_standby.py"
+#: How long an assignment waits for its pool process's standby to finish importing pytest before it
+#: starts a fresh runner instead (a standby started as the last assignment began may still be importing).
+STANDBY_WAIT_S = 30.0
+
+log = logging.getLogger("farm.worker")
 
 
 def plugin_files() -> list[tuple[Path, str]]:
@@ -90,8 +101,13 @@ class LocalBackend(WithoutLifecycle):
     name = "local"
 
     def __init__(self, python: str | None = None, scratch: Path | None = None,
-                 max_unpacked_bytes: int = Settings.max_unpacked_bytes) -> None:
+                 max_unpacked_bytes: int = Settings.max_unpacked_bytes, standby: bool = Settings.local_standby) -> None:
         self.python = python or sys.executable
+        # Pre-started runners (FARM_LOCAL_STANDBY, `farm worker --no-standby`): one per pool process,
+        # from process_started on; a backend whose process_started was never called starts fresh ones.
+        self.use_standby = standby
+        self.pooled = False  # process_started was called: this process keeps a standby
+        self.standby: Standby | None = None
         self.scratch = scratch or Path.home() / ".cache" / "farm" / "runs"
         self.max_unpacked_bytes = max_unpacked_bytes
         # Each bundle unpacked and byte-compiled once per worker (its slots share the disk) and digest,
@@ -101,6 +117,38 @@ class LocalBackend(WithoutLifecycle):
     def environment(self) -> str:
         """The fingerprint of the interpreter runners use (workers/collection_cache.py)."""
         return environment_fingerprint(self.python)
+
+    def process_started(self) -> None:
+        """In each pool process: start its standby, for its first assignment."""
+        if self.use_standby:
+            self.pooled = True
+            self._replenish()
+
+    def shutdown(self) -> None:
+        """End this process's standby (pool processes' standbys die with them, or at stdin's EOF)."""
+        if self.standby is not None:
+            self.standby.discard()
+            self.standby = None
+
+    def _replenish(self) -> None:
+        try:
+            self.standby = Standby(self.python, standby_env(os.environ))
+        except OSError as exc:  # never fatal: the next assignment starts a fresh runner
+            log.warning("cannot start a pre-started runner under %s: %s", self.python, exc)
+            self.standby = None
+
+    def _take_standby(self, env: dict[str, str], project: Path) -> Standby | None:
+        """This process's standby if it can become the runner `env` describes in `project`, else
+        None (then it is discarded); in both cases the next one starts, once this run has begun."""
+        standby, self.standby = self.standby, None
+        if standby is None:
+            return None
+        why = standby.unfit(env, project, STANDBY_WAIT_S)
+        if why:
+            log.info("pre-started runner not used (%s): starting a fresh one", why)
+            standby.discard()
+            return None
+        return standby
 
     def start(self, request: RunRequest) -> LocalRun:
         workdir = self.scratch / f"{request.label}-{uuid.uuid4().hex[:8]}"
@@ -114,14 +162,25 @@ class LocalBackend(WithoutLifecycle):
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)
             raise
-        return LocalRun(self.python, request, workdir, project, plugin_dir)
+        use_standby = self.use_standby and self.pooled
+        try:
+            run = LocalRun(self.python, request, workdir, project, plugin_dir,
+                           take_standby=self._take_standby if use_standby else None)
+        finally:
+            if use_standby:
+                self._replenish()  # for the next assignment: its pid is no leftover of this run
+        if self.standby is not None:
+            run.before.add(self.standby.proc.pid)
+        return run
 
 
 class LocalRun:
-    """A pytest subprocess in its own session, its records on a pipe."""
+    """A pytest subprocess in its own session, its records on a pipe: a fresh `python -m pytest`, or
+    a standby that became it (`take_standby` is given the runner's environment and project)."""
 
     def __init__(
-        self, python: str, request: RunRequest, workdir: Path, project: Path, plugin_dir: Path
+        self, python: str, request: RunRequest, workdir: Path, project: Path, plugin_dir: Path,
+        take_standby: Callable[[dict[str, str], Path], Standby | None] | None = None,
     ) -> None:
         self.node = f"{LOCAL_NODE}{socket.gethostname()}"
         self.workdir = workdir
@@ -129,13 +188,26 @@ class LocalRun:
         self.stack_path = workdir / "stacks.txt"
         become_subreaper()
         self.before = {p.pid for p in descendants()}
-        read_fd, write_fd = os.pipe()
         env = _runner_env(os.environ)
         env.update({
             **runner_env(request, str(workdir), str(plugin_dir)),
-            "FARM_RECORD_FD": str(write_fd),
             **(fence_files.env(workdir) if request.mode == "run" else {}),
         })
+        self.buffer = b""
+        self.eof = False
+        self.exit_code: int | None = None
+        standby = take_standby(env, project) if take_standby is not None else None
+        became = standby.become(runner_argv(python, request), env, project, self.log_path, request.niceness) \
+            if standby is not None else None
+        self.standby_used = became is not None
+        if became is not None:
+            self.proc, self.read_fd = became
+            os.set_blocking(self.read_fd, False)
+            return
+        if standby is not None:
+            standby.discard()
+        read_fd, write_fd = os.pipe()
+        env["FARM_RECORD_FD"] = str(write_fd)
         try:
             with open(self.log_path, "wb") as log:
                 self.proc = subprocess.Popen(
@@ -153,9 +225,6 @@ class LocalRun:
             os.close(write_fd)
         self.read_fd = read_fd
         os.set_blocking(read_fd, False)
-        self.buffer = b""
-        self.eof = False
-        self.exit_code: int | None = None
 
     def read_lines(self, timeout: float) -> list[bytes]:
         if self.eof:
@@ -241,6 +310,110 @@ class LocalRun:
         except OSError:
             pass
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class Standby:
+    """A pre-started runner (workers/pytest_standby.py) in its own session, waiting for one request;
+    its record pipe made when it started. Started with `env`: the environment a runner would get
+    minus what differs per run (PYTHONPATH, which names the run's plugin directory and which the
+    standby applies to sys.path itself, and the FARM_* variables pytest reads only once it runs)."""
+
+    def __init__(self, python: str, env: dict[str, str]) -> None:
+        self.env = env
+        read_fd, write_fd = os.pipe()
+        try:
+            self.proc = subprocess.Popen(
+                [python, str(STANDBY_SCRIPT)], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL, pass_fds=(write_fd,), start_new_session=True, preexec_fn=die_with_parent)
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)
+        self.read_fd, self.write_fd = read_fd, write_fd  # the number the standby holds it as
+        self.modules: set[str] | None = None
+
+    def unfit(self, env: dict[str, str], project: Path, wait: float) -> str:
+        """Why this standby cannot become the runner `env` describes in `project` ("" if it can):
+        it is gone or not ready within `wait` seconds, the environment differs in what Python reads
+        only at its start, or a file of the project would have shadowed a module it has loaded."""
+        if startup_env(env) != startup_env(self.env):
+            return "the environment changed since it started"
+        if (self.modules is None and not self._ready(wait)) or self.proc.poll() is not None:
+            return "it ended or was not ready in time"
+        shadowed = sorted(self.modules & top_level_names(project)) if self.modules is not None else []
+        return f"the project shadows {', '.join(shadowed)}" if shadowed else ""
+
+    def _ready(self, wait: float) -> bool:
+        """Wait for its line saying pytest is imported; keeps which modules it loaded."""
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], wait)
+        if not ready:
+            return False
+        try:
+            line = json.loads(self.proc.stdout.readline() or b"null")
+        except ValueError:
+            return False
+        if not isinstance(line, dict) or line.get("k") != "standby":
+            return False
+        self.modules = {str(m) for m in line.get("modules", ())}
+        return True
+
+    def become(self, argv: list[str], env: dict[str, str], cwd: Path, log_path: Path,
+               niceness: int) -> tuple[subprocess.Popen[bytes], int] | None:
+        """Hand it the run: it becomes `argv` in `cwd` with `env`; its process and record pipe, or
+        None if it ended before it could read the request (then discard it)."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        request = {"argv": argv, "env": {**env, "FARM_RECORD_FD": str(self.write_fd)}, "cwd": str(cwd),
+                   "niceness": niceness, "log": str(log_path)}
+        try:
+            self.proc.stdin.write(json.dumps(request).encode() + b"\n")
+            self.proc.stdin.close()
+        except OSError:  # it ended since it said it was ready
+            return None
+        self.proc.stdout.close()
+        return self.proc, self.read_fd
+
+    def discard(self) -> None:
+        """End it (it is not used) and reap it."""
+        signal_group(self.proc.pid, signal.SIGKILL)
+        self.proc.kill()
+        self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                try:
+                    stream.close()
+                except OSError:  # a request it could not read: nothing to flush it to
+                    pass
+        os.close(self.read_fd)
+
+
+def standby_env(base: os._Environ[str] | dict[str, str]) -> dict[str, str]:
+    """The environment a standby starts with: a runner's (LocalRun), but for what differs per run."""
+    return {**_runner_env(base), "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+def startup_env(env: dict[str, str]) -> dict[str, str]:
+    """What of a runner's environment only its start applies (Python's PYTHON* variables, -X options
+    via PYTHONxxx, the locale, TZ, and whatever else a module pytest imports may read): all of it
+    but PYTHONPATH (a standby applies it to sys.path) and FARM_* (read by the plugin as it runs)."""
+    return {k: v for k, v in env.items() if k != "PYTHONPATH" and not k.startswith("FARM_")}
+
+
+def top_level_names(project: Path) -> set[str]:
+    """The module names a project's top directory provides (first on a fresh runner's sys.path):
+    its modules and regular packages (a directory without __init__.py shadows nothing)."""
+    names = set()
+    try:
+        for entry in os.scandir(project):
+            if entry.is_dir():
+                if os.path.exists(os.path.join(entry.path, "__init__.py")):
+                    names.add(entry.name)
+            elif entry.name.endswith((".py", ".pyc", ".so", ".pyd")):
+                names.add(entry.name.partition(".")[0])
+    except OSError:
+        pass
+    return names
 
 
 def _prepare_child(niceness: int) -> None:

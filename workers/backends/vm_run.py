@@ -29,6 +29,8 @@ from workers.backends.ssh import REMOTE_RUNNER, UNPACK_SOURCE, SSHRun
 from workers.backends.vm import VM
 
 VM_RUNNER = Path(__file__).resolve().parent.parent / "vm_runner.py"
+#: What vm_runner.py shares with the local backend's standby (importing pytest, becoming `python -m pytest`).
+STANDBY = Path(__file__).resolve().parent.parent / "pytest_standby.py"
 #: Where the runner's files and each run's directory live in the guest (a tmpfs).
 RUNNER_DIR = "/tmp/farm-runs"
 PYTHON = "python3"
@@ -38,10 +40,11 @@ STANDBY_TIMEOUT_S = 120.0
 
 @lru_cache(maxsize=1)
 def runner_archive() -> bytes:
-    """The runner, the unpacker and the plugin, as one .tar.gz (one upload per VM)."""
+    """The runner (with the standby module it imports), the unpacker and the plugin, as one .tar.gz
+    (one upload per VM)."""
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w:gz") as tar:
-        files = [(VM_RUNNER, "vm_runner.py"), (REMOTE_RUNNER, "remote_runner.py"),
+        files = [(VM_RUNNER, "vm_runner.py"), (STANDBY, "pytest_standby.py"), (REMOTE_RUNNER, "remote_runner.py"),
                  (UNPACK_SOURCE, "farm_unpack.py"), *((s, f"plugin/{r}") for s, r in plugin_files())]
         for source, name in files:
             data = source.read_bytes()

@@ -1,0 +1,63 @@
+"""A local backend's standby runner is not used when the worker's environment changed since it
+started in what Python reads only at its start (PYTHONHASHSEED here): the run gets a fresh runner."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+from test_local_trees import Sink
+
+from farm.bundle import make_bundle
+from farm.config import Settings
+from farm.model import Assignment
+from workers import runner
+from workers.backends.local import LocalBackend
+
+TEST = textwrap.dedent("""
+    import json, os, sys
+
+    def test_hash_seed():
+        with open(os.environ["PROBE_FILE"], "w") as fh:
+            json.dump({"orig_argv": sys.orig_argv, "hash_randomization": sys.flags.hash_randomization}, fh)
+""")
+
+
+def _run(backend: LocalBackend, bundle: Path, n: int) -> Sink:
+    sink = Sink()
+    a = Assignment("s", f"s-a00{n}", 1, "0" * 64, ("-p", "no:hypothesispytest", "-q"),
+                   ("tests/test_seed.py::test_hash_seed",))
+    runner.run_assignment(a, backend=backend, bundle=lambda digest: bundle, sink=sink,  # type: ignore[arg-type]
+                          worker="w@h", settings=Settings(), is_canceled=lambda: False)
+    return sink
+
+
+def test_a_start_up_variable_set_after_the_standby_started_gets_a_fresh_runner(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    project = tmp_path / "src"
+    (project / "tests").mkdir(parents=True)
+    (project / "tests" / "test_seed.py").write_text(TEST)
+    made = make_bundle(project, 64 * 1024 * 1024)
+    bundle = tmp_path / f"{made.digest}.tar.gz"
+    bundle.write_bytes(made.data)
+    probe = tmp_path / "probe.json"
+    monkeypatch.setenv("PROBE_FILE", str(probe))
+    monkeypatch.delenv("PYTHONHASHSEED", raising=False)
+    backend = LocalBackend(scratch=tmp_path / "runs")
+    backend.process_started()  # as in a pool process: its standby starts, without PYTHONHASHSEED
+    try:
+        assert _run(backend, bundle, 1).outcomes() == {"tests/test_seed.py::test_hash_seed": "passed"}
+        seen = json.loads(probe.read_text())
+        assert seen["orig_argv"][1].endswith("pytest_standby.py") and seen["hash_randomization"] == 1
+        monkeypatch.setenv("PYTHONHASHSEED", "0")  # the next standby started before this
+        assert _run(backend, bundle, 2).outcomes() == {"tests/test_seed.py::test_hash_seed": "passed"}
+        seen = json.loads(probe.read_text())
+        assert seen["orig_argv"][1:3] == ["-m", "pytest"] and seen["hash_randomization"] == 0
+        # A standby (started after the change) serves the next run again, with the variable applied.
+        assert _run(backend, bundle, 3).outcomes() == {"tests/test_seed.py::test_hash_seed": "passed"}
+        seen = json.loads(probe.read_text())
+        assert seen["orig_argv"][1].endswith("pytest_standby.py") and seen["hash_randomization"] == 0
+    finally:
+        backend.shutdown()
