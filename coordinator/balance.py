@@ -83,13 +83,19 @@ def mean_test_s(ended: Sequence[Attempt]) -> float:
     return wall / tests if tests and wall > 0 else UNKNOWN_TEST_S
 
 
+#: The least a split is taken to cost (a runner's start, however fast one was measured).
+MIN_START_COST_S = 0.2
+
+
 def start_cost(ended: Sequence[Attempt], recorded_s: float | None) -> float:
     """What one more assignment costs before its first test: the least measured start-up of the
     suite's ended attempts, at most the assumed one (the project's recorded overhead, else
     DEFAULT_OVERHEAD_S), which it is without a measurement."""
     assumed = DEFAULT_OVERHEAD_S if recorded_s is None else recorded_s
     measured = [a.startup_s for a in ended if a.startup_s > 0]
-    return min(min(measured), assumed) if measured else assumed
+    # Never below MIN_START_COST_S: a near-zero figure (a recorded overhead of ~0, a clock off
+    # between runner and worker) would have every idle slot ask for a cut of any gain.
+    return max(MIN_START_COST_S, min(min(measured), assumed) if measured else assumed)
 
 
 def cut(times: Sequence[float], overhead_s: float) -> tuple[int, float] | None:

@@ -64,3 +64,14 @@ def never_published_too_long(planned_at: float, now: float, lease_s: float) -> b
 def grace_over(since: float, now: float) -> bool:
     """The completion grace that began at `since` (0: none began) is over."""
     return bool(since) and now - since > COMPLETION_GRACE_S
+
+
+#: A held completion taken to end its attempt (`SuiteState.take_held`) whose attempt has not ended
+#: this long after: its taker died or failed before writing the end, and the sweep takes it again.
+#: Far longer than ending an attempt takes, so a slow live taker is never doubled.
+TAKEN_RETRY_S = 60.0
+
+
+def taken_too_long(taken_at: float, now: float) -> bool:
+    """A held completion taken at `taken_at` may be taken again: its taker never ended the attempt."""
+    return now - taken_at > TAKEN_RETRY_S

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from coordinator import transitions
+from coordinator import deadlines, transitions
 from coordinator.aggregate import PENDING, Merge, merge
 from coordinator.machine import SuiteView
 from coordinator.memory_suite import Suite, atomic
@@ -47,6 +47,7 @@ class MemoryStore:
         self._active: set[str] = set()
         self._workers: dict[str, tuple[WorkerInfo, bool]] = {}
         self._history: dict[str, dict[str, float]] = {}
+        self._taken: dict[tuple[str, str], tuple[bytes, float]] = {}  # held completions taken: (completion, when)
 
     def peer(self, name: str) -> MemoryStore:
         """Another coordinator (named `name`) over this same farm: it shares everything but its name."""
@@ -239,12 +240,15 @@ class MemoryStore:
         a = self.attempt(suite_id, assignment_id, number)
         return None if a is None or a.waiting_completion is None else (a.waiting_completion, a.received)
 
-    def take_held(self, suite_id: str, assignment_id: str, number: int, completion: bytes) -> bool:
+    def take_held(self, suite_id: str, assignment_id: str, number: int, completion: bytes, *, now: float) -> bool:
         s, name = self._suite(suite_id), keys.attempt_key(assignment_id, number)
         a = s.attempts.get(name)
         if a is None or a.waiting_completion != completion:
             return False
-        s.attempts[name] = a.but(waiting_completion=None, waiting_since=0.0)
+        taken = self._taken.get((suite_id, name))
+        if taken is not None and taken[0] == completion and not deadlines.taken_too_long(taken[1], now):
+            return False
+        self._taken[(suite_id, name)] = (completion, now)  # the end (transitions.ended) clears the completion
         return True
 
     def requeue(self, suite_id: str, old: Attempt, why: str, *, now: float, state: AttemptState = AttemptState.LOST,

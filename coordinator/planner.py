@@ -149,7 +149,7 @@ class Planner:
         # exactly one of the batches that see it ready (or by the sweep that gave up on it).
         held = self.state.held_completion(batch.suite_id, a.assignment_id, a.number)
         if held is not None and not transitions.still_missing(held[1], decode(held[0], Completion).reported) \
-                and self.state.take_held(batch.suite_id, a.assignment_id, a.number, held[0]):
+                and self.state.take_held(batch.suite_id, a.assignment_id, a.number, held[0], now=self.clock()):
             self.end_attempt(decode(held[0], Completion))  # the records it was waiting for are in
         elif result.newly_final:
             self.finish_if_complete(batch.suite_id)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from itertools import repeat
 from typing import Any
 
-from coordinator import redis_bulk, transitions
+from coordinator import deadlines, redis_bulk, transitions
 from coordinator.aggregate import PENDING
 from coordinator.machine import SuiteView
 from coordinator.redis_outcomes import chunks, pack, texts, unpack
@@ -38,9 +38,16 @@ def _bare(a: Attempt) -> Attempt:
 
 
 def _whole(a: Attempt, count: bytes | None, held: bytes | None) -> Attempt:
-    """A stored blob with its `received` count and held completion (`_bare` undone)."""
-    completion, since = unpack(held) if held is not None else (None, 0.0)
-    return a.but(received=int(count or 0), waiting_completion=completion, waiting_since=float(since))
+    """A stored blob with its `received` count and held completion (`_bare` undone). A blob an
+    older coordinator wrote carries both itself: they count while the new hashes have no field."""
+    if held is None:
+        completion, since = a.waiting_completion, a.waiting_since
+    else:
+        completion, since = unpack(held)[:2]  # [completion, since] or [completion, since, taken_at]
+    # An older blob's count and the counter add up: its count moves to the counter when the blob
+    # is next written (`change_attempt`).
+    received = a.received + int(count or 0)
+    return a.but(received=received, waiting_completion=completion, waiting_since=float(since))
 
 
 class SuiteState(RedisSplits):
@@ -239,18 +246,26 @@ class SuiteState(RedisSplits):
             data, count, held = seen
             if data is None:
                 return None, None
-            old = _whole(Attempt.unpack(data), count, held)
+            stored = Attempt.unpack(data)
+            old = _whole(stored, count, held)
             new = change(old)
             event = eventlog.changed(old, new, self.clock())
             blob = _bare(new)
-            rewrite = blob != _bare(old)
-            rehold = (new.waiting_completion, new.waiting_since) != (old.waiting_completion, old.waiting_since)
+            # An older coordinator's blob (its count and held completion inside) is rewritten in
+            # this form, and what it carried moves to the counter and the held hash.
+            legacy = stored.received or (held is None and stored.waiting_completion is not None)
+            rewrite = blob != _bare(old) or bool(legacy)
+            rehold = (new.waiting_completion, new.waiting_since) != (old.waiting_completion, old.waiting_since) \
+                or (held is None and new.waiting_completion is not None)
             if not rewrite and not rehold and event is None:
                 return new, None
 
             def write(pipe: Any) -> None:
                 if rewrite:
                     pipe.hset(akey, name, blob.pack())
+                if stored.received:
+                    pipe.hincrby(rkey, name, stored.received)
+                    pipe.expire(rkey, self.settings.suite_ttl_s)
                 if rehold and new.waiting_completion is None:
                     pipe.hdel(hkey, name)
                 elif rehold:
@@ -272,18 +287,37 @@ class SuiteState(RedisSplits):
             held, count = pipe.execute()
         return None if held is None else (unpack(held)[0], int(count or 0))
 
-    def take_held(self, suite_id: str, assignment_id: str, number: int, completion: bytes) -> bool:
+    def take_held(self, suite_id: str, assignment_id: str, number: int, completion: bytes, *, now: float) -> bool:
         """Take the attempt's held completion, if it is still `completion`: True for exactly one
         caller (the batch that brought the last record it waited for, or the sweep that gave up
-        waiting), which then ends the attempt."""
-        hkey, name = keys.held(suite_id), keys.attempt_key(assignment_id, number)
+        waiting), which then ends the attempt. It is marked taken, not removed: the attempt's end
+        (`transitions.ended`, in `change_attempt`) removes it in the transaction that writes the end.
+        A taker that died or failed before that leaves it taken; `deadlines.TAKEN_RETRY_S` after, it
+        may be taken again (the sweep's END_LATE), so the completion is never lost."""
+        hkey, akey = keys.held(suite_id), keys.assignments(suite_id)
+        name = keys.attempt_key(assignment_id, number)
 
-        def decide(held: bytes | None) -> tuple[bool, Write]:
-            if held is None or unpack(held)[0] != completion:
+        def read(pipe: Any) -> tuple[bytes | None, bytes | None]:
+            return pipe.hget(hkey, name), pipe.hget(akey, name)
+
+        def decide(seen: tuple[bytes | None, bytes | None]) -> tuple[bool, Write]:
+            held, data = seen
+            if held is None:  # an older coordinator's blob holds it itself
+                stored = Attempt.unpack(data) if data is not None else None
+                if stored is None or stored.waiting_completion is None:
+                    return False, None
+                c, since, taken = stored.waiting_completion, stored.waiting_since, []
+            else:
+                c, since, *taken = unpack(held)
+            if c != completion or (taken and not deadlines.taken_too_long(float(taken[0]), now)):
                 return False, None
-            return True, lambda pipe: pipe.hdel(hkey, name)
 
-        return self.transact([hkey], lambda pipe: pipe.hget(hkey, name), decide)
+            def write(pipe: Any) -> None:
+                pipe.hset(hkey, name, pack([c, since, now]))
+                pipe.expire(hkey, self.settings.suite_ttl_s)
+            return True, write
+
+        return self.transact([hkey, akey], read, decide)
 
     def requeue(self, suite_id: str, old: Attempt, why: str, *, now: float, state: AttemptState = AttemptState.LOST,
                 avoid: str = "", from_state: AttemptState | None = None) -> list[str]:

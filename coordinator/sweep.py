@@ -55,12 +55,16 @@ def _act(driver: Planner, spec: SuiteSpec, tick: machine.Tick) -> None:
     a, sid = tick.attempt, spec.suite_id
     if tick.kind == machine.TickKind.END_LATE:
         assert a.waiting_completion is not None
-        if not driver.state.take_held(sid, a.assignment_id, a.number, a.waiting_completion):
-            return  # the last record came meanwhile: its batch ended the attempt
+        if not driver.state.take_held(sid, a.assignment_id, a.number, a.waiting_completion, now=driver.clock()):
+            return  # the last record came meanwhile: its batch ends the attempt (or did)
         completion = decode(a.waiting_completion, Completion)
-        missing = max(1, completion.reported - a.received)
-        log.warning("assignment %s: %d of its records never arrived", a.assignment_id, missing)
-        driver.end_attempt(completion, records_lost=missing)
+        missing = completion.reported - a.received
+        if missing > 0:
+            log.warning("assignment %s: %d of its records never arrived", a.assignment_id, missing)
+        else:  # every record came, but whoever took the completion never ended the attempt
+            log.warning("assignment %s: its completion was taken but the attempt never ended; ending it",
+                        a.assignment_id)
+        driver.end_attempt(completion, records_lost=max(0, missing))
     elif tick.kind == machine.TickKind.RUNNING:
         now = driver.clock()
         driver.state.change_attempt(sid, a.assignment_id, a.number,

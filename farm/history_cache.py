@@ -224,9 +224,15 @@ def _unlink(path: Path) -> bool:
         return False
 
 
-#: Variables of the submitting shell that differ between runs without reaching a test's collection
-#: (the cluster sets TMPDIR itself), left out of `environment_digest`.
-VOLATILE = frozenset({"_", "PWD", "OLDPWD", "SHLVL", "COLUMNS", "LINES", "TMPDIR"})
+#: Variables of the submitting shell that differ between runs or terminals without reaching a
+#: test's collection (the cluster sets TMPDIR itself), left out of `environment_digest`: each new
+#: terminal, ssh login or tmux pane would otherwise miss the cache.
+VOLATILE = frozenset({"_", "PWD", "OLDPWD", "SHLVL", "COLUMNS", "LINES", "TMPDIR", "SSH_CONNECTION", "SSH_CLIENT",
+                      "SSH_TTY", "SSH_AUTH_SOCK", "TERM_SESSION_ID", "WINDOWID", "TMUX", "TMUX_PANE", "GPG_TTY",
+                      "XDG_SESSION_ID", "XDG_VTNR", "DBUS_SESSION_BUS_ADDRESS", "KITTY_WINDOW_ID",
+                      "WEZTERM_PANE", "ITERM_SESSION_ID", "STY", "WINDOW", "INVOCATION_ID", "JOURNAL_STREAM"})
+#: Prefixes of such variables (an editor's terminal sets several per window).
+VOLATILE_PREFIXES = ("VSCODE_", "TERM_PROGRAM", "GNOME_TERMINAL_", "KONSOLE_")
 
 
 def environment_digest(env: Mapping[str, str] | None = None) -> str:
@@ -234,7 +240,7 @@ def environment_digest(env: Mapping[str, str] | None = None) -> str:
     and a collection may read it (parameters from a variable), which the collection cache's key
     does not name. A saved collection is restored only under the same environment."""
     env = os.environ if env is None else env
-    items = sorted((k, v) for k, v in env.items() if k not in VOLATILE)
+    items = sorted((k, v) for k, v in env.items() if k not in VOLATILE and not k.startswith(VOLATILE_PREFIXES))
     return hashlib.sha256(repr(items).encode()).hexdigest()[:16]
 
 

@@ -93,14 +93,21 @@ class _Stream:
     sent: int = 0
     clock: Clock = time
     last_flush: float = -1.0
-    first_started_at: float = 0.0  # the first record's test start (epoch seconds; 0: none yet)
+    first_started_at: float = 0.0  # the first record's test start, worker clock (epoch seconds; 0: none yet)
+    attempt_started_at: float = 0.0  # when the worker began the attempt (its clock)
 
     def __post_init__(self) -> None:
         self.last_flush = self.clock.monotonic()
 
     def add(self, record: TestRecord) -> None:
         if not self.first_started_at and record.started_at > 0:
-            self.first_started_at = record.started_at
+            # The runner stamps its own clock: a VM's or an SSH host's may be off from the
+            # worker's. Trusted when it falls within the attempt on the worker's clock, else
+            # taken as the record's arrival less the test's own duration.
+            now = self.clock.time()
+            stamped = record.started_at
+            plausible = self.attempt_started_at <= stamped <= now
+            self.first_started_at = stamped if plausible else max(self.attempt_started_at, now - record.duration_s)
         self.pending.append(record)
         self.pending_chars += _size(record)
         if len(self.pending) >= self.batch_size or self.pending_chars >= BATCH_CHARS:
@@ -197,7 +204,7 @@ def run_assignment(
         node = run.node
         if stream is None:
             stream = _Stream(sink, assignment, worker, node, settings.batch_records, settings.batch_interval_s,
-                             clock=clock)
+                             clock=clock, attempt_started_at=started_at)
             stream.flush(force=True)  # an empty first batch: the coordinator marks the attempt running
         try:
             code, ended = _drive(run, rec.LineReader(step.test_ids), loop, stream, clock, is_canceled=is_canceled,

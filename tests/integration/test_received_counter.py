@@ -164,3 +164,96 @@ def test_the_sweep_giving_up_and_the_last_batch_racing_end_the_attempt_once(redi
         assert ends[name] == 1, f"{sid}: the attempt ended {ends[name]} times"
         assert state.attempt(sid, assignment, number).received == len(TESTS)  # type: ignore[union-attr]
         assert state.r.hget(keys.held(sid), name) is None
+
+
+def _stores(url: str, now: list[float]) -> list[Any]:
+    from coordinator.memory_store import MemoryStore
+
+    real = SuiteState(redis.Redis.from_url(url), Settings(broker_url=url))
+    real.r.hset(keys.WORKERS, "w@h", encode(WorkerInfo("w@h", "h", 1, "default", "local")))
+    return [real, MemoryStore(clock=lambda: now[0])]
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["redis", "memory"])
+def test_a_completion_taken_by_a_batch_that_then_failed_is_ended_by_the_sweep_not_lost(
+        redis_url: str, which: int) -> None:
+    """The batch that takes the held completion can fail before the attempt's end is written (the
+    broker away while a tail is published, a coordinator killed): the completion stays, marked
+    taken, and the sweep ends the attempt after the grace, as it ended: `done`, not lost."""
+    now = [time.time()]
+    store = _stores(redis_url, now)[which]
+    published: list = []
+    planner = Planner(store, Settings(broker_url=redis_url), lambda spec: None,
+                      lambda pool, a: published.append(a), clock=lambda: now[0])
+    sid = f"taken-{which}-{random.randrange(10**9)}"
+    spec = SuiteSpec(sid, "proj", "0" * 64, "default", "load", (), now[0])
+    if which == 0:
+        store.r.hset(keys.suite(sid), mapping={"spec": encode(spec), "status": "submitted",
+                                               "submitted_at": spec.submitted_at})
+    else:
+        store.submit(spec)
+    planner.submitted(sid)
+    planner.collected(Collection(sid, "w@h", 0, TESTS[:2]))
+    a = published[-1]
+    try:
+        planner.records(_batch(sid, a.assignment_id, TESTS[0]))
+        planner.completed(Completion(sid, a.assignment_id, 1, "w@h", "local:h", "done", now[0], now[0] + 1, 0, 2))
+        assert store.attempt(sid, a.assignment_id, 1).waiting_completion is not None  # held for 1 record
+
+        end_attempt = planner.end_attempt
+
+        def dies(c: Completion, *, records_lost: int = 0) -> None:
+            raise ConnectionError("the broker went away")
+
+        planner.end_attempt = dies  # type: ignore[method-assign]
+        with pytest.raises(ConnectionError):
+            planner.records(_batch(sid, a.assignment_id, TESTS[1]))
+        planner.end_attempt = end_attempt  # type: ignore[method-assign]
+        planner.records(_batch(sid, a.assignment_id, TESTS[1]))  # redelivered: taken already, it waits
+        assert store.attempt(sid, a.assignment_id, 1).state == "running"
+        planner.sweep()  # within the grace: the taker may still be at work
+        assert store.attempt(sid, a.assignment_id, 1).state == "running"
+        now[0] += 3600
+        planner.sweep()
+        ended = store.attempt(sid, a.assignment_id, 1)
+        assert ended.state == "done" and ended.exit_code == 0, ended
+        assert ended.waiting_completion is None
+        assert len(published) == 1, "a finished attempt was run again"
+    finally:
+        if which == 0:
+            store.r.srem(keys.ACTIVE, sid)
+            store.r.zrem(keys.SUBMITTED, sid)
+
+
+def test_an_attempt_stored_by_an_older_coordinator_keeps_its_count_and_held_completion(redis_url: str) -> None:
+    """Blobs written before the counter carry `received` and the held completion inside: they
+    count, move to the counter on the next write, and the held completion still ends the attempt."""
+    planner, state, published, ends = _planner(redis_url)
+    sid = f"legacy-{random.randrange(10**9)}"
+    assignment, number = _planned(planner, state, published, sid)
+    name = keys.attempt_key(assignment, number)
+    try:
+        planner.records(_batch(sid, assignment, TESTS[0], TESTS[1]))
+        now = time.time()
+        held = encode(Completion(sid, assignment, 1, "w@h", "local:h", "done", now, now + 1, 0, 3))
+        # What an older coordinator stored: the count and the completion in the blob, no hashes.
+        bare = state.attempt(sid, assignment, number)
+        assert bare is not None and bare.received == 2
+        state.r.hset(keys.assignments(sid), name, bare.but(received=2, waiting_completion=held,
+                                                           waiting_since=now - 3600).pack())
+        state.r.delete(keys.received(sid), keys.held(sid))
+        seen = state.attempt(sid, assignment, number)
+        assert seen is not None and seen.received == 2 and seen.waiting_completion == held
+        planner.records(_batch(sid, assignment, TESTS[2]))  # counted on top of the blob's 2
+        assert state.attempt(sid, assignment, number).received == 3  # type: ignore[union-attr]
+        state.change_attempt(sid, assignment, number, lambda x: x.but(message="rewritten"))
+        assert state.r.hget(keys.received(sid), name) == b"3"  # moved to the counter
+        rewritten = state.attempt(sid, assignment, number)
+        assert rewritten is not None and rewritten.received == 3 and rewritten.waiting_completion == held
+        assert ends[name] == 0  # the blob's held completion is not the counter's to end
+        planner.sweep()  # its grace is long over: the sweep ends it, every record in
+        assert ends[name] == 1
+        assert state.attempt(sid, assignment, number).state == "done"  # type: ignore[union-attr]
+    finally:
+        state.r.srem(keys.ACTIVE, sid)
+        state.r.zrem(keys.SUBMITTED, sid)

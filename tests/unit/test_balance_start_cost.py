@@ -65,3 +65,40 @@ def test_the_unstarted_half_is_asked_only_when_it_is_worth_a_runner_start() -> N
     assert balance.unstarted_half([0.2] * 3, 0.5) is None  # 0.2 s tail for a 0.5 s start-up
     assert balance.unstarted_half([0.2] * 3, 0.1) == (2, pytest.approx(0.4))
     assert balance.unstarted_half([3.0], 0.1) is None  # nothing unstarted to give
+
+
+def test_the_start_cost_never_falls_below_its_floor() -> None:
+    """A near-zero figure (a recorded overhead of ~0, clocks off between runner and worker) would
+    have every idle slot ask for a cut of any gain."""
+    assert balance.start_cost([_ended("s-a000", 0.001)], 3.0) == balance.MIN_START_COST_S
+    assert balance.start_cost([], 0.0) == balance.MIN_START_COST_S
+
+
+def test_a_runner_clock_off_from_the_workers_gives_a_start_up_on_the_workers_clock() -> None:
+    """A VM's or SSH host's clock may be hours off: its stamp is not subtracted from the worker's."""
+    from farm.model import Assignment, TestRecord
+    from farm.outcomes import Outcome
+    from workers.runner import _Stream
+
+    class Clock:
+        now = 1000.0
+
+        def time(self) -> float:
+            return self.now
+
+        def monotonic(self) -> float:
+            return self.now
+
+    class Sink:
+        def send_batch(self, batch: object) -> None:
+            pass
+
+    clock = Clock()
+    a = Assignment("s", "s-a000", 1, "0" * 64, (), ("t.py::a",))
+    skewed = _Stream(Sink(), a, "w", "vm:1", 100, 1.0, clock=clock, attempt_started_at=998.0)  # type: ignore[arg-type]
+    clock.now = 1003.0  # the record arrives 5 s into the attempt; its test took 0.5 s
+    skewed.add(TestRecord("t.py::a", Outcome.PASSED, 0.5, started_at=1000.0 + 7200))  # the guest is 2 h ahead
+    assert skewed.first_started_at == 1002.5
+    same = _Stream(Sink(), a, "w", "local:h", 100, 1.0, clock=clock, attempt_started_at=998.0)  # type: ignore[arg-type]
+    same.add(TestRecord("t.py::a", Outcome.PASSED, 0.5, started_at=1001.0))  # one clock: the stamp is exact
+    assert same.first_started_at == 1001.0

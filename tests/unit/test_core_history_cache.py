@@ -147,3 +147,14 @@ def test_history_dir_follows_farm_history_dir_then_xdg_then_home() -> None:
     assert history_dir({"XDG_CACHE_HOME": "/c"}) == Path("/c/farm/history")
     assert history_dir({"XDG_CACHE_HOME": "relative"}) == Path.home() / ".cache" / "farm" / "history"
     assert history_dir({}) == Path.home() / ".cache" / "farm" / "history"
+
+
+def test_the_embedded_collection_environment_ignores_what_differs_per_terminal() -> None:
+    """A new terminal, ssh login or editor window must not miss the embedded collection cache;
+    a variable a collection could read must."""
+    from farm.history_cache import environment_digest
+
+    base = {"PATH": "/usr/bin", "HOME": "/home/u", "MODE": "fast"}
+    other_terminal = dict(base, SSH_CONNECTION="::1 5 ::1 22", TMUX_PANE="%3", VSCODE_PID="42", SHLVL="3")
+    assert environment_digest(other_terminal) == environment_digest(base)
+    assert environment_digest(dict(base, MODE="slow")) != environment_digest(base)
