@@ -23,7 +23,12 @@ PROBE = textwrap.dedent("""
                "own_group": os.getpgid(0) == os.getpid(), "flags": repr(sys.flags),
                "main": getattr(sys.modules["__main__"].__spec__, "name", None),
                "stdin": os.readlink("/proc/self/fd/0"), "pid": os.getpid(),
-               "dont_write_bytecode": sys.dont_write_bytecode, "at": time.time()}
+               "dont_write_bytecode": sys.dont_write_bytecode, "at": time.time(),
+               # what Python decided at its start (a standby starts on pipes) and __main__'s own names
+               "seekable": [sys.__stdin__.seekable(), sys.__stdout__.seekable(), sys.__stderr__.seekable()],
+               "line_buffering": [sys.__stdout__.line_buffering, sys.__stderr__.line_buffering],
+               "main_names": sorted(k for k in vars(sys.modules["__main__"]) if not k.startswith("__")),
+               "fds": len(os.listdir("/proc/self/fd"))}
         with open(os.path.join(os.environ["PROBE_DIR"], f"{os.environ['FARM_MODE']}-{os.getpid()}.json"), "w") as fh:
             json.dump(out, fh)
 

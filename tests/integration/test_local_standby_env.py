@@ -61,3 +61,38 @@ def test_a_start_up_variable_set_after_the_standby_started_gets_a_fresh_runner(
         assert seen["orig_argv"][1].endswith("pytest_standby.py") and seen["hash_randomization"] == 0
     finally:
         backend.shutdown()
+
+
+def test_a_standby_whose_loaded_files_changed_on_disk_is_not_used(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An upgrade on disk (pip install -U pytest) while a standby waited: it would run the old
+    pytest from memory beside new files, so the run gets a fresh runner."""
+    from workers.backends.local import file_versions
+
+    project = tmp_path / "src"
+    (project / "tests").mkdir(parents=True)
+    (project / "tests" / "test_seed.py").write_text(TEST)
+    made = make_bundle(project, 64 * 1024 * 1024)
+    bundle = tmp_path / f"{made.digest}.tar.gz"
+    bundle.write_bytes(made.data)
+    probe = tmp_path / "probe.json"
+    monkeypatch.setenv("PROBE_FILE", str(probe))
+    backend = LocalBackend(scratch=tmp_path / "runs")
+    backend.process_started()
+    try:
+        standby = backend.standby
+        assert standby is not None and standby._ready(30)
+        assert any(path.endswith("pytest/__init__.py") for path in standby.files), sorted(standby.files)[:5]
+        # One of the files it loaded, as the worker saw it then, is another version now (a real
+        # package's file is not ours to rewrite: a stand-in in its list).
+        module = tmp_path / "upgraded.py"
+        module.write_text("VERSION = 1\n")
+        standby.files.update(file_versions([str(module)]))
+        module.write_text("VERSION = 22\n")
+        assert _run(backend, bundle, 1).outcomes() == {"tests/test_seed.py::test_hash_seed": "passed"}
+        assert json.loads(probe.read_text())["orig_argv"][1:3] == ["-m", "pytest"]
+        # Its replacement loaded what is on disk now: it serves the next run.
+        assert _run(backend, bundle, 2).outcomes() == {"tests/test_seed.py::test_hash_seed": "passed"}
+        assert json.loads(probe.read_text())["orig_argv"][1].endswith("pytest_standby.py")
+    finally:
+        backend.shutdown()

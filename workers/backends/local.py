@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from farm.config import Settings
@@ -144,6 +144,10 @@ class LocalBackend(WithoutLifecycle):
         if standby is None:
             return None
         why = standby.unfit(env, project, STANDBY_WAIT_S)
+        if why == NOT_READY:
+            log.warning("pre-started runner not ready within %.0fs: this worker process starts fresh runners "
+                        "from now on", STANDBY_WAIT_S)
+            self.use_standby = False
         if why:
             log.info("pre-started runner not used (%s): starting a fresh one", why)
             standby.discard()
@@ -166,12 +170,21 @@ class LocalBackend(WithoutLifecycle):
         try:
             run = LocalRun(self.python, request, workdir, project, plugin_dir,
                            take_standby=self._take_standby if use_standby else None)
-        finally:
+        except BaseException:
             if use_standby:
-                self._replenish()  # for the next assignment: its pid is no leftover of this run
-        if self.standby is not None:
-            run.before.add(self.standby.proc.pid)
+                self._replenish()
+            raise
+        if use_standby:
+            # The next assignment's standby starts once this runner is under way (its first line,
+            # or its end), not beside its start, where both would import pytest on the same cores.
+            run.on_begun = lambda: self._replenish_beside(run)
         return run
+
+    def _replenish_beside(self, run: LocalRun) -> None:
+        if self.standby is None and self.use_standby:
+            self._replenish()
+        if self.standby is not None:
+            run.before.add(self.standby.proc.pid)  # no leftover of that run
 
 
 class LocalRun:
@@ -196,6 +209,7 @@ class LocalRun:
         self.buffer = b""
         self.eof = False
         self.exit_code: int | None = None
+        self.on_begun: Callable[[], None] | None = None  # called once: its first line, or its close
         standby = take_standby(env, project) if take_standby is not None else None
         became = standby.become(runner_argv(python, request), env, project, self.log_path, request.niceness) \
             if standby is not None else None
@@ -248,7 +262,14 @@ class LocalRun:
             chunks.append(chunk)
         data = self.buffer + b"".join(chunks)
         *lines, self.buffer = data.split(b"\n")
+        if lines:
+            self._begun()
         return lines
+
+    def _begun(self) -> None:
+        begun, self.on_begun = self.on_begun, None
+        if begun is not None:
+            begun()
 
     def poll(self) -> int | None:
         code = self.proc.poll()
@@ -297,6 +318,7 @@ class LocalRun:
             return ""
 
     def close(self) -> None:
+        self._begun()  # before the leftovers are taken: the new standby is none of them
         if self.proc.poll() is None:
             self.stop(grace=1.0)
         else:
@@ -332,6 +354,7 @@ class Standby:
             os.close(write_fd)
         self.read_fd, self.write_fd = read_fd, write_fd  # the number the standby holds it as
         self.modules: set[str] | None = None
+        self.files: dict[str, tuple[int, int, int] | None] = {}  # what it loaded, as on disk then
 
     def unfit(self, env: dict[str, str], project: Path, wait: float) -> str:
         """Why this standby cannot become the runner `env` describes in `project` ("" if it can):
@@ -339,8 +362,12 @@ class Standby:
         only at its start, or a file of the project would have shadowed a module it has loaded."""
         if startup_env(env) != startup_env(self.env):
             return "the environment changed since it started"
-        if (self.modules is None and not self._ready(wait)) or self.proc.poll() is not None:
-            return "it ended or was not ready in time"
+        if self.modules is None and self.proc.poll() is None and not self._ready(wait):
+            return NOT_READY
+        if self.proc.poll() is not None:
+            return "it ended"
+        if file_versions(self.files) != self.files:
+            return "the interpreter or a module it loaded changed on disk since it started"
         shadowed = sorted(self.modules & top_level_names(project)) if self.modules is not None else []
         return f"the project shadows {', '.join(shadowed)}" if shadowed else ""
 
@@ -357,6 +384,7 @@ class Standby:
         if not isinstance(line, dict) or line.get("k") != "standby":
             return False
         self.modules = {str(m) for m in line.get("modules", ())}
+        self.files = file_versions(str(f) for f in line.get("files", ()))
         return True
 
     def become(self, argv: list[str], env: dict[str, str], cwd: Path, log_path: Path,
@@ -376,7 +404,8 @@ class Standby:
 
     def discard(self) -> None:
         """End it (it is not used) and reap it."""
-        signal_group(self.proc.pid, signal.SIGKILL)
+        if self.proc.returncode is None:  # reaped already: its pid may be another process's now
+            signal_group(self.proc.pid, signal.SIGKILL)
         self.proc.kill()
         self.proc.wait()
         for stream in (self.proc.stdin, self.proc.stdout):
@@ -386,6 +415,25 @@ class Standby:
                 except OSError:  # a request it could not read: nothing to flush it to
                     pass
         os.close(self.read_fd)
+
+
+#: Why a standby is discarded when it did not say it was ready within STANDBY_WAIT_S: then this
+#: process starts fresh runners only (a standby that hangs at start would cost every assignment).
+NOT_READY = "it was not ready in time"
+
+
+def file_versions(paths: Iterable[str]) -> dict[str, tuple[int, int, int] | None]:
+    """Each file's (inode, size, mtime in ns), None if it is gone: a package upgraded on disk
+    while a standby waited changes them."""
+    out: dict[str, tuple[int, int, int] | None] = {}
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            out[path] = None
+        else:
+            out[path] = (st.st_ino, st.st_size, st.st_mtime_ns)
+    return out
 
 
 def standby_env(base: os._Environ[str] | dict[str, str]) -> dict[str, str]:
