@@ -34,8 +34,8 @@ def _run(backend: LocalBackend, bundle: Path, n: int) -> Sink:
     return sink
 
 
-def test_a_start_up_variable_set_after_the_standby_started_gets_a_fresh_runner(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """The probe's project as a bundle file, and the file its test writes."""
     project = tmp_path / "src"
     (project / "tests").mkdir(parents=True)
     (project / "tests" / "test_seed.py").write_text(TEST)
@@ -44,6 +44,12 @@ def test_a_start_up_variable_set_after_the_standby_started_gets_a_fresh_runner(
     bundle.write_bytes(made.data)
     probe = tmp_path / "probe.json"
     monkeypatch.setenv("PROBE_FILE", str(probe))
+    return bundle, probe
+
+
+def test_a_start_up_variable_set_after_the_standby_started_gets_a_fresh_runner(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bundle, probe = _project(tmp_path, monkeypatch)
     monkeypatch.delenv("PYTHONHASHSEED", raising=False)
     backend = LocalBackend(scratch=tmp_path / "runs")
     backend.process_started()  # as in a pool process: its standby starts, without PYTHONHASHSEED
@@ -69,14 +75,7 @@ def test_a_standby_whose_loaded_files_changed_on_disk_is_not_used(
     pytest from memory beside new files, so the run gets a fresh runner."""
     from workers.backends.local import file_versions
 
-    project = tmp_path / "src"
-    (project / "tests").mkdir(parents=True)
-    (project / "tests" / "test_seed.py").write_text(TEST)
-    made = make_bundle(project, 64 * 1024 * 1024)
-    bundle = tmp_path / f"{made.digest}.tar.gz"
-    bundle.write_bytes(made.data)
-    probe = tmp_path / "probe.json"
-    monkeypatch.setenv("PROBE_FILE", str(probe))
+    bundle, probe = _project(tmp_path, monkeypatch)
     backend = LocalBackend(scratch=tmp_path / "runs")
     backend.process_started()
     try:
