@@ -28,7 +28,7 @@ import redis
 from farm import keys, registry, signing
 from farm.cluster import free_port
 from farm.stored import run_from_row
-from support.helpers import FARM, LEAN
+from support.helpers import FARM, LEAN, runner_mode
 from support.services import wait_for
 
 IP = shutil.which("ip") or "/usr/sbin/ip"
@@ -150,16 +150,9 @@ class HostFarm:
         return psutil.Process(self.procs[label].pid)
 
     def runners(self, label: str) -> list[psutil.Process]:
-        """The pytest runners (not collections) below a host's worker."""
-        found = []
-        for proc in self.worker(label).children(recursive=True):
-            try:
-                argv = proc.cmdline()
-                if argv[1:3] == ["-m", "pytest"] and "--collect-only" not in argv:
-                    found.append(proc)
-            except psutil.Error:
-                continue
-        return found
+        """The pytest runners (not collections) below a host's worker: told by their run directory
+        (`runner_mode`), as a pre-started runner keeps its standby's command line."""
+        return [proc for proc in self.worker(label).children(recursive=True) if runner_mode(proc) == "run"]
 
     def submit(self, project: Path, *pytest_args: str) -> str:
         done = self.farm("submit-suite", str(project), "--no-wait", "--", *LEAN, *(pytest_args or ("tests",)))
