@@ -1,14 +1,20 @@
 """Run-time balancing through `farm up`: a first run (no history) whose second assignment is slow
-gives its unstarted tail to the slot the first one freed; every test is counted once."""
+gives its unstarted tail to the slot the first one freed; every test is counted once, and every
+attempt that ran a test carries the runner start-up its worker measured, which balancing weighs
+each split against (coordinator/balance.py `start_cost`)."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+import redis
 from support.helpers import LEAN, copy_fixture, farm
 
+from coordinator.state import SuiteState
+from farm.config import Settings
 from farm.report.schema import load_report
+from farm.states import AttemptState
 
 SPLIT_ID = re.compile(r"-a\d{3}(s\d+\.\d+)+$")
 
@@ -32,3 +38,14 @@ def test_a_slow_assignment_gives_its_unstarted_tail_to_an_idle_slot(farm_up, tmp
     log = farm("events", report["suite_id"], "--broker", running.broker)
     assert log.returncode == 0, log.stderr
     assert re.search(r"\bsplit\b.*gave \d+ unstarted tests to", log.stdout), log.stdout
+    # The attempts as the coordinator reads them (the cluster's own Redis): the blob, with the
+    # received count kept beside it.
+    r = redis.Redis.from_url(running.broker)
+    try:
+        stored = SuiteState(r, Settings(broker_url=running.broker)).attempts(report["suite_id"])
+    finally:
+        r.close()
+    ran = [a for a in stored if a.state == AttemptState.DONE and a.received]
+    assert len(ran) >= 3, stored  # the two planned and at least one tail
+    for a in ran:  # each ran tests: its worker measured the time to its first test
+        assert 0 < a.startup_s < (a.wall_s or 0), a
