@@ -85,6 +85,13 @@ def current(suite_id: str) -> str:
     return f"{PREFIX}:suite:{suite_id}:current"
 
 
+def claims(suite_id: str) -> str:
+    """Hash: attempt key ("ID#N") → the worker that claimed it. An attempt is claimed once: a
+    delivery that comes after its lease lapsed (the worker died, before the sweep took it as lost)
+    must not run it again under the same number."""
+    return f"{PREFIX}:suite:{suite_id}:claims"
+
+
 def lease(suite_id: str, attempt_key: str) -> str:
     """String with a TTL: held by the worker running that attempt, refreshed while it runs."""
     return f"{PREFIX}:lease:{suite_id}:{attempt_key}"
@@ -135,6 +142,7 @@ def suite_keys(suite_id: str) -> tuple[str, ...]:
         splits(suite_id),
         received(suite_id),
         held(suite_id),
+        claims(suite_id),
     )
 
 

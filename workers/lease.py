@@ -34,6 +34,21 @@ end
 return 0
 """
 
+#: Claim an attempt: KEYS current map, claims map, lease; ARGV assignment id, attempt number,
+#: attempt key, worker, lease ms, the claims map's lifetime in ms (as the suite's other keys; the
+#: finished suite sets it anew). Refused (0) when the attempt is superseded or ended (the current
+#: map holds another value), or was ever claimed before (its lease may have lapsed since: the sweep
+#: takes it as lost and runs its tests under the next number). Otherwise the claim and the lease
+#: are written together (1).
+CLAIM = """
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if current and current ~= ARGV[2] then return 0 end
+if redis.call('HSETNX', KEYS[2], ARGV[3], ARGV[4]) == 0 then return 0 end
+if redis.call('PTTL', KEYS[2]) < 0 then redis.call('PEXPIRE', KEYS[2], ARGV[6]) end
+redis.call('SET', KEYS[3], ARGV[4], 'PX', ARGV[5])
+return 1
+"""
+
 
 class Lease(enum.Enum):
     """What a worker knows of its lease."""

@@ -88,12 +88,16 @@ class WorkerContext:
         return BundleCache(self.settings.cache_dir, self.store, self.settings.max_unpacked_bytes)
 
     def claim(self, a: Assignment) -> bool:
-        """Take the lease of an attempt; False if it is superseded or another worker holds it."""
-        current = self.store.hget(keys.current(a.suite_id), a.assignment_id)
-        if current is not None and keys.text(current) != str(a.attempt):  # superseded, or ended ("N!")
-            return False
-        key = keys.lease(a.suite_id, keys.attempt_key(a.assignment_id, a.attempt))
-        return bool(self.store.set(key, self.name, nx=True, px=int(self.settings.lease_s * 1000)))
+        """Take the lease of an attempt (`lease.CLAIM`); False if it is superseded, ended, or was
+        claimed before (running elsewhere, or its worker died and its lease lapsed)."""
+        akey = keys.attempt_key(a.assignment_id, a.attempt)
+        return bool(self._claim(keys=[keys.current(a.suite_id), keys.claims(a.suite_id), keys.lease(a.suite_id, akey)],
+                                args=[a.assignment_id, str(a.attempt), akey, self.name,
+                                      int(self.settings.lease_s * 1000), int(self.settings.suite_ttl_s * 1000)]))
+
+    @cached_property
+    def _claim(self) -> Any:
+        return self.store.register_script(lease.CLAIM)
 
     def claim_collection(self, suite_id: str) -> bool:
         """Take the lease of a suite's collection, and say it started (the coordinator watches it)."""

@@ -18,7 +18,7 @@ from farm import keys, signing
 from farm.bundle import make_bundle
 from farm.celery_app import COLLECT_SUITE, make_app
 from farm.config import Settings
-from farm.model import Collection, SuiteSpec
+from farm.model import Assignment, Collection, SuiteSpec
 from farm.protocol import encode
 from workers.backends import make_backend
 from workers.lease import Lease, LeaseKeeper, quick_connection, renewer
@@ -47,6 +47,34 @@ def test_a_workers_keeper_of_a_lapsed_collection_lease_does_not_recreate_it(redi
     r.delete(COLLECT_KEY)
     assert keeper.check() is Lease.GONE and keeper.lost()
     assert not r.exists(COLLECT_KEY), "a lapsed lease was recreated"
+
+
+def _assignment(number: int) -> Assignment:
+    return Assignment("s-1", "s-1-a001", number, "b" * 64, (), ("t.py::test_a",), 60.0)
+
+
+def test_an_attempt_is_claimed_once_even_after_its_lease_lapsed(redis_url: str) -> None:
+    """A delivery that comes after the claimer died and its lease lapsed, before the sweep took the
+    attempt as lost, must not run it again under the same number (CI saw a killed pool child's
+    attempt run anew by Celery's redelivery, never recorded lost)."""
+    r = redis.Redis.from_url(redis_url)
+    settings = Settings(broker_url=redis_url, suite_ttl_s=3600)
+    one = WorkerContext(None, settings, None, None, name="w1@h")  # type: ignore[arg-type]
+    other = WorkerContext(None, settings, None, None, name="w2@h")  # type: ignore[arg-type]
+    r.hset(keys.current("s-1"), "s-1-a001", 1)
+    assert one.claim(_assignment(1))
+    assert r.get(KEY) == b"w1@h" and 0 < r.pttl(KEY) <= settings.lease_s * 1000
+    assert 0 < r.ttl(keys.claims("s-1")) <= 3600, "the claims map must not live forever"
+    assert not other.claim(_assignment(1)), "claimed twice while its lease is held"
+    r.delete(KEY)  # the claimer died: its lease lapsed, the sweep has not looked yet
+    assert not other.claim(_assignment(1)) and not one.claim(_assignment(1))
+    assert not r.exists(KEY), "a refused claim wrote a lease"
+    r.hset(keys.current("s-1"), "s-1-a001", 2)  # the sweep took it as lost: attempt 2 is current
+    assert not other.claim(_assignment(1)), "a superseded attempt was claimed"
+    assert other.claim(_assignment(2))
+    r.hset(keys.current("s-1"), "s-1-a001", "2!")  # ended
+    assert not one.claim(_assignment(2))
+    assert keys.claims("s-1") in keys.suite_keys("s-1")
 
 
 @dataclasses.dataclass
