@@ -9,13 +9,16 @@ attempt), which is idempotent by construction.
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from farm.model import TestRecord, TestRun
 from farm.outcomes import Outcome, supersedes
 
 PENDING = "pending"
+#: `Enum.value` is a descriptor and `Outcome(v)` a call: dicts are faster, per record of a batch.
+_VALUE = {o: o.value for o in Outcome}
+_BY_VALUE = {o.value: o for o in Outcome}
 
 
 @dataclass
@@ -29,6 +32,18 @@ class Merge:
     newly_final: int = 0  # tests that went from pending to an outcome
     unknown: list[str] = field(default_factory=list)  # records for tests the suite does not have
     fenced: int = 0  # records from attempts that no longer own their test
+    dropped: int = 0  # records for tests their attempt was not given (the stores' `given`): not written
+
+
+def not_given(records: list[TestRecord], owners: Mapping[str, str], me: str,
+              given: Callable[[], Container[str]] | None) -> list[TestRecord]:
+    """The records a batch of attempt `me` may merge. Where the attempt owns every test, all of them
+    (an attempt owns only tests it was given); else `given()` (its test ids, read only then) keeps
+    those it was given: a record of a test it no longer owns is fenced later, of one never given dropped."""
+    if given is None or all(owners.get(r.test_id) == me for r in records):
+        return records
+    allowed = given()
+    return [r for r in records if r.test_id in allowed]
 
 
 def merge(
@@ -51,37 +66,42 @@ def merge(
     result = Merge()
     now_counted: dict[str, str | None] = dict(current)
     me = f"{assignment}#{attempt}"
+    runs, verdicts, counted, deltas = result.runs, result.verdicts, result.counted, result.deltas
     for record in records:
-        state = now_counted.get(record.test_id)
+        tid = record.test_id
+        state = now_counted.get(tid)
         if state is None:
-            result.unknown.append(record.test_id)
+            result.unknown.append(tid)
             continue
-        fenced = owners is not None and owners.get(record.test_id) != me
-        run = TestRun(record.test_id, assignment, attempt, worker, node, record.outcome.value,
-                         record.duration_s, record.started_at, fenced)
+        fenced = owners is not None and owners.get(tid) != me
+        outcome = record.outcome
+        run = TestRun(tid, assignment, attempt, worker, node, _VALUE[outcome], record.duration_s, record.started_at,
+                      fenced)
+        key = f"{tid}\0{assignment}\0{attempt}"  # run.key
         if fenced:
-            result.runs[run.key] = run
+            runs[key] = run
             result.fenced += 1
             continue
-        if record.outcome is Outcome.NOT_RUN:
+        if outcome is Outcome.NOT_RUN:
             # A not_run verdict never overwrites a run (it is written only where none exists):
             # a real result of the same attempt keeps its run whichever arrives first.
-            if run.key not in result.runs:
-                result.verdicts.setdefault(run.key, run)
+            if key not in runs:
+                verdicts.setdefault(key, run)
         else:
-            result.runs[run.key] = run
-            result.verdicts.pop(run.key, None)
-        old = None if state == PENDING else Outcome(state)
-        if not supersedes(record.outcome, old):
+            runs[key] = run
+            verdicts.pop(key, None)
+        old = None if state == PENDING else _BY_VALUE.get(state) or Outcome(state)
+        if not supersedes(outcome, old):
             continue
-        if record.outcome is Outcome.PASSED and record.test_id in rerun:
+        if outcome is Outcome.PASSED and tid in rerun:
             # It failed before and passes now.
             record = replace(record, outcome=Outcome.FLAKY, message="failed, then passed when run again")
+        value = _VALUE[record.outcome]
         if old is None:
             result.newly_final += 1
         else:
-            result.deltas[old.value] = result.deltas.get(old.value, 0) - 1
-        result.deltas[record.outcome.value] = result.deltas.get(record.outcome.value, 0) + 1
-        result.counted[record.test_id] = record
-        now_counted[record.test_id] = record.outcome.value
+            deltas[old.value] = deltas.get(old.value, 0) - 1
+        deltas[value] = deltas.get(value, 0) + 1
+        counted[tid] = record
+        now_counted[tid] = value
     return result

@@ -18,9 +18,12 @@ from farm import keys
 from farm.attempts import Attempt
 from farm.errors import ProtocolError
 from farm.model import Collection, SuiteSpec, TestRecord, TestRun, WorkerInfo, record_to_plain
+from farm.outcomes import Outcome
 from farm.protocol import encode
 from farm.states import AttemptState
-from farm.stored import record_row, run_of, run_row
+from farm.stored import record_row, run_row
+
+_VALUE = {o: o.value for o in Outcome}  # `Enum.value` is a descriptor: a dict is faster per record
 
 #: The version of the stored form; a reader refuses a newer one (one line, never a traceback).
 #: 2: `records` events carry compact rows (`c`) and name the runs derivable from them (`derived`);
@@ -169,7 +172,7 @@ def split(head: Attempt, tail: Attempt, at: float) -> list[Event]:
 
 def merged(counted: Mapping[str, TestRecord], runs: Mapping[str, TestRun], verdicts: Mapping[str, TestRun], *,
            assignment: str, attempt: int, worker: str, node: str, at: float, kind: Kind = Kind.RECORDS,
-           fenced: int = 0) -> list[Event]:
+           fenced: int = 0, rows: Sequence[list[Any]] | None = None) -> list[Event]:
     """A merged batch: what it wrote (nothing if it changed nothing and is a plain batch), then the
     fenced records, if any.
 
@@ -178,23 +181,30 @@ def merged(counted: Mapping[str, TestRecord], runs: Mapping[str, TestRun], verdi
     makes of them with this event's attempt (a plain batch: all of them), written as the store
     wrote it and not carried again; `runs`, the other test runs written; `verdicts`, the not-run
     runs written only if absent (both as arrays). Logs of older farms carry `counted` (maps) and
-    every run in `runs`: `farm.report.rebuild` reads both."""
+    every run in `runs`: `farm.report.rebuild` reads both. `rows`, if given, are `counted`'s
+    records as `record_row` makes them (a store that made them already for its own write)."""
     out = []
     if counted or runs or verdicts or kind != Kind.RECORDS:
         outcomes: dict[str, int] = {}
-        rows, derived = [], []
+        derived = []
         explicit = dict(runs)
+        passed, flaky = Outcome.PASSED.value, Outcome.FLAKY
         for i, r in enumerate(counted.values()):
-            outcomes[r.outcome.value] = outcomes.get(r.outcome.value, 0) + 1
-            rows.append(record_row(r))
+            value = _VALUE[r.outcome]
+            outcomes[value] = outcomes.get(value, 0) + 1
             key = f"{r.test_id}\0{assignment}\0{attempt}"
             run = explicit.get(key)
-            if run is not None and run == run_of(r, assignment=assignment, attempt=attempt, worker=worker, node=node):
+            # `run == run_of(r, ...)`, field by field as a dataclass compares, without making it.
+            if run is not None and (run.test_id, run.assignment, run.attempt, run.worker, run.node, run.outcome,
+                                    run.duration_s, run.started_at, run.fenced) == (
+                    r.test_id, assignment, attempt, worker, node, passed if r.outcome is flaky else value,
+                    r.duration_s, r.started_at, False):
                 del explicit[key]
                 derived.append(i)
         detail = ", ".join(f"{n} {o}" for o, n in sorted(outcomes.items())) or "nothing new"
         out.append(Event(kind, at, assignment, attempt, worker, node, detail, {
-            "c": rows, "derived": derived, "runs": [run_row(r) for r in explicit.values()],
+            "c": [record_row(r) for r in counted.values()] if rows is None else list(rows), "derived": derived,
+            "runs": [run_row(r) for r in explicit.values()],
             "verdicts": [run_row(r) for r in verdicts.values()]}))
     if fenced:
         out.append(Event(Kind.FENCED, at, assignment, attempt, worker, node, f"{fenced} records",
