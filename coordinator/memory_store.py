@@ -12,11 +12,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from coordinator import deadlines, transitions
-from coordinator.aggregate import PENDING, Merge, merge
+from coordinator.aggregate import PENDING, Merge, merge, not_given
 from coordinator.machine import SuiteView
 from coordinator.memory_suite import Suite, atomic
 from coordinator.store import COLLECTION_OWNER, FINISH_TRIES, Finished
@@ -187,13 +187,16 @@ class MemoryStore:
 
     def merge(self, suite_id: str, records: list[TestRecord], *, assignment: str, attempt: int, worker: str,
               node: str, fence: bool = True, kind: eventlog.Kind = eventlog.Kind.RECORDS,
-              count_received: bool = False) -> Merge:
+              count_received: bool = False, given: Callable[[], Container[str]] | None = None) -> Merge:
         s = self._suite(suite_id)
         ids = list(dict.fromkeys(r.test_id for r in records))
+        owners = {t: s.owners[t] for t in ids if t in s.owners}
+        kept = not_given(records, owners, keys.attempt_key(assignment, attempt), given if fence else None)
+        dropped, records = len(records) - len(kept), kept
         result = merge({t: s.outcomes.get(t) for t in ids}, records, assignment=assignment, attempt=attempt,
-                       worker=worker, node=node,
-                       owners={t: s.owners[t] for t in ids if t in s.owners} if fence else None,
+                       worker=worker, node=node, owners=owners if fence else None,
                        rerun={t for t in ids if t in s.reruns})
+        result.dropped = dropped
         for t, r in result.counted.items():
             s.outcomes[t] = r.outcome.value
             s.records[t] = r

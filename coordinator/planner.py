@@ -15,6 +15,7 @@ from itertools import repeat
 from operator import itemgetter
 
 from coordinator import balancing, deadlines, machine, transitions
+from coordinator.aggregate import Merge
 from coordinator.finishing import finished
 from coordinator.store import SuiteStore
 from coordinator.sweep import reconcile, sweep
@@ -48,6 +49,10 @@ class Planner:
         self.clock = clock
         self._positions: dict[str, dict[str, tuple[int, int]]] = {}  # suite -> farm.nodeids.param_positions
         self._positions_lock = threading.Lock()
+        # Attempts ("suite NUL ASSIGNMENT#N") seen started with their node: a batch of one of them
+        # does not read the attempt (its test ids) unless it sends a record of a test it does not own.
+        self._started: dict[str, None] = {}
+        self._started_lock = threading.Lock()
 
     # --- publishing ----------------------------------------------------------------------
 
@@ -117,10 +122,24 @@ class Planner:
         self.finish_if_complete(sid)
 
     def records(self, batch: RecordBatch) -> None:
-        a = self.state.attempt(batch.suite_id, batch.assignment_id, batch.attempt)
+        sid, name = batch.suite_id, f"{batch.suite_id}\0{batch.assignment_id}#{batch.attempt}"
+        if name in self._started:
+            # Known and started with its node: nothing to change, and its test ids are read only
+            # if the batch has a record of a test it does not own (`aggregate.not_given`).
+            if not batch.records:
+                return
+            result = self.state.merge(sid, list(batch.records), assignment=batch.assignment_id, attempt=batch.attempt,
+                                      worker=batch.worker, node=batch.node, count_received=True,
+                                      given=lambda: self._given(batch))
+            if result.dropped:
+                log.warning("assignment %s sent %d records for tests it was not given; dropped",
+                            batch.assignment_id, result.dropped)
+            self._merged(batch, result)
+            return
+        a = self.state.attempt(sid, batch.assignment_id, batch.attempt)
         if a is None:  # the suite's status is read only then: one read less a batch
-            if self.state.field(batch.suite_id, "status") is None:
-                log.warning("records for unknown suite %s dropped", batch.suite_id)
+            if self.state.field(sid, "status") is None:
+                log.warning("records for unknown suite %s dropped", sid)
             else:
                 log.warning("records for unknown attempt %s#%d dropped", batch.assignment_id, batch.attempt)
             return
@@ -128,8 +147,13 @@ class Planner:
             # Queued, or claimed by the sweep (it saw the lease before this first batch came): the
             # attempt learns its node now, and the log says `started` (once: the node is then known).
             now = self.clock()
-            self.state.change_attempt(batch.suite_id, a.assignment_id, a.number, lambda x: transitions.started(
-                x, worker=batch.worker, node=batch.node, started_at=now))
+            a = self.state.change_attempt(sid, a.assignment_id, a.number, lambda x: transitions.started(
+                x, worker=batch.worker, node=batch.node, started_at=now)) or a
+        if a.state != AttemptState.QUEUED and a.node:
+            with self._started_lock:
+                if len(self._started) >= 4096:
+                    self._started.pop(next(iter(self._started)))
+                self._started[name] = None
         allowed = set(a.test_ids)
         records = [r for r in batch.records if r.test_id in allowed]
         if len(records) != len(batch.records):
@@ -137,8 +161,16 @@ class Planner:
                         batch.assignment_id, len(batch.records) - len(records))
         if not records:
             return
-        result = self.state.merge(batch.suite_id, records, assignment=batch.assignment_id,
-                                  attempt=batch.attempt, worker=batch.worker, node=batch.node, count_received=True)
+        self._merged(batch, self.state.merge(sid, records, assignment=batch.assignment_id, attempt=batch.attempt,
+                                             worker=batch.worker, node=batch.node, count_received=True))
+
+    def _given(self, batch: RecordBatch) -> frozenset[str]:
+        """The test ids the batch's attempt was given (none if it is gone)."""
+        a = self.state.attempt(batch.suite_id, batch.assignment_id, batch.attempt)
+        return frozenset(a.test_ids) if a is not None else frozenset()
+
+    def _merged(self, batch: RecordBatch, result: Merge) -> None:
+        """After a batch's merge: -x, the completion held for its records, the suite's finish."""
         if result.fenced:
             log.warning("attempt %s#%d: %d late records fenced (their tests run again elsewhere)",
                         batch.assignment_id, batch.attempt, result.fenced)
@@ -147,9 +179,10 @@ class Planner:
         # The merge counted these records (`received`) in its own transaction: the attempt itself
         # is neither read again nor rewritten. A completion held for them ends it now, taken by
         # exactly one of the batches that see it ready (or by the sweep that gave up on it).
-        held = self.state.held_completion(batch.suite_id, a.assignment_id, a.number)
+        held = self.state.held_completion(batch.suite_id, batch.assignment_id, batch.attempt)
         if held is not None and not transitions.still_missing(held[1], decode(held[0], Completion).reported) \
-                and self.state.take_held(batch.suite_id, a.assignment_id, a.number, held[0], now=self.clock()):
+                and self.state.take_held(batch.suite_id, batch.assignment_id, batch.attempt, held[0],
+                                         now=self.clock()):
             self.end_attempt(decode(held[0], Completion))  # the records it was waiting for are in
         elif result.newly_final:
             self.finish_if_complete(batch.suite_id)

@@ -8,13 +8,13 @@ watched key changed meanwhile.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from typing import Any
 
 import msgpack
 import redis
 
-from coordinator.aggregate import PENDING, Merge, merge
+from coordinator.aggregate import PENDING, Merge, merge, not_given
 from farm import events as eventlog
 from farm import keys, store
 from farm.attempts import Attempt
@@ -29,6 +29,7 @@ from farm.stored import record_from_row, record_row, run_from_row, run_row
 FINISHED_STREAM_LEN = 10_000
 #: Outcomes whose one-line message the finished-tests stream carries (pytest -v shows the reason).
 WITH_REASON = frozenset({Outcome.SKIPPED, Outcome.XFAILED, Outcome.XPASSED, Outcome.NOT_RUN})
+_VALUE = {o: o.value for o in Outcome}  # `Enum.value` is a descriptor: a dict is faster per record
 
 #: What a merge reads, in one round trip (the ids sent once): the HMGET of the ids (ARGV) in each
 #: of KEYS (outcomes, owners, reruns), in chunks that Lua's unpack takes.
@@ -45,6 +46,41 @@ for i, key in ipairs(KEYS) do
 end
 return out
 """
+
+
+#: What a merge writes, in one call inside its MULTI (issue 10, (d)): ARGV[1] is one msgpack array
+#: (`RedisOutcomes._write_merge`), so redis-py packs a few arguments a batch, not four a record:
+#: [outcomes, records, runs, verdicts, counts] as flat [field, value, ...] lists (records and runs
+#: as their packed arrays), the `done` increment, the finished-stream entry ("" for none), the
+#: worker, the `received` field ("" for none) and its increment, the TTL and the stream's length.
+#: KEYS: outcomes, records, attempts, counts, the suite, finished, received.
+WRITE_MERGE = """
+local m = cmsgpack.unpack(ARGV[1])
+local function hset(key, flat)
+  for j = 1, #flat, 1000 do
+    redis.call('HSET', key, unpack(flat, j, math.min(j + 999, #flat)))
+  end
+end
+hset(KEYS[1], m[1])
+hset(KEYS[2], m[2])
+hset(KEYS[3], m[3])
+local v = m[4]
+for j = 1, #v, 2 do redis.call('HSETNX', KEYS[3], v[j], v[j + 1]) end
+local c = m[5]
+for j = 1, #c, 2 do redis.call('HINCRBY', KEYS[4], c[j], c[j + 1]) end
+if m[6] ~= 0 then redis.call('HINCRBY', KEYS[5], 'done', m[6]) end
+if m[7] ~= '' then redis.call('XADD', KEYS[6], 'MAXLEN', '~', m[12], '*', 'w', m[8], 'r', m[7]) end
+for _, key in ipairs({KEYS[2], KEYS[3], KEYS[4], KEYS[6]}) do redis.call('EXPIRE', key, m[11]) end
+if m[9] ~= '' then
+  redis.call('HINCRBY', KEYS[7], m[9], m[10])
+  redis.call('EXPIRE', KEYS[7], m[11])
+end
+return 1
+"""
+
+_packb = msgpack.Packer(use_bin_type=True).pack  # one reused packer: no Python frame per value
+#: Redis's cmsgpack reads no msgpack bin type: WRITE_MERGE's argument carries bytes as raw strings.
+_pack_for_lua = msgpack.Packer(use_bin_type=False).pack
 
 
 def pack(obj: Any) -> bytes:
@@ -107,11 +143,13 @@ class RedisOutcomes:
 
     def merge(self, suite_id: str, records: list[TestRecord], *, assignment: str, attempt: int, worker: str,
               node: str, fence: bool = True, kind: eventlog.Kind = eventlog.Kind.RECORDS,
-              count_received: bool = False) -> Merge:
+              count_received: bool = False, given: Callable[[], Container[str]] | None = None) -> Merge:
         """Merge records into the suite atomically; returns what changed. With `count_received`
         (a worker's batch), the attempt's `received` counter (`keys.received`) counts them in the
         same transaction: a completion that WATCHes it sees the records it waits for counted
-        exactly when they are merged."""
+        exactly when they are merged. With `given` (the attempt's test ids, called only if it does
+        not own every test of the batch: `aggregate.not_given`), records of tests it was not given
+        are dropped (`Merge.dropped`), neither written nor counted."""
         okey, wkey = keys.outcomes(suite_id), keys.owners(suite_id)
         ids = list(dict.fromkeys(r.test_id for r in records))
 
@@ -124,44 +162,54 @@ class RedisOutcomes:
         def decide(seen: tuple[list[str | None], list[str | None], list[bytes | None]]) -> tuple[Merge, Write]:
             values, owned, reruns = seen
             owners = {t: o for t, o in zip(ids, owned, strict=True) if o is not None}
-            result = merge(dict(zip(ids, values, strict=True)), records, assignment=assignment, attempt=attempt,
+            kept = not_given(records, owners, keys.attempt_key(assignment, attempt), given if fence else None)
+            result = merge(dict(zip(ids, values, strict=True)), kept, assignment=assignment, attempt=attempt,
                            worker=worker, node=node, owners=owners if fence else None,
                            rerun={t for t, n in zip(ids, reruns, strict=True) if n is not None})
+            result.dropped = len(records) - len(kept)
+            rows = [record_row(r) for r in result.counted.values()]  # once: for the hash and the log
             logged = eventlog.merged(result.counted, result.runs, result.verdicts, assignment=assignment,
                                    attempt=attempt, worker=worker, node=node, at=self.clock(), kind=kind,
-                                   fenced=result.fenced)
+                                   fenced=result.fenced, rows=rows)
+            received = (keys.attempt_key(assignment, attempt), len(kept)) if count_received and kept else None
 
             def write(pipe: Any) -> None:
-                self._write_merge(pipe, suite_id, result, worker)
-                if count_received:
-                    pipe.hincrby(keys.received(suite_id), keys.attempt_key(assignment, attempt), len(records))
-                    pipe.expire(keys.received(suite_id), self.settings.suite_ttl_s)
+                self._write_merge(pipe, suite_id, result, rows, worker, received)
                 self.log(pipe, suite_id, *logged)
             return result, write
 
         return self.transact([okey, wkey], read, decide)
 
-    def _write_merge(self, pipe: Any, suite_id: str, result: Merge, worker: str) -> None:
-        if result.counted:
-            pipe.hset(keys.outcomes(suite_id), mapping={t: r.outcome.value for t, r in result.counted.items()})
-            pipe.hset(keys.records(suite_id),
-                      mapping={t: pack(record_row(r)) for t, r in result.counted.items()})
-        if result.runs:
-            pipe.hset(keys.attempts(suite_id), mapping={k: pack(run_row(run)) for k, run in result.runs.items()})
+    def _write_merge(self, pipe: Any, suite_id: str, result: Merge, rows: list[list[Any]], worker: str,
+                     received: tuple[str, int] | None = None) -> None:
+        """Queue a merge's writes on the MULTI pipeline: one WRITE_MERGE call. With `received`
+        (attempt key, records), the attempt's `received` counter counts them in the same call."""
+        packb = _packb
+        outcomes: list[Any] = []
+        stored: list[Any] = []
+        finished = []
+        for (t, r), row in zip(result.counted.items(), rows, strict=True):
+            value = _VALUE[r.outcome]
+            outcomes += (t, value)
+            stored += (t, packb(row))
+            finished.append([t, value, r.message if r.outcome in WITH_REASON else ""])
+        runs: list[Any] = []
+        for k, run in result.runs.items():
+            runs += (k, packb(run_row(run)))
+        verdicts: list[Any] = []
         for k, run in result.verdicts.items():
-            pipe.hsetnx(keys.attempts(suite_id), k, pack(run_row(run)))
+            verdicts += (k, packb(run_row(run)))
+        counts: list[Any] = []
         for outcome, delta in result.deltas.items():
             if delta:
-                pipe.hincrby(keys.counts(suite_id), outcome, delta)
-        if result.newly_final:
-            pipe.hincrby(keys.suite(suite_id), "done", result.newly_final)
-        if result.counted:
-            finished = [[t, r.outcome.value, r.message if r.outcome in WITH_REASON else ""]
-                        for t, r in result.counted.items()]
-            pipe.xadd(keys.finished(suite_id), {"w": worker, "r": pack(finished)},
-                      maxlen=FINISHED_STREAM_LEN, approximate=True)
-        for key in (keys.records(suite_id), keys.attempts(suite_id), keys.counts(suite_id), keys.finished(suite_id)):
-            pipe.expire(key, self.settings.suite_ttl_s)
+                counts += (outcome, delta)
+        name, n = received if received is not None else ("", 0)
+        args = [outcomes, stored, runs, verdicts, counts, result.newly_final,
+                packb(finished) if finished else "", worker, name, n, int(self.settings.suite_ttl_s),
+                FINISHED_STREAM_LEN]
+        pipe.eval(WRITE_MERGE, 7, keys.outcomes(suite_id), keys.records(suite_id), keys.attempts(suite_id),
+                  keys.counts(suite_id), keys.suite(suite_id), keys.finished(suite_id), keys.received(suite_id),
+                  _pack_for_lua(args))
 
     def pending_in(self, suite_id: str, test_ids: Sequence[str], owner: str | None = None) -> list[str]:
         """The tests among `test_ids` without an outcome (and owned by `owner`, if given)."""
