@@ -86,7 +86,7 @@ def run_celery_worker(app: Any, *, hostname: str, queue: str, pool: str, concurr
     command line: `app.worker_main` imports celery.bin, i.e. click-repl with prompt_toolkit and every
     `celery.commands` plugin installed (Flower, with tornado), about 0.45 s of CPU per service start
     on an idle machine here, more than the worker's own modules, and on the embedded farm's path.
-    The options are the command's, converted as it converts them (-O default included)."""
+    The options are the command's, converted as it converts them (-O default, NO_COLOR included)."""
     from celery import concurrency as pools
     from celery.utils.log import mlevel
     from celery.utils.nodenames import default_nodename, host_format
@@ -94,7 +94,7 @@ def run_celery_worker(app: Any, *, hostname: str, queue: str, pool: str, concurr
     worker = app.Worker(
         hostname=host_format(default_nodename(hostname)), queues=[queue], pool_cls=pools.get_implementation(pool),
         concurrency=concurrency, loglevel=mlevel(loglevel), optimization="default", without_mingle=True,
-        without_gossip=True, task_events=True, no_color=False, quiet=False,
+        without_gossip=True, task_events=True, no_color=bool(os.environ.get("NO_COLOR")), quiet=False,
     )
     worker.start()
     return int(worker.exitcode or 0)
