@@ -22,7 +22,7 @@ from farm import signing, store
 from farm.celery_app import COORDINATOR_QUEUE, make_app, pool_queue
 from farm.config import Settings
 from farm.errors import UsageError
-from farm.service_main import wait_for_broker
+from farm.service_main import run_celery_worker, wait_for_broker
 
 log = logging.getLogger("farm.coordinator")
 SWEEP_INTERVAL_S = 1.0
@@ -76,17 +76,8 @@ def main(argv: list[str] | None = None) -> int:
                                daemon=True)
     sweeper.start()
     try:
-        app.worker_main([
-            "worker",
-            "--hostname", name,
-            "--queues", COORDINATOR_QUEUE,
-            "--pool", "threads",
-            "--concurrency", str(args.concurrency),
-            "--loglevel", args.loglevel,
-            "--without-mingle",
-            "--without-gossip",
-            "--task-events",
-        ])
+        run_celery_worker(app, hostname=name, queue=COORDINATOR_QUEUE, pool="threads",
+                          concurrency=args.concurrency, loglevel=args.loglevel)
     finally:
         stop.set()
         _leave(sweeper, settings.state, me, settings.lease_s)

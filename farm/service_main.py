@@ -7,7 +7,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from typing import TextIO
+from typing import Any, TextIO
 
 import redis
 
@@ -80,6 +80,24 @@ def wait_for_broker(url: str, name: str, *, out: TextIO | None = None,
         _say(out, f"farm {name}: the broker at {shown} answers after {clock() - began:.0f}s; starting")
 
 
+def run_celery_worker(app: Any, *, hostname: str, queue: str, pool: str, concurrency: int, loglevel: str) -> int:
+    """Run `app` as `celery worker --hostname H --queues Q --pool P --concurrency N --loglevel L
+    --without-mingle --without-gossip --task-events` would, in the foreground, without Celery's
+    command line: `app.worker_main` imports celery.bin, i.e. click-repl with prompt_toolkit and every
+    `celery.commands` plugin installed (Flower, with tornado), about 0.45 s of CPU per service start
+    on an idle machine here, more than the worker's own modules, and on the embedded farm's path.
+    The options are the command's, converted as it converts them (-O default, NO_COLOR included)."""
+    from celery import concurrency as pools
+    from celery.utils.log import mlevel
+    from celery.utils.nodenames import default_nodename, host_format
+
+    worker = app.Worker(
+        hostname=host_format(default_nodename(hostname)), queues=[queue], pool_cls=pools.get_implementation(pool),
+        concurrency=concurrency, loglevel=mlevel(loglevel), optimization="default", without_mingle=True,
+        without_gossip=True, task_events=True, no_color=bool(os.environ.get("NO_COLOR")), quiet=False,
+    )
+    worker.start()
+    return int(worker.exitcode or 0)
 
 
 def _why(exc: BaseException) -> str:

@@ -24,7 +24,7 @@ from farm.config import Settings
 from farm.errors import UsageError
 from farm.extras import require_libvirt
 from farm.model import WorkerInfo
-from farm.service_main import wait_for_broker
+from farm.service_main import run_celery_worker, wait_for_broker
 from workers import stopping
 from workers.backends import ExecutionBackend, make_backend
 from workers.backends.ssh_hosts import load_hosts
@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     app = make_app(settings, pools=(settings.pool,))
     backend = make_backend(args.backend, **options)
     backend.prepare(check_backend)  # a libvirt worker boots a VM and runs a test before it consumes
+    _prefetch_environment(backend, settings)
     signals.worker_shutdown.connect(lambda **_: backend.shutdown(), weak=False)
     signals.worker_process_init.connect(lambda **_: backend.process_started(), weak=False)
     # Only now: a broken image or bad options are told at once, with or without a broker.
@@ -124,18 +125,20 @@ def main(argv: list[str] | None = None) -> int:
         app.control.cancel_consumer(queue, destination=[name])
 
     _announce(settings, info, health=backend.health, on_unhealthy=stop_consuming)
-    app.worker_main([
-        "worker",
-        "--hostname", name,
-        "--queues", queue,
-        "--concurrency", str(slots),
-        "--pool", "prefork",
-        "--loglevel", args.loglevel,
-        "--without-mingle",
-        "--without-gossip",
-        "--task-events",
-    ])
+    run_celery_worker(app, hostname=name, queue=queue, pool="prefork", concurrency=slots, loglevel=args.loglevel)
     return 0
+
+
+def _prefetch_environment(backend: ExecutionBackend, settings: Settings) -> None:
+    """The collection cache's interpreter fingerprint, computed once in the main process beside
+    Celery's start-up and read before the pool forks (its processes inherit it), instead of by
+    the collection and again by the first assignment of each pool process, on their paths."""
+    start = getattr(backend, "start_environment", None)
+    environment = getattr(backend, "environment", None)
+    if not settings.collection_cache or start is None or environment is None:
+        return
+    start()
+    signals.worker_before_create_process.connect(lambda **_: environment(), weak=False)
 
 
 def worker_name(given: str | None, pool: str, host: str) -> str:
