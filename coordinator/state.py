@@ -15,7 +15,7 @@ from typing import Any
 
 from coordinator import deadlines, redis_bulk, transitions
 from coordinator.aggregate import PENDING
-from coordinator.machine import SuiteView
+from coordinator.machine import SuiteView, collection_order
 from coordinator.redis_outcomes import chunks, pack, texts, unpack
 from coordinator.redis_splits import RedisSplits
 from coordinator.store import COLLECTION_OWNER, FINISH_TRIES, Finished
@@ -156,9 +156,8 @@ class SuiteState(RedisSplits):
         """Record the collection, the planned attempts and the suite's effective --maxfail (0:
         none); False if the suite moved on already."""
         sid = collection.suite_id
-        runnable = set(test_ids)
-        decided_ids = [d.test_id for d in collection.decided if d.test_id not in runnable]
-        all_ids = test_ids + decided_ids
+        all_ids = collection_order(collection, test_ids)
+        decided_ids = all_ids[len(test_ids):]
         staged = self._stage_plan(sid, all_ids, attempts, decided_ids)
 
         def also(pipe: Any) -> None:
