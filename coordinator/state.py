@@ -10,7 +10,6 @@ import logging
 import sys
 import uuid
 from collections.abc import Callable, Sequence
-from itertools import repeat
 from typing import Any
 
 from coordinator import deadlines, redis_bulk, transitions
@@ -190,10 +189,13 @@ class SuiteState(RedisSplits):
             return {}
         nonce = uuid.uuid4().hex
         outcomes, owners = f"{keys.outcomes(sid)}:staged:{nonce}", f"{keys.owners(sid)}:staged:{nonce}"
-        redis_bulk.write_hash(self.r, outcomes, all_ids, PENDING, ttl_s=STAGED_TTL_S)
         tests = [t for a in attempts for t in a.test_ids] + decided_ids
-        owner = [o for a in attempts for o in repeat(a.key, len(a.test_ids))] + [COLLECTION_OWNER] * len(decided_ids)
-        redis_bulk.write_hash(self.r, owners, tests, owner, ttl_s=STAGED_TTL_S)
+        owner = [(a.key, len(a.test_ids)) for a in attempts] + [(COLLECTION_OWNER, len(decided_ids))]
+        if len(tests) == len(all_ids):  # each test in exactly one attempt (as planned): one encoding of the ids
+            redis_bulk.write_hashes(self.r, tests, {outcomes: PENDING, owners: owner}, ttl_s=STAGED_TTL_S)
+        else:  # not a partition of the order: every test pending all the same
+            redis_bulk.write_hashes(self.r, all_ids, {outcomes: PENDING}, ttl_s=STAGED_TTL_S)
+            redis_bulk.write_hashes(self.r, tests, {owners: owner}, ttl_s=STAGED_TTL_S)
         return {keys.outcomes(sid): outcomes, keys.owners(sid): owners}
 
     def total_and_done(self, suite_id: str) -> tuple[int, int]:
