@@ -141,7 +141,8 @@ def collected(collection: Collection, order: Sequence[str], attempts: Sequence[A
     else:  # not this store's order (never, as planned): the collection whole
         data["collection"] = encode(collection)
     index = dict(zip(order, range(len(order)), strict=True))
-    rows, tests = [], []
+    rows: list[dict[str, Any]] = []
+    tests: list[list[int] | None] = []
     for a in attempts:
         try:
             tests.append(list(map(index.__getitem__, a.test_ids)))
