@@ -126,6 +126,15 @@ def plan(spec: SuiteSpec, test_ids: list[str], *, durations: Mapping[str, float]
             for i, p in enumerate(planned)]
 
 
+def collection_order(collection: Collection, test_ids: list[str]) -> list[str]:
+    """A planned suite's order (`order`, what `SuiteStore.order` returns): its runnable tests, then
+    those decided at collection that are not among them."""
+    if not collection.decided:
+        return test_ids
+    runnable = set(test_ids)
+    return test_ids + [d.test_id for d in collection.decided if d.test_id not in runnable]
+
+
 def collection_lost(tries: int, settings: Settings) -> Finish | None:
     """The collecting worker stopped renewing its lease (`tries` times): give up, or None (again)."""
     if tries >= settings.max_attempts:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from coordinator import deadlines, transitions
 from coordinator.aggregate import PENDING, Merge, merge, not_given
-from coordinator.machine import SuiteView
+from coordinator.machine import SuiteView, collection_order
 from coordinator.memory_suite import Suite, atomic
 from coordinator.store import COLLECTION_OWNER, FINISH_TRIES, Finished
 from farm import events as eventlog
@@ -167,9 +167,8 @@ class MemoryStore:
         s = self._suite(collection.suite_id)
         if s.fields["status"] != SuiteStatus.COLLECTING:
             return False
-        runnable = set(test_ids)
-        decided_ids = [d.test_id for d in collection.decided if d.test_id not in runnable]
-        all_ids = test_ids + decided_ids
+        all_ids = collection_order(collection, test_ids)
+        decided_ids = all_ids[len(test_ids):]
         s.outcomes.update({t: PENDING for t in all_ids})
         for a in attempts:
             s.attempts[a.key] = a

@@ -75,15 +75,20 @@ class Planner:
         (kept for the last few suites: it does not change once planned)."""
         positions = self._positions.get(sid)
         if positions is None:
-            positions = param_positions(self.state.order(sid))
-            with self._positions_lock:  # the coordinator's tasks run on several threads
-                while len(self._positions) >= 8:
-                    self._positions.pop(next(iter(self._positions)))
-                self._positions[sid] = positions
+            positions = self._remember_positions(sid, self.state.order(sid))
         if positions.keys().isdisjoint(test_ids):
             return (), ()
         pairs = list(map(positions.get, test_ids, repeat((-1, 0))))
         return tuple(map(itemgetter(0), pairs)), tuple(map(itemgetter(1), pairs))
+
+    def _remember_positions(self, sid: str, order: list[str]) -> dict[str, tuple[int, int]]:
+        """`param_positions` of the suite's order, kept for the last few suites."""
+        positions = param_positions(order)
+        with self._positions_lock:  # the coordinator's tasks run on several threads
+            while len(self._positions) >= 8:
+                self._positions.pop(next(iter(self._positions)))
+            self._positions[sid] = positions
+        return positions
 
     def publish_collection(self, spec: SuiteSpec) -> None:
         self.publish_collect(spec)
@@ -117,6 +122,8 @@ class Planner:
                              worker=collection.worker, node="collect")
             self._check_maxfail(sid)
         log.info("suite %s: %d tests in %d assignments over %d slots", sid, len(test_ids), len(attempts), slots)
+        # The order just stored, from memory: reading a million ids back cost as much as planning them.
+        self._remember_positions(sid, machine.collection_order(collection, test_ids))
         for a in attempts:
             self.publish(spec, a)
         self.finish_if_complete(sid)

@@ -9,7 +9,7 @@ small Lua script that returns each HSCAN page as one msgpack string (unpacked in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from itertools import chain, repeat
 from typing import Any
 
@@ -52,9 +52,39 @@ def write_hash(r: Any, key: str, fields: Sequence[str], values: Sequence[str] | 
         vals = tails[i:i + CHUNK] if each else tails
         out.append(b"*%d\r\n$4\r\nHSET\r\n%s" % (2 + 2 * len(part), name))
         out.append(b"".join(chain.from_iterable(zip(part, vals, strict=False))))
-    ttl = str(int(ttl_s)).encode()
-    out.append(b"*3\r\n$6\r\nEXPIRE\r\n%s%s" % (name, _bulk(ttl)))
-    replies = -(-len(heads) // CHUNK) + 1
+    _send(r, out, [name], -(-len(heads) // CHUNK), ttl_s)
+
+
+def write_hashes(r: Any, fields: Sequence[str], hashes: Mapping[str, str | Sequence[tuple[str, int]]], *,
+                 ttl_s: int) -> None:
+    """HSET the same `fields` in several hashes, each expiring in `ttl_s`: key -> one value for
+    every field, or runs of (value, how many fields take it) in field order. The fields are
+    encoded once for all the hashes (planning writes a million into two)."""
+    if not fields:
+        return
+    heads = _bulks(fields)
+    out: list[bytes] = []
+    names = []
+    for key, values in hashes.items():
+        name = _bulk(key.encode())
+        names.append(name)
+        runs = [(values, len(heads))] if isinstance(values, str) else values
+        if sum(n for _, n in runs) != len(heads):
+            raise ValueError(f"{key}: the runs of values do not cover the {len(heads)} fields")
+        tails = list(chain.from_iterable(repeat(_bulk(v.encode()), n) for v, n in runs))
+        for i in range(0, len(heads), CHUNK):
+            part = heads[i:i + CHUNK]
+            out.append(b"*%d\r\n$4\r\nHSET\r\n%s" % (2 + 2 * len(part), name))
+            out.append(b"".join(chain.from_iterable(zip(part, tails[i:i + CHUNK], strict=True))))
+    _send(r, out, names, len(names) * -(-len(heads) // CHUNK), ttl_s)
+
+
+def _send(r: Any, out: list[bytes], names: list[bytes], hsets: int, ttl_s: int) -> None:
+    """Send `out` (`hsets` HSET commands) and an EXPIRE of each of `names` on one pooled
+    connection, pipelined; every reply read (an error reply raises)."""
+    ttl = _bulk(str(int(ttl_s)).encode())
+    out.extend(b"*3\r\n$6\r\nEXPIRE\r\n%s%s" % (name, ttl) for name in names)
+    replies = hsets + len(names)
     pool = r.connection_pool
     try:
         conn = pool.get_connection()

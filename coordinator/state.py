@@ -10,12 +10,11 @@ import logging
 import sys
 import uuid
 from collections.abc import Callable, Sequence
-from itertools import repeat
 from typing import Any
 
 from coordinator import deadlines, redis_bulk, transitions
 from coordinator.aggregate import PENDING
-from coordinator.machine import SuiteView
+from coordinator.machine import SuiteView, collection_order
 from coordinator.redis_outcomes import chunks, pack, texts, unpack
 from coordinator.redis_splits import RedisSplits
 from coordinator.store import COLLECTION_OWNER, FINISH_TRIES, Finished
@@ -156,9 +155,8 @@ class SuiteState(RedisSplits):
         """Record the collection, the planned attempts and the suite's effective --maxfail (0:
         none); False if the suite moved on already."""
         sid = collection.suite_id
-        runnable = set(test_ids)
-        decided_ids = [d.test_id for d in collection.decided if d.test_id not in runnable]
-        all_ids = test_ids + decided_ids
+        all_ids = collection_order(collection, test_ids)
+        decided_ids = all_ids[len(test_ids):]
         staged = self._stage_plan(sid, all_ids, attempts, decided_ids)
 
         def also(pipe: Any) -> None:
@@ -191,10 +189,13 @@ class SuiteState(RedisSplits):
             return {}
         nonce = uuid.uuid4().hex
         outcomes, owners = f"{keys.outcomes(sid)}:staged:{nonce}", f"{keys.owners(sid)}:staged:{nonce}"
-        redis_bulk.write_hash(self.r, outcomes, all_ids, PENDING, ttl_s=STAGED_TTL_S)
         tests = [t for a in attempts for t in a.test_ids] + decided_ids
-        owner = [o for a in attempts for o in repeat(a.key, len(a.test_ids))] + [COLLECTION_OWNER] * len(decided_ids)
-        redis_bulk.write_hash(self.r, owners, tests, owner, ttl_s=STAGED_TTL_S)
+        owner = [(a.key, len(a.test_ids)) for a in attempts] + [(COLLECTION_OWNER, len(decided_ids))]
+        if len(tests) == len(all_ids):  # each test in exactly one attempt (as planned): one encoding of the ids
+            redis_bulk.write_hashes(self.r, tests, {outcomes: PENDING, owners: owner}, ttl_s=STAGED_TTL_S)
+        else:  # not a partition of the order: every test pending all the same
+            redis_bulk.write_hashes(self.r, all_ids, {outcomes: PENDING}, ttl_s=STAGED_TTL_S)
+            redis_bulk.write_hashes(self.r, tests, {owners: owner}, ttl_s=STAGED_TTL_S)
         return {keys.outcomes(sid): outcomes, keys.owners(sid): owners}
 
     def total_and_done(self, suite_id: str) -> tuple[int, int]:

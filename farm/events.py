@@ -8,8 +8,9 @@ a log back into the suite's report. docs/how-it-works.md ("The event log") lists
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from itertools import repeat
 from typing import Any
 
 import msgpack
@@ -19,7 +20,7 @@ from farm.attempts import Attempt
 from farm.errors import ProtocolError
 from farm.model import Collection, SuiteSpec, TestRecord, TestRun, WorkerInfo, record_to_plain
 from farm.outcomes import Outcome
-from farm.protocol import encode
+from farm.protocol import decode, encode
 from farm.states import AttemptState
 from farm.stored import record_row, run_row
 
@@ -28,7 +29,10 @@ _VALUE = {o: o.value for o in Outcome}  # `Enum.value` is a descriptor: a dict i
 #: The version of the stored form; a reader refuses a newer one (one line, never a traceback).
 #: 2: `records` events carry compact rows (`c`) and name the runs derivable from them (`derived`);
 #: version 1's events still read.
-VERSION = 2
+#: 3: `collected` carries the plan's ids once, in `order`: the collection without its test ids
+#: (`collected`: they are the first that many of `order`) and each attempt's tests as indexes into
+#: `order` (`tests`); versions 1 and 2 still read (`collected_data` reads every form).
+VERSION = 3
 #: The log keeps at most EVENTS_BASE + EVENTS_PER_TEST × (the suite's tests) entries (the oldest go first).
 EVENTS_BASE = 1000
 EVENTS_PER_TEST = 10
@@ -129,10 +133,44 @@ def submitted(spec: SuiteSpec) -> Event:
 
 
 def collected(collection: Collection, order: Sequence[str], attempts: Sequence[Attempt], at: float) -> Event:
+    """The suite planned: its collection, its order, its first attempts. The ids are carried once
+    (in `order`): the collection's are the first `collected` of them, and each attempt's tests are
+    indexes into it (`tests`), so a million tests cost one list of ids and a million small ints."""
+    order = list(order)
+    n = len(collection.test_ids)
+    data: dict[str, Any] = {"order": order}
+    if order[:n] == list(collection.test_ids):
+        data["collection"], data["collected"] = encode(replace(collection, test_ids=())), n
+    else:  # not this store's order (never, as planned): the collection whole
+        data["collection"] = encode(collection)
+    index = dict(zip(order, range(len(order)), strict=True))
+    rows: list[dict[str, Any]] = []
+    tests: list[list[int] | None] = []
+    for a in attempts:
+        try:
+            tests.append(list(map(index.__getitem__, a.test_ids)))
+            rows.append(_attempt_data(a, with_tests=False))
+        except KeyError:  # a test outside the order (never, as planned): its ids themselves
+            tests.append(None)
+            rows.append(_attempt_data(a, with_tests=True))
+    data["attempts"], data["tests"] = rows, tests
     return Event(Kind.COLLECTED, at, worker=collection.worker,
-                 detail=f"{len(order)} tests in {len(attempts)} assignments",
-                 data={"collection": encode(collection), "order": list(order),
-                       "attempts": [_attempt_data(a, with_tests=True) for a in attempts]})
+                 detail=f"{len(order)} tests in {len(attempts)} assignments", data=data)
+
+
+def collected_data(data: Mapping[str, Any]) -> tuple[Collection, list[str], list[Attempt]]:
+    """A `collected` event's collection, order and attempts, of any version (`collected`)."""
+    order = list(data["order"])
+    collection = decode(data["collection"], Collection)
+    if "collected" in data:
+        collection = replace(collection, test_ids=tuple(order[:int(data["collected"])]))
+    tests = data.get("tests") or repeat(None)
+    attempts = []
+    for row, indexes in zip(data["attempts"], tests, strict=False):
+        if indexes is not None:
+            row = {**row, "test_ids": list(map(order.__getitem__, indexes))}
+        attempts.append(Attempt.from_stored(row))
+    return collection, order, attempts
 
 
 def changed(old: Attempt, new: Attempt, at: float) -> Event | None:

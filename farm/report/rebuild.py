@@ -8,7 +8,7 @@ from typing import Any
 
 from farm.attempts import Attempt
 from farm.errors import LogIncomplete
-from farm.events import Event, Kind
+from farm.events import Event, Kind, collected_data
 from farm.model import Collection, SuiteSpec, TestRecord, TestRun, WorkerInfo, record_from_plain
 from farm.protocol import decode
 from farm.report.build import build_report
@@ -45,10 +45,8 @@ def fold(events: Iterable[Event]) -> Folded:
         if e.kind == Kind.SUBMITTED:
             f.spec = decode(d["spec"], SuiteSpec)
         elif e.kind == Kind.COLLECTED:
-            f.collection = decode(d["collection"], Collection)
-            f.order = list(d["order"])
-            for a in d["attempts"]:
-                new = _attempt(None, a)
+            f.collection, f.order, planned = collected_data(d)
+            for new in planned:
                 f.attempts[new.key] = new
         elif "attempt" in d:
             a = d["attempt"]

@@ -438,3 +438,22 @@ def test_an_attempt_the_sweep_saw_running_before_its_first_batch_learns_its_node
     finally:
         state.r.delete(keys.lease("s10", keys.attempt_key(a.assignment_id, 1)))
         _forget(state, "s10")
+
+
+def test_planning_publishes_param_positions_without_reading_the_order_back(redis_url: str) -> None:
+    planner, state, published = _planner(redis_url)
+    _submit(state, planner, "s-pos")
+    reads: list[str] = []
+    stored_order = state.order
+
+    def order(sid: str) -> list[str]:
+        reads.append(sid)
+        return stored_order(sid)
+
+    state.order = order  # type: ignore[method-assign]
+    ids = ("t.py::f[a]", "t.py::plain", "t.py::f[b]", "u.py::g[1]")
+    planner.collected(Collection("s-pos", "w@h", 0, ids))
+    assert reads == [], "the planner read back the order it had just stored"
+    positions = {t: (i, n) for a in published.assignments
+                 for t, i, n in zip(a.test_ids, a.param_index, a.param_count, strict=True)}
+    assert positions == {"t.py::f[a]": (0, 2), "t.py::plain": (-1, 0), "t.py::f[b]": (1, 2), "u.py::g[1]": (0, 1)}

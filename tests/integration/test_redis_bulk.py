@@ -74,3 +74,25 @@ def test_planning_leaves_no_staged_hash_behind_even_for_a_duplicate_collection(r
     outcomes = {k.decode(): v.decode() for k, v in r.hgetall(keys.outcomes("s1")).items()}
     assert outcomes == {**{t: "pending" for t in ids}, "m9.py::skipped": "skipped"}
     assert 0 < r.ttl(keys.outcomes("s1")) and 0 < r.ttl(keys.owners("s1"))
+
+
+def test_several_hashes_over_the_same_fields_take_their_own_values(redis_url: str) -> None:
+    r = redis.Redis.from_url(redis_url)
+    fields = ODD + [f"m{i % 7}.py::t{i}" for i in range(25_000)]  # more than two chunks
+    runs = [("a#1", 3), ("b#1", 20_000), ("c#1", len(fields) - 20_003)]
+    redis_bulk.write_hashes(r, fields, {"one": "pending", "runs": runs}, ttl_s=60)
+    assert {k.decode(): v.decode() for k, v in r.hgetall("one").items()} == dict.fromkeys(fields, "pending")
+    expected = [v for v, n in runs for _ in range(n)]
+    assert {k.decode(): v.decode() for k, v in r.hgetall("runs").items()} == dict(zip(fields, expected, strict=True))
+    assert 0 < r.ttl("one") <= 60 and 0 < r.ttl("runs") <= 60
+    r.set("ping", "pong")  # every reply was read: the connection went back to the pool clean
+    assert r.get("ping") == b"pong"
+
+
+def test_runs_that_do_not_cover_the_fields_are_refused_before_anything_is_sent(redis_url: str) -> None:
+    import pytest
+
+    r = redis.Redis.from_url(redis_url)
+    with pytest.raises(ValueError, match="do not cover"):
+        redis_bulk.write_hashes(r, ODD, {"h": [("a", len(ODD) - 1)]}, ttl_s=60)
+    assert not r.exists("h")

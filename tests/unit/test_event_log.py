@@ -13,6 +13,7 @@ from farm.errors import LogIncomplete, ProtocolError
 from farm.events import Event, Kind
 from farm.model import Collection, SuiteSpec, TestRecord, TestRun
 from farm.outcomes import Outcome
+from farm.protocol import encode
 from farm.report.rebuild import fold, rebuild
 from farm.states import AttemptState
 
@@ -114,3 +115,26 @@ def test_the_stub_stores_log_keeps_its_newest_entries_up_to_the_cap() -> None:
     logged = store.events("s")
     assert len(logged) == events.cap(len(IDS)) and logged[0].kind == Kind.DEADLINE
     assert all(e.at == 5.0 for e in logged)  # stamped by the store's clock
+
+
+def test_the_collected_event_carries_the_plans_ids_once_and_folds_back_whole() -> None:
+    ids = tuple(f"t.py::f[{i}]" for i in range(6))
+    skipped = TestRecord("u.py", Outcome.SKIPPED, phase="setup")  # decided at collection, not runnable
+    collection = Collection("s", "w", 0, ids, decided=(skipped,))
+    order = [*ids, "u.py"]
+    attempts = [Attempt.planned("s-a000", 1, (ids[0], ids[3], ids[5]), now=101.0),
+                Attempt.planned("s-a001", 1, (ids[1], ids[2], ids[4]), now=101.0)]
+    stored = events.pack(events.collected(collection, order, attempts, 102.0))
+    assert sum(stored.count(t.encode()) for t in ids) == len(ids)  # each id once, in `order`
+    f = fold([events.unpack(stored)])
+    assert f.collection == collection and f.order == order
+    assert [a.test_ids for a in f.attempts.values()] == [a.test_ids for a in attempts]
+
+
+def test_a_collected_event_of_an_older_farm_still_folds() -> None:
+    collection = Collection("s", "w", 0, IDS)
+    older = Event(Kind.COLLECTED, 102.0, worker="w", data={
+        "collection": encode(collection), "order": list(IDS), "attempts": [A1.to_stored()]})
+    f = fold([events.unpack(events.pack(older))])
+    assert f.collection == collection and f.order == list(IDS)
+    assert [a.test_ids for a in f.attempts.values()] == [IDS]
