@@ -71,10 +71,10 @@ def _act(driver: Planner, spec: SuiteSpec, tick: machine.Tick) -> None:
                                     lambda x: transitions.started(x, worker=tick.holder, started_at=now))
     elif tick.kind == machine.TickKind.UNPUBLISHED:
         log.warning("suite %s: %s was planned but never published; publishing it", sid, a.key)
-        driver.publish(spec, a, driver.state.durations(spec.project))
+        driver.publish(spec, a, driver.durations(spec))
     elif tick.kind == machine.TickKind.UNCLAIMED and driver.queue_length(spec.pool) == 0:
         log.warning("suite %s: no worker took %s and the queue is empty; publishing it again", sid, a.key)
-        driver.publish(spec, a, driver.state.durations(spec.project))
+        driver.publish(spec, a, driver.durations(spec))
     elif tick.kind == machine.TickKind.LOST:
         driver.lost(sid, a)
 
@@ -135,7 +135,7 @@ def reconcile(driver: Planner) -> int:
             if collection is not None and collection.decided:  # merged after planning: maybe not yet
                 state.merge(sid, list(collection.decided), assignment="collection", attempt=1,
                             worker=collection.worker, node="collect")
-            durations = state.durations(spec.project)
+            durations = driver.durations(spec)
             for a in state.attempts(sid):
                 if a.state == AttemptState.QUEUED and not a.published_at:
                     driver.publish(spec, a, durations)
