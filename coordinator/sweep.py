@@ -57,8 +57,9 @@ def sweep(driver: Planner) -> None:
 
 
 class _QueueLengths:
-    """`Planner.queue_length`, asked once per pool: a pool found empty stays so for this sweep
-    (every unclaimed attempt on it is published again: each lost its message)."""
+    """`Planner.queue_length`, asked once per pool per sweep. A message published on a pool found
+    empty counts (`published`): as when the broker was asked again, one unclaimed attempt per
+    pool is published again per sweep (one in a worker's prefetch is not on the queue)."""
 
     def __init__(self, ask: Callable[[str], int]) -> None:
         self._ask = ask
@@ -69,8 +70,11 @@ class _QueueLengths:
             self._known[pool] = self._ask(pool)
         return self._known[pool]
 
+    def published(self, pool: str) -> None:
+        self._known[pool] = self(pool) + 1
 
-def _act(driver: Planner, spec: SuiteSpec, tick: machine.Tick, queue_length: Callable[[str], int]) -> None:
+
+def _act(driver: Planner, spec: SuiteSpec, tick: machine.Tick, queue_length: _QueueLengths) -> None:
     a, sid = tick.attempt, spec.suite_id
     if tick.kind == machine.TickKind.END_LATE:
         assert a.waiting_completion is not None
@@ -94,6 +98,7 @@ def _act(driver: Planner, spec: SuiteSpec, tick: machine.Tick, queue_length: Cal
     elif tick.kind == machine.TickKind.UNCLAIMED and queue_length(spec.pool) == 0:
         log.warning("suite %s: no worker took %s and the queue is empty; publishing it again", sid, a.key)
         driver.publish(spec, a, driver.durations(spec))
+        queue_length.published(spec.pool)
     elif tick.kind == machine.TickKind.LOST:
         driver.lost(sid, a)
 

@@ -439,6 +439,9 @@ def the_broker_is_asked_a_pools_queue_length_once_a_sweep(w: World) -> None:
     assert asked == ["default"] and len(w.published) == len(planned)
     w.planner.queue_length = lambda pool: 0  # the queue emptied and nobody took them: every message lost
     w.tick(1)
+    assert len(w.published) == len(planned) + 1  # one a sweep, as when the broker was asked each time
+    for _ in planned[1:]:
+        w.tick(1)
     assert sorted(p.assignment_id for p in w.published[len(planned):]) == sorted(a.assignment_id for a in planned)
 
 
