@@ -39,7 +39,7 @@ def split_tail(planner: Planner, sid: str, assignment_id: str, number: int, seq:
         return  # moved already (a duplicate), or the attempt was lost or handed back: they went with it
     log.info("suite %s: %s#%d split: %d unstarted tests run as %s", sid, assignment_id, number,
              len(new.test_ids), new.assignment_id)
-    durations = state.durations(spec.project)
+    durations = planner.durations(spec)
     expected = sum(durations.get(t, 0.0) for t in new.test_ids)
     stop = state.stop_reason(sid)
     reason = machine.give_up(new, (), settings=planner.settings, canceled=state.canceled(sid), stop=stop,
@@ -73,8 +73,8 @@ def balance(planner: Planner, sid: str) -> None:
     idle = rules.idle_slots(state.pool_slots(spec.pool) or 1, attempts, outstanding)
     if idle <= 0:
         return
-    durations = state.durations(spec.project)
-    recorded = durations.pop(machine.OVERHEAD_KEY, None)
+    durations = planner.durations(spec)  # read-only: its overhead field is never a test's id
+    recorded = durations.get(machine.OVERHEAD_KEY)
     ended = [a for a in attempts if a.ended]
     overhead = rules.start_cost(ended, recorded)  # measured in this suite once an attempt ended
     now = planner.clock()

@@ -10,13 +10,14 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from itertools import repeat
 from operator import itemgetter
 
 from coordinator import balancing, deadlines, machine, transitions
 from coordinator.aggregate import Merge
 from coordinator.finishing import finished
+from coordinator.history_memo import DurationsMemo
 from coordinator.store import SuiteStore
 from coordinator.sweep import reconcile, sweep
 from farm import events
@@ -53,10 +54,15 @@ class Planner:
         # does not read the attempt (its test ids) unless it sends a record of a test it does not own.
         self._started: dict[str, None] = {}
         self._started_lock = threading.Lock()
+        self._durations = DurationsMemo(state.durations)
+
+    def durations(self, spec: SuiteSpec) -> Mapping[str, float]:
+        """The suite's recorded durations (read-only), read once per suite (coordinator.history_memo)."""
+        return self._durations.get(spec.suite_id, spec.project)
 
     # --- publishing ----------------------------------------------------------------------
 
-    def publish(self, spec: SuiteSpec, a: Attempt, durations: dict[str, float] | None = None) -> None:
+    def publish(self, spec: SuiteSpec, a: Attempt, durations: Mapping[str, float] | None = None) -> None:
         """Publish an attempt, and note when (the sweep watches unclaimed ones)."""
         expected = a.expected_s
         if not expected and durations:
@@ -257,7 +263,7 @@ class Planner:
         if new is None:
             self.finish_if_complete(suite_id)
             return
-        durations = self.state.durations(spec.project)
+        durations = self.durations(spec)
         expected = sum(durations.get(t, 0.0) for t in moved)
         stop = self.state.stop_reason(suite_id)
         reason = machine.give_up(new, self.state.attempts(suite_id), settings=self.settings,
@@ -403,11 +409,12 @@ class Planner:
         avoid) group; True if any was published."""
         sid = spec.suite_id
         now = self.clock()
-        if deadlines.reached(spec, now):
+        # Nothing to run again (the common case, at every finish): no attempt or history is read.
+        if not any(tests for tests, _ in groups) or deadlines.reached(spec, now):
             return False
         round_ = len({a.assignment_id for a in self.state.attempts(sid)
                       if a.assignment_id.startswith(f"{sid}-{prefix}")})
-        durations = self.state.durations(spec.project)
+        durations = self.durations(spec)
         started = False
         for tests, avoid in groups:
             if not tests:
@@ -440,3 +447,4 @@ class Planner:
         now = self.clock()
         if self.state.store_report(sid, lambda: finished(self.state, spec, finish, collection, now)):
             log.info("suite %s %s: exit code %d", sid, finish.status, finish.exit_code)
+            self._durations.forget(sid)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from coordinator import deadlines, machine, transitions
@@ -23,6 +24,10 @@ def sweep(driver: Planner) -> None:
     its collection, classify its attempts (`machine.classify`) and act, finish it in time."""
     state, settings = driver.state, driver.settings
     now = driver.clock()
+    # A pool's queue length, asked of the broker once per sweep (a new broker connection each
+    # time): a suite with more assignments than slots has most of them waiting on the queue, each
+    # an UNCLAIMED tick at every sweep (6 connections a second at the huge bench's plan of 8 on 2 slots).
+    lengths = _QueueLengths(driver.queue_length)
     for sid in state.submitted_before(now - deadlines.REPUBLISH_AFTER_LEASES * settings.lease_s):
         log.warning("suite %s: submitted but never taken up (its message was lost); taking it up", sid)
         try:
@@ -42,7 +47,7 @@ def sweep(driver: Planner) -> None:
         attempts = state.attempts(sid)
         holders = state.lease_holders(sid, machine.watched(attempts))
         for tick in machine.classify(attempts, holders, now=driver.clock(), lease_s=settings.lease_s):
-            _act(driver, spec, tick)
+            _act(driver, spec, tick, lengths)
         view = state.view(sid)
         if deadlines.grace_over(view.complete_at, driver.clock()):
             driver.finish_if_complete(sid, force=True)
@@ -51,7 +56,25 @@ def sweep(driver: Planner) -> None:
         _cancel_due(driver, sid)
 
 
-def _act(driver: Planner, spec: SuiteSpec, tick: machine.Tick) -> None:
+class _QueueLengths:
+    """`Planner.queue_length`, asked once per pool per sweep. A message published on a pool found
+    empty counts (`published`): as when the broker was asked again, one unclaimed attempt per
+    pool is published again per sweep (one in a worker's prefetch is not on the queue)."""
+
+    def __init__(self, ask: Callable[[str], int]) -> None:
+        self._ask = ask
+        self._known: dict[str, int] = {}
+
+    def __call__(self, pool: str) -> int:
+        if pool not in self._known:
+            self._known[pool] = self._ask(pool)
+        return self._known[pool]
+
+    def published(self, pool: str) -> None:
+        self._known[pool] = self(pool) + 1
+
+
+def _act(driver: Planner, spec: SuiteSpec, tick: machine.Tick, queue_length: _QueueLengths) -> None:
     a, sid = tick.attempt, spec.suite_id
     if tick.kind == machine.TickKind.END_LATE:
         assert a.waiting_completion is not None
@@ -71,10 +94,11 @@ def _act(driver: Planner, spec: SuiteSpec, tick: machine.Tick) -> None:
                                     lambda x: transitions.started(x, worker=tick.holder, started_at=now))
     elif tick.kind == machine.TickKind.UNPUBLISHED:
         log.warning("suite %s: %s was planned but never published; publishing it", sid, a.key)
-        driver.publish(spec, a, driver.state.durations(spec.project))
-    elif tick.kind == machine.TickKind.UNCLAIMED and driver.queue_length(spec.pool) == 0:
+        driver.publish(spec, a, driver.durations(spec))
+    elif tick.kind == machine.TickKind.UNCLAIMED and queue_length(spec.pool) == 0:
         log.warning("suite %s: no worker took %s and the queue is empty; publishing it again", sid, a.key)
-        driver.publish(spec, a, driver.state.durations(spec.project))
+        driver.publish(spec, a, driver.durations(spec))
+        queue_length.published(spec.pool)
     elif tick.kind == machine.TickKind.LOST:
         driver.lost(sid, a)
 
@@ -135,7 +159,7 @@ def reconcile(driver: Planner) -> int:
             if collection is not None and collection.decided:  # merged after planning: maybe not yet
                 state.merge(sid, list(collection.decided), assignment="collection", attempt=1,
                             worker=collection.worker, node="collect")
-            durations = state.durations(spec.project)
+            durations = driver.durations(spec)
             for a in state.attempts(sid):
                 if a.state == AttemptState.QUEUED and not a.published_at:
                     driver.publish(spec, a, durations)

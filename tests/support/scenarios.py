@@ -418,6 +418,33 @@ def an_unclaimed_attempt_is_published_again_once_its_queue_is_empty(w: World) ->
     assert w.report("unclaimed")["exit_code"] == 0
 
 
+def the_broker_is_asked_a_pools_queue_length_once_a_sweep(w: World) -> None:
+    """Assignments waiting on the queue longer than a lease are each an unclaimed tick at every
+    sweep: the broker (a new connection each time) is asked once per pool, not once per attempt."""
+    for name in ("w1@h", "w2@h", "w3@h"):
+        w.add_worker(name)
+    w.submit("waiting")
+    w.collect("waiting", tuple(f"t.py::t{i:02d}" for i in range(30)))
+    planned = [a for a in w.published if a.suite_id == "waiting"]
+    assert len(planned) >= 2, planned
+    asked: list[str] = []
+
+    def length(pool: str) -> int:
+        asked.append(pool)
+        return len(planned)  # all of them still wait on the queue
+
+    w.planner.queue_length = length
+    w.clock.advance(4 * LEASE_S)
+    w.planner.sweep()
+    assert asked == ["default"] and len(w.published) == len(planned)
+    w.planner.queue_length = lambda pool: 0  # the queue emptied and nobody took them: every message lost
+    w.tick(1)
+    assert len(w.published) == len(planned) + 1  # one a sweep, as when the broker was asked each time
+    for _ in planned[1:]:
+        w.tick(1)
+    assert sorted(p.assignment_id for p in w.published[len(planned):]) == sorted(a.assignment_id for a in planned)
+
+
 def maxfail_stops_the_suite_and_nothing_runs_again(w: World) -> None:
     forty = tuple(f"t.py::t{i:02d}" for i in range(40))
     for name in ("w1@h", "w2@h"):
@@ -455,6 +482,7 @@ def a_restarted_coordinator_publishes_what_a_dead_one_planned(w: World) -> None:
 
 
 SCENARIOS = [
+    the_broker_is_asked_a_pools_queue_length_once_a_sweep,
     a_restarted_coordinator_publishes_what_a_dead_one_planned,
     suite_runs_to_its_end,
     lost_worker_tests_run_again_and_count_once,

@@ -137,7 +137,41 @@ def an_attempt_whose_runner_cannot_fence_is_not_asked(w: World) -> None:
     assert w.store.split_asks("ssh") == {}  # it would never answer: the idle slot stays free to offer
 
 
+def the_history_is_read_once_per_suite_however_many_attempts_end(w: World) -> None:
+    """Balancing, a tail's publication and the finish read the project's recorded durations (the
+    whole hash: 100,000 fields for a suite of 100,000 tests) once per suite, not per completion."""
+    reads: list[str] = []
+    read = w.store.durations
+
+    def counted(project: str) -> dict[str, float]:
+        reads.append(project)
+        return read(project)
+
+    w.store.durations = counted  # type: ignore[method-assign]
+    w.planner = w.start_coordinator()
+    a0, a1 = _two_slots(w, "memo")  # planned without history: two assignments of 20
+    planned = len(reads)  # the plan's own read (coordinator.planner.collected)
+    w.store.record_durations("proj", {t: 1.0 for t in TESTS})  # an earlier suite's, finished meanwhile
+    w.take(a0, "w1@h")
+    w.take(a1, "w2@h")
+    w.send(a1, "w2@h", *(TestRecord(t, Outcome.PASSED, 1.0) for t in TESTS[20:22]))
+    w.send(a0, "w1@h", *(TestRecord(t, Outcome.PASSED, 1.0) for t in a0.test_ids))
+    _complete(w, a0, "w1@h", took=20.0)  # balancing: a001 is asked to split, by its recorded durations
+    ask = w.store.split_asks("memo")
+    assert ask == {keys.attempt_key(a1.assignment_id, 1): 1}, ask
+    tail = TESTS[31:]  # 18 tests of 1 s recorded, 1 s to start a runner: the last 9
+    w.planner.split(Split("memo", a1.assignment_id, 1, "w2@h", 1, tail))
+    new = w.published[-1]
+    assert new.test_ids == tail and new.expected_s == len(tail) * 1.0  # the tail's time, from the history
+    w.run(new, "w1@h")  # a completion: balancing again
+    w.send(a1, "w2@h", *(TestRecord(t, Outcome.PASSED, 1.0) for t in TESTS[22:31]))
+    _complete(w, a1, "w2@h", took=11.0, split_off=tail)  # and again, then the finish
+    assert w.report("memo")["summary"]["passed"] == 40
+    assert len(reads) - planned == 1, f"the history was read {len(reads) - planned} times after planning"
+
+
 SPLIT_SCENARIOS = [
+    the_history_is_read_once_per_suite_however_many_attempts_end,
     an_idle_slot_takes_the_unstarted_tail,
     a_completion_before_its_split_message_moves_the_tail,
     a_worker_lost_after_its_cut_runs_the_tail_once,
