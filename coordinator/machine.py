@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from coordinator import deadlines
-from coordinator.splitting import split
+from coordinator.splitting import priorities, split
 from farm import keys
 from farm.attempts import Attempt
 from farm.config import Settings
@@ -122,8 +122,9 @@ def plan(spec: SuiteSpec, test_ids: list[str], *, durations: Mapping[str, float]
     planned = split(test_ids, slots=slots, dist=spec.dist, durations=known, per_slot=settings.assignments_per_slot,
                     min_assignment_s=settings.min_assignment_s, min_tests=settings.min_assignment_tests,
                     overhead_s=overhead, small_tests=settings.small_suite_tests)
-    return [Attempt.planned(f"{spec.suite_id}-a{i:03d}", 1, p.test_ids, now=now, expected_s=p.expected_s, priority=i)
-            for i, p in enumerate(planned)]
+    ranks = priorities([p.expected_s for p in planned])  # without durations (all 0): the indexes
+    return [Attempt.planned(f"{spec.suite_id}-a{i:03d}", 1, p.test_ids, now=now, expected_s=p.expected_s,
+                            priority=rank) for i, (p, rank) in enumerate(zip(planned, ranks, strict=True))]
 
 
 def collection_order(collection: Collection, test_ids: list[str]) -> list[str]:

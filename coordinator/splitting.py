@@ -46,6 +46,13 @@ BALANCE_TOLERANCE = 0.02
 #: modules end to end balances worse than the tolerance allows.
 PIECE_FRACTIONS = (1.0, 0.5, 0.25)
 
+#: An assignment expected to end this much (seconds, and SLACK_SHARE of the longest one's time)
+#: before the longest one does is not on the run's critical path: its priority starts at
+#: SLACK_PRIORITY, so its runner gets the highest niceness workers give (workers.runner.MAX_NICENESS).
+SLACK_S = 1.0
+SLACK_SHARE = 0.1
+SLACK_PRIORITY = 10
+
 Bins = list[list[int]]  # each assignment's tests, as indexes into the collection
 
 
@@ -285,3 +292,20 @@ def contiguous(units: Bins, count: int) -> Bins:
     if current:
         bins.append(current)
     return bins
+
+
+# --- publish priorities -----------------------------------------------------------------------
+
+def priorities(expected_s: Sequence[float]) -> list[int]:
+    """Each planned assignment's priority (0 first, as `split` ordered them, largest first):
+    its index, or SLACK_PRIORITY more once its expected time leaves it slack against the longest
+    (the order stays the same). Workers run an assignment's runner at a niceness of its priority
+    (capped): on a host with more slots than cores, the runners with slack then leave the CPU to
+    the long assignment's start-up (16 runners starting at once on 2 cores delayed the longest
+    test of the skewed suite by ~0.3 s), and take it back while the long test runs. Balanced
+    plans, where every assignment is about as long as the longest, keep their indexes."""
+    if not expected_s:
+        return []
+    longest = max(expected_s)
+    slack = max(SLACK_S, SLACK_SHARE * longest)
+    return [i + (SLACK_PRIORITY if e < longest - slack else 0) for i, e in enumerate(expected_s)]

@@ -1,0 +1,37 @@
+"""Publish priorities of a plan (coordinator.splitting.priorities, used by coordinator.machine.plan):
+an assignment with slack against the longest one gets a priority (its runner's niceness) past
+the cap; a balanced plan keeps its indexes; the publish order is the same either way."""
+
+from __future__ import annotations
+
+from coordinator import machine
+from coordinator.splitting import SLACK_PRIORITY, priorities
+from farm.config import Settings
+from farm.model import SuiteSpec
+from workers.runner import MAX_NICENESS
+
+
+def test_assignments_with_slack_against_the_longest_get_the_highest_niceness() -> None:
+    got = priorities([11.1, 7.4, 7.3, 7.3, 2.0])
+    assert got[0] == 0
+    assert all(min(MAX_NICENESS, p) == MAX_NICENESS for p in got[1:])
+    assert got == sorted(got)  # the order they are published (and the ETA reads them) in
+
+
+def test_a_balanced_plan_keeps_its_indexes() -> None:
+    assert priorities([3.0, 2.9, 2.9, 2.5]) == [0, 1, 2, 3]  # within a second of the longest
+    assert priorities([60.0, 56.0, 55.0]) == [0, 1, 2]  # within a tenth of it
+    assert priorities([0.0] * 4) == [0, 1, 2, 3]  # no durations
+    assert priorities([]) == []
+    assert priorities([5.0, 3.5]) == [0, 1 + SLACK_PRIORITY]
+
+
+def test_the_skewed_plan_puts_only_the_long_test_at_niceness_zero() -> None:
+    ids = [f"t{m}.py::test_{i}" for m in range(4) for i in range(10)]
+    durations = {t: 0.2 for t in ids} | {ids[25]: 6.0}
+    spec = SuiteSpec("s-1", "p", "d" * 64, "default", "load", (), 0.0)
+    plan = machine.plan(spec, ids, durations=durations, slots=4,
+                        settings=Settings(broker_url="redis://unused", min_assignment_s=0.5), now=0.0)
+    first = plan[0]
+    assert ids[25] in first.test_ids and first.priority == 0
+    assert [min(MAX_NICENESS, a.priority) for a in plan[1:]] == [MAX_NICENESS] * (len(plan) - 1)
