@@ -36,7 +36,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="the farm's message signing keys (default: $FARM_SIGNING_KEY_FILE or $FARM_SIGNING_KEY)")
     p.add_argument("--name", help="its Celery name (default: farm-coordinator@HOST); give each coordinator its own")
     p.add_argument("--loglevel", default="WARNING")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.concurrency < 0:  # 0: one thread per CPU, as Celery takes it
+        p.error("--concurrency must be at least 0")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -94,6 +94,7 @@ def run_celery_worker(app: Any, *, hostname: str, queue: str, pool: str, concurr
     worker = app.Worker(
         hostname=host_format(default_nodename(hostname)), queues=[queue], pool_cls=pools.get_implementation(pool),
         concurrency=concurrency, loglevel=mlevel(loglevel), optimization="default", without_mingle=True,
+        # NO_COLOR set and not empty turns colour off (no-color.org; Click took "0" for on).
         without_gossip=True, task_events=True, no_color=bool(os.environ.get("NO_COLOR")), quiet=False,
     )
     worker.start()

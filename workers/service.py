@@ -138,7 +138,18 @@ def _prefetch_environment(backend: ExecutionBackend, settings: Settings) -> None
     if not settings.collection_cache or start is None or environment is None:
         return
     start()
-    signals.worker_before_create_process.connect(lambda **_: environment(), weak=False)
+    read: list[bool] = []
+
+    def before_fork(**_: object) -> None:
+        # Once: the probe started ahead is read before the first fork. Never again in the main
+        # process (Celery sends this before every fork, replacements too): a probe that failed
+        # there is run by a pool process on its own path, as without the prefetch, and a hanging
+        # interpreter never blocks the main process's event loop at each fork.
+        if not read:
+            read.append(True)
+            environment()
+
+    signals.worker_before_create_process.connect(before_fork, weak=False)
 
 
 def worker_name(given: str | None, pool: str, host: str) -> str:

@@ -1,0 +1,46 @@
+"""The worker's main process reads the fingerprint probe it started ahead before the first pool
+fork only: Celery signals every fork (replacements too), and a failing or hanging interpreter must
+not cost the main process a probe at each one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from farm.config import Settings
+from workers import service
+
+
+class _Backend:
+    def __init__(self) -> None:
+        self.started = 0
+        self.asked = 0
+
+    def start_environment(self) -> None:
+        self.started += 1
+
+    def environment(self) -> str:
+        self.asked += 1
+        return ""  # the probe failed: nothing cached
+
+
+def test_the_main_process_reads_the_probe_before_the_first_fork_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    handlers: list[Any] = []
+    monkeypatch.setattr(service.signals.worker_before_create_process, "connect",
+                        lambda handler, **_: handlers.append(handler))
+    backend = _Backend()
+    service._prefetch_environment(backend, Settings())  # type: ignore[arg-type]
+    assert backend.started == 1 and len(handlers) == 1
+    for _ in range(5):  # the first fork, then replacements of dead pool processes
+        handlers[0](sender=None)
+    assert backend.asked == 1
+
+
+def test_no_prefetch_without_the_collection_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    handlers: list[Any] = []
+    monkeypatch.setattr(service.signals.worker_before_create_process, "connect",
+                        lambda handler, **_: handlers.append(handler))
+    backend = _Backend()
+    service._prefetch_environment(backend, Settings(collection_cache=False))  # type: ignore[arg-type]
+    assert backend.started == 0 and not handlers
