@@ -468,6 +468,7 @@ class SuiteState(RedisSplits):
             def write(pipe: Any) -> None:
                 self._write_durations(pipe, done.project, done.durations)
                 pipe.set(keys.report(suite_id), done.report)
+                pipe.xadd(keys.ended(suite_id), {"s": done.fields.get("status", "")})  # waiting clients wake
                 self.log(pipe, suite_id, done.event)
                 pipe.hset(key, mapping=done.fields)
                 pipe.srem(keys.ACTIVE, suite_id)

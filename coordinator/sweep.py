@@ -57,9 +57,10 @@ def sweep(driver: Planner) -> None:
 
 
 class _QueueLengths:
-    """`Planner.queue_length`, asked once per pool per sweep. A message published on a pool found
-    empty counts (`published`): as when the broker was asked again, one unclaimed attempt per
-    pool is published again per sweep (one in a worker's prefetch is not on the queue)."""
+    """`Planner.queue_length`, asked once per pool per sweep while the answer stands: after a
+    message is published on a pool (`published`) it is asked again at the next unclaimed attempt,
+    as before, so lost messages are all published again in one sweep when idle workers take each
+    at once (the queue stays empty), and never twice while one waits."""
 
     def __init__(self, ask: Callable[[str], int]) -> None:
         self._ask = ask
@@ -71,7 +72,7 @@ class _QueueLengths:
         return self._known[pool]
 
     def published(self, pool: str) -> None:
-        self._known[pool] = self(pool) + 1
+        self._known.pop(pool, None)
 
 
 def _act(driver: Planner, spec: SuiteSpec, tick: machine.Tick, queue_length: _QueueLengths) -> None:

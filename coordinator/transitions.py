@@ -109,5 +109,5 @@ def split_off(old: Attempt, tail: tuple[str, ...], outcomes: Mapping[str, str | 
     moved = set(moving)
     head = old.but(test_ids=tuple(t for t in old.test_ids if t not in moved))
     new = Attempt.planned(split_id(old.assignment_id, old.number, seq), 1, moving, now=now,
-                          priority=old.priority, avoid=old.avoid)
+                          priority=0, avoid=old.avoid)
     return head, new

@@ -87,18 +87,6 @@ def connect(settings: Settings) -> redis.Redis:
     return store.connect(url)
 
 
-def ends_suite(packed_events: Any) -> bool:
-    """Whether one of these stored events (`farm.events.pack`) is the suite's `finished`; one that
-    cannot be read (another farm's) counts as one: the caller then only polls sooner."""
-    for data in packed_events:
-        try:
-            if events.kind_of(data) == events.Kind.FINISHED:  # only the kind: a batch's rows stay packed
-                return True
-        except ProtocolError:
-            return True
-    return False
-
-
 def new_suite_id() -> str:
     return f"s-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:8]}"
 
@@ -160,7 +148,7 @@ class Client:
         final snapshot."""
         eta: SuiteEta | None = None
         seen_at = 0.0
-        log_at = "$"  # the suite's log read up to here (`$`: from the first pause on)
+        ended = False
         while True:
             p = self.progress(suite_id)
             if p.status == SuiteStatus.RUNNING and p.total > 0:
@@ -174,27 +162,21 @@ class Client:
             on_progress(p)
             if p.status in FINAL_STATUSES and self.store.exists(keys.report(suite_id)):
                 return p
-            if p.status == SuiteStatus.RUNNING:
-                log_at = self._pause(suite_id, interval_s, log_at)
-            else:  # the log's next entry may be the collection's, with every test id: not read
+            if ended:  # said ended, yet the poll did not see it: never spin, poll at the interval
                 time.sleep(interval_s)
+            else:
+                ended = self._pause(suite_id, interval_s)
 
-    def _pause(self, suite_id: str, interval_s: float, after: str) -> str:
-        """Wait `interval_s` between two polls, but no longer than until the suite's log gets its
-        `finished` event (stored with the report): the end is seen at once, not up to a poll
-        later. Returns the log's entry read last (the finished one, if seen). Other events (a batch merged, an attempt
-        ended) do not end the pause: the progress is still polled once an interval."""
+    def _pause(self, suite_id: str, interval_s: float) -> bool:
+        """Wait `interval_s` between two polls, but no longer than until the suite ends (its
+        `keys.ended` stream gets its entry with the report): the end is seen at once, not up to a
+        poll later. True if it ended."""
         deadline = time.monotonic() + interval_s
         while (left := deadline - time.monotonic()) > 0:
-            got: Any = self.store.xread({keys.events(suite_id): after}, block=max(1, int(left * 1000)))
-            entries = got[0][1] if got else []
-            if not entries:
-                break
-            for entry_id, fields in entries:
-                after = keys.text(entry_id)
-                if ends_suite([fields.get(b"e", b"")]):
-                    return after
-        return after
+            # At most 1 s a block: well inside the store's socket timeout, whatever the interval.
+            if self.store.xread({keys.ended(suite_id): "0-0"}, count=1, block=max(1, int(min(left, 1.0) * 1000))):
+                return True
+        return False
 
     def _plan_eta(self, suite_id: str) -> SuiteEta:
         """The suite's plan as the ETA needs it: read once, when the suite starts running."""

@@ -97,30 +97,6 @@ def unpack(data: bytes) -> Event:
         raise ProtocolError(f"not a farm event: {exc}") from None
 
 
-def kind_of(data: bytes) -> Kind:
-    """An event's kind from its stored form, without unpacking the rest (a `records` or `collected`
-    event carries many rows); ProtocolError if it is not one, or of a newer farm."""
-    try:
-        u = msgpack.Unpacker(raw=False)
-        u.feed(data)
-        fields: dict[str, Any] = {}
-        for _ in range(u.read_map_header()):
-            key = u.unpack()
-            if key in ("v", "k"):
-                fields[key] = u.unpack()
-                if len(fields) == 2:
-                    break
-            else:
-                u.skip()
-        if int(fields["v"]) > VERSION:
-            raise ProtocolError(f"an event of version {fields['v']} (this farm reads up to {VERSION}): upgrade farm")
-        return Kind(fields["k"])
-    except ProtocolError:
-        raise
-    except (ValueError, KeyError, TypeError, msgpack.UnpackException) as exc:
-        raise ProtocolError(f"not a farm event: {exc}") from None
-
-
 def cap(tests: int) -> int:
     """The most entries a suite of `tests` tests keeps in its log."""
     return EVENTS_BASE + EVENTS_PER_TEST * max(0, tests)

@@ -85,6 +85,13 @@ def current(suite_id: str) -> str:
     return f"{PREFIX}:suite:{suite_id}:current"
 
 
+def ended(suite_id: str) -> str:
+    """Stream: one entry, added with the report in the finish's transaction. A waiting client
+    blocks on it (XREAD) between its polls: the end is seen at once, and nothing of the suite's
+    log (its records, with their output) is sent to every waiting client for it."""
+    return f"{PREFIX}:suite:{suite_id}:ended"
+
+
 def claims(suite_id: str) -> str:
     """Hash: attempt key ("ID#N") → the worker that claimed it. An attempt is claimed once: a
     delivery that comes after its lease lapsed (the worker died, before the sweep took it as lost)
@@ -143,6 +150,7 @@ def suite_keys(suite_id: str) -> tuple[str, ...]:
         received(suite_id),
         held(suite_id),
         claims(suite_id),
+        ended(suite_id),
     )
 
 

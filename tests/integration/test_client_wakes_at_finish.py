@@ -1,61 +1,46 @@
-"""The waiting client's pause between two polls ends at the suite's `finished` event, not at the
-next poll: what it reads of the suite's log, on a real redis-server."""
+"""The waiting client's pause between two polls ends when the suite ends (its `ended` stream gets
+the entry the finish writes with the report), not at the next poll; and the finish writes it. On a
+real redis-server."""
 
 from __future__ import annotations
 
-import redis
+import time
 
-from farm import events, keys
-from farm.client import Client, ends_suite
+import redis
+from test_planner import _planner, _report, _submit
+
+from farm import keys
+from farm.client import Client
 from farm.config import Settings
+from farm.model import Collection, Completion, RecordBatch, TestRecord
+from farm.outcomes import Outcome
 
 SUITE = "s-20261201-000000-0000wake"
 
 
-def _append(url: str, event: events.Event) -> str:
-    r = redis.Redis.from_url(url)
+def test_a_pause_ends_when_the_suite_has_ended_and_not_before(redis_url: str) -> None:
+    client = Client(Settings(broker_url=redis_url))
+    r = redis.Redis.from_url(redis_url)
     try:
-        return keys.text(r.xadd(keys.events(SUITE), {"e": events.pack(event)}))
+        assert client._pause(SUITE, 0.2) is False  # not ended: the whole interval, then a poll
+        r.xadd(keys.ended(SUITE), {"s": "finished"})
+        assert client._pause(SUITE, 3600.0) is True  # ended: at once (else this would block an hour)
+        assert keys.ended(SUITE) in keys.suite_keys(SUITE)  # it expires and is deleted with the suite
     finally:
+        client.close()
         r.close()
 
 
-def _finished() -> events.Event:
-    return events.finished(status="finished", exit_code=0, message="", started_at=1.0, finished_at=2.0,
-                           stopped="", workers=())
-
-
-def _ended() -> events.Event:
-    return events.Event(events.Kind.ENDED, 1.5, "a000", 1, "w", "local:w", "done")
-
-
-def test_only_the_finished_event_or_an_unreadable_one_ends_the_suite() -> None:
-    assert ends_suite([events.pack(_ended()), events.pack(_finished())])
-    assert not ends_suite([events.pack(_ended())])
-    assert ends_suite([b"not an event"])  # another farm's: the caller only polls sooner
-    assert not ends_suite([])
-
-
-def test_a_pause_ends_at_the_finished_event(redis_url: str) -> None:
-    client = Client(Settings(broker_url=redis_url))
-    try:
-        _append(redis_url, _ended())
-        done = _append(redis_url, _finished())
-        later = _append(redis_url, _ended())
-        # The pause stops at the finished event (a pause that read on for its whole interval
-        # would be at the entry after it): the end is seen without a poll's wait.
-        assert client._pause(SUITE, 2.0, "0-0") == done
-        assert client._pause(SUITE, 0.2, done) == later
-    finally:
-        client.close()
-
-
-def test_a_pause_reads_through_other_events_until_its_interval_ends(redis_url: str) -> None:
-    client = Client(Settings(broker_url=redis_url))
-    try:
-        _append(redis_url, _ended())
-        last = _append(redis_url, _ended())
-        assert client._pause(SUITE, 0.2, "0-0") == last
-        assert client._pause(SUITE, 0.2, last) == last  # nothing new: the same place after the interval
-    finally:
-        client.close()
+def test_the_finish_writes_the_end_with_the_report(redis_url: str) -> None:
+    planner, state, published = _planner(redis_url)
+    sid = "s-20261201-000000-00000end"
+    _submit(state, planner, sid)
+    planner.collected(Collection(sid, "w@h", 0, ("t.py::a",)))
+    assert state.r.xlen(keys.ended(sid)) == 0, "ended before it ran"
+    (a,) = published.assignments
+    now = time.time()
+    planner.records(RecordBatch(sid, a.assignment_id, 1, "w@h", "local:h", (TestRecord("t.py::a", Outcome.PASSED),)))
+    planner.completed(Completion(sid, a.assignment_id, 1, "w@h", "local:h", "done", now, now, 0, 1))
+    assert _report(state, sid)["summary"]["passed"] == 1
+    assert state.r.xlen(keys.ended(sid)) == 1
+    assert 0 < state.r.ttl(keys.ended(sid)) <= state.settings.suite_ttl_s

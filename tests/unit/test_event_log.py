@@ -139,12 +139,3 @@ def test_a_collected_event_of_an_older_farm_still_folds() -> None:
     assert f.collection == collection and f.order == list(IDS)
     assert [a.test_ids for a in f.attempts.values()] == [IDS]
 
-
-def test_the_kind_of_a_stored_event_is_read_without_the_rest() -> None:
-    for kind in events.Kind:
-        e = events.Event(kind, 1.5, "s-a001", 2, "w@h", "n", "why", {"rows": [["t.py::t", 1]] * 50})
-        assert events.kind_of(events.pack(e)) == events.unpack(events.pack(e)).kind == kind
-    newer = msgpack.packb({"v": events.VERSION + 1, "k": "finished", "x": {}}, use_bin_type=True)
-    for bad in (b"", b"\xc1", msgpack.packb({"v": 1}), msgpack.packb([1, 2]), newer):
-        with pytest.raises(ProtocolError):
-            events.kind_of(bad)
