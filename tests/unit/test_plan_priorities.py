@@ -35,3 +35,16 @@ def test_the_skewed_plan_puts_only_the_long_test_at_niceness_zero() -> None:
     first = plan[0]
     assert ids[25] in first.test_ids and first.priority == 0
     assert [min(MAX_NICENESS, a.priority) for a in plan[1:]] == [MAX_NICENESS] * (len(plan) - 1)
+
+
+def test_a_tail_split_off_at_run_time_is_not_left_at_its_parents_slack_niceness() -> None:
+    from coordinator.transitions import split_off
+    from farm.attempts import Attempt
+
+    old = Attempt.planned("s-a001", 1, ["a", "b", "c", "d"], now=0.0, expected_s=7.4, priority=SLACK_PRIORITY + 1)
+    got = split_off(old, ("c", "d"), {t: "pending" for t in "abcd"}, {t: old.key for t in "abcd"}, seq=1, now=1.0)
+    assert got is not None
+    head, tail = got
+    assert head.priority == old.priority  # the head runs on, as it was
+    # Balancing splits the attempt with the most time left: its tail is on the critical path.
+    assert tail.test_ids == ("c", "d") and tail.priority == 0
