@@ -13,12 +13,9 @@ from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from farm.model import TestRecord, TestRun
-from farm.outcomes import Outcome, supersedes
+from farm.outcomes import BY_VALUE, VALUE, Outcome, supersedes
 
 PENDING = "pending"
-#: `Enum.value` is a descriptor and `Outcome(v)` a call: dicts are faster, per record of a batch.
-_VALUE = {o: o.value for o in Outcome}
-_BY_VALUE = {o.value: o for o in Outcome}
 
 
 @dataclass
@@ -75,7 +72,7 @@ def merge(
             continue
         fenced = owners is not None and owners.get(tid) != me
         outcome = record.outcome
-        run = TestRun(tid, assignment, attempt, worker, node, _VALUE[outcome], record.duration_s, record.started_at,
+        run = TestRun(tid, assignment, attempt, worker, node, VALUE[outcome], record.duration_s, record.started_at,
                       fenced)
         key = f"{tid}\0{assignment}\0{attempt}"  # run.key
         if fenced:
@@ -90,13 +87,13 @@ def merge(
         else:
             runs[key] = run
             verdicts.pop(key, None)
-        old = None if state == PENDING else _BY_VALUE.get(state) or Outcome(state)
+        old = None if state == PENDING else BY_VALUE.get(state) or Outcome(state)
         if not supersedes(outcome, old):
             continue
         if outcome is Outcome.PASSED and tid in rerun:
             # It failed before and passes now.
             record = replace(record, outcome=Outcome.FLAKY, message="failed, then passed when run again")
-        value = _VALUE[record.outcome]
+        value = VALUE[record.outcome]
         if old is None:
             result.newly_final += 1
         else:

@@ -2,7 +2,7 @@
 
 redis-py encodes every argument and parses every reply element in Python (about 1-2 µs each):
 planning 1,000,000 tests spent most of its time there (docs/how-it-works.md, "Planning cost").
-`write_hash` sends HSETs as RESP it formats in a few C-level passes over the fields, on one
+`write_hashes` sends HSETs as RESP it formats in a few C-level passes over the fields, on one
 pooled connection (`Connection.send_packed_command`); `read_hash` pages through a hash with a
 small Lua script that returns each HSCAN page as one msgpack string (unpacked in C).
 """
@@ -31,28 +31,6 @@ def _bulks(texts: Sequence[str]) -> list[bytes]:
     """RESP bulk strings of `texts`, in C-level passes (no Python call per text)."""
     encoded = list(map(str.encode, texts))
     return list(map(_BULK, zip(map(len, encoded), encoded, strict=True)))
-
-
-def write_hash(r: Any, key: str, fields: Sequence[str], values: Sequence[str] | str, *, ttl_s: int) -> None:
-    """HSET `fields` to `values` (one value for all, or one each) in `key`, which expires in
-    `ttl_s`; pipelined on one connection, replies checked."""
-    if not fields:
-        return
-    heads = _bulks(fields)
-    if isinstance(values, str):
-        tails: Sequence[bytes] = repeat(_bulk(values.encode()))  # type: ignore[assignment]
-        each = False
-    else:
-        tails = _bulks(values)
-        each = True
-    name = _bulk(key.encode())
-    out: list[bytes] = []
-    for i in range(0, len(heads), CHUNK):
-        part = heads[i:i + CHUNK]
-        vals = tails[i:i + CHUNK] if each else tails
-        out.append(b"*%d\r\n$4\r\nHSET\r\n%s" % (2 + 2 * len(part), name))
-        out.append(b"".join(chain.from_iterable(zip(part, vals, strict=False))))
-    _send(r, out, [name], -(-len(heads) // CHUNK), ttl_s)
 
 
 def write_hashes(r: Any, fields: Sequence[str], hashes: Mapping[str, str | Sequence[tuple[str, int]]], *,

@@ -20,7 +20,7 @@ from farm import keys, store
 from farm.attempts import Attempt
 from farm.config import Settings
 from farm.model import TestRecord, TestRun
-from farm.outcomes import FAILURES, Outcome
+from farm.outcomes import FAILURES, VALUE, Outcome
 from farm.store import R, T, Write
 from farm.stored import record_from_row, record_row, run_from_row, run_row
 
@@ -29,7 +29,6 @@ from farm.stored import record_from_row, record_row, run_from_row, run_row
 FINISHED_STREAM_LEN = 10_000
 #: Outcomes whose one-line message the finished-tests stream carries (pytest -v shows the reason).
 WITH_REASON = frozenset({Outcome.SKIPPED, Outcome.XFAILED, Outcome.XPASSED, Outcome.NOT_RUN})
-_VALUE = {o: o.value for o in Outcome}  # `Enum.value` is a descriptor: a dict is faster per record
 
 #: What a merge reads, in one round trip (the ids sent once): the HMGET of the ids (ARGV) in each
 #: of KEYS (outcomes, owners, reruns), in chunks that Lua's unpack takes.
@@ -189,7 +188,7 @@ class RedisOutcomes:
         stored: list[Any] = []
         finished = []
         for (t, r), row in zip(result.counted.items(), rows, strict=True):
-            value = _VALUE[r.outcome]
+            value = VALUE[r.outcome]
             outcomes += (t, value)
             stored += (t, packb(row))
             finished.append([t, value, r.message if r.outcome in WITH_REASON else ""])

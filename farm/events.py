@@ -19,12 +19,10 @@ from farm import keys
 from farm.attempts import Attempt
 from farm.errors import ProtocolError
 from farm.model import Collection, SuiteSpec, TestRecord, TestRun, WorkerInfo, record_to_plain
-from farm.outcomes import Outcome
+from farm.outcomes import VALUE, Outcome
 from farm.protocol import decode, encode
 from farm.states import AttemptState
 from farm.stored import record_row, run_row
-
-_VALUE = {o: o.value for o in Outcome}  # `Enum.value` is a descriptor: a dict is faster per record
 
 #: The version of the stored form; a reader refuses a newer one (one line, never a traceback).
 #: 2: `records` events carry compact rows (`c`) and name the runs derivable from them (`derived`);
@@ -228,7 +226,7 @@ def merged(counted: Mapping[str, TestRecord], runs: Mapping[str, TestRun], verdi
         explicit = dict(runs)
         passed, flaky = Outcome.PASSED.value, Outcome.FLAKY
         for i, r in enumerate(counted.values()):
-            value = _VALUE[r.outcome]
+            value = VALUE[r.outcome]
             outcomes[value] = outcomes.get(value, 0) + 1
             key = f"{r.test_id}\0{assignment}\0{attempt}"
             run = explicit.get(key)

@@ -44,6 +44,11 @@ SUMMARY_ORDER: tuple[Outcome, ...] = (
     Outcome.NOT_RUN,
 )
 
+#: Each outcome's value, and back: per record of a batch, a dict lookup is cheaper than
+#: `Enum.value` (a descriptor) or `Outcome(value)` (a call).
+VALUE = {o: o.value for o in Outcome}
+BY_VALUE = {o.value: o for o in Outcome}
+
 #: Outcomes that fail a suite.
 FAILURES = frozenset({Outcome.FAILED, Outcome.ERROR, Outcome.TIMEOUT, Outcome.CRASHED})
 

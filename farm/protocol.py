@@ -124,17 +124,13 @@ def record_row(r: TestRecord) -> list[Any]:
             r.started_at, r.setup_s, r.call_s, r.teardown_s, r.ran_as]
 
 
-_FLOAT = float
-_PASSED = Outcome.PASSED
-
-
 def _row_record(row: Any) -> TestRecord:
     """The inverse of `record_row`, checked field by field."""
-    if len(row) == 6 and type(row[0]) is str and type(row[1]) is _FLOAT and type(row[2]) is _FLOAT \
-            and type(row[3]) is _FLOAT and type(row[4]) is _FLOAT and type(row[5]) is _FLOAT:
+    if len(row) == 6 and type(row[0]) is str and type(row[1]) is float and type(row[2]) is float \
+            and type(row[3]) is float and type(row[4]) is float and type(row[5]) is float:
         # A plain pass whose numbers are floats (what `record_row` sends): the checks below would
         # all pass and change nothing; this is most records of a large suite (issue 10, (d)).
-        return TestRecord(row[0], _PASSED, row[1], "call", "", "", (), row[2], row[3], row[4], row[5], "")
+        return TestRecord(row[0], Outcome.PASSED, row[1], "call", "", "", (), row[2], row[3], row[4], row[5], "")
     names = _PASS_ROW if len(row) == len(_PASS_ROW) else _ROW if len(row) == len(_ROW) else None
     if names is None:
         raise ProtocolError(f"a record row has {len(row)} fields, not {len(_PASS_ROW)} or {len(_ROW)}")

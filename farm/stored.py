@@ -14,16 +14,14 @@ from sys import intern
 from typing import Any
 
 from farm.model import TestRecord, TestRun, record_from_plain
-from farm.outcomes import Outcome
-
-_VALUE = {o: o.value for o in Outcome}  # `Enum.value` is a descriptor: a dict is faster per record
+from farm.outcomes import VALUE, Outcome
 
 
 def record_row(r: TestRecord) -> list[Any]:
     """A record as an array: test id, outcome, duration, phase, message, longrepr, sections,
     started_at, setup_s, call_s, teardown_s, ran_as."""
     sections = r.sections
-    return [r.test_id, _VALUE[r.outcome], r.duration_s, r.phase, r.message, r.longrepr,
+    return [r.test_id, VALUE[r.outcome], r.duration_s, r.phase, r.message, r.longrepr,
             [list(s) for s in sections] if sections else [], r.started_at, r.setup_s, r.call_s, r.teardown_s, r.ran_as]
 
 

@@ -17,7 +17,7 @@ def test_a_written_hash_reads_back_field_for_field(redis_url: str) -> None:
     r = redis.Redis.from_url(redis_url)
     fields = ODD + [f"m{i % 7}.py::t{i}" for i in range(25_000)]  # more than two chunks
     values = [f"v{i}" for i in range(len(fields))]
-    redis_bulk.write_hash(r, "h", fields, values, ttl_s=60)
+    redis_bulk.write_hashes(r, fields, {"h": [(v, 1) for v in values]}, ttl_s=60)
     assert {k.decode(): v.decode() for k, v in r.hgetall("h").items()} == dict(zip(fields, values, strict=True))
     assert 0 < r.ttl("h") <= 60
     read_fields, read_values = redis_bulk.read_hash(r, "h")
@@ -28,13 +28,13 @@ def test_a_written_hash_reads_back_field_for_field(redis_url: str) -> None:
 
 def test_one_value_for_every_field(redis_url: str) -> None:
     r = redis.Redis.from_url(redis_url)
-    redis_bulk.write_hash(r, "h", ODD, "pending", ttl_s=60)
+    redis_bulk.write_hashes(r, ODD, {"h": "pending"}, ttl_s=60)
     assert set(r.hvals("h")) == {b"pending"} and r.hlen("h") == len(ODD)
 
 
 def test_an_empty_or_missing_hash_reads_as_nothing(redis_url: str) -> None:
     r = redis.Redis.from_url(redis_url)
-    redis_bulk.write_hash(r, "h", [], "x", ttl_s=60)
+    redis_bulk.write_hashes(r, [], {"h": "x"}, ttl_s=60)
     assert not r.exists("h")
     assert redis_bulk.read_hash(r, "h") == ([], [])
 
