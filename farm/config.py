@@ -57,6 +57,9 @@ class Settings:
     # second submission of the same bundle and arguments is planned from the first's collection,
     # kept as long as a bundle.
     collection_cache: bool = True
+    # FARM_PARALLEL_COLLECTION: 0 collects a suite in one runner; on, a local worker with several
+    # slots collects every K-th file in each of K runners at once (workers/collect_shards.py).
+    parallel_collection: bool = True
     # FARM_LOCAL_STANDBY: 0 turns off the local backend's pre-started runners (workers/backends/local.py,
     # `farm worker --no-standby`): every assignment then starts a fresh `python -m pytest`.
     local_standby: bool = True
@@ -119,6 +122,7 @@ class Settings:
                 output_cap_bytes=_kb(env, "FARM_OUTPUT_CAP_KB", base.output_cap_bytes),
                 longrepr_cap_bytes=_kb(env, "FARM_LONGREPR_CAP_KB", base.longrepr_cap_bytes),
                 collection_cache=_flag(env, "FARM_COLLECTION_CACHE", base.collection_cache),
+                parallel_collection=_flag(env, "FARM_PARALLEL_COLLECTION", base.parallel_collection),
                 local_standby=_flag(env, "FARM_LOCAL_STANDBY", base.local_standby),
                 lease_s=parse_duration(env["FARM_LEASE_S"]) if env.get("FARM_LEASE_S") else base.lease_s,
                 coordinator_visibility_s=max(1, round(parse_duration(env["FARM_COORDINATOR_VISIBILITY_S"])))

@@ -10,6 +10,7 @@ from typing import Protocol
 from farm.config import Settings
 from farm.model import Assignment, Collection, Completion, RecordBatch, Split, SuiteSpec, TestRecord
 from farm.outcomes import Outcome
+from workers import collect_shards
 from workers import records as rec
 from workers.attempt_loop import MAX_RUNNER_RESTARTS, AttemptLoop, End, StartRunner, Step
 from workers.backends.base import ExecutionBackend, Fencing, RunningPytest, RunRequest
@@ -333,40 +334,90 @@ def _complete(
 
 def collect_suite(
     spec: SuiteSpec, *, backend: ExecutionBackend, bundle: Callable[[str], object], worker: str, settings: Settings,
-    lost: Callable[[], bool] = lambda: False,
+    lost: Callable[[], bool] = lambda: False, collectors: int = 1,
 ) -> Collection | None:
     """Collect a suite's tests with `pytest --collect-only` in a fresh environment; None once `lost`
-    says the collection's lease is lost: its runner is stopped (the coordinator collects again)."""
+    says the collection's lease is lost: its runners are stopped (the coordinator collects again).
+
+    With `collectors` > 1, that many runners at once each collect every K-th file of the same walk
+    (workers/collect_shards.py puts them back in one collection's order); when their shards do not
+    add up to one collection (a hook that sees every item, a failed collection, ...), it collects
+    again in one runner, so the result is what a single collection gives."""
     started = time.monotonic()
     archive = bundle(spec.bundle_digest)
     if lost():
         return None
-    request = RunRequest(
-        mode="collect",
-        bundle=archive,  # type: ignore[arg-type]
-        pytest_args=spec.pytest_args,
-        test_ids=(),
-        label=f"{spec.suite_id}-collect",
-        output_cap=settings.output_cap_bytes,
-        longrepr_cap=settings.longrepr_cap_bytes,
-    )
-    run = backend.start(request)
-    lines: list[dict[str, object]] = []
-    try:
-        while True:
-            for line in run.read_lines(timeout=0.05):
-                obj = rec.parse_line(line)
-                if obj is not None:
-                    lines.append(obj)
-            code = run.poll()
-            if code is not None:
-                break
-            if lost():
-                run.stop(STOP_GRACE_S)
-                return None
-        result = rec.collect_result(lines)
-        output = run.output_tail(8000) if code not in (0, 5) or result.decided else ""
-    finally:
-        run.close()
+    split = _collect_split(spec, archive, backend, settings, lost, collectors) if collectors > 1 else None
+    if split is None and lost():
+        return None
+    if split is not None:
+        lines, code, output = split
+    else:
+        collected = _collect_runs(spec, archive, backend, settings, lost, [(0, 1)])
+        if collected is None:
+            return None
+        (lines, code, output), = collected
+    result = rec.collect_result(lines)
+    if not (code not in (0, 5) or result.decided):
+        output = ""
     return Collection(spec.suite_id, worker, code, tuple(result.test_ids), tuple(result.decided), output,
                       time.monotonic() - started, result.session)
+
+
+def _collect_split(
+    spec: SuiteSpec, archive: object, backend: ExecutionBackend, settings: Settings, lost: Callable[[], bool],
+    count: int,
+) -> tuple[list[dict[str, object]], int, str] | None:
+    """One collection from `count` shards, or None (lost, or the shards do not add up to one)."""
+    runs = _collect_runs(spec, archive, backend, settings, lost, [(i, count) for i in range(count)])
+    if runs is None:
+        return None
+    merged = collect_shards.merge([lines for lines, _, _ in runs], [code for _, code, _ in runs])
+    if merged is None:
+        return None
+    outputs = [out for _, _, out in runs[:1 if merged.whole else count] if out]
+    output = "\n".join(outputs)[-8000:]
+    return merged.lines, merged.exit_code, output
+
+
+def _collect_runs(
+    spec: SuiteSpec, archive: object, backend: ExecutionBackend, settings: Settings, lost: Callable[[], bool],
+    shards: list[tuple[int, int]],
+) -> list[tuple[list[dict[str, object]], int, str]] | None:
+    """Start a collecting runner per shard at once and read them to their ends: each one's lines,
+    exit code and output tail; None once `lost` (every runner stopped)."""
+    runs: list[RunningPytest] = []
+    try:
+        for shard in shards:
+            runs.append(backend.start(RunRequest(
+                mode="collect",
+                bundle=archive,  # type: ignore[arg-type]
+                pytest_args=spec.pytest_args,
+                test_ids=(),
+                label=f"{spec.suite_id}-collect" if shard[1] == 1 else f"{spec.suite_id}-collect{shard[0]}",
+                output_cap=settings.output_cap_bytes,
+                longrepr_cap=settings.longrepr_cap_bytes,
+                shard=shard,
+            )))
+        lines: list[list[dict[str, object]]] = [[] for _ in runs]
+        codes: list[int | None] = [None for _ in runs]
+        while any(code is None for code in codes):
+            for n, run in enumerate(runs):
+                if codes[n] is not None:
+                    continue
+                for line in run.read_lines(timeout=0.05 / len(runs)):
+                    obj = rec.parse_line(line)
+                    if obj is not None:
+                        lines[n].append(obj)
+                codes[n] = run.poll()
+            if lost():
+                for n, run in enumerate(runs):
+                    if codes[n] is None:
+                        run.stop(STOP_GRACE_S)
+                return None
+        ended = [code for code in codes if code is not None]
+        return [(lines[n], ended[n], run.output_tail(8000))
+                for n, run in enumerate(runs)]
+    finally:
+        for run in runs:
+            run.close()

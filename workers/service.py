@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     # Only now: a broken image or bad options are told at once, with or without a broker.
     for url in dict.fromkeys((settings.broker_url, settings.state)):
         wait_for_broker(url, "worker")
-    register(WorkerContext(app, settings, backend, keyring, name))
+    register(WorkerContext(app, settings, backend, keyring, name, slots=slots))
     info = WorkerInfo(name=name, host=host, slots=slots, pool=settings.pool, backend=args.backend)
     queue = pool_queue(settings.pool).name
 

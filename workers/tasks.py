@@ -55,6 +55,13 @@ class WorkerContext:
     backend: ExecutionBackend
     keyring: Keyring  # signs what the worker sends, and must have signed what it runs
     name: str = "worker"
+    slots: int = 1  # assignments it runs at once: a local collection may use as many runners
+
+    def collectors(self) -> int:
+        """How many runners collect a suite at once (workers/collect_shards.py)."""
+        if not self.settings.parallel_collection or not getattr(self.backend, "parallel_collection", False):
+            return 1
+        return max(1, self.slots)
 
     @cached_property
     def store(self) -> redis.Redis:
@@ -267,7 +274,8 @@ def register(ctx: WorkerContext) -> None:
             with keeper:
                 def collect() -> Collection | None:
                     return runner.collect_suite(spec, backend=ctx.backend, bundle=ctx.bundles.path, worker=worker,
-                                                settings=ctx.settings, lost=keeper.lost)
+                                                settings=ctx.settings, lost=keeper.lost,
+                                                collectors=ctx.collectors())
                 key = ctx.collection_key(spec.bundle_digest, spec.pytest_args)
                 collection = collect_cached(ctx.collections, key, spec.suite_id, worker, collect) if key else collect()
         except Exception as exc:  # whatever broke, the coordinator must hear of it, or the suite waits forever

@@ -28,6 +28,9 @@ class RunRequest:
     # How many items the plan's collection found in each file of test_ids, for the runner to
     # compare with its own collection (a "stale" line when they differ); empty: not checked.
     planned_files: tuple[tuple[str, int], ...] = ()
+    # Collect mode: (i, K), collect only shard i of K of the files (workers/collect_shards.py);
+    # (0, 1): the whole collection.
+    shard: tuple[int, int] = (0, 1)
 
 
 def tests_file_text(request: RunRequest) -> str:
@@ -56,6 +59,7 @@ def runner_env(request: RunRequest, workdir: str, plugin_dir: str) -> dict[str, 
         "FARM_LONGREPR_CAP": str(request.longrepr_cap),
         "FARM_TEST_TIMEOUT": repr(request.test_timeout_s),
         "FARM_STACK_FILE": f"{workdir}/stacks.txt",
+        **({"FARM_COLLECT_SHARD": f"{request.shard[0]}/{request.shard[1]}"} if request.shard[1] > 1 else {}),
     }
 
 

@@ -137,6 +137,8 @@ class LocalBackend(WithoutLifecycle):
     """Runs pytest as a subprocess of the worker, under `python`."""
 
     name = "local"
+    #: Its runners are processes on this machine: a collection may split over the worker's slots.
+    parallel_collection = True
 
     def __init__(self, python: str | None = None, scratch: Path | None = None,
                  max_unpacked_bytes: int = Settings.max_unpacked_bytes, standby: bool = Settings.local_standby) -> None:

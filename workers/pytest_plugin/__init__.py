@@ -7,6 +7,7 @@ package `farm_runner_plugin`. The runner loads it with `-p farm_runner_plugin` a
 
   FARM_RECORD_FD    the descriptor to write JSON lines to (one object per line)
   FARM_MODE         "collect" (report what --collect-only found) or "run"
+  FARM_COLLECT_SHARD in collect mode: "i/K", collect only shard i of K of the files (collect_shard.py)
   FARM_TESTS_FILE   in run mode: a JSON list of the node ids to run; everything else is deselected
   FARM_OUTPUT_CAP   bytes of captured output kept per section (default 65536)
   FARM_LONGREPR_CAP bytes of failure report kept per phase (default 262144)
@@ -49,6 +50,7 @@ from typing import Any
 
 from .collect_check import CollectionCheck, narrowed_args
 from .collect_mode import CollectRecorder
+from .collect_shard import CollectShard, read_shard
 from .fence import register as register_fence
 from .record_pipe import RecordPipe
 from .run_mode import RunRecorder, read_tests_file
@@ -65,7 +67,11 @@ def pytest_configure(config: Any) -> None:
     maxfail = int(getattr(config.option, "maxfail", 0) or 0)
     config.option.maxfail = 0  # suite-wide, the coordinator's job: see the module docstring
     if mode == "collect":
-        config.pluginmanager.register(CollectRecorder(config, emitter, maxfail), PLUGIN_NAME)
+        index, count = read_shard(os.environ.get("FARM_COLLECT_SHARD", ""))
+        shard = CollectShard(config, emitter, index, count) if count > 1 else None
+        if shard is not None:
+            config.pluginmanager.register(shard, PLUGIN_NAME + "-shard")
+        config.pluginmanager.register(CollectRecorder(config, emitter, maxfail, shard), PLUGIN_NAME)
         return
     with open(os.environ["FARM_TESTS_FILE"], encoding="utf-8") as fh:
         data = json.load(fh)

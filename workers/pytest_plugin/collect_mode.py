@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from .collect_shard import CollectShard
 from .record_pipe import RecordPipe
 from .report_text import longrepr_text, message
 
@@ -16,8 +17,9 @@ from .report_text import longrepr_text, message
 class CollectRecorder:
     """Collect mode: every collected item, every collector that failed or was skipped, and the session."""
 
-    def __init__(self, config: Any, emitter: RecordPipe, maxfail: int) -> None:
+    def __init__(self, config: Any, emitter: RecordPipe, maxfail: int, shard: CollectShard | None = None) -> None:
         self.config = config
+        self.shard = shard  # one shard of a collection split by file (collect_shard.py), or None
         self.emitter = emitter
         self.maxfail = maxfail
         self.deselected = 0
@@ -38,10 +40,16 @@ class CollectRecorder:
 
     def pytest_collection_finish(self, session: Any) -> None:
         seen: set[str] = set()
+        shard = self.shard
         for item in session.items:
             if item.nodeid not in seen:
                 seen.add(item.nodeid)
-                self.emitter.emit({"k": "item", "id": item.nodeid})
+                if shard is None:
+                    self.emitter.emit({"k": "item", "id": item.nodeid})
+                else:
+                    self.emitter.emit({"k": "item", "id": item.nodeid, "f": shard.file_of(item)})
+        if shard is not None:
+            self.emitter.emit(shard.files_line())
         self.emitter.emit(session_line(self.config, self.maxfail, self.deselected))
 
 
