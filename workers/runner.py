@@ -394,7 +394,7 @@ def _collect_runs(
                 bundle=archive,  # type: ignore[arg-type]
                 pytest_args=spec.pytest_args,
                 test_ids=(),
-                label=f"{spec.suite_id}-collect" if shard[1] == 1 else f"{spec.suite_id}-collect{shard[0]}",
+                label=f"{spec.suite_id}-collect",  # the shards too: their work directories differ by a suffix
                 output_cap=settings.output_cap_bytes,
                 longrepr_cap=settings.longrepr_cap_bytes,
                 shard=shard,

@@ -98,6 +98,18 @@ def test_kill_9_of_a_pool_child_runs_its_tests_again_once(two_workers: LocalClus
 
 def test_kill_9_of_the_worker_collecting_the_suite_collects_it_again(two_workers: LocalCluster,
                                                                      tmp_path: Path) -> None:
+    _kill_the_collecting_worker(two_workers, tmp_path)
+
+
+def test_kill_9_of_a_worker_collecting_in_two_runners_collects_it_again(monkeypatch: pytest.MonkeyPatch,
+                                                                        tmp_path: Path) -> None:
+    # Two slots a worker: its collection is split over two runners (workers/collect_shards.py).
+    monkeypatch.setenv("FARM_LEASE_S", LEASE_S)
+    with running_cluster(ClusterSpec(workers=2, slots=2, loglevel="INFO")) as cluster:
+        _kill_the_collecting_worker(cluster, tmp_path, collectors=2)
+
+
+def _kill_the_collecting_worker(two_workers: LocalCluster, tmp_path: Path, collectors: int = 1) -> None:
     project = copy_fixture("slow_collect", tmp_path)
     report_path = tmp_path / "r.json"
     suite_id = submit_no_wait(two_workers.broker_url, project)
@@ -106,8 +118,9 @@ def test_kill_9_of_the_worker_collecting_the_suite_collects_it_again(two_workers
     while victim is None:
         assert time.monotonic() < deadline, "no worker ever collected the suite"
         for name, proc in two_workers.procs:
-            if name.startswith("worker-") and any(
-                    runner_mode(g) == "collect" for g in psutil.Process(proc.pid).children(recursive=True)):
+            if name.startswith("worker-") and sum(
+                    runner_mode(g) == "collect" for g in psutil.Process(proc.pid).children(recursive=True)
+            ) >= collectors:
                 victim, victim_index = psutil.Process(proc.pid), name.removeprefix("worker-")
         time.sleep(0.1)
     os.killpg(victim.pid, signal.SIGKILL)
