@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -16,6 +17,8 @@ from workers.attempt_loop import MAX_RUNNER_RESTARTS, AttemptLoop, End, StartRun
 from workers.backends.base import ExecutionBackend, Fencing, RunningPytest, RunRequest
 
 __all__ = ["MAX_RUNNER_RESTARTS", "collect_suite", "run_assignment", "runner_label"]
+
+log = logging.getLogger("farm.worker")
 
 #: How many times per lease period a worker's LeaseKeeper renews an attempt's (or a collection's) lease.
 LEASE_RENEWALS = 4
@@ -374,6 +377,8 @@ def _collect_split(
         return None
     merged = collect_shards.merge([lines for lines, _, _ in runs], [code for _, code, _ in runs])
     if merged is None:
+        log.info("suite %s: its %d collecting runners did not add up to one collection (exit codes %s): "
+                 "collecting it again in one", spec.suite_id, count, [code for _, code, _ in runs])
         return None
     outputs = [out for _, _, out in runs[:1 if merged.whole else count] if out]
     output = "\n".join(outputs)[-8000:]
