@@ -21,7 +21,7 @@ from farm.cli_common import check_writable as _check_writable
 from farm.cli_common import client_for as _client
 from farm.cli_common import exit_with as _exit
 from farm.cli_results import events, results
-from farm.cluster import ClusterSpec, LocalCluster
+from farm.cluster import ClusterSpec, LocalCluster, kept_trees_dir
 from farm.config import Settings, parse_duration
 from farm.errors import FarmError, Interrupted, UsageError
 from farm.extras import require_libvirt
@@ -92,8 +92,9 @@ def submit_suite(path: Path, pytest_args: tuple[str, ...], broker: str | None, p
     cluster = None
     if not settings.broker_url:
         # Absolute, but not resolved: a venv's python is a symlink that must stay inside its venv.
+        # Its workers keep the unpacked, compiled bundle between runs (bounded, in the user's cache).
         spec = ClusterSpec(slots=local_workers or os.cpu_count() or 1, pool=pool,
-                           python=os.path.abspath(python) if python else None)
+                           python=os.path.abspath(python) if python else None, kept_trees=kept_trees_dir())
         # A worker or the coordinator that dies mid-suite is started again (its lost attempt runs
         # again); Redis, without persistence here, is not: its death ends the run (exit 3).
         # Started before the client's own imports (celery, redis: most of this command's start-up),

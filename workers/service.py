@@ -54,6 +54,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--name", default=None,
                    help="worker name; NAME without @ becomes NAME@HOST (default: farm-POOL-RANDOM@HOST)")
     p.add_argument("--cache-dir", type=Path, default=None, help="bundle cache and scratch directory")
+    p.add_argument("--kept-trees", type=Path, default=None,
+                   help="local backend: keep the unpacked, compiled projects in DIR, shared with other workers "
+                        "and bounded (the least recently used go first), instead of under --cache-dir "
+                        "(the embedded farm's, kept between its runs)")
     p.add_argument("--signing-key-file", type=Path, default=None,
                    help="the farm's message signing keys (default: $FARM_SIGNING_KEY_FILE or $FARM_SIGNING_KEY)")
     p.add_argument("--loglevel", default="WARNING")
@@ -80,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     if not settings.broker_url:
         raise UsageError("farm worker needs --broker URL or FARM_BROKER_URL")
     options: dict[str, Any] = {"scratch": settings.cache_dir / "runs"}
+    if args.kept_trees is not None and args.backend != "local":
+        raise UsageError("--kept-trees is for --backend local")
     if args.backend == "ssh":
         if args.hosts is None:
             raise UsageError("--backend ssh needs --hosts FILE")
@@ -100,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         options["python"] = args.python
         options["max_unpacked_bytes"] = settings.max_unpacked_bytes
         options["standby"] = settings.local_standby and not args.no_standby
+        options["kept_trees"] = args.kept_trees
         slots = args.slots if args.slots is not None else os.cpu_count() or 1
     if slots < 1:
         raise UsageError("--slots must be at least 1")

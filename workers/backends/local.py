@@ -32,7 +32,7 @@ from farm.processes import (
 )
 from workers.backends import fence_files
 from workers.backends.base import RunRequest, WithoutLifecycle, runner_env, tests_file_text
-from workers.bundles import ProjectTrees
+from workers.bundles import ProjectTrees, TreeBounds
 from workers.collection_cache import FINGERPRINT_SCRIPT
 
 PLUGIN_SOURCE = Path(__file__).resolve().parent.parent / "pytest_plugin"
@@ -139,7 +139,8 @@ class LocalBackend(WithoutLifecycle):
     name = "local"
 
     def __init__(self, python: str | None = None, scratch: Path | None = None,
-                 max_unpacked_bytes: int = Settings.max_unpacked_bytes, standby: bool = Settings.local_standby) -> None:
+                 max_unpacked_bytes: int = Settings.max_unpacked_bytes, standby: bool = Settings.local_standby,
+                 kept_trees: Path | None = None) -> None:
         self.python = python or sys.executable
         # Pre-started runners (FARM_LOCAL_STANDBY, `farm worker --no-standby`): one per pool process,
         # from process_started on; a backend whose process_started was never called starts fresh ones.
@@ -149,8 +150,11 @@ class LocalBackend(WithoutLifecycle):
         self.scratch = scratch or Path.home() / ".cache" / "farm" / "runs"
         self.max_unpacked_bytes = max_unpacked_bytes
         # Each bundle unpacked and byte-compiled once per worker (its slots share the disk) and digest,
-        # beside the run directories (CACHE/trees); runs copy it.
-        self.trees = ProjectTrees(self.scratch.parent / "trees", self.python, max_unpacked_bytes)
+        # beside the run directories (CACHE/trees); runs copy it. With `kept_trees` (the embedded
+        # farm's `--kept-trees DIR`), once per digest in that directory, bounded and kept across farms.
+        self.trees = (ProjectTrees(kept_trees, self.python, max_unpacked_bytes, bounds=TreeBounds())
+                      if kept_trees is not None else ProjectTrees(self.scratch.parent / "trees", self.python,
+                                                                   max_unpacked_bytes))
 
     def environment(self) -> str:
         """The fingerprint of the interpreter runners use (workers/collection_cache.py)."""
