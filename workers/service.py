@@ -116,6 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     name = worker_name(args.name, settings.pool, host)
     app = make_app(settings, pools=(settings.pool,))
     backend = make_backend(args.backend, **options)
+    from workers.backends.local import LocalBackend  # imported by make_backend for a local worker
+
+    if isinstance(backend, LocalBackend):
+        backend.queued = queue_waits(settings.broker_url, pool_queue(settings.pool).name)
     backend.prepare(check_backend)  # a libvirt worker boots a VM and runs a test before it consumes
     _prefetch_environment(backend, settings)
     signals.worker_shutdown.connect(lambda **_: backend.shutdown(), weak=False)
@@ -134,6 +138,24 @@ def main(argv: list[str] | None = None) -> int:
     _announce(settings, info, health=backend.health, on_unhealthy=stop_consuming)
     run_celery_worker(app, hostname=name, queue=queue, pool="prefork", concurrency=slots, loglevel=args.loglevel)
     return 0
+
+
+def queue_waits(broker_url: str, queue: str) -> Callable[[], bool]:
+    """Whether a message waits on `queue` right now, unreserved (kombu's Redis lists: the queue's
+    own and one per priority step); yes when the broker cannot tell. Called by a pool process as
+    its runner begins (LocalBackend._replenish_beside); redis-py's pool reconnects after the fork."""
+    client = redis.Redis.from_url(broker_url, socket_timeout=2, socket_connect_timeout=2)
+    lists = [queue, *(f"{queue}\x06\x16{step}" for step in (3, 6, 9))]
+
+    def waits() -> bool:
+        try:
+            pipe = client.pipeline(transaction=False)
+            for name in lists:
+                pipe.llen(name)
+            return any(pipe.execute())
+        except redis.RedisError:
+            return True
+    return waits
 
 
 def _prefetch_environment(backend: ExecutionBackend, settings: Settings) -> None:

@@ -152,6 +152,9 @@ class LocalBackend(WithoutLifecycle):
         # Each bundle unpacked and byte-compiled once per worker (its slots share the disk) and digest,
         # beside the run directories (CACHE/trees); runs copy it. With `kept_trees` (the embedded
         # farm's `--kept-trees DIR`), once per digest in that directory, bounded and kept across farms.
+        # Whether more work waits on this worker's queue (set by the worker service; None: always
+        # taken as yes). Without, the next standby waits for the end of the run (_replenish_beside).
+        self.queued: Callable[[], bool] | None = None
         self.trees = (ProjectTrees(kept_trees, self.python, max_unpacked_bytes, bounds=TreeBounds())
                       if kept_trees is not None else ProjectTrees(self.scratch.parent / "trees", self.python,
                                                                    max_unpacked_bytes))
@@ -229,9 +232,19 @@ class LocalBackend(WithoutLifecycle):
 
     def _replenish_beside(self, run: LocalRun) -> None:
         if self.standby is None and self.use_standby:
+            if self.queued is not None and not self.queued():
+                # Nothing waits for this slot (a small suite's last assignments): a standby started
+                # now would import pytest beside the runners, on their cores, for no assignment.
+                # It starts once this run is over, ready for what comes next.
+                run.on_closed = self._replenish_idle
+                return
             self._replenish()
         if self.standby is not None:
             run.before.add(self.standby.proc.pid)  # no leftover of that run
+
+    def _replenish_idle(self) -> None:
+        if self.standby is None and self.use_standby:
+            self._replenish()
 
 
 class LocalRun:
@@ -257,6 +270,7 @@ class LocalRun:
         self.eof = False
         self.exit_code: int | None = None
         self.on_begun: Callable[[], None] | None = None  # called once: its first line, or its close
+        self.on_closed: Callable[[], None] | None = None  # called once, at the end of close
         standby = take_standby(env, project) if take_standby is not None else None
         became = standby.become(runner_argv(python, request), env, project, self.log_path, request.niceness) \
             if standby is not None else None
@@ -379,6 +393,9 @@ class LocalRun:
         except OSError:
             pass
         shutil.rmtree(self.workdir, ignore_errors=True)
+        closed, self.on_closed = self.on_closed, None
+        if closed is not None:  # after the leftovers were taken: a standby it starts is none of them
+            closed()
 
 
 class Standby:
