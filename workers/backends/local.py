@@ -227,12 +227,13 @@ class LocalBackend(WithoutLifecycle):
         if use_standby:
             # The next assignment's standby starts once this runner is under way (its first line,
             # or its end), not beside its start, where both would import pytest on the same cores.
-            run.on_begun = lambda: self._replenish_beside(run)
+            # After a collection come the suite's assignments, never queued yet while it runs.
+            run.on_begun = lambda: self._replenish_beside(run, collecting=request.mode == "collect")
         return run
 
-    def _replenish_beside(self, run: LocalRun) -> None:
+    def _replenish_beside(self, run: LocalRun, collecting: bool = False) -> None:
         if self.standby is None and self.use_standby:
-            if self.queued is not None and not self.queued():
+            if not collecting and self.queued is not None and not self.queued():
                 # Nothing waits for this slot (a small suite's last assignments): a standby started
                 # now would import pytest beside the runners, on their cores, for no assignment.
                 # It starts once this run is over, ready for what comes next.
