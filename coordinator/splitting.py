@@ -19,9 +19,10 @@ of these, the plan that touches the fewest modules wins among those whose longes
 is within BALANCE_TOLERANCE of the best one. `--dist loadfile` packs whole modules (LPT).
 Without durations the suite is cut into contiguous runs of equal test counts, which keeps a
 module's tests together. A small suite (fewer than `small_tests` tests) gets one assignment per
-slot without durations, and only one when its recorded durations add up to less than
-`min_assignment_s / OVERHEAD_FACTOR` (about a runner's start-up; fixed, not the measured overhead,
-which a loaded machine inflates): each runner start-up would cost more than it saves. Everything
+slot without durations, and only one when its recorded durations add up to less than twice
+`min_assignment_s / OVERHEAD_FACTOR` (that is about a runner's start-up; fixed, not the measured
+overhead, which a loaded machine inflates): a second runner saves at most half the tests' time
+and costs a start-up, on the same cores. Everything
 here is linear in the tests (up to sorting).
 """
 
@@ -39,6 +40,9 @@ from typing import cast
 
 #: With a measured per-assignment overhead, no assignment is planned shorter than this many times it.
 OVERHEAD_FACTOR = 10.0
+#: A small suite whose tests add up to less than this many runner start-ups runs as one assignment:
+#: a second runner would save at most half of them, and cost a start-up.
+SMALL_SUITE_START_UPS = 2.0
 #: A plan that touches fewer modules is taken if its longest assignment is at most this much
 #: (relative) longer than the best-balanced plan's.
 BALANCE_TOLERANCE = 0.02
@@ -102,7 +106,8 @@ def split(
         total = math.fsum(estimate)
         shortest = max(min_assignment_s, OVERHEAD_FACTOR * (overhead_s or 0.0))
         by_time = int(total // shortest) if shortest > 0 else n_units
-        floor = 1 if len(ids) < small_tests and total < min_assignment_s / OVERHEAD_FACTOR else slots
+        floor = 1 if len(ids) < small_tests and total < SMALL_SUITE_START_UPS * min_assignment_s / OVERHEAD_FACTOR \
+            else slots
         count = min(n_units, slots * per_slot, max(floor, by_time))
         # All zero: balance the test counts instead.
         weight = estimate if total > 0 else [1.0] * len(ids)

@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 from base64 import b64encode
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -32,6 +32,19 @@ from farm.supervision import GiveUp, RestartPolicy, Supervisor, describe_exit
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 _CLUSTER_OWNED = ("FARM_BROKER_URL", "FARM_STATE_URL", "CELERY_BROKER_URL", "FARM_POOL", "FARM_SIGNING_KEY",
                   "FARM_SIGNING_KEY_FILE")
+
+
+def kept_trees_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Where the embedded farm's workers keep the unpacked, compiled projects between runs
+    (workers.bundles.ProjectTrees with bounds): `$FARM_TREES_DIR`, else `farm/embedded-trees` in
+    the user's cache (`$XDG_CACHE_HOME`, else ~/.cache, as the history's). Not `farm/trees`: a
+    `farm worker` with the default cache directory keeps its own, never evicted, there."""
+    env = os.environ if env is None else env
+    if env.get("FARM_TREES_DIR"):
+        return Path(env["FARM_TREES_DIR"]).expanduser()
+    xdg = env.get("XDG_CACHE_HOME")
+    # XDG: a relative path is invalid and must be ignored.
+    return (Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache") / "farm" / "embedded-trees"
 
 
 def free_port() -> int:
@@ -69,6 +82,9 @@ class ClusterSpec:
     appendonly: bool = False  # farm up turns it on: a Redis restart must lose no test
     loglevel: str = "WARNING"
     worker_args: tuple[str, ...] = ()  # more options for every worker (e.g. --backend ssh --hosts FILE)
+    # The embedded farm's: its workers' unpacked, compiled projects kept here, across farms
+    # (workers --kept-trees), not in the cluster's temp directory.
+    kept_trees: Path | None = None
 
 
 def _ignore(line: str) -> None:
@@ -140,6 +156,8 @@ class LocalCluster:
                         "--name", name, "--loglevel", self.spec.loglevel]
                 if self.spec.python:
                     argv += ["--python", self.spec.python]
+                if self.spec.kept_trees is not None:
+                    argv += ["--kept-trees", str(self.spec.kept_trees)]
                 self._spawn(f"worker-{i}", argv + list(self.spec.worker_args), signed)
                 self.celery_names.append(name)
             if self.spec.flower:

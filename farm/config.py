@@ -49,7 +49,7 @@ class Settings:
     # Without recorded durations: no assignment smaller than this many tests.
     min_assignment_tests: int = 20
     # A suite of fewer tests runs one assignment per slot without durations, and as one assignment
-    # when its recorded durations add up to less than min_assignment_s / 10 (about a runner's start-up).
+    # when its recorded durations add up to less than 2 × min_assignment_s / 10 (two runner start-ups).
     small_suite_tests: int = 500
     # How long bundles, finished suites and duration history are kept in the state store.
     bundle_ttl_s: int = 7 * 24 * 3600

@@ -8,6 +8,8 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import redis
@@ -20,6 +22,12 @@ from farm.processes import die_with_parent
 
 #: The longest a worker compiles a bundle's modules before it gives up (the runs then compile what they import).
 COMPILE_TIMEOUT_S = 300.0
+#: A kept tree (TreeBounds) used this recently is never evicted: another embedded farm may be copying it.
+IN_USE_S = 600.0
+#: A half-made or half-removed tree this old in a kept trees directory was left by a killed worker.
+LEFTOVER_S = 3600.0
+#: The file beside a tree's `project` that says how many bytes its files take.
+_SIZE_FILE = "bytes"
 
 
 class BundleCache:
@@ -60,6 +68,41 @@ class BundleCache:
 _PYTEST_REWRITES = r"(^|/)(test_[^/]*|[^/]*_test|conftest)\.py$"
 
 
+@dataclass(frozen=True)
+class TreeBounds:
+    """How many kept trees, and how many bytes of them, a trees directory shared across farms
+    (the embedded farm's, in the user's cache) holds at most."""
+
+    trees: int = 16
+    bytes: int = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class KeptTree:
+    """One tree of a trees directory: its name, when it was last used (its directory's mtime), its size."""
+
+    name: str
+    used_at: float
+    size: int
+
+
+def evictions(trees: list[KeptTree], bounds: TreeBounds, now: float, keep: str = "") -> list[str]:
+    """The trees to remove, least recently used first, until the rest fit `bounds`; never `keep`
+    (the one just made) nor one used within IN_USE_S (it may be being copied), so a directory may
+    stay over its bounds while its trees are in use."""
+    ordered = sorted(trees, key=lambda t: t.used_at, reverse=True)
+    count, size = len(ordered), sum(t.size for t in ordered)
+    out = []
+    for t in reversed(ordered):
+        if count <= bounds.trees and size <= bounds.bytes:
+            break
+        if t.name == keep or now - t.used_at < IN_USE_S:
+            continue
+        out.append(t.name)
+        count, size = count - 1, size - t.size
+    return out
+
+
 class ProjectTrees:
     """Bundles unpacked once per digest and interpreter, with the interpreter's bytecode compiled
     beside the sources: each run copies its tree (never links it), so what a test writes into its
@@ -67,35 +110,99 @@ class ProjectTrees:
 
     A tree is only ever written by the worker (unpacking, then `compileall` under the runner's
     interpreter, which runs no project code), then renamed into place whole: a slot that finds
-    it sees it complete, and two slots preparing the same digest at once keep the first."""
+    it sees it complete, and two slots preparing the same digest at once keep the first.
 
-    def __init__(self, root: Path, python: str, max_unpacked_bytes: int = Settings.max_unpacked_bytes) -> None:
+    With `bounds` (the embedded farm: a directory in the user's cache, kept between its runs and
+    shared by the farms of concurrent commands), each use marks its tree as used (its mtime) and
+    each new tree evicts the least recently used ones beyond the bounds. Without, trees are
+    never evicted (a worker's own cache directory)."""
+
+    def __init__(self, root: Path, python: str, max_unpacked_bytes: int = Settings.max_unpacked_bytes,
+                 bounds: TreeBounds | None = None) -> None:
         self.root = root
         self.python = python
         self.max_unpacked_bytes = max_unpacked_bytes
+        self.bounds = bounds
         self.key = hashlib.sha256(os.path.abspath(python).encode()).hexdigest()[:12]
 
     def tree(self, archive: Path) -> Path:
         """The unpacked and compiled project of `archive` (a cached `DIGEST.tar.gz`)."""
         final = self.root / f"{_digest_of(archive)}-{self.key}"
-        if not final.is_dir():
-            self.root.mkdir(parents=True, exist_ok=True)
-            incoming = Path(tempfile.mkdtemp(dir=self.root, prefix=".incoming-"))
+        if final.is_dir():
+            if self.bounds is not None:
+                _touch(final)
+            return final / "project"
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        incoming = Path(tempfile.mkdtemp(dir=self.root, prefix=".incoming-"))
+        try:
+            extract_bundle(archive.read_bytes(), incoming / "project", self.max_unpacked_bytes)
+            compile_tree(self.python, incoming / "project")
+            if self.bounds is not None:
+                (incoming / _SIZE_FILE).write_text(str(_size_of(incoming / "project")))
             try:
-                extract_bundle(archive.read_bytes(), incoming / "project", self.max_unpacked_bytes)
-                compile_tree(self.python, incoming / "project")
-                try:
-                    os.rename(incoming, final)
-                except OSError:
-                    if not final.is_dir():  # not another slot that finished first
-                        raise
-            finally:
-                shutil.rmtree(incoming, ignore_errors=True)
+                os.rename(incoming, final)
+            except OSError:
+                if not final.is_dir():  # not another slot that finished first
+                    raise
+        finally:
+            shutil.rmtree(incoming, ignore_errors=True)
+        if self.bounds is not None:
+            self._evict(final.name)
         return final / "project"
+
+    def _evict(self, keep: str) -> None:
+        """Remove the trees `evictions` names (renamed away first: a slot never finds half a tree)."""
+        assert self.bounds is not None
+        now = time.time()
+        for name in evictions(_kept_trees(self.root), self.bounds, now, keep):
+            gone = self.root / f".evicted-{name}-{os.getpid()}"
+            try:
+                os.rename(self.root / name, gone)
+            except OSError:  # another farm evicted it first
+                continue
+            shutil.rmtree(gone, ignore_errors=True)
+        for entry in os.scandir(self.root):  # what a killed worker left half made or half removed
+            if entry.name.startswith((".incoming-", ".evicted-")) and _older(entry, now, LEFTOVER_S):
+                shutil.rmtree(entry.path, ignore_errors=True)
 
     def copy(self, archive: Path, dest: Path) -> None:
         """A run's own copy of the tree of `archive` at `dest` (times kept: the bytecode stays valid)."""
         shutil.copytree(self.tree(archive), dest, symlinks=True)
+
+
+def _touch(tree: Path) -> None:
+    try:
+        os.utime(tree)
+    except OSError:  # evicted meanwhile by another farm: this run's copy fails and says so
+        pass
+
+
+def _older(entry: os.DirEntry[str], now: float, age: float) -> bool:
+    try:
+        return now - entry.stat(follow_symlinks=False).st_mtime > age
+    except OSError:
+        return False
+
+
+def _size_of(tree: Path) -> int:
+    return sum(p.lstat().st_size for p in tree.rglob("*"))
+
+
+def _kept_trees(root: Path) -> list[KeptTree]:
+    """The finished trees of `root` (not those being made or removed), as `evictions` takes them."""
+    out = []
+    for entry in os.scandir(root):
+        if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
+            continue
+        try:
+            size = int((Path(entry.path) / _SIZE_FILE).read_text())
+        except (OSError, ValueError):
+            size = 0
+        try:
+            out.append(KeptTree(entry.name, entry.stat(follow_symlinks=False).st_mtime, size))
+        except OSError:
+            continue
+    return out
 
 
 def _digest_of(archive: Path) -> str:

@@ -54,6 +54,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--name", default=None,
                    help="worker name; NAME without @ becomes NAME@HOST (default: farm-POOL-RANDOM@HOST)")
     p.add_argument("--cache-dir", type=Path, default=None, help="bundle cache and scratch directory")
+    p.add_argument("--kept-trees", type=Path, default=None,
+                   help="local backend: keep the unpacked, compiled projects in DIR, shared with other workers "
+                        "and bounded (the least recently used go first), instead of under --cache-dir "
+                        "(the embedded farm's, kept between its runs)")
     p.add_argument("--signing-key-file", type=Path, default=None,
                    help="the farm's message signing keys (default: $FARM_SIGNING_KEY_FILE or $FARM_SIGNING_KEY)")
     p.add_argument("--loglevel", default="WARNING")
@@ -80,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     if not settings.broker_url:
         raise UsageError("farm worker needs --broker URL or FARM_BROKER_URL")
     options: dict[str, Any] = {"scratch": settings.cache_dir / "runs"}
+    if args.kept_trees is not None and args.backend != "local":
+        raise UsageError("--kept-trees is for --backend local")
     if args.backend == "ssh":
         if args.hosts is None:
             raise UsageError("--backend ssh needs --hosts FILE")
@@ -100,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         options["python"] = args.python
         options["max_unpacked_bytes"] = settings.max_unpacked_bytes
         options["standby"] = settings.local_standby and not args.no_standby
+        options["kept_trees"] = args.kept_trees
         slots = args.slots if args.slots is not None else os.cpu_count() or 1
     if slots < 1:
         raise UsageError("--slots must be at least 1")
@@ -109,6 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     name = worker_name(args.name, settings.pool, host)
     app = make_app(settings, pools=(settings.pool,))
     backend = make_backend(args.backend, **options)
+    from workers.backends.local import LocalBackend  # imported by make_backend for a local worker
+
+    if isinstance(backend, LocalBackend):
+        backend.queued = queue_waits(settings.broker_url, pool_queue(settings.pool).name)
     backend.prepare(check_backend)  # a libvirt worker boots a VM and runs a test before it consumes
     _prefetch_environment(backend, settings)
     signals.worker_shutdown.connect(lambda **_: backend.shutdown(), weak=False)
@@ -127,6 +138,24 @@ def main(argv: list[str] | None = None) -> int:
     _announce(settings, info, health=backend.health, on_unhealthy=stop_consuming)
     run_celery_worker(app, hostname=name, queue=queue, pool="prefork", concurrency=slots, loglevel=args.loglevel)
     return 0
+
+
+def queue_waits(broker_url: str, queue: str) -> Callable[[], bool]:
+    """Whether a message waits on `queue` right now, unreserved (kombu's Redis lists: the queue's
+    own and one per priority step); yes when the broker cannot tell. Called by a pool process as
+    its runner begins (LocalBackend._replenish_beside); redis-py's pool reconnects after the fork."""
+    client = redis.Redis.from_url(broker_url, socket_timeout=2, socket_connect_timeout=2)
+    lists = [queue, *(f"{queue}\x06\x16{step}" for step in (3, 6, 9))]
+
+    def waits() -> bool:
+        try:
+            pipe = client.pipeline(transaction=False)
+            for name in lists:
+                pipe.llen(name)
+            return any(pipe.execute())
+        except redis.RedisError:
+            return True
+    return waits
 
 
 def _prefetch_environment(backend: ExecutionBackend, settings: Settings) -> None:

@@ -95,3 +95,49 @@ def test_a_standby_whose_loaded_files_changed_on_disk_is_not_used(
         assert json.loads(probe.read_text())["orig_argv"][1].endswith("pytest_standby.py")
     finally:
         backend.shutdown()
+
+
+@pytest.mark.parametrize("queued", [True, False])
+def test_the_next_standby_starts_beside_the_run_only_when_work_waits(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, queued: bool) -> None:
+    """With nothing queued (a small suite's last assignments), the next standby would import
+    pytest beside the runners for no assignment: it starts once the run is over."""
+    bundle, probe = _project(tmp_path, monkeypatch)
+    backend = LocalBackend(scratch=tmp_path / "runs")
+    backend.queued = lambda: queued
+    backend.process_started()
+    real = backend._replenish
+    runs = tmp_path / "runs"
+    run_over: list[bool] = []  # at each start of a standby: was the run over (its directory removed)?
+    monkeypatch.setattr(backend, "_replenish", lambda: (run_over.append(not any(runs.iterdir())), real()))
+    try:
+        assert _run(backend, bundle, 1).outcomes() == {"tests/test_seed.py::test_hash_seed": "passed"}
+        assert json.loads(probe.read_text())["orig_argv"][1].endswith("pytest_standby.py")
+        assert run_over == [not queued]
+        assert backend.standby is not None  # either way, one is ready for the next assignment
+    finally:
+        backend.shutdown()
+
+
+def test_a_collection_starts_the_next_standby_beside_it_even_with_nothing_queued(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The suite's assignments follow its collection and are not queued while it runs."""
+    from workers.backends.base import RunRequest
+
+    bundle, _ = _project(tmp_path, monkeypatch)
+    backend = LocalBackend(scratch=tmp_path / "runs")
+    backend.queued = lambda: False
+    backend.process_started()
+    real = backend._replenish
+    runs = tmp_path / "runs"
+    run_over: list[bool] = []
+    monkeypatch.setattr(backend, "_replenish", lambda: (run_over.append(not any(runs.iterdir())), real()))
+    try:
+        run = backend.start(RunRequest("collect", bundle, ("-p", "no:hypothesispytest"), (), "s-collect"))
+        while run.proc.poll() is None:
+            run.read_lines(0.1)
+        run.close()
+        assert run_over == [False]
+        assert backend.standby is not None
+    finally:
+        backend.shutdown()

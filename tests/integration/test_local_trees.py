@@ -115,3 +115,37 @@ def test_bytecode_is_compiled_into_the_shared_tree_and_each_run_gets_it(tmp_path
     finally:
         run.stop(grace=1.0)
         run.close()
+
+
+def test_kept_trees_outlive_their_backend_and_a_second_one_unpacks_nothing(
+        tmp_path: Path, bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The embedded farm: each command's worker is a new backend with a new scratch directory, and
+    # the kept trees directory (in the user's cache) is the same.
+    unpacked: list[Path] = []
+    real = bundles.extract_bundle
+    monkeypatch.setattr(bundles, "extract_bundle",
+                        lambda data, dest, cap: (unpacked.append(dest), real(data, dest, cap)))
+    kept = tmp_path / "kept"
+    for n in range(2):
+        backend = LocalBackend(scratch=tmp_path / f"cluster-{n}" / "runs", kept_trees=kept)
+        assert set(_run(backend, bundle, n).outcomes().values()) == {"passed"}
+    assert len(unpacked) == 1
+    (tree,) = [p for p in kept.iterdir() if not p.name.startswith(".")]
+    assert (tree / "project" / "__pycache__" / f"helper.{TAG}.pyc").is_file()
+    assert not (tmp_path / "cluster-0" / "trees").exists()
+
+
+def test_a_new_kept_tree_evicts_the_least_recently_used_beyond_the_bounds(tmp_path: Path, bundle: Path) -> None:
+    import os
+
+    kept = tmp_path / "kept"
+    trees = bundles.ProjectTrees(kept, sys.executable, bounds=bundles.TreeBounds(trees=2))
+    old = bundles.IN_USE_S + 10
+    for name, age in (("a" * 64 + "-x", old + 2), ("b" * 64 + "-x", old + 1)):
+        (kept / name / "project").mkdir(parents=True)
+        os.utime(kept / name, (0, os.path.getmtime(kept) - age))
+    (kept / ".incoming-left").mkdir()
+    os.utime(kept / ".incoming-left", (0, os.path.getmtime(kept) - bundles.LEFTOVER_S - 10))
+    made = trees.tree(bundle)
+    assert made.is_dir()
+    assert sorted(p.name for p in kept.iterdir()) == sorted(["b" * 64 + "-x", made.parent.name])

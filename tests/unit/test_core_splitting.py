@@ -319,6 +319,13 @@ def test_a_small_fast_suite_with_history_runs_as_one_assignment() -> None:
     assert [len(p.test_ids) for p in planned] == [200]
 
 
+def test_a_small_suite_whose_tests_take_less_than_two_start_ups_runs_as_one_assignment() -> None:
+    # 0.5 s in all: a second runner would save 0.25 s of tests and cost a start-up (~0.3 s).
+    durations = {t: 0.0025 for t in SMALL}
+    planned = split(SMALL, slots=2, durations=durations, overhead_s=0.5, small_tests=500)
+    assert [len(p.test_ids) for p in planned] == [200]
+
+
 def test_a_small_suite_whose_tests_outweigh_a_start_up_keeps_one_assignment_per_slot() -> None:
     durations = {t: 0.01 for t in SMALL}  # 2 s in all: worth a second runner
     assert len(split(SMALL, slots=2, durations=durations, overhead_s=0.5, small_tests=500)) == 2

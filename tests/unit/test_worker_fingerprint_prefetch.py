@@ -44,3 +44,24 @@ def test_no_prefetch_without_the_collection_cache(monkeypatch: pytest.MonkeyPatc
     backend = _Backend()
     service._prefetch_environment(backend, Settings(collection_cache=False))  # type: ignore[arg-type]
     assert backend.started == 0 and not handlers
+
+
+@pytest.mark.parametrize(("argv", "env", "started"), [
+    (["--broker", "redis://h/0", "--python", "/opt/py"], {}, ["/opt/py"]),
+    (["--broker", "redis://h/0"], {}, ["SELF"]),
+    (["--backend", "ssh", "--hosts", "h.toml"], {}, []),
+    (["--python", "/opt/py"], {"FARM_COLLECTION_CACHE": "0"}, []),
+])
+def test_the_fingerprint_starts_before_the_service_imports_celery(
+        monkeypatch: pytest.MonkeyPatch, argv: list[str], env: dict[str, str], started: list[str]) -> None:
+    import sys
+
+    from workers import __main__ as entry
+    from workers.backends import local
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    calls: list[str] = []
+    monkeypatch.setattr(local, "start_fingerprint", lambda python: calls.append(python))
+    entry.start_fingerprint_early(argv)
+    assert calls == [sys.executable if s == "SELF" else s for s in started]

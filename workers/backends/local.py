@@ -32,7 +32,7 @@ from farm.processes import (
 )
 from workers.backends import fence_files
 from workers.backends.base import RunRequest, WithoutLifecycle, runner_env, tests_file_text
-from workers.bundles import ProjectTrees
+from workers.bundles import ProjectTrees, TreeBounds
 from workers.collection_cache import FINGERPRINT_SCRIPT
 
 PLUGIN_SOURCE = Path(__file__).resolve().parent.parent / "pytest_plugin"
@@ -141,7 +141,8 @@ class LocalBackend(WithoutLifecycle):
     parallel_collection = True
 
     def __init__(self, python: str | None = None, scratch: Path | None = None,
-                 max_unpacked_bytes: int = Settings.max_unpacked_bytes, standby: bool = Settings.local_standby) -> None:
+                 max_unpacked_bytes: int = Settings.max_unpacked_bytes, standby: bool = Settings.local_standby,
+                 kept_trees: Path | None = None) -> None:
         self.python = python or sys.executable
         # Pre-started runners (FARM_LOCAL_STANDBY, `farm worker --no-standby`): one per pool process,
         # from process_started on; a backend whose process_started was never called starts fresh ones.
@@ -151,8 +152,14 @@ class LocalBackend(WithoutLifecycle):
         self.scratch = scratch or Path.home() / ".cache" / "farm" / "runs"
         self.max_unpacked_bytes = max_unpacked_bytes
         # Each bundle unpacked and byte-compiled once per worker (its slots share the disk) and digest,
-        # beside the run directories (CACHE/trees); runs copy it.
-        self.trees = ProjectTrees(self.scratch.parent / "trees", self.python, max_unpacked_bytes)
+        # beside the run directories (CACHE/trees); runs copy it. With `kept_trees` (the embedded
+        # farm's `--kept-trees DIR`), once per digest in that directory, bounded and kept across farms.
+        # Whether more work waits on this worker's queue (set by the worker service; None: always
+        # taken as yes). Without, the next standby waits for the end of the run (_replenish_beside).
+        self.queued: Callable[[], bool] | None = None
+        self.trees = (ProjectTrees(kept_trees, self.python, max_unpacked_bytes, bounds=TreeBounds())
+                      if kept_trees is not None else ProjectTrees(self.scratch.parent / "trees", self.python,
+                                                                   max_unpacked_bytes))
 
     def environment(self) -> str:
         """The fingerprint of the interpreter runners use (workers/collection_cache.py)."""
@@ -222,14 +229,25 @@ class LocalBackend(WithoutLifecycle):
         if use_standby:
             # The next assignment's standby starts once this runner is under way (its first line,
             # or its end), not beside its start, where both would import pytest on the same cores.
-            run.on_begun = lambda: self._replenish_beside(run)
+            # After a collection come the suite's assignments, never queued yet while it runs.
+            run.on_begun = lambda: self._replenish_beside(run, collecting=request.mode == "collect")
         return run
 
-    def _replenish_beside(self, run: LocalRun) -> None:
+    def _replenish_beside(self, run: LocalRun, collecting: bool = False) -> None:
         if self.standby is None and self.use_standby:
+            if not collecting and self.queued is not None and not self.queued():
+                # Nothing waits for this slot (a small suite's last assignments): a standby started
+                # now would import pytest beside the runners, on their cores, for no assignment.
+                # It starts once this run is over, ready for what comes next.
+                run.on_closed = self._replenish_idle
+                return
             self._replenish()
         if self.standby is not None:
             run.before.add(self.standby.proc.pid)  # no leftover of that run
+
+    def _replenish_idle(self) -> None:
+        if self.standby is None and self.use_standby:
+            self._replenish()
 
 
 class LocalRun:
@@ -255,6 +273,7 @@ class LocalRun:
         self.eof = False
         self.exit_code: int | None = None
         self.on_begun: Callable[[], None] | None = None  # called once: its first line, or its close
+        self.on_closed: Callable[[], None] | None = None  # called once, at the end of close
         standby = take_standby(env, project) if take_standby is not None else None
         became = standby.become(runner_argv(python, request), env, project, self.log_path, request.niceness) \
             if standby is not None else None
@@ -377,6 +396,9 @@ class LocalRun:
         except OSError:
             pass
         shutil.rmtree(self.workdir, ignore_errors=True)
+        closed, self.on_closed = self.on_closed, None
+        if closed is not None:  # after the leftovers were taken: a standby it starts is none of them
+            closed()
 
 
 class Standby:
