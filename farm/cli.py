@@ -21,7 +21,6 @@ from farm.cli_common import check_writable as _check_writable
 from farm.cli_common import client_for as _client
 from farm.cli_common import exit_with as _exit
 from farm.cli_results import events, results
-from farm.cluster import ClusterSpec, LocalCluster
 from farm.config import Settings, parse_duration
 from farm.errors import FarmError, Interrupted, UsageError
 from farm.extras import require_libvirt
@@ -29,6 +28,7 @@ from farm.states import FINAL_STATUSES
 
 if TYPE_CHECKING:  # imported when used (celery, redis): the embedded farm starts first
     from farm.client import SuiteOptions
+    from farm.cluster import LocalCluster  # imported when used: a submission to a running farm needs none of it
 
 
 @click.group(context_settings=CONTEXT)
@@ -91,6 +91,8 @@ def submit_suite(path: Path, pytest_args: tuple[str, ...], broker: str | None, p
     name = project or path.resolve().name
     cluster = None
     if not settings.broker_url:
+        from farm.cluster import ClusterSpec, LocalCluster
+
         # Absolute, but not resolved: a venv's python is a symlink that must stay inside its venv.
         spec = ClusterSpec(slots=local_workers or os.cpu_count() or 1, pool=pool,
                            python=os.path.abspath(python) if python else None)
@@ -297,6 +299,8 @@ def up(workers: int, slots: int, coordinators: int, pool: str, python: str | Non
         if built.returncode != 0:
             raise SystemExit(built.returncode)
         worker_args = ("--backend", "libvirt", "--image", image_path, "--warm", str(warm))
+    from farm.cluster import ClusterSpec, LocalCluster
+
     spec = ClusterSpec(workers=workers, coordinators=coordinators, slots=slots, pool=pool,
                        python=os.path.abspath(python) if python else None, flower=flower,
                        flower_address=flower_address, flower_port=flower_port, flower_auth=flower_auth,
