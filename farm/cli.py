@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import subprocess
@@ -390,11 +391,20 @@ def run(argv: list[str] | None = None, prog: str = "farm") -> int:
         return EXIT_INTERNAL
 
 
+def _process_exit(code: int) -> NoReturn:
+    """Exit with `code`, skipping the interpreter's garbage collection of what is left: the
+    command's work is done (output flushed, files closed), and with redis-py, click and the report
+    loaded that collection took 0.1-0.3 s after the report was printed (2 cores, 1-min load 3-12);
+    atexit handlers and the flush of stdio still run."""
+    gc.freeze()
+    sys.exit(code)
+
+
 def entry() -> NoReturn:
     """Console script `farm`."""
-    sys.exit(run())
+    _process_exit(run())
 
 
 def submit_entry() -> NoReturn:
     """Console script `submit-suite`: the same as `farm submit-suite`."""
-    sys.exit(run(["submit-suite", *sys.argv[1:]], prog="submit-suite"))
+    _process_exit(run(["submit-suite", *sys.argv[1:]], prog="submit-suite"))
