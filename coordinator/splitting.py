@@ -52,6 +52,10 @@ PIECE_FRACTIONS = (1.0, 0.5, 0.25)
 SLACK_S = 1.0
 SLACK_SHARE = 0.1
 SLACK_PRIORITY = 10
+#: ... and, published with the plan, its runner starts this long after the plan (Assignment.start_after):
+#: 16 runners starting pytest at once on 2 cores delayed the long test's start 0.15 → 0.41 s even
+#: with the others at niceness 10 (bench/critical_start.py, load 13-16). Well below SLACK_S.
+START_HOLD_S = 0.3
 
 Bins = list[list[int]]  # each assignment's tests, as indexes into the collection
 
@@ -304,8 +308,14 @@ def priorities(expected_s: Sequence[float]) -> list[int]:
     the long assignment's start-up (16 runners starting at once on 2 cores delayed the longest
     test of the skewed suite by ~0.3 s), and take it back while the long test runs. Balanced
     plans, where every assignment is about as long as the longest, keep their indexes."""
+    return [i + (SLACK_PRIORITY if s else 0) for i, s in enumerate(with_slack(expected_s))]
+
+
+def with_slack(expected_s: Sequence[float]) -> list[bool]:
+    """Whether each planned assignment is expected to end more than max(SLACK_S, SLACK_SHARE of the
+    longest) before the longest one: off the run's critical path."""
     if not expected_s:
         return []
     longest = max(expected_s)
     slack = max(SLACK_S, SLACK_SHARE * longest)
-    return [i + (SLACK_PRIORITY if e < longest - slack else 0) for i, e in enumerate(expected_s)]
+    return [e < longest - slack for e in expected_s]
