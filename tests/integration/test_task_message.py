@@ -25,7 +25,7 @@ def test_a_celery_worker_runs_the_message_built_without_celery(redis_url: str) -
     got: list[object] = []
     ran = threading.Event()
 
-    @app.task(name=SUITE_SUBMITTED)
+    @app.task(name=SUITE_SUBMITTED, shared=False)  # not given to the apps later tests make
     def submitted(suite_id: object) -> None:
         got.append(suite_id)
         ran.set()
