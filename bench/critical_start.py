@@ -21,7 +21,7 @@ from bench import suites  # noqa: E402
 
 ONE = r"""
 import os, sys, time
-nice, out, test = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+nice, out, test, hold = int(sys.argv[1]), sys.argv[2], sys.argv[3], float(sys.argv[4])
 import pytest
 from _pytest.config import default_plugins
 import importlib
@@ -32,6 +32,7 @@ sys.stdout.write("ready\n"); sys.stdout.flush()
 sys.stdin.readline()
 t0 = time.time()
 if nice: os.nice(nice)
+if hold: time.sleep(hold)
 class P:
     def pytest_runtest_call(self, item):
         if out != "-":
@@ -41,16 +42,21 @@ pytest.main(["-q", "-p", "no:cacheprovider", test], plugins=[P()])
 """
 
 
+#: "hold": how long the 15 others wait (at niceness 10) before they start pytest.
+HOLD_S = 0.3
+
+
 def trial(python: str, suite: Path, long_id: str, others: list[str], mode: str) -> float:
     out = suite / "critical.txt"
     script = suite / "one_runner.py"
     script.write_text(ONE)
     argv = [python, str(script)]
-    procs = [subprocess.Popen([*argv, "0", str(out), long_id], cwd=suite, stdin=subprocess.PIPE,
+    hold = HOLD_S if mode == "hold" else 0.0
+    procs = [subprocess.Popen([*argv, "0", str(out), long_id, "0"], cwd=suite, stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)]
     for i, f in enumerate(others, 1):
         nice = min(10, i) if mode == "index" else 10
-        procs.append(subprocess.Popen([*argv, str(nice), "-", f], cwd=suite, stdin=subprocess.PIPE,
+        procs.append(subprocess.Popen([*argv, str(nice), "-", f, str(hold)], cwd=suite, stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, text=True))
     for p in procs:
         p.stdout.readline()  # type: ignore[union-attr]
@@ -74,15 +80,18 @@ def main() -> None:
         files = sorted(p.name for p in suite.glob("test_*.py"))
         long_file = next(f for f in files if f"def test_{longest:04d}" in (suite / f).read_text())
         others = [f for f in files if f != long_file][:15]
-        got: dict[str, list[float]] = {"index": [], "slack": []}
+        got: dict[str, list[float]] = {"index": [], "slack": [], "hold": []}
         for _ in range(args.pairs):
             for mode in got:
                 got[mode].append(trial(args.python, suite, f"{long_file}::test_{longest:04d}", others, mode))
         load = Path("/proc/loadavg").read_text().split()[0]
         for mode, xs in got.items():
             print(f"{mode}: median {statistics.median(xs):.2f} s, range {min(xs):.2f}–{max(xs):.2f} s")
-        ratios = [s / i for i, s in zip(got["index"], got["slack"], strict=True)]
-        print(f"slack / index, paired: median {statistics.median(ratios):.2f}; 1-min load at the end {load}")
+        for mode in ("slack", "hold"):
+            ratios = [s / i for i, s in zip(got["index"], got[mode], strict=True)]
+            print(f"{mode} / index, paired: median {statistics.median(ratios):.2f}")
+        ratios = [h / s for s, h in zip(got["slack"], got["hold"], strict=True)]
+        print(f"hold / slack, paired: median {statistics.median(ratios):.2f}; 1-min load at the end {load}")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from coordinator import deadlines
-from coordinator.splitting import priorities, split
+from coordinator.splitting import START_HOLD_S, priorities, split, with_slack
 from farm import keys
 from farm.attempts import Attempt
 from farm.config import Settings
@@ -125,6 +125,13 @@ def plan(spec: SuiteSpec, test_ids: list[str], *, durations: Mapping[str, float]
     ranks = priorities([p.expected_s for p in planned])  # without durations (all 0): the indexes
     return [Attempt.planned(f"{spec.suite_id}-a{i:03d}", 1, p.test_ids, now=now, expected_s=p.expected_s,
                             priority=rank) for i, (p, rank) in enumerate(zip(planned, ranks, strict=True))]
+
+
+def start_after(attempts: Sequence[Attempt], now: float) -> list[float]:
+    """When the runner of each attempt just planned (at `now`) may start (Assignment.start_after):
+    those with slack against the longest START_HOLD_S later, so that the critical one starts on
+    cores of its own; the others (and every attempt published later: a tail, a retry) at once."""
+    return [now + START_HOLD_S if slack else 0.0 for slack in with_slack([a.expected_s for a in attempts])]
 
 
 def collection_order(collection: Collection, test_ids: list[str]) -> list[str]:

@@ -62,8 +62,10 @@ class Planner:
 
     # --- publishing ----------------------------------------------------------------------
 
-    def publish(self, spec: SuiteSpec, a: Attempt, durations: Mapping[str, float] | None = None) -> None:
-        """Publish an attempt, and note when (the sweep watches unclaimed ones)."""
+    def publish(self, spec: SuiteSpec, a: Attempt, durations: Mapping[str, float] | None = None, *,
+                start_after: float = 0.0) -> None:
+        """Publish an attempt, and note when (the sweep watches unclaimed ones); its runner starts
+        no sooner than `start_after` (an epoch time; 0: at once)."""
         expected = a.expected_s
         if not expected and durations:
             expected = sum(durations.get(t, 0.0) for t in a.test_ids)
@@ -72,7 +74,7 @@ class Planner:
             spec.suite_id, a.assignment_id, a.number, spec.bundle_digest, spec.pytest_args, a.test_ids,
             expected, test_timeout_s=spec.test_timeout_s, deadline_at=deadlines.deadline_at(spec),
             priority=a.priority, budget_s=deadlines.budget(spec, expected, self.settings),
-            avoid=a.avoid, param_index=index, param_count=count))
+            avoid=a.avoid, param_index=index, param_count=count, start_after=start_after))
         now = self.clock()
         self.state.change_attempt(spec.suite_id, a.assignment_id, a.number, lambda x: x.but(published_at=now))
 
@@ -130,8 +132,8 @@ class Planner:
         log.info("suite %s: %d tests in %d assignments over %d slots", sid, len(test_ids), len(attempts), slots)
         # The order just stored, from memory: reading a million ids back cost as much as planning them.
         self._remember_positions(sid, machine.collection_order(collection, test_ids))
-        for a in attempts:
-            self.publish(spec, a)
+        for a, after in zip(attempts, machine.start_after(attempts, now), strict=True):
+            self.publish(spec, a, start_after=after)
         self.finish_if_complete(sid)
 
     def records(self, batch: RecordBatch) -> None:

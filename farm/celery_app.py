@@ -10,19 +10,25 @@ from farm.model import Assignment
 from farm.protocol import encode
 from farm.signing import Keyring
 from farm.task_labels import label
+from farm.task_names import (
+    ASSIGNMENT_COMPLETED,
+    ASSIGNMENT_SPLIT,
+    CANCEL_SUITE,
+    COLLECT_SUITE,
+    COORDINATOR_QUEUE,
+    RECORD_BATCH,
+    RUN_ASSIGNMENT,
+    SUITE_COLLECTED,
+    SUITE_SUBMITTED,
+)
 
-#: The coordinator's queue: suite lifecycle, record batches, completions.
-COORDINATOR_QUEUE = "farm.coordinator"
-
-#: Explicit task names (never derived from module paths, so moving code strands no message).
-SUITE_SUBMITTED = "farm.suite_submitted"
-SUITE_COLLECTED = "farm.suite_collected"
-RECORD_BATCH = "farm.record_batch"
-ASSIGNMENT_COMPLETED = "farm.assignment_completed"
-ASSIGNMENT_SPLIT = "farm.assignment_split"  # a runner confirmed a split: its unstarted tail moves on
-CANCEL_SUITE = "farm.cancel_suite"
-COLLECT_SUITE = "farm.collect_suite"
-RUN_ASSIGNMENT = "farm.run_assignment"
+# The task names are defined in farm.task_names (no Celery there: the submitting client needs
+# them too) and exported from here as well.
+__all__ = [
+    "ASSIGNMENT_COMPLETED", "ASSIGNMENT_SPLIT", "CANCEL_SUITE", "COLLECT_SUITE", "COORDINATOR_QUEUE", "QUIET_TASKS",
+    "RECORD_BATCH", "RUN_ASSIGNMENT", "SUITE_COLLECTED", "SUITE_SUBMITTED", "coordinator_queue", "make_app",
+    "pool_queue", "send_assignment", "send_message",
+]
 
 _COORDINATOR_TASKS = (SUITE_SUBMITTED, SUITE_COLLECTED, RECORD_BATCH, ASSIGNMENT_COMPLETED, ASSIGNMENT_SPLIT,
                       CANCEL_SUITE)

@@ -14,10 +14,9 @@ from urllib.parse import urlparse
 import msgpack
 import redis
 
-from farm import events, keys, registry, store
+from farm import events, keys, registry, store, task_message
 from farm.attempts import Attempt
 from farm.bundle import Bundle
-from farm.celery_app import CANCEL_SUITE, SUITE_SUBMITTED, make_app
 from farm.config import Settings
 from farm.errors import BrokerUnreachable, ProtocolError, SuiteNotFound, UsageError
 from farm.eta import SuiteEta
@@ -26,6 +25,7 @@ from farm.protocol import decode, encode
 from farm.report.schema import expand
 from farm.states import FINAL_STATUSES, SuiteStatus
 from farm.store import Write
+from farm.task_names import CANCEL_SUITE, COORDINATOR_QUEUE, SUITE_SUBMITTED
 from farm.urls import redact
 
 #: How often a waiting client looks at which assignments ended, for its ETA (seconds).
@@ -101,7 +101,10 @@ class Client:
 
     @property
     def app(self) -> Any:
+        """A Celery app, made when first needed (a cancel): a submission publishes without Celery."""
         if self._app is None:
+            from farm.celery_app import make_app
+
             self._app = make_app(self.settings)
         return self._app
 
@@ -117,7 +120,7 @@ class Client:
             # The same bytes under the same digest: an existing bundle is only given a new lease.
             self.store.set(keys.bundle(bundle.digest), bundle.data, ex=self.settings.bundle_ttl_s, nx=True)
             self.store.expire(keys.bundle(bundle.digest), self.settings.bundle_ttl_s)
-            with self.store.pipeline() as pipe:  # the suite and its log's first event, at once
+            with self.store.pipeline() as pipe:  # the suite, its log's first event and its message, at once
                 pipe.hset(keys.suite(suite_id), mapping={
                     "spec": encode(spec), "status": SuiteStatus.SUBMITTED, "submitted_at": spec.submitted_at,
                 })
@@ -125,8 +128,9 @@ class Client:
                 pipe.expire(keys.suite(suite_id), self.settings.suite_ttl_s)
                 events.append(pipe, suite_id, events.submitted(spec), tests=0, ttl_s=self.settings.suite_ttl_s)
                 pipe.zadd(keys.SUBMITTED, {suite_id: spec.submitted_at})
+                # The coordinator's message, in the same transaction (farm.task_message: no Celery).
+                task_message.push(pipe, SUITE_SUBMITTED, [suite_id], COORDINATOR_QUEUE)
                 pipe.execute()
-            self.app.send_task(SUITE_SUBMITTED, args=[suite_id])
         except redis.RedisError as exc:
             raise BrokerUnreachable(f"lost the broker while submitting: {exc}") from None
         return suite_id

@@ -120,6 +120,9 @@ class Assignment:
     # Publish order: 0 for the largest. On a host with more slots than cores, runners of later
     # assignments get a lower CPU priority, so the critical path starts first.
     priority: int = 0
+    # An epoch time before which its runner does not start (0: at once): an assignment with slack
+    # against the longest, published with the plan, leaves the cores to the critical one's start.
+    start_after: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -253,6 +253,7 @@ _FIELD: dict[str, Callable[[Any], Any]] = {
     "exit_code": _int,
     "reported": _int,
     "priority": _int,
+    "start_after": _float,
     "test_timeout_s": _float,
     "deadline_s": _float,
     "deadline_at": _float,

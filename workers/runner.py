@@ -16,7 +16,7 @@ from workers import records as rec
 from workers.attempt_loop import MAX_RUNNER_RESTARTS, AttemptLoop, End, StartRunner, Step
 from workers.backends.base import ExecutionBackend, Fencing, RunningPytest, RunRequest
 
-__all__ = ["MAX_RUNNER_RESTARTS", "collect_suite", "run_assignment", "runner_label"]
+__all__ = ["MAX_RUNNER_RESTARTS", "collect_suite", "run_assignment", "runner_label", "start_hold"]
 
 log = logging.getLogger("farm.worker")
 
@@ -24,6 +24,9 @@ log = logging.getLogger("farm.worker")
 LEASE_RENEWALS = 4
 #: The lowest CPU priority given to a runner (for the assignments published last).
 MAX_NICENESS = 10
+#: The longest an assignment's start_after holds its runner back: a clock of the coordinator's host
+#: ahead of this one must not keep a slot idle (the coordinator's hold is 0.3 s).
+MAX_START_HOLD_S = 1.0
 #: How often the runner asks whether its suite was canceled.
 CANCEL_POLL_S = 0.5
 #: How long stopped runners get between TERM and KILL.
@@ -31,6 +34,12 @@ STOP_GRACE_S = 3.0
 #: A batch is sent once its text reaches this many characters (at most 4 bytes each in UTF-8),
 #: whatever its record count, so no message nears the protocol's 64 MiB limit.
 BATCH_CHARS = 2 * 1024 * 1024
+
+
+def start_hold(assignment: Assignment, now: float) -> float:
+    """How long to wait, at `now`, before the assignment's runner starts (Assignment.start_after:
+    one with slack leaves the cores to the critical one's start), at most MAX_START_HOLD_S."""
+    return min(MAX_START_HOLD_S, max(0.0, assignment.start_after - now))
 
 
 def _size(record: TestRecord) -> int:

@@ -326,6 +326,9 @@ def register(ctx: WorkerContext) -> None:
 
         try:
             with stopping.running(), sink.keeper:
+                hold = runner.start_hold(assignment, time.time())
+                if hold > 0:  # claimed, its lease kept: the critical assignment's runner starts first
+                    time.sleep(hold)
                 runner.run_assignment(
                     assignment, backend=ctx.backend, bundle=ctx.bundles.path, sink=sink, worker=worker,
                     settings=ctx.settings, is_canceled=lambda: sink.is_canceled(assignment.suite_id),

@@ -355,7 +355,7 @@ FIELD_TYPES = {
     "test_timeout_s": float, "deadline_s": float, "deadline_at": float, "rerun_failures": int, "strict_flaky": bool,
     "budget_s": float, "bounces": int, "seen_at": float, "infrastructure": bool,
     "setup_s": float, "call_s": float, "teardown_s": float, "maxfail": int, "verbose": int, "durations": int,
-    "durations_min": float, "deselected": int, "seq": int, "startup_s": float,
+    "durations_min": float, "deselected": int, "seq": int, "startup_s": float, "start_after": float,
 }
 
 

@@ -410,3 +410,19 @@ def test_the_shipped_plugin_needs_nothing_but_its_own_modules_the_standard_libra
                 assert str(node.module).split(".")[0] in allowed, f"{name}: {ast.unparse(node)}"
             elif isinstance(node, ast.ImportFrom):  # relative: a module of the plugin, shipped with it
                 assert node.level == 1 and node.module in shipped, f"{name}: {ast.unparse(node)} is not shipped"
+
+
+def test_a_run_exits_with_what_is_left_frozen_and_the_projects_atexit_handlers_run(tmp_path: Path) -> None:
+    # The worker completes an attempt once its runner has exited: the interpreter's last garbage
+    # collection over pytest and the project is skipped (run_mode's pytest_unconfigure freezes).
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "conftest.py").write_text(
+        "import atexit, gc\n"
+        "atexit.register(lambda: print('at exit:', 'frozen' if gc.get_freeze_count() else 'not frozen'))\n")
+    (project / "test_x.py").write_text("def test_x():\n    pass\n")
+    install_plugin(tmp_path / "plugin")
+    got = run_pytest(tmp_path, "run", ["test_x.py::test_x"], "-q")
+    assert got.code == 0
+    assert list(got.tests()) == ["test_x.py::test_x"]
+    assert "at exit: frozen" in got.output

@@ -189,3 +189,21 @@ def test_the_work_of_a_split_grows_linearly_with_the_tests() -> None:
 def test_function_ids_agree_with_split_params(node_ids: list[str]) -> None:
     expected = [f if p is not None else None for f, p in map(split_params, node_ids)]
     assert function_ids(node_ids) == expected
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_test_longer_than_a_share_gets_an_assignment_of_its_own(seed: int) -> None:
+    # The skewed suite's durations (lognormal, sigma 1.2, 400 tests, 120 s; the longest 11.1 s),
+    # as a history measures them (a few percent off): nothing rides along with the longest test,
+    # though three short tests of its module could within the balance tolerance.
+    rnd = random.Random(1)
+    raw = [rnd.lognormvariate(0.0, 1.2) for _ in range(400)]
+    scale = 120.0 / sum(raw)
+    noisy = random.Random(seed)
+    ids = [f"test_skewed_{i // 20:02d}.py::test_{i:04d}" for i in range(400)]
+    durations = {t: d * scale * noisy.uniform(0.97, 1.03) + 0.002 for t, d in zip(ids, raw, strict=True)}
+    planned = split(ids, slots=16, dist="load", durations=durations, per_slot=1, min_assignment_s=0.5)
+    longest = max(durations, key=durations.__getitem__)
+    (critical,) = [p for p in planned if longest in p.test_ids]
+    assert critical.test_ids == (longest,)
+    assert max(p.expected_s for p in planned) == pytest.approx(durations[longest])

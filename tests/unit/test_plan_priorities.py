@@ -48,3 +48,40 @@ def test_a_tail_split_off_at_run_time_is_not_left_at_its_parents_slack_niceness(
     assert head.priority == old.priority  # the head runs on, as it was
     # Balancing splits the attempt with the most time left: its tail is on the critical path.
     assert tail.test_ids == ("c", "d") and tail.priority == 0
+
+
+def test_assignments_with_slack_start_a_hold_after_the_plan_and_the_critical_one_at_once() -> None:
+    from coordinator.splitting import START_HOLD_S
+
+    ids = [f"t{m}.py::test_{i}" for m in range(4) for i in range(10)]
+    durations = {t: 0.2 for t in ids} | {ids[25]: 6.0}
+    spec = SuiteSpec("s-1", "p", "d" * 64, "default", "load", (), 0.0)
+    plan = machine.plan(spec, ids, durations=durations, slots=4,
+                        settings=Settings(broker_url="redis://unused", min_assignment_s=0.5), now=100.0)
+    after = machine.start_after(plan, 100.0)
+    assert after[0] == 0.0 and ids[25] in plan[0].test_ids
+    assert after[1:] == [100.0 + START_HOLD_S] * (len(plan) - 1)
+
+
+def test_a_balanced_plan_and_one_without_durations_start_at_once() -> None:
+    from farm.attempts import Attempt
+
+    def planned(*expected: float) -> list[Attempt]:
+        return [Attempt.planned(f"s-a{i:03d}", 1, ["t"], now=0.0, expected_s=e) for i, e in enumerate(expected)]
+
+    assert machine.start_after(planned(3.0, 2.9, 2.5), 50.0) == [0.0, 0.0, 0.0]
+    assert machine.start_after(planned(0.0, 0.0), 50.0) == [0.0, 0.0]
+    assert machine.start_after([], 50.0) == []
+
+
+def test_a_worker_holds_a_runner_until_its_start_after_and_never_longer_than_its_cap() -> None:
+    from farm.model import Assignment
+    from farm.protocol import decode, encode
+    from workers.runner import MAX_START_HOLD_S, start_hold
+
+    a = Assignment("s-1", "s-1-a001", 1, "d" * 64, (), ("t",), 7.0, priority=11, start_after=100.3)
+    assert decode(encode(a), Assignment).start_after == 100.3  # it travels
+    assert abs(start_hold(a, 100.0) - 0.3) < 1e-9
+    assert start_hold(a, 100.5) == 0.0  # taken late (queued behind others): no hold
+    assert start_hold(a, 50.0) == MAX_START_HOLD_S  # a coordinator clock far ahead keeps no slot idle
+    assert start_hold(Assignment("s-1", "s-1-a000", 1, "d" * 64, (), ("t",)), 100.0) == 0.0

@@ -163,3 +163,19 @@ def test_echo_writes_whole_lines_to_the_given_stream_when_no_bar_shares_it() -> 
         live.echo(["a", "b"], out)
         live.echo([], out)
     assert out.getvalue() == "a\nb\n"
+
+
+def test_plain_lines_import_no_rich() -> None:
+    # The waiting client imports it after its submission, beside the suite's start on the same cores.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    script = ("import io, sys\nfrom farm.report.live import LiveProgress\n"
+              "with LiveProgress(io.StringIO()) as live:\n    live.update(1, 2, 0, 0.1, 'running')\n"
+              "print(sorted(m for m in sys.modules if m.split('.')[0] == 'rich'))\n")
+    out = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=60,
+                         env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -8,6 +8,7 @@ once. The per-test timeout is one faulthandler watchdog, re-armed only every `sl
 from __future__ import annotations
 
 import faulthandler
+import gc
 import os
 import signal
 import time
@@ -129,6 +130,12 @@ class RunRecorder:
 
     def pytest_unconfigure(self, config: Any) -> None:
         self.emitter.flush()
+        # The session is over and its records are out: what is left is frozen, so the
+        # interpreter's last garbage collection skips it. The worker waits for the runner's exit
+        # before it completes the attempt, and that collection over pytest and the project's
+        # modules took 0.15-0.3 s (0.04-0.05 s frozen) on 2 cores at load 11; atexit handlers
+        # (coverage's, say) still run.
+        gc.freeze()
 
     def pytest_runtest_logreport(self, report: Any) -> None:
         state = self.current.get(report.nodeid)
