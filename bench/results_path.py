@@ -74,8 +74,10 @@ def batches(a: Assignment, size: int, worker: str, now: float) -> Iterator[bytes
                                  tuple(recs[i:i + size])))
 
 
-def command_calls(r: Any) -> dict[str, int]:
-    return {name: int(stats["calls"]) for name, stats in r.info("commandstats").items()}
+def command_stats(r: Any) -> dict[str, tuple[int, int]]:
+    """Command name -> (calls, microseconds) so far (`INFO commandstats`: a script's own commands
+    count in their own rows, and in the script's time too)."""
+    return {name: (int(stats["calls"]), int(stats["usec"])) for name, stats in r.info("commandstats").items()}
 
 
 @dataclass
@@ -91,6 +93,7 @@ class Figures:
     redis_end_mb: float
     redis_cpu_s: float
     commands: dict[str, int]
+    command_usec: dict[str, int]
 
 
 def run(n: int, profile: str | None) -> Figures:
@@ -118,7 +121,7 @@ def run(n: int, profile: str | None) -> Figures:
         sent = list(_interleave([[b for a in lane for b in batches(a, settings.batch_records, f"w{i}", now)]
                                  for i, lane in enumerate(lanes)]))  # the workers' side: not measured
         prof = cProfile.Profile() if profile else None
-        before = command_calls(r)
+        before = command_stats(r)
         cpu_before = r.info("cpu")
         t0, c0 = time.perf_counter(), time.process_time()
         if prof:
@@ -131,7 +134,7 @@ def run(n: int, profile: str | None) -> Figures:
         del sent
         t1, c1 = time.perf_counter(), time.process_time()
         rss_merged = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        after = command_calls(r)
+        after = command_stats(r)
         cpu_after = r.info("cpu")
         for i, lane in enumerate(lanes):
             for a in lane:
@@ -145,12 +148,13 @@ def run(n: int, profile: str | None) -> Figures:
         if r.get(keys.report(SUITE)) is None:
             raise SystemExit("the suite did not finish: no report stored")
         mem = r.info("memory")
-        calls = {k: after.get(k, 0) - before.get(k, 0) for k in after if after.get(k, 0) != before.get(k, 0)}
+        calls = {k: v[0] - before.get(k, (0, 0))[0] for k, v in after.items() if v != before.get(k)}
+        usec = {k: v[1] - before.get(k, (0, 0))[1] for k, v in after.items() if v != before.get(k)}
         redis_cpu = sum(float(cpu_after[k]) - float(cpu_before[k]) for k in ("used_cpu_sys", "used_cpu_user"))
         r.close()
     return Figures(fed, t1 - t0, c1 - c0, t2 - t1, c2 - c1, rss_merged,
                    resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                   int(mem["used_memory_peak"]) / 2**20, int(mem["used_memory"]) / 2**20, redis_cpu, calls)
+                   int(mem["used_memory_peak"]) / 2**20, int(mem["used_memory"]) / 2**20, redis_cpu, calls, usec)
 
 
 def _interleave(lanes: list[list[Any]]) -> Iterator[Any]:
@@ -213,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"target {t['text']:<40} {t['value']:>14,.3f} {t['status']}", file=sys.stderr)
     top = sorted(figures.commands.items(), key=lambda kv: -kv[1])[:12]
     print("commands in the merge phase: " + ", ".join(f"{k.removeprefix('cmdstat_')} {v}" for k, v in top),
+          file=sys.stderr)
+    by_time = sorted(figures.command_usec.items(), key=lambda kv: -kv[1])[:8]
+    print("their time in Redis (ms): " + ", ".join(f"{k.removeprefix('cmdstat_')} {v / 1000:.0f}" for k, v in by_time),
           file=sys.stderr)
     print(json.dumps(out))
     return 0

@@ -18,6 +18,16 @@ from farm.outcomes import BY_VALUE, VALUE, Outcome, supersedes
 PENDING = "pending"
 
 
+@dataclass(frozen=True)
+class After:
+    """The suite as a merge left it, read in the merge's own atomic step: what a batch's handling
+    checks next (its attempt's held completion, the suite's finish) without reading again."""
+
+    total: int  # the suite's tests
+    done: int  # of which have an outcome
+    held: tuple[bytes, int] | None  # the attempt's held completion and its `received` count (`held_completion`)
+
+
 @dataclass
 class Merge:
     """What merging a batch decided: the records that now count, and the count changes."""
@@ -30,6 +40,7 @@ class Merge:
     unknown: list[str] = field(default_factory=list)  # records for tests the suite does not have
     fenced: int = 0  # records from attempts that no longer own their test
     dropped: int = 0  # records for tests their attempt was not given (the stores' `given`): not written
+    after: After | None = None  # set by the stores: the suite right after this merge
 
 
 def not_given(records: list[TestRecord], owners: Mapping[str, str], me: str,
