@@ -452,3 +452,5 @@ class Planner:
         if self.state.store_report(sid, lambda: finished(self.state, spec, finish, collection, now)):
             log.info("suite %s %s: exit code %d", sid, finish.status, finish.exit_code)
             self._durations.forget(sid)
+            with self._positions_lock:  # a finished suite publishes nothing more
+                self._positions.pop(sid, None)
