@@ -449,8 +449,11 @@ class Planner:
         builds it under its claim and again if the log moved on meanwhile (coordinator/store.py)."""
         sid = spec.suite_id
         now = self.clock()
+        # Nothing more is run or published for it (it claimed the finish): its durations and param
+        # positions go before its report is built, the coordinator's peak (read again if a retry
+        # or rerun comes after all: the claim released, the sweep finishing it later).
+        self._durations.forget(sid)
+        with self._positions_lock:
+            self._positions.pop(sid, None)
         if self.state.store_report(sid, lambda: finished(self.state, spec, finish, collection, now)):
             log.info("suite %s %s: exit code %d", sid, finish.status, finish.exit_code)
-            self._durations.forget(sid)
-            with self._positions_lock:  # a finished suite publishes nothing more
-                self._positions.pop(sid, None)
