@@ -15,6 +15,10 @@ which bench/run.py folds into its table.
 
     PYTHONPATH=. .venv/bin/python bench/results_path.py --tests 100000
     PYTHONPATH=. .venv/bin/python bench/results_path.py --tests 20000 --profile /tmp/results.prof
+    PYTHONPATH=. .venv/bin/python bench/results_path.py --threads 4   # as the coordinator's 4 threads
+
+`--threads N` hands the batches to N threads at once, as the coordinator's Celery thread pool
+(`--concurrency`, default 4) takes messages; the default, 1, feeds them one after the other.
 
 Exit code: 0 when it ran (a missed target is a result), 2 when it cannot run (no redis-server),
 130 when interrupted. The redis-server is stopped on every exit path.
@@ -29,6 +33,7 @@ import resource
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,8 +79,10 @@ def batches(a: Assignment, size: int, worker: str, now: float) -> Iterator[bytes
                                  tuple(recs[i:i + size])))
 
 
-def command_calls(r: Any) -> dict[str, int]:
-    return {name: int(stats["calls"]) for name, stats in r.info("commandstats").items()}
+def command_stats(r: Any) -> dict[str, tuple[int, int]]:
+    """Command name -> (calls, microseconds) so far (`INFO commandstats`: a script's own commands
+    count in their own rows, and in the script's time too)."""
+    return {name: (int(stats["calls"]), int(stats["usec"])) for name, stats in r.info("commandstats").items()}
 
 
 @dataclass
@@ -91,9 +98,11 @@ class Figures:
     redis_end_mb: float
     redis_cpu_s: float
     commands: dict[str, int]
+    command_usec: dict[str, int]
+    threads: int = 1
 
 
-def run(n: int, profile: str | None) -> Figures:
+def run(n: int, profile: str | None, threads: int = 1) -> Figures:
     with redis_server() as url:
         settings = Settings(broker_url=url)
         r = redis.Redis.from_url(url)
@@ -118,20 +127,29 @@ def run(n: int, profile: str | None) -> Figures:
         sent = list(_interleave([[b for a in lane for b in batches(a, settings.batch_records, f"w{i}", now)]
                                  for i, lane in enumerate(lanes)]))  # the workers' side: not measured
         prof = cProfile.Profile() if profile else None
-        before = command_calls(r)
+        before = command_stats(r)
         cpu_before = r.info("cpu")
         t0, c0 = time.perf_counter(), time.process_time()
         if prof:
             prof.enable()
         fed = 0
-        for message in sent:
-            batch = decode(message, RecordBatch)
-            planner.records(batch)
-            fed += len(batch.records)
+        if threads == 1:
+            for message in sent:
+                batch = decode(message, RecordBatch)
+                planner.records(batch)
+                fed += len(batch.records)
+        else:  # as the coordinator's thread pool (--concurrency) takes messages: several at once
+            def handle(message: bytes) -> int:
+                batch = decode(message, RecordBatch)
+                planner.records(batch)
+                return len(batch.records)
+
+            with ThreadPoolExecutor(threads) as pool:
+                fed = sum(pool.map(handle, sent))
         del sent
         t1, c1 = time.perf_counter(), time.process_time()
         rss_merged = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        after = command_calls(r)
+        after = command_stats(r)
         cpu_after = r.info("cpu")
         for i, lane in enumerate(lanes):
             for a in lane:
@@ -145,12 +163,14 @@ def run(n: int, profile: str | None) -> Figures:
         if r.get(keys.report(SUITE)) is None:
             raise SystemExit("the suite did not finish: no report stored")
         mem = r.info("memory")
-        calls = {k: after.get(k, 0) - before.get(k, 0) for k in after if after.get(k, 0) != before.get(k, 0)}
+        calls = {k: v[0] - before.get(k, (0, 0))[0] for k, v in after.items() if v != before.get(k)}
+        usec = {k: v[1] - before.get(k, (0, 0))[1] for k, v in after.items() if v != before.get(k)}
         redis_cpu = sum(float(cpu_after[k]) - float(cpu_before[k]) for k in ("used_cpu_sys", "used_cpu_user"))
         r.close()
     return Figures(fed, t1 - t0, c1 - c0, t2 - t1, c2 - c1, rss_merged,
                    resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                   int(mem["used_memory_peak"]) / 2**20, int(mem["used_memory"]) / 2**20, redis_cpu, calls)
+                   int(mem["used_memory_peak"]) / 2**20, int(mem["used_memory"]) / 2**20, redis_cpu, calls, usec,
+                   threads)
 
 
 def _interleave(lanes: list[list[Any]]) -> Iterator[Any]:
@@ -168,6 +188,7 @@ def result(f: Figures) -> dict[str, Any]:
     rate = f.records / f.merge_wall_s if f.merge_wall_s else 0.0
     rows = [
         ("records merged", f.records, "records"),
+        ("batches handled at once (threads)", f.threads, "threads"),
         ("merge: records/s (wall)", rate, "records/s"),
         ("merge: records/s (coordinator CPU)", f.records / f.merge_cpu_s if f.merge_cpu_s else 0.0, "records/s"),
         ("merge: coordinator CPU", f.merge_cpu_s, "s"),
@@ -194,12 +215,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tests", type=int, default=100_000, help="tests in the suite (default 100,000)")
     parser.add_argument("--profile", metavar="FILE", help="write a cProfile of the merge and finish phases")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="batches handled at once, as the coordinator's --concurrency threads take them "
+                             "(default 1: one after the other)")
     args = parser.parse_args(argv)
     if args.tests < 1:
         print("results_path: --tests must be at least 1", file=sys.stderr)
         return 2
+    if args.threads < 1:
+        print("results_path: --threads must be at least 1", file=sys.stderr)
+        return 2
     try:
-        figures = run(args.tests, args.profile)
+        figures = run(args.tests, args.profile, args.threads)
     except UsageError as exc:
         print(f"results_path: {exc}", file=sys.stderr)
         return 2
@@ -213,6 +240,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"target {t['text']:<40} {t['value']:>14,.3f} {t['status']}", file=sys.stderr)
     top = sorted(figures.commands.items(), key=lambda kv: -kv[1])[:12]
     print("commands in the merge phase: " + ", ".join(f"{k.removeprefix('cmdstat_')} {v}" for k, v in top),
+          file=sys.stderr)
+    by_time = sorted(figures.command_usec.items(), key=lambda kv: -kv[1])[:8]
+    print("their time in Redis (ms): " + ", ".join(f"{k.removeprefix('cmdstat_')} {v / 1000:.0f}" for k, v in by_time),
           file=sys.stderr)
     print(json.dumps(out))
     return 0

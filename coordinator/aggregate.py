@@ -18,6 +18,16 @@ from farm.outcomes import BY_VALUE, VALUE, Outcome, supersedes
 PENDING = "pending"
 
 
+@dataclass(frozen=True)
+class After:
+    """The suite as a merge left it, read in the merge's own atomic step: what a batch's handling
+    checks next (its attempt's held completion, the suite's finish) without reading again."""
+
+    total: int  # the suite's tests
+    done: int  # of which have an outcome
+    held: tuple[bytes, int] | None  # the attempt's held completion and its `received` count (`held_completion`)
+
+
 @dataclass
 class Merge:
     """What merging a batch decided: the records that now count, and the count changes."""
@@ -30,6 +40,7 @@ class Merge:
     unknown: list[str] = field(default_factory=list)  # records for tests the suite does not have
     fenced: int = 0  # records from attempts that no longer own their test
     dropped: int = 0  # records for tests their attempt was not given (the stores' `given`): not written
+    after: After | None = None  # set by the stores: the suite right after this merge
 
 
 def not_given(records: list[TestRecord], owners: Mapping[str, str], me: str,
@@ -63,37 +74,41 @@ def merge(
     result = Merge()
     now_counted: dict[str, str | None] = dict(current)
     me = f"{assignment}#{attempt}"
+    suffix = f"\0{assignment}\0{attempt}"  # a run's key is test id + suffix (`TestRun.key`)
     runs, verdicts, counted, deltas = result.runs, result.verdicts, result.counted, result.deltas
+    not_run, passed, value_of, by_value = Outcome.NOT_RUN, Outcome.PASSED, VALUE, BY_VALUE
+    owner_of = owners.get if owners is not None else None
     for record in records:
         tid = record.test_id
         state = now_counted.get(tid)
         if state is None:
             result.unknown.append(tid)
             continue
-        fenced = owners is not None and owners.get(tid) != me
+        fenced = owner_of is not None and owner_of(tid) != me
         outcome = record.outcome
-        run = TestRun(tid, assignment, attempt, worker, node, VALUE[outcome], record.duration_s, record.started_at,
+        run = TestRun(tid, assignment, attempt, worker, node, value_of[outcome], record.duration_s, record.started_at,
                       fenced)
-        key = f"{tid}\0{assignment}\0{attempt}"  # run.key
+        key = tid + suffix
         if fenced:
             runs[key] = run
             result.fenced += 1
             continue
-        if outcome is Outcome.NOT_RUN:
+        if outcome is not_run:
             # A not_run verdict never overwrites a run (it is written only where none exists):
             # a real result of the same attempt keeps its run whichever arrives first.
             if key not in runs:
                 verdicts.setdefault(key, run)
         else:
             runs[key] = run
-            verdicts.pop(key, None)
-        old = None if state == PENDING else BY_VALUE.get(state) or Outcome(state)
+            if verdicts:
+                verdicts.pop(key, None)
+        old = None if state == PENDING else by_value.get(state) or Outcome(state)
         if not supersedes(outcome, old):
             continue
-        if outcome is Outcome.PASSED and tid in rerun:
+        if outcome is passed and tid in rerun:
             # It failed before and passes now.
             record = replace(record, outcome=Outcome.FLAKY, message="failed, then passed when run again")
-        value = VALUE[record.outcome]
+        value = value_of[record.outcome]
         if old is None:
             result.newly_final += 1
         else:

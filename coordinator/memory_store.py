@@ -16,7 +16,7 @@ from collections.abc import Callable, Container, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from coordinator import deadlines, transitions
-from coordinator.aggregate import PENDING, Merge, merge, not_given
+from coordinator.aggregate import PENDING, After, Merge, merge, not_given
 from coordinator.machine import SuiteView, collection_order
 from coordinator.memory_suite import Suite, atomic
 from coordinator.store import COLLECTION_OWNER, FINISH_TRIES, Finished
@@ -212,6 +212,8 @@ class MemoryStore:
         self._log(suite_id, *eventlog.merged(result.counted, result.runs, result.verdicts, assignment=assignment,
                                            attempt=attempt, worker=worker, node=node, at=self.clock(), kind=kind,
                                            fenced=result.fenced))
+        total, done = self.total_and_done(suite_id)
+        result.after = After(total, done, self.held_completion(suite_id, assignment, attempt))
         return result
 
     def pending_in(self, suite_id: str, test_ids: Sequence[str], owner: str | None = None) -> list[str]:

@@ -191,15 +191,19 @@ class Planner:
                         batch.assignment_id, batch.attempt, result.fenced)
         if any(result.deltas.get(o.value, 0) > 0 for o in FAILURES):
             self._check_maxfail(batch.suite_id)
-        # The merge counted these records (`received`) in its own transaction: the attempt itself
+        # The merge counted these records (`received`) in its own atomic step: the attempt itself
         # is neither read again nor rewritten. A completion held for them ends it now, taken by
-        # exactly one of the batches that see it ready (or by the sweep that gave up on it).
-        held = self.state.held_completion(batch.suite_id, batch.assignment_id, batch.attempt)
+        # exactly one of the batches that see it ready (or by the sweep that gave up on it). The
+        # stores read the held completion and the suite's counts in the merge's own step
+        # (`Merge.after`): no more round trips for a batch that ends nothing.
+        after = result.after
+        held = self.state.held_completion(batch.suite_id, batch.assignment_id, batch.attempt) if after is None \
+            else after.held
         if held is not None and not transitions.still_missing(held[1], decode(held[0], Completion).reported) \
                 and self.state.take_held(batch.suite_id, batch.assignment_id, batch.attempt, held[0],
                                          now=self.clock()):
             self.end_attempt(decode(held[0], Completion))  # the records it was waiting for are in
-        elif result.newly_final:
+        elif result.newly_final and (after is None or after.done >= after.total):
             self.finish_if_complete(batch.suite_id)
 
     def _check_maxfail(self, sid: str) -> None:
@@ -447,6 +451,11 @@ class Planner:
         builds it under its claim and again if the log moved on meanwhile (coordinator/store.py)."""
         sid = spec.suite_id
         now = self.clock()
+        # Nothing more is run or published for it (it claimed the finish): its durations and param
+        # positions go before its report is built, the coordinator's peak (read again if a retry
+        # or rerun comes after all: the claim released, the sweep finishing it later).
+        self._durations.forget(sid)
+        with self._positions_lock:
+            self._positions.pop(sid, None)
         if self.state.store_report(sid, lambda: finished(self.state, spec, finish, collection, now)):
             log.info("suite %s %s: exit code %d", sid, finish.status, finish.exit_code)
-            self._durations.forget(sid)

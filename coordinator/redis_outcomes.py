@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Container, Iterable, Sequence
+from itertools import chain
 from typing import Any
 
 import msgpack
 import redis
 
-from coordinator.aggregate import PENDING, Merge, merge, not_given
+from coordinator.aggregate import PENDING, After, Merge, merge, not_given
 from farm import events as eventlog
 from farm import keys, store
 from farm.attempts import Attempt
@@ -30,56 +31,96 @@ FINISHED_STREAM_LEN = 10_000
 #: Outcomes whose one-line message the finished-tests stream carries (pytest -v shows the reason).
 WITH_REASON = frozenset({Outcome.SKIPPED, Outcome.XFAILED, Outcome.XPASSED, Outcome.NOT_RUN})
 
-#: What a merge reads, in one round trip (the ids sent once): the HMGET of the ids (ARGV) in each
-#: of KEYS (outcomes, owners, reruns), in chunks that Lua's unpack takes.
-READ_MERGE = """
-local out = {}
-for i, key in ipairs(KEYS) do
-  local values = {}
-  for j = 1, #ARGV, 1000 do
-    for _, v in ipairs(redis.call('HMGET', key, unpack(ARGV, j, math.min(j + 999, #ARGV)))) do
-      values[#values + 1] = v
-    end
-  end
-  out[i] = values
-end
-return out
-"""
-
-
-#: What a merge writes, in one call inside its MULTI (issue 10, (d)): ARGV[1] is one msgpack array
-#: (`RedisOutcomes._write_merge`), so redis-py packs a few arguments a batch, not four a record:
-#: [outcomes, records, runs, verdicts, counts] as flat [field, value, ...] lists (records and runs
-#: as their packed arrays), the `done` increment, the finished-stream entry ("" for none), the
-#: worker, the `received` field ("" for none) and its increment, the TTL and the stream's length.
-#: KEYS: outcomes, records, attempts, counts, the suite, finished, received.
-WRITE_MERGE = """
+#: A batch's merge in one call and one round trip (issue 10, (d)): compare, then write, then read
+#: what the batch checks next. ARGV[1] is one msgpack array (`RedisOutcomes._merge_args`):
+#:  1 the batch's test ids; what the merge was decided on, per id: 2 its outcome value (one string:
+#:  the same for every id; false: missing), 3 its owner (false: not checked, fence=False), 4 whether
+#:  it was run again (0: none was); then what the decision writes: 5-9 outcomes, records, runs,
+#:  verdicts (HSETNX) and count changes as flat [field, value, ...] lists (records and runs as their
+#:  packed arrays), 10 the `done` increment, 11 the finished-stream entry ("" for none), 12 the
+#:  worker, 13 the attempt's key, 14 its `received` increment, 15 the TTL, 16 the finished stream's
+#:  length, 17 the log's events (packed), 18 the log's cap.
+#: If any id's stored outcome, owner or rerun mark is not what the decision assumed (another merge,
+#: a requeue or a rerun came between), nothing is written and the reply is {0, outcomes, owners,
+#: reruns} of every id: the caller decides again on them, as a WATCH conflict would have made it.
+#: Else {1, the attempt's held completion (`keys.held`; nil if none), its `received` count, the
+#: suite's total, done}.
+#: KEYS: outcomes, owners, reruns, records, attempts, counts, the suite, finished, received, held, events.
+MERGE = """
 local m = cmsgpack.unpack(ARGV[1])
+local ids = m[1]
+local n = #ids
+local function read(key)
+  if n <= 1000 then return n > 0 and redis.call('HMGET', key, unpack(ids)) or {} end
+  local out = {}
+  for j = 1, n, 1000 do
+    local got = redis.call('HMGET', key, unpack(ids, j, math.min(j + 999, n)))
+    for i = 1, #got do out[#out + 1] = got[i] end
+  end
+  return out
+end
+local function same(values, want)
+  if type(want) == 'table' then
+    for i = 1, n do if values[i] ~= want[i] then return false end end
+  else
+    for i = 1, n do if values[i] ~= want then return false end end
+  end
+  return true
+end
+local outcomes = read(KEYS[1])
+local ok = same(outcomes, m[2])
+local owners, reruns
+if ok and m[3] ~= false then
+  owners = read(KEYS[2])
+  ok = same(owners, m[3])
+end
+if ok and (m[4] ~= 0 or redis.call('EXISTS', KEYS[3]) == 1) then  -- most suites never run a test again
+  reruns = read(KEYS[3])
+  local want = m[4]
+  for i = 1, n do
+    if (reruns[i] ~= false) ~= (want ~= 0 and want[i]) then ok = false break end
+  end
+end
+if not ok then
+  return {0, outcomes, owners or read(KEYS[2]), reruns or read(KEYS[3])}
+end
+local ttl = m[15]
 local function hset(key, flat)
   for j = 1, #flat, 1000 do
     redis.call('HSET', key, unpack(flat, j, math.min(j + 999, #flat)))
   end
 end
-hset(KEYS[1], m[1])
-hset(KEYS[2], m[2])
-hset(KEYS[3], m[3])
-local v = m[4]
-for j = 1, #v, 2 do redis.call('HSETNX', KEYS[3], v[j], v[j + 1]) end
-local c = m[5]
-for j = 1, #c, 2 do redis.call('HINCRBY', KEYS[4], c[j], c[j + 1]) end
-if m[6] ~= 0 then redis.call('HINCRBY', KEYS[5], 'done', m[6]) end
-if m[7] ~= '' then redis.call('XADD', KEYS[6], 'MAXLEN', '~', m[12], '*', 'w', m[8], 'r', m[7]) end
-for _, key in ipairs({KEYS[2], KEYS[3], KEYS[4], KEYS[6]}) do redis.call('EXPIRE', key, m[11]) end
-if m[9] ~= '' then
-  redis.call('HINCRBY', KEYS[7], m[9], m[10])
-  redis.call('EXPIRE', KEYS[7], m[11])
+hset(KEYS[1], m[5])
+hset(KEYS[4], m[6])
+hset(KEYS[5], m[7])
+local v = m[8]
+for j = 1, #v, 2 do redis.call('HSETNX', KEYS[5], v[j], v[j + 1]) end
+local c = m[9]
+for j = 1, #c, 2 do redis.call('HINCRBY', KEYS[6], c[j], c[j + 1]) end
+if m[10] ~= 0 then redis.call('HINCRBY', KEYS[7], 'done', m[10]) end
+if m[11] ~= '' then redis.call('XADD', KEYS[8], 'MAXLEN', '~', m[16], '*', 'w', m[12], 'r', m[11]) end
+for _, key in ipairs({KEYS[4], KEYS[5], KEYS[6], KEYS[8]}) do redis.call('EXPIRE', key, ttl) end
+local received
+if m[14] ~= 0 then
+  received = redis.call('HINCRBY', KEYS[9], m[13], m[14])
+  redis.call('EXPIRE', KEYS[9], ttl)
+else
+  received = tonumber(redis.call('HGET', KEYS[9], m[13]) or '0')
 end
-return 1
+local logged = m[17]
+for i = 1, #logged do
+  redis.call('XADD', KEYS[11], 'MAXLEN', m[18], '*', 'e', logged[i])
+end
+if #logged > 0 then redis.call('EXPIRE', KEYS[11], ttl) end
+local suite = redis.call('HMGET', KEYS[7], 'total', 'done')
+return {1, redis.call('HGET', KEYS[10], m[13]), received, tonumber(suite[1] or '0'), tonumber(suite[2] or '0')}
 """
 
 _packb = msgpack.Packer(use_bin_type=True).pack  # one reused packer: no Python frame per value
-#: Redis's cmsgpack reads no msgpack bin type: WRITE_MERGE's argument carries bytes as raw strings.
+#: Redis's cmsgpack reads no msgpack bin type: MERGE's argument carries bytes as raw strings.
 _pack_for_lua = msgpack.Packer(use_bin_type=False).pack
+#: An id's rerun mark as MERGE compares it: none of the batch's ids was run again.
+NO_RERUNS = 0
 
 
 def pack(obj: Any) -> bytes:
@@ -107,6 +148,8 @@ class RedisOutcomes:
         self.name = name  # the coordinator's: a finish claim names its holder (coordinator/peers.py)
         self.clock = clock  # the time events are stamped with
         self._tests: dict[str, int] = {}  # suite -> its planned tests (bounds its log; never changes)
+        # EVALSHA, and EVAL once after a Redis restart emptied the script cache (not in a MULTI).
+        self._merge_script = store.register_script(MERGE)
 
     # --- the event log ---------------------------------------------------------------------
 
@@ -145,70 +188,77 @@ class RedisOutcomes:
               count_received: bool = False, given: Callable[[], Container[str]] | None = None) -> Merge:
         """Merge records into the suite atomically; returns what changed. With `count_received`
         (a worker's batch), the attempt's `received` counter (`keys.received`) counts them in the
-        same transaction: a completion that WATCHes it sees the records it waits for counted
-        exactly when they are merged. With `given` (the attempt's test ids, called only if it does
-        not own every test of the batch: `aggregate.not_given`), records of tests it was not given
-        are dropped (`Merge.dropped`), neither written nor counted."""
-        okey, wkey = keys.outcomes(suite_id), keys.owners(suite_id)
+        same step: a completion that WATCHes it sees the records it waits for counted exactly when
+        they are merged. With `given` (the attempt's test ids, called only if it does not own every
+        test of the batch: `aggregate.not_given`), records of tests it was not given are dropped
+        (`Merge.dropped`), neither written nor counted.
+
+        One MERGE call (one round trip) in the common case: the decision (`aggregate.merge`) is
+        first made on what a batch of its own attempt usually finds (every test pending, owned by
+        this attempt, never run again), and MERGE writes it only if that is what is stored; if not,
+        its reply is what is stored, and the merge is decided again on that (as a WATCH conflict
+        made it before). `Merge.after` is the suite as the merge left it."""
+        me = keys.attempt_key(assignment, attempt)
         ids = list(dict.fromkeys(r.test_id for r in records))
-
-        def read(pipe: Any) -> tuple[list[str | None], list[str | None], list[bytes | None]]:
-            if not ids:
-                return [], [], []
-            outcomes, owners, reruns = pipe.eval(READ_MERGE, 3, okey, wkey, keys.reruns(suite_id), *ids)
-            return texts(outcomes), texts(owners), reruns
-
-        def decide(seen: tuple[list[str | None], list[str | None], list[bytes | None]]) -> tuple[Merge, Write]:
-            values, owned, reruns = seen
-            owners = {t: o for t, o in zip(ids, owned, strict=True) if o is not None}
-            kept = not_given(records, owners, keys.attempt_key(assignment, attempt), given if fence else None)
-            result = merge(dict(zip(ids, values, strict=True)), kept, assignment=assignment, attempt=attempt,
-                           worker=worker, node=node, owners=owners if fence else None,
-                           rerun={t for t, n in zip(ids, reruns, strict=True) if n is not None})
+        names = (keys.outcomes(suite_id), keys.owners(suite_id), keys.reruns(suite_id), keys.records(suite_id),
+                 keys.attempts(suite_id), keys.counts(suite_id), keys.suite(suite_id), keys.finished(suite_id),
+                 keys.received(suite_id), keys.held(suite_id), keys.events(suite_id))
+        # What the decision assumes is stored: first the guess, then what MERGE said is.
+        values: Any = PENDING
+        owned: Any = me if fence else False
+        reruns: Any = NO_RERUNS
+        while True:
+            if isinstance(values, str):
+                current: dict[str, str | None] = dict.fromkeys(ids, values)
+                owners: dict[str, str] = dict.fromkeys(ids, me)
+                rerun: Container[str] = ()
+            else:
+                current = dict(zip(ids, texts(values), strict=True))
+                owners = {t: o.decode() for t, o in zip(ids, owned, strict=True) if o is not None}
+                rerun = {t for t, r in zip(ids, reruns, strict=True) if r is not None}
+            kept = not_given(records, owners, me, given if fence else None)
+            result = merge(current, kept, assignment=assignment, attempt=attempt, worker=worker, node=node,
+                           owners=owners if fence else None, rerun=rerun)
             result.dropped = len(records) - len(kept)
             rows = [record_row(r) for r in result.counted.values()]  # once: for the hash and the log
             logged = eventlog.merged(result.counted, result.runs, result.verdicts, assignment=assignment,
-                                   attempt=attempt, worker=worker, node=node, at=self.clock(), kind=kind,
-                                   fenced=result.fenced, rows=rows)
-            received = (keys.attempt_key(assignment, attempt), len(kept)) if count_received and kept else None
+                                     attempt=attempt, worker=worker, node=node, at=self.clock(), kind=kind,
+                                     fenced=result.fenced, rows=rows)
+            expected = (values, owned, reruns) if isinstance(values, str) else (
+                [False if v is None else v for v in values],
+                [False if o is None else o for o in owned] if fence else False,
+                [r is not None for r in reruns])
+            reply = self._merge_script(keys=names, args=[self._merge_args(
+                suite_id, ids, expected, result, rows, worker, me, len(kept) if count_received else 0, logged)])
+            if reply[0] == 1:
+                held, count, total, done = reply[1:]
+                result.after = After(int(total), int(done), None if held is None else (unpack(held)[0], int(count)))
+                return result
+            values, owned, reruns = reply[1:]  # not what was assumed: decide again on what is stored
 
-            def write(pipe: Any) -> None:
-                self._write_merge(pipe, suite_id, result, rows, worker, received)
-                self.log(pipe, suite_id, *logged)
-            return result, write
-
-        return self.transact([okey, wkey], read, decide)
-
-    def _write_merge(self, pipe: Any, suite_id: str, result: Merge, rows: list[list[Any]], worker: str,
-                     received: tuple[str, int] | None = None) -> None:
-        """Queue a merge's writes on the MULTI pipeline: one WRITE_MERGE call. With `received`
-        (attempt key, records), the attempt's `received` counter counts them in the same call."""
-        packb = _packb
-        outcomes: list[Any] = []
-        stored: list[Any] = []
-        finished = []
-        for (t, r), row in zip(result.counted.items(), rows, strict=True):
-            value = VALUE[r.outcome]
-            outcomes += (t, value)
-            stored += (t, packb(row))
-            finished.append([t, value, r.message if r.outcome in WITH_REASON else ""])
-        runs: list[Any] = []
-        for k, run in result.runs.items():
-            runs += (k, packb(run_row(run)))
-        verdicts: list[Any] = []
-        for k, run in result.verdicts.items():
-            verdicts += (k, packb(run_row(run)))
+    def _merge_args(self, suite_id: str, ids: list[str], expected: tuple[Any, Any, Any], result: Merge,
+                    rows: list[list[Any]], worker: str, me: str, received: int,
+                    logged: list[eventlog.Event]) -> bytes:
+        """MERGE's one argument: the ids, what the decision assumed of them, what it writes."""
+        packb, flat = _packb, chain.from_iterable
+        counted = result.counted
+        values = [VALUE[r.outcome] for r in counted.values()]
+        outcomes = list(flat(zip(counted, values, strict=True)))
+        stored = list(flat(zip(counted, map(packb, rows), strict=True)))
+        finished = [[t, v, r.message if r.outcome in WITH_REASON else ""]
+                    for (t, r), v in zip(counted.items(), values, strict=True)]
+        runs = list(flat(zip(result.runs, map(packb, map(run_row, result.runs.values())), strict=True)))
+        verdicts = list(flat(zip(result.verdicts, map(packb, map(run_row, result.verdicts.values())), strict=True)))
         counts: list[Any] = []
         for outcome, delta in result.deltas.items():
             if delta:
                 counts += (outcome, delta)
-        name, n = received if received is not None else ("", 0)
-        args = [outcomes, stored, runs, verdicts, counts, result.newly_final,
-                packb(finished) if finished else "", worker, name, n, int(self.settings.suite_ttl_s),
-                FINISHED_STREAM_LEN]
-        pipe.eval(WRITE_MERGE, 7, keys.outcomes(suite_id), keys.records(suite_id), keys.attempts(suite_id),
-                  keys.counts(suite_id), keys.suite(suite_id), keys.finished(suite_id), keys.received(suite_id),
-                  _pack_for_lua(args))
+        tests = self._planned_tests(suite_id)
+        data: bytes = _pack_for_lua([ids, *expected, outcomes, stored, runs, verdicts, counts, result.newly_final,
+                              packb(finished) if finished else "", worker, me, received,
+                              int(self.settings.suite_ttl_s), FINISHED_STREAM_LEN,
+                              [eventlog.pack(e) for e in logged], eventlog.cap(tests)])
+        return data
 
     def pending_in(self, suite_id: str, test_ids: Sequence[str], owner: str | None = None) -> list[str]:
         """The tests among `test_ids` without an outcome (and owned by `owner`, if given)."""

@@ -39,9 +39,14 @@ def build_report(
     """The report document described in docs/report-schema.md: its lean form (schema 2), as stored.
 
     `farm.report.schema.expand` gives its full view (every field, every run numbered)."""
-    by_test: dict[str, list[TestRun]] = {}
+    # A test's runs: one TestRun (most tests ran once), or a list of them; no list per test.
+    by_test: dict[str, TestRun | list[TestRun]] = {}
     for run in runs:
-        by_test.setdefault(run.test_id, []).append(run)
+        held = by_test.setdefault(run.test_id, run)
+        if isinstance(held, list):
+            held.append(run)
+        elif held is not run:
+            by_test[run.test_id] = [held, run]
     summary = {o.value: 0 for o in Outcome}
     suspects: dict[str, list[str]] = {}
     suspect_list: list[dict[str, Any]] = []
@@ -57,7 +62,9 @@ def build_report(
                 continue
             total += 1
             summary[record.outcome.value] += 1
-            runs_of = sorted(by_test.get(test_id, []), key=lambda r: (r.started_at, r.assignment, r.attempt))
+            held = by_test.get(test_id)
+            runs_of: list[TestRun] = [] if held is None else [held] if not isinstance(held, list) else \
+                sorted(held, key=lambda r: (r.started_at, r.assignment, r.attempt))
             crashed_on, blame = crash_blame(record.outcome, runs_of)
             test_message = record.message
             if blame == "test":

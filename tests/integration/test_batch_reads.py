@@ -94,3 +94,46 @@ def test_a_record_of_a_test_not_given_is_still_dropped(redis_url: str, which: st
     assert store.counts(sid) == {"passed": 1}
     assert {run.test_id for run in store.test_runs(sid)} == {"t.py::c"}, "the record not given was written"
     assert store.attempt(sid, assignment, 1).received == 1
+
+
+def _round_trips(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts what the client sends to Redis: one send per command or pipeline, a round trip each."""
+    sent = [0]
+    send = redis.connection.AbstractConnection.send_packed_command
+
+    def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        sent[0] += 1
+        return send(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counted)
+    return sent
+
+
+def test_a_started_attempts_batch_is_one_round_trip(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The merge's check of what it assumed, its write, the held completion and the suite's counts
+    are one call: a batch that ends nothing costs one round trip (it was five: WATCH, the read,
+    EXEC, the held completion, `total_and_done`)."""
+    planner, store, sid, assignment, _ = _planned(redis_url, "redis")
+    planner.records(_batch(sid, assignment))  # the first (empty) batch: the attempt starts
+    planner.records(_batch(sid, assignment, "t.py::a"))  # loads the merge's script once
+    sent = _round_trips(monkeypatch)
+    planner.records(_batch(sid, assignment, "t.py::b"))
+    assert sent[0] == 1
+    assert store.counts(sid) == {"passed": 2}
+    assert store.attempt(sid, assignment, 1).received == 2
+    assert [e.kind for e in store.events(sid)][-1] == "records"
+
+
+def test_a_merge_that_assumed_wrong_decides_again_on_what_is_stored(redis_url: str,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch delivered twice: its second merge assumed its tests pending, finds them passed,
+    and decides again on that (a second round trip): nothing counted twice."""
+    planner, store, sid, assignment, _ = _planned(redis_url, "redis")
+    planner.records(_batch(sid, assignment))
+    planner.records(_batch(sid, assignment, "t.py::a"))
+    sent = _round_trips(monkeypatch)
+    planner.records(_batch(sid, assignment, "t.py::a"))
+    assert sent[0] == 2
+    assert store.counts(sid) == {"passed": 1}
+    assert store.total_and_done(sid) == (3, 1)
+    assert {run.test_id for run in store.test_runs(sid)} == {"t.py::a"}
