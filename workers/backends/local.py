@@ -5,6 +5,7 @@ ready for its next assignment, and starts a fresh `python -m pytest` when it can
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import json
 import logging
@@ -38,6 +39,14 @@ from workers.collection_cache import FINGERPRINT_SCRIPT
 PLUGIN_SOURCE = Path(__file__).resolve().parent.parent / "pytest_plugin"
 PLUGIN_MODULE = "farm_runner_plugin"
 STANDBY_SCRIPT = Path(__file__).resolve().parent.parent / "pytest_standby.py"
+#: The shortest time between two reads of a runner's record pipe. A trivial test takes about half a
+#: millisecond: read at every line, the pool process would wake (and the runner be preempted) at
+#: every test; a pipe no one waits on takes a write without waking anyone. The lines wait in
+#: the pipe meanwhile (PIPE_BYTES), so a runner killed then loses none of them.
+READ_INTERVAL_S = 0.02
+#: The record pipe's capacity asked for (Linux: F_SETPIPE_SZ, up to /proc/sys/fs/pipe-max-size;
+#: else the default 64 KiB): a runner writing a large failure report blocks only when it is full.
+PIPE_BYTES = 1 << 18
 #: How long an assignment waits for its pool process's standby to finish importing pytest before it
 #: starts a fresh runner instead (a standby started as the last assignment began may still be importing).
 STANDBY_WAIT_S = 30.0
@@ -271,6 +280,7 @@ class LocalRun:
         })
         self.buffer = b""
         self.eof = False
+        self.last_read = 0.0  # monotonic time of the last read that found lines
         self.exit_code: int | None = None
         self.on_begun: Callable[[], None] | None = None  # called once: its first line, or its close
         self.on_closed: Callable[[], None] | None = None  # called once, at the end of close
@@ -284,7 +294,7 @@ class LocalRun:
             return
         if standby is not None:
             standby.discard()
-        read_fd, write_fd = os.pipe()
+        read_fd, write_fd = record_pipe()
         env["FARM_RECORD_FD"] = str(write_fd)
         try:
             with open(self.log_path, "wb") as log:
@@ -309,6 +319,10 @@ class LocalRun:
             if timeout:
                 time.sleep(min(timeout, 0.05))
             return []
+        wait = self.last_read + READ_INTERVAL_S - time.monotonic()
+        if wait > 0 and timeout > 0:  # let lines gather (READ_INTERVAL_S)
+            time.sleep(min(wait, timeout))
+            timeout = max(0.0, timeout - wait)
         ready, _, _ = select.select([self.read_fd], [], [], timeout)
         if not ready:
             return []
@@ -327,6 +341,7 @@ class LocalRun:
         data = self.buffer + b"".join(chunks)
         *lines, self.buffer = data.split(b"\n")
         if lines:
+            self.last_read = time.monotonic()
             self._begun()
         return lines
 
@@ -409,7 +424,7 @@ class Standby:
 
     def __init__(self, python: str, env: dict[str, str]) -> None:
         self.env = env
-        read_fd, write_fd = os.pipe()
+        read_fd, write_fd = record_pipe()
         try:
             self.proc = subprocess.Popen(
                 [python, str(STANDBY_SCRIPT)], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -487,6 +502,18 @@ class Standby:
 #: Why a standby is discarded when it did not say it was ready within STANDBY_WAIT_S: then this
 #: process starts fresh runners only (a standby that hangs at start would cost every assignment).
 NOT_READY = "it was not ready in time"
+
+
+def record_pipe() -> tuple[int, int]:
+    """A runner's record pipe (read end, write end), as large as PIPE_BYTES where the system allows."""
+    read_fd, write_fd = os.pipe()
+    set_size = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if set_size is not None:
+        try:
+            fcntl.fcntl(write_fd, set_size, PIPE_BYTES)
+        except OSError:  # above the system's limit: the default size
+            pass
+    return read_fd, write_fd
 
 
 def file_versions(paths: Iterable[str]) -> dict[str, tuple[int, int, int] | None]:

@@ -38,6 +38,16 @@ def read_tests_file(data: Any) -> tuple[list[str], dict[str, tuple[int, int]]]:
     return ids, positions
 
 
+def only_pytest_status(config: Any) -> bool:
+    """Whether every implementation of pytest_report_teststatus is pytest's own (no plugin or
+    conftest.py gives a category of its own)."""
+    try:
+        impls = config.hook.pytest_report_teststatus.get_hookimpls()
+        return all(str(getattr(impl.function, "__module__", "")).startswith("_pytest.") for impl in impls)
+    except Exception:  # another pluggy: ask the hook every time
+        return False
+
+
 class RunRecorder:
     """Run mode: keep only the assigned tests, and report each as it finishes."""
 
@@ -55,6 +65,10 @@ class RunRecorder:
         self.output_cap = int(os.environ.get("FARM_OUTPUT_CAP", "65536"))
         self.longrepr_cap = int(os.environ.get("FARM_LONGREPR_CAP", "262144"))
         self.current: dict[str, dict[str, Any]] = {}
+        # Whether a phase that plainly passed may skip the pytest_report_teststatus hook (three
+        # hook calls a test, a tenth of the plugin's cost): only when pytest's own plugins are the
+        # hook's only implementations (decided once collection has loaded every conftest.py).
+        self.plain_status = False
         self.timeout = float(os.environ.get("FARM_TEST_TIMEOUT") or 0)
         # faulthandler starts a watchdog thread per arming (and joins it per cancel): armed for
         # timeout + slack, it is re-armed only once a test starts less than `timeout` before it
@@ -86,6 +100,7 @@ class RunRecorder:
             config.hook.pytest_deselected(items=drop)
         items[:] = keep
         self.last = keep[-1].nodeid if keep else ""
+        self.plain_status = only_pytest_status(config)
         for nodeid, same in unmatched.items():
             line = {"k": "missing", "id": nodeid, "collected": same[:_LISTED], "more": len(same[_LISTED:])}
             if nodeid in self.positions:
@@ -145,9 +160,16 @@ class RunRecorder:
             if report.failed:
                 state["sub"].append(longrepr_text(report, self.longrepr_cap))
             return
-        category = self.config.hook.pytest_report_teststatus(report=report, config=self.config)[0]
-        state["duration_s"] += float(getattr(report, "duration", 0.0) or 0.0)
-        phase: dict[str, Any] = {"cat": category or "", "s": float(getattr(report, "duration", 0.0) or 0.0)}
+        if self.plain_status and report.passed and not state["sub"] and not hasattr(report, "wasxfail"):
+            # What pytest's own implementations answer for such a report (runner: "" for setup
+            # and teardown; terminal: its outcome for the call; pytest 9's subtests changes a
+            # passed call only when a subtest failed, and `sub` holds those).
+            category = "passed" if report.when == "call" else ""
+        else:
+            category = self.config.hook.pytest_report_teststatus(report=report, config=self.config)[0]
+        seconds = float(getattr(report, "duration", 0.0) or 0.0)
+        state["duration_s"] += seconds
+        phase: dict[str, Any] = {"cat": category or "", "s": seconds}
         if not report.passed or category in ("xpassed",):
             phase["msg"] = message(report)
             phase["longrepr"] = longrepr_text(report, self.longrepr_cap)
