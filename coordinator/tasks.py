@@ -77,9 +77,11 @@ def register(app: Celery, planner: Planner, keyring: Keyring) -> None:
                 log.error("message dropped: %s", exc)
         return task
 
-    app.task(name=SUITE_SUBMITTED)(by_id(planner.submitted))
-    app.task(name=CANCEL_SUITE)(by_id(planner.cancel))
-    app.task(name=SUITE_COLLECTED)(guarded(SUITE_COLLECTED, Collection, planner.collected))
-    app.task(name=RECORD_BATCH)(guarded(RECORD_BATCH, RecordBatch, planner.records))
-    app.task(name=ASSIGNMENT_COMPLETED)(guarded(ASSIGNMENT_COMPLETED, Completion, planner.completed))
-    app.task(name=ASSIGNMENT_SPLIT)(guarded(ASSIGNMENT_SPLIT, Split, planner.split))
+    # Not shared: a Celery shared task is added to every app finalized later in the process (with
+    # this planner), and an app of another test or of Flower would run it against this farm's state.
+    app.task(name=SUITE_SUBMITTED, shared=False)(by_id(planner.submitted))
+    app.task(name=CANCEL_SUITE, shared=False)(by_id(planner.cancel))
+    app.task(name=SUITE_COLLECTED, shared=False)(guarded(SUITE_COLLECTED, Collection, planner.collected))
+    app.task(name=RECORD_BATCH, shared=False)(guarded(RECORD_BATCH, RecordBatch, planner.records))
+    app.task(name=ASSIGNMENT_COMPLETED, shared=False)(guarded(ASSIGNMENT_COMPLETED, Completion, planner.completed))
+    app.task(name=ASSIGNMENT_SPLIT, shared=False)(guarded(ASSIGNMENT_SPLIT, Split, planner.split))
