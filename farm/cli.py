@@ -92,12 +92,14 @@ def submit_suite(path: Path, pytest_args: tuple[str, ...], broker: str | None, p
     name = project or path.resolve().name
     cluster = None
     if not settings.broker_url:
-        from farm.cluster import ClusterSpec, LocalCluster, kept_trees_dir
+        from farm.cluster import ClusterSpec, LocalCluster, kept_trees_dir, usable_kept_trees
 
         # Absolute, but not resolved: a venv's python is a symlink that must stay inside its venv.
         # Its workers keep the unpacked, compiled bundle between runs (bounded, in the user's cache).
         spec = ClusterSpec(slots=local_workers or os.cpu_count() or 1, pool=pool,
-                           python=os.path.abspath(python) if python else None, kept_trees=kept_trees_dir())
+                           python=os.path.abspath(python) if python else None,
+                           kept_trees=usable_kept_trees(
+                               kept_trees_dir(), lambda m: click.echo(f"farm: warning: {m}", err=True)))
         # A worker or the coordinator that dies mid-suite is started again (its lost attempt runs
         # again); Redis, without persistence here, is not: its death ends the run (exit 3).
         # Started before the client's own imports (celery, redis: most of this command's start-up),

@@ -41,10 +41,24 @@ def kept_trees_dir(env: Mapping[str, str] | None = None) -> Path:
     `farm worker` with the default cache directory keeps its own, never evicted, there."""
     env = os.environ if env is None else env
     if env.get("FARM_TREES_DIR"):
-        return Path(env["FARM_TREES_DIR"]).expanduser()
+        # Absolute: the workers start in the cluster's own directory, which goes with the cluster.
+        return Path(os.path.abspath(Path(env["FARM_TREES_DIR"]).expanduser()))
     xdg = env.get("XDG_CACHE_HOME")
     # XDG: a relative path is invalid and must be ignored.
     return (Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache") / "farm" / "embedded-trees"
+
+
+def usable_kept_trees(path: Path, warn: Callable[[str], None]) -> Path | None:
+    """`path` made if missing, if the workers can keep trees there; else None (every run unpacks
+    afresh) and one warning: a cache that cannot be written is no reason to fail a run."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise PermissionError("not writable")
+    except OSError as exc:
+        warn(f"cannot keep unpacked projects in {path} ({exc.strerror or exc}); every run unpacks afresh")
+        return None
+    return path
 
 
 def free_port() -> int:
