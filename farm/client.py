@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -128,12 +129,31 @@ class Client:
                 pipe.expire(keys.suite(suite_id), self.settings.suite_ttl_s)
                 events.append(pipe, suite_id, events.submitted(spec), tests=0, ttl_s=self.settings.suite_ttl_s)
                 pipe.zadd(keys.SUBMITTED, {suite_id: spec.submitted_at})
-                # The coordinator's message, in the same transaction (farm.task_message: no Celery).
-                task_message.push(pipe, SUITE_SUBMITTED, [suite_id], COORDINATOR_QUEUE)
+                # The coordinator's message, in the same transaction (farm.task_message: no Celery),
+                # when the state store is the broker; else on the broker right after.
+                on_store = self.settings.state == self.settings.broker_url
+                if on_store:
+                    task_message.push(pipe, SUITE_SUBMITTED, [suite_id], COORDINATOR_QUEUE)
                 pipe.execute()
         except redis.RedisError as exc:
             raise BrokerUnreachable(f"lost the broker while submitting: {exc}") from None
+        if not on_store:
+            self._send_submitted(suite_id)
         return suite_id
+
+    def _send_submitted(self, suite_id: str) -> None:
+        """The coordinator's message on the broker, when the state store is another Redis. The
+        suite is stored already: a message that cannot be sent is one warning, since the
+        coordinator's sweep starts a submitted suite whose message was lost."""
+        try:
+            broker = store.connect(check_broker_url(self.settings.broker_url or ""))
+            try:
+                task_message.push(broker, SUITE_SUBMITTED, [suite_id], COORDINATOR_QUEUE)
+            finally:
+                broker.close()
+        except (redis.RedisError, OSError) as exc:
+            print(f"farm: warning: could not send {suite_id}'s message to the broker ({exc}); the coordinator "
+                  "starts it when it next sweeps for lost messages", file=sys.stderr, flush=True)
 
     def progress(self, suite_id: str) -> Progress:
         status, total, done, submitted, finished = self.store.hmget(
