@@ -4,7 +4,8 @@ Each of K collectors walked the same tree and collected every K-th file (workers
 collect_shard.py). Their items go back in the order one collection has them: by the file's number
 in the walk, each file's items in its shard's order. Anything that says the shards did not see one
 and the same collection (another file list, an item from no file or from another shard's file, a
-hook that made the split unsafe, a run that failed) makes `merge` return None: the worker then
+hook that made the split unsafe, a run that failed, one module name imported from two files, other
+plugins registered at the end) makes `merge` return None: the worker then
 collects again in one process, and the suite gets exactly the collection it had before.
 """
 
@@ -30,6 +31,27 @@ def _files_line(lines: list[Line]) -> Line | None:
     return found[0] if len(found) == 1 else None
 
 
+def _one_import_each(heads: list[Line | None]) -> bool:
+    """No module name imported from one file in a shard and from another in another (one process
+    reports the second as an "import file mismatch" error: rootdir-relative names, no __init__.py)."""
+    seen: dict[str, object] = {}
+    for head in heads:
+        modules = None if head is None else head.get("modules")
+        if not isinstance(modules, dict):
+            return False  # a shard that did not say: not known to be safe
+        for name, file in modules.items():
+            if seen.setdefault(name, file) != file:
+                return False
+    return True
+
+
+def _same_plugins(heads: list[Line | None]) -> bool:
+    """Every shard ended with the same plugins (a test module's `pytest_plugins` registers one while
+    it is collected, and in one process it then acts on the files collected after it)."""
+    plugins = [None if head is None else head.get("plugins") for head in heads]
+    return isinstance(plugins[0], list) and all(p == plugins[0] for p in plugins)
+
+
 def merge(shards: list[list[Line]], codes: list[int]) -> Merged | None:
     """The one collection `shards` (each shard's lines, in shard order) add up to, or None."""
     count = len(shards)
@@ -48,6 +70,8 @@ def merge(shards: list[list[Line]], codes: list[int]) -> Merged | None:
         return None
     files = heads[0]["files"] if heads[0] is not None else []
     if not isinstance(files, list) or any(h is not None and h.get("files") != files for h in heads):
+        return None
+    if not _one_import_each(heads) or not _same_plugins(heads):
         return None
     number = {str(f): n for n, f in enumerate(files)}
     items: list[tuple[int, Line]] = []

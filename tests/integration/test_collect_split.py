@@ -125,3 +125,46 @@ def test_a_collection_error_is_reported_as_one_runner_reports_it(
     _same(one, two)
     assert one.exit_code == 2
     assert [d.test_id for d in one.decided if d.outcome.value == "error"] == ["plain/test_broken.py"]
+
+
+def test_one_module_name_from_two_files_is_the_import_error_one_runner_reports(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # No __init__.py: both files are `test_c` (rootdir/prepend import); split, each shard would
+    # import its own alone and report no error.
+    one, two, _ = _pair(tmp_path, monkeypatch, {"other/test_c.py": MODULE})
+    assert two.test_ids == one.test_ids
+    assert two.exit_code == one.exit_code == 2
+    # (the reports name the runners' own work directories)
+    assert [(d.test_id, d.message) for d in two.decided] == [(d.test_id, d.message) for d in one.decided]
+    assert [d.test_id for d in two.decided if d.outcome.value == "error"] == ["plain/test_c.py"]
+
+
+def test_a_plugin_a_test_module_registers_parametrizes_the_files_after_it_as_in_one_runner(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    extra = {
+        "helper_plugin.py": """
+            def pytest_generate_tests(metafunc):
+                if "n" in metafunc.fixturenames:
+                    metafunc.parametrize("n", [1, 2])
+            """,
+        "plain/test_c.py": 'pytest_plugins = ["helper_plugin"]\n\ndef test_one():\n    pass\n',
+        "plain/test_d.py": "import pytest\n\n@pytest.fixture\ndef n():\n    return 0\n\ndef test_two(n):\n    pass\n",
+    }
+    one, two, _ = _pair(tmp_path, monkeypatch, extra)
+    _same(one, two)
+    assert "plain/test_d.py::test_two[1]" in one.test_ids
+
+
+def test_a_session_scoped_parameter_keeps_one_runner_s_order_across_files(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    extra = {
+        "conftest.py": "import pytest\n\n@pytest.fixture(scope='session', params=['x', 'y'])\n"
+                       "def wide(request):\n    return request.param\n",
+        "plain/test_c.py": "def test_c(wide):\n    pass\n",
+        "plain/test_d.py": "def test_d(wide):\n    pass\n",
+    }
+    one, two, _ = _pair(tmp_path, monkeypatch, extra)
+    _same(one, two)
+    wide = [t for t in one.test_ids if t.startswith("plain/")]
+    assert wide == ["plain/test_c.py::test_c[x]", "plain/test_d.py::test_d[x]",
+                    "plain/test_c.py::test_c[y]", "plain/test_d.py::test_d[y]"]

@@ -18,7 +18,7 @@ def item(test_id: str, f: int) -> dict[str, Any]:
 
 
 def files(**extra: Any) -> dict[str, Any]:
-    return {"k": "files", "id": "", "files": list(FILES), **extra}
+    return {"k": "files", "id": "", "files": list(FILES), "modules": {}, "plugins": ["_pytest.main"], **extra}
 
 
 def shards() -> list[list[dict[str, Any]]]:
@@ -99,3 +99,30 @@ def test_unsafe_before_the_walk_takes_shard_zero_s_whole_collection_as_it_is() -
     assert failed is not None and failed.exit_code == 2
     # A shard that did not step out while shard 0 took it all: collected again.
     assert merge([whole, shards()[1]], [0, 0]) is None
+
+
+def test_one_module_name_imported_from_two_files_in_two_shards_is_collected_again() -> None:
+    # plain/test_c.py and other/test_c.py without __init__.py: one process imports the second as
+    # test_c again and reports an "import file mismatch"; split, each shard imports its own alone.
+    clash = shards()
+    clash[0][3] = files(modules={"test_c": "plain/test_c.py"})
+    clash[1][1] = files(modules={"test_c": "other/test_c.py"})
+    assert merge(clash, [0, 0]) is None
+    same = shards()
+    same[0][3] = files(modules={"test_c": "plain/test_c.py", "a.test_one": "a/test_one.py"})
+    same[1][1] = files(modules={"test_c": "plain/test_c.py"})
+    assert merge(same, [0, 0]) is not None
+    silent = shards()
+    del silent[1][1]["modules"]
+    assert merge(silent, [0, 0]) is None
+
+
+def test_shards_that_ended_with_other_plugins_are_collected_again() -> None:
+    # A test module's pytest_plugins registered a plugin in one shard: in one process it would act
+    # on the files collected after that module (its pytest_generate_tests, say).
+    more = shards()
+    more[1][1] = files(plugins=["_pytest.main", "helper_plugin"])
+    assert merge(more, [0, 0]) is None
+    silent = shards()
+    del silent[0][3]["plugins"]
+    assert merge(silent, [0, 0]) is None

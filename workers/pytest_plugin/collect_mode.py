@@ -49,7 +49,7 @@ class CollectRecorder:
                 else:
                     self.emitter.emit({"k": "item", "id": item.nodeid, "f": shard.file_of(item)})
         if shard is not None:
-            self.emitter.emit(shard.files_line())
+            self.emitter.emit(shard.files_line(session.items))
         self.emitter.emit(session_line(self.config, self.maxfail, self.deselected))
 
 

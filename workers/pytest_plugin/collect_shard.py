@@ -12,11 +12,18 @@ conftest outside the known per-item ones implements `pytest_collection_modifyite
 deselect across files) or `pytest_collection` / `pytest_make_collect_report`. Seen before the walk,
 shard 0 collects everything alone and the others step out at once ("whole" / "stepped_out" in the
 files line); seen only after it (a conftest below the rootdir), the files line says "unsafe" and the
-worker collects again in one process.
+worker collects again in one process. So it does for an item parametrized by a session- or
+package-scoped parameter (`_pytest.fixtures` groups such items across files). The files line also
+names the test modules the shard imported ("modules": module name -> file) and every plugin module
+registered at its end ("plugins"), so the worker can see a name two shards imported from different
+files (one process reports "import file mismatch") or a plugin a test module registered
+(`pytest_plugins`, which changes the collection of the files after it in one process).
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
 import pytest
@@ -75,6 +82,7 @@ class CollectShard:
         self.count = count
         self.files: dict[str, int] = {}  # file node id -> its number in the walk
         self.whole = ""  # why shard 0 collects everything ("": it collects its share)
+        self.mine: dict[str, str] = {}  # the files this shard collects: absolute path -> node id
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection(self, session: Any) -> Any:
@@ -95,6 +103,7 @@ class CollectShard:
             return None
         number = self.files.setdefault(collector.nodeid, len(self.files))
         if number % self.count == self.index:
+            self.mine[os.path.abspath(str(getattr(collector, "path", None) or collector.fspath))] = collector.nodeid
             return None
         return pytest.CollectReport(collector.nodeid, "passed", None, [])
 
@@ -103,15 +112,56 @@ class CollectShard:
         node = item.getparent(pytest.File)
         return -1 if node is None else self.files.get(node.nodeid, -1)
 
-    def files_line(self) -> dict[str, Any]:
+    def files_line(self, items: Any = ()) -> dict[str, Any]:
         line: dict[str, Any] = {"k": "files", "id": "", "files": list(self.files)}
         if self.whole:
             line["whole"] = self.whole
-        else:
-            late = unsafe_hooks(self.config)  # conftests below the rootdir are loaded by the walk
-            if late:
-                line["unsafe"] = late
+            return line
+        # A conftest below the rootdir (loaded by the walk), or items ordered across files.
+        late = unsafe_hooks(self.config) or wide_parameter(items)
+        if late:
+            line["unsafe"] = late
+        line["modules"] = imported_modules(self.mine)
+        line["plugins"] = plugin_modules(self.config)
         return line
+
+
+#: Parameter scopes whose items `_pytest.fixtures` groups across files (its reorder_items).
+WIDE_SCOPES = frozenset({"session", "package"})
+
+
+def wide_parameter(items: Any) -> str:
+    """Why an item's parameters make one collection's order cross files ("" when none does)."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is None or not getattr(callspec, "params", None):
+            continue
+        scopes: Any = getattr(callspec, "_arg2scope", None)  # pytest 7.2 and 9: name -> _pytest.scope.Scope
+        if not hasattr(scopes, "items"):  # not known: conservatively, it may cross files
+            return f"parameters of unknown scope in {item.nodeid}"
+        for name, scope in scopes.items():
+            value = str(getattr(scope, "value", scope))
+            if value in WIDE_SCOPES:
+                return f"a {value}-scoped parameter {name} in {item.nodeid}"
+    return ""
+
+
+def imported_modules(files: dict[str, str]) -> dict[str, str]:
+    """The names under which the modules of `files` (absolute path -> node id) were imported: name ->
+    node id (rootdir-relative: the shards' work directories differ)."""
+    found: dict[str, str] = {}
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if isinstance(file, str):
+            nodeid = files.get(os.path.abspath(file))
+            if nodeid is not None:
+                found[name] = nodeid
+    return found
+
+
+def plugin_modules(config: Any) -> list[str]:
+    """The modules of every plugin registered now, sorted (a name, not an id: the same in every shard)."""
+    return sorted({_module_of(plugin) for plugin in config.pluginmanager.get_plugins()})
 
 
 def _is_file(collector: Any) -> bool:
