@@ -166,7 +166,8 @@ class RedisOutcomes:
             if total is None:
                 return 0  # not planned yet: the log's base cap
             if len(self._tests) >= 256:
-                self._tests.pop(next(iter(self._tests)))
+                # The coordinator's threads share this cache: two may drop the same oldest entry.
+                self._tests.pop(next(iter(self._tests), ""), None)
             n = self._tests[suite_id] = int(total)
         return n
 
