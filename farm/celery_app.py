@@ -85,8 +85,9 @@ def _transport_options(settings: Settings, coordinator: bool) -> dict[str, objec
     run for hours: they get a long timeout. The coordinator's messages take milliseconds to
     handle, so its own set, under its own keys, gets a short one: when a coordinator is killed
     with messages it had fetched and not acknowledged, the next coordinator gets them back within
-    about a minute, not after hours. Its handlers are idempotent, so a message delivered twice
-    changes nothing.
+    about a minute, not after hours. Its handlers are idempotent for outcomes and counts, so a
+    message delivered twice changes no result, with one exception: a record batch delivered again
+    counts its records in the attempt's `received` again (docs/how-it-works.md, "Not done yet").
     """
     sockets: dict[str, object] = {
         "socket_timeout": settings.broker_socket_timeout_s,
