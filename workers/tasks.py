@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
@@ -36,6 +36,7 @@ from farm.transport import drop_unsigned
 from workers import lease, runner, stopping
 from workers.backends.base import ExecutionBackend
 from workers.bundles import BundleCache
+from workers.busy_slots import BusySlots
 from workers.collection_cache import CollectionCache, cache_key, collect_cached
 
 log = logging.getLogger("farm.worker")
@@ -56,12 +57,17 @@ class WorkerContext:
     keyring: Keyring  # signs what the worker sends, and must have signed what it runs
     name: str = "worker"
     slots: int = 1  # assignments it runs at once: a local collection may use as many runners
+    busy: BusySlots = field(init=False)  # which pool processes run a task (made before the fork)
+
+    def __post_init__(self) -> None:
+        self.busy = BusySlots(self.slots)
 
     def collectors(self) -> int:
-        """How many runners collect a suite at once (workers/collect_shards.py)."""
+        """How many runners collect a suite at once (workers/collect_shards.py): one per slot not
+        running another task (a shared worker's other slots may run assignments)."""
         if not self.settings.parallel_collection or not getattr(self.backend, "parallel_collection", False):
             return 1
-        return max(1, self.slots)
+        return max(1, self.slots - self.busy.others())
 
     @cached_property
     def store(self) -> redis.Redis:
@@ -271,7 +277,7 @@ def register(ctx: WorkerContext) -> None:
         keeper = ctx.lease_keeper(keys.lease(spec.suite_id, "collect"))
         collection: Collection | None
         try:
-            with keeper:
+            with keeper, ctx.busy.held():
                 def collect() -> Collection | None:
                     return runner.collect_suite(spec, backend=ctx.backend, bundle=ctx.bundles.path, worker=worker,
                                                 settings=ctx.settings, lost=keeper.lost,
@@ -325,7 +331,7 @@ def register(ctx: WorkerContext) -> None:
                 log.warning("could not drop the cached collection %s: %s", key[:12], exc)
 
         try:
-            with stopping.running(), sink.keeper:
+            with stopping.running(), sink.keeper, ctx.busy.held():
                 hold = runner.start_hold(assignment, time.time())
                 if hold > 0:  # claimed, its lease kept: the critical assignment's runner starts first
                     time.sleep(hold)
