@@ -22,7 +22,7 @@ def _hold(ctx: WorkerContext, ready: Any, release: Any, leave: bool) -> None:
 def test_a_worker_collects_in_as_many_runners_as_it_has_slots_not_running_a_task() -> None:
     fork = multiprocessing.get_context("fork")
     ctx = WorkerContext(app=None, settings=Settings(), backend=SimpleNamespace(parallel_collection=True),
-                        keyring=None, name="w", slots=3)  # type: ignore[arg-type]
+                        keyring=None, name="w", slots=3, cores=8)  # type: ignore[arg-type]
     assert ctx.collectors() == 3
     children = []
     for leave in (False, True):
@@ -39,3 +39,9 @@ def test_a_worker_collects_in_as_many_runners_as_it_has_slots_not_running_a_task
     assert ctx.collectors() == 3  # one gave its slot back, the other died holding it
     ctx.settings = Settings(parallel_collection=False)
     assert ctx.collectors() == 1
+
+
+def test_no_more_runners_collect_than_the_worker_has_processors() -> None:
+    ctx = WorkerContext(app=None, settings=Settings(), backend=SimpleNamespace(parallel_collection=True),
+                        keyring=None, name="w", slots=16, cores=2)  # type: ignore[arg-type]
+    assert ctx.collectors() == 2

@@ -12,8 +12,8 @@ import pytest
 from farm.cluster import kept_trees_dir, usable_kept_trees
 
 
-def test_a_relative_farm_trees_dir_is_made_absolute_against_the_callers_directory(tmp_path: Path,
-                                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_relative_farm_trees_dir_is_made_absolute_against_the_callers_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     got = kept_trees_dir({"FARM_TREES_DIR": "cache/trees"})
     assert got == tmp_path / "cache" / "trees"
