@@ -15,15 +15,7 @@ from contextlib import contextmanager
 from multiprocessing.sharedctypes import RawArray
 from typing import Any
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+from psutil import pid_exists
 
 
 class BusySlots:
@@ -36,7 +28,7 @@ class BusySlots:
     def held(self) -> Iterator[None]:
         """This process runs a task meanwhile."""
         pid = os.getpid()
-        index = next((i for i, p in enumerate(self.pids) if p == 0 or p == pid or not _alive(p)), None)
+        index = next((i for i, p in enumerate(self.pids) if p == 0 or p == pid or not pid_exists(p)), None)
         if index is not None:
             self.pids[index] = pid
         try:
@@ -48,4 +40,4 @@ class BusySlots:
     def others(self) -> int:
         """How many other processes run a task now."""
         pid = os.getpid()
-        return sum(1 for p in list(self.pids) if p not in (0, pid) and _alive(p))
+        return sum(1 for p in list(self.pids) if p not in (0, pid) and pid_exists(p))
