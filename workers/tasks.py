@@ -59,7 +59,7 @@ class WorkerContext:
     name: str = "worker"
     slots: int = 1  # assignments it runs at once: a local collection may use as many runners
     #: processors this worker may use (more collecting runners than these only add starts)
-    cores: int = field(default_factory=lambda: len(os.sched_getaffinity(0)))
+    cores: int = field(default_factory=lambda: os.cpu_count() or 1)
     busy: BusySlots = field(init=False)  # which pool processes run a task (made before the fork)
 
     def __post_init__(self) -> None:
