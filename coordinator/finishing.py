@@ -2,46 +2,107 @@
 
 from __future__ import annotations
 
-import json
+from collections.abc import Iterator
+from dataclasses import replace
+from itertools import islice
+from sys import intern
 
 from coordinator import machine
 from coordinator.store import Finished, SuiteStore
 from farm import events
-from farm.model import Collection, SuiteSpec
-from farm.report.build import build_report
+from farm.model import Collection, SuiteSpec, TestRecord
+from farm.report.build import durations_limit, report_text, slowest_of
+
+#: Tests whose records the report reads from the store at once (one HMGET), in report order.
+PAGE = 1000
 
 
 def finished(state: SuiteStore, spec: SuiteSpec, finish: machine.Finish, collection: Collection | None,
              now: float) -> Finished:
-    """The suite's report, last event and durations, read from the store as it is now."""
+    """The suite's report, last event and durations, read from the store as it is now.
+
+    A large suite's finish is the coordinator's peak (100,000 tests): the records are read in
+    pages, in report order, never all held at once, and the report's text is made test by test
+    (`farm.report.build.report_text`); the history's durations are taken on the way. Read once
+    more, in the store's order, for `--durations` (its ties keep that order), and for the
+    durations if some counted record is not among the report's tests."""
     sid = spec.suite_id
     started = float(state.field(sid, "submitted_at") or now)
-    counted = state.counted(sid)
-    for d in finish.decided:
-        counted.setdefault(d.test_id, d)
+    # The finish's decided records (not_run verdicts) count where the store has none.
+    decided = {d.test_id: d for d in finish.decided}
+    if decided:
+        ids = list(decided)
+        for test_id, stored in zip(ids, state.records_of(sid, ids), strict=True):
+            if stored is not None:
+                del decided[test_id]
     order = state.order(sid) or [d.test_id for d in finish.decided]
-    attempts = state.attempts(sid)
+    # Their test ids as the records and order hold them (interned): one string per test.
+    attempts = [a.but(test_ids=tuple(map(intern, a.test_ids))) for a in state.attempts(sid)]
     collection_now = collection or state.collection(sid)
+    if collection_now is not None:  # the report needs none of its (100,000) test ids
+        collection_now = replace(collection_now, test_ids=())
     used = {a.worker for a in attempts} | ({collection_now.worker} if collection_now else set())
     workers = [w for w in state.workers() if w.name in used]
     stopped = state.stop_reason(sid)
-    # Stored with the report: whoever sees it (the embedded farm saving its history, the next
-    # submission) sees this suite's durations too. Taken before the report's text is made, so
-    # that the records are not held beside it (a large suite's finish is the coordinator's peak).
-    timed = machine.timed(counted)
+
+    def counted() -> Iterator[tuple[str, TestRecord]]:
+        """(test id, record) of every counted record, as `state.counted` and then the decided
+        ones would make the dict (a record HSCAN gives twice, once at its first place)."""
+        given: set[str] = set()
+        for r in state.each_counted(sid):
+            if r.test_id not in given:
+                given.add(r.test_id)
+                yield r.test_id, r
+        yield from decided.items()
+
+    limit = durations_limit(spec, collection_now)
+    if limit >= 0:
+        durations = slowest_of(counted(), limit)  # a pass of its own, in the store's order (ties)
+    else:
+        durations = None
+    # The durations (`machine.timed`) are taken as the report reads the records, in its order;
+    # if the report's tests were not every counted record, again from all of them.
+    timed: dict[str, float] = {}
+    seen = [0, 0]  # stored records, decided ones
+
+    def in_order() -> Iterator[tuple[str, TestRecord]]:
+        ids = iter(order)
+        while page := list(islice(ids, PAGE)):
+            for test_id, stored in zip(page, state.records_of(sid, page), strict=True):
+                if stored is not None:
+                    seen[0] += 1
+                    record = stored
+                elif test_id in decided:
+                    seen[1] += 1
+                    record = decided[test_id]
+                else:
+                    continue
+                if record.outcome in machine.TIMED and record.phase != "collect":
+                    timed[test_id] = record.duration_s
+                yield test_id, record
+
+    report = report_text(
+        spec=spec, status=finish.status, exit_code=finish.exit_code, message=finish.message, started_at=started,
+        finished_at=now, collection=collection_now, records=in_order(), runs=state.test_runs(sid),
+        attempts=attempts, workers=workers, stopped=stopped, durations=durations,
+    )
+    if seen != [state.records_count(sid), len(decided)]:
+        timed = machine.timed_of(_last_of(state, sid, decided))
     overhead = machine.assignment_overhead(attempts, timed)
     if overhead is not None:
         timed[machine.OVERHEAD_KEY] = overhead
-    report = build_report(
-        spec=spec, status=finish.status, exit_code=finish.exit_code, message=finish.message, started_at=started,
-        finished_at=now, collection=collection_now, order=order, counted=counted,
-        runs=state.test_runs(sid), attempts=attempts, workers=workers, stopped=stopped,
-    )
-    del counted, order  # the report holds what it needs of them
     # The log's last word: what the report says beyond the log's other events (farm.report.rebuild).
     event = events.finished(status=finish.status.value, exit_code=finish.exit_code, message=finish.message,
                             started_at=started, finished_at=now, stopped=stopped, workers=workers,
                             decided=finish.decided, collection=collection)
-    return Finished(json.dumps(report, ensure_ascii=False), event,
+    return Finished(report, event,
                     {"status": finish.status.value, "exit_code": finish.exit_code, "finished_at": now,
                      "message": finish.message}, spec.project, timed)
+
+
+def _last_of(state: SuiteStore, sid: str, decided: dict[str, TestRecord]) -> Iterator[tuple[str, TestRecord]]:
+    """Every counted record, then the decided ones the store has none of (a record HSCAN gives
+    twice comes twice: a dict of them keeps the last, as `state.counted` did)."""
+    for r in state.each_counted(sid):
+        yield r.test_id, r
+    yield from decided.items()

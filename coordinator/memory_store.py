@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Container, Sequence
+from collections.abc import Callable, Container, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from coordinator import deadlines, transitions
@@ -364,6 +364,16 @@ class MemoryStore:
     def counted(self, suite_id: str) -> dict[str, TestRecord]:
         return dict(self._suite(suite_id).records)
 
+    def each_counted(self, suite_id: str) -> Iterator[TestRecord]:
+        return iter(list(self._suite(suite_id).records.values()))
+
+    def records_count(self, suite_id: str) -> int:
+        return len(self._suite(suite_id).records)
+
+    def records_of(self, suite_id: str, test_ids: Sequence[str]) -> list[TestRecord | None]:
+        records = self._suite(suite_id).records
+        return [records.get(t) for t in test_ids]
+
     def test_runs(self, suite_id: str) -> list[TestRun]:
         return list(self._suite(suite_id).runs.values())
 
@@ -421,7 +431,7 @@ class MemoryStore:
         else:
             raise RuntimeError(f"suite {suite_id}: its log kept moving while its report was built")
         self.record_durations(done.project, done.durations)
-        s.report = done.report
+        s.report = b"".join(done.report).decode()
         self._log(suite_id, done.event)
         s.fields.update(done.fields)
         self._active.discard(suite_id)

@@ -8,7 +8,7 @@ watched key changed meanwhile.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Container, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from itertools import chain
 from typing import Any
 
@@ -326,11 +326,23 @@ class RedisOutcomes:
         return self.transact([okey, wkey], lambda pipe: texts(pipe.hmget(okey, tests)) if tests else [], decide)
 
     def counted(self, suite_id: str) -> dict[str, TestRecord]:
-        out = {}
+        return {r.test_id: r for r in self.each_counted(suite_id)}  # the record's own (interned) id
+
+    def each_counted(self, suite_id: str) -> Iterator[TestRecord]:
+        """The suite's counted records one at a time, read in pages (HSCAN: a record may come twice)."""
         for _, v in self.r.hscan_iter(keys.records(suite_id), count=1000):
-            r = record_from_row(unpack(v))
-            out[r.test_id] = r  # the record's own (interned) id: one string per test
-        return out
+            yield record_from_row(unpack(v))
+
+    def records_count(self, suite_id: str) -> int:
+        """How many tests have a counted record."""
+        return int(self.r.hlen(keys.records(suite_id)))
+
+    def records_of(self, suite_id: str, test_ids: Sequence[str]) -> list[TestRecord | None]:
+        """The counted records of `test_ids` (None: none counted), in one HMGET."""
+        if not test_ids:
+            return []
+        return [None if v is None else record_from_row(unpack(v))
+                for v in self.r.hmget(keys.records(suite_id), list(test_ids))]
 
     def test_runs(self, suite_id: str) -> list[TestRun]:
         """Every test's run in every attempt (the `attempts` hash)."""

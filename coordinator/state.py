@@ -467,7 +467,11 @@ class SuiteState(RedisSplits):
 
             def write(pipe: Any) -> None:
                 self._write_durations(pipe, done.project, done.durations)
-                pipe.set(keys.report(suite_id), done.report)
+                # In pieces (SET, then APPEND in the same MULTI): never joined into one text here.
+                first, *rest = done.report
+                pipe.set(keys.report(suite_id), first)
+                for piece in rest:
+                    pipe.append(keys.report(suite_id), piece)
                 pipe.xadd(keys.ended(suite_id), {"s": done.fields.get("status", "")})  # waiting clients wake
                 self.log(pipe, suite_id, done.event)
                 pipe.hset(key, mapping=done.fields)

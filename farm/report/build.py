@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import heapq
+import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -10,7 +12,7 @@ from farm.attempts import Attempt
 from farm.model import Collection, SuiteSpec, TestRecord, TestRun, WorkerInfo
 from farm.outcomes import Outcome
 from farm.pytest_options import effective
-from farm.report.schema import SCHEMA, compact
+from farm.report.schema import SCHEMA, assignment_index, compact, lean_assignments, lean_test
 
 
 def iso(ts: float | None) -> str | None:
@@ -39,7 +41,95 @@ def build_report(
     """The report document described in docs/report-schema.md: its lean form (schema 2), as stored.
 
     `farm.report.schema.expand` gives its full view (every field, every run numbered)."""
-    # A test's runs: one TestRun (most tests ran once), or a list of them; no list per test.
+    summary = {o.value: 0 for o in Outcome}
+    suspect_list: list[dict[str, Any]] = []
+    # Consumed (once) by compact, before it reads summary and suspects.
+    tests = _full_tests(((t, counted[t]) for t in order if t in counted), runs_by_test(runs), summary, suspect_list)
+    return compact(_document(spec=spec, status=status, exit_code=exit_code, message=message,
+                             started_at=started_at, finished_at=finished_at, collection=collection,
+                             summary=summary, tests=tests, attempts=attempts, workers=workers,
+                             suspects=suspect_list, stopped=stopped,
+                             durations=slowest_phases(counted, durations_limit(spec, collection))), expanded=True)
+
+
+#: json.dumps(..., ensure_ascii=False) without a new encoder per call.
+_ENCODE = json.JSONEncoder(ensure_ascii=False).encode
+
+
+def report_text(
+    *,
+    spec: SuiteSpec,
+    status: str,
+    exit_code: int,
+    message: str,
+    started_at: float,
+    finished_at: float,
+    collection: Collection | None,
+    records: Iterable[tuple[str, TestRecord]],
+    runs: Iterable[TestRun],
+    attempts: Sequence[Attempt],
+    workers: Sequence[WorkerInfo],
+    stopped: str = "",
+    durations: list[list[Any]] | None = None,
+    page: int = 1000,
+) -> list[bytes]:
+    """`build_report`'s document as its JSON text (`json.dumps(..., ensure_ascii=False)`, UTF-8),
+    in pieces whose concatenation is that text byte for byte, made test by test: `records` are
+    (test id, counted record) in report order (a store can page them in), each test's lean entry is
+    turned into text as it comes and dropped, so a large suite's finish never holds every test's
+    record, entry and the report's text at once. `durations`: `slowest_phases`' list, computed by
+    the caller over every counted record (None when not asked for)."""
+    summary = {o.value: 0 for o in Outcome}
+    suspect_list: list[dict[str, Any]] = []
+    by_test = runs_by_test(runs)
+    doc = _document(spec=spec, status=status, exit_code=exit_code, message=message, started_at=started_at,
+                    finished_at=finished_at, collection=collection, summary=summary, tests=iter(()),
+                    attempts=attempts, workers=workers, suspects=suspect_list, stopped=stopped,
+                    durations=durations)
+    assignments: list[dict[str, Any]] = doc["assignments"]
+    index = assignment_index(assignments)
+    referenced: dict[int, list[str]] = {}
+    pieces: list[bytes] = []
+    lean: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        # A list's text is "[" + its items' texts joined by ", " + "]": a page's items, one C call.
+        pieces.append(((", " if pieces else "") + _ENCODE(lean)[1:-1]).encode())
+        lean.clear()
+
+    for test in _full_tests(records, by_test, summary, suspect_list):
+        lean.append(lean_test(test, index, assignments, referenced))
+        if len(lean) >= page:
+            flush()
+    if lean:
+        flush()
+    del by_test
+    doc["assignments"] = lean_assignments(assignments, referenced)
+    del referenced
+    if not doc.get("suspect_workers"):
+        doc.pop("suspect_workers", None)
+    # json.dumps of a dict is "{" + '"key": value' joined by ", " + "}", a list's "[" ... "]".
+    head: list[str] = []
+    tail: list[str] = []
+    into = head
+    for key, value in doc.items():
+        if key == "tests":
+            head.append(f"{json.dumps(key)}: [")
+            into = tail
+            continue
+        into.append(f"{_ENCODE(key)}: {_ENCODE(value)}")
+    head_text = "{" + ", ".join(head)
+    tail_text = "]" + "".join(f", {t}" for t in tail) + "}"
+    return [head_text.encode(), *pieces, tail_text.encode()]
+
+
+def durations_limit(spec: SuiteSpec, collection: Collection | None) -> int:
+    """`--durations=N` as the collecting session saw it (-1: not asked for, or nothing collected)."""
+    return effective(collection.session, spec.pytest_args).durations if collection else -1
+
+
+def runs_by_test(runs: Iterable[TestRun]) -> dict[str, TestRun | list[TestRun]]:
+    """A test's runs: one TestRun (most tests ran once), or a list of them; no list per test."""
     by_test: dict[str, TestRun | list[TestRun]] = {}
     for run in runs:
         held = by_test.setdefault(run.test_id, run)
@@ -47,54 +137,58 @@ def build_report(
             held.append(run)
         elif held is not run:
             by_test[run.test_id] = [held, run]
-    summary = {o.value: 0 for o in Outcome}
+    return by_test
+
+
+def _full_tests(records: Iterable[tuple[str, TestRecord]], by_test: Mapping[str, TestRun | list[TestRun]],
+                summary: dict[str, int], suspect_list: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Each test's full entry, one at a time: `compact` (or `lean_test`) makes it lean as it
+    goes, so a large suite's report never holds every test's full view at once. Once all are
+    given, the summary's total and the suspect workers are known."""
+    total = 0
     suspects: dict[str, list[str]] = {}
-    suspect_list: list[dict[str, Any]] = []
+    for test_id, record in records:
+        total += 1
+        summary[record.outcome.value] += 1
+        held = by_test.get(test_id)
+        runs_of: list[TestRun] = [] if held is None else [held] if not isinstance(held, list) else \
+            sorted(held, key=lambda r: (r.started_at, r.assignment, r.attempt))
+        crashed_on, blame = crash_blame(record.outcome, runs_of)
+        test_message = record.message
+        if blame == "test":
+            test_message += f" [crashed its runner on {len(crashed_on)} workers: the test, not a worker]"
+        elif blame == "worker":
+            for worker in crashed_on:
+                suspects.setdefault(worker, []).append(test_id)
+        yield {
+            "id": test_id,
+            "outcome": record.outcome.value,
+            "phase": record.phase,
+            "duration_s": round(record.duration_s, 6),
+            "message": test_message,
+            "crashed_on": crashed_on,
+            "blame": blame,
+            "ran_as": record.ran_as or None,
+            "longrepr": record.longrepr,
+            "sections": [list(s) for s in record.sections],
+            "attempts": [
+                {"assignment": r.assignment, "attempt": r.attempt, "worker": r.worker, "node": r.node,
+                 "outcome": r.outcome, "duration_s": round(r.duration_s, 6), "started_at": iso(r.started_at),
+                 "fenced": r.fenced}
+                for r in runs_of
+            ],
+        }
+    summary["total"] = total
+    suspect_list.extend({"worker": w, "tests": ids} for w, ids in sorted(suspects.items()))
 
-    def full_tests() -> Iterator[dict[str, Any]]:
-        """Each test's full entry, one at a time: `compact` makes it lean as it goes, so a large
-        suite's report never holds every test's full view at once. Once all are given, the
-        summary's total and the suspect workers are known."""
-        total = 0
-        for test_id in order:
-            record = counted.get(test_id)
-            if record is None:
-                continue
-            total += 1
-            summary[record.outcome.value] += 1
-            held = by_test.get(test_id)
-            runs_of: list[TestRun] = [] if held is None else [held] if not isinstance(held, list) else \
-                sorted(held, key=lambda r: (r.started_at, r.assignment, r.attempt))
-            crashed_on, blame = crash_blame(record.outcome, runs_of)
-            test_message = record.message
-            if blame == "test":
-                test_message += f" [crashed its runner on {len(crashed_on)} workers: the test, not a worker]"
-            elif blame == "worker":
-                for worker in crashed_on:
-                    suspects.setdefault(worker, []).append(test_id)
-            yield {
-                "id": test_id,
-                "outcome": record.outcome.value,
-                "phase": record.phase,
-                "duration_s": round(record.duration_s, 6),
-                "message": test_message,
-                "crashed_on": crashed_on,
-                "blame": blame,
-                "ran_as": record.ran_as or None,
-                "longrepr": record.longrepr,
-                "sections": [list(s) for s in record.sections],
-                "attempts": [
-                    {"assignment": r.assignment, "attempt": r.attempt, "worker": r.worker, "node": r.node,
-                     "outcome": r.outcome, "duration_s": round(r.duration_s, 6), "started_at": iso(r.started_at),
-                     "fenced": r.fenced}
-                    for r in runs_of
-                ],
-            }
-        summary["total"] = total
-        suspect_list.extend({"worker": w, "tests": ids} for w, ids in sorted(suspects.items()))
 
+def _document(*, spec: SuiteSpec, status: str, exit_code: int, message: str, started_at: float,
+              finished_at: float, collection: Collection | None, summary: dict[str, int],
+              tests: Iterator[dict[str, Any]], attempts: Sequence[Attempt], workers: Sequence[WorkerInfo],
+              suspects: list[dict[str, Any]], stopped: str, durations: list[list[Any]] | None) -> dict[str, Any]:
+    """The report's full view, its tests given one at a time (`_full_tests`)."""
     used = {a.worker for a in attempts} | ({collection.worker} if collection else set())
-    return compact({
+    return {
         "schema": SCHEMA,
         "suite_id": spec.suite_id,
         "project": spec.project,
@@ -113,7 +207,7 @@ def build_report(
             "duration_s": round(collection.duration_s, 3),
             "output": collection.output,
         } if collection else None,
-        "tests": full_tests(),  # consumed (once) by compact, before it reads summary and suspects
+        "tests": tests,
         "assignments": [
             {"id": a.assignment_id, "attempt": a.number, "worker": a.worker or None, "node": a.node or None,
              "state": a.state.value, "tests": list(a.test_ids), "started_at": iso(a.started_at),
@@ -121,22 +215,32 @@ def build_report(
             for a in attempts
         ],
         "workers": [{"name": w.name, "host": w.host, "slots": w.slots} for w in workers if w.name in used],
-        "suspect_workers": suspect_list,
+        "suspect_workers": suspects,
         "stopped": stopped,
-        "durations": slowest_phases(counted, effective(collection.session, spec.pytest_args).durations)
-        if collection else None,
-    }, expanded=True)
+        "durations": durations,
+    }
 
 
 def slowest_phases(counted: Mapping[str, TestRecord], limit: int) -> list[list[Any]] | None:
     """`--durations=N`: the slowest N phases as [seconds, phase, test id], slowest first (all for 0;
     None when not asked for, limit < 0)."""
+    return slowest_of(counted.items(), limit)
+
+
+def slowest_of(counted: Iterable[tuple[str, TestRecord]], limit: int) -> list[list[Any]] | None:
+    """`slowest_phases` of (test id, record) pairs given one at a time (a store's pages): with
+    N > 0 only the N slowest are held (`heapq.nsmallest` is `sorted(...)[:N]`, ties in order)."""
     if limit < 0:
         return None
-    phases = sorted(((seconds, when, test_id) for test_id, r in counted.items()
-                     for when, seconds in (("setup", r.setup_s), ("call", r.call_s), ("teardown", r.teardown_s))
-                     if seconds > 0), key=lambda p: -p[0])
-    return [[round(seconds, 6), when, test_id] for seconds, when, test_id in (phases[:limit] if limit else phases)]
+    all_phases = ((seconds, when, test_id) for test_id, r in counted
+                  for when, seconds in (("setup", r.setup_s), ("call", r.call_s), ("teardown", r.teardown_s))
+                  if seconds > 0)
+    phases = heapq.nsmallest(limit, all_phases, key=_slowest) if limit else sorted(all_phases, key=_slowest)
+    return [[round(seconds, 6), when, test_id] for seconds, when, test_id in phases]
+
+
+def _slowest(phase: tuple[float, str, str]) -> float:
+    return -phase[0]
 
 
 def crash_blame(outcome: Outcome, runs: Sequence[TestRun]) -> tuple[list[str], str | None]:

@@ -88,40 +88,57 @@ def compact(report: Mapping[str, Any], *, expanded: bool = False) -> dict[str, A
     build_report makes it), so it need not be expanded first."""
     full = report if expanded else expand(report)
     assignments: list[dict[str, Any]] = full["assignments"]
-    index = {(a["id"], a["attempt"]): i for i, a in enumerate(assignments)}
-    lean_tests = []
+    index = assignment_index(assignments)
     referenced: dict[int, list[str]] = {}
-    for test in full["tests"]:
-        lean: dict[str, Any] = {"id": test["id"], "outcome": test["outcome"]}
-        for name, default in _DEFAULTS:
-            if test[name] != default:
-                lean[name] = test[name]
-        for name in test.keys() - _FULL_TEST_KEYS:  # a field this writer does not know: kept as is
+    lean_tests = [lean_test(test, index, assignments, referenced) for test in full["tests"]]
+    doc = {**full, "schema": SCHEMA, "tests": lean_tests,
+           "assignments": lean_assignments(assignments, referenced)}
+    if not doc.get("suspect_workers"):
+        doc.pop("suspect_workers", None)
+    return doc
+
+
+def assignment_index(assignments: Sequence[Mapping[str, Any]]) -> dict[tuple[str, int], int]:
+    """(assignment id, attempt) → its position in the report's assignments (a lean run refers to it)."""
+    return {(a["id"], a["attempt"]): i for i, a in enumerate(assignments)}
+
+
+def lean_test(test: Mapping[str, Any], index: Mapping[tuple[str, int], int],
+              assignments: Sequence[Mapping[str, Any]], referenced: dict[int, list[str]]) -> dict[str, Any]:
+    """One test's lean entry from its full view (`compact`, one test at a time); notes in
+    `referenced` the assignments its runs refer to (`lean_assignments` reads it)."""
+    lean: dict[str, Any] = {"id": test["id"], "outcome": test["outcome"]}
+    for name, default in _DEFAULTS:
+        if test[name] != default:
             lean[name] = test[name]
-        rows = test["attempts"]
-        refs = [index.get((r["assignment"], r["attempt"])) for r in rows]
-        for ref in refs:
-            if ref is not None:
-                referenced.setdefault(ref, []).append(test["id"])
-        if len(rows) == 1 and refs[0] is not None and _is_plain(test, rows[0], assignments[refs[0]]):
-            lean["assignment"] = refs[0]
-            if rows[0]["started_at"] is not None:
-                lean["started_at"] = rows[0]["started_at"]
-        elif rows:
-            lean["attempts"] = [_compact_attempt(r, ref, assignments) for r, ref in zip(rows, refs, strict=True)]
-        lean_tests.append(lean)
-    lean_assignments = []
+    for name in test.keys() - _FULL_TEST_KEYS:  # a field this writer does not know: kept as is
+        lean[name] = test[name]
+    rows = test["attempts"]
+    refs = [index.get((r["assignment"], r["attempt"])) for r in rows]
+    for ref in refs:
+        if ref is not None:
+            referenced.setdefault(ref, []).append(test["id"])
+    if len(rows) == 1 and refs[0] is not None and _is_plain(test, rows[0], assignments[refs[0]]):
+        lean["assignment"] = refs[0]
+        if rows[0]["started_at"] is not None:
+            lean["started_at"] = rows[0]["started_at"]
+    elif rows:
+        lean["attempts"] = [_compact_attempt(r, ref, assignments) for r, ref in zip(rows, refs, strict=True)]
+    return lean
+
+
+def lean_assignments(assignments: Sequence[Mapping[str, Any]],
+                     referenced: Mapping[int, list[str]]) -> list[dict[str, Any]]:
+    """The lean assignment entries, once every test's `lean_test` noted what it refers to."""
+    out = []
     for i, a in enumerate(assignments):
         entry = dict(a)
         if list(entry["tests"]) == referenced.get(i, []):
             del entry["tests"]  # every one of its tests refers to it, in report order
         if not entry.get("message"):
             entry.pop("message", None)
-        lean_assignments.append(entry)
-    doc = {**full, "schema": SCHEMA, "tests": lean_tests, "assignments": lean_assignments}
-    if not doc.get("suspect_workers"):
-        doc.pop("suspect_workers", None)
-    return doc
+        out.append(entry)
+    return out
 
 
 def dumps(report: Mapping[str, Any]) -> str:
