@@ -1,4 +1,5 @@
-"""The local backend unpacks a bundle once per digest, byte-compiled (pytest's rewritten test modules\nincluded), and gives each run its own copy."""
+"""The local backend unpacks a bundle once per digest, byte-compiled (pytest's rewritten test modules
+included), and gives each run its own copy."""
 
 from __future__ import annotations
 
