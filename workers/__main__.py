@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from farm.service_main import run_service
-
 
 def start_fingerprint_early(argv: list[str]) -> None:
     """Start the local backend's interpreter fingerprint (workers.service._prefetch_environment)
@@ -28,13 +26,16 @@ def start_fingerprint_early(argv: list[str]) -> None:
         return
     if args.backend != "local" or not settings.collection_cache:
         return
-    from workers.backends.local import start_fingerprint
+    # Not through workers.backends.local, which imports redis-py (0.3-0.8 s before the script started).
+    from workers.fingerprint import start_fingerprint
 
     start_fingerprint(args.python or sys.executable)
 
 
 def run() -> int:
     start_fingerprint_early(sys.argv[1:])
+    # Imported after: farm.service_main imports redis-py, the service Celery.
+    from farm.service_main import run_service
     from workers.service import main
 
     return run_service(main, "worker")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -66,6 +67,10 @@ class BundleCache:
 
 #: pytest rewrites these itself (assertion rewriting), so the interpreter's own bytecode of them is never used.
 _PYTEST_REWRITES = r"(^|/)(test_[^/]*|[^/]*_test|conftest)\.py$"
+#: Writes those rewritten modules into a tree, as pytest caches them (run under the runners' interpreter).
+_REWRITES_SCRIPT = Path(__file__).with_name("pytest_rewrites.py")
+#: What that script writes, in each `__pycache__` (e.g. `test_x.cpython-311-pytest-9.2.0.pyc`).
+_REWRITTEN_PYC = re.compile(r"\.[^.]+-pytest-[^/]*\.pyc$")
 
 
 @dataclass(frozen=True)
@@ -165,9 +170,17 @@ class ProjectTrees:
             if entry.name.startswith((".incoming-", ".evicted-")) and _older(entry, now, LEFTOVER_S):
                 shutil.rmtree(entry.path, ignore_errors=True)
 
-    def copy(self, archive: Path, dest: Path) -> None:
-        """A run's own copy of the tree of `archive` at `dest` (times kept: the bytecode stays valid)."""
-        shutil.copytree(self.tree(archive), dest, symlinks=True)
+    def copy(self, archive: Path, dest: Path, rewritten: bool = True) -> None:
+        """A run's own copy of the tree of `archive` at `dest` (times kept: the bytecode stays valid);
+        without pytest's rewritten test modules when not `rewritten` (a run that turns on
+        `enable_assertion_pass_hook`, which those were written without)."""
+        shutil.copytree(self.tree(archive), dest, symlinks=True, ignore=None if rewritten else _rewritten_pycs)
+
+
+def _rewritten_pycs(top: str, names: list[str]) -> set[str]:
+    if os.path.basename(top) != "__pycache__":
+        return set()
+    return {name for name in names if _REWRITTEN_PYC.search(name)}
 
 
 def _touch(tree: Path) -> None:
@@ -215,10 +228,27 @@ def _digest_of(archive: Path) -> str:
 
 def compile_tree(python: str, tree: Path) -> None:
     """Byte-compile the modules under `tree` with `python` (isolated, no site: no project code
-    runs). Best effort: a module that does not compile is compiled, and fails, in the run."""
+    runs), and beside it write pytest's rewritten test modules as pytest caches them
+    (workers/pytest_rewrites.py: isolated, pytest imported, the modules parsed, never run).
+    Best effort: a module that does not compile is compiled, and fails, in the run."""
+    commands = [[python, "-I", "-S", "-m", "compileall", "-q", "-x", _PYTEST_REWRITES, str(tree)],
+                [python, "-I", str(_REWRITES_SCRIPT), str(tree)]]
+    procs = []
     try:
-        subprocess.run([python, "-I", "-S", "-m", "compileall", "-q", "-x", _PYTEST_REWRITES, str(tree)],
-                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       timeout=COMPILE_TIMEOUT_S, check=False, preexec_fn=die_with_parent)
-    except (OSError, subprocess.TimeoutExpired):
-        pass
+        for command in commands:  # side by side: two cores, and neither needs the other
+            try:
+                procs.append(subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                              stderr=subprocess.DEVNULL, preexec_fn=die_with_parent))
+            except OSError:
+                pass
+        deadline = time.monotonic() + COMPILE_TIMEOUT_S
+        for proc in procs:
+            try:
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

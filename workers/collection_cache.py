@@ -27,18 +27,6 @@ from farm.protocol import decode, encode
 
 log = logging.getLogger("farm.worker")
 
-#: The script that names an interpreter and its installed distributions (run under that interpreter).
-FINGERPRINT_SCRIPT = """\
-import json, platform, sys
-try:
-    from importlib import metadata
-    dists = sorted({(d.metadata["Name"] or "", d.version or "") for d in metadata.distributions()})
-except Exception as exc:
-    dists = [("?", repr(exc))]
-print(json.dumps([sys.version, sys.platform, platform.machine(), sys.executable, dists]))
-"""
-
-
 def cache_key(bundle_digest: str, pytest_args: tuple[str, ...], fingerprint: str) -> str:
     """The entry's key: the three things a collection depends on, hashed."""
     text = json.dumps([bundle_digest, list(pytest_args), fingerprint])

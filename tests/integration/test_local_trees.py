@@ -1,4 +1,5 @@
-"""The local backend unpacks a bundle once per digest, byte-compiled, and gives each run its own copy."""
+"""The local backend unpacks a bundle once per digest, byte-compiled (pytest's rewritten test modules
+included), and gives each run its own copy."""
 
 from __future__ import annotations
 
@@ -109,12 +110,68 @@ def test_bytecode_is_compiled_into_the_shared_tree_and_each_run_gets_it(tmp_path
     try:
         tree = next((tmp_path / "trees").glob("*/project"))
         assert (tree / "__pycache__" / f"helper.{TAG}.pyc").is_file()
-        # pytest rewrites test modules itself: the interpreter's bytecode of them would go unused.
-        assert not (tree / "tests" / "__pycache__").exists()
+        # pytest rewrites test modules itself: the interpreter's bytecode of them would go unused
+        # (what is there is pytest's own rewritten module: test_pytest_rewrites_...).
+        assert not (tree / "tests" / "__pycache__" / f"test_writes.{TAG}.pyc").exists()
         assert (run.workdir / "project" / "__pycache__" / f"helper.{TAG}.pyc").is_file()
     finally:
         run.stop(grace=1.0)
         run.close()
+
+
+def _rewritten(directory: Path, module: str) -> Path:
+    from _pytest.assertion.rewrite import PYC_TAIL
+
+    return directory / "__pycache__" / f"{module}{PYC_TAIL}"
+
+
+def test_pytest_rewrites_are_kept_in_the_tree_and_valid_in_each_copy(tmp_path: Path, bundle: Path) -> None:
+    from _pytest.assertion.rewrite import _read_pyc
+
+    from workers.backends.base import RunRequest
+
+    backend = LocalBackend(scratch=tmp_path / "scratch")
+    run = backend.start(RunRequest("collect", bundle, ("-p", "no:hypothesispytest"), (), "s-collect"))
+    try:
+        tree = next((tmp_path / "trees").glob("*/project"))
+        assert _rewritten(tree / "tests", "test_writes").is_file()
+        source = run.workdir / "project" / "tests" / "test_writes.py"
+        # What the run's pytest reads: valid for its copy's source, and named after the copy, not the tree.
+        code = _read_pyc(source, _rewritten(source.parent, "test_writes"))
+        assert code is not None
+        assert code.co_filename == str(source)
+        assert not _rewritten(tree, "helper").exists()  # not a test module: pytest does not rewrite it
+    finally:
+        run.stop(grace=1.0)
+        run.close()
+
+
+def test_a_run_that_turns_on_the_pass_hook_gets_no_kept_rewrites(tmp_path: Path, bundle: Path) -> None:
+    from workers.backends.base import RunRequest
+
+    backend = LocalBackend(scratch=tmp_path / "scratch")
+    args = ("-p", "no:hypothesispytest", "-o", "enable_assertion_pass_hook=true")
+    run = backend.start(RunRequest("collect", bundle, args, (), "s-collect"))
+    try:
+        tree = next((tmp_path / "trees").glob("*/project"))
+        assert _rewritten(tree / "tests", "test_writes").is_file()
+        assert not _rewritten(run.workdir / "project" / "tests", "test_writes").exists()
+        assert (run.workdir / "project" / "__pycache__" / f"helper.{TAG}.pyc").is_file()
+    finally:
+        run.stop(grace=1.0)
+        run.close()
+
+
+def test_a_project_configured_with_the_pass_hook_gets_no_rewrites(tmp_path: Path) -> None:
+    need(_has_pytest(), "pytest is not importable by this interpreter")
+    for name, ini in (("plain", "[pytest]\n"), ("hooked", "[pytest]\nenable_assertion_pass_hook = true\n")):
+        tree = tmp_path / name
+        tree.mkdir()
+        (tree / "pytest.ini").write_text(ini)
+        (tree / "test_x.py").write_text("def test_x():\n    assert 1 + 1 == 2\n")
+        bundles.compile_tree(sys.executable, tree)
+    assert _rewritten(tmp_path / "plain", "test_x").is_file()
+    assert not _rewritten(tmp_path / "hooked", "test_x").exists()
 
 
 def test_kept_trees_outlive_their_backend_and_a_second_one_unpacks_nothing(

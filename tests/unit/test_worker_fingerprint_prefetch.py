@@ -57,11 +57,32 @@ def test_the_fingerprint_starts_before_the_service_imports_celery(
     import sys
 
     from workers import __main__ as entry
-    from workers.backends import local
+    from workers import fingerprint
 
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     calls: list[str] = []
-    monkeypatch.setattr(local, "start_fingerprint", lambda python: calls.append(python))
+    monkeypatch.setattr(fingerprint, "start_fingerprint", lambda python: calls.append(python))
     entry.start_fingerprint_early(argv)
     assert calls == [sys.executable if s == "SELF" else s for s in started]
+
+
+def test_the_fingerprint_starts_before_the_worker_imports_redis_py() -> None:
+    # `python -m workers` as it starts: what is imported when the fingerprint script is started.
+    # redis-py's import (its asyncio client with it) took 0.3-0.8 s on 2 cores before it.
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = ("import sys\n"
+              "import workers.__main__ as entry, workers.fingerprint as fingerprint\n"
+              "fingerprint.start_fingerprint = lambda python: print(sorted(\n"
+              "    m for m in ('redis', 'celery', 'kombu') if m in sys.modules))\n"
+              "entry.start_fingerprint_early(['--python', sys.executable])\n")
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": root}
+    env.pop("FARM_COLLECTION_CACHE", None)
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr

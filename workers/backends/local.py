@@ -34,7 +34,10 @@ from farm.processes import (
 from workers.backends import fence_files
 from workers.backends.base import RunRequest, WithoutLifecycle, runner_env, tests_file_text
 from workers.bundles import ProjectTrees, TreeBounds
-from workers.collection_cache import FINGERPRINT_SCRIPT
+from workers.fingerprint import FINGERPRINTS as _FINGERPRINTS
+from workers.fingerprint import probe_output as _probe_output
+from workers.fingerprint import runner_base_env as _runner_env
+from workers.fingerprint import start_fingerprint
 
 PLUGIN_SOURCE = Path(__file__).resolve().parent.parent / "pytest_plugin"
 PLUGIN_MODULE = "farm_runner_plugin"
@@ -71,52 +74,6 @@ def install_plugin(plugin_dir: Path) -> None:
 def plugin_digest() -> str:
     """The sha256 of the runner plugin's source: a collection depends on it too."""
     return hashlib.sha256(b"".join(source.read_bytes() for source, _ in plugin_files())).hexdigest()
-
-
-#: Each interpreter's fingerprint, computed once per worker process (environment_fingerprint).
-_FINGERPRINTS: dict[str, str] = {}
-#: Fingerprint scripts started ahead (start_fingerprint), each with the pid of the process that
-#: started it: only that process may read it (a forked pool process could not wait for it).
-_PROBES: dict[str, tuple[int, subprocess.Popen[str]]] = {}
-
-
-def start_fingerprint(python: str) -> None:
-    """Start the fingerprint script under `python` now, in the background; environment_fingerprint
-    reads its answer. The worker's main process starts it beside Celery's start-up and reads it
-    before its pool forks, so the pool processes inherit the answer: neither the collection nor
-    the first assignment then waits for a Python start of its own (0.2 s of CPU each)."""
-    if python in _FINGERPRINTS or python in _PROBES:
-        return
-    try:
-        proc = subprocess.Popen([python, "-c", FINGERPRINT_SCRIPT], env=_runner_env(os.environ),
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                text=True)
-    except OSError:
-        return  # environment_fingerprint tries again, and says "" if it cannot tell
-    _PROBES[python] = (os.getpid(), proc)
-
-
-def _probe_output(python: str) -> tuple[int, str] | None:
-    """The exit code and output of the fingerprint script under `python` (started ahead by this
-    process, or now); None when it could not run."""
-    started = _PROBES.pop(python, None)
-    if started is not None and started[0] == os.getpid():
-        proc = started[1]
-        try:
-            out, _ = proc.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            return None
-        return proc.returncode, out
-    if started is not None and started[1].stdout is not None:  # inherited through a fork: not ours to read
-        started[1].stdout.close()
-    try:
-        done = subprocess.run([python, "-c", FINGERPRINT_SCRIPT], env=_runner_env(os.environ), capture_output=True,
-                              text=True, timeout=60, stdin=subprocess.DEVNULL, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.returncode, done.stdout
 
 
 def environment_fingerprint(python: str) -> str:
@@ -222,7 +179,9 @@ class LocalBackend(WithoutLifecycle):
         try:
             plugin_dir.mkdir(parents=True)
             install_plugin(plugin_dir)
-            self.trees.copy(request.bundle, project)
+            # pytest's rewritten test modules are kept without the pass hook (workers/pytest_rewrites.py).
+            self.trees.copy(request.bundle, project,
+                            rewritten=not any("enable_assertion_pass_hook" in a for a in request.pytest_args))
             (workdir / "tests.json").write_text(tests_file_text(request), encoding="utf-8")  # runner_env names it
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -564,11 +523,6 @@ def _prepare_child(niceness: int) -> None:
     die_with_parent()
     if niceness > 0:
         os.nice(niceness)
-
-
-def _runner_env(base: os._Environ[str] | dict[str, str]) -> dict[str, str]:
-    """The worker's environment minus farm's and Celery's own variables."""
-    return {k: v for k, v in base.items() if not k.startswith(("FARM_", "CELERY_", "PYTHONPATH"))}
 
 
 def _kill_tree(proc: subprocess.Popen[bytes], grace: float) -> None:
