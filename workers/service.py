@@ -136,8 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         app.control.cancel_consumer(queue, destination=[name])
 
     _announce(settings, info, health=backend.health, on_unhealthy=stop_consuming)
-    run_celery_worker(app, hostname=name, queue=queue, pool="prefork", concurrency=slots, loglevel=args.loglevel)
-    return 0
+    return run_celery_worker(app, hostname=name, queue=queue, pool="prefork", concurrency=slots,
+                             loglevel=args.loglevel)
 
 
 def queue_waits(broker_url: str, queue: str) -> Callable[[], bool]:
