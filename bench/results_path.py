@@ -71,12 +71,13 @@ def records_of(a: Assignment, now: float) -> list[TestRecord]:
 
 
 def batches(a: Assignment, size: int, worker: str, now: float) -> Iterator[bytes]:
-    """What a worker sends for one assignment, encoded: an empty batch first, then full ones."""
-    yield encode(RecordBatch(a.suite_id, a.assignment_id, a.attempt, worker, f"local:{worker}"))
+    """What a worker sends for one assignment, encoded: an empty batch first, then full ones, numbered
+    in order from 1 as a worker numbers them (`RecordBatch.seq`)."""
+    yield encode(RecordBatch(a.suite_id, a.assignment_id, a.attempt, worker, f"local:{worker}", seq=1))
     recs = records_of(a, now)
-    for i in range(0, len(recs), size):
+    for n, i in enumerate(range(0, len(recs), size), start=2):
         yield encode(RecordBatch(a.suite_id, a.assignment_id, a.attempt, worker, f"local:{worker}",
-                                 tuple(recs[i:i + size])))
+                                 tuple(recs[i:i + size]), seq=n))
 
 
 def command_stats(r: Any) -> dict[str, tuple[int, int]]:

@@ -41,6 +41,7 @@ class Merge:
     fenced: int = 0  # records from attempts that no longer own their test
     dropped: int = 0  # records for tests their attempt was not given (the stores' `given`): not written
     after: After | None = None  # set by the stores: the suite right after this merge
+    repeated: bool = False  # the batch (by its number) was merged before: nothing written, counted or logged
 
 
 def not_given(records: list[TestRecord], owners: Mapping[str, str], me: str,

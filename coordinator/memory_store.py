@@ -186,8 +186,14 @@ class MemoryStore:
 
     def merge(self, suite_id: str, records: list[TestRecord], *, assignment: str, attempt: int, worker: str,
               node: str, fence: bool = True, kind: eventlog.Kind = eventlog.Kind.RECORDS,
-              count_received: bool = False, given: Callable[[], Container[str]] | None = None) -> Merge:
+              count_received: bool = False, given: Callable[[], Container[str]] | None = None,
+              batch: int = 0) -> Merge:
         s = self._suite(suite_id)
+        name = keys.attempt_key(assignment, attempt)
+        member = keys.batch_member(name, batch) if batch else ""
+        if member in s.batches:  # delivered again after its merge: as MERGE, nothing changes
+            total, done = self.total_and_done(suite_id)
+            return Merge(repeated=True, after=After(total, done, self.held_completion(suite_id, assignment, attempt)))
         ids = list(dict.fromkeys(r.test_id for r in records))
         owners = {t: s.owners[t] for t in ids if t in s.owners}
         kept = not_given(records, owners, keys.attempt_key(assignment, attempt), given if fence else None)
@@ -206,7 +212,8 @@ class MemoryStore:
             if delta:
                 s.counts[outcome] = s.counts.get(outcome, 0) + delta
         s.fields["done"] = int(s.fields.get("done") or 0) + result.newly_final
-        name = keys.attempt_key(assignment, attempt)
+        if member:
+            s.batches.add(member)
         if count_received and name in s.attempts:  # keys.received, counted with the merge
             s.attempts[name] = s.attempts[name].but(received=s.attempts[name].received + len(records))
         self._log(suite_id, *eventlog.merged(result.counted, result.runs, result.verdicts, assignment=assignment,

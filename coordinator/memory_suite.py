@@ -27,6 +27,7 @@ class Suite:
     crash_retries: dict[str, int] = field(default_factory=dict)
     leases: dict[str, str] = field(default_factory=dict)
     splits: dict[str, tuple[int, tuple[str, ...]]] = field(default_factory=dict)  # attempt key -> (seq, tail)
+    batches: set[str] = field(default_factory=set)  # numbered batches merged (keys.batch_member)
     report: str | None = None
     log: list[bytes] = field(default_factory=list)  # the event log (packed, as the stream keeps them)
     logged: int = 0  # events ever appended (the log keeps the newest)

@@ -145,7 +145,7 @@ class Planner:
                 return
             result = self.state.merge(sid, list(batch.records), assignment=batch.assignment_id, attempt=batch.attempt,
                                       worker=batch.worker, node=batch.node, count_received=True,
-                                      given=lambda: self._given(batch))
+                                      given=lambda: self._given(batch), batch=batch.seq)
             if result.dropped:
                 log.warning("assignment %s sent %d records for tests it was not given; dropped",
                             batch.assignment_id, result.dropped)
@@ -177,7 +177,8 @@ class Planner:
         if not records:
             return
         self._merged(batch, self.state.merge(sid, records, assignment=batch.assignment_id, attempt=batch.attempt,
-                                             worker=batch.worker, node=batch.node, count_received=True))
+                                             worker=batch.worker, node=batch.node, count_received=True,
+                                             batch=batch.seq))
 
     def _given(self, batch: RecordBatch) -> frozenset[str]:
         """The test ids the batch's attempt was given (none if it is gone)."""
@@ -186,6 +187,9 @@ class Planner:
 
     def _merged(self, batch: RecordBatch, result: Merge) -> None:
         """After a batch's merge: -x, the completion held for its records, the suite's finish."""
+        if result.repeated:  # the held completion may still be ready (its taker failed): checked below
+            log.info("attempt %s#%d: batch %d delivered again; merged once, not counted again",
+                     batch.assignment_id, batch.attempt, batch.seq)
         if result.fenced:
             log.warning("attempt %s#%d: %d late records fenced (their tests run again elsewhere)",
                         batch.assignment_id, batch.attempt, result.fenced)

@@ -39,15 +39,26 @@ WITH_REASON = frozenset({Outcome.SKIPPED, Outcome.XFAILED, Outcome.XPASSED, Outc
 #:  verdicts (HSETNX) and count changes as flat [field, value, ...] lists (records and runs as their
 #:  packed arrays), 10 the `done` increment, 11 the finished-stream entry ("" for none), 12 the
 #:  worker, 13 the attempt's key, 14 its `received` increment, 15 the TTL, 16 the finished stream's
-#:  length, 17 the log's events (packed), 18 the log's cap.
+#:  length, 17 the log's events (packed), 18 the log's cap, 19 the batch's member of `batches`
+#:  (`keys.batch_member`; "" for a batch without a number).
+#: A numbered batch already in `batches` (delivered again after its merge committed: a coordinator
+#: killed before the ack, redis-py resending the script after a lost reply) writes, counts and logs
+#: nothing: the reply is {2, held completion, received, total, done}, as below.
 #: If any id's stored outcome, owner or rerun mark is not what the decision assumed (another merge,
 #: a requeue or a rerun came between), nothing is written and the reply is {0, outcomes, owners,
 #: reruns} of every id: the caller decides again on them, as a WATCH conflict would have made it.
 #: Else {1, the attempt's held completion (`keys.held`; nil if none), its `received` count, the
 #: suite's total, done}.
-#: KEYS: outcomes, owners, reruns, records, attempts, counts, the suite, finished, received, held, events.
+#: KEYS: outcomes, owners, reruns, records, attempts, counts, the suite, finished, received, held, events,
+#: batches.
 MERGE = """
 local m = cmsgpack.unpack(ARGV[1])
+local member = m[19]
+if member ~= '' and redis.call('SISMEMBER', KEYS[12], member) == 1 then
+  local suite = redis.call('HMGET', KEYS[7], 'total', 'done')
+  return {2, redis.call('HGET', KEYS[10], m[13]), tonumber(redis.call('HGET', KEYS[9], m[13]) or '0'),
+          tonumber(suite[1] or '0'), tonumber(suite[2] or '0')}
+end
 local ids = m[1]
 local n = #ids
 local function read(key)
@@ -112,6 +123,10 @@ for i = 1, #logged do
   redis.call('XADD', KEYS[11], 'MAXLEN', m[18], '*', 'e', logged[i])
 end
 if #logged > 0 then redis.call('EXPIRE', KEYS[11], ttl) end
+if member ~= '' then
+  redis.call('SADD', KEYS[12], member)
+  redis.call('EXPIRE', KEYS[12], ttl)
+end
 local suite = redis.call('HMGET', KEYS[7], 'total', 'done')
 return {1, redis.call('HGET', KEYS[10], m[13]), received, tonumber(suite[1] or '0'), tonumber(suite[2] or '0')}
 """
@@ -186,13 +201,15 @@ class RedisOutcomes:
 
     def merge(self, suite_id: str, records: list[TestRecord], *, assignment: str, attempt: int, worker: str,
               node: str, fence: bool = True, kind: eventlog.Kind = eventlog.Kind.RECORDS,
-              count_received: bool = False, given: Callable[[], Container[str]] | None = None) -> Merge:
+              count_received: bool = False, given: Callable[[], Container[str]] | None = None,
+              batch: int = 0) -> Merge:
         """Merge records into the suite atomically; returns what changed. With `count_received`
         (a worker's batch), the attempt's `received` counter (`keys.received`) counts them in the
         same step: a completion that WATCHes it sees the records it waits for counted exactly when
         they are merged. With `given` (the attempt's test ids, called only if it does not own every
         test of the batch: `aggregate.not_given`), records of tests it was not given are dropped
-        (`Merge.dropped`), neither written nor counted.
+        (`Merge.dropped`), neither written nor counted. With `batch` (the batch's number in its
+        attempt, `RecordBatch.seq`), a batch merged before changes nothing (`Merge.repeated`).
 
         One MERGE call (one round trip) in the common case: the decision (`aggregate.merge`) is
         first made on what a batch of its own attempt usually finds (every test pending, owned by
@@ -203,7 +220,8 @@ class RedisOutcomes:
         ids = list(dict.fromkeys(r.test_id for r in records))
         names = (keys.outcomes(suite_id), keys.owners(suite_id), keys.reruns(suite_id), keys.records(suite_id),
                  keys.attempts(suite_id), keys.counts(suite_id), keys.suite(suite_id), keys.finished(suite_id),
-                 keys.received(suite_id), keys.held(suite_id), keys.events(suite_id))
+                 keys.received(suite_id), keys.held(suite_id), keys.events(suite_id), keys.batches(suite_id))
+        member = keys.batch_member(me, batch) if batch else ""
         # What the decision assumes is stored: first the guess, then what MERGE said is.
         values: Any = PENDING
         owned: Any = me if fence else False
@@ -230,16 +248,19 @@ class RedisOutcomes:
                 [False if o is None else o for o in owned] if fence else False,
                 [r is not None for r in reruns])
             reply = self._merge_script(keys=names, args=[self._merge_args(
-                suite_id, ids, expected, result, rows, worker, me, len(kept) if count_received else 0, logged)])
-            if reply[0] == 1:
+                suite_id, ids, expected, result, rows, worker, me, len(kept) if count_received else 0, logged,
+                member)])
+            if reply[0] != 0:
                 held, count, total, done = reply[1:]
+                if reply[0] == 2:  # merged before: nothing was written
+                    result = Merge(repeated=True)
                 result.after = After(int(total), int(done), None if held is None else (unpack(held)[0], int(count)))
                 return result
             values, owned, reruns = reply[1:]  # not what was assumed: decide again on what is stored
 
     def _merge_args(self, suite_id: str, ids: list[str], expected: tuple[Any, Any, Any], result: Merge,
                     rows: list[list[Any]], worker: str, me: str, received: int,
-                    logged: list[eventlog.Event]) -> bytes:
+                    logged: list[eventlog.Event], member: str = "") -> bytes:
         """MERGE's one argument: the ids, what the decision assumed of them, what it writes."""
         packb, flat = _packb, chain.from_iterable
         counted = result.counted
@@ -258,7 +279,7 @@ class RedisOutcomes:
         data: bytes = _pack_for_lua([ids, *expected, outcomes, stored, runs, verdicts, counts, result.newly_final,
                               packb(finished) if finished else "", worker, me, received,
                               int(self.settings.suite_ttl_s), FINISHED_STREAM_LEN,
-                              [eventlog.pack(e) for e in logged], eventlog.cap(tests)])
+                              [eventlog.pack(e) for e in logged], eventlog.cap(tests), member])
         return data
 
     def pending_in(self, suite_id: str, test_ids: Sequence[str], owner: str | None = None) -> list[str]:

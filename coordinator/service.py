@@ -79,12 +79,11 @@ def main(argv: list[str] | None = None) -> int:
                                daemon=True)
     sweeper.start()
     try:
-        run_celery_worker(app, hostname=name, queue=COORDINATOR_QUEUE, pool="threads",
-                          concurrency=args.concurrency, loglevel=args.loglevel)
+        return run_celery_worker(app, hostname=name, queue=COORDINATOR_QUEUE, pool="threads",
+                                 concurrency=args.concurrency, loglevel=args.loglevel)
     finally:
         stop.set()
         _leave(sweeper, settings.state, me, settings.lease_s)
-    return 0
 
 
 def queue_length(app: Celery) -> Callable[[str], int]:

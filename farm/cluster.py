@@ -238,7 +238,7 @@ class LocalCluster:
                 continue
             self._bury(name, proc)
             how = describe_exit(code)
-            decision = self.supervisor.exited(name, now)
+            decision = self.supervisor.exited(name, now, code)
             if isinstance(decision, GiveUp):
                 last = self.log_tail(name, 300).splitlines()[-1:] or ["(its log is empty)"]
                 raise InfrastructureError(f"{name} exited ({how}); {decision.why}: giving up "

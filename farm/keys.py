@@ -58,6 +58,18 @@ def received(suite_id: str) -> str:
     return f"{PREFIX}:suite:{suite_id}:received"
 
 
+def batches(suite_id: str) -> str:
+    """Set: "ATTEMPT#N:SEQ" (`batch_member`) for every numbered batch merged (`RecordBatch.seq`),
+    added in the merge's own step: a batch delivered again is found here and neither merged,
+    counted in `received` nor logged again."""
+    return f"{PREFIX}:suite:{suite_id}:batches"
+
+
+def batch_member(attempt_key: str, seq: int) -> str:
+    """A batch's member of `batches`: its attempt's key and its number."""
+    return f"{attempt_key}:{seq}"
+
+
 def held(suite_id: str) -> str:
     """Hash: attempt key ("ID#N") → msgpack [completion, since]: a completion waiting for records it
     says were sent (`farm.attempts.Attempt.waiting_completion`), apart from the attempt so a batch
@@ -148,6 +160,7 @@ def suite_keys(suite_id: str) -> tuple[str, ...]:
         events(suite_id),
         splits(suite_id),
         received(suite_id),
+        batches(suite_id),
         held(suite_id),
         claims(suite_id),
         ended(suite_id),

@@ -135,6 +135,10 @@ class RecordBatch:
     worker: str
     node: str  # the environment the assignment runs in (local sandbox, SSH host, VM)
     records: tuple[TestRecord, ...] = field(default_factory=tuple)
+    # The batch's number in its attempt (1, 2, ...: the worker's, in the order it sends them); the
+    # merge counts and logs a number once, so a batch delivered again is not counted again.
+    # 0: not numbered (a worker older than round 5): merged and counted as often as it comes.
+    seq: int = 0
 
 
 @dataclass(frozen=True)

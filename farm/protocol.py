@@ -8,6 +8,8 @@ around it) is used: never pickle.
 Version 2 sends a RecordBatch's records as arrays, not maps (`record_row`): a plain pass as
 `[test_id, duration_s, started_at, setup_s, call_s, teardown_s]`, any other record as all its
 fields in TestRecord's order. Decoding reads versions 1 and 2, and records as maps or arrays.
+A RecordBatch carries `seq` (its number in its attempt) when it has one: it is optional in both
+directions (an older coordinator ignores it; a batch without it decodes with 0, not numbered).
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ def encode(message: Any) -> bytes:
     if isinstance(message, RecordBatch):
         body = {f: getattr(message, f) for f in ("suite_id", "assignment_id", "attempt", "worker", "node")}
         body["records"] = [record_row(r) for r in message.records]
+        if message.seq:  # an older coordinator ignores it; 0 (not numbered) is not sent
+            body["seq"] = message.seq
     else:
         body = _to_plain(message)
     body["v"] = VERSION

@@ -3,6 +3,7 @@ and one line (not a traceback) while its broker does not answer yet."""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -19,9 +20,25 @@ BROKER_RETRY_S = 1.0
 BROKER_NOTICE_S = 30.0
 
 
+#: A service's exit codes (README, docs/configuration.md "Exit codes of the services"): a stop
+#: asked for by SIGTERM (systemd's, `farm up`'s) is clean, 0; Ctrl-C (SIGINT) is 2, as for every
+#: farm command; an error that stops the service (Celery's "unrecoverable error", a broker lost at
+#: start-up, a bug) is 3; a usage error (bad option, bad setting, a broker that refuses us) is 4.
+EXIT_STOPPED = 0
+EXIT_INTERRUPTED = 2
+EXIT_FAILED = 3
+
+
+class ServiceFailed(FarmError):
+    """The service's Celery worker stopped on an error it cannot recover from (exit 3)."""
+
+    exit_code = EXIT_FAILED
+
+
 def run_service(main: Callable[[], int], name: str) -> int:
     """Call a service's main; usage errors exit 4 (argparse's own 2 included), Ctrl-C exits 2,
-    a broker lost at start-up or a bug exits 3, each in one line (FARM_DEBUG=1: the traceback)."""
+    a broker lost at start-up, an unrecoverable error or a bug exits 3, each in one line
+    (FARM_DEBUG=1: the traceback)."""
     try:
         return main()
     except SystemExit as exc:  # argparse: 2 on a bad option; farm's usage errors exit 4
@@ -88,6 +105,7 @@ def run_celery_worker(app: Any, *, hostname: str, queue: str, pool: str, concurr
     on an idle machine here, more than the worker's own modules, and on the embedded farm's path.
     The options are the command's, converted as it converts them (-O default, NO_COLOR included)."""
     from celery import concurrency as pools
+    from celery import signals
     from celery.utils.log import mlevel
     from celery.utils.nodenames import default_nodename, host_format
 
@@ -97,8 +115,47 @@ def run_celery_worker(app: Any, *, hostname: str, queue: str, pool: str, concurr
         # NO_COLOR set and not empty turns colour off (no-color.org; Click took "0" for on).
         without_gossip=True, task_events=True, no_color=bool(os.environ.get("NO_COLOR")), quiet=False,
     )
-    worker.start()
-    return int(worker.exitcode or 0)
+    failure = _Unrecoverable()
+    signals.worker_shutting_down.connect(failure.shutting_down, weak=False)
+    celery_log = logging.getLogger("celery.worker")  # celery.worker.worker logs as this
+    celery_log.addFilter(failure)
+    try:
+        worker.start()
+    finally:
+        celery_log.removeFilter(failure)
+        signals.worker_shutting_down.disconnect(failure.shutting_down)
+    return failure.exit_code(worker.exitcode)
+
+
+class _Unrecoverable(logging.Filter):
+    """What ended a Celery worker, which its exit code alone does not tell (1 for Ctrl-C as for an
+    unrecoverable error, 0 for SIGTERM): the signal that asked it to stop (`worker_shutting_down`),
+    and the error Celery logs as "Unrecoverable error", whose traceback it keeps out of the log
+    (FARM_DEBUG=1 keeps it): the service says it in one line instead (ServiceFailed)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.error: BaseException | None = None
+        self.signal = ""
+
+    def shutting_down(self, sig: str = "", **_: Any) -> None:
+        self.signal = self.signal or str(sig)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.CRITICAL and record.exc_info and record.exc_info[1] is not None:
+            self.error = record.exc_info[1]
+            if not os.environ.get("FARM_DEBUG"):
+                return False  # said in one line by run_service
+        return True
+
+    def exit_code(self, celery_code: object) -> int:
+        if self.error is not None:
+            raise ServiceFailed(f"unrecoverable error: {type(self.error).__name__}: {self.error}")
+        if self.signal in ("SIGINT",):
+            return EXIT_INTERRUPTED
+        if self.signal:  # SIGTERM (warm) or SIGQUIT (cold): a stop asked for
+            return EXIT_STOPPED
+        return EXIT_FAILED if celery_code else EXIT_STOPPED  # Celery stopped by itself: 0 or its error
 
 
 def _why(exc: BaseException) -> str:

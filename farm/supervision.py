@@ -56,6 +56,11 @@ def describe_exit(returncode: int) -> str:
     return f"code {returncode}"
 
 
+#: The exit code of a farm service's usage error (farm.service_main): a bad option or setting, a
+#: broker that refuses its password. Started again, it would meet the same refusal: not restarted.
+EXIT_USAGE = 4
+
+
 @dataclass
 class Supervisor:
     """Restart decisions for a set of named processes."""
@@ -66,10 +71,14 @@ class Supervisor:
     _restarts: dict[str, list[float]] = field(default_factory=dict, init=False)
     _pending: dict[str, Restart] = field(default_factory=dict, init=False)
 
-    def exited(self, name: str, now: float) -> Restart | GiveUp:
-        """`name` was found dead at `now`: when to start it again, or why not."""
+    def exited(self, name: str, now: float, code: int = 1) -> Restart | GiveUp:
+        """`name` was found dead at `now`, with exit code `code`: when to start it again, or why
+        not. A usage error (EXIT_USAGE) is given up on at once; any other exit (3: an
+        unrecoverable error, which may be the broker's and pass) is restarted, up to the burst."""
         if name in self.fatal:
             return GiveUp(name, "it is not restarted")
+        if code == EXIT_USAGE:
+            return GiveUp(name, f"exit {EXIT_USAGE} is a usage error, which a restart would meet again")
         recent = [t for t in self._restarts.get(name, []) if now - t < self.policy.window_s]
         self._restarts[name] = recent
         if len(recent) >= self.policy.burst:

@@ -104,6 +104,7 @@ class _Stream:
     pending: list[TestRecord] = field(default_factory=list)
     pending_chars: int = 0
     sent: int = 0
+    batches: int = 0  # sent so far: the next batch's number (`RecordBatch.seq`) is one more
     clock: Clock = time
     last_flush: float = -1.0
     first_started_at: float = 0.0  # the first record's test start, worker clock (epoch seconds; 0: none yet)
@@ -134,8 +135,9 @@ class _Stream:
         if not self.pending and not force:
             return
         a = self.header
+        self.batches += 1
         self.sink.send_batch(RecordBatch(a.suite_id, a.assignment_id, a.attempt, self.worker, self.node,
-                                         tuple(self.pending)))
+                                         tuple(self.pending), seq=self.batches))
         self.sent += len(self.pending)
         self.pending = []
         self.pending_chars = 0

@@ -8,6 +8,7 @@ import os
 import socket
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
@@ -136,25 +137,43 @@ def main(argv: list[str] | None = None) -> int:
         app.control.cancel_consumer(queue, destination=[name])
 
     _announce(settings, info, health=backend.health, on_unhealthy=stop_consuming)
-    run_celery_worker(app, hostname=name, queue=queue, pool="prefork", concurrency=slots, loglevel=args.loglevel)
-    return 0
+    return run_celery_worker(app, hostname=name, queue=queue, pool="prefork", concurrency=slots,
+                             loglevel=args.loglevel)
 
 
-def queue_waits(broker_url: str, queue: str) -> Callable[[], bool]:
+#: How long the standby replenish's queue look may take (connect, then reply): it is asked on the
+#: record path, as a runner's first line is read. An LLEN on a broker that answers takes well under
+#: a millisecond on a LAN; one that does not costs at most twice this, once per QUEUE_LOOK_PAUSE_S.
+QUEUE_LOOK_TIMEOUT_S = 0.1
+#: After a queue look that failed, the next ones answer "yes" without asking, for this long: a
+#: broker hiccup stalls no more than one record path in this window (per pool process).
+QUEUE_LOOK_PAUSE_S = 10.0
+
+
+def queue_waits(broker_url: str, queue: str, *, timeout_s: float = QUEUE_LOOK_TIMEOUT_S,
+                clock: Callable[[], float] = time.monotonic) -> Callable[[], bool]:
     """Whether a message waits on `queue` right now, unreserved (kombu's Redis lists: the queue's
     own and one per priority step); yes when the broker cannot tell. Called by a pool process as
-    its runner begins (LocalBackend._replenish_beside); redis-py's pool reconnects after the fork."""
-    client = redis.Redis.from_url(broker_url, socket_timeout=2, socket_connect_timeout=2)
+    its runner begins (LocalBackend._replenish_beside), on the record path: bounded by `timeout_s`
+    per step, and not asked again for QUEUE_LOOK_PAUSE_S after a failure (yes meanwhile, as a
+    broker that cannot tell says). redis-py's pool reconnects after the fork."""
+    client = redis.Redis.from_url(broker_url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
     lists = [queue, *(f"{queue}\x06\x16{step}" for step in (3, 6, 9))]
+    failed_at: list[float] = []
 
     def waits() -> bool:
+        if failed_at and clock() - failed_at[0] < QUEUE_LOOK_PAUSE_S:
+            return True
         try:
             pipe = client.pipeline(transaction=False)
             for name in lists:
                 pipe.llen(name)
-            return any(pipe.execute())
+            answer = any(pipe.execute())
         except redis.RedisError:
+            failed_at[:] = [clock()]
             return True
+        failed_at.clear()
+        return answer
     return waits
 
 

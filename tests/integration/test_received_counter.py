@@ -257,3 +257,65 @@ def test_an_attempt_stored_by_an_older_coordinator_keeps_its_count_and_held_comp
     finally:
         state.r.srem(keys.ACTIVE, sid)
         state.r.zrem(keys.SUBMITTED, sid)
+
+
+def _numbered(sid: str, assignment: str, seq: int, *tests: str) -> RecordBatch:
+    return RecordBatch(sid, assignment, 1, "w@h", "local:h", tuple(TestRecord(t, Outcome.PASSED) for t in tests),
+                       seq=seq)
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["redis", "memory"])
+def test_a_batch_delivered_twice_is_counted_and_logged_once(redis_url: str, which: int) -> None:
+    """Round 4's review: one batch merged twice through `Planner.records` counted 3 → 6. Numbered,
+    its second delivery writes, counts and logs nothing."""
+    now = [time.time()]
+    store = _stores(redis_url, now)[which]
+    published: list = []
+    planner = Planner(store, Settings(broker_url=redis_url), lambda spec: None,
+                      lambda pool, a: published.append(a), clock=lambda: now[0])
+    sid = f"twice-{which}-{random.randrange(10**9)}"
+    spec = SuiteSpec(sid, "proj", "0" * 64, "default", "load", (), now[0])
+    if which == 0:
+        store.r.hset(keys.suite(sid), mapping={"spec": encode(spec), "status": "submitted",
+                                               "submitted_at": spec.submitted_at})
+    else:
+        store.submit(spec)
+    try:
+        planner.submitted(sid)
+        planner.collected(Collection(sid, "w@h", 0, TESTS + ("t.py::d",)))
+        a = published[-1]
+        batch = _numbered(sid, a.assignment_id, 2, *TESTS)
+        planner.records(batch)
+        logged = len(store.events(sid))
+        planner.records(batch)  # delivered again
+        assert store.attempt(sid, a.assignment_id, 1).received == 3  # type: ignore[union-attr]
+        assert len(store.events(sid)) == logged, "the batch's merge was logged again"
+        # The completion says 4 records were sent: it waits for the last, not ending the attempt early.
+        planner.completed(Completion(sid, a.assignment_id, 1, "w@h", "local:h", "done", now[0], now[0] + 1, 0, 4))
+        held = store.attempt(sid, a.assignment_id, 1)
+        assert held is not None and held.state == "running" and held.waiting_completion is not None
+        planner.records(batch)  # and again, with the completion held: still one batch short
+        assert store.attempt(sid, a.assignment_id, 1).state == "running"  # type: ignore[union-attr]
+        planner.records(_numbered(sid, a.assignment_id, 3, "t.py::d"))
+        ended = store.attempt(sid, a.assignment_id, 1)
+        assert ended is not None and ended.state == "done" and ended.received == 4
+        assert store.counts(sid) == {"passed": 4}, "a test was reported not_run: the attempt ended early"
+    finally:
+        if which == 0:
+            store.r.srem(keys.ACTIVE, sid)
+            store.r.zrem(keys.SUBMITTED, sid)
+
+
+def test_a_batch_without_a_number_counts_as_often_as_it_comes(redis_url: str) -> None:
+    """An older worker's batch (no `seq`) keeps round 4's behaviour: each delivery is counted."""
+    planner, state, published, _ = _planner(redis_url)
+    sid = f"unnumbered-{random.randrange(10**9)}"
+    assignment, number = _planned(planner, state, published, sid)
+    try:
+        planner.records(_batch(sid, assignment, *TESTS))
+        planner.records(_batch(sid, assignment, *TESTS))
+        assert state.attempt(sid, assignment, number).received == 6  # type: ignore[union-attr]
+        assert state.r.exists(keys.batches(sid)) == 0
+    finally:
+        state.r.srem(keys.ACTIVE, sid)
+        state.r.zrem(keys.SUBMITTED, sid)

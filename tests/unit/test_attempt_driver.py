@@ -66,6 +66,15 @@ def test_a_runner_that_records_its_tests_and_exits_0_completes_done() -> None:
     assert backend.runs[0].closed
 
 
+def test_an_attempts_batches_are_numbered_from_1_in_the_order_they_are_sent() -> None:
+    """`RecordBatch.seq` tells a batch delivered again from the next one (the merge counts each once),
+    across a runner restart too: the numbers are the attempt's, not the runner's."""
+    backend = StubBackend([Pass(), Crash(-9)], [PassRest()])
+    _, sink = _run(backend, settings=Settings(batch_records=1))
+    assert [b.seq for b in sink.batches] == list(range(1, len(sink.batches) + 1))
+    assert len(sink.batches) >= 4
+
+
 def test_a_runner_that_ends_before_the_first_poll_does_not_ask_the_broker_again() -> None:
     asked: list[str] = []
 

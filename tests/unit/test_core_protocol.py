@@ -440,3 +440,14 @@ def test_flipped_bytes_never_escape_protocol_error(message: Any, data: st.DataOb
     for _ in range(data.draw(st.integers(1, 4))):
         raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
     decodes_safely(bytes(raw), type(message))
+
+
+def test_a_batch_without_a_number_decodes_as_not_numbered_and_an_older_reader_ignores_one() -> None:
+    """`seq` is optional both ways: a round-4 worker's batch has none (0), and a decoder that knows
+    no `seq` field (an older coordinator) builds its RecordBatch from the fields it knows."""
+    numbered = RecordBatch("s", "a", 1, "w", "n", RECORDS, seq=3)
+    assert decode(encode(numbered), RecordBatch) == numbered
+    body = msgpack.unpackb(encode(RecordBatch("s", "a", 1, "w", "n", seq=3)), raw=False)
+    assert body["seq"] == 3
+    del body["seq"]
+    assert decode(msgpack.packb(body), RecordBatch).seq == 0

@@ -78,3 +78,13 @@ def test_clear_forgets_pending_restarts() -> None:
 ])
 def test_exits_are_described_as_a_user_reads_them(code: int, text: str) -> None:
     assert describe_exit(code) == text
+
+
+def test_a_service_that_exits_with_a_usage_error_is_given_up_at_once_and_a_failed_one_restarted() -> None:
+    """Exit 4 (a bad option or setting, a broker refusing the password) would come back at every
+    restart; exit 3 (an unrecoverable error: maybe its broker's, which passes) is restarted."""
+    sup = Supervisor(RestartPolicy(first_delay_s=1.0))
+    decision = sup.exited("worker-0", 0.0, 4)
+    assert isinstance(decision, GiveUp) and "usage error" in decision.why
+    assert not sup.waiting("worker-0")
+    assert isinstance(sup.exited("worker-1", 0.0, 3), Restart)
