@@ -33,6 +33,8 @@ class _SilentBroker:
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
+        self.sock.settimeout(0.05)  # close() in another thread does not wake accept() on Linux
+        self.stopped = threading.Event()
         self.accepted: list[socket.socket] = []
         self.thread = threading.Thread(target=self._accept, daemon=True)
         self.thread.start()
@@ -42,16 +44,19 @@ class _SilentBroker:
         return f"redis://127.0.0.1:{self.sock.getsockname()[1]}/0"
 
     def _accept(self) -> None:
-        while True:
+        while not self.stopped.is_set():
             try:
                 conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
             except OSError:
                 return
             self.accepted.append(conn)
 
     def close(self) -> None:
-        self.sock.close()
+        self.stopped.set()
         self.thread.join()
+        self.sock.close()
         for conn in self.accepted:
             conn.close()
 
