@@ -27,11 +27,14 @@ import os
 import re
 import sys
 import types
+import warnings
 
 #: pytest's default `python_files`, and conftest.py (kept equal to workers.bundles._PYTEST_REWRITES).
 REWRITTEN = re.compile(r"(^|/)(test_[^/]*|[^/]*_test|conftest)\.py$")
 PASS_HOOK = "enable_assertion_pass_hook"  # noqa: S105 (an ini option's name)
-CONFIG_FILES = ("pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg")
+#: what a pytest configuration can be named (pytest.toml and .pytest.toml since pytest 9, any
+#: name through `-c FILE`): every file with these endings is read for the pass hook
+CONFIG_SUFFIXES = (".ini", ".toml", ".cfg")
 
 
 def asks_pass_hook(tree: str) -> bool:
@@ -39,7 +42,7 @@ def asks_pass_hook(tree: str) -> bool:
     for top, dirs, files in os.walk(tree):
         dirs[:] = [d for d in dirs if d != "__pycache__"]
         for name in files:
-            if name in CONFIG_FILES:
+            if name.endswith(CONFIG_SUFFIXES):
                 try:
                     with open(os.path.join(top, name), "rb") as f:
                         if PASS_HOOK.encode() in f.read():
@@ -70,9 +73,17 @@ def main(tree: str) -> int:
             fn = Path(path)
             try:
                 cache_dir = rewrite.get_cache_dir(fn)
-                cache_dir.mkdir(exist_ok=True)
+                if os.path.islink(cache_dir):  # written only inside the tree
+                    continue
                 # No config: written as pytest rewrites without the pass hook; state: only its trace.
-                checked, code = rewrite._rewrite_test(fn, None)  # type: ignore[arg-type]
+                with warnings.catch_warnings(record=True) as warned:
+                    warnings.simplefilter("always")
+                    checked, code = rewrite._rewrite_test(fn, None)  # type: ignore[arg-type]
+                if warned:
+                    # pytest warns while it rewrites ("assertion is always true"): left to the run,
+                    # which shows the warning (or fails on it under -W error) as plain pytest does.
+                    continue
+                cache_dir.mkdir(exist_ok=True)
                 rewrite._write_pyc(state, code, checked,  # type: ignore[arg-type]
                                    cache_dir / (name[:-3] + rewrite.PYC_TAIL))
             except Exception:  # noqa: S112 (a module that does not parse fails, and says why, in the run)

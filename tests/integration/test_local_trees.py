@@ -174,6 +174,44 @@ def test_a_project_configured_with_the_pass_hook_gets_no_rewrites(tmp_path: Path
     assert not _rewritten(tmp_path / "hooked", "test_x").exists()
 
 
+def test_the_pass_hook_in_a_pytest_toml_or_a_c_file_also_keeps_rewrites_out(tmp_path: Path) -> None:
+    # pytest 9 reads pytest.toml and .pytest.toml, and `-c FILE` takes any name (round 5's review).
+    need(_has_pytest(), "pytest is not importable by this interpreter")
+    for name, text in (("pytest.toml", "[pytest]\nenable_assertion_pass_hook = true\n"),
+                       (".pytest.toml", "[pytest]\nenable_assertion_pass_hook = true\n"),
+                       ("ci-settings.ini", "[pytest]\nenable_assertion_pass_hook = true\n")):
+        tree = tmp_path / f"tree{len(list(tmp_path.iterdir()))}"
+        tree.mkdir()
+        (tree / name).write_text(text)
+        (tree / "test_x.py").write_text("def test_x():\n    assert 1 + 1 == 2\n")
+        bundles.compile_tree(sys.executable, tree)
+        assert not _rewritten(tree, "test_x").exists(), name
+
+
+def test_a_module_pytest_warns_about_while_rewriting_is_left_to_the_run(tmp_path: Path) -> None:
+    # "assertion is always true": the run must show it (or fail on it under -W error) as plain
+    # pytest does, so no kept rewrite of that module; its neighbour without a warning gets one.
+    need(_has_pytest(), "pytest is not importable by this interpreter")
+    (tmp_path / "test_warned.py").write_text("def test_x():\n    assert (1 == 2, 'always true')\n")
+    (tmp_path / "test_quiet.py").write_text("def test_x():\n    assert 1 + 1 == 2\n")
+    bundles.compile_tree(sys.executable, tmp_path)
+    assert _rewritten(tmp_path, "test_quiet").is_file()
+    assert not _rewritten(tmp_path, "test_warned").exists()
+
+
+def test_a_symlinked_pycache_gets_no_rewrites_written_through_it(tmp_path: Path) -> None:
+    need(_has_pytest(), "pytest is not importable by this interpreter")
+    tree, elsewhere = tmp_path / "tree", tmp_path / "elsewhere"
+    tree.mkdir()
+    elsewhere.mkdir()
+    (tree / "__pycache__").symlink_to(elsewhere)
+    (tree / "test_x.py").write_text("def test_x():\n    assert 1 + 1 == 2\n")
+    from workers import pytest_rewrites
+
+    assert pytest_rewrites.main(str(tree)) == 0
+    assert not any(p.name.startswith("test_x") for p in elsewhere.iterdir())
+
+
 def test_kept_trees_outlive_their_backend_and_a_second_one_unpacks_nothing(
         tmp_path: Path, bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The embedded farm: each command's worker is a new backend with a new scratch directory, and

@@ -181,7 +181,8 @@ class LocalBackend(WithoutLifecycle):
             install_plugin(plugin_dir)
             # pytest's rewritten test modules are kept without the pass hook (workers/pytest_rewrites.py).
             self.trees.copy(request.bundle, project,
-                            rewritten=not any("enable_assertion_pass_hook" in a for a in request.pytest_args))
+                            rewritten=not any("enable_assertion_pass_hook" in a
+                                              for a in (*request.pytest_args, os.environ.get("PYTEST_ADDOPTS", ""))))
             (workdir / "tests.json").write_text(tests_file_text(request), encoding="utf-8")  # runner_env names it
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)
