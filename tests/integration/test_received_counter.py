@@ -60,8 +60,10 @@ def _planned(planner: Planner, state: SuiteState, published: list, sid: str) -> 
     return a.assignment_id, a.attempt
 
 
-def _batch(sid: str, assignment: str, *tests: str) -> RecordBatch:
-    return RecordBatch(sid, assignment, 1, "w@h", "local:h", tuple(TestRecord(t, Outcome.PASSED) for t in tests))
+def _batch(sid: str, assignment: str, *tests: str, seq: int = 0) -> RecordBatch:
+    """A batch of passes (`seq` 0: unnumbered, as an older worker sends it)."""
+    return RecordBatch(sid, assignment, 1, "w@h", "local:h", tuple(TestRecord(t, Outcome.PASSED) for t in tests),
+                       seq=seq)
 
 
 def _race(*calls: Callable[[], None]) -> None:
@@ -174,24 +176,31 @@ def _stores(url: str, now: list[float]) -> list[Any]:
     return [real, MemoryStore(clock=lambda: now[0])]
 
 
-@pytest.mark.parametrize("which", [0, 1], ids=["redis", "memory"])
-def test_a_completion_taken_by_a_batch_that_then_failed_is_ended_by_the_sweep_not_lost(
-        redis_url: str, which: int) -> None:
-    """The batch that takes the held completion can fail before the attempt's end is written (the
-    broker away while a tail is published, a coordinator killed): the completion stays, marked
-    taken, and the sweep ends the attempt after the grace, as it ended: `done`, not lost."""
+def _submitted(url: str, which: int, name: str) -> tuple[Any, Planner, list, str, list[float]]:
+    """Store `which` (0 Redis, 1 in memory), a planner on it publishing into a list, and a suite
+    submitted to it: (store, planner, published, suite id, the planner's clock)."""
     now = [time.time()]
-    store = _stores(redis_url, now)[which]
+    store = _stores(url, now)[which]
     published: list = []
-    planner = Planner(store, Settings(broker_url=redis_url), lambda spec: None,
+    planner = Planner(store, Settings(broker_url=url), lambda spec: None,
                       lambda pool, a: published.append(a), clock=lambda: now[0])
-    sid = f"taken-{which}-{random.randrange(10**9)}"
+    sid = f"{name}-{which}-{random.randrange(10**9)}"
     spec = SuiteSpec(sid, "proj", "0" * 64, "default", "load", (), now[0])
     if which == 0:
         store.r.hset(keys.suite(sid), mapping={"spec": encode(spec), "status": "submitted",
                                                "submitted_at": spec.submitted_at})
     else:
         store.submit(spec)
+    return store, planner, published, sid, now
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["redis", "memory"])
+def test_a_completion_taken_by_a_batch_that_then_failed_is_ended_by_the_sweep_not_lost(
+        redis_url: str, which: int) -> None:
+    """The batch that takes the held completion can fail before the attempt's end is written (the
+    broker away while a tail is published, a coordinator killed): the completion stays, marked
+    taken, and the sweep ends the attempt after the grace, as it ended: `done`, not lost."""
+    store, planner, published, sid, now = _submitted(redis_url, which, "taken")
     planner.submitted(sid)
     planner.collected(Collection(sid, "w@h", 0, TESTS[:2]))
     a = published[-1]
@@ -259,32 +268,16 @@ def test_an_attempt_stored_by_an_older_coordinator_keeps_its_count_and_held_comp
         state.r.zrem(keys.SUBMITTED, sid)
 
 
-def _numbered(sid: str, assignment: str, seq: int, *tests: str) -> RecordBatch:
-    return RecordBatch(sid, assignment, 1, "w@h", "local:h", tuple(TestRecord(t, Outcome.PASSED) for t in tests),
-                       seq=seq)
-
-
 @pytest.mark.parametrize("which", [0, 1], ids=["redis", "memory"])
 def test_a_batch_delivered_twice_is_counted_and_logged_once(redis_url: str, which: int) -> None:
     """Round 4's review: one batch merged twice through `Planner.records` counted 3 → 6. Numbered,
     its second delivery writes, counts and logs nothing."""
-    now = [time.time()]
-    store = _stores(redis_url, now)[which]
-    published: list = []
-    planner = Planner(store, Settings(broker_url=redis_url), lambda spec: None,
-                      lambda pool, a: published.append(a), clock=lambda: now[0])
-    sid = f"twice-{which}-{random.randrange(10**9)}"
-    spec = SuiteSpec(sid, "proj", "0" * 64, "default", "load", (), now[0])
-    if which == 0:
-        store.r.hset(keys.suite(sid), mapping={"spec": encode(spec), "status": "submitted",
-                                               "submitted_at": spec.submitted_at})
-    else:
-        store.submit(spec)
+    store, planner, published, sid, now = _submitted(redis_url, which, "twice")
     try:
         planner.submitted(sid)
         planner.collected(Collection(sid, "w@h", 0, TESTS + ("t.py::d",)))
         a = published[-1]
-        batch = _numbered(sid, a.assignment_id, 2, *TESTS)
+        batch = _batch(sid, a.assignment_id, *TESTS, seq=2)
         planner.records(batch)
         logged = len(store.events(sid))
         planner.records(batch)  # delivered again
@@ -296,7 +289,7 @@ def test_a_batch_delivered_twice_is_counted_and_logged_once(redis_url: str, whic
         assert held is not None and held.state == "running" and held.waiting_completion is not None
         planner.records(batch)  # and again, with the completion held: still one batch short
         assert store.attempt(sid, a.assignment_id, 1).state == "running"  # type: ignore[union-attr]
-        planner.records(_numbered(sid, a.assignment_id, 3, "t.py::d"))
+        planner.records(_batch(sid, a.assignment_id, "t.py::d", seq=3))
         ended = store.attempt(sid, a.assignment_id, 1)
         assert ended is not None and ended.state == "done" and ended.received == 4
         assert store.counts(sid) == {"passed": 4}, "a test was reported not_run: the attempt ended early"
