@@ -16,14 +16,14 @@ import click
 
 from farm import __version__
 from farm.bundle import make_bundle
-from farm.cli_common import CONTEXT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, broker_option
+from farm.cli_common import CONTEXT, broker_option
 from farm.cli_common import CommandExit as _Exit
 from farm.cli_common import check_writable as _check_writable
 from farm.cli_common import client_for as _client
 from farm.cli_common import exit_with as _exit
 from farm.cli_results import events, results
 from farm.config import Settings, parse_duration
-from farm.errors import FarmError, Interrupted, UsageError
+from farm.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, FarmError, Interrupted, UsageError
 from farm.extras import require_libvirt
 from farm.states import FINAL_STATUSES
 

@@ -1,4 +1,4 @@
-"""What every `farm` command module shares: exit codes, the context and --broker option, a client, the exit."""
+"""What every `farm` command module shares: the context, the --broker option, a client, the exit."""
 
 from __future__ import annotations
 
@@ -13,9 +13,6 @@ from farm.errors import UsageError
 
 if TYPE_CHECKING:  # imported when used: celery and redis are most of the CLI's start-up
     from farm.client import Client
-
-#: Exit codes, as pytest's.
-EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INTERNAL, EXIT_USAGE, EXIT_NO_TESTS = 0, 1, 2, 3, 4, 5
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 broker_option = click.option("--broker", envvar="FARM_BROKER_URL", metavar="URL",

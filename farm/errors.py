@@ -16,17 +16,22 @@ Interrupts that must never be swallowed derive from BaseException (see `Interrup
 
 from __future__ import annotations
 
+#: Exit codes, as pytest's: every farm command and service (README, docs/configuration.md). Here,
+#: not in farm.cli_common, so that the services (farm.service_main, farm.supervision) name them
+#: without importing click.
+EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INTERNAL, EXIT_USAGE, EXIT_NO_TESTS = 0, 1, 2, 3, 4, 5
+
 
 class FarmError(Exception):
     """Root of every error farm raises on purpose."""
 
-    exit_code = 3
+    exit_code = EXIT_INTERNAL
 
 
 class UsageError(FarmError):
     """The user asked for something that cannot be done as asked."""
 
-    exit_code = 4
+    exit_code = EXIT_USAGE
 
 
 class BundleError(UsageError):

@@ -12,7 +12,7 @@ from typing import Any, TextIO
 
 import redis
 
-from farm.errors import BrokerUnreachable, FarmError, UsageError
+from farm.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, BrokerUnreachable, FarmError, UsageError
 from farm.urls import redact
 
 #: How often a service waiting for its broker tries again, and says again that it waits.
@@ -20,19 +20,15 @@ BROKER_RETRY_S = 1.0
 BROKER_NOTICE_S = 30.0
 
 
-#: A service's exit codes (README, docs/configuration.md "Exit codes of the services"): a stop
-#: asked for by SIGTERM (systemd's, `farm up`'s) is clean, 0; Ctrl-C (SIGINT) is 2, as for every
-#: farm command; an error that stops the service (Celery's "unrecoverable error", a broker lost at
-#: start-up, a bug) is 3; a usage error (bad option, bad setting, a broker that refuses us) is 4.
-EXIT_STOPPED = 0
-EXIT_INTERRUPTED = 2
-EXIT_FAILED = 3
+# A service's exit codes (farm.errors; README, docs/configuration.md "Exit codes of the
+# services"): a stop asked for by SIGTERM (systemd's, `farm up`'s) is clean, EXIT_OK; Ctrl-C
+# (SIGINT) is EXIT_INTERRUPTED, as for every farm command; an error that stops the service
+# (Celery's "unrecoverable error", a broker lost at start-up, a bug) is EXIT_INTERNAL; a usage
+# error (bad option, bad setting, a broker that refuses us) is EXIT_USAGE.
 
 
 class ServiceFailed(FarmError):
-    """The service's Celery worker stopped on an error it cannot recover from (exit 3)."""
-
-    exit_code = EXIT_FAILED
+    """The service's Celery worker stopped on an error it cannot recover from (EXIT_INTERNAL)."""
 
 
 def run_service(main: Callable[[], int], name: str) -> int:
@@ -154,8 +150,8 @@ class _Unrecoverable(logging.Filter):
         if self.signal in ("SIGINT",):
             return EXIT_INTERRUPTED
         if self.signal:  # SIGTERM (warm) or SIGQUIT (cold): a stop asked for
-            return EXIT_STOPPED
-        return EXIT_FAILED if celery_code else EXIT_STOPPED  # Celery stopped by itself: 0 or its error
+            return EXIT_OK
+        return EXIT_INTERNAL if celery_code else EXIT_OK  # Celery stopped by itself: 0 or its error
 
 
 def _why(exc: BaseException) -> str:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import signal
 from dataclasses import dataclass, field
 
+from farm.errors import EXIT_USAGE
+
 
 @dataclass(frozen=True)
 class RestartPolicy:
@@ -56,11 +58,6 @@ def describe_exit(returncode: int) -> str:
     return f"code {returncode}"
 
 
-#: The exit code of a farm service's usage error (farm.service_main): a bad option or setting, a
-#: broker that refuses its password. Started again, it would meet the same refusal: not restarted.
-EXIT_USAGE = 4
-
-
 @dataclass
 class Supervisor:
     """Restart decisions for a set of named processes."""
@@ -73,7 +70,8 @@ class Supervisor:
 
     def exited(self, name: str, now: float, code: int = 1) -> Restart | GiveUp:
         """`name` was found dead at `now`, with exit code `code`: when to start it again, or why
-        not. A usage error (EXIT_USAGE) is given up on at once; any other exit (3: an
+        not. A usage error (EXIT_USAGE: a bad option or setting, a broker that refuses its
+        password; started again, it would meet the same refusal) is given up on at once; any other exit (3: an
         unrecoverable error, which may be the broker's and pass) is restarted, up to the burst."""
         if name in self.fatal:
             return GiveUp(name, "it is not restarted")
