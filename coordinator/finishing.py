@@ -46,8 +46,10 @@ def finished(state: SuiteStore, spec: SuiteSpec, finish: machine.Finish, collect
     stopped = state.stop_reason(sid)
 
     def counted() -> Iterator[tuple[str, TestRecord]]:
-        """(test id, record) of every counted record, as `state.counted` and then the decided
-        ones would make the dict (a record HSCAN gives twice, once at its first place)."""
+        """(test id, record) of every counted record, then the decided ones the store has none
+        of; a record HSCAN gives twice, once (at its first place: `--durations` keeps its ties in
+        the store's order). The durations take it from here too (`state.counted`'s dict kept the
+        later of two reads of one field: the same record unless it was written between them)."""
         given: set[str] = set()
         for r in state.each_counted(sid):
             if r.test_id not in given:
@@ -87,7 +89,7 @@ def finished(state: SuiteStore, spec: SuiteSpec, finish: machine.Finish, collect
         attempts=attempts, workers=workers, stopped=stopped, durations=durations,
     )
     if seen != [state.records_count(sid), len(decided)]:
-        timed = machine.timed_of(_last_of(state, sid, decided))
+        timed = machine.timed_of(counted())
     overhead = machine.assignment_overhead(attempts, timed)
     if overhead is not None:
         timed[machine.OVERHEAD_KEY] = overhead
@@ -98,11 +100,3 @@ def finished(state: SuiteStore, spec: SuiteSpec, finish: machine.Finish, collect
     return Finished(report, event,
                     {"status": finish.status.value, "exit_code": finish.exit_code, "finished_at": now,
                      "message": finish.message}, spec.project, timed)
-
-
-def _last_of(state: SuiteStore, sid: str, decided: dict[str, TestRecord]) -> Iterator[tuple[str, TestRecord]]:
-    """Every counted record, then the decided ones the store has none of (a record HSCAN gives
-    twice comes twice: a dict of them keeps the last, as `state.counted` did)."""
-    for r in state.each_counted(sid):
-        yield r.test_id, r
-    yield from decided.items()
