@@ -20,6 +20,7 @@ from farm.bundle import check_unpacked_size, extract_bundle
 from farm.config import Settings
 from farm.errors import InfrastructureError
 from farm.processes import die_with_parent
+from workers.pytest_rewrites import REWRITTEN
 
 #: The longest a worker compiles a bundle's modules before it gives up (the runs then compile what they import).
 COMPILE_TIMEOUT_S = 300.0
@@ -65,8 +66,6 @@ class BundleCache:
         return local
 
 
-#: pytest rewrites these itself (assertion rewriting), so the interpreter's own bytecode of them is never used.
-_PYTEST_REWRITES = r"(^|/)(test_[^/]*|[^/]*_test|conftest)\.py$"
 #: Writes those rewritten modules into a tree, as pytest caches them (run under the runners' interpreter).
 _REWRITES_SCRIPT = Path(__file__).with_name("pytest_rewrites.py")
 #: What that script writes, in each `__pycache__` (e.g. `test_x.cpython-311-pytest-9.2.0.pyc`).
@@ -231,7 +230,7 @@ def compile_tree(python: str, tree: Path) -> None:
     runs), and beside it write pytest's rewritten test modules as pytest caches them
     (workers/pytest_rewrites.py: isolated, pytest imported, the modules parsed, never run).
     Best effort: a module that does not compile is compiled, and fails, in the run."""
-    commands = [[python, "-I", "-S", "-m", "compileall", "-q", "-x", _PYTEST_REWRITES, str(tree)],
+    commands = [[python, "-I", "-S", "-m", "compileall", "-q", "-x", REWRITTEN.pattern, str(tree)],
                 [python, "-I", str(_REWRITES_SCRIPT), str(tree)]]
     procs = []
     try:

@@ -29,7 +29,8 @@ import sys
 import types
 import warnings
 
-#: pytest's default `python_files`, and conftest.py (kept equal to workers.bundles._PYTEST_REWRITES).
+#: pytest's default `python_files`, and conftest.py: the modules pytest rewrites itself (and
+#: workers.bundles.compile_tree leaves out of compileall, whose bytecode of them would go unused).
 REWRITTEN = re.compile(r"(^|/)(test_[^/]*|[^/]*_test|conftest)\.py$")
 PASS_HOOK = "enable_assertion_pass_hook"  # noqa: S105 (an ini option's name)
 #: what a pytest configuration can be named (pytest.toml and .pytest.toml since pytest 9, any
