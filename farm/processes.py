@@ -1,4 +1,4 @@
-"""Linux process plumbing shared by the embedded farm and the local backend: lifetimes and kills."""
+"""Linux process plumbing shared by the embedded farm and the local backend: lifetimes, kills, start times and peaks."""
 
 from __future__ import annotations
 

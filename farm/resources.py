@@ -12,9 +12,9 @@ _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?", re.IGNORECASE)
 #: How a memory-limit crash's message starts: the coordinator does not retry such a crash elsewhere
 #: (the test would only exceed the same limit there).
 MEMORY_LIMIT = "memory limit "
-#: psutil's create_time counts in clock ticks (10 ms here): a process a test started in its first
-#: tick may look a little older than the test's own start.
-TICK_S = 0.02
+#: psutil's create_time counts in clock ticks (Linux's USER_HZ: 100 a second): a process began
+#: within this long after the start it gives (farm.processes.created_at).
+TICK_S = 0.01
 
 
 def parse_size(text: str) -> int:
@@ -51,11 +51,24 @@ def is_memory_limit(message: str) -> bool:
     return message.startswith(MEMORY_LIMIT)
 
 
-def attribute(created_at: float, starts: Iterable[tuple[float, str]]) -> str:
-    """The test that was running (or had last started) when a process was created: the one with
-    the latest start at or before `created_at` (within TICK_S), "" if it predates every test's
-    start (the session's own: conftest, collection). `starts` are (start time, test id), any order;
-    the same clock as `created_at` (the runner's host)."""
-    ordered = sorted(s for s in starts if s[0] > 0)  # a record without a start (not run) started nothing
-    i = bisect.bisect_right(ordered, (created_at + TICK_S, "\U0010ffff"))
-    return ordered[i - 1][1] if i else ""
+def attribute(created_at: float, runs: Iterable[tuple[float, float, str]]) -> str:
+    """The test that made a process created at `created_at` (its start as psutil tells it: the
+    clock tick it began in, so truly within TICK_S after), from the tests' (start, end, id), any
+    order, on the same clock (the runner's host).
+
+    The test whose run overlaps the tick the most: a test that forks spends the fork inside it,
+    so of a few sub-millisecond tests sharing one tick, the one that started a process is the
+    longest there (ties: the earliest). No overlap (made between tests, in a fixture's teardown):
+    the test that last started before it. "" if it predates every test (the session's own: a
+    conftest, the collection)."""
+    ordered = sorted(r for r in runs if r[0] > 0)  # a record without a start (not run) started nothing
+    tick_end = created_at + TICK_S
+    best, most = "", 0.0
+    for start, end, test in ordered:
+        overlap = min(end, tick_end) - max(start, created_at)
+        if overlap > most:
+            best, most = test, overlap
+    if best:
+        return best
+    i = bisect.bisect_right(ordered, (tick_end, float("inf"), "\U0010ffff"))
+    return ordered[i - 1][2] if i else ""
