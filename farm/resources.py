@@ -51,24 +51,14 @@ def is_memory_limit(message: str) -> bool:
     return message.startswith(MEMORY_LIMIT)
 
 
-def attribute(created_at: float, runs: Iterable[tuple[float, float, str]]) -> str:
+def attribute(created_at: float, starts: Iterable[tuple[float, str]]) -> str:
     """The test that made a process created at `created_at` (its start as psutil tells it: the
-    clock tick it began in, so truly within TICK_S after), from the tests' (start, end, id), any
-    order, on the same clock (the runner's host).
-
-    The test whose run overlaps the tick the most: a test that forks spends the fork inside it,
-    so of a few sub-millisecond tests sharing one tick, the one that started a process is the
-    longest there (ties: the earliest). No overlap (made between tests, in a fixture's teardown):
-    the test that last started before it. "" if it predates every test (the session's own: a
-    conftest, the collection)."""
-    ordered = sorted(r for r in runs if r[0] > 0)  # a record without a start (not run) started nothing
-    tick_end = created_at + TICK_S
-    best, most = "", 0.0
-    for start, end, test in ordered:
-        overlap = min(end, tick_end) - max(start, created_at)
-        if overlap > most:
-            best, most = test, overlap
-    if best:
-        return best
-    i = bisect.bisect_right(ordered, (tick_end, float("inf"), "\U0010ffff"))
-    return ordered[i - 1][2] if i else ""
+    clock tick it began in, so truly within TICK_S after), from the tests' (start, id), any order,
+    on the same clock (the runner's host): the one that started last at or before the end of that
+    tick. Exact when the test went on for a tick after it made the process; of several tests that
+    started within that one tick, the last is blamed (a test that forks and returns within 10 ms
+    may hand the blame to the next). "" if it predates every test (the session's own: a conftest,
+    the collection)."""
+    ordered = sorted(s for s in starts if s[0] > 0)  # a record without a start (not run) started nothing
+    i = bisect.bisect_right(ordered, (created_at + TICK_S, "\U0010ffff"))
+    return ordered[i - 1][1] if i else ""

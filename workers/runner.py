@@ -116,7 +116,7 @@ class _Stream:
     clock: Clock = time
     last_flush: float = -1.0
     first_started_at: float = 0.0  # the first record's test start, worker clock (epoch seconds; 0: none yet)
-    runs: list[tuple[float, float, str]] = field(default_factory=list)  # each record's (start, end, test id)
+    starts: list[tuple[float, str]] = field(default_factory=list)  # each record's (test start, test id)
     attempt_started_at: float = 0.0  # when the worker began the attempt (its clock)
 
     def __post_init__(self) -> None:
@@ -132,7 +132,7 @@ class _Stream:
             plausible = self.attempt_started_at <= stamped <= now
             self.first_started_at = stamped if plausible else max(self.attempt_started_at, now - record.duration_s)
         self.pending.append(record)
-        self.runs.append((record.started_at, record.started_at + record.duration_s, record.test_id))
+        self.starts.append((record.started_at, record.test_id))
         self.pending_chars += _size(record)
         if len(self.pending) >= self.batch_size or self.pending_chars >= BATCH_CHARS:
             self.flush()
@@ -255,7 +255,7 @@ def run_assignment(
             step = replace(step, message=f"collected otherwise than the cached collection: {why}")
     return _complete(sink, assignment, worker, node, step, started_at, code, stream.sent, clock, loop,
                      startup_s=max(0.0, stream.first_started_at - started_at) if stream.first_started_at else 0.0,
-                     usages=usages, runs=stream.runs)
+                     usages=usages, starts=stream.starts)
 
 
 def _files_of(test_ids: tuple[str, ...], planned: dict[str, int]) -> tuple[tuple[str, int], ...]:
@@ -356,9 +356,9 @@ def _planned_positions(a: Assignment) -> dict[str, tuple[int, int]]:
 def _complete(
     sink: RecordSink, a: Assignment, worker: str, node: str, end: End, started_at: float, code: int, sent: int,
     clock: Clock, loop: AttemptLoop | None = None, startup_s: float = 0.0, usages: Sequence[Usage] = (),
-    runs: Sequence[tuple[float, float, str]] = (),
+    starts: Sequence[tuple[float, str]] = (),
 ) -> Completion:
-    leaks = tuple(Leak(attribute(at, runs), "process", detail[:200])
+    leaks = tuple(Leak(attribute(at, starts), "process", detail[:200])
                   for u in usages for at, detail in u.leftovers)[:MAX_LEAKS]
     completion = Completion(a.suite_id, a.assignment_id, a.attempt, worker, node, end.state.value, started_at,
                             clock.time(), code, sent, end.message,
