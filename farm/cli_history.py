@@ -68,8 +68,7 @@ def history(project: str | None, broker: str | None, as_json: bool, clear: bool,
         saved_at = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(h.saved_at))
         size = path.stat().st_size if path.exists() else 0
         click.echo(f"{h.project}: {h.durations()} test durations, {len(h.keys)} key(s), saved {saved_at}, "
-                   f"{size / 1024:.1f} KiB ({path})")
-        click.echo(f"  {_last_run_text(h)}")
+                   f"{size / 1024:.1f} KiB ({path}); {_last_run_text(h)}")
 
 
 def _history_of_farm(broker: str, project: str | None, as_json: bool, keep: int) -> None:

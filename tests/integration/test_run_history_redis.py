@@ -1,0 +1,26 @@
+"""The run history a finish writes, over a real redis-server (its ring script, its bounds, its expiry)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import redis
+from support.history_scenarios import HISTORY_SCENARIOS, run_suite
+from support.scenarios import SETTINGS, RedisWorld, World
+
+from farm import keys
+
+
+@pytest.mark.parametrize("scenario", HISTORY_SCENARIOS, ids=lambda s: s.__name__)
+def test_run_history_over_redis(scenario: Callable[[World], None], redis_url: str) -> None:
+    scenario(RedisWorld(redis_url))
+
+
+def test_the_run_history_expires_with_the_durations(redis_url: str) -> None:
+    w = RedisWorld(redis_url)
+    w.add_worker("w1@h")
+    run_suite(w, 1, {}, {})
+    r = redis.Redis.from_url(redis_url)
+    for key in (keys.history_runs("proj"), keys.history_times("proj")):
+        assert 0 < r.ttl(key) <= SETTINGS.history_ttl_s, key
