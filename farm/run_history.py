@@ -20,6 +20,7 @@ from typing import Any
 import msgpack
 
 from farm.outcomes import FAILURES, Outcome
+from farm.report.build import iso
 
 VERSION = 1
 #: Runs kept per project by default (Settings.history_runs, FARM_HISTORY_RUNS).
@@ -279,8 +280,8 @@ def view_document(view: HistoryView) -> dict[str, Any]:
     return {
         "schema": 1,
         "project": view.project,
-        "runs": [{"suite_id": r.suite_id, "finished_at": r.finished_at, "status": r.status, "exit_code": r.exit_code,
-                  "summary": dict(r.counts), "tests": r.tests, "wall_s": r.wall_s, "bundle_digest": r.digest,
+        "runs": [{"suite_id": r.suite_id, "finished_at": iso(r.finished_at), "status": r.status,
+                  "exit_code": r.exit_code, "summary": dict(r.counts), "tests": r.tests, "wall_s": r.wall_s, "bundle_digest": r.digest,
                   "pool": r.pool, "pytest_args": list(r.pytest_args)} for r in view.runs],
         "tests_timed": view.tests_timed,
         "slowest": [{"id": t.test_id, "runs": t.runs, "p50_s": round(t.p50_s, 4), "p95_s": round(t.p95_s, 4),
