@@ -72,6 +72,8 @@ def _check_history(env: dict[str, str], *where: str) -> None:
 
     listed = farm("history", *where, env=env)
     assert listed.returncode == 0 and re.search(r"^flipper: .*3 runs, last: s-\S+ ", listed.stdout, re.M), listed
+    (project,) = json.loads(farm("history", "--json", *where, env=env).stdout)["projects"]
+    assert (project["project"], project["runs"], project["last_run"]["exit_code"]) == ("flipper", 3, 1), project
     unknown = farm("history", "no-such-project", *where, env=env)
     assert unknown.returncode == 4 and unknown.stdout == "", unknown
     assert unknown.stderr.startswith("farm: error: no ") and unknown.stderr.count("\n") == 1, unknown.stderr
