@@ -81,4 +81,18 @@ def only_the_last_k_runs_are_kept(w: World) -> None:
     assert sorted(rings) == sorted(TESTS)
 
 
-HISTORY_SCENARIOS = (three_runs_show_a_flipping_test_and_percentiles, only_the_last_k_runs_are_kept)
+def a_test_passing_on_its_rerun_is_a_flaky_run(w: World) -> None:
+    w.add_worker("w1@h")
+    w.submit("f1", rerun_failures=1)
+    w.collect("f1", TESTS)
+    (a,) = [x for x in w.published if x.suite_id == "f1"]
+    w.run(a, "w1@h", lambda t: Outcome.FAILED if t.endswith("c") else Outcome.PASSED)
+    w.run(w.published[-1], "w1@h")  # the rerun passes
+    runs, rings = stored(w)
+    assert [dict(r.listed) for r in runs] == [{"t.py::c": "flaky"}] and runs[0].exit_code == 0
+    (flake,) = fold("proj", runs, rings).flaky
+    assert (flake.test_id, flake.flaky_runs, flake.flips, flake.runs, flake.rate) == ("t.py::c", 1, 0, 1, 1.0)
+
+
+HISTORY_SCENARIOS = (three_runs_show_a_flipping_test_and_percentiles, only_the_last_k_runs_are_kept,
+                     a_test_passing_on_its_rerun_is_a_flaky_run)
