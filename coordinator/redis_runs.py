@@ -15,7 +15,7 @@ import msgpack
 import redis
 
 from farm import keys
-from farm.run_history import RING_ITEM, RunEntry, encode_run, ring_items
+from farm.run_history import RING_ITEM, RunEntry, encode_run, ring_page
 
 #: Tests per script call (one EVALSHA in the finish's MULTI).
 PAGE = 5000
@@ -54,8 +54,8 @@ class RunHistoryWriter:
         ids = [t for t in durations if t != keys.HISTORY_OVERHEAD_FIELD]
         if not ids:
             return
-        items = ring_items([durations[t] for t in ids])
         for i in range(0, len(ids), PAGE):
-            self._append(keys=[times], args=[self.keep * RING_ITEM, msgpack.packb(ids[i:i + PAGE]),
-                                             b"".join(items[i:i + PAGE])], client=pipe)
+            page = ids[i:i + PAGE]
+            self._append(keys=[times], args=[self.keep * RING_ITEM, msgpack.packb(page),
+                                             ring_page([durations[t] for t in page])], client=pipe)
         pipe.expire(times, self.ttl_s)

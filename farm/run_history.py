@@ -121,9 +121,14 @@ def decode_run(data: bytes) -> RunEntry | None:
 # --- duration rings ---------------------------------------------------------------------------
 
 
+def ring_page(durations: Sequence[float]) -> bytes:
+    """The durations as the items rings append, one after the other (float16, clamped to its range)."""
+    return struct.pack(f"<{len(durations)}e", *(min(max(d, 0.0), _HALF_MAX) for d in durations))
+
+
 def ring_items(durations: Sequence[float]) -> list[bytes]:
-    """Each duration as the 2 bytes a ring appends (float16, clamped to its range)."""
-    packed = struct.pack(f"<{len(durations)}e", *(min(max(d, 0.0), _HALF_MAX) for d in durations))
+    """Each duration as the 2 bytes a ring appends."""
+    packed = ring_page(durations)
     return [packed[i:i + RING_ITEM] for i in range(0, len(packed), RING_ITEM)]
 
 
