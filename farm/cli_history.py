@@ -32,7 +32,10 @@ def history(project: str | None, broker: str | None, as_json: bool, clear: bool,
     if clear and show_path:
         raise UsageError("--clear and --path do not go together")
     if broker and (clear or show_path):
-        raise UsageError("--clear and --path are for the embedded farm's saved history, not a running farm's")
+        given = click.get_current_context().get_parameter_source("broker")
+        if given == click.core.ParameterSource.COMMANDLINE:
+            raise UsageError("--clear and --path are for the embedded farm's saved history, not a running farm's")
+        broker = None  # FARM_BROKER_URL in the environment: --clear and --path still mean the saved history
     if as_json and (clear or show_path):
         raise UsageError("--json does not go with --clear or --path")
     keep = Settings.from_env().history_runs
@@ -84,9 +87,10 @@ def _history_of_farm(broker: str, project: str | None, as_json: bool, keep: int)
         saved = [from_redis(r, name) for name in projects_in_redis(r)]
         if as_json:
             _echo_json({"schema": 1, "projects": [_project_doc(h) for h in saved]})
-        elif not saved:
+            return
+        if not saved:
             click.echo("no run history on this farm")
-        for h in saved if not as_json else ():
+        for h in saved:
             click.echo(f"{h.project}: {_last_run_text(h)}")
     finally:
         r.close()

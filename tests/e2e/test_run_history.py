@@ -94,6 +94,12 @@ def test_history_of_three_runs_on_farm_up_is_read_from_its_redis(tmp_path: Path,
     _three_runs(project, env, "--broker", up.broker)
     _check_history(env, "--broker", up.broker)
     assert farm("history", "flipper", env=env).returncode == 4  # nothing saved by an embedded run
+    # FARM_BROKER_URL names the farm as --broker does; --path still means the embedded farm's saved history.
+    by_env = farm("history", "flipper", "--json", env={**env, "FARM_BROKER_URL": up.broker})
+    assert len(json.loads(by_env.stdout)["runs"]) == 3, by_env.stderr
+    path = farm("history", "--path", env={**env, "FARM_BROKER_URL": up.broker})
+    assert path.returncode == 0 and path.stdout.strip() == str(tmp_path / "cache" / "farm" / "history"), path
+    assert farm("history", "--path", "--broker", up.broker, env=env).returncode == 4
 
 
 def test_history_of_an_unreachable_farm_is_one_line() -> None:
