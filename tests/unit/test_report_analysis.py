@@ -48,7 +48,8 @@ def test_timeouts_say_which_limit_stopped_them() -> None:
     report = make_report([
         make_test("t.py::slow", "timeout", message="Timeout: ran past --test-timeout 2s"),
         make_test("t.py::late", "timeout", message="stopped at the suite deadline"),
-        make_test("t.py::long", "timeout", message="stopped at the assignment's deadline (30s after its runner started)"),
+        make_test("t.py::long", "timeout",
+                  message="stopped at the assignment's deadline (30s after its runner started)"),
     ])
     timeout = _classes(report)["timeout"]
     assert timeout["tests"] == ["t.py::slow", "t.py::late", "t.py::long"]
