@@ -29,9 +29,11 @@ def _assignment(aid: str, state: str, tests: list[str], *, worker: str = "w2@hos
             "started_at": None, "finished_at": None, "message": message}
 
 
-def test_a_clean_run_has_no_class() -> None:
+def test_a_clean_run_has_an_empty_analysis_and_no_failure_analysis_block() -> None:
     report = make_report([make_test("t.py::a"), make_test("t.py::b", "skipped"), make_test("t.py::c", "xfailed")])
-    assert analyse(expand(report)) == {"classes": []}
+    full = expand(report)
+    assert full["analysis"] == {"classes": []}
+    assert "failure analysis" not in render_summary(full) and "failures:" not in render_summary(full, verbose=True)
 
 
 def test_failures_and_setup_teardown_and_collection_errors_are_classes_of_their_own() -> None:
@@ -174,8 +176,3 @@ def test_the_summary_has_a_failure_analysis_line_and_the_tests_under_v() -> None
     assert verbose[start + 1:start + 7] == [
         "  test failures: t.py::f1, t.py::f2", "  setup/teardown errors: t.py::s", "  timeouts: t.py::t",
         "  crashes: t.py::c", "  infrastructure: t.py::l", "  flaky: t.py::k"]
-
-
-def test_a_summary_with_nothing_wrong_has_no_failure_analysis() -> None:
-    text = render_summary(expand(make_report([make_test("t.py::a"), make_test("t.py::b", "skipped")])))
-    assert "failure analysis" not in text and "failures:" not in text
