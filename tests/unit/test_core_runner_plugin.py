@@ -346,7 +346,7 @@ def test_run_mode_still_stops_a_hanging_test_after_a_failure_cancelled_the_watch
         (root / "project" / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / "project" / rel).write_text(text, encoding="utf-8")
     install_plugin(root / "plugin")
-    ids = ["tests/test_after.py::test_setup_error", "tests/test_after.py::test_fails", "tests/test_after.py::test_hangs"]
+    ids = [f"tests/test_after.py::{name}" for name in ("test_setup_error", "test_fails", "test_hangs")]
     stacks = root / "stacks.txt"
     run = run_pytest(root, "run", ids, "-q", extra_env={"FARM_TEST_TIMEOUT": "2.0", "FARM_STACK_FILE": str(stacks)})
     assert list(run.tests()) == ids[:2] and [obj["id"] for obj in run.of("start")] == ids
