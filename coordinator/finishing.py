@@ -1,4 +1,5 @@
-"""What finishing a suite stores, read from the store as it is now: the report, the log's last event, durations."""
+"""What finishing a suite stores, read from the store as it is now: the report, the log's last event,
+durations, the run history's entry."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from coordinator.store import Finished, SuiteStore
 from farm import events
 from farm.model import Collection, SuiteSpec, TestRecord
 from farm.report.build import durations_limit, report_text, slowest_of
+from farm.run_history import RunTally
 
 #: Tests whose records the report reads from the store at once (one HMGET), in report order.
 PAGE = 1000
@@ -65,6 +67,7 @@ def finished(state: SuiteStore, spec: SuiteSpec, finish: machine.Finish, collect
     # The durations (`machine.timed`) are taken as the report reads the records, in its order;
     # if the report's tests were not every counted record, again from all of them.
     timed: dict[str, float] = {}
+    tally = RunTally()  # the run history's entry, taken on the same pass
     seen = [0, 0]  # stored records, decided ones
 
     def in_order() -> Iterator[tuple[str, TestRecord]]:
@@ -81,6 +84,7 @@ def finished(state: SuiteStore, spec: SuiteSpec, finish: machine.Finish, collect
                     continue
                 if record.outcome in machine.TIMED and record.phase != "collect":
                     timed[test_id] = record.duration_s
+                tally.add(test_id, record.outcome.value)
                 yield test_id, record
 
     report = report_text(
@@ -90,6 +94,9 @@ def finished(state: SuiteStore, spec: SuiteSpec, finish: machine.Finish, collect
     )
     if seen != [state.records_count(sid), len(decided)]:
         timed = machine.timed_of(counted())
+        tally = RunTally()
+        for test_id, record in counted():
+            tally.add(test_id, record.outcome.value)
     overhead = machine.assignment_overhead(attempts, timed)
     if overhead is not None:
         timed[machine.OVERHEAD_KEY] = overhead
@@ -97,6 +104,9 @@ def finished(state: SuiteStore, spec: SuiteSpec, finish: machine.Finish, collect
     event = events.finished(status=finish.status.value, exit_code=finish.exit_code, message=finish.message,
                             started_at=started, finished_at=now, stopped=stopped, workers=workers,
                             decided=finish.decided, collection=collection)
+    run = tally.entry(suite_id=sid, finished_at=now, started_at=started, status=finish.status.value,
+                      exit_code=finish.exit_code, digest=spec.bundle_digest, pool=spec.pool,
+                      pytest_args=spec.pytest_args)
     return Finished(report, event,
                     {"status": finish.status.value, "exit_code": finish.exit_code, "finished_at": now,
-                     "message": finish.message}, spec.project, timed)
+                     "message": finish.message}, spec.project, timed, run)

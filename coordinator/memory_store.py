@@ -27,6 +27,7 @@ from farm.errors import SuiteNotFound
 from farm.model import Collection, SuiteSpec, TestRecord, TestRun, WorkerInfo
 from farm.outcomes import FAILURES, Outcome
 from farm.protocol import decode, encode
+from farm.run_history import DEFAULT_RUNS, RunEntry, appended, encode_run, ring_items
 from farm.states import AttemptState, SuiteStatus
 
 T = TypeVar("T")
@@ -47,6 +48,9 @@ class MemoryStore:
         self._active: set[str] = set()
         self._workers: dict[str, tuple[WorkerInfo, bool]] = {}
         self._history: dict[str, dict[str, float]] = {}
+        self.history_runs = DEFAULT_RUNS  # runs a project's run history keeps (Settings.history_runs)
+        self._runs: dict[str, list[bytes]] = {}  # project -> its run entries, oldest first
+        self._rings: dict[str, dict[str, bytes]] = {}  # project -> test id -> its duration ring
         self._taken: dict[tuple[str, str], tuple[bytes, float]] = {}  # held completions taken: (completion, when)
 
     def peer(self, name: str) -> MemoryStore:
@@ -438,6 +442,8 @@ class MemoryStore:
         else:
             raise RuntimeError(f"suite {suite_id}: its log kept moving while its report was built")
         self.record_durations(done.project, done.durations)
+        if done.run is not None:
+            self._add_run(done.project, done.run, done.durations)
         s.report = b"".join(done.report).decode()
         self._log(suite_id, done.event)
         s.fields.update(done.fields)
@@ -450,6 +456,20 @@ class MemoryStore:
 
     def record_durations(self, project: str, durations: dict[str, float]) -> None:
         self._history.setdefault(project, {}).update({k: round(v, 6) for k, v in durations.items()})
+
+    def _add_run(self, project: str, run: RunEntry, durations: dict[str, float]) -> None:
+        """As `coordinator.redis_runs.RunHistoryWriter.write`: the last `history_runs` entries and durations."""
+        keep = self.history_runs
+        runs = self._runs.setdefault(project, [])
+        runs.append(encode_run(run))
+        del runs[:-keep]
+        rings = self._rings.setdefault(project, {})
+        ids = [t for t in durations if t != keys.HISTORY_OVERHEAD_FIELD]
+        for test_id, item in zip(ids, ring_items([durations[t] for t in ids]), strict=True):
+            rings[test_id] = appended(rings.get(test_id), item, keep)
+
+    def run_history(self, project: str) -> tuple[list[bytes], dict[str, bytes]]:
+        return list(self._runs.get(project, [])), dict(self._rings.get(project, {}))
 
 
 if TYPE_CHECKING:  # mypy proves both stores satisfy the one interface

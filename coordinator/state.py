@@ -10,12 +10,14 @@ import logging
 import sys
 import uuid
 from collections.abc import Callable, Sequence
+from functools import cached_property
 from typing import Any
 
 from coordinator import deadlines, redis_bulk, transitions
 from coordinator.aggregate import PENDING
 from coordinator.machine import SuiteView, collection_order
 from coordinator.redis_outcomes import chunks, pack, texts, unpack
+from coordinator.redis_runs import RunHistoryWriter
 from coordinator.redis_splits import RedisSplits
 from coordinator.store import COLLECTION_OWNER, FINISH_TRIES, Finished
 from farm import events as eventlog
@@ -467,6 +469,8 @@ class SuiteState(RedisSplits):
 
             def write(pipe: Any) -> None:
                 self._write_durations(pipe, done.project, done.durations)
+                if done.run is not None:
+                    self._runs.write(pipe, done.project, done.run, done.durations)
                 # In pieces (SET, then APPEND in the same MULTI): never joined into one text here.
                 first, *rest = done.report
                 pipe.set(keys.report(suite_id), first)
@@ -482,6 +486,16 @@ class SuiteState(RedisSplits):
             return True, write
 
         return self.transact([key, keys.events(suite_id)], read, decide, tries=FINISH_TRIES)
+
+    @cached_property
+    def _runs(self) -> RunHistoryWriter:
+        return RunHistoryWriter(self.r, self.settings.history_runs, self.settings.history_ttl_s)
+
+    def run_history(self, project: str) -> tuple[list[bytes], dict[str, bytes]]:
+        """The project's run entries (oldest first) and its tests' duration rings, as stored."""
+        runs = list(self.r.lrange(keys.history_runs(project), 0, -1))
+        rings = {keys.text(k): v for k, v in self.r.hscan_iter(keys.history_times(project), count=5000)}
+        return runs, rings
 
     def durations(self, project: str) -> dict[str, float]:
         tests, values = redis_bulk.read_hash(self.r, keys.history(project))

@@ -11,6 +11,7 @@ from coordinator.machine import SuiteView
 from farm.attempts import Attempt
 from farm.events import Event, Kind
 from farm.model import Collection, SuiteSpec, TestRecord, TestRun, WorkerInfo
+from farm.run_history import RunEntry
 from farm.states import AttemptState
 
 #: The owner of outcomes decided at collection (module-level skips, collection errors).
@@ -22,13 +23,14 @@ FINISH_TRIES = 5
 @dataclass(frozen=True)
 class Finished:
     """What finishing a suite stores: its report, the log's last event, the suite's final fields
-    and the durations its tests add to their project's history."""
+    and the durations its tests add to their project's history, and its run history's entry."""
 
     report: list[bytes]  # its JSON text (UTF-8) in pieces, stored one after the other
     event: Event
     fields: dict[str, Any]
     project: str
     durations: dict[str, float]
+    run: RunEntry | None = None  # appended to the project's run history (farm.run_history)
 
 
 class SuiteStore(Protocol):
@@ -100,3 +102,4 @@ class SuiteStore(Protocol):
     def store_report(self, suite_id: str, build: Callable[[], Finished]) -> bool: ...
     def durations(self, project: str) -> dict[str, float]: ...
     def record_durations(self, project: str, durations: dict[str, float]) -> None: ...
+    def run_history(self, project: str) -> tuple[list[bytes], dict[str, bytes]]: ...

@@ -21,6 +21,7 @@ from farm.cli_common import CommandExit as _Exit
 from farm.cli_common import check_writable as _check_writable
 from farm.cli_common import client_for as _client
 from farm.cli_common import exit_with as _exit
+from farm.cli_history import history
 from farm.cli_results import events, results
 from farm.config import Settings, parse_duration
 from farm.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, FarmError, Interrupted, UsageError
@@ -236,44 +237,7 @@ def cancel(suite_id: str, broker: str | None) -> None:
 # --- history ----------------------------------------------------------------------------
 
 
-@main.command(context_settings=CONTEXT)
-@click.argument("project", required=False)
-@click.option("--clear", is_flag=True, help="Remove the saved history (of PROJECT only, if given).")
-@click.option("--path", "show_path", is_flag=True,
-              help="Print where the history is kept (PROJECT's file, if given) and nothing else.")
-def history(project: str | None, clear: bool, show_path: bool) -> None:
-    """What embedded runs measured and keep for the next split: per project, in the user's cache.
-
-    A running farm (--broker) keeps its own history in its Redis, under farm:history:PROJECT.
-    """
-    from farm.history_cache import HistoryCache
-
-    if clear and show_path:
-        raise UsageError("--clear and --path do not go together")
-    cache = HistoryCache(warn=lambda m: click.echo(f"farm: warning: {m}", err=True))
-    if show_path:
-        click.echo(str(cache.path_of(project) if project is not None else cache.root))
-        return
-    if clear:
-        gone = cache.clear(project)
-        what = f"the history of {project!r}" if project is not None else "all history"
-        click.echo(f"farm: removed {what} ({len(gone)} file{'s' if len(gone) != 1 else ''} in {cache.root})")
-        return
-    kept = cache.projects()
-    if project is not None:
-        kept = [(p, h) for p, h in kept if p == cache.path_of(project)]
-    if not kept:
-        click.echo(f"no history kept for {project!r} in {cache.root}" if project is not None
-                   else f"no history kept in {cache.root}")
-        return
-    for path, h in kept:
-        if h is None:
-            click.echo(f"{path.name}: unreadable (ignored; replaced by the next run)")
-            continue
-        saved = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(h.saved_at))
-        size = path.stat().st_size if path.exists() else 0
-        click.echo(f"{h.project}: {h.durations()} test durations, {len(h.keys)} key(s), saved {saved}, "
-                   f"{size / 1024:.1f} KiB ({path})")
+main.add_command(history)
 
 
 # --- farm up, and the service entry points -----------------------------------------------

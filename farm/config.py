@@ -65,6 +65,9 @@ class Settings:
     local_standby: bool = True
     suite_ttl_s: int = 7 * 24 * 3600
     history_ttl_s: int = 90 * 24 * 3600
+    # FARM_HISTORY_RUNS: runs of a project its run history keeps (`farm history`): the last K run
+    # entries, and each test's last K durations; the oldest are dropped (farm/run_history.py).
+    history_runs: int = 50
     # FARM_LEASE_S: a running attempt whose worker has not renewed its lease for this long is
     # taken as lost, and its tests without an outcome run again as a new attempt.
     lease_s: float = 10.0
@@ -129,6 +132,7 @@ class Settings:
                 if env.get("FARM_COORDINATOR_VISIBILITY_S") else base.coordinator_visibility_s,
                 assignment_deadline_factor=_number(env, "FARM_ASSIGNMENT_DEADLINE_FACTOR",
                                                    base.assignment_deadline_factor),
+                history_runs=_count(env, "FARM_HISTORY_RUNS", base.history_runs),
                 assignment_deadline_min_s=parse_duration(env["FARM_ASSIGNMENT_DEADLINE_MIN_S"])
                 if env.get("FARM_ASSIGNMENT_DEADLINE_MIN_S") else base.assignment_deadline_min_s,
             )
@@ -182,6 +186,15 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a positive number, got {raw!r}")
     return value
+
+
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"{name} must be a whole number of at least 1, got {raw!r}")
+    return int(raw)
 
 
 def _scaled(env: Mapping[str, str], name: str, default: int, unit: int) -> int:

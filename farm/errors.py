@@ -9,6 +9,7 @@ FarmError
 ├── InfrastructureError   a worker, runner or service failed (exit 3)
 │   └── BundleRefused     a worker will not unpack a bundle (over its FARM_MAX_UNPACKED_MB): final
 ├── SuiteNotFound         a suite id that the state store does not know (exit 4)
+├── ProjectNotFound       `farm history PROJECT` for a project with no run history there (exit 4)
 └── LogIncomplete         a suite's event log cannot give its report: trimmed, or not finished (exit 3)
 
 Interrupts that must never be swallowed derive from BaseException (see `Interrupted`).
@@ -44,6 +45,10 @@ class BrokerUnreachable(UsageError):
 
 class SuiteNotFound(UsageError):
     """No suite with that id is known to the state store."""
+
+
+class ProjectNotFound(UsageError):
+    """`farm history PROJECT`: the farm (or the embedded farm's saved history) has no run of it."""
 
 
 class ProtocolError(FarmError):

@@ -182,8 +182,27 @@ HISTORY_OVERHEAD_FIELD = "\0assignment-overhead"
 
 def history_patterns(project: str) -> tuple[str, str]:
     """SCAN patterns matching every history key of a project: its durations hash and its `:NAME` keys."""
-    base = "".join("\\" + c if c in "*?[]\\" else c for c in history(project))
+    base = scan_literal(history(project))
     return base, base + ":*"
+
+
+def scan_literal(key: str) -> str:
+    """`key` as a SCAN pattern that matches only itself."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in key)
+
+
+#: The suffixes of a project's run history (farm.run_history) after `history(project)`.
+HISTORY_RUNS, HISTORY_TIMES = ":runs", ":times"
+
+
+def history_runs(project: str) -> str:
+    """List: the project's last K run entries (msgpack, farm.run_history), oldest first."""
+    return history(project) + HISTORY_RUNS
+
+
+def history_times(project: str) -> str:
+    """Hash: test id -> its last K durations, float16 each (farm.run_history's rings)."""
+    return history(project) + HISTORY_TIMES
 
 
 WORKERS = f"{PREFIX}:workers"  # hash: worker name → msgpack WorkerInfo

@@ -11,13 +11,17 @@ from typing import Any
 
 from farm.errors import UsageError
 from farm.report.junit import render_junit
-from farm.report.schema import compact, dumps
+from farm.report.schema import compact, dumps, expand
 
 
 def write_json(report: Mapping[str, Any], path: Path) -> None:
     """Write the report's lean document (schema 2; any form is accepted) as UTF-8 JSON to `path`,
-    atomically: indented, one test per line, non-ASCII kept."""
-    text = dumps(compact(report))
+    atomically: indented, one test per line, non-ASCII kept. Its failure `analysis` is written
+    last, for readers of the file: derived from the rest, readers of farm's recompute it."""
+    full = report if "analysis" in report else expand(report)
+    doc = compact(full)
+    doc["analysis"] = full["analysis"]
+    text = dumps(doc)
     # A lone surrogate cannot be UTF-8; as `\udcxx` it is still a valid JSON escape for it.
     write_atomic(path, text.encode("utf-8", "backslashreplace"))
 

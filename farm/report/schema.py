@@ -5,7 +5,8 @@ document of docs/report-schema.md: fields equal to their documented default are 
 test that ran once refers to its assignment by index instead of repeating it, and an
 assignment's test list is left out when its tests' references give it. `expand` gives back
 the full view of any report (schema 1 or 2, lean or already full), adding each attempt's
-`run` / `runs`; `expand(compact(full)) == expand(full)`. Both are pure.
+`run` / `runs` and the report's failure `analysis` (farm.report.analysis, derived, never stored);
+`expand(compact(full)) == expand(full)`. Both are pure.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from farm.report.analysis import analyse
 
 SCHEMA = 2
 
@@ -80,6 +83,7 @@ def expand(report: Mapping[str, Any]) -> dict[str, Any]:
     doc["assignments"] = full_assignments
     doc.setdefault("suspect_workers", [])
     doc.setdefault("leaks", [])
+    doc["analysis"] = analyse(doc)  # derived on read: never stored (compact drops it)
     return doc
 
 
@@ -96,6 +100,7 @@ def compact(report: Mapping[str, Any], *, expanded: bool = False) -> dict[str, A
     doc = {**full, "schema": SCHEMA, "tests": lean_tests,
            "assignments": lean_assignments(assignments, referenced)}
     drop_empty_lists(doc)
+    doc.pop("analysis", None)  # derived from the rest by expand
     return doc
 
 

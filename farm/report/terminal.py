@@ -7,6 +7,7 @@ from typing import Any
 
 from farm.model import SessionInfo
 from farm.pytest_options import parse, report_chars
+from farm.report.analysis_block import analysis_block
 from farm.report.blocks import failure_sections, passes
 from farm.report.pytest_lines import pytest_major, separator, summary_line
 from farm.report.resources import leak_lines, resource_lines
@@ -23,8 +24,9 @@ def render_summary(report: Mapping[str, Any], *, verbose: bool = False, session:
     (default: $CI or $BUILD_NUMBER set, as pytest decides) or -vv: the short summary carries each
     message whole, as pytest's does there; otherwise its first line.
     Sections in pytest's order: ERRORS, FAILURES (none under --tb=no), slowest durations, short
-    test summary info, then the stop or interruption banner and the final `=` line. Ends with a
-    newline (or is empty under -qq with nothing to say).
+    test summary info, farm's failure analysis (the full view's `analysis`; its tests under -v),
+    then the stop or interruption banner and the final `=` line. Ends with a newline (or is
+    empty under -qq with nothing to say).
     """
     options = session or parse(report.get("pytest_args") or ())
     tests: Sequence[Mapping[str, Any]] = report.get("tests") or ()
@@ -49,6 +51,8 @@ def render_summary(report: Mapping[str, Any], *, verbose: bool = False, session:
     if short:
         lines.append(separator("=", "short test summary info"))
         lines.extend(short)
+    if options.verbose >= -1:
+        lines.extend(analysis_block(report.get("analysis"), verbose=verbose or options.verbose >= 1))
     message = str(report.get("message") or "").rstrip("\n")
     if message:
         lines.extend(message.splitlines())

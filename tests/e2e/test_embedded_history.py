@@ -62,7 +62,8 @@ def test_second_embedded_run_is_split_by_durations_per_project_until_cleared(tmp
 
     cleared = farm("history", "--clear", "uneven", env=env)
     assert cleared.returncode == 0 and "removed the history of 'uneven' (1 file" in cleared.stdout
-    assert farm("history", "uneven", env=env).stdout.startswith("no history kept for 'uneven'")
+    gone = farm("history", "uneven", env=env)
+    assert gone.returncode == 4 and gone.stderr.startswith("farm: error: no history of project 'uneven'"), gone.stderr
     again = _run(project, tmp_path / "r4.json", env=env)
     assert _slow_per_assignment(again) == [4, 0]  # forgotten: split by count again
     assert farm("history", "--clear", env=env).returncode == 0

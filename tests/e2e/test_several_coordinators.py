@@ -20,6 +20,7 @@ from farm import events, keys
 from farm.cluster import ClusterSpec
 from farm.report.rebuild import rebuild
 from farm.report.schema import load_report
+from farm.run_history import decode_run
 
 SLOW = 40  # the slow fixture: 40 tests of 0.5 s
 LEASE_S = 3.0
@@ -76,6 +77,8 @@ def _durations_recorded_once(store: redis.Redis, report: dict) -> None:
     history = {keys.text(k): float(v) for k, v in store.hgetall(keys.history(report["project"])).items()}
     history.pop(keys.HISTORY_OVERHEAD_FIELD, None)
     assert history == {t["id"]: round(t["duration_s"], 6) for t in report["tests"]}
+    runs = [decode_run(e) for e in store.lrange(keys.history_runs(report["project"]), 0, -1)]
+    assert [r.suite_id for r in runs if r is not None].count(report["suite_id"]) == 1, "not one run entry"
 
 
 def _finished_once(store: redis.Redis, suite_id: str) -> None:

@@ -46,4 +46,13 @@ def test_a_crash_is_retried_once_elsewhere_and_blamed_on_the_test_or_the_worker(
 
     assert all(tests[f"test_fine[{i}]"]["outcome"] == "passed" for i in range(10))
     assert report["summary"]["crashed"] == 1 and report["summary"]["passed"] == 11
+    # The failure analysis: the test to blame is a crash, the worker to blame is infrastructure, and
+    # the test that passed elsewhere is flaky.
+    classes = {c["class"]: c for c in report["analysis"]["classes"]}
+    assert list(classes) == ["crashed", "infrastructure", "flaky"]
+    assert classes["crashed"]["tests"] == [everywhere["id"]] and classes["crashed"]["detail"] == {"blame": {"test": 1}}
+    assert classes["infrastructure"]["detail"]["events"] == [
+        {"cause": "suspect_worker", "worker": bad, "tests": [first_only["id"]]}]
+    assert classes["flaky"]["tests"] == [first_only["id"]]
+    assert f"failures: 1 crash (blame: test), 1 infrastructure (suspect worker {bad}), 1 flaky" in result.stdout
     assert_nothing_left_of(report["suite_id"])

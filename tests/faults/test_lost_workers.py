@@ -73,8 +73,22 @@ def test_kill_9_of_a_worker_mid_assignment_runs_its_unfinished_tests_again(two_w
             assert tests[test_id]["attempts"][-1]["attempt"] == attempt["attempt"] + 1
     # Noticed within the lease (3 s) plus the sweep, far below the 30 s bound; the rest is the rerun.
     assert time.monotonic() - killed_at < 60
+    _check_lost_is_infrastructure(report, lost, result.stdout)
     assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in doomed)
     assert_nothing_left_of(suite_id)
+
+
+def _check_lost_is_infrastructure(report: dict, lost: list[dict], stdout: str) -> None:
+    """The failure analysis names each lost attempt as an infrastructure event, and nothing else
+    (every test passed in the end), in the JSON and in the summary's failure-analysis line."""
+    (infrastructure,) = report["analysis"]["classes"]
+    assert infrastructure["class"] == "infrastructure" and infrastructure["count"] == len(lost)
+    events = infrastructure["detail"]["events"]
+    assert [(e["cause"], e["assignment"], e["attempt"], e["worker"]) for e in events] == [
+        ("lost", a["id"], a["attempt"], a["worker"]) for a in lost]
+    assert set(infrastructure["tests"]) == {t for a in lost for t in a["tests"]}
+    words = ", ".join(f"worker {a['worker']} lost" for a in lost[:3])
+    assert f"failures: {len(lost)} infrastructure ({words}" in stdout, stdout
 
 
 def test_kill_9_of_a_pool_child_runs_its_tests_again_once(two_workers: LocalCluster, tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 from support import sshd
-from support.helpers import FIXTURES, need
+from support.helpers import FIXTURES, need, netns_usable
 
 from farm.bundle import make_bundle
 from farm.config import Settings
@@ -153,7 +153,8 @@ def test_an_unknown_host_key_is_refused_not_learned(one_host: Hosts, tmp_path: P
 
 
 def test_two_hosts_one_in_a_network_namespace_run_at_once(tmp_path: Path, client_key: Path) -> None:
-    need(Path("/usr/sbin/ip").exists() or Path("/sbin/ip").exists(), "iproute2 is not installed")
+    why = netns_usable()
+    need(not why, why)
     with sshd.running_sshd(tmp_path / "h1", client_key.with_suffix(".pub")) as h1, \
             sshd.sshd_in_namespace(tmp_path / "h2", client_key.with_suffix(".pub")) as h2:
         hosts = _hosts_file(tmp_path, client_key, [h1, h2])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import selectors
@@ -34,6 +35,25 @@ def need(condition: bool, why: str) -> None:
         if IN_CI:
             pytest.fail(f"required in CI: {why}")
         pytest.skip(why)
+
+
+@functools.cache
+def netns_usable() -> str:
+    """Why network namespaces cannot be made and entered here, or "" when they can: root and
+    iproute2, and `ip netns exec` working, which it does not in a chroot whose / is not a mount
+    point ("mount --make-rslave /" failed: Invalid argument), e.g. ../shared/tools/fresh-machine's."""
+    ip = shutil.which("ip") or "/usr/sbin/ip"
+    if os.geteuid() != 0 or not Path(ip).exists():
+        return "network namespaces need root and iproute2"
+    name = f"farmprobe-{os.getpid()}"
+    made = subprocess.run([ip, "netns", "add", name], capture_output=True, text=True)
+    if made.returncode != 0:
+        return f"ip netns add fails here: {made.stderr.strip()}"
+    try:
+        entered = subprocess.run([ip, "netns", "exec", name, "true"], capture_output=True, text=True)
+        return "" if entered.returncode == 0 else f"ip netns exec fails here: {entered.stderr.strip()}"
+    finally:
+        subprocess.run([ip, "netns", "del", name], capture_output=True)
 
 
 def copy_fixture(name: str, dest_root: Path) -> Path:

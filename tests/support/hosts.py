@@ -34,11 +34,6 @@ from support.services import wait_for
 IP = shutil.which("ip") or "/usr/sbin/ip"
 
 
-def available() -> bool:
-    """Whether network namespaces can be made here (root, iproute2)."""
-    return os.geteuid() == 0 and Path(IP).exists()
-
-
 @dataclass(frozen=True)
 class Host:
     """A network namespace with one veth link to this machine: `gateway` is our side's address."""

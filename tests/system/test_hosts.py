@@ -13,8 +13,8 @@ from pathlib import Path
 import msgpack
 import psutil
 import pytest
-from support.helpers import assert_nothing_left_of, need
-from support.hosts import HostFarm, available, host_farm
+from support.helpers import assert_nothing_left_of, need, netns_usable
+from support.hosts import HostFarm, host_farm
 from support.services import wait_for
 
 from farm import keys, registry
@@ -43,7 +43,8 @@ def project(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def farm(tmp_path: Path) -> Iterator[HostFarm]:
-    need(available(), "network namespaces need root and iproute2")
+    why = netns_usable()
+    need(not why, why)
     with host_farm(tmp_path / "farm", 2, SLOTS) as started:
         yield started
 

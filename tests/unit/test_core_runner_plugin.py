@@ -334,6 +334,24 @@ def test_run_mode_rearms_its_one_watchdog_so_no_test_is_stopped_early(tmp_path: 
     assert run.code != 0 and "test_hangs" in stacks.read_text(), "the hanging test is stopped, with its stack"
 
 
+
+def test_run_mode_still_stops_a_hanging_test_after_a_failure_cancelled_the_watchdog(tmp_path: Path) -> None:
+    """pytest's faulthandler plugin cancels the watchdog on every failing phase
+    (pytest_exception_interact): a hang right after a setup error or a failure is still stopped."""
+    root = tmp_path
+    for rel, text in {"pytest.ini": "[pytest]\n", "tests/test_after.py": (
+            "import time\nimport pytest\n\n@pytest.fixture\ndef broken():\n    raise RuntimeError('setup')\n\n"
+            "def test_setup_error(broken):\n    pass\n\ndef test_fails():\n    assert False\n\n"
+            "def test_hangs():\n    time.sleep(120)\n")}.items():
+        (root / "project" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / "project" / rel).write_text(text, encoding="utf-8")
+    install_plugin(root / "plugin")
+    ids = [f"tests/test_after.py::{name}" for name in ("test_setup_error", "test_fails", "test_hangs")]
+    stacks = root / "stacks.txt"
+    run = run_pytest(root, "run", ids, "-q", extra_env={"FARM_TEST_TIMEOUT": "2.0", "FARM_STACK_FILE": str(stacks)})
+    assert list(run.tests()) == ids[:2] and [obj["id"] for obj in run.of("start")] == ids
+    assert run.code != 0 and "test_hangs" in stacks.read_text(), "the hanging test is stopped, with its stack"
+
 # --- the cap, directly --------------------------------------------------------------------------
 
 

@@ -136,6 +136,14 @@ class RunRecorder:
                 faulthandler.dump_traceback_later(self.timeout + self.slack, exit=True, file=self.stack_file)
                 self.armed_until = ticks + self.timeout + self.slack
 
+    @pytest.hookimpl(trylast=True)
+    def pytest_exception_interact(self) -> None:
+        # pytest's faulthandler plugin cancels the watchdog on every failing phase (it means it
+        # for pdb): armed again for what was left of it, so a test after a failure still stops.
+        if self.armed_until and self.stack_file is not None:
+            left = max(self.armed_until - time.monotonic(), 0.001)
+            faulthandler.dump_traceback_later(left, exit=True, file=self.stack_file)
+
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: Any) -> None:
         if self.armed_until:
