@@ -28,6 +28,7 @@ from farm.nodeids import param_positions
 from farm.outcomes import FAILURES, Outcome, maxfail_reached
 from farm.protocol import decode, encode
 from farm.pytest_options import effective
+from farm.resources import is_memory_limit
 from farm.states import AttemptState, SuiteStatus
 
 log = logging.getLogger("farm.coordinator")
@@ -74,7 +75,8 @@ class Planner:
             spec.suite_id, a.assignment_id, a.number, spec.bundle_digest, spec.pytest_args, a.test_ids,
             expected, test_timeout_s=spec.test_timeout_s, deadline_at=deadlines.deadline_at(spec),
             priority=a.priority, budget_s=deadlines.budget(spec, expected, self.settings),
-            avoid=a.avoid, param_index=index, param_count=count, start_after=start_after))
+            avoid=a.avoid, param_index=index, param_count=count, start_after=start_after,
+            max_memory_bytes=spec.max_memory_bytes))
         now = self.clock()
         self.state.change_attempt(spec.suite_id, a.assignment_id, a.number, lambda x: x.but(published_at=now))
 
@@ -410,6 +412,10 @@ class Planner:
         A test that crashes there too crashes its runners, whatever the worker: it stays
         `crashed`. One that does not was let down by its first worker (the report says which)."""
         tests = self.state.crashed_for_retry(spec.suite_id)
+        if tests and spec.max_memory_bytes:
+            # Stopped at --max-memory: it would exceed the same limit on any worker.
+            records = self.state.records_of(spec.suite_id, tests)
+            tests = [t for t, r in zip(tests, records, strict=True) if r is None or not is_memory_limit(r.message)]
         groups = machine.crash_retry_groups(tests, self.state.last_workers(spec.suite_id, tests))
         return self._run_tests_again(spec, groups, "c", crash_retry=True)
 

@@ -54,7 +54,8 @@ def ended(a: Attempt, c: Completion) -> Attempt:
         worker=c.worker, node=c.node, finished_at=c.finished_at, exit_code=c.exit_code,
         message=c.message[:MESSAGE_LIMIT], wall_s=max(0.0, c.finished_at - c.started_at),
         waiting_completion=None, waiting_since=0.0, started_at=c.started_at or a.started_at,
-        startup_s=c.startup_s or a.startup_s)
+        startup_s=c.startup_s or a.startup_s, peak_rss_bytes=c.peak_rss_bytes or a.peak_rss_bytes,
+        cpu_s=c.cpu_s or a.cpu_s, leaks=tuple((x.test, x.kind, x.detail) for x in c.leaks) or a.leaks)
 
 
 def given_up(a: Attempt, state: AttemptState, message: str) -> Attempt:

@@ -41,6 +41,11 @@ class Attempt:
     wall_s: float | None = None  # how long it ran, once it ended
     startup_s: float = 0.0  # once it ended: its start to its first test's start (0: unknown; Completion's)
     requeued: bool = False  # its unfinished tests moved to the next attempt (once per attempt)
+    # Once it ended, from its Completion: what its runners' process trees used (0: not measured)
+    # and what its tests left behind, as (test, kind, detail) triples (farm.model.Leak).
+    peak_rss_bytes: int = 0
+    cpu_s: float = 0.0
+    leaks: tuple[tuple[str, str, str], ...] = ()
 
     @classmethod
     def planned(cls, assignment_id: str, number: int, test_ids: Iterable[str], *, now: float,
@@ -82,6 +87,11 @@ class Attempt:
             d["startup_s"] = self.startup_s
         if self.requeued:
             d["requeued"] = True
+        if self.peak_rss_bytes:
+            d["peak_rss_bytes"] = self.peak_rss_bytes
+            d["cpu_s"] = self.cpu_s
+        if self.leaks:
+            d["leaks"] = [list(leak) for leak in self.leaks]
         return d
 
     @classmethod
@@ -96,7 +106,9 @@ class Attempt:
             received=int(d.get("received") or 0), waiting_completion=d.get("held_completion"),
             waiting_since=float(d.get("held_since") or 0.0), exit_code=d.get("exit_code"),
             message=d.get("message") or "", wall_s=d.get("wall_s"), requeued=bool(d.get("requeued")),
-            startup_s=float(d.get("startup_s") or 0.0),
+            startup_s=float(d.get("startup_s") or 0.0), peak_rss_bytes=int(d.get("peak_rss_bytes") or 0),
+            cpu_s=float(d.get("cpu_s") or 0.0),
+            leaks=tuple((str(t), str(k), str(x)) for t, k, x in d.get("leaks") or ()),
         )
 
     def pack(self) -> bytes:

@@ -67,13 +67,16 @@ def main() -> None:
 @click.option("--deadline", "deadline", metavar="DURATION", default=None,
               help="End the whole suite this long after submission: what runs then is stopped (timeout), "
                    "what has not started is not_run; exit code 2.")
+@click.option("--max-memory", "max_memory", metavar="SIZE", default=None,
+              help="Stop a runner whose process tree's resident memory exceeds SIZE (e.g. 300M, 2G) and record "
+                   "the test running then as crashed.")
 @click.option("-v", "--verbose", is_flag=True,
               help="As pytest's -v (which works after `--` too): a line per test as it finishes, with its "
                    "worker; the summary also lists skipped, xfailed and not-run tests.")
 def submit_suite(path: Path, pytest_args: tuple[str, ...], broker: str | None, pool: str, dist: str,
                  junit_xml: Path | None, json_path: Path | None, no_wait: bool, local_workers: int | None,
                  python: str | None, project: str | None, test_timeout: str | None, rerun_failures: int,
-                 strict_flaky: bool, deadline: str | None, verbose: bool) -> None:
+                 strict_flaky: bool, deadline: str | None, max_memory: str | None, verbose: bool) -> None:
     """Run the pytest suite of the project at PATH on the farm; pytest options go after `--`.
 
     With no broker configured, runs an embedded farm for this one suite.
@@ -89,6 +92,7 @@ def submit_suite(path: Path, pytest_args: tuple[str, ...], broker: str | None, p
         raise UsageError("--no-wait needs a running farm: pass --broker URL or set FARM_BROKER_URL")
     _check_writable(junit_xml, json_path)
     timeout_s, deadline_s = _duration("--test-timeout", test_timeout), _duration("--deadline", deadline)
+    max_memory_bytes = _size("--max-memory", max_memory)
     bundle = make_bundle(path, settings.max_bundle_bytes, settings.max_unpacked_bytes)
     name = project or path.resolve().name
     cluster = None
@@ -111,7 +115,7 @@ def submit_suite(path: Path, pytest_args: tuple[str, ...], broker: str | None, p
         from farm.client import SuiteOptions
 
         options = SuiteOptions(test_timeout_s=timeout_s, deadline_s=deadline_s, rerun_failures=rerun_failures,
-                               strict_flaky=strict_flaky)
+                               strict_flaky=strict_flaky, max_memory_bytes=max_memory_bytes)
         if cluster is None:
             _exit(_submit_and_wait(settings, bundle, name, pool, dist, pytest_args, junit_xml, json_path, no_wait,
                                    verbose, options, rootdir=str(path.resolve())))
@@ -166,6 +170,17 @@ def _duration(option: str, text: str | None) -> float:
         return 0.0
     try:
         return parse_duration(text)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}") from None
+
+
+def _size(option: str, text: str | None) -> int:
+    if text is None:
+        return 0
+    from farm.resources import parse_size
+
+    try:
+        return parse_size(text)
     except ValueError as exc:
         raise UsageError(f"{option}: {exc}") from None
 

@@ -41,6 +41,7 @@ class SuiteOptions:
     deadline_s: float = 0.0
     rerun_failures: int = 0
     strict_flaky: bool = False
+    max_memory_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,8 @@ class Client:
         suite_id = new_suite_id()
         spec = SuiteSpec(suite_id, project, bundle.digest, pool, dist, pytest_args, time.time(),
                          test_timeout_s=options.test_timeout_s, deadline_s=options.deadline_s,
-                         rerun_failures=options.rerun_failures, strict_flaky=options.strict_flaky)
+                         rerun_failures=options.rerun_failures, strict_flaky=options.strict_flaky,
+                         max_memory_bytes=options.max_memory_bytes)
         try:
             # The same bytes under the same digest: an existing bundle is only given a new lease.
             self.store.set(keys.bundle(bundle.digest), bundle.data, ex=self.settings.bundle_ttl_s, nx=True)

@@ -31,6 +31,7 @@ class SuiteSpec:
     deadline_s: float = 0.0  # the whole suite ends this long after submission (0: none)
     rerun_failures: int = 0  # failing tests run again up to this many times; a pass then is `flaky`
     strict_flaky: bool = False  # a flaky test fails the suite
+    max_memory_bytes: int = 0  # --max-memory: a runner whose process tree's RSS exceeds it is stopped (0: none)
 
 
 @dataclass(frozen=True, slots=True)  # one per test, 100,000 in a large suite
@@ -123,6 +124,9 @@ class Assignment:
     # An epoch time before which its runner does not start (0: at once): an assignment with slack
     # against the longest, published with the plan, leaves the cores to the critical one's start.
     start_after: float = 0.0
+    # From the suite's --max-memory: the worker stops a runner whose whole process tree's RSS
+    # exceeds it and records the test running then `crashed` (0: no limit).
+    max_memory_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -172,6 +176,21 @@ class Completion:
     # start-up, the runner's collection; worker clock): what one more assignment costs before it
     # runs a test. 0: unknown (no test started). Run-time balancing weighs a split against it.
     startup_s: float = 0.0
+    # What its runners' process trees used (farm/resources.py, docs/how-it-works.md "Resources and
+    # leaks"): the highest resident memory seen (0: not measured: a backend that cannot, or a
+    # worker older than this field) and the CPU seconds of every process they started.
+    peak_rss_bytes: int = 0
+    cpu_s: float = 0.0
+    leaks: tuple[Leak, ...] = ()  # what its tests left behind when its runners ended
+
+
+@dataclass(frozen=True)
+class Leak:
+    """Something a test left behind when its runner ended: a process still alive (killed then)."""
+
+    test: str  # the test that was running when it was made ("" if before any test: the session's)
+    kind: str  # "process" ("file": reserved, see docs/how-it-works.md "Resources and leaks")
+    detail: str  # its command line, for a process
 
 
 @dataclass(frozen=True)

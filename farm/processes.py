@@ -1,4 +1,4 @@
-"""Linux process plumbing shared by the embedded farm and the local backend: lifetimes and kills."""
+"""Linux process plumbing shared by the embedded farm and the local backend: lifetimes, kills, start times and peaks."""
 
 from __future__ import annotations
 
@@ -97,3 +97,23 @@ def working_in(root: str) -> list[psutil.Process]:
         if cwd == root or cwd.startswith(root + os.sep):
             found.append(proc)
     return found
+
+
+def created_at(proc: psutil.Process) -> float:
+    """When `proc` started, as an epoch time to a clock tick: psutil's create_time counts from the
+    boot time in whole seconds (/proc/stat's btime), up to a second off time.time(); this counts
+    back from now on the clock the kernel stamps starts with (CLOCK_BOOTTIME)."""
+    since_boot = proc.create_time() - psutil.boot_time()  # the start's ticks since boot, exactly
+    return time.time() - (time.clock_gettime(time.CLOCK_BOOTTIME) - since_boot)
+
+
+def peak_rss(pid: int) -> int:
+    """The highest resident memory process `pid` has had (Linux's VmHWM, bytes; 0 if unknown)."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0

@@ -8,6 +8,8 @@ around it) is used: never pickle.
 Version 2 sends a RecordBatch's records as arrays, not maps (`record_row`): a plain pass as
 `[test_id, duration_s, started_at, setup_s, call_s, teardown_s]`, any other record as all its
 fields in TestRecord's order. Decoding reads versions 1 and 2, and records as maps or arrays.
+A Completion's `peak_rss_bytes`, `cpu_s` and `leaks`, and an Assignment's and a SuiteSpec's
+`max_memory_bytes`, are optional the same way: without them, unmeasured and unlimited.
 A RecordBatch carries `seq` (its number in its attempt) when it has one: it is optional in both
 directions (an older coordinator ignores it; a batch without it decodes with 0, not numbered).
 """
@@ -25,6 +27,7 @@ from farm.model import (
     Assignment,
     Collection,
     Completion,
+    Leak,
     RecordBatch,
     SessionInfo,
     Split,
@@ -284,7 +287,17 @@ _FIELD: dict[str, Callable[[Any], Any]] = {
     "split_seqs": _ints,
     "startup_s": _float,
     "seq": _int,
+    "max_memory_bytes": _int,
+    "peak_rss_bytes": _int,
+    "cpu_s": _float,
+    "leaks": lambda v: _leaks(v),
 }
+
+
+def _leaks(v: Any) -> tuple[Leak, ...]:
+    if not isinstance(v, (list, tuple)):
+        raise TypeError("a list of leaks")
+    return tuple(_build(Leak, x) for x in v)
 
 
 def _build(cls: Any, body: Any) -> Any:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from farm.model import Assignment, TestRecord
+from farm.resources import memory_limit_message
 from farm.states import ENDED_STATES, AttemptState
 from workers import records as rec
 
@@ -33,7 +34,7 @@ CLEAN_EXITS = (0, 1, 5)
 #: The states a worker ends an attempt in (Completion.state carries their value); `lost` is the coordinator's.
 END_STATES = ENDED_STATES - {AttemptState.LOST}
 #: Why the driver is to stop a runner that still runs.
-StopWhy = Literal["canceled", "maxfail", "handback", "deadline"]
+StopWhy = Literal["canceled", "maxfail", "handback", "deadline", "memory"]
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ class AttemptLoop:
     fence_out: int = 0
     split_off: list[str] = field(default_factory=list)
     split_seqs: list[int] = field(default_factory=list)
+    memory_peak: int = 0  # the runner's tree's resident memory when it went past --max-memory
 
     def __post_init__(self) -> None:
         self.deadline_at = self.assignment.deadline_at
@@ -156,6 +158,14 @@ class AttemptLoop:
             return self._stop("handback")
         return None
 
+    def memory(self, rss: int) -> StopRunner | None:
+        """The runner's tree holds `rss` bytes now: stop it if that is past the assignment's --max-memory."""
+        limit = self.assignment.max_memory_bytes
+        if not limit or rss <= limit or self.stop_asked is not None:
+            return None
+        self.memory_peak = rss
+        return self._stop("memory")
+
     @property
     def wants_stop_reason(self) -> bool:
         """Whether the next poll should ask why the suite stopped (not once it is known)."""
@@ -200,10 +210,13 @@ class AttemptLoop:
             self.split_seqs.extend([seq] * len(moved))
         return moved
 
-    def runner_stopped(self, now: float, run: RunnerOutput) -> Step:
-        """The runner stopped as the last StopRunner asked."""
+    def runner_stopped(self, now: float, run: RunnerOutput, *, stop_reason: Callable[[], str] = lambda: "") -> Step:
+        """The runner stopped as the last StopRunner asked (`stop_reason`: as for runner_exited, read
+        only before a restart after the memory limit)."""
         assert self.stop_asked is not None, "runner_stopped without a StopRunner"
         why = self.stop_asked.why
+        if why == "memory":
+            return self._memory_stopped(now, run, stop_reason)
         if why == "canceled":
             return Step((), End(AttemptState.CANCELED, "suite canceled"))
         if why == "maxfail":
@@ -231,6 +244,21 @@ class AttemptLoop:
                 return Step((), End(AttemptState.DONE))
             return Step((), End(AttemptState.FAILED, f"runner exited with code {code}\n{run.output_tail()}"))
         records = tuple(self._death_record(run, t, at, now, code) for t, at in self.running.items())
+        return self._after_deaths(records, stopping=stopping, stop_reason=stop_reason)
+
+    def _memory_stopped(self, now: float, run: RunnerOutput, stop_reason: Callable[[], str]) -> Step:
+        """The runner was stopped past --max-memory: the tests running then crashed it (a crash the
+        coordinator does not retry elsewhere); a new runner takes the rest, as after any crash."""
+        why = memory_limit_message(self.assignment.max_memory_bytes, self.memory_peak)
+        if not self.running:
+            return Step((), End(AttemptState.FAILED, f"runner stopped between tests: {why}"))
+        output = run.output_tail(2000)
+        records = tuple(rec.crashed_record(t, at, now, why, output) for t, at in self.running.items())
+        return self._after_deaths(records, stopping=False, stop_reason=stop_reason)
+
+    def _after_deaths(self, records: tuple[TestRecord, ...], *, stopping: bool,
+                      stop_reason: Callable[[], str]) -> Step:
+        """After a runner ended during the tests of `records` (theirs now): what comes next."""
         self.reported.update(self.running)
         self.remaining = [t for t in self.remaining if t not in self.reported]
         deaths = self.runners  # every runner so far ended during a test

@@ -8,11 +8,14 @@ runner plugin's package) and `request.json` ({"argv": [...], "env": {...}, "nice
 It unpacks the bundle into WORKDIR/project and starts pytest there, in its own session, with
 its output in WORKDIR/output.log. On stdout it writes one line per record the plugin sends
 (JSON, as the plugin wrote it), framed by `{"k": "pid", ...}` first and `{"k": "exit",
-"code": N}` last. On stdin it takes `stop GRACE [stacks]`: SIGUSR1 first when stacks are asked
-for (the plugin's faulthandler writes every thread's stack), then TERM to pytest's group and
-every process below this one, GRACE seconds, KILL. EOF on stdin (the worker went away) stops
-the run the same way. This process is a child subreaper: whatever the tests started, daemons
-included, is found and killed before it exits.
+"code": N, "cpu_s": S, "peak_rss_bytes": B, "left": [[STARTED, ARGV], ...]}` last: the CPU seconds
+of everything it reaped, the largest peak RSS among them (getrusage(RUSAGE_CHILDREN)), and the
+processes the tests left running when pytest ended on its own (none after a stop). On stdin
+it takes `stop GRACE [stacks]`: SIGUSR1 first when stacks are asked for (the plugin's
+faulthandler writes every thread's stack), then TERM to pytest's group and every process
+below this one, GRACE seconds, KILL. EOF on stdin (the worker went away) stops the run the
+same way. This process is a child subreaper: whatever the tests started, daemons included, is
+found and killed before it exits.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import resource
 import select
 import signal
 import subprocess
@@ -29,6 +33,8 @@ import time
 from typing import Any
 
 PR_SET_CHILD_SUBREAPER = 36
+#: Set once a stop was obeyed: what was left then was killed by the stop, not left by a test.
+STOPPED: list[bool] = []
 
 
 def _subreaper() -> None:
@@ -68,6 +74,7 @@ def _signal_all(pids: list[int], sig: int) -> None:
 
 
 def _stop(proc: Any, grace: float, stacks: bool) -> None:
+    STOPPED.append(True)
     if stacks and proc.poll() is None:
         _signal_all([proc.pid], signal.SIGUSR1)
         time.sleep(0.3)
@@ -82,6 +89,51 @@ def _stop(proc: Any, grace: float, stacks: bool) -> None:
                 proc.wait(timeout=grace)
             except subprocess.TimeoutExpired:
                 pass
+
+
+def _started(pid: int) -> float:
+    """When process `pid` started, epoch seconds to a clock tick (as farm.processes.created_at)."""
+    with open(f"/proc/{pid}/stat", "rb") as fh:
+        ticks = int(fh.read().decode(errors="replace").rsplit(")", 1)[1].split()[19])
+    since_boot = ticks / os.sysconf("SC_CLK_TCK")
+    return time.time() - (time.clock_gettime(time.CLOCK_BOOTTIME) - since_boot)
+
+
+def _leftovers(exclude: int) -> list[list[object]]:
+    """The processes below this one but `exclude` (pytest, ended): [started, command line] each."""
+    found: list[list[object]] = []
+    for pid in _descendants(os.getpid()):
+        if pid == exclude:
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                argv = [a.decode(errors="replace") for a in fh.read().split(b"\0") if a]
+            if argv:  # a zombie has none
+                found.append([_started(pid), " ".join(argv)])
+        except (OSError, ValueError, IndexError):
+            continue
+    return sorted(found)
+
+
+def _reap(pids: list[int]) -> None:
+    """Wait for those of `pids` that are (reparented) children of this one, so their CPU counts."""
+    deadline = time.monotonic() + 2.0
+    waiting = list(pids)
+    while waiting and time.monotonic() < deadline:
+        for pid in list(waiting):
+            try:
+                if os.waitpid(pid, os.WNOHANG)[0] == 0:
+                    continue  # not dead yet
+            except ChildProcessError:  # not ours (its parent reaps it) or reaped already
+                pass
+            waiting.remove(pid)
+        if waiting:
+            time.sleep(0.01)
+
+
+def _usage() -> dict[str, object]:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"cpu_s": round(usage.ru_utime + usage.ru_stime, 3), "peak_rss_bytes": usage.ru_maxrss * 1024}
 
 
 def _emit(obj: dict[str, object]) -> None:
@@ -159,8 +211,11 @@ def main(workdir: str) -> int:
     _emit({"k": "pid", "pid": proc.pid})
     stdin = sys.stdin.buffer.raw if hasattr(sys.stdin.buffer, "raw") else sys.stdin.buffer
     relay(proc, read_fd, stdin.fileno())
-    _signal_all(_descendants(os.getpid()), signal.SIGKILL)  # what the tests left running
-    _emit({"k": "exit", "code": proc.returncode})
+    left = [] if STOPPED else _leftovers(proc.pid)
+    below = _descendants(os.getpid())
+    _signal_all(below, signal.SIGKILL)  # what the tests left running
+    _reap(below)
+    _emit({"k": "exit", "code": proc.returncode, **_usage(), "left": left[:50]})
     return 0
 
 

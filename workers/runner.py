@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from farm.config import Settings
-from farm.model import Assignment, Collection, Completion, RecordBatch, Split, SuiteSpec, TestRecord
+from farm.model import Assignment, Collection, Completion, Leak, RecordBatch, Split, SuiteSpec, TestRecord
 from farm.outcomes import Outcome
+from farm.resources import attribute
 from workers import collect_shards
 from workers import records as rec
 from workers.attempt_loop import MAX_RUNNER_RESTARTS, AttemptLoop, End, StartRunner, Step
-from workers.backends.base import ExecutionBackend, Fencing, RunningPytest, RunRequest
+from workers.backends.base import ExecutionBackend, Fencing, Measured, RunningPytest, RunRequest, Usage
 
 __all__ = ["MAX_RUNNER_RESTARTS", "collect_suite", "run_assignment", "runner_label", "start_hold"]
 
@@ -34,6 +35,13 @@ STOP_GRACE_S = 3.0
 #: A batch is sent once its text reaches this many characters (at most 4 bytes each in UTF-8),
 #: whatever its record count, so no message nears the protocol's 64 MiB limit.
 BATCH_CHARS = 2 * 1024 * 1024
+#: How often the worker samples a runner's process tree (Measured backends): its resident memory,
+#: for the peak and --max-memory. A sample walks /proc (2.3 ms here, 95 processes on the machine),
+#: so 4 a second cost about 1% of a core per slot; a spike shorter than this in
+#: the runner itself is still seen (its high-water mark), in its children it may not be.
+SAMPLE_INTERVAL_S = 0.25
+#: The most leaks one attempt reports (a test that forks hundreds of processes names a few).
+MAX_LEAKS = 50
 
 
 def start_hold(assignment: Assignment, now: float) -> float:
@@ -108,6 +116,7 @@ class _Stream:
     clock: Clock = time
     last_flush: float = -1.0
     first_started_at: float = 0.0  # the first record's test start, worker clock (epoch seconds; 0: none yet)
+    starts: list[tuple[float, str]] = field(default_factory=list)  # each record's (test start, test id)
     attempt_started_at: float = 0.0  # when the worker began the attempt (its clock)
 
     def __post_init__(self) -> None:
@@ -123,6 +132,7 @@ class _Stream:
             plausible = self.attempt_started_at <= stamped <= now
             self.first_started_at = stamped if plausible else max(self.attempt_started_at, now - record.duration_s)
         self.pending.append(record)
+        self.starts.append((record.started_at, record.test_id))
         self.pending_chars += _size(record)
         if len(self.pending) >= self.batch_size or self.pending_chars >= BATCH_CHARS:
             self.flush()
@@ -200,6 +210,7 @@ def run_assignment(
     stream: _Stream | None = None
     node, code = "", 0
     noticed: list[str] = []
+    usages: list[Usage] = []
     while isinstance(step, StartRunner):
         request = RunRequest(
             mode="run",
@@ -233,6 +244,8 @@ def run_assignment(
                 stream.flush()
             finally:
                 run.close()  # the environment is gone before the completion says so
+                if isinstance(run, Measured):
+                    usages.append(run.usage())
     assert stream is not None
     if noticed and planned_files:
         more = f" (and {len(noticed) - 3} more)" if len(noticed) > 3 else ""
@@ -241,7 +254,8 @@ def run_assignment(
         if not step.message:  # the report's attempt says so too
             step = replace(step, message=f"collected otherwise than the cached collection: {why}")
     return _complete(sink, assignment, worker, node, step, started_at, code, stream.sent, clock, loop,
-                     startup_s=max(0.0, stream.first_started_at - started_at) if stream.first_started_at else 0.0)
+                     startup_s=max(0.0, stream.first_started_at - started_at) if stream.first_started_at else 0.0,
+                     usages=usages, starts=stream.starts)
 
 
 def _files_of(test_ids: tuple[str, ...], planned: dict[str, int]) -> tuple[tuple[str, int], ...]:
@@ -284,6 +298,8 @@ def _drive(
     runner ended or `loop` stopped it; returns its exit code and what comes next."""
     next_poll = clock.monotonic() + CANCEL_POLL_S
     fencing = run if isinstance(run, Fencing) else None
+    measured = run if isinstance(run, Measured) else None
+    next_sample = clock.monotonic()
     while True:
         for line in run.read_lines(timeout=0.05):
             obj = lines.read(line)
@@ -298,6 +314,9 @@ def _drive(
             _fence_reply(fencing, loop, stream)  # confirmed just before it ended: still split off
             return code, loop.runner_exited(code, clock.time(), run, stopping=is_stopping(), stop_reason=stop_reason)
         stop = loop.tick(clock.time(), stopping=is_stopping())
+        if stop is None and measured is not None and clock.monotonic() >= next_sample:
+            next_sample = clock.monotonic() + SAMPLE_INTERVAL_S
+            stop = loop.memory(measured.sample())
         if stop is None and clock.monotonic() >= next_poll:
             next_poll = clock.monotonic() + CANCEL_POLL_S
             stop = loop.polled(canceled=is_canceled(), stop_reason=stop_reason() if loop.wants_stop_reason else "")
@@ -308,9 +327,9 @@ def _drive(
                     fencing.fence(loop.fence_out, fence)
         _fence_reply(fencing, loop, stream)
         if stop is not None:
-            code = run.stop(STOP_GRACE_S, stacks=stop.stacks)
+            code = run.stop(0.0 if stop.why == "memory" else STOP_GRACE_S, stacks=stop.stacks)
             _fence_reply(fencing, loop, stream)
-            return code, loop.runner_stopped(clock.time(), run)
+            return code, loop.runner_stopped(clock.time(), run, stop_reason=stop_reason)
 
 
 def _fence_reply(fencing: Fencing | None, loop: AttemptLoop, stream: _Stream) -> None:
@@ -336,12 +355,17 @@ def _planned_positions(a: Assignment) -> dict[str, tuple[int, int]]:
 
 def _complete(
     sink: RecordSink, a: Assignment, worker: str, node: str, end: End, started_at: float, code: int, sent: int,
-    clock: Clock, loop: AttemptLoop | None = None, startup_s: float = 0.0,
+    clock: Clock, loop: AttemptLoop | None = None, startup_s: float = 0.0, usages: Sequence[Usage] = (),
+    starts: Sequence[tuple[float, str]] = (),
 ) -> Completion:
+    leaks = tuple(Leak(attribute(at, starts), "process", detail[:200])
+                  for u in usages for at, detail in u.leftovers)[:MAX_LEAKS]
     completion = Completion(a.suite_id, a.assignment_id, a.attempt, worker, node, end.state.value, started_at,
                             clock.time(), code, sent, end.message,
                             split_off=tuple(loop.split_off) if loop else (),
-                            split_seqs=tuple(loop.split_seqs) if loop else (), startup_s=startup_s)
+                            split_seqs=tuple(loop.split_seqs) if loop else (), startup_s=startup_s,
+                            peak_rss_bytes=max((u.peak_rss_bytes for u in usages), default=0),
+                            cpu_s=round(sum(u.cpu_s for u in usages), 3), leaks=leaks)
     sink.send_completion(completion)
     return completion
 

@@ -12,7 +12,7 @@ from farm.attempts import Attempt
 from farm.model import Collection, SuiteSpec, TestRecord, TestRun, WorkerInfo
 from farm.outcomes import Outcome
 from farm.pytest_options import effective
-from farm.report.schema import SCHEMA, assignment_index, compact, lean_assignments, lean_test
+from farm.report.schema import SCHEMA, assignment_index, compact, drop_empty_lists, lean_assignments, lean_test
 
 
 def iso(ts: float | None) -> str | None:
@@ -106,8 +106,7 @@ def report_text(
     del by_test
     doc["assignments"] = lean_assignments(assignments, referenced)
     del referenced
-    if not doc.get("suspect_workers"):
-        doc.pop("suspect_workers", None)
+    drop_empty_lists(doc)
     # json.dumps of a dict is "{" + '"key": value' joined by ", " + "}", a list's "[" ... "]".
     head: list[str] = []
     tail: list[str] = []
@@ -211,14 +210,28 @@ def _document(*, spec: SuiteSpec, status: str, exit_code: int, message: str, sta
         "assignments": [
             {"id": a.assignment_id, "attempt": a.number, "worker": a.worker or None, "node": a.node or None,
              "state": a.state.value, "tests": list(a.test_ids), "started_at": iso(a.started_at),
-             "finished_at": iso(a.finished_at), "message": a.message}
+             "finished_at": iso(a.finished_at), "message": a.message, "resources": resources_of(a)}
             for a in attempts
         ],
+        "leaks": leaks_of(attempts),
         "workers": [{"name": w.name, "host": w.host, "slots": w.slots} for w in workers if w.name in used],
         "suspect_workers": suspects,
         "stopped": stopped,
         "durations": durations,
     }
+
+
+def resources_of(a: Attempt) -> dict[str, Any] | None:
+    """An attempt's `resources` in the report: its runners' peak RSS and CPU seconds, None if not measured."""
+    if not a.peak_rss_bytes:
+        return None
+    return {"peak_rss_bytes": a.peak_rss_bytes, "cpu_s": round(a.cpu_s, 3)}
+
+
+def leaks_of(attempts: Iterable[Attempt]) -> list[dict[str, Any]]:
+    """The report's `leaks`: what each attempt's tests left behind, in the attempts' order."""
+    return [{"test": test or None, "kind": kind, "detail": detail, "assignment": a.assignment_id,
+             "attempt": a.number} for a in attempts for test, kind, detail in a.leaks]
 
 
 def slowest_phases(counted: Mapping[str, TestRecord], limit: int) -> list[list[Any]] | None:

@@ -78,9 +78,11 @@ def expand(report: Mapping[str, Any]) -> dict[str, Any]:
         entry.setdefault("message", "")
         entry.setdefault("worker", None)
         entry.setdefault("node", None)
+        entry.setdefault("resources", None)
         full_assignments.append(entry)
     doc["assignments"] = full_assignments
     doc.setdefault("suspect_workers", [])
+    doc.setdefault("leaks", [])
     doc["analysis"] = analyse(doc)  # derived on read: never stored (compact drops it)
     return doc
 
@@ -97,10 +99,16 @@ def compact(report: Mapping[str, Any], *, expanded: bool = False) -> dict[str, A
     lean_tests = [lean_test(test, index, assignments, referenced) for test in full["tests"]]
     doc = {**full, "schema": SCHEMA, "tests": lean_tests,
            "assignments": lean_assignments(assignments, referenced)}
-    if not doc.get("suspect_workers"):
-        doc.pop("suspect_workers", None)
+    drop_empty_lists(doc)
     doc.pop("analysis", None)  # derived from the rest by expand
     return doc
+
+
+def drop_empty_lists(doc: dict[str, Any]) -> None:
+    """Leave out the top-level lists the lean document omits when empty (`suspect_workers`, `leaks`)."""
+    for name in ("suspect_workers", "leaks"):
+        if not doc.get(name):
+            doc.pop(name, None)
 
 
 def assignment_index(assignments: Sequence[Mapping[str, Any]]) -> dict[tuple[str, int], int]:
@@ -142,6 +150,8 @@ def lean_assignments(assignments: Sequence[Mapping[str, Any]],
             del entry["tests"]  # every one of its tests refers to it, in report order
         if not entry.get("message"):
             entry.pop("message", None)
+        if entry.get("resources", 0) is None:
+            del entry["resources"]
         out.append(entry)
     return out
 
@@ -150,7 +160,7 @@ def dumps(report: Mapping[str, Any]) -> str:
     """A report as JSON text: indented, with each test and assignment on a line of its own."""
     lines = []
     for key, value in report.items():
-        if isinstance(value, list) and value and key in ("tests", "assignments", "workers", "suspect_workers"):
+        if isinstance(value, list) and value and key in ("tests", "assignments", "workers", "suspect_workers", "leaks"):
             items = ",\n".join("    " + json.dumps(item, ensure_ascii=False) for item in value)
             text = f"[\n{items}\n  ]"
         else:

@@ -10,6 +10,7 @@ from farm.pytest_options import parse, report_chars
 from farm.report.analysis_block import analysis_block
 from farm.report.blocks import failure_sections, passes
 from farm.report.pytest_lines import pytest_major, separator, summary_line
+from farm.report.resources import leak_lines, resource_lines
 from farm.report.short_summary import running_on_ci, short_summary
 
 
@@ -36,6 +37,8 @@ def render_summary(report: Mapping[str, Any], *, verbose: bool = False, session:
         lines.extend(passes(tests, report_chars(options.reportchars), options.pytest))
     lines.extend(renamed_warnings(tests))
     lines.extend(_durations(report, options))
+    if verbose:
+        lines.extend(resource_lines(report))
     whole = (running_on_ci() if on_ci is None else on_ci) or options.verbose >= 2
     short = short_summary(tests, chars, not_run=verbose or "a" in options.reportchars or "A" in options.reportchars,
                            xpass_dash=pytest_major(options.pytest) >= 8, whole_messages=whole)
@@ -44,6 +47,7 @@ def render_summary(report: Mapping[str, Any], *, verbose: bool = False, session:
         short.append(f"SUSPECT WORKER {suspect.get('worker')} - {len(names)} test{'s' if len(names) != 1 else ''} "
                      f"crashed its runner there and did not crash elsewhere: {', '.join(names[:3])}"
                      f"{' ...' if len(names) > 3 else ''}")
+    short.extend(leak_lines(report))
     if short:
         lines.append(separator("=", "short test summary info"))
         lines.extend(short)

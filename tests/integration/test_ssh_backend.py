@@ -17,7 +17,7 @@ from support.helpers import FIXTURES, need, netns_usable
 from farm.bundle import make_bundle
 from farm.config import Settings
 from farm.errors import InfrastructureError
-from farm.model import Assignment, Completion, RecordBatch
+from farm.model import Assignment, Completion, Leak, RecordBatch
 from farm.report.schema import load_report
 from workers import runner
 from workers.backends.base import RunRequest
@@ -194,3 +194,15 @@ def test_a_suite_submitted_to_a_farm_of_ssh_workers_runs_on_the_hosts(one_host: 
     assert {t["id"]: t["outcome"] for t in report["tests"]} == expected
     assert {a["node"] for a in report["assignments"]} == {"ssh:h1"}
     assert report["collection"]["worker"].startswith("farm-default-0-")
+
+
+def test_over_ssh_the_remote_runner_reports_its_trees_cpu_peak_and_leftovers(one_host: Hosts, tmp_path: Path) -> None:
+    bundle = _bundle(tmp_path, "resources")
+    backend = SSHBackend(load_hosts(one_host.file), scratch=tmp_path / "scratch")
+    ids = tuple(f"tests/test_resources.py::{name}" for name in ("test_holds_300_mb", "test_leaves_a_sleep",
+                                                                "test_passes"))
+    (done,) = _run(backend, bundle, ids, tmp_path).completions
+    assert done.peak_rss_bytes >= 300 * 2**20, "the largest process's peak (ru_maxrss), here pytest's"
+    assert done.cpu_s > 0
+    assert done.leaks == (Leak(ids[1], "process", "sleep 1013"),)
+    assert not [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", "1013"]]

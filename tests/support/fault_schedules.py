@@ -15,7 +15,7 @@ from typing import Any
 
 from coordinator.deadlines import CANCEL_GRACE_S, COMPLETION_GRACE_S
 from farm import keys
-from farm.model import Assignment, TestRecord
+from farm.model import Assignment, Leak, TestRecord
 from farm.outcomes import Outcome
 from farm.report.rebuild import rebuild
 from farm.report.schema import expand
@@ -59,7 +59,11 @@ def play(w: World, rnd: random.Random, sid: str = "fs") -> tuple[str, ...]:
             sent[key] = sent.get(key, 0) + len(batch)
         elif step == "complete":  # maybe before its records (reorder), maybe saying more than arrived
             reported = sent.get(keys.attempt_key(a.assignment_id, a.attempt), 0) + rnd.choice((0, 0, 1))
-            w.complete(a, worker, reported=reported)
+            measured = rnd.random() < 0.5  # a worker that measures its runners (or one that cannot)
+            w.complete(a, worker, reported=reported, peak_rss_bytes=rnd.randint(1, 1 << 33) if measured else 0,
+                       cpu_s=rnd.random() * 9 if measured else 0.0,
+                       leaks=tuple(Leak(rnd.choice(("", *a.test_ids)), "process", f"sleep {n}")
+                                   for n in range(rnd.choice((0, 0, 1, 2)))))
         elif step == "handback":
             w.complete(a, worker, "handback", reported=sent.get(keys.attempt_key(a.assignment_id, a.attempt), 0),
                        message="stopped early", infrastructure=rnd.random() < 0.5)

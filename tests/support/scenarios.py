@@ -23,7 +23,17 @@ from coordinator.state import SuiteState
 from coordinator.store import SuiteStore
 from farm import events, keys
 from farm.config import Settings
-from farm.model import Assignment, Collection, Completion, RecordBatch, SessionInfo, SuiteSpec, TestRecord, WorkerInfo
+from farm.model import (
+    Assignment,
+    Collection,
+    Completion,
+    Leak,
+    RecordBatch,
+    SessionInfo,
+    SuiteSpec,
+    TestRecord,
+    WorkerInfo,
+)
 from farm.outcomes import Outcome
 from farm.protocol import encode
 from farm.report.rebuild import rebuild
@@ -112,12 +122,14 @@ class World:
         self.planner.records(RecordBatch(a.suite_id, a.assignment_id, a.attempt, worker, f"local:{worker}", records))
 
     def complete(self, a: Assignment, worker: str, state: str = "done", *, reported: int | None = None,
-                 message: str = "", infrastructure: bool = False) -> None:
+                 message: str = "", infrastructure: bool = False, peak_rss_bytes: int = 0, cpu_s: float = 0.0,
+                 leaks: tuple[Leak, ...] = ()) -> None:
         now = self.clock()
         self.planner.completed(Completion(a.suite_id, a.assignment_id, a.attempt, worker, f"local:{worker}", state,
                                           now - 1, now, 0 if state == "done" else -1,
                                           len(a.test_ids) if reported is None else reported, message,
-                                          infrastructure=infrastructure))
+                                          infrastructure=infrastructure, peak_rss_bytes=peak_rss_bytes, cpu_s=cpu_s,
+                                          leaks=leaks))
 
     def take(self, a: Assignment, worker: str) -> None:
         self.hold_lease(a.suite_id, keys.attempt_key(a.assignment_id, a.attempt), worker)

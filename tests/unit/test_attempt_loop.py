@@ -235,3 +235,25 @@ def test_a_test_the_runner_did_not_collect_names_the_collector_that_failed() -> 
     assert record.message == "not collected on the worker: collecting t.py failed\nImportError: x"
     step = loop.runner_exited(2, T0, _Output(), stopping=False, stop_reason=lambda: "")
     assert step.then.state is AttemptState.FAILED  # type: ignore[union-attr]
+
+
+def test_past_max_memory_the_running_test_crashes_with_the_limit_and_a_restart_takes_the_rest() -> None:
+    loop = AttemptLoop(_assignment(max_memory_bytes=200 << 20), "w")
+    assert loop.begin(T0, canceled=False, stop_reason="") == StartRunner(IDS, 1)
+    loop.runner_started(T0)
+    _start(loop, IDS[0], T0)
+    assert loop.memory(200 << 20) is None, "at the limit is not past it"
+    stop = loop.memory(301 << 20)
+    assert stop == StopRunner("memory")
+    step = loop.runner_stopped(T0 + 2, _Output("allocating"), stop_reason=lambda: "")
+    (record,) = step.records
+    assert (record.test_id, record.outcome, record.duration_s) == (IDS[0], Outcome.CRASHED, 2.0)
+    assert record.message == "memory limit 200M exceeded (peak 301M)"
+    assert step.then == StartRunner(IDS[1:], 2)
+
+
+def test_without_max_memory_no_size_stops_the_runner() -> None:
+    loop = AttemptLoop(_assignment(), "w")
+    loop.begin(T0, canceled=False, stop_reason="")
+    loop.runner_started(T0)
+    assert loop.memory(1 << 40) is None

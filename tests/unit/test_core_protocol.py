@@ -16,6 +16,7 @@ from farm.model import (
     Assignment,
     Collection,
     Completion,
+    Leak,
     RecordBatch,
     SessionInfo,
     SuiteSpec,
@@ -53,6 +54,10 @@ MESSAGES: list[Any] = [
     Completion("s-1", "a", 1, "w", "n", "failed", 1.0, 2.5, -9, 3, "runner exited with code -9\nü"),
     Completion("s-1", "a", 1, "w", "n", "done", 1.0, 2.0, 0, 0),
     Completion("s-1", "a", 1, "w", "n", "done", 1.0, 2.0, 0, 4, startup_s=0.42),  # the measured start-up
+    Completion("s-1", "a", 1, "w", "n", "done", 1.0, 2.0, 0, 4, peak_rss_bytes=330 << 20, cpu_s=1.25,
+               leaks=(Leak("t.py::test_x", "process", "sleep 1000"), Leak("", "process", "sh -c ü"))),
+    SuiteSpec("s-3", "p", "d", "default", "load", (), 0.0, max_memory_bytes=200 << 20),
+    Assignment("s-1", "a", 1, "d", (), (), max_memory_bytes=2 << 30),
     WorkerInfo("farm-default-1@host", "host", 8, "default", "local"),
     Collection("s-1", "w@h", 0, ("a",), session=SessionInfo(maxfail=2, verbose=-1, reportchars="a", tbstyle="line",
                                                              durations=0, deselected=3, python="3.11.2")),
@@ -185,6 +190,22 @@ def test_missing_optional_fields_take_their_defaults() -> None:
     for name in ("decided", "output", "duration_s"):
         del body[name]
     assert decode(pack(body), Collection) == Collection("s", "w", 0, ("a",))
+
+
+def test_a_completion_from_a_worker_that_does_not_measure_decodes_as_unmeasured() -> None:
+    body = plain(Completion("s", "a", 1, "w", "n", "done", 1.0, 2.0, 0, 4, peak_rss_bytes=1, cpu_s=1.0,
+                            leaks=(Leak("t", "process", "x"),)))
+    for name in ("peak_rss_bytes", "cpu_s", "leaks"):
+        del body[name]
+    assert decode(pack(body), Completion) == Completion("s", "a", 1, "w", "n", "done", 1.0, 2.0, 0, 4)
+
+
+def test_a_leak_that_is_not_a_map_of_strings_is_refused() -> None:
+    body = plain(Completion("s", "a", 1, "w", "n", "done", 1.0, 2.0, 0, 4))
+    for bad in ([["t", "process", "x"]], [{"test": "t", "kind": "process", "detail": 3}], "leaks"):
+        body["leaks"] = bad
+        with pytest.raises(ProtocolError):
+            decode(pack(body), Completion)
 
 
 def test_unknown_extra_fields_are_ignored() -> None:
@@ -356,6 +377,7 @@ FIELD_TYPES = {
     "budget_s": float, "bounces": int, "seen_at": float, "infrastructure": bool,
     "setup_s": float, "call_s": float, "teardown_s": float, "maxfail": int, "verbose": int, "durations": int,
     "durations_min": float, "deselected": int, "seq": int, "startup_s": float, "start_after": float,
+    "max_memory_bytes": int, "peak_rss_bytes": int, "cpu_s": float,
 }
 
 
@@ -367,6 +389,11 @@ def assert_well_typed(obj: Any) -> None:
             for r in value:
                 assert isinstance(r, Record)
                 assert_well_typed(r)
+        elif f.name == "leaks":
+            assert isinstance(value, tuple)
+            for leak in value:
+                assert isinstance(leak, Leak)
+                assert_well_typed(leak)
         elif f.name == "session":
             assert isinstance(value, SessionInfo)
             assert_well_typed(value)

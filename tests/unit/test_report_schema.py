@@ -87,7 +87,7 @@ def test_the_written_report_reads_back_as_the_full_view_with_every_old_field(tmp
     assert row == {"assignment": f"{SID}-a000", "attempt": 1, "worker": WORKER, "node": "local:vm",
                    "outcome": "passed", "duration_s": 0.000375, "started_at": iso(T0 + 1), "fenced": False,
                    "run": 1, "runs": 1}
-    assert [set(a) for a in full["assignments"]] == [OLD_ASSIGNMENT_FIELDS] * 8
+    assert [set(a) for a in full["assignments"]] == [OLD_ASSIGNMENT_FIELDS | {"resources"}] * 8
     assert full["assignments"][0]["tests"] == [f"tests/test_many.py::test_trivial[{i}]" for i in range(4)]
     assert expand(full) == full  # the full view is a fixed point
     written = json.loads(path.read_text())
@@ -182,7 +182,9 @@ def old_view(full: dict[str, Any]) -> dict[str, Any]:
     tests = [{k: v for k, v in t.items() if k in OLD_TEST_FIELDS} for t in full["tests"]]
     for t in tests:
         t["attempts"] = [{k: v for k, v in a.items() if k in OLD_ATTEMPT_FIELDS} for a in t["attempts"]]
-    return {**{k: v for k, v in full.items() if k != "analysis"}, "schema": 1, "tests": tests}
+    assignments = [{k: v for k, v in a.items() if k != "resources"} for a in full["assignments"]]
+    old = {k: v for k, v in full.items() if k not in ("leaks", "analysis")}
+    return {**old, "schema": 1, "tests": tests, "assignments": assignments}
 
 
 @settings(max_examples=200, deadline=None)

@@ -102,6 +102,28 @@ class Fencing(Protocol):
         or None while it has not answered."""
 
 
+@dataclass(frozen=True)
+class Usage:
+    """What a runner's process tree used, and what it left: each process still alive when it ended
+    (when it started, epoch seconds; its command line)."""
+
+    peak_rss_bytes: int = 0
+    cpu_s: float = 0.0
+    leftovers: tuple[tuple[float, str], ...] = ()
+
+
+@runtime_checkable
+class Measured(Protocol):
+    """A runner whose process tree the worker can measure (the local backend's: processes on this
+    machine; docs/how-it-works.md, "Resources and leaks", says why the others are not)."""
+
+    def sample(self) -> int:
+        """Sample the tree now; its resident memory in bytes (0 once the runner is gone)."""
+
+    def usage(self) -> Usage:
+        """Once closed: its peak, its CPU seconds, and what it left behind."""
+
+
 #: Runs one trivial test through a backend, as a worker would run it: the seconds it took, or
 #: InfrastructureError (workers.image_check.check_backend; passed in, so backends need not import it).
 HealthCheck = Callable[["ExecutionBackend"], float]

@@ -32,7 +32,8 @@ from farm.processes import (
     signal_group,
 )
 from workers.backends import fence_files
-from workers.backends.base import RunRequest, WithoutLifecycle, runner_env, tests_file_text
+from workers.backends.base import RunRequest, Usage, WithoutLifecycle, runner_env, tests_file_text
+from workers.backends.tree_usage import TreeUsage, leftovers
 from workers.bundles import ProjectTrees, TreeBounds
 from workers.fingerprint import FINGERPRINTS as _FINGERPRINTS
 from workers.fingerprint import probe_output as _probe_output
@@ -244,7 +245,11 @@ class LocalRun:
         self.exit_code: int | None = None
         self.on_begun: Callable[[], None] | None = None  # called once: its first line, or its close
         self.on_closed: Callable[[], None] | None = None  # called once, at the end of close
+        self.tree = TreeUsage()
+        self.stopped = False  # stopped by the worker: its tree was killed, no leftovers are told
+        self.left: tuple[tuple[float, str], ...] = ()
         standby = take_standby(env, project) if take_standby is not None else None
+        self.tree.begin()  # after take_standby, which may reap a standby it discards
         became = standby.become(runner_argv(python, request), env, project, self.log_path, request.niceness) \
             if standby is not None else None
         self.standby_used = became is not None
@@ -325,6 +330,7 @@ class LocalRun:
         return bool(ready) and not self.eof
 
     def stop(self, grace: float, *, stacks: bool = False) -> int:
+        self.stopped = True
         if stacks and self.proc.poll() is None:
             try:
                 os.kill(self.proc.pid, signal.SIGUSR1)  # faulthandler writes the stacks to stacks.txt
@@ -356,16 +362,25 @@ class LocalRun:
         except OSError:
             return ""
 
+    def sample(self) -> int:
+        return self.tree.sample(self.proc.pid) if self.proc.returncode is None else 0
+
+    def usage(self) -> Usage:
+        return Usage(self.tree.peak_rss_bytes, self.tree.cpu_s, self.left)
+
     def close(self) -> None:
         self._begun()  # before the leftovers are taken: the new standby is none of them
         if self.proc.poll() is None:
             self.stop(grace=1.0)
         else:
+            if not self.stopped:  # what its tests left running: leaks (workers/runner.py says whose)
+                self.left = tuple(leftovers(self.before, self.proc.pid))
             signal_group(self.proc.pid, signal.SIGKILL)  # anything it left running in its group
         # Daemons the tests started (even double-forked, in sessions of their own) were
         # reparented to this process, the subreaper: nothing the tests started survives, and
         # none stays a zombie of this pool process.
         kill_and_reap_new(self.before)
+        self.tree.end()
         try:
             os.close(self.read_fd)
         except OSError:

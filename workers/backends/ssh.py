@@ -24,7 +24,7 @@ import paramiko
 
 from farm import unpack
 from farm.errors import InfrastructureError
-from workers.backends.base import RunRequest, WithoutLifecycle, runner_env, tests_file_text
+from workers.backends.base import RunRequest, Usage, WithoutLifecycle, runner_env, tests_file_text
 from workers.backends.local import PLUGIN_MODULE, plugin_files, runner_argv
 from workers.backends.ssh_hosts import HostsFile, SSHHost
 
@@ -156,6 +156,7 @@ class SSHRun:
         self.buffer = b""
         self.exit_code: int | None = None
         self.closed = False
+        self.measured = Usage()  # what the remote runner's exit line says its tree used (nothing: unmeasured)
 
     def read_lines(self, timeout: float) -> list[bytes]:
         if self.exit_code is not None:
@@ -180,6 +181,7 @@ class SSHRun:
                 frame: dict[str, Any] = json.loads(line)
                 if frame["k"] == "exit":
                     self.exit_code = int(frame["code"])
+                    self.measured = remote_usage(frame)
                 continue
             out.append(line)
         if eof and self.exit_code is None:
@@ -195,6 +197,13 @@ class SSHRun:
 
     def poll(self) -> int | None:
         return self.exit_code
+
+    def sample(self) -> int:
+        """Not sampled from here (that would measure the ssh channel): 0, so --max-memory does not act."""
+        return 0
+
+    def usage(self) -> Usage:
+        return self.measured
 
     def stop(self, grace: float, *, stacks: bool = False) -> int:
         if self.exit_code is None:
@@ -242,6 +251,16 @@ class SSHRun:
         """What a run gives back once it ended: its channel, and its directory on the host."""
         self.channel.close()
         _cleanup(self.client, self.workdir)
+
+
+def remote_usage(frame: dict[str, Any]) -> Usage:
+    """What a remote runner's exit line says (workers/remote_runner.py); nothing if it says nothing
+    or something malformed (a runner of an older farm, a VM's runner: unmeasured)."""
+    try:
+        left = tuple((float(at), str(argv)) for at, argv in frame.get("left") or ())
+        return Usage(int(frame.get("peak_rss_bytes") or 0), float(frame.get("cpu_s") or 0.0), left)
+    except (TypeError, ValueError):
+        return Usage()
 
 
 def _run(client: paramiko.SSHClient, command: str) -> None:
