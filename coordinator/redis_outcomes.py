@@ -16,8 +16,8 @@ import msgpack
 import redis
 
 from coordinator.aggregate import PENDING, After, Merge, merge, not_given
+from farm import counters, keys, store
 from farm import events as eventlog
-from farm import keys, store
 from farm.attempts import Attempt
 from farm.config import Settings
 from farm.model import TestRecord, TestRun
@@ -138,6 +138,10 @@ _pack_for_lua = msgpack.Packer(use_bin_type=False).pack
 NO_RERUNS = 0
 
 
+#: The events whose number is a farm-wide counter (/metrics).
+_COUNTED = {eventlog.Kind.LEASE_LOST: counters.LEASE_LOSSES, eventlog.Kind.HANDED_BACK: counters.HAND_BACKS}
+
+
 def pack(obj: Any) -> bytes:
     data: bytes = msgpack.packb(obj, use_bin_type=True)
     return data
@@ -173,6 +177,8 @@ class RedisOutcomes:
         n = self._planned_tests(suite_id) if tests is None else tests
         for e in logged:
             eventlog.append(pipe, suite_id, e, tests=n, ttl_s=self.settings.suite_ttl_s)
+            if e.kind in _COUNTED:  # in the same transaction: counted exactly once
+                counters.bump(pipe, _COUNTED[e.kind])
 
     def _planned_tests(self, suite_id: str) -> int:
         n = self._tests.get(suite_id)
@@ -254,6 +260,8 @@ class RedisOutcomes:
                 held, count, total, done = reply[1:]
                 if reply[0] == 2:  # merged before: nothing was written
                     result = Merge(repeated=True)
+                else:  # one more round trip per batch; a crash right here loses one batch's count
+                    counters.bump(self.r, counters.RECORDS, len(kept))
                 result.after = After(int(total), int(done), None if held is None else (unpack(held)[0], int(count)))
                 return result
             values, owned, reruns = reply[1:]  # not what was assumed: decide again on what is stored
