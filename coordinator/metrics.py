@@ -117,12 +117,6 @@ _PLAIN = (("farm_records_merged", counters.RECORDS, "Test records merged into su
           ("farm_vm_boots", counters.VM_BOOTS, "VMs booted and ready (libvirt workers)"),
           ("farm_vm_boot_failures", counters.VM_BOOT_FAILURES, "VM boots that failed (libvirt workers)"))
 
-#: Every metric name /metrics exports (a counter's samples add `_total`; the dashboard test checks against these).
-NAMES = ("farm_suites", "farm_suites_finished", "farm_tests", "farm_active_tests", "farm_assignments",
-         "farm_queue_depth", "farm_workers", "farm_worker_slots", "farm_worker_slots_in_use",
-         *(name for name, _, _ in _PLAIN))
-
-
 def worker_health(w: WorkerInfo, stale_s: float, now: float) -> str:
     """"healthy", "unhealthy" (it stopped consuming, and says why) or "stale" (no heartbeat)."""
     if not registry.is_alive(w, stale_s, now):
