@@ -50,7 +50,7 @@ WITH_REASON = frozenset({Outcome.SKIPPED, Outcome.XFAILED, Outcome.XPASSED, Outc
 #: Else {1, the attempt's held completion (`keys.held`; nil if none), its `received` count, the
 #: suite's total, done}.
 #: KEYS: outcomes, owners, reruns, records, attempts, counts, the suite, finished, received, held, events,
-#: batches.
+#: batches, and the farm's counters (`keys.METRICS`: `records` counts the test runs merged, for /metrics).
 MERGE = """
 local m = cmsgpack.unpack(ARGV[1])
 local member = m[19]
@@ -123,6 +123,7 @@ for i = 1, #logged do
   redis.call('XADD', KEYS[11], 'MAXLEN', m[18], '*', 'e', logged[i])
 end
 if #logged > 0 then redis.call('EXPIRE', KEYS[11], ttl) end
+if #m[7] > 0 then redis.call('HINCRBY', KEYS[13], 'records', #m[7] / 2) end
 if member ~= '' then
   redis.call('SADD', KEYS[12], member)
   redis.call('EXPIRE', KEYS[12], ttl)
@@ -226,7 +227,8 @@ class RedisOutcomes:
         ids = list(dict.fromkeys(r.test_id for r in records))
         names = (keys.outcomes(suite_id), keys.owners(suite_id), keys.reruns(suite_id), keys.records(suite_id),
                  keys.attempts(suite_id), keys.counts(suite_id), keys.suite(suite_id), keys.finished(suite_id),
-                 keys.received(suite_id), keys.held(suite_id), keys.events(suite_id), keys.batches(suite_id))
+                 keys.received(suite_id), keys.held(suite_id), keys.events(suite_id), keys.batches(suite_id),
+                 keys.METRICS)
         member = keys.batch_member(me, batch) if batch else ""
         # What the decision assumes is stored: first the guess, then what MERGE said is.
         values: Any = PENDING
@@ -260,8 +262,6 @@ class RedisOutcomes:
                 held, count, total, done = reply[1:]
                 if reply[0] == 2:  # merged before: nothing was written
                     result = Merge(repeated=True)
-                else:  # one more round trip per batch; a crash right here loses one batch's count
-                    counters.bump(self.r, counters.RECORDS, len(kept))
                 result.after = After(int(total), int(done), None if held is None else (unpack(held)[0], int(count)))
                 return result
             values, owned, reruns = reply[1:]  # not what was assumed: decide again on what is stored

@@ -16,7 +16,7 @@ from farm import keys
 
 log = logging.getLogger("farm.counters")
 
-RECORDS = "records"  # records merged into suites (a batch delivered again is not counted)
+RECORDS = "records"  # test runs merged into suites, by MERGE itself (a batch delivered again is not counted)
 LEASE_LOSSES = "lease_losses"  # attempts (and collections) taken as lost: their lease lapsed
 HAND_BACKS = "hand_backs"  # attempts that stopped early and handed their unfinished tests back
 VM_BOOTS = "vm_boots"  # VMs booted and ready (libvirt workers)
