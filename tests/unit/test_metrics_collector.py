@@ -81,3 +81,13 @@ def test_every_dashboard_expression_asks_for_metrics_the_coordinator_exports() -
         names = set(re.findall(r"\bfarm_\w+", expr))
         assert names, f"{expr!r} asks for no farm metric"
         assert names <= exported, f"{expr!r}: not exported: {names - exported}"
+
+
+def test_the_metrics_port_comes_from_the_environment_and_is_checked() -> None:
+    from farm.config import Settings
+
+    assert Settings.from_env({}).metrics_port is None  # off unless asked for
+    assert Settings.from_env({"FARM_METRICS_PORT": "9464"}).metrics_port == 9464
+    for bad in ("0", "70000", "http"):
+        with pytest.raises(UsageError, match="FARM_METRICS_PORT must be a port"):
+            Settings.from_env({"FARM_METRICS_PORT": bad})
