@@ -1,6 +1,6 @@
 """`farm up --metrics-port`, for real: the coordinator's Prometheus /metrics scraped during and after
-real suites and parsed with prometheus_client's own parser; the figures are the suites' own; it
-listens on loopback only, and refuses to listen anywhere else."""
+real suites and parsed with prometheus_client's own parser; the figures are the suites' own; two
+coordinators serve the same figures; it listens on loopback only, and refuses to listen anywhere else."""
 
 from __future__ import annotations
 
@@ -80,13 +80,18 @@ def test_metrics_during_and_after_real_suites_match_their_reports(farm_up, tmp_p
     assert total(after, "farm_lease_losses_total") == 0
 
 
-def test_metrics_listen_on_loopback_only(farm_up) -> None:
-    port = free_port()
-    running = farm_up("--workers", "1", "--slots", "1", "--metrics-port", str(port))
-    scrape_until(port, lambda s: any(n == "farm_workers" for n, _ in s))
+def test_every_coordinator_serves_the_same_farm_on_loopback_only(farm_up) -> None:
+    port = free_port()  # coordinator 0's; coordinator 1 serves port + 1
+    running = farm_up("--workers", "1", "--slots", "3", "--coordinators", "2", "--metrics-port", str(port))
+    first, second = (scrape_until(p, lambda s: total(s, "farm_workers", health="healthy") == 1)
+                     for p in (port, port + 1))
+    assert first == second  # read from Redis: the same farm-wide figures from each
+    assert total(first, "farm_worker_slots") == 3
     listening = [c.laddr for p in psutil.Process(running.proc.pid).children(recursive=True)
-                 for c in p.net_connections("inet") if c.status == psutil.CONN_LISTEN and c.laddr.port == port]
-    assert listening and {a.ip for a in listening} == {"127.0.0.1"}, listening
+                 for c in p.net_connections("inet")
+                 if c.status == psutil.CONN_LISTEN and c.laddr.port in (port, port + 1)]
+    assert sorted(a.port for a in listening) == [port, port + 1], listening
+    assert {a.ip for a in listening} == {"127.0.0.1"}, listening
 
 
 def test_the_coordinator_refuses_a_metrics_address_beyond_loopback() -> None:
