@@ -16,8 +16,8 @@ import msgpack
 import redis
 
 from coordinator.aggregate import PENDING, After, Merge, merge, not_given
+from farm import counters, keys, store
 from farm import events as eventlog
-from farm import keys, store
 from farm.attempts import Attempt
 from farm.config import Settings
 from farm.model import TestRecord, TestRun
@@ -50,7 +50,7 @@ WITH_REASON = frozenset({Outcome.SKIPPED, Outcome.XFAILED, Outcome.XPASSED, Outc
 #: Else {1, the attempt's held completion (`keys.held`; nil if none), its `received` count, the
 #: suite's total, done}.
 #: KEYS: outcomes, owners, reruns, records, attempts, counts, the suite, finished, received, held, events,
-#: batches.
+#: batches, and the farm's counters (`keys.METRICS`: `records` counts the test runs merged, for /metrics).
 MERGE = """
 local m = cmsgpack.unpack(ARGV[1])
 local member = m[19]
@@ -123,6 +123,7 @@ for i = 1, #logged do
   redis.call('XADD', KEYS[11], 'MAXLEN', m[18], '*', 'e', logged[i])
 end
 if #logged > 0 then redis.call('EXPIRE', KEYS[11], ttl) end
+if #m[7] > 0 then redis.call('HINCRBY', KEYS[13], 'records', #m[7] / 2) end
 if member ~= '' then
   redis.call('SADD', KEYS[12], member)
   redis.call('EXPIRE', KEYS[12], ttl)
@@ -136,6 +137,10 @@ _packb = msgpack.Packer(use_bin_type=True).pack  # one reused packer: no Python 
 _pack_for_lua = msgpack.Packer(use_bin_type=False).pack
 #: An id's rerun mark as MERGE compares it: none of the batch's ids was run again.
 NO_RERUNS = 0
+
+
+#: The events whose number is a farm-wide counter (/metrics).
+_COUNTED = {eventlog.Kind.LEASE_LOST: counters.LEASE_LOSSES, eventlog.Kind.HANDED_BACK: counters.HAND_BACKS}
 
 
 def pack(obj: Any) -> bytes:
@@ -173,6 +178,8 @@ class RedisOutcomes:
         n = self._planned_tests(suite_id) if tests is None else tests
         for e in logged:
             eventlog.append(pipe, suite_id, e, tests=n, ttl_s=self.settings.suite_ttl_s)
+            if e.kind in _COUNTED:  # in the same transaction: counted exactly once
+                counters.bump(pipe, _COUNTED[e.kind])
 
     def _planned_tests(self, suite_id: str) -> int:
         n = self._tests.get(suite_id)
@@ -220,7 +227,8 @@ class RedisOutcomes:
         ids = list(dict.fromkeys(r.test_id for r in records))
         names = (keys.outcomes(suite_id), keys.owners(suite_id), keys.reruns(suite_id), keys.records(suite_id),
                  keys.attempts(suite_id), keys.counts(suite_id), keys.suite(suite_id), keys.finished(suite_id),
-                 keys.received(suite_id), keys.held(suite_id), keys.events(suite_id), keys.batches(suite_id))
+                 keys.received(suite_id), keys.held(suite_id), keys.events(suite_id), keys.batches(suite_id),
+                 keys.METRICS)
         member = keys.batch_member(me, batch) if batch else ""
         # What the decision assumes is stored: first the guess, then what MERGE said is.
         values: Any = PENDING

@@ -14,6 +14,7 @@ from pathlib import Path
 import redis
 from celery import Celery
 
+from coordinator import metrics
 from coordinator.peers import HEARTBEAT_S, OrphanedClaims, Presence, SweepLease, identity, presence_ttl
 from coordinator.planner import Planner
 from coordinator.state import SuiteState
@@ -36,7 +37,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="the farm's message signing keys (default: $FARM_SIGNING_KEY_FILE or $FARM_SIGNING_KEY)")
     p.add_argument("--name", help="its Celery name (default: farm-coordinator@HOST); give each coordinator its own")
     p.add_argument("--loglevel", default="WARNING")
+    p.add_argument("--metrics-port", type=int, default=None,
+                   help="serve Prometheus /metrics on this port (default: $FARM_METRICS_PORT, else off)")
+    p.add_argument("--metrics-address", default="127.0.0.1", help="loopback only: /metrics has no authentication")
     args = p.parse_args(argv)
+    if args.metrics_port is not None and not 1 <= args.metrics_port <= 65535:
+        p.error("--metrics-port must be between 1 and 65535")
     if args.concurrency < 0:  # 0: one thread per CPU, as Celery takes it
         p.error("--concurrency must be at least 0")
     return args
@@ -45,9 +51,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     settings = Settings.from_env()
-    settings = replace(settings, broker_url=args.broker or settings.broker_url)
+    settings = replace(settings, broker_url=args.broker or settings.broker_url,
+                       metrics_port=args.metrics_port or settings.metrics_port)
     if not settings.broker_url:
         raise UsageError("farm coordinator needs --broker URL or FARM_BROKER_URL")
+    metrics.check_address(args.metrics_address)  # before waiting for anything
     keyring = signing.from_env(key_file=args.signing_key_file)
     logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     for url in dict.fromkeys((settings.broker_url, settings.state)):
@@ -72,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
                     me, len(others), ", ".join(others))
     claims.release(state.active_suites())  # only claims whose holder is dead
     planner.reconcile()
+    if settings.metrics_port:
+        metrics.serve(client, settings.worker_stale_s, settings.metrics_port, args.metrics_address)
     stop = threading.Event()
     beating = threading.Thread(target=_beat, args=(presence, stop), name="farm-heartbeat", daemon=True)
     beating.start()

@@ -20,8 +20,8 @@ from coordinator.redis_outcomes import chunks, pack, texts, unpack
 from coordinator.redis_runs import RunHistoryWriter
 from coordinator.redis_splits import RedisSplits
 from coordinator.store import COLLECTION_OWNER, FINISH_TRIES, Finished
+from farm import counters, keys, registry
 from farm import events as eventlog
-from farm import keys, registry
 from farm.attempts import Attempt
 from farm.errors import ProtocolError, SuiteNotFound
 from farm.model import Collection, SuiteSpec, WorkerInfo
@@ -455,11 +455,13 @@ class SuiteState(RedisSplits):
         FINISH_TRIES times; then `redis.WatchError`): the report is what the log folds to."""
         key, ttl = keys.suite(suite_id), self.settings.suite_ttl_s
 
-        def read(pipe: Any) -> tuple[bytes | None, bool]:
-            return pipe.hget(key, "finalized"), bool(pipe.sismember(keys.ACTIVE, suite_id))
+        def read(pipe: Any) -> tuple[bytes | None, bool, dict[bytes, bytes]]:
+            # The counts too, for the farm's counters: a merge that changes them appends to the log.
+            return (pipe.hget(key, "finalized"), bool(pipe.sismember(keys.ACTIVE, suite_id)),
+                    pipe.hgetall(keys.counts(suite_id)))
 
-        def decide(seen: tuple[bytes | None, bool]) -> tuple[bool, Write]:
-            holder, active = seen
+        def decide(seen: tuple[bytes | None, bool, dict[bytes, bytes]]) -> tuple[bool, Write]:
+            holder, active, tally = seen
             if holder != self.name.encode() or not active:
                 log.warning("suite %s: not storing its report: %s", suite_id,
                             "it finished already" if not active else
@@ -481,6 +483,10 @@ class SuiteState(RedisSplits):
                 pipe.hset(key, mapping=done.fields)
                 pipe.srem(keys.ACTIVE, suite_id)
                 pipe.zrem(keys.SUBMITTED, suite_id)
+                # Once per suite, in its finish's transaction: the farm-wide counters (/metrics).
+                counters.bump(pipe, counters.suites_field(str(done.fields.get("status", ""))))
+                for outcome, n in tally.items():
+                    counters.bump(pipe, counters.tests_field(keys.text(outcome)), int(n))
                 for k in keys.suite_keys(suite_id):
                     pipe.expire(k, ttl)
             return True, write

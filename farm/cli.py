@@ -263,9 +263,11 @@ main.add_command(history)
 @click.option("--image", "image_dir", type=click.Path(file_okay=False),
               help="libvirt: the image directory [default: ~/.cache/farm/images/debian-bookworm, built if missing].")
 @click.option("--warm", type=click.IntRange(min=0), default=0, help="libvirt: VMs kept booted per worker.")
+@click.option("--metrics-port", type=click.IntRange(1, 65535), default=None,
+              help="Prometheus /metrics on this loopback port (coordinator i: PORT+i) [default: off].")
 def up(workers: int, slots: int, coordinators: int, pool: str, python: str | None, port: int | None, flower: bool,
        flower_address: str, flower_port: int, flower_auth: str | None, backend: str, hosts: str | None,
-       image_dir: str | None, warm: int) -> None:
+       image_dir: str | None, warm: int, metrics_port: int | None) -> None:
     """Start a local farm in the foreground until Ctrl-C, and print its broker URL.
 
     A process of the farm that dies (a worker, a coordinator, Flower, Redis) is started again
@@ -288,13 +290,15 @@ def up(workers: int, slots: int, coordinators: int, pool: str, python: str | Non
     spec = ClusterSpec(workers=workers, coordinators=coordinators, slots=slots, pool=pool,
                        python=os.path.abspath(python) if python else None, flower=flower,
                        flower_address=flower_address, flower_port=flower_port, flower_auth=flower_auth,
-                       redis_port=port, appendonly=True, worker_args=worker_args)
+                       redis_port=port, appendonly=True, worker_args=worker_args, metrics_port=metrics_port)
     with LocalCluster(spec, log=_say) as cluster:
         cluster.wait_ready()
         click.echo(f"broker: {cluster.broker_url}")
         click.echo(f"signing key: {cluster.key_file}")  # what a process joining this farm needs
         if flower:
             click.echo(f"flower: http://{flower_address}:{flower_port}/")
+        if metrics_port is not None:
+            click.echo(f"metrics: http://127.0.0.1:{metrics_port}/metrics")
         click.echo(f"farm: {coordinators} coordinator(s), {workers} worker(s) x {slots} slot(s) in pool {pool!r}; "
                    f"submit with: farm submit-suite PATH --broker {cluster.broker_url}   (Ctrl-C stops)")
         sys.stdout.flush()

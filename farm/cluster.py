@@ -93,6 +93,8 @@ class ClusterSpec:
     flower_port: int = 5555
     flower_auth: str | None = None
     redis_port: int | None = None
+    # Coordinator i serves Prometheus /metrics on loopback port metrics_port + i (None: off).
+    metrics_port: int | None = None
     appendonly: bool = False  # farm up turns it on: a Redis restart must lose no test
     loglevel: str = "WARNING"
     worker_args: tuple[str, ...] = ()  # more options for every worker (e.g. --backend ssh --hosts FILE)
@@ -160,8 +162,11 @@ class LocalCluster:
             for i in range(self.spec.coordinators):  # "coordinator", then "coordinator-1", ...
                 suffix = f"-{i}" if i else ""
                 name = f"farm-coordinator{suffix}@{host}"
-                self._spawn(f"coordinator{suffix}", [py, "-m", "coordinator", "--broker", self.broker_url,
-                                                     "--name", name, "--loglevel", self.spec.loglevel], signed)
+                argv = [py, "-m", "coordinator", "--broker", self.broker_url, "--name", name,
+                        "--loglevel", self.spec.loglevel]
+                if self.spec.metrics_port is not None:
+                    argv += ["--metrics-port", str(self.spec.metrics_port + i)]
+                self._spawn(f"coordinator{suffix}", argv, signed)
                 self.celery_names.append(name)
             for i in range(self.spec.workers):
                 name = f"farm-{self.spec.pool}-{i}-{os.getpid()}@{host}"

@@ -94,6 +94,10 @@ class Settings:
     # How long a worker's announcement counts without a heartbeat (a killed worker's slots stop
     # counting for the split after this).
     worker_stale_s: float = 30.0
+    # FARM_METRICS_PORT: the coordinator serves Prometheus /metrics on this loopback port
+    # (coordinator/metrics.py); None: off, as a port is a thing an operator chooses (several
+    # coordinators on one host would fight over any default).
+    metrics_port: int | None = None
 
     @property
     def task_hard_limit_s(self) -> int:
@@ -133,6 +137,7 @@ class Settings:
                 assignment_deadline_factor=_number(env, "FARM_ASSIGNMENT_DEADLINE_FACTOR",
                                                    base.assignment_deadline_factor),
                 history_runs=_count(env, "FARM_HISTORY_RUNS", base.history_runs),
+                metrics_port=_port(env, "FARM_METRICS_PORT"),
                 assignment_deadline_min_s=parse_duration(env["FARM_ASSIGNMENT_DEADLINE_MIN_S"])
                 if env.get("FARM_ASSIGNMENT_DEADLINE_MIN_S") else base.assignment_deadline_min_s,
             )
@@ -194,6 +199,15 @@ def _count(env: Mapping[str, str], name: str, default: int) -> int:
         return default
     if not raw.isdigit() or int(raw) < 1:
         raise ValueError(f"{name} must be a whole number of at least 1, got {raw!r}")
+    return int(raw)
+
+
+def _port(env: Mapping[str, str], name: str) -> int | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+        raise ValueError(f"{name} must be a port between 1 and 65535, got {raw!r}")
     return int(raw)
 
 

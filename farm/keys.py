@@ -220,3 +220,7 @@ def coordinator(name: str) -> str:
 
 #: String with a TTL: the name of the one coordinator that sweeps, renewed before each tick.
 SWEEP_LEASE = f"{PREFIX}:sweep-lease"
+
+#: Hash: farm-wide counters for `/metrics` (farm.counters), a fixed set of fields: `suites:STATUS`,
+#: `tests:OUTCOME`, `records`, `lease_losses`, `hand_backs`, `vm_boots`, `vm_boot_failures`.
+METRICS = f"{PREFIX}:metrics"

@@ -19,7 +19,7 @@ import redis
 from celery import signals
 from celery.utils.nodenames import default_nodename, host_format
 
-from farm import registry, signing, store
+from farm import counters, registry, signing, store
 from farm.celery_app import make_app, pool_queue
 from farm.config import Settings
 from farm.errors import UsageError
@@ -121,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if isinstance(backend, LocalBackend):
         backend.queued = queue_waits(settings.broker_url, pool_queue(settings.pool).name)
+    if hasattr(backend, "count"):  # libvirt: its VM boots, for the coordinators' /metrics
+        backend.count = counters.counter(settings.state)
     backend.prepare(check_backend)  # a libvirt worker boots a VM and runs a test before it consumes
     _prefetch_environment(backend, settings)
     signals.worker_shutdown.connect(lambda **_: backend.shutdown(), weak=False)

@@ -20,9 +20,11 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from farm import counters
 from farm.errors import InfrastructureError
 from workers.backends.base import HealthCheck, RunRequest
 from workers.backends.local import plugin_digest
@@ -61,6 +63,9 @@ class LibvirtBackend:
         self._teardowns: list[threading.Thread] = []  # VMs being destroyed after their run
         self.boot_times: list[float] = []  # seconds from create to SSH ready, for the benchmarks
         self.failed_boots = 0  # in a row, in this process
+        # Counts boots and failed boots where every coordinator reads them (farm.counters; the
+        # worker sets it to the state store's): /metrics' farm_vm_boots and farm_vm_boot_failures.
+        self.count: Callable[[str], None] = lambda name: None
         # From create to sshd, and again to the runner waiting in the guest. Under TCG on a loaded
         # 2-core machine a boot was seen to take 240-340 s (10 s when idle).
         self.boot_timeout_s = 300.0
@@ -151,8 +156,10 @@ class LibvirtBackend:
                 self._discard(vm)
                 raise
         except InfrastructureError as exc:
+            self.count(counters.VM_BOOT_FAILURES)
             self._boot_failed(str(exc).splitlines()[0])
             raise
+        self.count(counters.VM_BOOTS)
         self.failed_boots = 0
         self.boot_times.append(vm.ready_s)
         return vm
