@@ -17,16 +17,13 @@ from farm import keys
 from farm.attempts import Attempt
 from farm.config import Settings
 from farm.model import Collection, Completion, SuiteSpec, TestRecord
-from farm.outcomes import Outcome, exit_code_for
+from farm.outcomes import TIMED, Outcome, exit_code_for
 from farm.states import ENDED_STATES, OUT_STATES, UNPLANNED_STATUSES, AttemptState, SuiteStatus
 
 #: The most attempts an assignment gets, however they ended (hand-backs included).
 ATTEMPT_CAP = 10
 #: The history field holding the median per-assignment overhead (not a node id: it has a NUL).
 OVERHEAD_KEY = keys.HISTORY_OVERHEAD_FIELD
-#: Outcomes whose durations are recorded for the next split (a not_run test has no duration).
-TIMED = frozenset({Outcome.PASSED, Outcome.FAILED, Outcome.ERROR, Outcome.XFAILED, Outcome.XPASSED,
-                   Outcome.SKIPPED})
 DEADLINE_NOT_RUN = "not run: the suite deadline came first"
 ENDED_EARLY = "the runner ended before running this test"
 

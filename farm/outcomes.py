@@ -51,6 +51,10 @@ BY_VALUE = {o.value: o for o in Outcome}
 
 #: Outcomes that fail a suite.
 FAILURES = frozenset({Outcome.FAILED, Outcome.ERROR, Outcome.TIMEOUT, Outcome.CRASHED})
+#: Outcomes whose duration is recorded for the next split and in the run history's rings (a
+#: timeout's or a crash's is not how long the test takes; a flaky test's is two runs').
+TIMED = frozenset({Outcome.PASSED, Outcome.FAILED, Outcome.ERROR, Outcome.XFAILED, Outcome.XPASSED,
+                   Outcome.SKIPPED})
 
 def maxfail_reached(counts: dict[str, int], maxfail: int) -> bool:
     """Whether a suite under -x/--maxfail=`maxfail` (0: none) must stop: failures, errors, timeouts and

@@ -19,7 +19,7 @@ from typing import Any
 
 import msgpack
 
-from farm.outcomes import FAILURES, Outcome
+from farm.outcomes import FAILURES, TIMED, Outcome
 from farm.report.build import iso
 
 VERSION = 1
@@ -207,15 +207,20 @@ def flake_rates(runs: Sequence[RunEntry], ring_lengths: Mapping[str, int] | None
     and failing (failed, error, timeout, crashed) from one run to the next run of the same code
     (bundle digest and pytest arguments): in such a run a test not listed passed, if the run
     finished (`status` finished, every non-passing test listed). The rate is events / the runs of
-    the window that ran the test: its recorded durations (`ring_lengths`, at most the window),
-    and at least the runs that list it."""
+    the window that ran the test: its recorded durations (`ring_lengths`: outcomes in TIMED) plus
+    the runs that list it with an outcome that records none (crashed, timeout, flaky), at most the
+    window, and at least the runs that list it."""
     lengths = ring_lengths or {}
     window = len(runs)
     listed_in: dict[str, int] = {}
+    untimed: dict[str, int] = {}  # runs that ran it without putting a duration in its ring
     flaky_runs: dict[str, int] = {}
+    timed = {o.value for o in TIMED}
     for run in runs:
         for test_id, outcome in run.listed.items():
             listed_in[test_id] = listed_in.get(test_id, 0) + 1
+            if outcome not in timed and outcome != Outcome.NOT_RUN.value:
+                untimed[test_id] = untimed.get(test_id, 0) + 1
             if outcome == Outcome.FLAKY.value:
                 flaky_runs[test_id] = flaky_runs.get(test_id, 0) + 1
     failing = {o.value for o in FAILURES}
@@ -243,7 +248,7 @@ def flake_rates(runs: Sequence[RunEntry], ring_lengths: Mapping[str, int] | None
                 last = failed
     out = []
     for test_id in set(flaky_runs) | set(flips):
-        ran = max(min(lengths.get(test_id, 0), window), listed_in[test_id])
+        ran = max(min(min(lengths.get(test_id, 0), window) + untimed.get(test_id, 0), window), listed_in[test_id])
         events = flaky_runs.get(test_id, 0) + flips.get(test_id, 0)
         out.append(Flake(test_id, min(1.0, events / ran), flaky_runs.get(test_id, 0), flips.get(test_id, 0), ran))
     out.sort(key=lambda f: (-f.rate, -(f.flaky_runs + f.flips), f.test_id))

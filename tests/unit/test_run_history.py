@@ -75,6 +75,13 @@ def test_a_flaky_outcome_counts_and_a_steady_failure_does_not() -> None:
     assert rates["d"].flips == 1 and rates["d"].rate == pytest.approx(1 / 4)  # failed x3, then passed
 
 
+def test_runs_that_crashed_timed_out_or_were_flaky_count_as_runs_though_their_rings_lack_them() -> None:
+    """Only TIMED outcomes put a duration in a test's ring: the others still ran it."""
+    runs = [run(1, {"b": "crashed"}), run(2), run(3, {"b": "crashed"}), run(4), run(5, {"b": "flaky"}), run(6)]
+    (f,) = flake_rates(runs, {"b": 3})  # the three passes
+    assert (f.flips, f.flaky_runs, f.runs) == (3, 1, 6) and f.rate == pytest.approx(4 / 6)
+
+
 def test_changes_across_digests_or_arguments_are_not_flakes() -> None:
     runs = [run(1, {"b": "failed"}), run(2, digest="e" * 64), run(3, {"b": "failed"}, args=("-x",)),
             run(4, args=("-k", "b"))]
