@@ -82,7 +82,7 @@ def finished(state: SuiteStore, spec: SuiteSpec, finish: machine.Finish, collect
                     record = decided[test_id]
                 else:
                     continue
-                if record.outcome in machine.TIMED and record.phase != "collect":
+                if machine.is_timed(record):
                     timed[test_id] = record.duration_s
                 tally.add(test_id, record.outcome.value)
                 yield test_id, record
@@ -93,9 +93,11 @@ def finished(state: SuiteStore, spec: SuiteSpec, finish: machine.Finish, collect
         attempts=attempts, workers=workers, stopped=stopped, durations=durations,
     )
     if seen != [state.records_count(sid), len(decided)]:
-        timed = machine.timed_of(counted())
+        timed = {}
         tally = RunTally()
-        for test_id, record in counted():
+        for test_id, record in counted():  # one more pass, not two (a rare path: records changed meanwhile)
+            if machine.is_timed(record):
+                timed[test_id] = record.duration_s
             tally.add(test_id, record.outcome.value)
     overhead = machine.assignment_overhead(attempts, timed)
     if overhead is not None:

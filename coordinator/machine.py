@@ -339,4 +339,9 @@ def timed(counted: Mapping[str, TestRecord]) -> dict[str, float]:
 
 def timed_of(counted: Iterable[tuple[str, TestRecord]]) -> dict[str, float]:
     """`timed` of (test id, record) pairs given one at a time (a test given twice: its last)."""
-    return {t: r.duration_s for t, r in counted if r.outcome in TIMED and r.phase != "collect"}
+    return {t: r.duration_s for t, r in counted if is_timed(r)}
+
+
+def is_timed(record: TestRecord) -> bool:
+    """Whether the record's duration is kept for the next split and in the run history's rings."""
+    return record.outcome in TIMED and record.phase != "collect"
