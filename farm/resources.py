@@ -15,6 +15,8 @@ MEMORY_LIMIT = "memory limit "
 #: psutil's create_time counts in clock ticks (Linux's USER_HZ: 100 a second): a process began
 #: within this long after the start it gives (farm.processes.created_at).
 TICK_S = 0.01
+#: Sizes from here on are refused (msgpack's signed integers end at 2^63).
+MAX_SIZE = 2**63
 
 
 def parse_size(text: str) -> int:
@@ -23,7 +25,10 @@ def parse_size(text: str) -> int:
     match = _SIZE.fullmatch(text.strip())
     if match is None:
         raise ValueError(f"{text!r} is not a size (e.g. 300M, 2G: K, M, G, T are powers of 1024)")
-    size = int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+    scaled = float(match.group(1)) * _UNITS[match.group(2).upper()]
+    if not scaled < MAX_SIZE:  # also inf (400 nines): the wire's integers stop at 2^63
+        raise ValueError(f"{text[:40]!r} is too large a size (below {MAX_SIZE // _UNITS['T']}T)")
+    size = int(scaled)
     if size <= 0:
         raise ValueError(f"{text!r} is not a size above zero")
     return size

@@ -21,6 +21,13 @@ def test_a_bad_size_says_what_is_accepted(text: str) -> None:
         parse_size(text)
 
 
+@pytest.mark.parametrize("text", ["9" * 400 + "K", "99999999999T", "8388608T"])
+def test_a_size_past_what_the_wire_carries_is_refused_in_one_short_line(text: str) -> None:
+    with pytest.raises(ValueError, match="too large a size") as caught:
+        parse_size(text)
+    assert len(str(caught.value)) < 120
+
+
 @pytest.mark.parametrize(("size", "text"), [
     (200 << 20, "200M"), (2 << 30, "2G"), (318_767_104, "304M"), (1 << 40, "1T"), (12 << 30, "12G"),
     (int(10.5 * (1 << 30)), "10.5G"), (1536 << 20, "1536M"), (4096, "4K"), (1, "1K"),
