@@ -37,7 +37,8 @@ def analysis_block(analysis: Mapping[str, Any] | None, *, verbose: bool = False)
             if not tests:
                 continue
             more = f" ... and {len(tests) - TESTS_LISTED} more" if len(tests) > TESTS_LISTED else ""
-            lines.append(f"  {_WORDS[str(entry['class'])][1]}: {', '.join(tests[:TESTS_LISTED])}{more}")
+            name = str(entry.get("class"))
+            lines.append(f"  {_WORDS.get(name, (name, name))[1]}: {', '.join(tests[:TESTS_LISTED])}{more}")
     return lines
 
 

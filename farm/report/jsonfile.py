@@ -18,8 +18,8 @@ def write_json(report: Mapping[str, Any], path: Path) -> None:
     """Write the report's lean document (schema 2; any form is accepted) as UTF-8 JSON to `path`,
     atomically: indented, one test per line, non-ASCII kept. Its failure `analysis` is written
     last, for readers of the file: derived from the rest, readers of farm's recompute it."""
-    full = report if "analysis" in report else expand(report)
-    doc = compact(full)
+    full = expand(report)  # never an `analysis` carried in: always the one of these tests
+    doc = compact(full, expanded=True)
     doc["analysis"] = full["analysis"]
     text = dumps(doc)
     # A lone surrogate cannot be UTF-8; as `\udcxx` it is still a valid JSON escape for it.
