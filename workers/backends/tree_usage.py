@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import resource
 
 import psutil
@@ -33,22 +34,54 @@ class TreeUsage:
         """The tree's resident memory now (bytes; 0 once the runner is gone); the peak keeps the
         highest of the sums and of the runner's own high-water mark (which a spike between two
         samples raises too)."""
-        try:
-            root = psutil.Process(pid)
-            rss = root.memory_info().rss
-        except psutil.Error:
+        pids = tree_pids(pid)
+        if not pids:
             return 0
-        for proc in descendants(pid):
-            try:
-                rss += proc.memory_info().rss
-            except psutil.Error:
-                continue
+        rss = sum(_rss(p) for p in pids)
         self.peak_rss_bytes = max(self.peak_rss_bytes, rss, peak_rss(pid))
         return rss
 
     def end(self) -> None:
         """Once the runner and what it left were reaped."""
         self.cpu_s = max(0.0, children_cpu_s() - self._cpu_before)
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def tree_pids(pid: int) -> list[int]:
+    """`pid` and every process below it (empty if it is gone), from /proc/PID/task/TID/children:
+    only the tree is read, where psutil's children(recursive=True) reads every process on the
+    machine (1.3 ms a sample with 90 processes, growing with them; this: ~0.03 ms). psutil's
+    walk where the kernel has no children files."""
+    if not os.path.exists(f"/proc/{pid}"):
+        return []
+    if not os.path.exists(f"/proc/{pid}/task/{pid}/children"):
+        return [pid, *(p.pid for p in descendants(pid))]
+    found, stack = [], [pid]
+    while stack:
+        current = stack.pop()
+        found.append(current)
+        try:
+            tasks = os.listdir(f"/proc/{current}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{current}/task/{task}/children") as f:
+                    stack.extend(int(child) for child in f.read().split())
+            except (OSError, ValueError):
+                continue
+    return found
+
+
+def _rss(pid: int) -> int:
+    """A process's resident memory in bytes (/proc/PID/statm), 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def leftovers(before: set[int], exclude: int) -> list[tuple[float, str]]:
