@@ -9,11 +9,12 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import start_farm_up, stop_farm_up
 from support.browser import dump_dom, png_colours, screenshot
 from support.helpers import LEAN, copy_fixture, farm
+from support.html_samples import page_report, with_everything
 
-from conftest import start_farm_up, stop_farm_up
-
+from farm.report.html import render_html
 from farm.report.schema import load_report
 
 
@@ -106,9 +107,6 @@ def test_results_html_is_the_same_page_stored_or_rebuilt_from_the_event_log(kind
 def test_the_error_check_catches_a_page_whose_script_fails(tmp_path: Path) -> None:
     """The check above is not vacuous: a page with a script error, or one whose script throws before
     it renders, is caught."""
-    from farm.report.html import render_html
-    from support.html_samples import page_report
-
     good = render_html(page_report(), [])
     broken = tmp_path / "broken.html"
     broken.write_text(good.replace("</body>", "<script>window.noSuchFunction();</script></body>"))
@@ -122,9 +120,6 @@ def test_the_error_check_catches_a_page_whose_script_fails(tmp_path: Path) -> No
 def test_optional_sections_render_when_the_report_has_them(tmp_path: Path) -> None:
     """Resources per assignment, leaks, failure analysis, gates and stages (other parts of the report
     add them): shown when present, absent otherwise."""
-    from farm.report.html import render_html
-    from support.html_samples import page_report, with_everything
-
     full = dump_dom(_written(tmp_path / "full.html", render_html(with_everything(page_report()), [])))
     assert page_errors(full) == ""
     for section in ('id="resources"', 'id="leaks"', 'id="analysis"', 'id="gates"', 'id="stages"'):
