@@ -224,6 +224,8 @@ function draw() {
     ctx.fillText(secs(t), x(t) + 2, 14);
     ctx.beginPath(); ctx.moveTo(x(t) + 0.5, 18); ctx.lineTo(x(t) + 0.5, height); ctx.stroke();
   }
+  var first = D.bars.reduce(function (m, b) { return Math.min(m, b[1]); }, wall);
+  if (D.bars.length && x(first) > 70) { ctx.fillStyle = "#8a9aa8"; ctx.fillText("collection and start-up, " + secs(first), 4, AXIS + 14); }
   var idle = hatch();
   D.lanes.forEach(function (lane, i) {
     var y = AXIS + i * ROW;
@@ -453,6 +455,7 @@ if (D.analysis && Array.isArray(D.analysis.classes) && D.analysis.classes.length
   $("optional-bottom").appendChild(an);
 }
 document.body.setAttribute("data-rendered", "1");
+document.body.setAttribute("data-render-ms", String(Math.round(performance.now())));
 })();
 </script>
 </body>
