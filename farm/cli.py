@@ -53,6 +53,8 @@ def main() -> None:
 @click.option("--junit-xml", type=click.Path(path_type=Path, dir_okay=False), help="Write JUnit XML here.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False),
               help="Write the JSON report here.")
+@click.option("--html", "html_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write the HTML report here (one self-contained file, with the timeline).")
 @click.option("--no-wait", is_flag=True, help="Print the suite id and return at once (needs --broker).")
 @click.option("--local-workers", type=click.IntRange(min=1), default=None,
               help="Embedded farm only: slots of the local worker [default: one per CPU].")
@@ -76,7 +78,8 @@ def main() -> None:
 def submit_suite(path: Path, pytest_args: tuple[str, ...], broker: str | None, pool: str, dist: str,
                  junit_xml: Path | None, json_path: Path | None, no_wait: bool, local_workers: int | None,
                  python: str | None, project: str | None, test_timeout: str | None, rerun_failures: int,
-                 strict_flaky: bool, deadline: str | None, max_memory: str | None, verbose: bool) -> None:
+                 strict_flaky: bool, deadline: str | None, max_memory: str | None, verbose: bool,
+                 html_path: Path | None) -> None:
     """Run the pytest suite of the project at PATH on the farm; pytest options go after `--`.
 
     With no broker configured, runs an embedded farm for this one suite.
@@ -90,7 +93,7 @@ def submit_suite(path: Path, pytest_args: tuple[str, ...], broker: str | None, p
         raise UsageError("--local-workers and --python apply to the embedded farm only (no --broker)")
     if not settings.broker_url and no_wait:
         raise UsageError("--no-wait needs a running farm: pass --broker URL or set FARM_BROKER_URL")
-    _check_writable(junit_xml, json_path)
+    _check_writable(junit_xml, json_path, html_path)
     timeout_s, deadline_s = _duration("--test-timeout", test_timeout), _duration("--deadline", deadline)
     max_memory_bytes = _size("--max-memory", max_memory)
     bundle = make_bundle(path, settings.max_bundle_bytes, settings.max_unpacked_bytes)
@@ -118,7 +121,7 @@ def submit_suite(path: Path, pytest_args: tuple[str, ...], broker: str | None, p
                                strict_flaky=strict_flaky, max_memory_bytes=max_memory_bytes)
         if cluster is None:
             _exit(_submit_and_wait(settings, bundle, name, pool, dist, pytest_args, junit_xml, json_path, no_wait,
-                                   verbose, options, rootdir=str(path.resolve())))
+                                   verbose, options, rootdir=str(path.resolve()), html_path=html_path))
         from farm.history_cache import EmbeddedHistory, HistoryCache, collections_dir, environment_digest
 
         # What earlier embedded runs measured, and what they collected under this environment
@@ -128,7 +131,7 @@ def submit_suite(path: Path, pytest_args: tuple[str, ...], broker: str | None, p
                                           environment=environment_digest())
         settings = replace(settings, broker_url=cluster.broker_url)
         code = _submit_and_wait(settings, bundle, name, pool, dist, pytest_args, junit_xml, json_path, False,
-                                verbose, options, cluster=cluster, rootdir=str(path.resolve()))
+                                verbose, options, cluster=cluster, rootdir=str(path.resolve()), html_path=html_path)
         history.save()
     except BaseException:
         if cluster is not None:
@@ -148,7 +151,7 @@ def _say(line: str) -> None:
 def _submit_and_wait(settings: Settings, bundle: Any, project: str, pool: str, dist: str,
                      pytest_args: tuple[str, ...], junit_xml: Path | None, json_path: Path | None, no_wait: bool,
                      verbose: bool, options: SuiteOptions, cluster: LocalCluster | None = None,
-                     rootdir: str = "") -> int:
+                     rootdir: str = "", html_path: Path | None = None) -> int:
     from farm.client import Client
     from farm.watch import wait_and_report
 
@@ -160,7 +163,8 @@ def _submit_and_wait(settings: Settings, bundle: Any, project: str, pool: str, d
             click.echo(suite_id)
             return EXIT_OK
         click.echo(f"farm: suite {suite_id} ({bundle.files} files, bundle {bundle.digest[:12]})", err=True)
-        return wait_and_report(client, suite_id, junit_xml, json_path, verbose, cluster, rootdir=rootdir)
+        return wait_and_report(client, suite_id, junit_xml, json_path, verbose, cluster, rootdir=rootdir,
+                               html_path=html_path)
     finally:
         client.close()
 

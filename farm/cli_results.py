@@ -26,45 +26,39 @@ FOLLOW_POLL_S = 0.2
 @click.option("--junit-xml", type=click.Path(path_type=Path, dir_okay=False), help="Write JUnit XML here.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False),
               help="Write the JSON report here.")
+@click.option("--html", "html_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write the HTML report here (one self-contained file, with the timeline).")
 @click.option("-v", "--verbose", is_flag=True, help="List skipped and xfailed tests in the summary.")
 @click.option("--from-events", is_flag=True,
               help="Rebuild the report from the suite's event log alone (exit 3 if the log was trimmed).")
 def results(suite_id: str, broker: str | None, junit_xml: Path | None, json_path: Path | None,
-            verbose: bool, from_events: bool) -> None:
+            html_path: Path | None, verbose: bool, from_events: bool) -> None:
     """Wait for a suite to end, then print its summary; exits with the suite's exit code."""
     from farm.watch import wait_and_report
 
-    check_writable(junit_xml, json_path)
+    check_writable(junit_xml, json_path, html_path)
     client = client_for(broker)
     try:
         client.progress(suite_id)  # unknown suite: a usage error before any waiting
         if from_events:
-            code = _from_events(client, suite_id, junit_xml, json_path, verbose)
+            code = _from_events(client, suite_id, junit_xml, json_path, verbose, html_path)
         else:
-            code = wait_and_report(client, suite_id, junit_xml, json_path, verbose)
+            code = wait_and_report(client, suite_id, junit_xml, json_path, verbose, html_path=html_path)
     finally:
         client.close()
     exit_with(code)
 
 
 def _from_events(client: Client, suite_id: str, junit_xml: Path | None, json_path: Path | None,
-                 verbose: bool) -> int:
+                 verbose: bool, html_path: Path | None) -> int:
     from farm.report.rebuild import rebuild
     from farm.report.schema import expand
     from farm.watch import emit_report
 
     client.wait(suite_id, lambda p: None)
-    report = rebuild(_all_events(client, suite_id), suite_id)
-    return emit_report(expand(report), junit_xml, json_path, verbose)
-
-
-def _all_events(client: Client, suite_id: str) -> list[Event]:
-    after, found = client.events(suite_id)
-    out = list(found)
-    while found:
-        after, found = client.events(suite_id, after)
-        out.extend(found)
-    return out
+    log = client.all_events(suite_id)
+    report = rebuild(log, suite_id)
+    return emit_report(expand(report), junit_xml, json_path, verbose, html_path=html_path, events=log)
 
 
 @click.command(context_settings=CONTEXT)

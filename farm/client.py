@@ -297,6 +297,15 @@ class Client:
                 continue  # not ours: skipped, as the report has every test anyway
         return after, tests
 
+    def all_events(self, suite_id: str) -> list[events.Event]:
+        """The suite's whole event log, page by page."""
+        after, found = self.events(suite_id)
+        out = list(found)
+        while found:
+            after, found = self.events(suite_id, after)
+            out.extend(found)
+        return out
+
     def events(self, suite_id: str, after: str = "-", count: int = 1000) -> tuple[str, list[events.Event]]:
         """The suite's events after log entry `after` ("-": from the first), oldest first, and the
         last entry read (SuiteNotFound if the suite is unknown)."""

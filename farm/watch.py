@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,10 +20,12 @@ from farm.states import UNPLANNED_STATUSES
 
 if TYPE_CHECKING:
     from farm.cluster import LocalCluster
+    from farm.events import Event
 
 
 def wait_and_report(client: Client, suite_id: str, junit_xml: Path | None, json_path: Path | None,
-                     verbose: bool, cluster: LocalCluster | None = None, *, rootdir: str = "") -> int:
+                     verbose: bool, cluster: LocalCluster | None = None, *, rootdir: str = "",
+                     html_path: Path | None = None) -> int:
     from farm.report.live import LiveProgress
 
     session = SessionLines(client, suite_id, verbose, rootdir)
@@ -58,7 +61,10 @@ def wait_and_report(client: Client, suite_id: str, junit_xml: Path | None, json_
     tail = session.lines(final.total, final=True)
     if tail:
         click.echo("\n".join(tail))
-    return emit_report(client.report(suite_id), junit_xml, json_path, verbose, session.options)
+    # The HTML report's markers come from the event log, read once the suite has ended.
+    log = client.all_events(suite_id) if html_path else []
+    return emit_report(client.report(suite_id), junit_xml, json_path, verbose, session.options,
+                       html_path=html_path, events=log)
 
 
 class SessionLines:
@@ -124,8 +130,9 @@ def waiting_notices(client: Client, suite_id: str) -> Any:
 
 
 def emit_report(report: dict[str, Any], junit_xml: Path | None, json_path: Path | None, verbose: bool,
-                 session: SessionInfo | None = None) -> int:
-    from farm.report.jsonfile import write_json, write_junit
+                 session: SessionInfo | None = None, *, html_path: Path | None = None,
+                 events: Sequence[Event] = ()) -> int:
+    from farm.report.jsonfile import write_html, write_json, write_junit
     from farm.report.terminal import render_summary
 
     if report.get("status") == "error" and report.get("collection"):
@@ -139,4 +146,6 @@ def emit_report(report: dict[str, Any], junit_xml: Path | None, json_path: Path 
         write_junit(report, junit_xml)
     if json_path:
         write_json(report, json_path)
+    if html_path:
+        write_html(report, events, html_path)
     return int(report["exit_code"])

@@ -1,17 +1,20 @@
-"""Writing report files (JSON, JUnit XML) atomically, with one-line errors for bad paths."""
+"""Writing report files (JSON, JUnit XML, HTML) atomically, with one-line errors for bad paths."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from farm.errors import UsageError
 from farm.report.junit import render_junit
 from farm.report.schema import compact, dumps, expand
+
+if TYPE_CHECKING:
+    from farm.events import Event
 
 
 def write_json(report: Mapping[str, Any], path: Path) -> None:
@@ -29,6 +32,13 @@ def write_json(report: Mapping[str, Any], path: Path) -> None:
 def write_junit(report: Mapping[str, Any], path: Path) -> None:
     """Write the report as JUnit XML to `path`, atomically."""
     write_atomic(path, render_junit(report))
+
+
+def write_html(report: Mapping[str, Any], events: Sequence[Event], path: Path) -> None:
+    """Write the HTML report of a full-view report and the suite's events to `path`, atomically."""
+    from farm.report.html import render_html
+
+    write_atomic(path, render_html(report, events).encode("utf-8", "backslashreplace"))
 
 
 def write_atomic(path: Path, data: bytes) -> None:
