@@ -455,13 +455,11 @@ class SuiteState(RedisSplits):
         FINISH_TRIES times; then `redis.WatchError`): the report is what the log folds to."""
         key, ttl = keys.suite(suite_id), self.settings.suite_ttl_s
 
-        def read(pipe: Any) -> tuple[bytes | None, bool, dict[bytes, bytes]]:
-            # The counts too, for the farm's counters: a merge that changes them appends to the log.
-            return (pipe.hget(key, "finalized"), bool(pipe.sismember(keys.ACTIVE, suite_id)),
-                    pipe.hgetall(keys.counts(suite_id)))
+        def read(pipe: Any) -> tuple[bytes | None, bool]:
+            return pipe.hget(key, "finalized"), bool(pipe.sismember(keys.ACTIVE, suite_id))
 
-        def decide(seen: tuple[bytes | None, bool, dict[bytes, bytes]]) -> tuple[bool, Write]:
-            holder, active, tally = seen
+        def decide(seen: tuple[bytes | None, bool]) -> tuple[bool, Write]:
+            holder, active = seen
             if holder != self.name.encode() or not active:
                 log.warning("suite %s: not storing its report: %s", suite_id,
                             "it finished already" if not active else
@@ -485,8 +483,10 @@ class SuiteState(RedisSplits):
                 pipe.zrem(keys.SUBMITTED, suite_id)
                 # Once per suite, in its finish's transaction: the farm-wide counters (/metrics).
                 counters.bump(pipe, counters.suites_field(str(done.fields.get("status", ""))))
-                for outcome, n in tally.items():
-                    counters.bump(pipe, counters.tests_field(keys.text(outcome)), int(n))
+                # The tests as the report counts them (the run entry's tally, taken on the report's
+                # pass): also those decided at collection, which never went through MERGE.
+                for outcome, n in (done.run.counts if done.run is not None else {}).items():
+                    counters.bump(pipe, counters.tests_field(outcome), n)
                 for k in keys.suite_keys(suite_id):
                     pipe.expire(k, ttl)
             return True, write
