@@ -9,6 +9,7 @@ hashes of its assignments (`current`, `claims`), so it costs the same at 10 or 1
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ from farm.cluster import LOOPBACK
 from farm.errors import ProtocolError, UsageError
 from farm.model import SuiteSpec, WorkerInfo
 from farm.protocol import decode
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -174,11 +177,22 @@ class FarmCollector(Collector):
 
     def __init__(self, store: Any, stale_s: float) -> None:
         self.store, self.stale_s = store, stale_s
+        self._warned_at = float("-inf")
 
     def collect(self) -> Iterable[Metric]:
         import time
 
-        return families(read(self.store, self.stale_s, time.time()))
+        import redis
+
+        now = time.time()
+        try:
+            return families(read(self.store, self.stale_s, now))
+        except redis.RedisError as exc:  # the scrape gets no samples; one line a minute, no traceback
+            if now - self._warned_at >= 60:
+                self._warned_at = now
+                log.warning("/metrics: cannot read the state store (%s): scrapes get no samples until it is back",
+                            exc)
+            return []
 
     def describe(self) -> Iterator[Metric]:
         return iter(())  # no read at registration

@@ -64,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     name = args.name or f"farm-coordinator@{socket.gethostname()}"
     me = identity(name)
     client = store.connect(settings.state, timeout=30)
+    if settings.metrics_port:  # before joining the farm: a port in use ends us before others count on us
+        metrics.serve(client, settings.worker_stale_s, settings.metrics_port, args.metrics_address)
     # Any number of coordinators may share the broker: each handles any suite's messages (they
     # are idempotent), and only the holder of the sweep lease sweeps (coordinator/peers.py).
     presence = Presence(client, me, presence_ttl(settings.lease_s))
@@ -80,8 +82,6 @@ def main(argv: list[str] | None = None) -> int:
                     me, len(others), ", ".join(others))
     claims.release(state.active_suites())  # only claims whose holder is dead
     planner.reconcile()
-    if settings.metrics_port:
-        metrics.serve(client, settings.worker_stale_s, settings.metrics_port, args.metrics_address)
     stop = threading.Event()
     beating = threading.Thread(target=_beat, args=(presence, stop), name="farm-heartbeat", daemon=True)
     beating.start()

@@ -91,3 +91,20 @@ def test_the_metrics_port_comes_from_the_environment_and_is_checked() -> None:
     for bad in ("0", "70000", "http"):
         with pytest.raises(UsageError, match="FARM_METRICS_PORT must be a port"):
             Settings.from_env({"FARM_METRICS_PORT": bad})
+
+
+def test_a_scrape_while_the_store_is_unreachable_has_no_samples_and_warns_once_a_minute(caplog) -> None:
+    import logging
+
+    import redis
+
+    from coordinator.metrics import FarmCollector
+    from farm.cluster import free_port
+
+    dead = redis.Redis(port=free_port(), socket_connect_timeout=1)  # nothing listens there
+    collector = FarmCollector(dead, stale_s=30)
+    with caplog.at_level(logging.WARNING, logger="coordinator.metrics"):
+        assert list(collector.collect()) == []
+        assert list(collector.collect()) == []
+    warnings = [r for r in caplog.records if "cannot read the state store" in r.getMessage()]
+    assert len(warnings) == 1 and not any(r.exc_info for r in warnings)
