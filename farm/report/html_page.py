@@ -20,6 +20,7 @@ function farmError(text) {
 }
 window.addEventListener("error", function (ev) { farmError("error: " + ev.message + " (line " + ev.lineno + ")"); });
 window.addEventListener("unhandledrejection", function (ev) { farmError("unhandled rejection: " + ev.reason); });
+document.addEventListener("securitypolicyviolation", function (ev) { farmError("blocked by the page's policy: " + ev.effectiveDirective + " " + ev.blockedURI); });
 (function () {
   var original = console.error;
   console.error = function () { farmError("console.error: " + Array.prototype.join.call(arguments, " ")); original.apply(console, arguments); };

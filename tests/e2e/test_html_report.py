@@ -114,6 +114,9 @@ def test_the_error_check_catches_a_page_whose_script_fails(tmp_path: Path) -> No
     garbled = tmp_path / "garbled.html"
     garbled.write_text(good.replace('"tests":{"id":', '"tests":{"nothing":'))
     assert "did not finish rendering" in page_errors(dump_dom(garbled))
+    fetching = tmp_path / "fetching.html"  # the policy blocks any load: loopback's discard port, never reached
+    fetching.write_text(good.replace("</body>", '<img src="http://127.0.0.1:9/pixel.png"></body>'))
+    assert "blocked by the page's policy" in page_errors(dump_dom(fetching))
     assert page_errors(dump_dom(_written(tmp_path / "good.html", good))) == ""
 
 
