@@ -277,6 +277,9 @@ def up(workers: int, slots: int, coordinators: int, pool: str, python: str | Non
     A process of the farm that dies (a worker, a coordinator, Flower, Redis) is started again
     after a back-off, with a line on stderr; the rest keeps running."""
     worker_args: tuple[str, ...] = ()
+    if metrics_port is not None and metrics_port + coordinators - 1 > 65535:
+        raise UsageError(f"--metrics-port {metrics_port}: coordinator i listens on it + i, and "
+                         f"{coordinators} coordinators need ports up to {metrics_port + coordinators - 1} (> 65535)")
     if backend == "ssh":
         if not hosts:
             raise UsageError("--backend ssh needs --hosts FILE")
@@ -302,7 +305,8 @@ def up(workers: int, slots: int, coordinators: int, pool: str, python: str | Non
         if flower:
             click.echo(f"flower: http://{flower_address}:{flower_port}/")
         if metrics_port is not None:
-            click.echo(f"metrics: http://127.0.0.1:{metrics_port}/metrics")
+            for i in range(coordinators):
+                click.echo(f"metrics: http://127.0.0.1:{metrics_port + i}/metrics")
         click.echo(f"farm: {coordinators} coordinator(s), {workers} worker(s) x {slots} slot(s) in pool {pool!r}; "
                    f"submit with: farm submit-suite PATH --broker {cluster.broker_url}   (Ctrl-C stops)")
         sys.stdout.flush()
