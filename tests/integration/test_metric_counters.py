@@ -4,6 +4,8 @@ without an error."""
 
 from __future__ import annotations
 
+import logging
+
 import redis
 
 from coordinator import metrics
@@ -25,5 +27,7 @@ def test_a_workers_vm_boot_counts_reach_every_coordinators_metrics(redis_url: st
     assert figures == {"farm_vm_boots": 2, "farm_vm_boot_failures": 1}
 
 
-def test_a_count_the_store_does_not_take_is_lost_quietly() -> None:
-    counters.counter(f"redis://127.0.0.1:{free_port()}/0")(counters.VM_BOOTS)  # nothing listens there
+def test_a_count_the_store_does_not_take_is_lost_quietly(caplog) -> None:
+    with caplog.at_level(logging.WARNING, logger="farm.counters"):
+        counters.counter(f"redis://127.0.0.1:{free_port()}/0")(counters.VM_BOOTS)  # nothing listens there
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == [f"could not count {counters.VM_BOOTS}"]
