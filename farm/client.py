@@ -6,7 +6,7 @@ import json
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -299,12 +299,14 @@ class Client:
 
     def all_events(self, suite_id: str) -> list[events.Event]:
         """The suite's whole event log, page by page."""
+        return list(self.iter_events(suite_id))
+
+    def iter_events(self, suite_id: str) -> Iterator[events.Event]:
+        """The suite's event log, oldest first, read a page at a time as it is consumed."""
         after, found = self.events(suite_id)
-        out = list(found)
         while found:
+            yield from found
             after, found = self.events(suite_id, after)
-            out.extend(found)
-        return out
 
     def events(self, suite_id: str, after: str = "-", count: int = 1000) -> tuple[str, list[events.Event]]:
         """The suite's events after log entry `after` ("-": from the first), oldest first, and the

@@ -62,7 +62,11 @@ def wait_and_report(client: Client, suite_id: str, junit_xml: Path | None, json_
     if tail:
         click.echo("\n".join(tail))
     # The HTML report's markers come from the event log, read once the suite has ended.
-    log = client.all_events(suite_id) if html_path else []
+    log = []
+    if html_path:
+        from farm.report.timeline import timeline_events
+
+        log = timeline_events(client.iter_events(suite_id))
     return emit_report(client.report(suite_id), junit_xml, json_path, verbose, session.options,
                        html_path=html_path, events=log)
 

@@ -109,6 +109,13 @@ class Timeline:
     workers: list[WorkerLoad]
 
 
+def timeline_events(log: Iterable[Event]) -> list[Event]:
+    """The events the timeline reads (marks and ends: small ones), from a log read as it goes: a
+    `records` event carries whole records (100,000 tests: ~56 MB decoded), never kept here."""
+    wanted = set(MARK_KINDS) | set(END_KINDS)
+    return [e for e in log if e.kind in wanted]
+
+
 def marks_by_attempt(events: Iterable[Event]) -> tuple[dict[tuple[str, int], list[str]], dict[tuple[str, int], float]]:
     """From the event log: the marker kinds of each (assignment, attempt), and the time each one last ended."""
     marks: dict[tuple[str, int], list[str]] = {}

@@ -96,3 +96,17 @@ def test_other_parts_fields_are_carried_only_when_present() -> None:
     assert full["leaks"][0]["test"] == "tests/t.py::test_leaky"
     assert full["analysis"]["classes"][1]["class"] == "flaky"
     assert full["bars"][0][10] == {"peak_rss_bytes": 512 * 2**20, "cpu_s": 1.25}
+
+
+def test_the_page_keeps_only_the_small_events_it_reads_and_renders_the_same_from_them() -> None:
+    """`--html` reads the log as it goes and keeps marks and ends only: a `records` event (whole
+    records) is dropped, and the page is what the whole log gives."""
+    from farm.events import Event, Kind
+    from farm.report.timeline import timeline_events
+
+    heavy = Event(Kind.RECORDS, 1.0, "s-1-a001", 1, "w2@h", "local:w2@h", "1 passed", {"c": ["x" * 1000]})
+    ended = Event(Kind.ENDED, 2.0, "s-1-a001", 1, "w2@h", "local:w2@h", "done")
+    log = [heavy, *page_events(), ended]
+    kept = timeline_events(iter(log))
+    assert heavy not in kept and kept == [*page_events(), ended]
+    assert render_html(page_report(), kept) == render_html(page_report(), log)
