@@ -3,8 +3,10 @@ and what a PNG's pixels hold (decoded with zlib: no imaging library needed)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import struct
 import subprocess
 import tempfile
@@ -26,11 +28,23 @@ def need_chromium() -> str:
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    """Chromium with a profile of its own, removed after (its processes exit with it)."""
+    """Chromium with a profile of its own, removed after (its processes exit with it; on a
+    timeout its whole process group is killed, helpers included, before the profile goes)."""
     with tempfile.TemporaryDirectory(prefix="farm-chromium-") as profile:
-        return subprocess.run([need_chromium(), *FLAGS, f"--user-data-dir={profile}", *args], capture_output=True,
-                              text=True, timeout=120, stdin=subprocess.DEVNULL,
-                              env={**os.environ, "HOME": profile})
+        proc = subprocess.Popen([need_chromium(), *FLAGS, f"--user-data-dir={profile}", *args],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                stdin=subprocess.DEVNULL, env={**os.environ, "HOME": profile},
+                                start_new_session=True)
+        try:
+            out, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise
+        finally:
+            with contextlib.suppress(ProcessLookupError):  # a helper of its that outlived it
+                os.killpg(proc.pid, signal.SIGKILL)
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def dump_dom(page: Path) -> str:
