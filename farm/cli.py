@@ -8,9 +8,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -94,8 +95,11 @@ def submit_suite(path: Path, pytest_args: tuple[str, ...], broker: str | None, p
     if not settings.broker_url and no_wait:
         raise UsageError("--no-wait needs a running farm: pass --broker URL or set FARM_BROKER_URL")
     _check_writable(junit_xml, json_path, html_path)
-    timeout_s, deadline_s = _duration("--test-timeout", test_timeout), _duration("--deadline", deadline)
-    max_memory_bytes = _size("--max-memory", max_memory)
+    from farm.resources import parse_size
+
+    timeout_s = _option_value("--test-timeout", test_timeout, parse_duration, 0.0)
+    deadline_s = _option_value("--deadline", deadline, parse_duration, 0.0)
+    max_memory_bytes = _option_value("--max-memory", max_memory, parse_size, 0)
     bundle = make_bundle(path, settings.max_bundle_bytes, settings.max_unpacked_bytes)
     name = project or path.resolve().name
     cluster = None
@@ -169,22 +173,15 @@ def _submit_and_wait(settings: Settings, bundle: Any, project: str, pool: str, d
         client.close()
 
 
-def _duration(option: str, text: str | None) -> float:
+_T = TypeVar("_T", float, int)
+
+
+def _option_value(option: str, text: str | None, parse: Callable[[str], _T], absent: _T) -> _T:
+    """An option's text read by `parse` (`absent` when not given); a bad one is a usage error naming it."""
     if text is None:
-        return 0.0
+        return absent
     try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise UsageError(f"{option}: {exc}") from None
-
-
-def _size(option: str, text: str | None) -> int:
-    if text is None:
-        return 0
-    from farm.resources import parse_size
-
-    try:
-        return parse_size(text)
+        return parse(text)
     except ValueError as exc:
         raise UsageError(f"{option}: {exc}") from None
 
