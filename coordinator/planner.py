@@ -76,7 +76,7 @@ class Planner:
             expected, test_timeout_s=spec.test_timeout_s, deadline_at=deadlines.deadline_at(spec),
             priority=a.priority, budget_s=deadlines.budget(spec, expected, self.settings),
             avoid=a.avoid, param_index=index, param_count=count, start_after=start_after,
-            max_memory_bytes=spec.max_memory_bytes))
+            max_memory_bytes=spec.max_memory_bytes, env=spec.env))
         now = self.clock()
         self.state.change_attempt(spec.suite_id, a.assignment_id, a.number, lambda x: x.but(published_at=now))
 

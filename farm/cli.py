@@ -73,6 +73,30 @@ def main() -> None:
 @click.option("--max-memory", "max_memory", metavar="SIZE", default=None,
               help="Stop a runner whose process tree's resident memory exceeds SIZE (e.g. 300M, 2G) and record "
                    "the test running then as crashed.")
+@click.option("--requirements", "requirements", multiple=True, metavar="FILE",
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Run the suite in a virtualenv with these requirements, built (once, then cached) on each "
+                   "worker; repeatable.")
+@click.option("--install", "install", multiple=True, metavar="SPEC",
+              help="Also install SPEC into the suite's virtualenv (a package, or the project: `.[test]`); "
+                   "repeatable.")
+@click.option("--install-mode", type=click.Choice(["editable", "plain"]), default="editable", show_default=True,
+              help="How the project itself (an --install path such as `.[test]`) goes into the environment.")
+@click.option("--min-pass-rate", type=click.FloatRange(0, 100), default=None, metavar="PCT",
+              help="Gate: at least PCT percent of the tests that count (not skipped or xfailed) pass.")
+@click.option("--max-failures", type=click.IntRange(min=0), default=None, metavar="N",
+              help="Gate: at most N failed, error, timeout and crashed tests.")
+@click.option("--max-duration-regression", type=click.FloatRange(min=0), default=None, metavar="PCT",
+              help="Gate: wall time at most PCT percent over the median of the project's recent runs.")
+@click.option("--max-flaky", type=click.IntRange(min=0), default=None, metavar="N", help="Gate: at most N flaky tests.")
+@click.option("--stage", "stage", multiple=True, metavar="NAME=PYTEST_ARGS",
+              help="Run the suite in stages, in the order given: a stage starts only when the one before it "
+                   "passed its gates; repeatable.")
+@click.option("--quarantine", "quarantine", multiple=True, metavar="TEST_ID",
+              help="Run this test but do not let it fail the suite; repeatable.")
+@click.option("--quarantine-flake-rate", type=click.FloatRange(0, 100), default=0.0, metavar="PCT",
+              help="Quarantine the tests whose flake rate in the project's history is above PCT percent "
+                   "(0: none).")
 @click.option("-v", "--verbose", is_flag=True,
               help="As pytest's -v (which works after `--` too): a line per test as it finishes, with its "
                    "worker; the summary also lists skipped, xfailed and not-run tests.")
@@ -80,7 +104,10 @@ def submit_suite(path: Path, pytest_args: tuple[str, ...], broker: str | None, p
                  junit_xml: Path | None, json_path: Path | None, no_wait: bool, local_workers: int | None,
                  python: str | None, project: str | None, test_timeout: str | None, rerun_failures: int,
                  strict_flaky: bool, deadline: str | None, max_memory: str | None, verbose: bool,
-                 html_path: Path | None) -> None:
+                 html_path: Path | None, requirements: tuple[Path, ...], install: tuple[str, ...],
+                 install_mode: str, min_pass_rate: float | None, max_failures: int | None,
+                 max_duration_regression: float | None, max_flaky: int | None, stage: tuple[str, ...],
+                 quarantine: tuple[str, ...], quarantine_flake_rate: float) -> None:
     """Run the pytest suite of the project at PATH on the farm; pytest options go after `--`.
 
     With no broker configured, runs an embedded farm for this one suite.
@@ -100,6 +127,13 @@ def submit_suite(path: Path, pytest_args: tuple[str, ...], broker: str | None, p
     timeout_s = _option_value("--test-timeout", test_timeout, parse_duration, 0.0)
     deadline_s = _option_value("--deadline", deadline, parse_duration, 0.0)
     max_memory_bytes = _option_value("--max-memory", max_memory, parse_size, 0)
+    from farm import submit_options
+    from farm.gates import Gates
+
+    env = submit_options.suite_env(requirements, install, install_mode)
+    gates = Gates(min_pass_rate=min_pass_rate, max_failures=max_failures,
+                  max_duration_regression=max_duration_regression, max_flaky=max_flaky)
+    stages = submit_options.stages(stage)
     bundle = make_bundle(path, settings.max_bundle_bytes, settings.max_unpacked_bytes)
     name = project or path.resolve().name
     cluster = None
@@ -122,7 +156,9 @@ def submit_suite(path: Path, pytest_args: tuple[str, ...], broker: str | None, p
         from farm.client import SuiteOptions
 
         options = SuiteOptions(test_timeout_s=timeout_s, deadline_s=deadline_s, rerun_failures=rerun_failures,
-                               strict_flaky=strict_flaky, max_memory_bytes=max_memory_bytes)
+                               strict_flaky=strict_flaky, max_memory_bytes=max_memory_bytes, env=env,
+                               gates=gates, stages=stages, quarantine=quarantine,
+                               quarantine_flake_rate=quarantine_flake_rate)
         if cluster is None:
             _exit(_submit_and_wait(settings, bundle, name, pool, dist, pytest_args, junit_xml, json_path, no_wait,
                                    verbose, options, rootdir=str(path.resolve()), html_path=html_path))

@@ -21,11 +21,13 @@ from farm.bundle import Bundle
 from farm.config import Settings
 from farm.errors import BrokerUnreachable, ProtocolError, SuiteNotFound, UsageError
 from farm.eta import SuiteEta
-from farm.model import Collection, SuiteSpec, WorkerInfo
+from farm.gates import Gates
+from farm.model import Collection, Stage, SuiteSpec, WorkerInfo
 from farm.protocol import decode, encode
 from farm.report.schema import expand
 from farm.states import FINAL_STATUSES, SuiteStatus
 from farm.store import Write
+from farm.suite_env import SuiteEnv
 from farm.task_names import CANCEL_SUITE, COORDINATOR_QUEUE, SUITE_SUBMITTED
 from farm.urls import redact
 
@@ -42,6 +44,11 @@ class SuiteOptions:
     rerun_failures: int = 0
     strict_flaky: bool = False
     max_memory_bytes: int = 0
+    env: SuiteEnv = SuiteEnv()
+    gates: Gates = Gates()
+    stages: tuple[Stage, ...] = ()
+    quarantine: tuple[str, ...] = ()
+    quarantine_flake_rate: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -118,7 +125,9 @@ class Client:
         spec = SuiteSpec(suite_id, project, bundle.digest, pool, dist, pytest_args, time.time(),
                          test_timeout_s=options.test_timeout_s, deadline_s=options.deadline_s,
                          rerun_failures=options.rerun_failures, strict_flaky=options.strict_flaky,
-                         max_memory_bytes=options.max_memory_bytes)
+                         max_memory_bytes=options.max_memory_bytes, env=options.env, gates=options.gates,
+                         stages=options.stages, quarantine=options.quarantine,
+                         quarantine_flake_rate=options.quarantine_flake_rate)
         try:
             # The same bytes under the same digest: an existing bundle is only given a new lease.
             self.store.set(keys.bundle(bundle.digest), bundle.data, ex=self.settings.bundle_ttl_s, nx=True)

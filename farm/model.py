@@ -8,12 +8,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from farm.gates import Gates
 from farm.outcomes import Outcome
+from farm.suite_env import SuiteEnv
 
 #: How a node name (where a run ran: a record's, a completion's, an attempt's `node`) starts for the
 #: local backend's runners: `local:HOST`. They are the only ones that fence a split
 #: (workers.backends.base.Fencing), so the coordinator asks only them (coordinator/balancing.py).
 LOCAL_NODE = "local:"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of a staged suite (--stage NAME=PYTEST_ARGS): its tests are those its args select
+    that no earlier stage selected; it starts only when the one before it passed its gates."""
+
+    name: str
+    pytest_args: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -32,6 +43,13 @@ class SuiteSpec:
     rerun_failures: int = 0  # failing tests run again up to this many times; a pass then is `flaky`
     strict_flaky: bool = False  # a flaky test fails the suite
     max_memory_bytes: int = 0  # --max-memory: a runner whose process tree's RSS exceeds it is stopped (0: none)
+    env: SuiteEnv = SuiteEnv()  # --requirements, --install: the environment the suite runs in (empty: none)
+    gates: Gates = Gates()  # --min-pass-rate, --max-failures, ...: evaluated when the suite (or a stage) ends
+    stages: tuple[Stage, ...] = ()  # --stage, in order (empty: one stage, the whole suite)
+    # Tests that run but do not fail the suite: listed by id (--quarantine, the config), or whose
+    # flake rate in the project's history is above this percent (0: none by rate).
+    quarantine: tuple[str, ...] = ()
+    quarantine_flake_rate: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)  # one per test, 100,000 in a large suite
@@ -127,6 +145,8 @@ class Assignment:
     # From the suite's --max-memory: the worker stops a runner whose whole process tree's RSS
     # exceeds it and records the test running then `crashed` (0: no limit).
     max_memory_bytes: int = 0
+    env: SuiteEnv = SuiteEnv()  # from the suite: the environment its runner runs in
+    stage: str = ""  # the stage its tests belong to ("" in a suite without stages)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from typing import Any, TypeVar, cast
 import msgpack
 
 from farm.errors import ProtocolError
+from farm.gates import Gates
 from farm.model import (
     Assignment,
     Collection,
@@ -31,11 +32,13 @@ from farm.model import (
     RecordBatch,
     SessionInfo,
     Split,
+    Stage,
     SuiteSpec,
     TestRecord,
     WorkerInfo,
 )
 from farm.outcomes import Outcome
+from farm.suite_env import INSTALL_MODES, SuiteEnv
 
 VERSION = 2
 #: The versions `decode` reads (1: records as maps only).
@@ -198,6 +201,24 @@ def _float(v: Any) -> float:
     return float(v)
 
 
+def _optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def read(v: Any) -> Any:
+        return None if v is None else check(v)
+    return read
+
+
+def _install_mode(v: Any) -> str:
+    if v not in INSTALL_MODES:
+        raise TypeError(" or ".join(INSTALL_MODES))
+    return str(v)
+
+
+def _stages(v: Any) -> tuple[Stage, ...]:
+    if not isinstance(v, (list, tuple)):
+        raise TypeError("a list of stages")
+    return tuple(_build(Stage, x) for x in v)
+
+
 def _bool(v: Any) -> bool:
     if not isinstance(v, bool):
         raise TypeError("a boolean")
@@ -291,6 +312,18 @@ _FIELD: dict[str, Callable[[Any], Any]] = {
     "peak_rss_bytes": _int,
     "cpu_s": _float,
     "leaks": lambda v: _leaks(v),
+    "env": lambda v: _build(SuiteEnv, v),
+    "requirements": _sections,  # (name, text) pairs
+    "install": _strs,
+    "install_mode": _install_mode,
+    "gates": lambda v: _build(Gates, v),
+    "min_pass_rate": _optional(_float),
+    "max_failures": _optional(_int),
+    "max_duration_regression": _optional(_float),
+    "max_flaky": _optional(_int),
+    "stages": _stages,
+    "quarantine": _strs,
+    "quarantine_flake_rate": _float,
 }
 
 

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from farm import protocol
 from farm.errors import ProtocolError
+from farm.gates import Gates
 from farm.model import (
     Assignment,
     Collection,
@@ -19,6 +20,7 @@ from farm.model import (
     Leak,
     RecordBatch,
     SessionInfo,
+    Stage,
     SuiteSpec,
     WorkerInfo,
     record_to_plain,
@@ -26,6 +28,7 @@ from farm.model import (
 from farm.model import TestRecord as Record
 from farm.outcomes import Outcome
 from farm.protocol import decode, encode
+from farm.suite_env import SuiteEnv
 
 ODD_IDS = [
     "tests/test_ü.py::test_naïve[caf\u00e9-\u6f22\u5b57]",
@@ -58,6 +61,12 @@ MESSAGES: list[Any] = [
                leaks=(Leak("t.py::test_x", "process", "sleep 1000"), Leak("", "process", "sh -c ü"))),
     SuiteSpec("s-3", "p", "d", "default", "load", (), 0.0, max_memory_bytes=200 << 20),
     Assignment("s-1", "a", 1, "d", (), (), max_memory_bytes=2 << 30),
+    SuiteSpec("s-4", "p", "d", "default", "load", (), 0.0,
+              env=SuiteEnv((("req/ü.txt", "pytest>=9\nattrs==25.1.0\n"),), (".[test]",), "plain"),
+              gates=Gates(min_pass_rate=95.0, max_failures=0, max_flaky=2), stages=(Stage("smoke", ("-m", "smoke")),
+                                                                                       Stage("rest", ())),
+              quarantine=("t.py::test_x",), quarantine_flake_rate=20.0),
+    Assignment("s-4", "a", 1, "d", (), ("t.py::test_x",), env=SuiteEnv((), ("attrs",)), stage="smoke"),
     WorkerInfo("farm-default-1@host", "host", 8, "default", "local"),
     Collection("s-1", "w@h", 0, ("a",), session=SessionInfo(maxfail=2, verbose=-1, reportchars="a", tbstyle="line",
                                                              durations=0, deselected=3, python="3.11.2")),
@@ -377,8 +386,11 @@ FIELD_TYPES = {
     "budget_s": float, "bounces": int, "seen_at": float, "infrastructure": bool,
     "setup_s": float, "call_s": float, "teardown_s": float, "maxfail": int, "verbose": int, "durations": int,
     "durations_min": float, "deselected": int, "seq": int, "startup_s": float, "start_after": float,
-    "max_memory_bytes": int, "peak_rss_bytes": int, "cpu_s": float,
+    "max_memory_bytes": int, "peak_rss_bytes": int, "cpu_s": float, "quarantine_flake_rate": float,
 }
+#: Fields that hold a nested message: checked field by field.
+NESTED = {"env": SuiteEnv, "gates": Gates}
+OPTIONAL_NUMBERS = {"min_pass_rate": float, "max_failures": int, "max_duration_regression": float, "max_flaky": int}
 
 
 def assert_well_typed(obj: Any) -> None:
@@ -397,11 +409,23 @@ def assert_well_typed(obj: Any) -> None:
         elif f.name == "session":
             assert isinstance(value, SessionInfo)
             assert_well_typed(value)
-        elif f.name in ("test_ids", "pytest_args", "avoid", "split_off"):
+        elif f.name in NESTED:
+            assert isinstance(value, NESTED[f.name])
+            assert_well_typed(value)
+        elif f.name in OPTIONAL_NUMBERS:
+            assert value is None or (type(value) is OPTIONAL_NUMBERS[f.name]), (f.name, value)
+        elif f.name == "stages":
+            assert isinstance(value, tuple)
+            for stage in value:
+                assert isinstance(stage, Stage)
+                assert_well_typed(stage)
+        elif f.name == "install_mode":
+            assert value in ("editable", "plain")
+        elif f.name in ("test_ids", "pytest_args", "avoid", "split_off", "install", "quarantine"):
             assert isinstance(value, tuple) and all(isinstance(x, str) for x in value)
         elif f.name in ("param_index", "param_count", "split_seqs"):
             assert isinstance(value, tuple) and all(type(x) is int for x in value)
-        elif f.name == "sections":
+        elif f.name in ("sections", "requirements"):
             assert isinstance(value, tuple)
             for pair in value:
                 assert isinstance(pair, tuple) and len(pair) == 2
