@@ -8,7 +8,7 @@ from dataclasses import replace
 from itertools import islice
 from sys import intern
 
-from coordinator import machine
+from coordinator import machine, quality
 from coordinator.store import Finished, SuiteStore
 from farm import events
 from farm.model import Collection, SuiteSpec, TestRecord
@@ -87,10 +87,13 @@ def finished(state: SuiteStore, spec: SuiteSpec, finish: machine.Finish, collect
                 tally.add(test_id, record.outcome.value)
                 yield test_id, record
 
+    held = quality.quarantined(state, sid)  # as chosen at planning: every report shows the same set
+    gates = [v.as_dict() for v in finish.gates]
     report = report_text(
         spec=spec, status=finish.status, exit_code=finish.exit_code, message=finish.message, started_at=started,
         finished_at=now, collection=collection_now, records=in_order(), runs=state.test_runs(sid),
-        attempts=attempts, workers=workers, stopped=stopped, durations=durations,
+        attempts=attempts, workers=workers, stopped=stopped, durations=durations, gates=gates,
+        quarantine=held.tests, quarantine_unknown=held.unknown,
     )
     if seen != [state.records_count(sid), len(decided)]:
         timed = {}
@@ -105,7 +108,8 @@ def finished(state: SuiteStore, spec: SuiteSpec, finish: machine.Finish, collect
     # The log's last word: what the report says beyond the log's other events (farm.report.rebuild).
     event = events.finished(status=finish.status.value, exit_code=finish.exit_code, message=finish.message,
                             started_at=started, finished_at=now, stopped=stopped, workers=workers,
-                            decided=finish.decided, collection=collection)
+                            decided=finish.decided, collection=collection, gates=gates, quarantine=held.tests,
+                            quarantine_unknown=held.unknown)
     run = tally.entry(suite_id=sid, finished_at=now, started_at=started, status=finish.status.value,
                       exit_code=finish.exit_code, digest=spec.bundle_digest, pool=spec.pool,
                       pytest_args=spec.pytest_args)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from coordinator import deadlines
@@ -16,6 +16,7 @@ from coordinator.splitting import START_HOLD_S, priorities, split, with_slack
 from farm import keys
 from farm.attempts import Attempt
 from farm.config import Settings
+from farm.gates import Verdict, exit_code_with
 from farm.model import Collection, Completion, SuiteSpec, TestRecord
 from farm.outcomes import TIMED, Outcome, exit_code_for
 from farm.states import ENDED_STATES, OUT_STATES, UNPLANNED_STATUSES, AttemptState, SuiteStatus
@@ -59,6 +60,7 @@ class Finish:
     exit_code: int
     message: str
     decided: tuple[TestRecord, ...] = ()  # collection-time outcomes of a suite that never ran
+    gates: tuple[Verdict, ...] = ()  # its quality gates' verdicts (none asked for, or never planned)
 
 
 @dataclass(frozen=True)
@@ -300,8 +302,9 @@ def complete(view: SuiteView, total: int, done: int, attempts: Iterable[Attempt]
 
 
 def finishing(spec: SuiteSpec, *, canceled: bool, counts: Mapping[str, int], attempts: Iterable[Attempt],
-              collected: int, now: float) -> Finish:
-    """The status, exit code and message of a suite that finishes now."""
+              collected: int, now: float, counted: Mapping[str, int] | None = None) -> Finish:
+    """The status, exit code and message of a suite that finishes now. `counted`: the counts its
+    exit code reads (its quarantined tests left out; None: `counts`)."""
     past_deadline = deadlines.reached(spec, now) and (
         counts.get(Outcome.NOT_RUN.value, 0) > 0 or any(a.state == AttemptState.DEADLINE for a in attempts))
     if canceled:
@@ -310,9 +313,17 @@ def finishing(spec: SuiteSpec, *, canceled: bool, counts: Mapping[str, int], att
         status, message = SuiteStatus.DEADLINE, f"suite deadline of {spec.deadline_s:g}s reached"
     else:
         status, message = SuiteStatus.FINISHED, ""
-    code = exit_code_for(dict(counts), interrupted=status != SuiteStatus.FINISHED, collected=collected,
-                         strict_flaky=spec.strict_flaky)
+    code = exit_code_for(dict(counts if counted is None else counted), interrupted=status != SuiteStatus.FINISHED,
+                         collected=collected, strict_flaky=spec.strict_flaky)
     return Finish(status, code, message)
+
+
+def judged(finish: Finish, verdicts: tuple[Verdict, ...]) -> Finish:
+    """A finish with its gates' verdicts: a failed gate makes a passing suite's exit code 1, and a
+    suite already worse (failures, interrupted: canceled or past its deadline) keeps its own."""
+    if not verdicts:
+        return finish
+    return replace(finish, exit_code=exit_code_with(finish.exit_code, verdicts), gates=verdicts)
 
 
 def crash_retry_groups(tests: Sequence[str], where: Mapping[str, str]) -> list[tuple[list[str], list[str]]]:

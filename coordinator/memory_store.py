@@ -471,6 +471,9 @@ class MemoryStore:
     def run_history(self, project: str) -> tuple[list[bytes], dict[str, bytes]]:
         return list(self._runs.get(project, [])), dict(self._rings.get(project, {}))
 
+    def run_entries(self, project: str) -> list[bytes]:
+        return list(self._runs.get(project, []))
+
 
 if TYPE_CHECKING:  # mypy proves both stores satisfy the one interface
     from coordinator.state import SuiteState

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from itertools import repeat
 from operator import itemgetter
 
-from coordinator import balancing, deadlines, machine, transitions
+from coordinator import balancing, deadlines, machine, quality, transitions
 from coordinator.aggregate import Merge
 from coordinator.finishing import finished
 from coordinator.history_memo import DurationsMemo
@@ -125,6 +125,9 @@ class Planner:
                                 settings=self.settings, now=now)
         # -x/--maxfail as the collecting session took them (the ini's addopts included): suite-wide.
         maxfail = effective(collection.session, spec.pytest_args).maxfail
+        # Chosen once, from the history as it is now, and kept with the suite (before the plan: a
+        # duplicate delivery of the collection chooses the same again).
+        quality.choose_quarantine(self.state, spec, machine.collection_order(collection, test_ids), self.settings)
         if not self.state.plan(collection, test_ids, attempts, now=now, maxfail=maxfail):
             return  # a duplicate delivery of the collection: planned already
         if collection.decided:
@@ -216,7 +219,9 @@ class Planner:
         """At the suite's N-th failure (-x/--maxfail=N; errors, timeouts and crashes count), flag it
         stopped: workers stop after their current test, and nothing more runs."""
         maxfail = self.state.maxfail(sid)
-        if maxfail and maxfail_reached(self.state.counts(sid), maxfail):
+        # Quarantined tests' failures do not count (`quality.counts_without_quarantined`).
+        if maxfail and maxfail_reached(quality.counts_without_quarantined(self.state, sid, self.state.counts(sid)),
+                                       maxfail):
             reason = f"stopped after {maxfail} failures"  # pytest's words, whatever the number
             if self.state.request_stop(sid, reason):
                 log.info("suite %s: %s (-x/--maxfail): stopping its assignments", sid, reason)
@@ -391,10 +396,14 @@ class Planner:
             return
         total, _ = self.state.total_and_done(sid)
         collection = self.state.collection(sid)
-        finish = machine.finishing(spec, canceled=self.state.canceled(sid), counts=self.state.counts(sid),
+        counts = self.state.counts(sid)
+        counted = quality.counts_without_quarantined(self.state, sid, counts)  # exit code and gates
+        now = self.clock()
+        finish = machine.finishing(spec, canceled=self.state.canceled(sid), counts=counts,
                                    attempts=self.state.attempts(sid),
-                                   collected=len(collection.test_ids) if collection else total, now=self.clock())
-        self._finish(spec, finish)
+                                   collected=len(collection.test_ids) if collection else total, now=now,
+                                   counted=counted)
+        self._finish(spec, machine.judged(finish, quality.verdicts(self.state, spec, counted, now)))
 
     def _rerun_failures(self, spec: SuiteSpec) -> bool:
         """Run the suite's failing tests again (--rerun-failures), if any may be; True if started.

@@ -503,6 +503,10 @@ class SuiteState(RedisSplits):
         rings = {keys.text(k): v for k, v in self.r.hscan_iter(keys.history_times(project), count=5000)}
         return runs, rings
 
+    def run_entries(self, project: str) -> list[bytes]:
+        """The project's run entries (oldest first), without the rings (the regression gate's read)."""
+        return list(self.r.lrange(keys.history_runs(project), 0, -1))
+
     def durations(self, project: str) -> dict[str, float]:
         tests, values = redis_bulk.read_hash(self.r, keys.history(project))
         return dict(zip(tests, map(float, values), strict=True))

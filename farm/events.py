@@ -250,9 +250,11 @@ def merged(counted: Mapping[str, TestRecord], runs: Mapping[str, TestRun], verdi
 
 def finished(*, status: str, exit_code: int, message: str, started_at: float, finished_at: float, stopped: str,
              workers: Iterable[WorkerInfo], decided: Sequence[TestRecord] = (),
-             collection: Collection | None = None) -> Event:
+             collection: Collection | None = None, gates: Sequence[Mapping[str, Any]] = (),
+             quarantine: Mapping[str, str] | None = None, quarantine_unknown: Sequence[str] = ()) -> Event:
     """The suite finished: what its report says beyond its other events (the workers as the
-    registry knew them, the outcomes decided at collection of a suite never planned)."""
+    registry knew them, the outcomes decided at collection of a suite never planned, its gates'
+    verdicts and its quarantine, each only when it has one)."""
     data: dict[str, Any] = {
         "status": status, "exit_code": exit_code, "message": message, "started_at": started_at,
         "finished_at": finished_at, "stopped": stopped,
@@ -260,5 +262,11 @@ def finished(*, status: str, exit_code: int, message: str, started_at: float, fi
         "decided": [record_to_plain(r) for r in decided]}
     if collection is not None:
         data["collection"] = encode(collection)
+    if gates:
+        data["gates"] = [dict(v) for v in gates]
+    if quarantine:
+        data["quarantine"] = [[t, why] for t, why in quarantine.items()]
+    if quarantine_unknown:
+        data["quarantine_unknown"] = list(quarantine_unknown)
     detail = f"{status}, exit code {exit_code}" + (f": {message}" if message else "")
     return Event(Kind.FINISHED, finished_at, detail=detail[:200], data=data)

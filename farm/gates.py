@@ -6,15 +6,24 @@ figures come from (the report's summary, the run history's median wall) is the c
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from farm.outcomes import FAILURES, Outcome
+
+if TYPE_CHECKING:  # farm.run_history imports the model, which imports this module
+    from farm.run_history import RunEntry
 
 PASSED = "passed"
 FAILED = "failed"
 #: A gate that could not be decided (no history to compare the wall time with): it does not fail.
 SKIPPED = "skipped"
+#: The regression gate compares the suite's wall time with the median of the project's last
+#: RECENT_RUNS comparable runs (`comparable_walls`), and is skipped with fewer than MIN_RUNS.
+RECENT_RUNS = 10
+MIN_RUNS = 3
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,31 @@ class Verdict:
         return {"gate": self.gate, "limit": self.limit, "value": self.value, "verdict": self.verdict,
                 "detail": self.detail}
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Verdict:
+        """A verdict as a report's `gates` list holds it (`as_dict`)."""
+        value = d.get("value")
+        return cls(str(d.get("gate", "")), float(d.get("limit") or 0), None if value is None else float(value),
+                   str(d.get("verdict", "")), str(d.get("detail", "")))
+
+
+def comparable_walls(runs: Iterable[RunEntry], *, suite_id: str, pool: str,
+                     pytest_args: Sequence[str]) -> list[float]:
+    """The wall times the regression gate compares a suite with, oldest first: the last RECENT_RUNS
+    runs of its project's history that ran to their end (status `finished`, whatever their tests'
+    outcomes) on the same pool with the same pytest arguments (`-k smoke` is another suite),
+    the suite itself left out. `runs`: the project's run history, in any order."""
+    args = tuple(pytest_args)
+    same = [r for r in runs if r.status == "finished" and r.pool == pool and r.pytest_args == args
+            and r.suite_id != suite_id]
+    same.sort(key=lambda r: r.finished_at)
+    return [r.wall_s for r in same[-RECENT_RUNS:]]
+
+
+def median_wall(walls: Sequence[float]) -> float | None:
+    """The median of `comparable_walls`, None with fewer than MIN_RUNS of them (the gate is skipped)."""
+    return statistics.median(walls) if len(walls) >= MIN_RUNS else None
+
 
 def pass_rate(counts: Mapping[str, int]) -> float | None:
     """Percent of the tests that count which passed (flaky ones pass): skipped and xfailed tests do
@@ -63,10 +97,11 @@ def failures(counts: Mapping[str, int]) -> int:
 
 
 def evaluate(gates: Gates, counts: Mapping[str, int], wall_s: float,
-             median_wall_s: float | None) -> tuple[Verdict, ...]:
+             median_wall_s: float | None, compared: int | None = None) -> tuple[Verdict, ...]:
     """A verdict for each gate asked for, in a fixed order. `counts`: tests by outcome value, with
     quarantined tests already left out; `median_wall_s`: the median wall time of the project's
-    recent runs (None: no history, and the regression gate is skipped)."""
+    recent runs (None: no history, and the regression gate is skipped); `compared`: how many
+    runs that median is of (`comparable_walls`), for the verdict's detail (None: not said)."""
     out: list[Verdict] = []
     if gates.min_pass_rate is not None:
         rate = pass_rate(counts)
@@ -85,13 +120,15 @@ def evaluate(gates: Gates, counts: Mapping[str, int], wall_s: float,
     if gates.max_duration_regression is not None:
         limit = gates.max_duration_regression
         if not median_wall_s:
-            out.append(Verdict("max-duration-regression", limit, None, SKIPPED,
-                               f"no earlier runs to compare with (wall {wall_s:.2f}s)"))
+            why = "no earlier runs to compare with" if not compared else \
+                f"{compared} earlier comparable run{'s' if compared != 1 else ''}, {MIN_RUNS} needed"
+            out.append(Verdict("max-duration-regression", limit, None, SKIPPED, f"{why} (wall {wall_s:.2f}s)"))
         else:
             change = 100.0 * (wall_s - median_wall_s) / median_wall_s
             ok = change <= limit
+            of = f" of {compared} runs" if compared else ""
             out.append(Verdict("max-duration-regression", limit, round(change, 1), PASSED if ok else FAILED,
-                               f"wall {wall_s:.2f}s is {change:+.1f}% against the median {median_wall_s:.2f}s "
+                               f"wall {wall_s:.2f}s is {change:+.1f}% against the median {median_wall_s:.2f}s{of} "
                                f"({'<=' if ok else '>'} +{limit:g}%)"))
     if gates.max_flaky is not None:
         n = counts.get(Outcome.FLAKY.value, 0)
@@ -110,3 +147,10 @@ def failure_line(verdicts: tuple[Verdict, ...]) -> str:
     """`gate failed: ...` for the failed ones ("" when none failed)."""
     bad = failed(verdicts)
     return "gate failed: " + "; ".join(f"{v.gate}: {v.detail}" for v in bad) if bad else ""
+
+
+def exit_code_with(exit_code: int, verdicts: tuple[Verdict, ...]) -> int:
+    """The suite's exit code once its gates are judged: a failed gate turns 0 (every test that
+    counts passed) into 1; any other code stays, being as bad or saying more (1 failures already,
+    2 interrupted: canceled or past its deadline, 3 farm could not run a test, 4, 5 no tests)."""
+    return 1 if exit_code == 0 and failed(verdicts) else exit_code

@@ -37,19 +37,27 @@ def build_report(
     attempts: Sequence[Attempt],
     workers: Sequence[WorkerInfo],
     stopped: str = "",
+    gates: Sequence[Mapping[str, Any]] = (),
+    quarantine: Mapping[str, str] | None = None,
+    quarantine_unknown: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The report document described in docs/report-schema.md: its lean form (schema 2), as stored.
 
-    `farm.report.schema.expand` gives its full view (every field, every run numbered)."""
+    `farm.report.schema.expand` gives its full view (every field, every run numbered). `gates`:
+    the verdicts' dicts (farm.gates.Verdict.as_dict); `quarantine`: the quarantined tests (id ->
+    why) and `quarantine_unknown` the listed ids not collected (farm.quarantine.Quarantine)."""
     summary = {o.value: 0 for o in Outcome}
     suspect_list: list[dict[str, Any]] = []
+    kept: list[dict[str, str]] = []
     # Consumed (once) by compact, before it reads summary and suspects.
-    tests = _full_tests(((t, counted[t]) for t in order if t in counted), runs_by_test(runs), summary, suspect_list)
+    tests = _full_tests(((t, counted[t]) for t in order if t in counted), runs_by_test(runs), summary, suspect_list,
+                        quarantine or {}, kept)
     return compact(_document(spec=spec, status=status, exit_code=exit_code, message=message,
                              started_at=started_at, finished_at=finished_at, collection=collection,
                              summary=summary, tests=tests, attempts=attempts, workers=workers,
                              suspects=suspect_list, stopped=stopped,
-                             durations=slowest_phases(counted, durations_limit(spec, collection))), expanded=True)
+                             durations=slowest_phases(counted, durations_limit(spec, collection)),
+                             gates=gates, quarantined=kept, quarantine_unknown=quarantine_unknown), expanded=True)
 
 
 #: json.dumps(..., ensure_ascii=False) without a new encoder per call.
@@ -72,20 +80,25 @@ def report_text(
     stopped: str = "",
     durations: list[list[Any]] | None = None,
     page: int = 1000,
+    gates: Sequence[Mapping[str, Any]] = (),
+    quarantine: Mapping[str, str] | None = None,
+    quarantine_unknown: Sequence[str] = (),
 ) -> list[bytes]:
     """`build_report`'s document as its JSON text (`json.dumps(..., ensure_ascii=False)`, UTF-8),
     in pieces whose concatenation is that text byte for byte, made test by test: `records` are
     (test id, counted record) in report order (a store can page them in), each test's lean entry is
     turned into text as it comes and dropped, so a large suite's finish never holds every test's
     record, entry and the report's text at once. `durations`: `slowest_phases`' list, computed by
-    the caller over every counted record (None when not asked for)."""
+    the caller over every counted record (None when not asked for); `gates`, `quarantine` and
+    `quarantine_unknown` as `build_report`'s."""
     summary = {o.value: 0 for o in Outcome}
     suspect_list: list[dict[str, Any]] = []
+    kept: list[dict[str, str]] = []
     by_test = runs_by_test(runs)
     doc = _document(spec=spec, status=status, exit_code=exit_code, message=message, started_at=started_at,
                     finished_at=finished_at, collection=collection, summary=summary, tests=iter(()),
                     attempts=attempts, workers=workers, suspects=suspect_list, stopped=stopped,
-                    durations=durations)
+                    durations=durations, gates=gates, quarantined=kept, quarantine_unknown=quarantine_unknown)
     assignments: list[dict[str, Any]] = doc["assignments"]
     index = assignment_index(assignments)
     referenced: dict[int, list[str]] = {}
@@ -97,7 +110,7 @@ def report_text(
         pieces.append(((", " if pieces else "") + _ENCODE(lean)[1:-1]).encode())
         lean.clear()
 
-    for test in _full_tests(records, by_test, summary, suspect_list):
+    for test in _full_tests(records, by_test, summary, suspect_list, quarantine or {}, kept):
         lean.append(lean_test(test, index, assignments, referenced))
         if len(lean) >= page:
             flush()
@@ -140,15 +153,19 @@ def runs_by_test(runs: Iterable[TestRun]) -> dict[str, TestRun | list[TestRun]]:
 
 
 def _full_tests(records: Iterable[tuple[str, TestRecord]], by_test: Mapping[str, TestRun | list[TestRun]],
-                summary: dict[str, int], suspect_list: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+                summary: dict[str, int], suspect_list: list[dict[str, Any]], quarantine: Mapping[str, str],
+                quarantined: list[dict[str, str]]) -> Iterator[dict[str, Any]]:
     """Each test's full entry, one at a time: `compact` (or `lean_test`) makes it lean as it
     goes, so a large suite's report never holds every test's full view at once. Once all are
-    given, the summary's total and the suspect workers are known."""
+    given, the summary's total, the suspect workers and the quarantined tests' outcomes
+    (`quarantined`, in report order) are known."""
     total = 0
     suspects: dict[str, list[str]] = {}
     for test_id, record in records:
         total += 1
         summary[record.outcome.value] += 1
+        if quarantine and test_id in quarantine:
+            quarantined.append({"test_id": test_id, "outcome": record.outcome.value, "reason": quarantine[test_id]})
         held = by_test.get(test_id)
         runs_of: list[TestRun] = [] if held is None else [held] if not isinstance(held, list) else \
             sorted(held, key=lambda r: (r.started_at, r.assignment, r.attempt))
@@ -184,8 +201,10 @@ def _full_tests(records: Iterable[tuple[str, TestRecord]], by_test: Mapping[str,
 def _document(*, spec: SuiteSpec, status: str, exit_code: int, message: str, started_at: float,
               finished_at: float, collection: Collection | None, summary: dict[str, int],
               tests: Iterator[dict[str, Any]], attempts: Sequence[Attempt], workers: Sequence[WorkerInfo],
-              suspects: list[dict[str, Any]], stopped: str, durations: list[list[Any]] | None) -> dict[str, Any]:
-    """The report's full view, its tests given one at a time (`_full_tests`)."""
+              suspects: list[dict[str, Any]], stopped: str, durations: list[list[Any]] | None,
+              gates: Sequence[Mapping[str, Any]] = (), quarantined: list[dict[str, str]] | None = None,
+              quarantine_unknown: Sequence[str] = ()) -> dict[str, Any]:
+    """The report's full view, its tests given one at a time (`_full_tests`; it fills `quarantined`)."""
     used = {a.worker for a in attempts} | ({collection.worker} if collection else set())
     return {
         "schema": SCHEMA,
@@ -218,6 +237,9 @@ def _document(*, spec: SuiteSpec, status: str, exit_code: int, message: str, sta
         "suspect_workers": suspects,
         "stopped": stopped,
         "durations": durations,
+        "gates": [dict(v) for v in gates],
+        "quarantined": quarantined if quarantined is not None else [],
+        "quarantine_unknown": list(quarantine_unknown),
     }
 
 

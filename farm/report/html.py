@@ -16,7 +16,7 @@ from farm.report.timeline import build_timeline, figures
 #: Outcomes in the order the page lists them (the terminal summary's order).
 OUTCOMES = [o.value for o in Outcome]
 #: Report fields the page shows as they are, when the report has them (other branches add them).
-OPTIONAL = ("gates", "stages", "leaks", "analysis")
+OPTIONAL = ("gates", "stages", "leaks", "analysis", "quarantined", "quarantine_unknown")
 
 
 def page_data(report: Mapping[str, Any], events: Sequence[Event]) -> dict[str, Any]:

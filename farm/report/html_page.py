@@ -173,9 +173,41 @@ function keysOf(items) {
   items.forEach(function (i) { if (i && typeof i === "object") Object.keys(i).forEach(function (k) { if (seen.indexOf(k) < 0) seen.push(k); }); });
   return seen.length ? seen : ["value"];
 }
-["gates", "stages"].forEach(function (key) {
+["stages"].forEach(function (key) {
   if (Array.isArray(D[key]) && D[key].length) listSection("optional-top", key, key.charAt(0).toUpperCase() + key.slice(1), D[key], keysOf(D[key]));
 });
+// quality gates: a row per gate, its verdict as a pill; quarantined tests with their real outcome
+var VERDICT = {passed: "ok", failed: "bad", skipped: "other"};
+if (Array.isArray(D.gates) && D.gates.length) {
+  var gs = el("section", {id: "gates"}); gs.appendChild(el("h2", null, "Quality gates"));
+  var gt = el("table"), gh = el("tr");
+  ["gate", "verdict", "value", "limit", "detail"].forEach(function (h, i) { gh.appendChild(el("th", i === 2 || i === 3 ? {"class": "num"} : null, h)); }); gt.appendChild(gh);
+  D.gates.forEach(function (g) {
+    var tr = el("tr", {"data-gate": g.gate, "data-verdict": g.verdict});
+    tr.appendChild(el("td", {"class": "id"}, g.gate));
+    var vc = el("td"); vc.appendChild(el("span", {"class": "pill " + (VERDICT[g.verdict] || "other")}, String(g.verdict).toUpperCase())); tr.appendChild(vc);
+    tr.appendChild(el("td", {"class": "num"}, g.value === null || g.value === undefined ? "–" : txt(g.value)));
+    tr.appendChild(el("td", {"class": "num"}, txt(g.limit)));
+    tr.appendChild(el("td", null, txt(g.detail)));
+    gt.appendChild(tr);
+  });
+  gs.appendChild(gt); $("optional-top").appendChild(gs);
+}
+if ((Array.isArray(D.quarantined) && D.quarantined.length) || (Array.isArray(D.quarantine_unknown) && D.quarantine_unknown.length)) {
+  var qs = el("section", {id: "quarantined"}); qs.appendChild(el("h2", null, "Quarantined"));
+  qs.appendChild(el("p", {"class": "muted"}, "These tests ran; their outcomes do not fail the suite."));
+  var qt = el("table"), qh = el("tr");
+  ["test", "outcome", "reason"].forEach(function (h) { qh.appendChild(el("th", null, h)); }); qt.appendChild(qh);
+  (D.quarantined || []).forEach(function (q) {
+    var tr = el("tr", {"data-quarantined": q.test_id});
+    tr.appendChild(el("td", {"class": "id"}, q.test_id));
+    var oc = el("td"); oc.appendChild(badge(q.outcome)); tr.appendChild(oc);
+    tr.appendChild(el("td", null, q.reason)); qt.appendChild(tr);
+  });
+  qs.appendChild(qt);
+  (D.quarantine_unknown || []).forEach(function (t) { qs.appendChild(el("p", {"class": "muted", "data-unknown": t}, "--quarantine " + t + ": no such test in the collection (ignored)")); });
+  $("optional-top").appendChild(qs);
+}
 
 // --- the timeline
 var ROW = 22, AXIS = 22, canvas = $("tl"), box = $("tl-box"), ctx = canvas.getContext("2d");

@@ -45,9 +45,12 @@ def render_junit(report: Mapping[str, Any]) -> bytes:
     """The report (any form) as JUnit XML (UTF-8, with declaration), one `<testcase>` per test."""
     report = expand(report)
     tests = list(report.get("tests") or ())
+    held = quarantined_of(report)
     counts = {o.value: 0 for o in Outcome}
     for test in tests:
         outcome = str(test.get("outcome", ""))
+        if str(test.get("id", "")) in held and outcome in _FAILING:
+            outcome = Outcome.SKIPPED.value  # written as a skip (see _quarantined): it does not fail the suite
         if outcome in counts:
             counts[outcome] += 1
     skipped = counts["skipped"] + counts["xfailed"] + counts["not_run"]
@@ -63,7 +66,7 @@ def render_junit(report: Mapping[str, Any]) -> bytes:
         hostname=xml_safe(_hostname(report)),
     )
     for test in tests:
-        suite.append(_testcase(test))
+        suite.append(_testcase(test, held.get(str(test.get("id", "")))))
     root = ET.Element("testsuites", name="pytest tests")
     root.append(suite)
     return _DECLARATION + ET.tostring(root, encoding="unicode").encode("utf-8") + b"\n"
@@ -75,7 +78,20 @@ def _hostname(report: Mapping[str, Any]) -> str:
     return ",".join(sorted(h for h in hosts if h))
 
 
-def _testcase(test: Mapping[str, Any]) -> ET.Element:
+def quarantined_of(report: Mapping[str, Any]) -> dict[str, str]:
+    """The report's quarantined tests: id -> why."""
+    return {str(q.get("test_id")): str(q.get("reason") or "") for q in report.get("quarantined") or ()
+            if isinstance(q, Mapping)}
+
+
+_FAILING = {o.value for o in FAILURES}
+
+
+def _testcase(test: Mapping[str, Any], quarantined: str | None = None) -> ET.Element:
+    """A test's `<testcase>`. A quarantined one (`quarantined`: why) has a `farm.quarantined`
+    property; if it failed, its failure is written as a `<skipped type="farm.quarantined">` whose
+    message says so and keeps the failure's (its text: the traceback), which CI tools show beside
+    the test without failing the build, as pytest writes an xfail."""
     nodeid = str(test.get("id", ""))
     classname, name = classname_and_name(nodeid)
     case = ET.Element(
@@ -85,13 +101,17 @@ def _testcase(test: Mapping[str, Any]) -> ET.Element:
         time=f"{float(test.get('duration_s') or 0.0):.3f}",
     )
     counted = counted_run(test)
-    if counted is not None or test.get("ran_as"):
+    if counted is not None or test.get("ran_as") or quarantined is not None:
         props = ET.SubElement(case, "properties")
         if counted is not None:
             ET.SubElement(props, "property", name="farm.run", value=f"{counted[0]} of {counted[1]}")
         if test.get("ran_as"):  # collected under another id on the runner (its parameter ids changed)
             ET.SubElement(props, "property", name="farm.ran_as", value=xml_safe(test["ran_as"]))
+        if quarantined is not None:
+            ET.SubElement(props, "property", name="farm.quarantined", value=xml_safe(quarantined))
     child = _result(test)
+    if quarantined is not None and child is not None and str(test.get("outcome")) in _FAILING:
+        child = _quarantined(test, child, quarantined)
     if child is not None:
         case.append(child)
     if counted is not None:
@@ -123,6 +143,13 @@ def _other_runs(test: Mapping[str, Any], counted: tuple[int, int]) -> list[ET.El
         message = f"run {run} of {counted[1]}: {outcome}{where} ({row.get('assignment')})"
         elements.append(_element(tag, {"message": message, "type": f"farm.{outcome}"}, ""))
     return elements
+
+
+def _quarantined(test: Mapping[str, Any], failure: ET.Element, why: str) -> ET.Element:
+    """A quarantined test's failure as a skip: `quarantined (listed): failed: assert 1 == 2`."""
+    said = failure.get("message") or ""
+    message = _shorten(f"quarantined ({why}): {test.get('outcome')}" + (f": {said}" if said else ""))
+    return _element("skipped", {"type": "farm.quarantined", "message": message}, failure.text or "")
 
 
 def _result(test: Mapping[str, Any]) -> ET.Element | None:

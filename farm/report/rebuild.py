@@ -96,4 +96,6 @@ def rebuild(events: list[Event], suite_id: str = "") -> dict[str, Any]:
         started_at=float(fin["started_at"]), finished_at=float(fin["finished_at"]), collection=collection,
         order=f.order or [r.test_id for r in decided], counted=counted, runs=list(f.runs.values()),
         attempts=sorted(f.attempts.values(), key=lambda a: (a.assignment_id, a.number)),
-        workers=[WorkerInfo(n, h, int(s), "", "") for n, h, s in fin["workers"]], stopped=fin["stopped"])
+        workers=[WorkerInfo(n, h, int(s), "", "") for n, h, s in fin["workers"]], stopped=fin["stopped"],
+        gates=list(fin.get("gates") or ()), quarantine={str(t): str(why) for t, why in fin.get("quarantine") or ()},
+        quarantine_unknown=[str(t) for t in fin.get("quarantine_unknown") or ()])

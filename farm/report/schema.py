@@ -105,8 +105,9 @@ def compact(report: Mapping[str, Any], *, expanded: bool = False) -> dict[str, A
 
 
 def drop_empty_lists(doc: dict[str, Any]) -> None:
-    """Leave out the top-level lists the lean document omits when empty (`suspect_workers`, `leaks`)."""
-    for name in ("suspect_workers", "leaks"):
+    """Leave out the top-level lists the lean document omits when empty (`suspect_workers`, `leaks`,
+    `gates`, `quarantined`, `quarantine_unknown`)."""
+    for name in ("suspect_workers", "leaks", "gates", "quarantined", "quarantine_unknown"):
         if not doc.get(name):
             doc.pop(name, None)
 
@@ -160,7 +161,8 @@ def dumps(report: Mapping[str, Any]) -> str:
     """A report as JSON text: indented, with each test and assignment on a line of its own."""
     lines = []
     for key, value in report.items():
-        if isinstance(value, list) and value and key in ("tests", "assignments", "workers", "suspect_workers", "leaks"):
+        if isinstance(value, list) and value and key in ("tests", "assignments", "workers", "suspect_workers", "leaks",
+                                                            "gates", "quarantined"):
             items = ",\n".join("    " + json.dumps(item, ensure_ascii=False) for item in value)
             text = f"[\n{items}\n  ]"
         else:

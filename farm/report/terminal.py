@@ -9,6 +9,7 @@ from farm.model import SessionInfo
 from farm.pytest_options import parse, report_chars
 from farm.report.analysis_block import analysis_block
 from farm.report.blocks import failure_sections, passes
+from farm.report.gate_lines import gate_failed_lines, gate_lines, quarantine_lines
 from farm.report.pytest_lines import pytest_major, separator, summary_line
 from farm.report.resources import leak_lines, resource_lines
 from farm.report.short_summary import running_on_ci, short_summary
@@ -25,7 +26,8 @@ def render_summary(report: Mapping[str, Any], *, verbose: bool = False, session:
     message whole, as pytest's does there; otherwise its first line.
     Sections in pytest's order: ERRORS, FAILURES (none under --tb=no), slowest durations, short
     test summary info, farm's failure analysis (the full view's `analysis`; its tests under -v),
-    then the stop or interruption banner and the final `=` line. Ends with a newline (or is
+    the quarantined tests and the quality gates' verdicts, then the stop or interruption banner,
+    the final `=` line, and `gate failed: …` when a gate failed. Ends with a newline (or is
     empty under -qq with nothing to say).
     """
     options = session or parse(report.get("pytest_args") or ())
@@ -53,6 +55,8 @@ def render_summary(report: Mapping[str, Any], *, verbose: bool = False, session:
         lines.extend(short)
     if options.verbose >= -1:
         lines.extend(analysis_block(report.get("analysis"), verbose=verbose or options.verbose >= 1))
+        lines.extend(quarantine_lines(report))
+        lines.extend(gate_lines(report))
     message = str(report.get("message") or "").rstrip("\n")
     if message:
         lines.extend(message.splitlines())
@@ -68,6 +72,7 @@ def render_summary(report: Mapping[str, Any], *, verbose: bool = False, session:
         lines.append(separator("=", final))
     elif options.verbose == -1:
         lines.append(final)
+    lines.extend(gate_failed_lines(report))  # last, whatever the verbosity: why the exit code is 1
     return "\n".join(lines) + "\n" if lines else ""
 
 

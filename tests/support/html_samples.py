@@ -88,6 +88,10 @@ def with_everything(report: dict[str, Any]) -> dict[str, Any]:
                      "assignment": "s-1-a000", "attempt": 1}]
     out["analysis"] = {"classes": [{"class": "failed", "count": 1, "tests": ["tests/t.py::test_fail"]},
                                    {"class": "flaky", "count": 1, "tests": ["tests/t.py::test_flaky"]}]}
-    out["gates"] = [{"name": "coverage", "status": "passed", "detail": "91% >= 90%"}]
+    out["gates"] = [{"gate": "max-failures", "limit": 0, "value": 1, "verdict": "failed", "detail": "1 failing > 0"},
+                    {"gate": "max-duration-regression", "limit": 15.0, "value": None, "verdict": "skipped",
+                     "detail": "1 earlier comparable run, 3 needed (wall 8.00s)"}]
+    out["quarantined"] = [{"test_id": "tests/t.py::test_fail", "outcome": "failed", "reason": "listed"}]
+    out["quarantine_unknown"] = ["tests/t.py::test_gone"]
     out["stages"] = [{"name": "unit", "status": "finished", "duration_s": 8.0}]
     return out

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import pytest
 from support.finish_scenarios import FINISH_SCENARIOS
+from support.quality_scenarios import QUALITY_SCENARIOS
 from support.scenarios import SCENARIOS, MemoryWorld, World
 
 from coordinator.memory_store import MemoryStore
@@ -49,4 +50,9 @@ def test_the_stub_store_merges_concurrent_duplicate_batches_once() -> None:
 
 @pytest.mark.parametrize("scenario", FINISH_SCENARIOS, ids=lambda s: s.__name__)
 def test_finish_scenario_over_the_stub_store(scenario: Callable[[World], None]) -> None:
+    scenario(MemoryWorld())
+
+
+@pytest.mark.parametrize("scenario", QUALITY_SCENARIOS, ids=lambda s: s.__name__)
+def test_quality_scenario_over_the_stub_store(scenario: Callable[[World], None]) -> None:
     scenario(MemoryWorld())
