@@ -186,8 +186,11 @@ if (Array.isArray(D.gates) && D.gates.length) {
     var tr = el("tr", {"data-gate": g.gate, "data-verdict": g.verdict});
     tr.appendChild(el("td", {"class": "id"}, g.gate));
     var vc = el("td"); vc.appendChild(el("span", {"class": "pill " + (VERDICT[g.verdict] || "other")}, String(g.verdict).toUpperCase())); tr.appendChild(vc);
-    tr.appendChild(el("td", {"class": "num"}, g.value === null || g.value === undefined ? "–" : txt(g.value)));
-    tr.appendChild(el("td", {"class": "num"}, txt(g.limit)));
+    var pct = g.gate === "min-pass-rate" || g.gate === "max-duration-regression" ? "%" : "";
+    var plus = g.gate === "max-duration-regression" ? "+" : "";
+    tr.appendChild(el("td", {"class": "num"}, g.value === null || g.value === undefined ? "–" :
+      (plus && g.value >= 0 ? "+" : "") + txt(g.value) + pct));
+    tr.appendChild(el("td", {"class": "num"}, plus + txt(g.limit) + pct));
     tr.appendChild(el("td", null, txt(g.detail)));
     gt.appendChild(tr);
   });

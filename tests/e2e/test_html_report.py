@@ -131,7 +131,8 @@ def test_optional_sections_render_when_the_report_has_them(tmp_path: Path) -> No
     assert "512.0 MiB" in full and "tests/t.py::test_leaky" in full and 'data-class="flaky"' in full
     # Each gate a row with its verdict as a pill; the quarantined test with its outcome and why.
     assert re.search(r'<tr data-gate="max-failures" data-verdict="failed">.*?FAILED.*?1 failing &gt; 0', full, re.S)
-    assert re.search(r'data-gate="max-duration-regression" data-verdict="skipped">.*?SKIPPED', full, re.S)
+    assert re.search(r'data-gate="max-duration-regression" data-verdict="skipped">.*?SKIPPED.*?–.*?\+15%', full,
+                     re.S)
     assert re.search(r'<tr data-quarantined="tests/t.py::test_fail">.*?failed.*?listed', full, re.S)
     assert 'data-unknown="tests/t.py::test_gone"' in full
     plain = dump_dom(_written(tmp_path / "plain.html", render_html(page_report(), [])))
