@@ -17,6 +17,7 @@ from farm.cli_common import CONTEXT
 from farm.config_keys import Key, keys_of, plain, shown
 from farm.errors import UsageError
 from farm.project_config import (
+    COMMAND_LINE,
     DEFAULT,
     FARM_TOML,
     PYPROJECT,
@@ -28,6 +29,9 @@ from farm.project_config import (
     resolve,
 )
 
+#: Keys that only the embedded farm takes (submit-suite refuses them with a broker): from the
+#: file, profile or environment they apply when no broker is set, and are left out when one is.
+EMBEDDED_ONLY = frozenset({"local-workers", "python"})
 PROFILE_HELP = "Use this profile of the project's configuration file [env: FARM_PROFILE]."
 
 
@@ -81,8 +85,12 @@ class ConfiguredCommand(click.Command):
             given = {name: ctx.params[key.param] for name, key in keys.items()
                      if ctx.get_parameter_source(key.param) is ParameterSource.COMMANDLINE}
             config, profile, settings = settle(self, path, option, os.environ, given)
+            embedded = not settings["broker"].value  # --broker, FARM_BROKER_URL or the file's
             for name, key in keys.items():
-                ctx.params[key.param] = settings[name].value
+                setting = settings[name]
+                if name in EMBEDDED_ONLY and not embedded and setting.source != COMMAND_LINE:
+                    continue  # the file's value for the embedded farm, which a farm at a broker does not need
+                ctx.params[key.param] = setting.value
             if config is not None:
                 click.echo(notice(config, profile), err=True)
         return super().invoke(ctx)
