@@ -119,6 +119,23 @@ def test_a_bad_key_value_variable_or_profile_exits_4_with_one_line(project: Path
         assert result.stdout == ""
 
 
+def test_the_files_embedded_farm_options_are_left_out_for_a_farm_at_a_broker(project: Path, tmp_path: Path) -> None:
+    """The fixture's file sets local-workers (embedded farm only): with --broker it is not applied,
+    where --local-workers on the command line is still refused."""
+    redis_farm = HandBuiltFarm(tmp_path)
+    redis_farm.start_redis()
+    try:
+        submitted = farm("submit-suite", str(project), "--broker", redis_farm.broker, "--no-wait")
+        refused = farm("submit-suite", str(project), "--broker", redis_farm.broker, "--no-wait", "--local-workers", "2")
+    finally:
+        redis_farm.stop()
+    assert submitted.returncode == 0, submitted.stderr
+    assert re.fullmatch(r"s-[\w-]+\n", submitted.stdout)
+    assert refused.returncode == 4
+    assert refused.stderr.splitlines()[-1] == (
+        "farm: error: --local-workers and --python apply to the embedded farm only (no --broker)")
+
+
 def _docs_example() -> str:
     """The complete pyproject.toml of docs/configuration.md's "The configuration file"."""
     text = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")

@@ -258,3 +258,20 @@ def test_no_keys_environment_variable_means_something_else_in_farm() -> None:
     clashes = sorted(k.envvar for k in KEYS.values() if k.envvar in used and k.envvar not in own)
     assert not clashes
     assert "FARM_TEST_TIMEOUT" in used and KEYS["test-timeout"].envvar == "FARM_SUITE_TEST_TIMEOUT"
+
+
+def test_the_files_are_read_from_the_project_directory(tmp_path: Path) -> None:
+    from farm.cli_config import read_config
+
+    assert read_config(tmp_path, "p") is None
+    (tmp_path / "farm.toml").write_text('dist = "loadfile"\n[profiles.ci]\nmax-failures = 0\n')
+    config = read_config(tmp_path, "p")
+    assert config is not None and config.describe() == "p/farm.toml"
+    assert resolve(KEYS, config, {}, Profile("ci", "--profile"))["max-failures"] == Setting(
+        0, "profile ci (p/farm.toml)")
+    (tmp_path / "pyproject.toml").write_text("[tool.farm]\n")
+    with pytest.raises(UsageError, match=re.escape("p/pyproject.toml has [tool.farm] and p/farm.toml exists")):
+        read_config(tmp_path, "p")
+    (tmp_path / "pyproject.toml").write_text("[tool.farm\n")
+    with pytest.raises(UsageError, match=re.escape("p/pyproject.toml: not valid TOML: ")):
+        read_config(tmp_path, "p")
