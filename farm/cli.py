@@ -22,11 +22,14 @@ from farm.cli_common import CommandExit as _Exit
 from farm.cli_common import check_writable as _check_writable
 from farm.cli_common import client_for as _client
 from farm.cli_common import exit_with as _exit
+from farm.cli_config import ConfiguredCommand, config
 from farm.cli_history import history
 from farm.cli_results import events, results
 from farm.config import Settings, parse_duration
+from farm.config_keys import ParsedText
 from farm.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, FarmError, Interrupted, UsageError
 from farm.extras import require_libvirt
+from farm.resources import parse_size
 from farm.states import FINAL_STATUSES
 
 if TYPE_CHECKING:  # imported when used (celery, redis): the embedded farm starts first
@@ -43,7 +46,13 @@ def main() -> None:
 # --- submit-suite ------------------------------------------------------------------------
 
 
-@main.command("submit-suite", context_settings=CONTEXT)
+#: Options whose text submit-suite reads itself (so its error names the option); the configuration
+#: file checks a value of theirs with the same parser.
+DURATION = ParsedText("duration", parse_duration, "a duration (e.g. 90, 90s, 1.5m, 2h)")
+SIZE = ParsedText("size", parse_size, "a size (e.g. 300M, 2G)")
+
+
+@main.command("submit-suite", context_settings=CONTEXT, cls=ConfiguredCommand)
 @click.argument("path", type=click.Path(path_type=Path))
 @click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
 @broker_option
@@ -62,15 +71,15 @@ def main() -> None:
 @click.option("--python", "python", type=click.Path(exists=True, dir_okay=False),
               help="Embedded farm only: interpreter that runs pytest [default: farm's].")
 @click.option("--project", default=None, help="Name under which durations are recorded [default: PATH's name].")
-@click.option("--test-timeout", "test_timeout", metavar="DURATION", default=None,
+@click.option("--test-timeout", "test_timeout", metavar="DURATION", default=None, type=DURATION,
               help="Stop a test running longer (e.g. 30s, 5m) and record it as timeout, with its stack.")
 @click.option("--rerun-failures", "rerun_failures", type=click.IntRange(0, 10), default=0, metavar="N",
               help="Run failing tests again, up to N times; one that then passes is reported flaky.")
 @click.option("--strict-flaky", is_flag=True, help="A flaky test fails the suite (exit code 1).")
-@click.option("--deadline", "deadline", metavar="DURATION", default=None,
+@click.option("--deadline", "deadline", metavar="DURATION", default=None, type=DURATION,
               help="End the whole suite this long after submission: what runs then is stopped (timeout), "
                    "what has not started is not_run; exit code 2.")
-@click.option("--max-memory", "max_memory", metavar="SIZE", default=None,
+@click.option("--max-memory", "max_memory", metavar="SIZE", default=None, type=SIZE,
               help="Stop a runner whose process tree's resident memory exceeds SIZE (e.g. 300M, 2G) and record "
                    "the test running then as crashed.")
 @click.option("--requirements", "requirements", multiple=True, metavar="FILE",
@@ -122,8 +131,6 @@ def submit_suite(path: Path, pytest_args: tuple[str, ...], broker: str | None, p
     if not settings.broker_url and no_wait:
         raise UsageError("--no-wait needs a running farm: pass --broker URL or set FARM_BROKER_URL")
     _check_writable(junit_xml, json_path, html_path)
-    from farm.resources import parse_size
-
     timeout_s = _option_value("--test-timeout", test_timeout, parse_duration, 0.0)
     deadline_s = _option_value("--deadline", deadline, parse_duration, 0.0)
     max_memory_bytes = _option_value("--max-memory", max_memory, parse_size, 0)
@@ -275,6 +282,7 @@ def cancel(suite_id: str, broker: str | None) -> None:
 
 
 main.add_command(history)
+main.add_command(config)
 
 
 # --- farm up, and the service entry points -----------------------------------------------

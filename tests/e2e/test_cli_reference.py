@@ -78,9 +78,9 @@ def test_every_command_has_a_section() -> None:
 
 
 @pytest.mark.parametrize("command", ["submit-suite", "status", "results", "events", "cancel", "history", "up", "worker",
-                                     "coordinator"])
+                                     "coordinator", "config show"])
 def test_the_options_table_matches_help(command: str) -> None:
-    listed = _help_options(_help(command))
+    listed = _help_options(_help(*command.split()))
     rows = _table_rows(_section_of(command))
     assert listed, f"found no options in `farm {command} --help`"
     missing = sorted(set(listed) - set(rows))
