@@ -118,17 +118,17 @@ class EnvCache:
     installs under `root/plain`. Safe across slots and processes: each key is built under an
     exclusive lock (`root/locks/KEY`), so a second slot waits and then reuses it."""
 
-    def __init__(self, root: Path, max_envs: int = 8, installer: str = "auto") -> None:
+    def __init__(self, root: Path, max_envs: int = 8, installer: str | Installer = "auto") -> None:
         self.root = root
         self.max_envs = max_envs
-        self.installer_choice = installer
+        self.installer = installer  # FARM_ENV_INSTALLER's choice (find_installer), or the one to use
         self.builds = 0  # environments this object built (tests; the log says each)
 
     def prepare(self, env: SuiteEnv, tree: Path, bundle_digest: str, base_python: str,
                 interpreter: str) -> PreparedEnv:
         """The environment of `env` for the bundle unpacked at `tree`, built if it is not cached."""
         projects = read_projects(tree, env)
-        installer = find_installer(self.installer_choice)
+        installer = self.installer if isinstance(self.installer, Installer) else find_installer(self.installer)
         probe = plan(env, projects, interpreter, base_python=base_python, env_dir="", bundle_root=str(tree),
                      installer=installer)
         final = self.root / probe.key
