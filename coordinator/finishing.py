@@ -8,9 +8,9 @@ from dataclasses import replace
 from itertools import islice
 from sys import intern
 
-from coordinator import machine
+from coordinator import machine, staging
 from coordinator.store import Finished, SuiteStore
-from farm import events
+from farm import events, stages
 from farm.model import Collection, SuiteSpec, TestRecord
 from farm.report.build import durations_limit, report_text, slowest_of
 from farm.run_history import RunTally
@@ -87,10 +87,11 @@ def finished(state: SuiteStore, spec: SuiteSpec, finish: machine.Finish, collect
                 tally.add(test_id, record.outcome.value)
                 yield test_id, record
 
+    stage_rows = _stage_rows(state, spec, now)
     report = report_text(
         spec=spec, status=finish.status, exit_code=finish.exit_code, message=finish.message, started_at=started,
         finished_at=now, collection=collection_now, records=in_order(), runs=state.test_runs(sid),
-        attempts=attempts, workers=workers, stopped=stopped, durations=durations,
+        attempts=attempts, workers=workers, stopped=stopped, durations=durations, stages=stage_rows,
     )
     if seen != [state.records_count(sid), len(decided)]:
         timed = {}
@@ -105,10 +106,25 @@ def finished(state: SuiteStore, spec: SuiteSpec, finish: machine.Finish, collect
     # The log's last word: what the report says beyond the log's other events (farm.report.rebuild).
     event = events.finished(status=finish.status.value, exit_code=finish.exit_code, message=finish.message,
                             started_at=started, finished_at=now, stopped=stopped, workers=workers,
-                            decided=finish.decided, collection=collection)
+                            decided=finish.decided, collection=collection, stages=stage_rows)
     run = tally.entry(suite_id=sid, finished_at=now, started_at=started, status=finish.status.value,
                       exit_code=finish.exit_code, digest=spec.bundle_digest, pool=spec.pool,
                       pytest_args=spec.pytest_args)
     return Finished(report, event,
                     {"status": finish.status.value, "exit_code": finish.exit_code, "finished_at": now,
                      "message": finish.message}, spec.project, timed, run)
+
+
+def _stage_rows(state: SuiteStore, spec: SuiteSpec, now: float) -> list[dict[str, object]]:
+    """A staged suite's `stages` section: each stage's counts read from its tests' records (in pages)."""
+    plan = state.stages(spec.suite_id) if spec.stages else None
+    if plan is None:
+        return []
+    counts = []
+    for ids in plan.tests:
+        outcomes: list[str | None] = []
+        for i in range(0, len(ids), PAGE):
+            outcomes += [None if r is None else r.outcome.value for r in state.records_of(spec.suite_id,
+                                                                                          list(ids[i:i + PAGE]))]
+        counts.append(stages.counts_of(outcomes))
+    return staging.report_rows(plan, spec, counts, now=now)

@@ -108,6 +108,9 @@ class Collection:
     output: str = ""  # the tail of pytest's output, shown when collection failed outright
     duration_s: float = 0.0
     session: SessionInfo = SessionInfo()  # the defaults when the worker could not tell
+    # Parallel to test_ids in a staged suite (--stage): each test's stage, an index into
+    # SuiteSpec.stages (farm/stages.py); empty in a suite without stages.
+    stage_of: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

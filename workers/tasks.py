@@ -38,7 +38,8 @@ from workers import lease, runner, stopping
 from workers.backends.base import ExecutionBackend
 from workers.bundles import BundleCache
 from workers.busy_slots import BusySlots
-from workers.collection_cache import CollectionCache, cache_key, collect_cached
+from workers.collection_cache import CollectionCache, cache_key, collect_cached, collect_fresh
+from workers.stage_collection import collect_staged
 
 log = logging.getLogger("farm.worker")
 
@@ -283,12 +284,22 @@ def register(ctx: WorkerContext) -> None:
         collection: Collection | None
         try:
             with keeper, ctx.busy.held():
-                def collect() -> Collection | None:
-                    return runner.collect_suite(spec, backend=ctx.backend, bundle=ctx.bundles.path, worker=worker,
-                                                settings=ctx.settings, lost=keeper.lost,
-                                                collectors=ctx.collectors())
-                key = ctx.collection_key(spec.bundle_digest, spec.pytest_args)
-                collection = collect_cached(ctx.collections, key, spec.suite_id, worker, collect) if key else collect()
+                def collect_with(args: tuple[str, ...], fresh: bool) -> tuple[Collection | None, bool]:
+                    """A collection with these args: cached by them (a stage's too), or made now."""
+                    made = [False]
+
+                    def collect() -> Collection | None:
+                        made[0] = True
+                        return runner.collect_suite(replace(spec, pytest_args=args, stages=()), backend=ctx.backend,
+                                                    bundle=ctx.bundles.path, worker=worker, settings=ctx.settings,
+                                                    lost=keeper.lost, collectors=ctx.collectors())
+                    key = ctx.collection_key(spec.bundle_digest, args)
+                    if not key:
+                        return collect(), True
+                    got = collect_fresh(ctx.collections, key, spec.suite_id, collect) if fresh else \
+                        collect_cached(ctx.collections, key, spec.suite_id, worker, collect)
+                    return got, made[0]
+                collection = collect_staged(spec, collect_with)
         except Exception as exc:  # whatever broke, the coordinator must hear of it, or the suite waits forever
             if not isinstance(exc, FarmError):
                 log.exception("collecting suite %s failed", spec.suite_id)

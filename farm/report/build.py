@@ -37,6 +37,7 @@ def build_report(
     attempts: Sequence[Attempt],
     workers: Sequence[WorkerInfo],
     stopped: str = "",
+    stages: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """The report document described in docs/report-schema.md: its lean form (schema 2), as stored.
 
@@ -49,7 +50,8 @@ def build_report(
                              started_at=started_at, finished_at=finished_at, collection=collection,
                              summary=summary, tests=tests, attempts=attempts, workers=workers,
                              suspects=suspect_list, stopped=stopped,
-                             durations=slowest_phases(counted, durations_limit(spec, collection))), expanded=True)
+                             durations=slowest_phases(counted, durations_limit(spec, collection)), stages=stages),
+                   expanded=True)
 
 
 #: json.dumps(..., ensure_ascii=False) without a new encoder per call.
@@ -72,6 +74,7 @@ def report_text(
     stopped: str = "",
     durations: list[list[Any]] | None = None,
     page: int = 1000,
+    stages: Sequence[Mapping[str, Any]] = (),
 ) -> list[bytes]:
     """`build_report`'s document as its JSON text (`json.dumps(..., ensure_ascii=False)`, UTF-8),
     in pieces whose concatenation is that text byte for byte, made test by test: `records` are
@@ -85,7 +88,7 @@ def report_text(
     doc = _document(spec=spec, status=status, exit_code=exit_code, message=message, started_at=started_at,
                     finished_at=finished_at, collection=collection, summary=summary, tests=iter(()),
                     attempts=attempts, workers=workers, suspects=suspect_list, stopped=stopped,
-                    durations=durations)
+                    durations=durations, stages=stages)
     assignments: list[dict[str, Any]] = doc["assignments"]
     index = assignment_index(assignments)
     referenced: dict[int, list[str]] = {}
@@ -184,7 +187,8 @@ def _full_tests(records: Iterable[tuple[str, TestRecord]], by_test: Mapping[str,
 def _document(*, spec: SuiteSpec, status: str, exit_code: int, message: str, started_at: float,
               finished_at: float, collection: Collection | None, summary: dict[str, int],
               tests: Iterator[dict[str, Any]], attempts: Sequence[Attempt], workers: Sequence[WorkerInfo],
-              suspects: list[dict[str, Any]], stopped: str, durations: list[list[Any]] | None) -> dict[str, Any]:
+              suspects: list[dict[str, Any]], stopped: str, durations: list[list[Any]] | None,
+              stages: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
     """The report's full view, its tests given one at a time (`_full_tests`)."""
     used = {a.worker for a in attempts} | ({collection.worker} if collection else set())
     return {
@@ -218,6 +222,7 @@ def _document(*, spec: SuiteSpec, status: str, exit_code: int, message: str, sta
         "suspect_workers": suspects,
         "stopped": stopped,
         "durations": durations,
+        "stages": [dict(row) for row in stages],  # a staged suite's (--stage): farm.stages.row
     }
 
 

@@ -96,4 +96,5 @@ def rebuild(events: list[Event], suite_id: str = "") -> dict[str, Any]:
         started_at=float(fin["started_at"]), finished_at=float(fin["finished_at"]), collection=collection,
         order=f.order or [r.test_id for r in decided], counted=counted, runs=list(f.runs.values()),
         attempts=sorted(f.attempts.values(), key=lambda a: (a.assignment_id, a.number)),
-        workers=[WorkerInfo(n, h, int(s), "", "") for n, h, s in fin["workers"]], stopped=fin["stopped"])
+        workers=[WorkerInfo(n, h, int(s), "", "") for n, h, s in fin["workers"]], stopped=fin["stopped"],
+        stages=fin.get("stages", ()))

@@ -12,6 +12,7 @@ from farm.report.blocks import failure_sections, passes
 from farm.report.pytest_lines import pytest_major, separator, summary_line
 from farm.report.resources import leak_lines, resource_lines
 from farm.report.short_summary import running_on_ci, short_summary
+from farm.report.stage_lines import stage_lines
 
 
 def render_summary(report: Mapping[str, Any], *, verbose: bool = False, session: SessionInfo | None = None,
@@ -53,6 +54,7 @@ def render_summary(report: Mapping[str, Any], *, verbose: bool = False, session:
         lines.extend(short)
     if options.verbose >= -1:
         lines.extend(analysis_block(report.get("analysis"), verbose=verbose or options.verbose >= 1))
+    lines.extend(stage_lines(report))
     message = str(report.get("message") or "").rstrip("\n")
     if message:
         lines.extend(message.splitlines())
