@@ -3,11 +3,14 @@ passed (its gates decide), on the embedded farm and on `farm up` through --broke
 
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 from typing import Any
 
+from support.browser import dump_dom
 from support.helpers import LEAN, copy_fixture, farm
+from test_html_report import page_errors
 
 from farm.report.schema import load_report
 
@@ -94,7 +97,8 @@ def test_on_farm_up_a_gate_decides_whether_the_rest_runs(tmp_path: Path, running
     (verdict,) = report["stages"][0]["gates"]
     assert (verdict["gate"], verdict["value"], verdict["verdict"]) == ("max-failures", 1, "passed")
 
-    strict, report = _submit(project, tmp_path, *where, *STAGED, "--min-pass-rate", "100")
+    page = tmp_path / "report.html"
+    strict, report = _submit(project, tmp_path, *where, *STAGED, "--min-pass-rate", "100", "--html", str(page))
     assert strict.returncode == 1, strict.stdout
     tests = _tests(report)
     assert {(tests[t]["outcome"], tests[t]["message"]) for t in REST} == {("not_run", "stage smoke failed its gates")}
@@ -103,6 +107,16 @@ def test_on_farm_up_a_gate_decides_whether_the_rest_runs(tmp_path: Path, running
     assert (verdict["gate"], verdict["value"], verdict["verdict"]) == ("min-pass-rate", 80.0, "failed")
     assert "stage smoke: 1 failed, 4 passed in " in strict.stdout
     assert "(gate failed: min-pass-rate: pass rate 80.0% < 100%)" in strict.stdout
+    # The page's stages section, in Chromium: a row per stage, its counts and verdicts as words.
+    dom = dump_dom(page)
+    assert page_errors(dom) == ""
+    section = re.search(r'<section id="stages">(.*?)</section>', dom, re.S)
+    assert section, dom[-2000:]
+    rows = [re.findall(r"<td>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", section.group(1), re.S)]
+    assert [r[:3] for r in rows if r] == [["smoke", "-m smoke", "failed"], ["rest", "", "not_started"]]
+    smoke = html.unescape(" | ".join(rows[1]))
+    assert "4 passed, 1 failed" in smoke and "min-pass-rate: pass rate 80.0% &lt; 100% (failed)" not in smoke
+    assert "min-pass-rate: pass rate 80.0% < 100% (failed)" in smoke, smoke
 
     fine, report = _submit(_project(tmp_path / "ok"), tmp_path, *where, *STAGED, "--min-pass-rate", "100")
     assert fine.returncode == 0, fine.stdout
