@@ -36,9 +36,9 @@ def _project(tmp_path: Path, *, broken_smoke: bool = False) -> Path:
     return project
 
 
-def _submit(project: Path, tmp_path: Path, *args: str) -> tuple[Any, dict[str, Any]]:
+def _submit(project: Path, tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> tuple[Any, dict[str, Any]]:
     report = tmp_path / "report.json"
-    result = farm("submit-suite", str(project), *args, "--json", str(report), "--", *LEAN)
+    result = farm("submit-suite", str(project), *args, "--json", str(report), "--", *LEAN, env=env)
     assert "Traceback" not in result.stderr + result.stdout, result.stderr
     return result, load_report(report)  # its full view
 
@@ -54,7 +54,9 @@ def _stages(report: dict[str, Any]) -> list[tuple[str, str, int]]:
 
 
 def test_embedded_smoke_passes_then_the_rest_runs_each_test_once(tmp_path: Path) -> None:
-    result, report = _submit(_project(tmp_path), tmp_path, "--local-workers", "2", *STAGED)
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    project = _project(tmp_path)
+    result, report = _submit(project, tmp_path, "--local-workers", "2", *STAGED, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     tests = _tests(report)
     assert set(tests) == SMOKE | REST
@@ -70,6 +72,12 @@ def test_embedded_smoke_passes_then_the_rest_runs_each_test_once(tmp_path: Path)
     assert re.search(r"^stage smoke: 4 passed in [0-9.]+s: passed$", result.stdout, re.M), result.stdout
     assert re.search(r"^stage rest: 5 passed, 1 skipped in [0-9.]+s: passed$", result.stdout, re.M), result.stdout
     assert re.search(r"\[farm\] running stage (smoke|rest): ", result.stderr), result.stderr
+    assert report["collection"]["duration_s"] > 0
+    # Again: the suite's and the smoke stage's collections come from the collection cache, as they were.
+    again, report = _submit(project, tmp_path, "--local-workers", "2", *STAGED, env=env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert report["collection"]["duration_s"] == 0.0
+    assert _stages(report) == [("smoke", "passed", 4), ("rest", "passed", 6)] and len(_tests(report)) == 10
 
 
 def test_embedded_smoke_fails_and_the_rest_is_not_run(tmp_path: Path) -> None:

@@ -9,21 +9,21 @@ from farm import keys
 from farm.gates import Gates
 from farm.model import Assignment, Collection, SessionInfo, Stage, TestRecord
 from farm.outcomes import Outcome
-from support.scenarios import COMPLETION_GRACE_S, LEASE_S, World
+from support.scenarios import CANCEL_GRACE_S, COMPLETION_GRACE_S, LEASE_S, World
 
 SMOKE = ("t.py::smoke_a", "t.py::smoke_b")
 REST = ("t.py::c", "t.py::d", "t.py::e")
 STAGES = (Stage("smoke", ("-m", "smoke")), Stage("rest", ()))
 
 
-def _staged(w: World, sid: str, **spec: Any) -> list[Assignment]:
+def _staged(w: World, sid: str, session: SessionInfo | None = None, **spec: Any) -> list[Assignment]:
     """A suite of SMOKE then REST, collected (as the worker says each test's stage): the first
     stage's assignments as published."""
     w.add_worker("w1@h")
     w.submit(sid, stages=STAGES, **spec)
     ids = (REST[0], *SMOKE, *REST[1:])  # collection order mixes the stages
     stage_of = tuple(0 if t in SMOKE else 1 for t in ids)
-    w.planner.collected(Collection(sid, "w1@h", 0, ids, session=SessionInfo(), stage_of=stage_of))
+    w.planner.collected(Collection(sid, "w1@h", 0, ids, session=session or SessionInfo(), stage_of=stage_of))
     return [a for a in w.published if a.suite_id == sid]
 
 
@@ -156,7 +156,35 @@ def a_restarted_coordinator_publishes_the_stage_a_dead_one_started(w: World) -> 
     assert report["exit_code"] == 0 and report["summary"]["passed"] == 5
 
 
+def maxfail_in_the_first_stage_leaves_the_rest_not_run(w: World) -> None:
+    (a,) = _staged(w, "st-x", session=SessionInfo(maxfail=1, python="3.11.2"))
+    w.take(a, "w1@h")
+    w.send(a, "w1@h", TestRecord(SMOKE[0], Outcome.FAILED))
+    w.complete(a, "w1@h", "stopped", reported=1, message="stopped after 1 failures")
+    assert _of(w, "st-x", "rest") == []
+    report = w.report("st-x")
+    assert report["exit_code"] == 1 and report["stopped"] == "stopped after 1 failures"
+    assert {_by_id(report)[t]["message"] for t in REST} == {"stopped after 1 failures"}
+    assert [s["status"] for s in report["stages"]] == ["failed", "not_started"]
+
+
+def a_cancel_in_the_first_stage_leaves_the_rest_not_run(w: World) -> None:
+    (a,) = _staged(w, "st-cancel")
+    w.take(a, "w1@h")
+    w.send(a, "w1@h", TestRecord(SMOKE[0], Outcome.PASSED))
+    w.cancel("st-cancel")
+    w.tick(CANCEL_GRACE_S + 1)  # its worker hangs: what did not run, did not run
+    w.tick(COMPLETION_GRACE_S + 1)  # and the grace for its completion ends
+    assert _of(w, "st-cancel", "rest") == []
+    report = w.report("st-cancel")
+    assert report["status"] == "canceled" and report["exit_code"] == 2
+    assert {_by_id(report)[t]["outcome"] for t in (SMOKE[1], *REST)} == {"not_run"}
+    assert [s["status"] for s in report["stages"]] == ["failed", "not_started"]
+
+
 STAGE_SCENARIOS = [
+    maxfail_in_the_first_stage_leaves_the_rest_not_run,
+    a_cancel_in_the_first_stage_leaves_the_rest_not_run,
     the_next_stage_starts_only_when_the_first_passed,
     a_failed_stage_leaves_the_later_ones_not_run,
     max_failures_lets_the_next_stage_start_despite_a_failure,
