@@ -14,13 +14,13 @@ from collections.abc import Callable, Iterator, Mapping
 from itertools import repeat
 from operator import itemgetter
 
-from coordinator import balancing, deadlines, machine, staging, transitions
+from coordinator import advancing, balancing, deadlines, machine, transitions
 from coordinator.aggregate import Merge
 from coordinator.finishing import finished
 from coordinator.history_memo import DurationsMemo
 from coordinator.store import SuiteStore
 from coordinator.sweep import reconcile, sweep
-from farm import events, stages
+from farm import events
 from farm.attempts import Attempt
 from farm.config import Settings
 from farm.model import Assignment, Collection, Completion, RecordBatch, Split, SuiteSpec, TestRecord
@@ -69,7 +69,7 @@ class Planner:
         no sooner than `start_after` (an epoch time; 0: at once). `stage`: the name of the stage it
         runs in (None: the suite's current one, read from the store)."""
         if stage is None:
-            stage = self._current_stage(spec)
+            stage = advancing.current_stage(self, spec)
         expected = a.expected_s
         if not expected and durations:
             expected = sum(durations.get(t, 0.0) for t in a.test_ids)
@@ -82,13 +82,6 @@ class Planner:
             max_memory_bytes=spec.max_memory_bytes, env=spec.env, stage=stage))
         now = self.clock()
         self.state.change_attempt(spec.suite_id, a.assignment_id, a.number, lambda x: x.but(published_at=now))
-
-    def _current_stage(self, spec: SuiteSpec) -> str:
-        """The name of the stage a staged suite runs now ("" for a suite without stages)."""
-        if not spec.stages:
-            return ""
-        k = int(self.state.field(spec.suite_id, "stage") or 0)
-        return spec.stages[min(k, len(spec.stages) - 1)].name
 
     def _param_positions(self, sid: str, test_ids: tuple[str, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """Assignment.param_index / param_count of these tests, from the suite's collection order
@@ -131,7 +124,7 @@ class Planner:
         test_ids = list(collection.test_ids)
         slots = self.state.pool_slots(spec.pool) or 1
         now = self.clock()
-        plan = self._stage_plan(spec, collection, now)
+        plan = advancing.first_plan(spec, collection, now)
         first = test_ids if plan is None else list(plan.tests[plan.current]) if plan.current < len(plan.tests) else []
         attempts = machine.plan(spec, first, durations=self.state.durations(spec.project), slots=slots,
                                 settings=self.settings, now=now)
@@ -152,19 +145,6 @@ class Planner:
         for a, after in zip(attempts, machine.start_after(attempts, now), strict=True):
             self.publish(spec, a, start_after=after, stage=stage)
         self.finish_if_complete(sid)
-
-    def _stage_plan(self, spec: SuiteSpec, collection: Collection, now: float) -> staging.StagePlan | None:
-        """A staged suite's stages as collected (None: not staged). A collection without each
-        test's stage (a worker older than --stage) runs every test in the first stage."""
-        if not spec.stages:
-            return None
-        stage_of = collection.stage_of
-        if len(stage_of) != len(collection.test_ids) or any(not 0 <= k < len(spec.stages) for k in stage_of):
-            log.warning("suite %s: its collection does not say each test's stage; all run in stage %s",
-                        spec.suite_id, spec.stages[0].name)
-            stage_of = (0,) * len(collection.test_ids)
-        groups = stages.groups(collection.test_ids, stage_of, len(spec.stages))
-        return staging.first([s.name for s in spec.stages], groups, now=now)
 
     def records(self, batch: RecordBatch) -> None:
         sid, name = batch.suite_id, f"{batch.suite_id}\0{batch.assignment_id}#{batch.attempt}"
@@ -417,7 +397,7 @@ class Planner:
                 self._retry_crashes(spec) or (spec.rerun_failures and self._rerun_failures(spec)))):
             self.state.release_finish_claim(sid)  # moved on meanwhile, or tests run again: not yet
             return
-        if spec.stages and self._stage_ended(spec, halted=halted):
+        if spec.stages and advancing.stage_ended(self, spec, halted=halted):
             self.state.release_finish_claim(sid)  # the next stage runs: not yet
             return
         total, _ = self.state.total_and_done(sid)
@@ -426,65 +406,8 @@ class Planner:
                                    attempts=self.state.attempts(sid),
                                    collected=len(collection.test_ids) if collection else total, now=self.clock())
         if spec.stages:
-            finish = self._staged_finish(spec, finish)
+            finish = advancing.staged_finish(self, spec, finish)
         self._finish(spec, finish)
-
-    # --- stages (coordinator/staging.py decides) ------------------------------------------
-
-    def _stage_ended(self, spec: SuiteSpec, *, halted: bool) -> bool:
-        """A staged suite's current stage ended (under the finish claim): start the next stage
-        (True), or mark the later stages' tests not run and let the suite finish (False).
-
-        Repeatable: a decision taken already (the stage moved on) changes nothing; a coordinator
-        that dies between marking and moving leaves the same decision to be taken again."""
-        sid = spec.suite_id
-        plan = self.state.stages(sid)
-        if plan is None or plan.current >= len(plan.tests):
-            return False
-        now = self.clock()
-        if halted:  # canceled, or stopped at -x/--maxfail: nothing more starts
-            why = "suite canceled before this test ran" if self.state.canceled(sid) else self.state.stop_reason(sid)
-            self.mark_not_run(sid, self.state.pending_in(sid, plan.later_tests()), "stage", plan.current, "", "",
-                              why)
-            return False
-        stage_ids = plan.tests[plan.current]
-        counts = stages.counts_of([None if r is None else r.outcome.value
-                                   for r in self.state.records_of(sid, list(stage_ids))])
-        decision = staging.stage_ended(plan, counts, spec, now=now, too_late=deadlines.reached(spec, now))
-        if decision is None:
-            return False
-        if isinstance(decision, staging.Halt):
-            log.info("suite %s: %s: %d tests of later stages not run", sid, decision.message, len(decision.not_run))
-            self.mark_not_run(sid, self.state.pending_in(sid, list(decision.not_run)), "stage", plan.current, "", "",
-                              decision.message)
-            if decision.plan is not plan:
-                self.state.advance_stage(sid, plan.current, decision.plan, [])
-            return False
-        nxt = decision.plan
-        if nxt.current >= len(nxt.tests):  # only stages without tests were left
-            self.state.advance_stage(sid, plan.current, nxt, [])
-            return False
-        tests = self.state.pending_in(sid, list(nxt.tests[nxt.current]))
-        slots = self.state.pool_slots(spec.pool) or 1
-        attempts = machine.plan(spec, tests, durations=self.durations(spec), slots=slots, settings=self.settings,
-                                now=now, prefix=f"s{nxt.current}a")
-        if not self.state.advance_stage(sid, plan.current, nxt, attempts):
-            return True  # moved on already (a decision repeated): its attempts are published (or the sweep will)
-        name = spec.stages[nxt.current].name
-        log.info("suite %s: stage %s passed; stage %s starts: %d tests in %d assignments", sid,
-                 spec.stages[plan.current].name, name, len(tests), len(attempts))
-        for a, after in zip(attempts, machine.start_after(attempts, now), strict=True):
-            self.publish(spec, a, start_after=after, stage=name)
-        return True
-
-    def _staged_finish(self, spec: SuiteSpec, finish: machine.Finish) -> machine.Finish:
-        """A staged suite that ended because a stage failed: exit code 1 and the stage's message."""
-        plan = self.state.stages(spec.suite_id)
-        why = staging.halted_by(plan, spec) if plan is not None else ""
-        if not why or finish.status != SuiteStatus.FINISHED:
-            return finish
-        return machine.Finish(finish.status, finish.exit_code if finish.exit_code not in (0, 3, 5) else 1,
-                              why, finish.decided)
 
     def _rerun_failures(self, spec: SuiteSpec) -> bool:
         """Run the suite's failing tests again (--rerun-failures), if any may be; True if started.
