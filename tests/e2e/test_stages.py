@@ -4,12 +4,14 @@ passed (its gates decide), on the embedded farm and on `farm up` through --broke
 from __future__ import annotations
 
 import html
+import os
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
 from support.browser import dump_dom
-from support.helpers import LEAN, copy_fixture, farm
+from support.helpers import LEAN, copy_fixture, farm, need
 from test_html_report import page_errors
 
 from farm.report.schema import load_report
@@ -91,6 +93,20 @@ def test_embedded_smoke_fails_and_the_rest_is_not_run(tmp_path: Path) -> None:
     assert not any("-s1a" in a["id"] for a in report["assignments"]), "an assignment of the rest was planned"
     assert "stage rest: 6 not run: not started" in result.stdout
     assert "infrastructure" not in result.stdout  # not run on purpose, not a farm failure
+
+
+def test_stages_under_debians_python3_and_pytest_7_2_1(tmp_path: Path) -> None:
+    """The stage collections run in the runner's pytest: Debian 12's python3 with its pytest 7.2.1."""
+    python = "/usr/bin/python3.11"
+    need(os.access(python, os.X_OK), f"{python} (Debian's python3) is not here")
+    version = subprocess.run([python, "-c", "import pytest; print(pytest.__version__)"], capture_output=True,
+                             text=True).stdout.strip()
+    need(version == "7.2.1", f"{python} has pytest {version or 'none'}, not Debian's 7.2.1")
+    result, report = _submit(_project(tmp_path, broken_smoke=True), tmp_path, "--python", python, *STAGED)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "pytest-7.2.1" in result.stdout
+    assert _stages(report) == [("smoke", "failed", 5), ("rest", "not_started", 6)]
+    assert {t["outcome"] for t in report["tests"] if t["id"] in REST} == {"not_run"}
 
 
 def test_on_farm_up_a_gate_decides_whether_the_rest_runs(tmp_path: Path, running_farm: Any) -> None:
