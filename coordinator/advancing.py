@@ -7,9 +7,11 @@ publishers, as `coordinator.balancing` does)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from coordinator import deadlines, machine, staging
+from coordinator.store import SuiteStore
 from farm import stages
 from farm.model import Collection, SuiteSpec
 from farm.states import SuiteStatus
@@ -18,6 +20,21 @@ if TYPE_CHECKING:
     from coordinator.planner import Planner
 
 log = logging.getLogger("farm.coordinator")
+
+
+#: Tests whose records a stage's counts read at once (one HMGET).
+PAGE = 1000
+
+
+def stage_counts(state: SuiteStore, suite_id: str, test_ids: Sequence[str]) -> dict[str, int]:
+    """A stage's tests by outcome, read from their records in pages (a test without one is left
+    out): what the stage is judged on, and what the report shows. Quarantined tests count as any
+    (the quarantine is the suite's end's business; see docs/configuration.md "Stages")."""
+    outcomes: list[str | None] = []
+    for i in range(0, len(test_ids), PAGE):
+        outcomes += [None if r is None else r.outcome.value
+                     for r in state.records_of(suite_id, list(test_ids[i:i + PAGE]))]
+    return stages.counts_of(outcomes)
 
 
 def current_stage(planner: Planner, spec: SuiteSpec) -> str:
@@ -58,9 +75,7 @@ def stage_ended(planner: Planner, spec: SuiteSpec, *, halted: bool) -> bool:
         planner.mark_not_run(sid, planner.state.pending_in(sid, plan.later_tests()), "stage", plan.current, "", "",
                              why)
         return False
-    stage_ids = plan.tests[plan.current]
-    counts = stages.counts_of([None if r is None else r.outcome.value
-                               for r in planner.state.records_of(sid, list(stage_ids))])
+    counts = stage_counts(planner.state, sid, plan.tests[plan.current])
     decision = staging.stage_ended(plan, counts, spec, now=now, too_late=deadlines.reached(spec, now))
     if decision is None:
         return False

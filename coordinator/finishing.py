@@ -9,8 +9,9 @@ from itertools import islice
 from sys import intern
 
 from coordinator import machine, staging
+from coordinator.advancing import stage_counts
 from coordinator.store import Finished, SuiteStore
-from farm import events, stages
+from farm import events
 from farm.model import Collection, SuiteSpec, TestRecord
 from farm.report.build import durations_limit, report_text, slowest_of
 from farm.run_history import RunTally
@@ -120,11 +121,5 @@ def _stage_rows(state: SuiteStore, spec: SuiteSpec, now: float) -> list[dict[str
     plan = state.stages(spec.suite_id) if spec.stages else None
     if plan is None:
         return []
-    counts = []
-    for ids in plan.tests:
-        outcomes: list[str | None] = []
-        for i in range(0, len(ids), PAGE):
-            outcomes += [None if r is None else r.outcome.value for r in state.records_of(spec.suite_id,
-                                                                                          list(ids[i:i + PAGE]))]
-        counts.append(stages.counts_of(outcomes))
+    counts = [stage_counts(state, spec.suite_id, ids) for ids in plan.tests]
     return staging.report_rows(plan, spec, counts, now=now)
