@@ -56,6 +56,8 @@ def test_kill_9_of_a_worker_in_the_first_stage_runs_every_test_once(two_workers:
     assert submit.returncode == 0, submit.stderr
     suite_id = submit.stdout.strip()
     victim = _running_worker(two_workers)
+    status = farm("status", suite_id, "--broker", two_workers.broker_url)
+    assert status.stdout.startswith(f"{suite_id}: running stage smoke, "), status.stdout + status.stderr
     doomed = [victim, *victim.children(recursive=True)]
     os.killpg(victim.pid, signal.SIGKILL)  # the worker, its pool children and their runners
     psutil.wait_procs(doomed, timeout=10)
