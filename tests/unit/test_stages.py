@@ -3,10 +3,15 @@ test belongs to, and whether a stage that ended lets the next start."""
 
 from __future__ import annotations
 
+import msgpack
+import pytest
+
 from coordinator import staging
 from farm import stages
+from farm.errors import ProtocolError
 from farm.gates import Gates
 from farm.model import Collection, SessionInfo, Stage, SuiteSpec
+from farm.protocol import decode, encode
 from workers.stage_collection import collect_staged
 
 SPEC = SuiteSpec("s", "p", "0" * 64, "default", "load", ("-q",), 0.0,
@@ -122,3 +127,12 @@ def test_tests_no_stage_selects_count_as_deselected() -> None:
 
     c = collect_staged(spec, collect)
     assert c is not None and (c.test_ids, c.stage_of, c.session.deselected) == (("a",), (0,), 2)
+
+
+def test_each_tests_stage_travels_with_the_collection_and_is_checked() -> None:
+    c = Collection("s", "w", 0, ("a", "b"), stage_of=(1, 0))
+    assert decode(encode(c), Collection) == c
+    body = msgpack.unpackb(encode(c), raw=False)
+    body["stage_of"] = ["x"]
+    with pytest.raises(ProtocolError, match="Collection.stage_of must be an integer"):
+        decode(msgpack.packb(body, use_bin_type=True), Collection)
