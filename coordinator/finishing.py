@@ -8,7 +8,8 @@ from dataclasses import replace
 from itertools import islice
 from sys import intern
 
-from coordinator import machine, quality
+from coordinator import machine, quality, staging
+from coordinator.advancing import stage_counts
 from coordinator.store import Finished, SuiteStore
 from farm import events
 from farm.model import Collection, SuiteSpec, TestRecord
@@ -89,11 +90,12 @@ def finished(state: SuiteStore, spec: SuiteSpec, finish: machine.Finish, collect
 
     held = quality.quarantined(state, sid)  # as chosen at planning: every report shows the same set
     gates = [v.as_dict() for v in finish.gates]
+    stage_rows = _stage_rows(state, spec, now)
     report = report_text(
         spec=spec, status=finish.status, exit_code=finish.exit_code, message=finish.message, started_at=started,
         finished_at=now, collection=collection_now, records=in_order(), runs=state.test_runs(sid),
         attempts=attempts, workers=workers, stopped=stopped, durations=durations, gates=gates,
-        quarantine=held.tests, quarantine_unknown=held.unknown,
+        quarantine=held.tests, quarantine_unknown=held.unknown, stages=stage_rows,
     )
     if seen != [state.records_count(sid), len(decided)]:
         timed = {}
@@ -109,10 +111,19 @@ def finished(state: SuiteStore, spec: SuiteSpec, finish: machine.Finish, collect
     event = events.finished(status=finish.status.value, exit_code=finish.exit_code, message=finish.message,
                             started_at=started, finished_at=now, stopped=stopped, workers=workers,
                             decided=finish.decided, collection=collection, gates=gates, quarantine=held.tests,
-                            quarantine_unknown=held.unknown)
+                            quarantine_unknown=held.unknown, stages=stage_rows)
     run = tally.entry(suite_id=sid, finished_at=now, started_at=started, status=finish.status.value,
                       exit_code=finish.exit_code, digest=spec.bundle_digest, pool=spec.pool,
                       pytest_args=spec.pytest_args)
     return Finished(report, event,
                     {"status": finish.status.value, "exit_code": finish.exit_code, "finished_at": now,
                      "message": finish.message}, spec.project, timed, run)
+
+
+def _stage_rows(state: SuiteStore, spec: SuiteSpec, now: float) -> list[dict[str, object]]:
+    """A staged suite's `stages` section: each stage's counts read from its tests' records (in pages)."""
+    plan = state.stages(spec.suite_id) if spec.stages else None
+    if plan is None:
+        return []
+    counts = [stage_counts(state, spec.suite_id, ids) for ids in plan.tests]
+    return staging.report_rows(plan, spec, counts, now=now)

@@ -116,15 +116,16 @@ def collected(collection: Collection, *, canceled: bool) -> Finish | None:
 
 
 def plan(spec: SuiteSpec, test_ids: list[str], *, durations: Mapping[str, float], slots: int, settings: Settings,
-         now: float) -> list[Attempt]:
-    """The first attempts of a collected suite's assignments (`ID-a000`...), in publishing order."""
+         now: float, prefix: str = "a") -> list[Attempt]:
+    """The first attempts of a collected suite's assignments (`ID-a000`...; a later stage's
+    `ID-s1a000`..., `prefix` "s1a"), in publishing order."""
     known = dict(durations)
     overhead = known.pop(OVERHEAD_KEY, None)
     planned = split(test_ids, slots=slots, dist=spec.dist, durations=known, per_slot=settings.assignments_per_slot,
                     min_assignment_s=settings.min_assignment_s, min_tests=settings.min_assignment_tests,
                     overhead_s=overhead, small_tests=settings.small_suite_tests)
     ranks = priorities([p.expected_s for p in planned])  # without durations (all 0): the indexes
-    return [Attempt.planned(f"{spec.suite_id}-a{i:03d}", 1, p.test_ids, now=now, expected_s=p.expected_s,
+    return [Attempt.planned(f"{spec.suite_id}-{prefix}{i:03d}", 1, p.test_ids, now=now, expected_s=p.expected_s,
                             priority=rank) for i, (p, rank) in enumerate(zip(planned, ranks, strict=True))]
 
 

@@ -19,6 +19,7 @@ from coordinator import deadlines, transitions
 from coordinator.aggregate import PENDING, After, Merge, merge, not_given
 from coordinator.machine import SuiteView, collection_order
 from coordinator.memory_suite import Suite, atomic
+from coordinator.staging import StagePlan
 from coordinator.store import COLLECTION_OWNER, FINISH_TRIES, Finished
 from farm import events as eventlog
 from farm import keys
@@ -167,7 +168,7 @@ class MemoryStore:
     # --- planning and merging ------------------------------------------------------------
 
     def plan(self, collection: Collection, test_ids: list[str], attempts: list[Attempt], *, now: float,
-             maxfail: int = 0) -> bool:
+             maxfail: int = 0, stages: StagePlan | None = None) -> bool:
         s = self._suite(collection.suite_id)
         if s.fields["status"] != SuiteStatus.COLLECTING:
             return False
@@ -181,12 +182,37 @@ class MemoryStore:
         s.owners.update({t: COLLECTION_OWNER for t in decided_ids})
         s.fields.update(status=SuiteStatus.RUNNING.value, collection=encode(collection), order=all_ids,
                         total=len(all_ids), done=0, started_at=now, maxfail=maxfail)
+        if stages is not None:
+            s.fields.update(stages=stages.pack(), **stages.fields(len(all_ids)))
         self._log(collection.suite_id, eventlog.collected(collection, all_ids, attempts, self.clock()))
         return True
 
     def total_and_done(self, suite_id: str) -> tuple[int, int]:
         f = self._suite(suite_id).fields
-        return int(f.get("total") or 0), int(f.get("done") or 0)
+        return int(f.get("stage_total") or f.get("total") or 0), int(f.get("done") or 0)
+
+    def _merged_after(self, suite_id: str, assignment: str, attempt: int) -> After:
+        """What a merge says of the suite (the whole suite's total, as MERGE reads it)."""
+        f = self._suite(suite_id).fields
+        return After(int(f.get("total") or 0), int(f.get("done") or 0),
+                     self.held_completion(suite_id, assignment, attempt))
+
+    def stages(self, suite_id: str) -> StagePlan | None:
+        data = self._suite(suite_id).fields.get("stages")
+        return None if data is None else StagePlan.unpack(data)
+
+    def advance_stage(self, suite_id: str, from_stage: int, plan: StagePlan, attempts: list[Attempt]) -> bool:
+        s = self._suite(suite_id)
+        if s.fields.get("stage") is None or int(s.fields["stage"]) != from_stage:
+            return False
+        s.fields.update(stages=plan.pack(), **plan.fields(int(s.fields.get("total") or 0)))
+        s.fields.pop("complete_at", None)
+        for a in attempts:
+            s.attempts[a.key] = a
+            s.current[a.assignment_id] = str(a.number)
+            s.owners.update({t: a.key for t in a.test_ids})
+        self._log(suite_id, *eventlog.stage_started(plan.current, attempts, self.clock()))
+        return True
 
     def merge(self, suite_id: str, records: list[TestRecord], *, assignment: str, attempt: int, worker: str,
               node: str, fence: bool = True, kind: eventlog.Kind = eventlog.Kind.RECORDS,
@@ -196,8 +222,7 @@ class MemoryStore:
         name = keys.attempt_key(assignment, attempt)
         member = keys.batch_member(name, batch) if batch else ""
         if member in s.batches:  # delivered again after its merge: as MERGE, nothing changes
-            total, done = self.total_and_done(suite_id)
-            return Merge(repeated=True, after=After(total, done, self.held_completion(suite_id, assignment, attempt)))
+            return Merge(repeated=True, after=self._merged_after(suite_id, assignment, attempt))
         ids = list(dict.fromkeys(r.test_id for r in records))
         owners = {t: s.owners[t] for t in ids if t in s.owners}
         kept = not_given(records, owners, keys.attempt_key(assignment, attempt), given if fence else None)
@@ -223,8 +248,7 @@ class MemoryStore:
         self._log(suite_id, *eventlog.merged(result.counted, result.runs, result.verdicts, assignment=assignment,
                                            attempt=attempt, worker=worker, node=node, at=self.clock(), kind=kind,
                                            fenced=result.fenced))
-        total, done = self.total_and_done(suite_id)
-        result.after = After(total, done, self.held_completion(suite_id, assignment, attempt))
+        result.after = self._merged_after(suite_id, assignment, attempt)
         return result
 
     def pending_in(self, suite_id: str, test_ids: Sequence[str], owner: str | None = None) -> list[str]:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from itertools import repeat
 from operator import itemgetter
 
-from coordinator import balancing, deadlines, machine, quality, transitions
+from coordinator import advancing, balancing, deadlines, machine, quality, transitions
 from coordinator.aggregate import Merge
 from coordinator.finishing import finished
 from coordinator.history_memo import DurationsMemo
@@ -64,9 +64,12 @@ class Planner:
     # --- publishing ----------------------------------------------------------------------
 
     def publish(self, spec: SuiteSpec, a: Attempt, durations: Mapping[str, float] | None = None, *,
-                start_after: float = 0.0) -> None:
+                start_after: float = 0.0, stage: str | None = None) -> None:
         """Publish an attempt, and note when (the sweep watches unclaimed ones); its runner starts
-        no sooner than `start_after` (an epoch time; 0: at once)."""
+        no sooner than `start_after` (an epoch time; 0: at once). `stage`: the name of the stage it
+        runs in (None: the suite's current one, read from the store)."""
+        if stage is None:
+            stage = advancing.current_stage(self, spec)
         expected = a.expected_s
         if not expected and durations:
             expected = sum(durations.get(t, 0.0) for t in a.test_ids)
@@ -76,7 +79,7 @@ class Planner:
             expected, test_timeout_s=spec.test_timeout_s, deadline_at=deadlines.deadline_at(spec),
             priority=a.priority, budget_s=deadlines.budget(spec, expected, self.settings),
             avoid=a.avoid, param_index=index, param_count=count, start_after=start_after,
-            max_memory_bytes=spec.max_memory_bytes, env=spec.env))
+            max_memory_bytes=spec.max_memory_bytes, env=spec.env, stage=stage))
         now = self.clock()
         self.state.change_attempt(spec.suite_id, a.assignment_id, a.number, lambda x: x.but(published_at=now))
 
@@ -121,14 +124,16 @@ class Planner:
         test_ids = list(collection.test_ids)
         slots = self.state.pool_slots(spec.pool) or 1
         now = self.clock()
-        attempts = machine.plan(spec, test_ids, durations=self.state.durations(spec.project), slots=slots,
+        plan = advancing.first_plan(spec, collection, now)
+        first = test_ids if plan is None else list(plan.tests[plan.current]) if plan.current < len(plan.tests) else []
+        attempts = machine.plan(spec, first, durations=self.state.durations(spec.project), slots=slots,
                                 settings=self.settings, now=now)
         # -x/--maxfail as the collecting session took them (the ini's addopts included): suite-wide.
         maxfail = effective(collection.session, spec.pytest_args).maxfail
         # Chosen once, from the history as it is now, and kept with the suite (before the plan: a
         # duplicate delivery of the collection chooses the same again).
         quality.choose_quarantine(self.state, spec, machine.collection_order(collection, test_ids), self.settings)
-        if not self.state.plan(collection, test_ids, attempts, now=now, maxfail=maxfail):
+        if not self.state.plan(collection, test_ids, attempts, now=now, maxfail=maxfail, stages=plan):
             return  # a duplicate delivery of the collection: planned already
         if collection.decided:
             self.state.merge(sid, list(collection.decided), assignment="collection", attempt=1,
@@ -137,8 +142,11 @@ class Planner:
         log.info("suite %s: %d tests in %d assignments over %d slots", sid, len(test_ids), len(attempts), slots)
         # The order just stored, from memory: reading a million ids back cost as much as planning them.
         self._remember_positions(sid, machine.collection_order(collection, test_ids))
+        stage = "" if plan is None or plan.current >= len(spec.stages) else spec.stages[plan.current].name
+        if plan is not None:
+            log.info("suite %s: stage %s starts: %d tests", sid, stage or "-", len(first))
         for a, after in zip(attempts, machine.start_after(attempts, now), strict=True):
-            self.publish(spec, a, start_after=after)
+            self.publish(spec, a, start_after=after, stage=stage)
         self.finish_if_complete(sid)
 
     def records(self, batch: RecordBatch) -> None:
@@ -394,6 +402,9 @@ class Planner:
                 self._retry_crashes(spec) or (spec.rerun_failures and self._rerun_failures(spec)))):
             self.state.release_finish_claim(sid)  # moved on meanwhile, or tests run again: not yet
             return
+        if spec.stages and advancing.stage_ended(self, spec, halted=halted):
+            self.state.release_finish_claim(sid)  # the next stage runs: not yet
+            return
         total, _ = self.state.total_and_done(sid)
         collection = self.state.collection(sid)
         counts = self.state.counts(sid)
@@ -403,6 +414,8 @@ class Planner:
                                    attempts=self.state.attempts(sid),
                                    collected=len(collection.test_ids) if collection else total, now=now,
                                    counted=counted)
+        if spec.stages:
+            finish = advancing.staged_finish(self, spec, finish)
         self._finish(spec, machine.judged(finish, quality.verdicts(self.state, spec, counted, now)))
 
     def _rerun_failures(self, spec: SuiteSpec) -> bool:

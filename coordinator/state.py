@@ -19,6 +19,7 @@ from coordinator.machine import SuiteView, collection_order
 from coordinator.redis_outcomes import chunks, pack, texts, unpack
 from coordinator.redis_runs import RunHistoryWriter
 from coordinator.redis_splits import RedisSplits
+from coordinator.staging import StagePlan
 from coordinator.store import COLLECTION_OWNER, FINISH_TRIES, Finished
 from farm import counters, keys, registry
 from farm import events as eventlog
@@ -153,16 +154,19 @@ class SuiteState(RedisSplits):
     # --- planning ------------------------------------------------------------------------
 
     def plan(self, collection: Collection, test_ids: list[str], attempts: list[Attempt], *, now: float,
-             maxfail: int = 0) -> bool:
-        """Record the collection, the planned attempts and the suite's effective --maxfail (0:
-        none); False if the suite moved on already."""
+             maxfail: int = 0, stages: StagePlan | None = None) -> bool:
+        """Record the collection, the planned attempts, the suite's effective --maxfail (0: none)
+        and its stages (None: not staged; `attempts` are then its first stage's); False if the
+        suite moved on already."""
         sid = collection.suite_id
         all_ids = collection_order(collection, test_ids)
+        staged: dict[str, Any] = {} if stages is None else {
+            "stages": stages.pack(), **stages.fields(len(all_ids))}
         decided_ids = all_ids[len(test_ids):]
-        staged = self._stage_plan(sid, all_ids, attempts, decided_ids)
+        staging_keys = self._stage_plan(sid, all_ids, attempts, decided_ids)
 
         def also(pipe: Any) -> None:
-            for real, staging in staged.items():  # every test pending, owned by its attempt
+            for real, staging in staging_keys.items():  # every test pending, owned by its attempt
                 pipe.rename(staging, real)
             for a in attempts:
                 pipe.hset(keys.assignments(sid), a.key, a.pack())
@@ -175,11 +179,39 @@ class SuiteState(RedisSplits):
         try:
             moved = self._transition(sid, SuiteStatus.COLLECTING, SuiteStatus.RUNNING, also=also,
                                      collection=encode(collection), order=pack(all_ids), total=len(all_ids),
-                                     done=0, started_at=now, maxfail=maxfail)
+                                     done=0, started_at=now, maxfail=maxfail, **staged)
         finally:
-            if not moved and staged:
-                self.r.delete(*staged.values())
+            if not moved and staging_keys:
+                self.r.delete(*staging_keys.values())
         return moved
+
+    def stages(self, suite_id: str) -> StagePlan | None:
+        """The suite's stages as planned and as far as they got (None: not staged)."""
+        data = self.r.hget(keys.suite(suite_id), "stages")
+        return None if data is None else StagePlan.unpack(data)
+
+    def advance_stage(self, suite_id: str, from_stage: int, plan: StagePlan, attempts: list[Attempt]) -> bool:
+        """Move the suite from stage `from_stage` to `plan.current` with these first attempts of it
+        (owning its tests), or to its end (`plan.current` past the last: no attempts); False, nothing
+        written, if it is no longer at `from_stage` (another caller moved it: a repeated decision)."""
+        key, akey, wkey = keys.suite(suite_id), keys.assignments(suite_id), keys.owners(suite_id)
+
+        def decide(seen: list[bytes | None]) -> tuple[bool, Write]:
+            stage, total = seen
+            if stage is None or int(stage) != from_stage:
+                return False, None
+
+            def write(pipe: Any) -> None:
+                pipe.hset(key, mapping={"stages": plan.pack(), **plan.fields(int(total or 0))})
+                pipe.hdel(key, "complete_at")  # the completions' grace is the next stage's
+                for a in attempts:
+                    pipe.hset(akey, a.key, a.pack())
+                    pipe.hset(keys.current(suite_id), a.assignment_id, a.number)
+                    pipe.hset(wkey, mapping={t: a.key for t in a.test_ids})
+                self.log(pipe, suite_id, *eventlog.stage_started(plan.current, attempts, self.clock()))
+            return True, write
+
+        return self.transact([key], lambda pipe: pipe.hmget(key, ["stage", "total"]), decide)
 
     def _stage_plan(self, sid: str, all_ids: list[str], attempts: list[Attempt],
                     decided_ids: list[str]) -> dict[str, str]:
@@ -201,8 +233,10 @@ class SuiteState(RedisSplits):
         return {keys.outcomes(sid): outcomes, keys.owners(sid): owners}
 
     def total_and_done(self, suite_id: str) -> tuple[int, int]:
-        total, done = self.r.hmget(keys.suite(suite_id), ["total", "done"])
-        return int(total or 0), int(done or 0)
+        """The tests that must have an outcome before the suite may finish (in a staged suite:
+        before its current stage ends) and how many have one."""
+        total, done, stage_total = self.r.hmget(keys.suite(suite_id), ["total", "done", "stage_total"])
+        return int(stage_total or total or 0), int(done or 0)
 
     # --- attempts ------------------------------------------------------------------------
     # An attempt is its packed blob (in `keys.assignments`) and two fields kept apart, so that a

@@ -30,7 +30,7 @@ from farm.config_keys import ParsedText
 from farm.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, FarmError, Interrupted, UsageError
 from farm.extras import require_libvirt
 from farm.resources import parse_size
-from farm.states import FINAL_STATUSES
+from farm.states import FINAL_STATUSES, SuiteStatus
 
 if TYPE_CHECKING:  # imported when used (celery, redis): the embedded farm starts first
     from farm.client import SuiteOptions
@@ -251,7 +251,8 @@ def status(suite_id: str | None, broker: str | None) -> None:
                 click.echo(f"{w.name}: pool {w.pool}, backend {w.backend}, {w.slots} slots, {state}")
             return
         p = client.progress(suite_id)
-        line = f"{suite_id}: {p.status}, {p.done}/{p.total} tests done, {p.failed} failed, {p.elapsed_s:.1f}s"
+        status = f"{p.status} stage {p.stage}" if p.stage and p.status == SuiteStatus.RUNNING else p.status
+        line = f"{suite_id}: {status}, {p.done}/{p.total} tests done, {p.failed} failed, {p.elapsed_s:.1f}s"
         if p.status in FINAL_STATUSES:
             report = client.report(suite_id)
             line += f", exit code {report['exit_code']}"

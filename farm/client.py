@@ -61,6 +61,7 @@ class Progress:
     failed: int
     elapsed_s: float  # from submission to now, or to the end of a finished suite
     eta_s: float | None = None  # time left by the plan's recorded durations; None when unknown
+    stage: str = ""  # the stage a staged suite runs (--stage; "" for none)
 
 
 @dataclass(frozen=True)
@@ -167,8 +168,8 @@ class Client:
                   "starts it when it next sweeps for lost messages", file=sys.stderr, flush=True)
 
     def progress(self, suite_id: str) -> Progress:
-        status, total, done, submitted, finished = self.store.hmget(
-            keys.suite(suite_id), ["status", "total", "done", "submitted_at", "finished_at"])
+        status, total, done, submitted, finished, stage = self.store.hmget(
+            keys.suite(suite_id), ["status", "total", "done", "submitted_at", "finished_at", "stage_name"])
         if status is None:
             raise SuiteNotFound(f"no suite {suite_id!r} in this farm")
         counts = self.store.hmget(keys.counts(suite_id), ["failed", "error", "timeout", "crashed"])
@@ -176,7 +177,8 @@ class Client:
         # A finished suite's clock stopped when it finished.
         end = float(finished) if finished else time.time()
         elapsed = max(0.0, end - float(submitted or end))
-        return Progress(keys.text(status), int(total or 0), int(done or 0), failed, elapsed)
+        return Progress(keys.text(status), int(total or 0), int(done or 0), failed, elapsed,
+                        stage=keys.text(stage) if stage else "")
 
     def wait(self, suite_id: str, on_progress: Callable[[Progress], None], interval_s: float = 0.1) -> Progress:
         """Poll until the suite ends, reporting progress (with an ETA once running); returns the

@@ -55,6 +55,7 @@ class Kind(StrEnum):
     SPLIT = "split"  # a running attempt gave its unstarted tail to a new assignment (run-time balancing)
     DEADLINE = "deadline"  # the suite deadline passed: what had not run did not run
     CANCEL = "cancel"  # `farm cancel` was asked (or what had not run was marked not run after it)
+    STAGE = "stage"  # a stage after the first started: one per attempt planned for it (data: attempt)
     GATE = "gate"  # a quality gate decided (reserved: nothing emits it yet)
     FINISHED = "finished"  # the report was stored (data: status, exit code, message, times, workers)
 
@@ -199,6 +200,12 @@ def run_again(new: Attempt, at: float, *, crash_retry: bool) -> Event:
     return of_attempt(kind, new, at, f"{len(new.test_ids)} tests", with_tests=True)
 
 
+def stage_started(stage: int, attempts: Sequence[Attempt], at: float) -> list[Event]:
+    """A staged suite's next stage (its index) started with these first attempts."""
+    return [of_attempt(Kind.STAGE, a, at, f"stage {stage}: {len(a.test_ids)} tests", with_tests=True)
+            for a in attempts]
+
+
 def split(head: Attempt, tail: Attempt, at: float) -> list[Event]:
     """A running attempt split: `head` keeps its tests but the tail, which `tail` (a new assignment) runs."""
     return [of_attempt(Kind.SPLIT, head, at, f"gave {len(tail.test_ids)} unstarted tests to {tail.assignment_id}",
@@ -251,7 +258,8 @@ def merged(counted: Mapping[str, TestRecord], runs: Mapping[str, TestRun], verdi
 def finished(*, status: str, exit_code: int, message: str, started_at: float, finished_at: float, stopped: str,
              workers: Iterable[WorkerInfo], decided: Sequence[TestRecord] = (),
              collection: Collection | None = None, gates: Sequence[Mapping[str, Any]] = (),
-             quarantine: Mapping[str, str] | None = None, quarantine_unknown: Sequence[str] = ()) -> Event:
+             quarantine: Mapping[str, str] | None = None, quarantine_unknown: Sequence[str] = (),
+             stages: Sequence[Mapping[str, Any]] = ()) -> Event:
     """The suite finished: what its report says beyond its other events (the workers as the
     registry knew them, the outcomes decided at collection of a suite never planned, its gates'
     verdicts and its quarantine, each only when it has one)."""
@@ -268,5 +276,7 @@ def finished(*, status: str, exit_code: int, message: str, started_at: float, fi
         data["quarantine"] = [[t, why] for t, why in quarantine.items()]
     if quarantine_unknown:
         data["quarantine_unknown"] = list(quarantine_unknown)
+    if stages:  # a staged suite's stages as its report shows them (farm.stages.row)
+        data["stages"] = [dict(row) for row in stages]
     detail = f"{status}, exit code {exit_code}" + (f": {message}" if message else "")
     return Event(Kind.FINISHED, finished_at, detail=detail[:200], data=data)

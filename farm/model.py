@@ -111,6 +111,9 @@ class Collection:
     # Why the worker could not collect at all, before pytest ran (its suite environment could not
     # be built), in one line: the suite ends in error with it ("": pytest ran).
     infrastructure_error: str = ""
+    # Parallel to test_ids in a staged suite (--stage): each test's stage, an index into
+    # SuiteSpec.stages (farm/stages.py); empty in a suite without stages.
+    stage_of: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -322,6 +322,7 @@ _FIELD: dict[str, Callable[[Any], Any]] = {
     "max_duration_regression": _optional(_float),
     "max_flaky": _optional(_int),
     "stages": _stages,
+    "stage_of": _ints,
     "quarantine": _strs,
     "quarantine_flake_rate": _float,
 }

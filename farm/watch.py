@@ -16,7 +16,7 @@ from farm import registry
 from farm.client import Client, Progress
 from farm.errors import Interrupted
 from farm.model import SessionInfo
-from farm.states import UNPLANNED_STATUSES
+from farm.states import UNPLANNED_STATUSES, SuiteStatus
 
 if TYPE_CHECKING:
     from farm.cluster import LocalCluster
@@ -39,7 +39,9 @@ def wait_and_report(client: Client, suite_id: str, junit_xml: Path | None, json_
         line = notices.see(p.status, time.monotonic())
         if line:
             click.echo(line, err=True)
-        live.update(p.done, p.total, p.failed, p.elapsed_s, p.status, p.eta_s)
+        # A staged suite's line names the stage it runs (a new plain line when the stage changes).
+        status = f"{p.status} stage {p.stage}" if p.stage and p.status == SuiteStatus.RUNNING else p.status
+        live.update(p.done, p.total, p.failed, p.elapsed_s, status, p.eta_s)
 
     interrupted = False
     # With -v the test lines are the live display: the progress is then plain lines on stderr.

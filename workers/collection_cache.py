@@ -109,3 +109,16 @@ def collect_cached(
         except redis.RedisError as exc:
             log.warning("could not cache the collection of %s: %s", suite_id, exc)
     return collection
+
+
+def collect_fresh(cache: CollectionCache, key: str, suite_id: str,
+                  collect: Callable[[], Collection | None]) -> Collection | None:
+    """A fresh collection from `collect`, never the cached one, kept (in place of the cached one)
+    when it is clean: a staged suite's stage, when the suite's own collection was not cached."""
+    collection = collect()
+    if collection is not None:
+        try:
+            cache.put(key, collection)
+        except redis.RedisError as exc:
+            log.warning("could not cache the collection of %s: %s", suite_id, exc)
+    return collection

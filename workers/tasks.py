@@ -39,7 +39,8 @@ from workers import lease, runner, stopping
 from workers.backends.base import ExecutionBackend
 from workers.bundles import BundleCache
 from workers.busy_slots import BusySlots
-from workers.collection_cache import CollectionCache, cache_key, collect_cached
+from workers.collection_cache import CollectionCache, cache_key, collect_cached, collect_fresh
+from workers.stage_collection import collect_staged
 from workers.suite_envs import EnvBuildError, PreparedEnv
 
 log = logging.getLogger("farm.worker")
@@ -302,12 +303,23 @@ def register(ctx: WorkerContext) -> None:
             with keeper, ctx.busy.held():
                 prepared = ctx.suite_environment(spec.env, spec.bundle_digest)
 
-                def collect() -> Collection | None:
-                    return runner.collect_suite(spec, backend=ctx.backend, bundle=ctx.bundles.path, worker=worker,
-                                                settings=ctx.settings, lost=keeper.lost,
-                                                collectors=ctx.collectors(), environment=prepared)
-                key = ctx.collection_key(spec.bundle_digest, spec.pytest_args, prepared.key if prepared else "")
-                collection = collect_cached(ctx.collections, key, spec.suite_id, worker, collect) if key else collect()
+                def collect_with(args: tuple[str, ...], fresh: bool) -> tuple[Collection | None, bool]:
+                    """A collection with these args: cached by them (a stage's too), or made now."""
+                    made = [False]
+
+                    def collect() -> Collection | None:
+                        made[0] = True
+                        return runner.collect_suite(replace(spec, pytest_args=args, stages=()), backend=ctx.backend,
+                                                    bundle=ctx.bundles.path, worker=worker, settings=ctx.settings,
+                                                    lost=keeper.lost, collectors=ctx.collectors(),
+                                                    environment=prepared)
+                    key = ctx.collection_key(spec.bundle_digest, args, prepared.key if prepared else "")
+                    if not key:
+                        return collect(), True
+                    got = collect_fresh(ctx.collections, key, spec.suite_id, collect) if fresh else \
+                        collect_cached(ctx.collections, key, spec.suite_id, worker, collect)
+                    return got, made[0]
+                collection = collect_staged(spec, collect_with)
         except EnvBuildError as exc:  # the suite ends with its one line; the installer's last lines are logged
             log.error("collecting suite %s on %s: %s", spec.suite_id, worker, exc)
             collection = Collection(spec.suite_id, worker, 3, (), (), str(exc),

@@ -21,8 +21,9 @@ _MOVED_ON = ("lost", "handback")
 #: Suite statuses and attempt states under which a test that did not run was meant not to run.
 _MEANT_NOT_TO_RUN_SUITE = ("canceled", "deadline")
 _MEANT_NOT_TO_RUN_ATTEMPT = ("canceled", "deadline", "stopped")
-#: Pseudo-assignments of the coordinator's own `not_run` verdicts at a cancel or the deadline.
-_VERDICTS = ("cancel", "deadline")
+#: Pseudo-assignments of the coordinator's own `not_run` verdicts at a cancel or the deadline, and
+#: of a staged suite's tests whose stage never started (coordinator/planner.py: _stage_ended).
+_VERDICTS = ("cancel", "deadline", "stage")
 #: Beginnings of a `failed` attempt's (and its `not_run` tests') message that are no
 #: infrastructure: the suite was canceled or had no time left (coordinator/machine.py: give_up).
 _NOT_INFRASTRUCTURE = ("suite canceled", "not run: no time left")

@@ -40,6 +40,7 @@ def build_report(
     gates: Sequence[Mapping[str, Any]] = (),
     quarantine: Mapping[str, str] | None = None,
     quarantine_unknown: Sequence[str] = (),
+    stages: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """The report document described in docs/report-schema.md: its lean form (schema 2), as stored.
 
@@ -57,7 +58,8 @@ def build_report(
                              summary=summary, tests=tests, attempts=attempts, workers=workers,
                              suspects=suspect_list, stopped=stopped,
                              durations=slowest_phases(counted, durations_limit(spec, collection)),
-                             gates=gates, quarantined=kept, quarantine_unknown=quarantine_unknown), expanded=True)
+                             gates=gates, quarantined=kept, quarantine_unknown=quarantine_unknown, stages=stages),
+                   expanded=True)
 
 
 #: json.dumps(..., ensure_ascii=False) without a new encoder per call.
@@ -83,6 +85,7 @@ def report_text(
     gates: Sequence[Mapping[str, Any]] = (),
     quarantine: Mapping[str, str] | None = None,
     quarantine_unknown: Sequence[str] = (),
+    stages: Sequence[Mapping[str, Any]] = (),
 ) -> list[bytes]:
     """`build_report`'s document as its JSON text (`json.dumps(..., ensure_ascii=False)`, UTF-8),
     in pieces whose concatenation is that text byte for byte, made test by test: `records` are
@@ -98,7 +101,8 @@ def report_text(
     doc = _document(spec=spec, status=status, exit_code=exit_code, message=message, started_at=started_at,
                     finished_at=finished_at, collection=collection, summary=summary, tests=iter(()),
                     attempts=attempts, workers=workers, suspects=suspect_list, stopped=stopped,
-                    durations=durations, gates=gates, quarantined=kept, quarantine_unknown=quarantine_unknown)
+                    durations=durations, gates=gates, quarantined=kept, quarantine_unknown=quarantine_unknown,
+                    stages=stages)
     assignments: list[dict[str, Any]] = doc["assignments"]
     index = assignment_index(assignments)
     referenced: dict[int, list[str]] = {}
@@ -203,7 +207,7 @@ def _document(*, spec: SuiteSpec, status: str, exit_code: int, message: str, sta
               tests: Iterator[dict[str, Any]], attempts: Sequence[Attempt], workers: Sequence[WorkerInfo],
               suspects: list[dict[str, Any]], stopped: str, durations: list[list[Any]] | None,
               gates: Sequence[Mapping[str, Any]] = (), quarantined: list[dict[str, str]] | None = None,
-              quarantine_unknown: Sequence[str] = ()) -> dict[str, Any]:
+              quarantine_unknown: Sequence[str] = (), stages: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
     """The report's full view, its tests given one at a time (`_full_tests`; it fills `quarantined`)."""
     used = {a.worker for a in attempts} | ({collection.worker} if collection else set())
     return {
@@ -240,6 +244,7 @@ def _document(*, spec: SuiteSpec, status: str, exit_code: int, message: str, sta
         "gates": [dict(v) for v in gates],
         "quarantined": quarantined if quarantined is not None else [],
         "quarantine_unknown": list(quarantine_unknown),
+        "stages": [dict(row) for row in stages],  # a staged suite's (--stage): farm.stages.row
     }
 
 

@@ -163,10 +163,21 @@ function listSection(where, id, title, items, fields) {
   fields.forEach(function (f) { head.appendChild(el("th", null, f)); }); table.appendChild(head);
   items.forEach(function (item) {
     var tr = el("tr");
-    fields.forEach(function (f) { tr.appendChild(el("td", null, item && typeof item === "object" ? txt(item[f] === undefined ? "" : item[f]) : txt(item))); });
+    fields.forEach(function (f) { tr.appendChild(el("td", null, item && typeof item === "object" ? cell(item[f]) : txt(item))); });
     table.appendChild(tr);
   });
   sec.appendChild(table); $(where).appendChild(sec);
+}
+// A cell's text: args joined by spaces, counts as `4 passed, 1 failed`, verdicts as `gate: detail (verdict)`.
+function cell(v) {
+  if (v === undefined || v === null) return "";
+  if (Array.isArray(v)) return v.every(function (x) { return typeof x === "string"; }) ? v.join(" ") : v.map(cell).join("; ");
+  if (typeof v === "object") {
+    if (typeof v.gate === "string" && typeof v.detail === "string") return v.gate + ": " + v.detail + " (" + v.verdict + ")";
+    var ks = Object.keys(v);
+    if (ks.every(function (k) { return typeof v[k] === "number"; })) return ks.map(function (k) { return v[k] + " " + k.replace("_", " "); }).join(", ");
+  }
+  return txt(v);
 }
 function keysOf(items) {
   var seen = [];

@@ -77,7 +77,7 @@ def summary_line(report: Mapping[str, Any], deselected: int = 0) -> str:
     parts = []
     for o in SUMMARY_ORDER:
         if counts[o.value]:
-            parts.append(_plural(counts[o.value], o))
+            parts.append(plural(counts[o.value], o))
         if o is Outcome.SKIPPED and deselected:
             parts.append(f"{deselected} deselected")
     if not parts:
@@ -85,7 +85,8 @@ def summary_line(report: Mapping[str, Any], deselected: int = 0) -> str:
     return f"{', '.join(parts)} in {duration}"
 
 
-def _plural(count: int, outcome: Outcome) -> str:
+def plural(count: int, outcome: Outcome) -> str:
+    """`3 passed`, `1 error`, `2 not run`: a count as the summary line words it."""
     if outcome is Outcome.ERROR:
         return f"{count} error" if count == 1 else f"{count} errors"
     if outcome is Outcome.NOT_RUN:

@@ -98,4 +98,4 @@ def rebuild(events: list[Event], suite_id: str = "") -> dict[str, Any]:
         attempts=sorted(f.attempts.values(), key=lambda a: (a.assignment_id, a.number)),
         workers=[WorkerInfo(n, h, int(s), "", "") for n, h, s in fin["workers"]], stopped=fin["stopped"],
         gates=list(fin.get("gates") or ()), quarantine={str(t): str(why) for t, why in fin.get("quarantine") or ()},
-        quarantine_unknown=[str(t) for t in fin.get("quarantine_unknown") or ()])
+        quarantine_unknown=[str(t) for t in fin.get("quarantine_unknown") or ()], stages=fin.get("stages", ()))

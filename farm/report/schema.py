@@ -83,6 +83,7 @@ def expand(report: Mapping[str, Any]) -> dict[str, Any]:
     doc["assignments"] = full_assignments
     doc.setdefault("suspect_workers", [])
     doc.setdefault("leaks", [])
+    doc.setdefault("stages", [])
     doc["analysis"] = analyse(doc)  # derived on read: never stored (compact drops it)
     return doc
 
@@ -106,8 +107,8 @@ def compact(report: Mapping[str, Any], *, expanded: bool = False) -> dict[str, A
 
 def drop_empty_lists(doc: dict[str, Any]) -> None:
     """Leave out the top-level lists the lean document omits when empty (`suspect_workers`, `leaks`,
-    `gates`, `quarantined`, `quarantine_unknown`)."""
-    for name in ("suspect_workers", "leaks", "gates", "quarantined", "quarantine_unknown"):
+    `gates`, `quarantined`, `quarantine_unknown`, `stages`)."""
+    for name in ("suspect_workers", "leaks", "gates", "quarantined", "quarantine_unknown", "stages"):
         if not doc.get(name):
             doc.pop(name, None)
 

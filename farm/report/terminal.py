@@ -13,6 +13,7 @@ from farm.report.gate_lines import gate_failed_lines, gate_lines, quarantine_lin
 from farm.report.pytest_lines import pytest_major, separator, summary_line
 from farm.report.resources import leak_lines, resource_lines
 from farm.report.short_summary import running_on_ci, short_summary
+from farm.report.stage_lines import stage_lines
 
 
 def render_summary(report: Mapping[str, Any], *, verbose: bool = False, session: SessionInfo | None = None,
@@ -55,6 +56,8 @@ def render_summary(report: Mapping[str, Any], *, verbose: bool = False, session:
         lines.extend(short)
     if options.verbose >= -1:
         lines.extend(analysis_block(report.get("analysis"), verbose=verbose or options.verbose >= 1))
+    lines.extend(stage_lines(report))
+    if options.verbose >= -1:
         lines.extend(quarantine_lines(report))
         lines.extend(gate_lines(report))
     message = str(report.get("message") or "").rstrip("\n")

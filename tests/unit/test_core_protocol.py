@@ -423,7 +423,7 @@ def assert_well_typed(obj: Any) -> None:
             assert value in ("editable", "plain")
         elif f.name in ("test_ids", "pytest_args", "avoid", "split_off", "install", "quarantine"):
             assert isinstance(value, tuple) and all(isinstance(x, str) for x in value)
-        elif f.name in ("param_index", "param_count", "split_seqs"):
+        elif f.name in ("param_index", "param_count", "split_seqs", "stage_of"):
             assert isinstance(value, tuple) and all(type(x) is int for x in value)
         elif f.name in ("sections", "requirements"):
             assert isinstance(value, tuple)

@@ -183,7 +183,7 @@ def old_view(full: dict[str, Any]) -> dict[str, Any]:
     for t in tests:
         t["attempts"] = [{k: v for k, v in a.items() if k in OLD_ATTEMPT_FIELDS} for a in t["attempts"]]
     assignments = [{k: v for k, v in a.items() if k != "resources"} for a in full["assignments"]]
-    old = {k: v for k, v in full.items() if k not in ("leaks", "analysis")}
+    old = {k: v for k, v in full.items() if k not in ("leaks", "analysis", "stages")}
     return {**old, "schema": 1, "tests": tests, "assignments": assignments}
 
 
