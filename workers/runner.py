@@ -224,6 +224,7 @@ def run_assignment(
             test_timeout_s=assignment.test_timeout_s,
             positions=tuple(planned_at.get(t, (-1, 0)) for t in step.test_ids) if planned_at else (),
             planned_files=_files_of(step.test_ids, planned_files or {}),
+            env=assignment.env,
         )
         run = backend.start(request)
         loop.runner_started(clock.time())
@@ -438,6 +439,7 @@ def _collect_runs(
                 output_cap=settings.output_cap_bytes,
                 longrepr_cap=settings.longrepr_cap_bytes,
                 shard=shard,
+                env=spec.env,
             )))
         lines: list[list[dict[str, object]]] = [[] for _ in runs]
         codes: list[int | None] = [None for _ in runs]
