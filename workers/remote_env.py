@@ -196,17 +196,25 @@ def _builder(client: paramiko.SSHClient, python: str, args: list[str], timeout: 
                                   + tail(out + err)) from None
 
 
+#: The target each remote interpreter was last found to be, by (where, python): its key is guessed
+#: from it, so reusing an environment takes one command.
+_TARGETS: dict[tuple[str, str], Target] = {}
+
+
 def ensure(client: paramiko.SSHClient, python: str, env: SuiteEnv, cache: WheelCache, *, envs: str,
-           scratch: str, max_kept: int, node: str) -> str:
+           scratch: str, max_kept: int, node: str, where: str) -> str:
     """The python of the suite's environment on the remote `client` reaches, built there first if it
-    lacks it; InfrastructureError with the installer's last lines if it cannot be built."""
+    lacks it; InfrastructureError with the installer's last lines if it cannot be built. `where`
+    names the remote's interpreter across runs (an SSH host's name, a VM image's)."""
     started = time.monotonic()
     try:
-        probe = _builder(client, python, ["probe", envs], 60.0)
-        target = Target.from_probe(probe)
+        known = _TARGETS.get((where, python))
+        probe = _builder(client, python, ["probe", envs, env_key(env, known) if known else ""], 60.0)
+        target = _TARGETS[(where, python)] = Target.from_probe(probe)
         key = env_key(env, target)
         if key in probe.get("ready", []):
-            _builder(client, python, ["touch", envs, key], 60.0)
+            if probe.get("touched") != key:
+                _builder(client, python, ["touch", envs, key], 60.0)
             log.info("%s: suite environment %s present (%s): reused in %.2fs", node, key, env.describe(),
                      time.monotonic() - started)
             return f"{probe_envs(probe, envs)}/{key}/bin/python"

@@ -4,10 +4,12 @@
 Standard library only, any Python 3.8+: it runs under the host's own python3, which needs nothing
 installed (Debian's has no pip, no ensurepip, no pytest). Commands, each printing one JSON line:
 
-    probe ENVS
+    probe ENVS [KEY]
         the interpreter: {"version": "3.11", "full": "3.11.2", "implementation": "cp", "abi": "cp311",
         "machine": "x86_64", "glibc": "2.36", "executable": REALPATH, "ready": [KEY, ...], "envs": ENVS}: the
-        environments ready in ENVS (each ENVS/KEY/farm-env.json), for the worker to pick its key.
+        environments ready in ENVS (each ENVS/KEY/farm-env.json), for the worker to pick its key;
+        with KEY (the worker's guess from an earlier probe of this interpreter), that one is marked
+        used if ready ("touched": KEY), saving a second command.
     build ENVS KEY WHEELS MAX_KEPT PLAN
         build ENVS/KEY from the wheels in WHEELS (one of them pip's own) as PLAN (JSON of
         {"env_dir", "create", "requirement_files", "install"}: workers/env_plan.py's plan, its
@@ -39,7 +41,7 @@ def _envs(path: str) -> str:
     return os.path.abspath(os.path.expanduser(path))
 
 
-def probe(envs: str) -> dict[str, Any]:
+def probe(envs: str, key: str = "") -> dict[str, Any]:
     major, minor = sys.version_info[:2]
     name = sys.implementation.name
     short = {"cpython": "cp", "pypy": "pp"}.get(name, name)
@@ -50,7 +52,11 @@ def probe(envs: str) -> dict[str, Any]:
     ready = []
     if os.path.isdir(envs):
         ready = sorted(k for k in os.listdir(envs) if os.path.isfile(os.path.join(envs, k, MARKER)))
-    return {"version": f"{major}.{minor}", "full": "{}.{}.{}".format(*sys.version_info[:3]),
+    touched = ""
+    if key and key in ready:
+        os.utime(os.path.join(envs, key, MARKER))
+        touched = key
+    return {"touched": touched, "version": f"{major}.{minor}", "full": "{}.{}.{}".format(*sys.version_info[:3]),
             "implementation": short, "abi": f"{short}{major}{minor}", "machine": os.uname().machine,
             "glibc": glibc, "executable": os.path.realpath(sys.executable), "ready": ready, "envs": envs}
 
@@ -111,7 +117,7 @@ def build(envs: str, key: str, wheels: str, max_kept: int, plan: dict[str, Any])
 def main(argv: list[str]) -> int:
     command, envs = argv[0], _envs(argv[1])
     if command == "probe":
-        out: dict[str, Any] = probe(envs)
+        out: dict[str, Any] = probe(envs, argv[2] if len(argv) > 2 else "")
     elif command == "build":
         out = build(envs, argv[2], argv[3], int(argv[4]), json.loads(argv[5]))
     elif command == "touch":

@@ -1,8 +1,9 @@
 """Suite environments on the ssh and libvirt backends, through `farm up` and `farm submit-suite
 --requirements`: the edge-case suite, whose subtests need pytest 9, gives plain pytest 9's outcomes
-on a host in a network namespace (no package index there; its python3 is Debian's, with no pytest
-at all) and in a VM (its image carries pytest 7.2.1). The worker fetched the wheels, shipped them,
-and the environment was built on the remote; `farm image build --requirements` bakes it instead."""
+on a host in a network namespace (no package index there; its python3 is Debian's, whose pytest is
+7.2.1, and has no pip) and in a VM (its image carries the same pytest 7.2.1). The worker fetched the
+wheels, shipped them, and the environment was built on the remote; `farm image build
+--requirements` bakes it instead."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from support.reference import run_reference
 from farm.report.schema import load_report
 from workers.image import DEFAULT_DIR
 
-DEBIAN_PYTHON = "/usr/bin/python3"  # 3.11.2, no pytest, no pip: everything comes from the environment
+DEBIAN_PYTHON = "/usr/bin/python3"  # 3.11.2, Debian's pytest 7.2.1, no pip: pytest 9 comes from the environment
 SUBTESTS = "tests/test_subtests.py::test_one_subtest_fails"
 
 
@@ -133,7 +134,9 @@ def test_image_build_requirements_bakes_the_environment_so_vms_build_nothing(far
     code, expected = run_reference(project, [*LEAN, "tests"], tmp_path / "reference.json")
     requirements = _requirements(tmp_path)
     image = tmp_path / "image"
-    built = farm("image", "build", "--output", str(image), "--requirements", str(requirements), timeout=1200)
+    # Named as typed in another directory than the suite's: the same file, the same key.
+    built = farm("image", "build", "--output", str(image), "--requirements", requirements.name, cwd=tmp_path,
+                 timeout=1200)
     assert built.returncode == 0, built.stdout + built.stderr
     baked = json.loads((image / "image.json").read_text())["envs"]
     assert len(baked) == 1 and baked[0]["describe"] == "requirements.txt", baked

@@ -251,7 +251,8 @@ class LibvirtBackend:
         the environment's python (the primed one runs the image's pytest)."""
         try:
             python = remote_env.ensure(vm.client, PYTHON, request.env, self.wheels, envs=remote_env.VM_ENVS,
-                                       scratch=RUNNER_DIR, max_kept=remote_env.HOST_MAX_KEPT, node=node)
+                                       scratch=RUNNER_DIR, max_kept=remote_env.HOST_MAX_KEPT, node=node,
+                                       where=f"image:{self.image.root}")
         except InfrastructureError:
             self._discard(vm)
             self._refill()

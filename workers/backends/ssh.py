@@ -132,7 +132,7 @@ def start_on(host: SSHHost, known_hosts: Path, request: RunRequest, *, node: str
         if request.env:
             python = remote_env.ensure(client, host.python, request.env, wheels or remote_env.WheelCache(
                 Path.home() / ".cache" / "farm" / "wheels"), envs=host.envs, scratch=host.workdir,
-                max_kept=remote_env.HOST_MAX_KEPT, node=node)
+                max_kept=remote_env.HOST_MAX_KEPT, node=node, where=f"ssh:{host.name}")
     except BaseException:
         client.close()
         on_close()
