@@ -93,6 +93,8 @@ def collected(collection: Collection, *, canceled: bool) -> Finish | None:
     """A collection came back: finish the suite without running it, or None (plan it)."""
     if canceled:
         return Finish(SuiteStatus.CANCELED, 2, "suite canceled during collection")
+    if collection.infrastructure_error:
+        return Finish(SuiteStatus.ERROR, 3, collection.infrastructure_error)
     errors = [d for d in collection.decided if d.outcome is Outcome.ERROR]
     # 3 and 4 are pytest's own failures. Any other code but 0, 2 and 5 is one too when the
     # session never reported (`python -m pytest` without pytest exits 1, a signal): exit 3.

@@ -48,6 +48,16 @@ def kept_trees_dir(env: Mapping[str, str] | None = None) -> Path:
     return (Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache") / "farm" / "embedded-trees"
 
 
+def kept_envs_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Where the embedded farm's and `farm up`'s workers keep suite environments between runs
+    (workers/suite_envs.py): `$FARM_ENVS_DIR`, else `farm/envs` in the user's cache (as kept_trees_dir)."""
+    env = os.environ if env is None else env
+    if env.get("FARM_ENVS_DIR"):
+        return Path(os.path.abspath(Path(env["FARM_ENVS_DIR"]).expanduser()))
+    xdg = env.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache") / "farm" / "envs"
+
+
 def usable_kept_trees(path: Path, warn: Callable[[str], None]) -> Path | None:
     """`path` made if missing, if the workers can keep trees there; else None (every run unpacks
     afresh) and one warning: a cache that cannot be written is no reason to fail a run."""
@@ -156,6 +166,9 @@ class LocalCluster:
             self._start_redis(port)
             self.key_file = signing.write_key_file(self.root / "signing.key")
             signed = {"FARM_SIGNING_KEY_FILE": str(self.key_file)}
+            # Suite environments outlive the farm (its workers' --cache-dir goes with it): a second
+            # run reuses them.
+            worker_env = {**signed, "FARM_ENVS_DIR": str(kept_envs_dir())}
             py = sys.executable
             host = socket.gethostname()
             self.celery_names = []
@@ -177,7 +190,7 @@ class LocalCluster:
                     argv += ["--python", self.spec.python]
                 if self.spec.kept_trees is not None:
                     argv += ["--kept-trees", str(self.spec.kept_trees)]
-                self._spawn(f"worker-{i}", argv + list(self.spec.worker_args), signed)
+                self._spawn(f"worker-{i}", argv + list(self.spec.worker_args), worker_env)
                 self.celery_names.append(name)
             if self.spec.flower:
                 self._start_flower()

@@ -63,6 +63,14 @@ class Settings:
     # FARM_LOCAL_STANDBY: 0 turns off the local backend's pre-started runners (workers/backends/local.py,
     # `farm worker --no-standby`): every assignment then starts a fresh `python -m pytest`.
     local_standby: bool = True
+    # FARM_ENVS_DIR: where a worker keeps suite environments (workers/suite_envs.py), one virtualenv
+    # per requirement set, project metadata and interpreter; None: CACHE/envs. The embedded farm and
+    # `farm up` give their workers one in the user's cache, kept between runs (farm/cluster.py).
+    envs_dir: Path | None = None
+    # FARM_MAX_ENVS: suite environments kept; past it the least recently used is removed.
+    max_envs: int = 8
+    # FARM_ENV_INSTALLER: auto (uv when it is on PATH or importable, else pip), uv or pip.
+    env_installer: str = "auto"
     suite_ttl_s: int = 7 * 24 * 3600
     history_ttl_s: int = 90 * 24 * 3600
     # FARM_HISTORY_RUNS: runs of a project its run history keeps (`farm history`): the last K run
@@ -106,6 +114,11 @@ class Settings:
         return max(60, self.visibility_timeout_s - 1800)
 
     @property
+    def envs_root(self) -> Path:
+        """Where a worker keeps suite environments."""
+        return self.envs_dir if self.envs_dir is not None else self.cache_dir / "envs"
+
+    @property
     def state(self) -> str:
         """The state store URL (the broker's unless set apart)."""
         url = self.state_url or self.broker_url
@@ -137,6 +150,9 @@ class Settings:
                 assignment_deadline_factor=_number(env, "FARM_ASSIGNMENT_DEADLINE_FACTOR",
                                                    base.assignment_deadline_factor),
                 history_runs=_count(env, "FARM_HISTORY_RUNS", base.history_runs),
+                envs_dir=Path(os.path.abspath(env["FARM_ENVS_DIR"])) if env.get("FARM_ENVS_DIR") else None,
+                max_envs=_count(env, "FARM_MAX_ENVS", base.max_envs),
+                env_installer=_choice(env, "FARM_ENV_INSTALLER", ("auto", "uv", "pip"), base.env_installer),
                 metrics_port=_port(env, "FARM_METRICS_PORT"),
                 assignment_deadline_min_s=parse_duration(env["FARM_ASSIGNMENT_DEADLINE_MIN_S"])
                 if env.get("FARM_ASSIGNMENT_DEADLINE_MIN_S") else base.assignment_deadline_min_s,
@@ -170,6 +186,15 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     if raw in ("0", "false", "no", "off"):
         return False
     raise ValueError(f"{name} must be 0 or 1, not {raw!r}")
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, not {raw!r}")
+    return raw
 
 
 def _mb(env: Mapping[str, str], name: str, default: int) -> int:

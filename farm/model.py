@@ -108,6 +108,9 @@ class Collection:
     output: str = ""  # the tail of pytest's output, shown when collection failed outright
     duration_s: float = 0.0
     session: SessionInfo = SessionInfo()  # the defaults when the worker could not tell
+    # Why the worker could not collect at all, before pytest ran (its suite environment could not
+    # be built), in one line: the suite ends in error with it ("": pytest ran).
+    infrastructure_error: str = ""
 
 
 @dataclass(frozen=True)

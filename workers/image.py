@@ -240,8 +240,8 @@ def bake(tree: Path, env: SuiteEnv, wheels: remote_env.WheelCache, log=print) ->
     answer = json.loads(_chroot(tree, ["python3", "-c", builder, "build", remote_env.VM_ENVS, key, inside, "99",
                                        spec]))
     if not answer.get("ok"):
-        raise InfrastructureError(f"the suite environment {env.describe()} cannot be baked: pip install failed:\n"
-                                  f"{answer.get('tail', '')}")
+        raise remote_env.failure(f"cannot bake the suite environment {env.describe()}: pip install failed",
+                                 str(answer.get("tail", "")))
     log(f"baked {env.describe()} in {time.monotonic() - started:.1f}s")
     return {"key": key, "describe": env.describe(), "digest": remote_env.named(env).digest()}
 

@@ -26,9 +26,9 @@ from typing import Any
 
 import paramiko
 
-from farm.errors import InfrastructureError
 from farm.suite_env import SuiteEnv
 from workers import env_plan
+from workers.suite_envs import EnvBuildError, PreparedEnv
 
 BUILDER = Path(__file__).resolve().parent / "remote_env_build.py"
 #: Where a VM guest keeps its environments (on its root filesystem: an image bakes them there).
@@ -91,17 +91,26 @@ def named(env: SuiteEnv) -> SuiteEnv:
     return replace(env, requirements=tuple((posixpath.basename(name), text) for name, text in env.requirements))
 
 
-def _check_remote(env: SuiteEnv) -> None:
+def prepared(env: SuiteEnv) -> PreparedEnv:
+    """What the worker prepares of a suite's environment for the ssh and libvirt backends: nothing
+    but its name (each run builds or reuses it on the remote, `ensure`); the key, the requirement
+    set's, is what the collection cache counts (the remote's interpreter is the backend's)."""
+    check_remote(env)
+    return PreparedEnv(key=named(env).digest(), python="")
+
+
+def check_remote(env: SuiteEnv) -> None:
+    """EnvBuildError (one line) for what remote environments cannot hold yet: the bundle's own project."""
     local = env_plan.local_projects(env)
     if local:
-        raise InfrastructureError(f"--install {local[0][0]}: the bundle's own project cannot be installed on SSH "
-                                  "hosts or in VMs yet (only packages and requirement files)")
+        raise EnvBuildError(f"--install {local[0][0]}: the bundle's own project cannot be installed on SSH "
+                            "hosts or in VMs yet (only packages and requirement files)")
 
 
 def remote_plan(env: SuiteEnv, target: Target, *, env_dir: str, wheels: str, pip_wheel: str) -> env_plan.EnvPlan:
     """The plan building `env` at `env_dir` on the remote from the wheels shipped to `wheels`, pip
     run from its own wheel there (`python WHEEL/pip`), offline."""
-    _check_remote(env)
+    check_remote(env)
     installer = env_plan.Installer(env_plan.PIP, (target.executable, f"{wheels}/{pip_wheel}/pip"))
     made = env_plan.plan(env, (), target.identity(), base_python=target.executable, env_dir=env_dir,
                          bundle_root="", installer=installer)
@@ -117,7 +126,7 @@ def package_args(made: env_plan.EnvPlan) -> tuple[str, ...]:
 def download_argv(python: str, target: Target, env: SuiteEnv, dest: str) -> tuple[list[str], env_plan.EnvPlan]:
     """`pip download` of the environment's wheels (and pip's own) for `target` into `dest`, and the
     plan whose requirement files (under `dest`) it reads: write them first."""
-    _check_remote(env)
+    check_remote(env)
     made = env_plan.plan(env, (), target.identity(), base_python=python, env_dir=dest, bundle_root="",
                          installer=env_plan.Installer(env_plan.PIP, (python, "-m", "pip")))
     argv = [python, "-m", "pip", "download", "--only-binary=:all:", "--dest", dest, "--disable-pip-version-check",
@@ -150,9 +159,8 @@ class WheelCache:
                 Path(path).write_text(text, encoding="utf-8")
             proc = subprocess.run(argv, cwd=tmp, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
             if proc.returncode != 0:
-                raise InfrastructureError(
-                    f"cannot fetch wheels for {target.abi} {target.machine} (pip download exit {proc.returncode}):\n"
-                    + tail(proc.stdout + proc.stderr))
+                raise failure(f"cannot fetch wheels for {target.abi} {target.machine}: pip download exit "
+                              f"{proc.returncode}", proc.stdout + proc.stderr)
             shutil.rmtree(tmp / "farm-requirements", ignore_errors=True)
             (tmp / "done").write_text(json.dumps({"target": target.identity()}))
             try:
@@ -182,6 +190,14 @@ def tail(text: str, lines: int = 15) -> str:
     return "\n".join(kept[-lines:])
 
 
+def failure(what: str, output: str) -> EnvBuildError:
+    """The error of an installer that failed: `what` and its last error line, then its last lines."""
+    last = tail(output)
+    said = [line.strip() for line in last.splitlines() if line.strip()]
+    why = next((line for line in reversed(said) if "error" in line.lower()), said[-1] if said else "")
+    return EnvBuildError(what + (f": {why[:300]}" if why else ""), last)
+
+
 def _builder(client: paramiko.SSHClient, python: str, args: list[str], timeout: float) -> dict[str, Any]:
     """Run workers/remote_env_build.py on the remote with `args`; its JSON line."""
     command = " ".join(shlex.quote(a) for a in [python, "-c", BUILDER.read_text(encoding="utf-8"), *args])
@@ -192,8 +208,7 @@ def _builder(client: paramiko.SSHClient, python: str, args: list[str], timeout: 
         answer: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
         return answer
     except (ValueError, IndexError):
-        raise InfrastructureError(f"the suite environment's builder failed under {python}:\n"
-                                  + tail(out + err)) from None
+        raise failure(f"the environment builder did not run under {python}", out + err) from None
 
 
 #: The target each remote interpreter was last found to be, by (where, python): its key is guessed
@@ -225,7 +240,7 @@ def ensure(client: paramiko.SSHClient, python: str, env: SuiteEnv, cache: WheelC
         remote = f"{scratch.rstrip('/')}/wheels-{uuid.uuid4().hex[:8]}"
         _, stdout, stderr = client.exec_command(f"mkdir -p {shlex.quote(remote)}", timeout=60.0)
         if stdout.channel.recv_exit_status() != 0:
-            raise InfrastructureError(f"cannot make {remote}: {stderr.read().decode(errors='replace').strip()}")
+            raise EnvBuildError(f"cannot make {remote}: {stderr.read().decode(errors='replace').strip()}")
         shipped = 0
         with client.open_sftp() as sftp:
             for path in sorted(wheels.iterdir()):
@@ -236,7 +251,7 @@ def ensure(client: paramiko.SSHClient, python: str, env: SuiteEnv, cache: WheelC
         build_started = time.monotonic()
         pip_wheel = next((p.name for p in sorted(wheels.glob("pip-*.whl"))), "")
         if not pip_wheel:
-            raise InfrastructureError("no pip wheel among the fetched wheels")
+            raise EnvBuildError("no pip wheel among the fetched wheels")
         resolved = probe_envs(probe, envs)
         env_dir = f"{resolved}/.{key[:24]}-{uuid.uuid4().hex[:8]}"
         made = remote_plan(env, target, env_dir=env_dir, wheels=remote, pip_wheel=pip_wheel)
@@ -244,12 +259,13 @@ def ensure(client: paramiko.SSHClient, python: str, env: SuiteEnv, cache: WheelC
                            "requirement_files": made.requirement_files, "install": made.install})
         answer = _builder(client, python, ["build", resolved, key, remote, str(max_kept), spec], BUILD_TIMEOUT_S)
     except (paramiko.SSHException, OSError) as exc:
-        raise InfrastructureError(f"{node}: cannot build the suite environment: {exc}") from None
-    except InfrastructureError as exc:
-        raise InfrastructureError(f"{node}: the suite environment ({env.describe()}) cannot be built: {exc}") from None
+        raise EnvBuildError(f"{node}: could not build the suite's environment ({env.describe()}): {exc}") from None
+    except EnvBuildError as exc:
+        raise EnvBuildError(f"{node}: could not build the suite's environment ({env.describe()}): {exc.summary}",
+                            exc.tail) from None
     if not answer.get("ok"):
-        raise InfrastructureError(f"{node}: the suite environment ({env.describe()}) cannot be built: pip install "
-                                  f"failed:\n{answer.get('tail', '')}")
+        raise failure(f"{node}: could not build the suite's environment ({env.describe()}): pip install failed "
+                      "there", str(answer.get("tail", "")))
     log.info("%s: suite environment %s (%s) built: wheels %s in %.2fs, shipped %.1f MB in %.2fs, "
              "built remotely in %.2fs", node, key, env.describe(), "fetched" if fetched else "cached", fetch_s,
              shipped / 1e6, ship_s, time.monotonic() - build_started)

@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 from farm.config import Settings
 from farm.model import Assignment, Collection, Completion, Leak, RecordBatch, Split, SuiteSpec, TestRecord
@@ -16,6 +16,7 @@ from workers import collect_shards
 from workers import records as rec
 from workers.attempt_loop import MAX_RUNNER_RESTARTS, AttemptLoop, End, StartRunner, Step
 from workers.backends.base import ExecutionBackend, Fencing, Measured, RunningPytest, RunRequest, Usage
+from workers.suite_envs import PreparedEnv
 
 __all__ = ["MAX_RUNNER_RESTARTS", "collect_suite", "run_assignment", "runner_label", "start_hold"]
 
@@ -169,6 +170,7 @@ def run_assignment(
     clock: Clock = time,
     planned_files: dict[str, int] | None = None,
     on_stale: Callable[[str], None] = lambda why: None,
+    environment: PreparedEnv | None = None,
 ) -> Completion:
     """Run an assignment to its end and report it; returns the completion it sent.
 
@@ -225,6 +227,7 @@ def run_assignment(
             positions=tuple(planned_at.get(t, (-1, 0)) for t in step.test_ids) if planned_at else (),
             planned_files=_files_of(step.test_ids, planned_files or {}),
             env=assignment.env,
+            **_in_environment(environment),
         )
         run = backend.start(request)
         loop.runner_started(clock.time())
@@ -257,6 +260,11 @@ def run_assignment(
     return _complete(sink, assignment, worker, node, step, started_at, code, stream.sent, clock, loop,
                      startup_s=max(0.0, stream.first_started_at - started_at) if stream.first_started_at else 0.0,
                      usages=usages, starts=stream.starts)
+
+
+def _in_environment(environment: PreparedEnv | None) -> dict[str, Any]:
+    """A RunRequest's fields for a run in the suite's environment ({}: the backend's interpreter)."""
+    return {} if environment is None else {"python": environment.python, "paths": environment.paths}
 
 
 def _files_of(test_ids: tuple[str, ...], planned: dict[str, int]) -> tuple[tuple[str, int], ...]:
@@ -373,7 +381,7 @@ def _complete(
 
 def collect_suite(
     spec: SuiteSpec, *, backend: ExecutionBackend, bundle: Callable[[str], object], worker: str, settings: Settings,
-    lost: Callable[[], bool] = lambda: False, collectors: int = 1,
+    lost: Callable[[], bool] = lambda: False, collectors: int = 1, environment: PreparedEnv | None = None,
 ) -> Collection | None:
     """Collect a suite's tests with `pytest --collect-only` in a fresh environment; None once `lost`
     says the collection's lease is lost: its runners are stopped (the coordinator collects again).
@@ -386,13 +394,14 @@ def collect_suite(
     archive = bundle(spec.bundle_digest)
     if lost():
         return None
-    split = _collect_split(spec, archive, backend, settings, lost, collectors) if collectors > 1 else None
+    within = _in_environment(environment)
+    split = _collect_split(spec, archive, backend, settings, lost, collectors, within) if collectors > 1 else None
     if split is None and lost():
         return None
     if split is not None:
         lines, code, output = split
     else:
-        collected = _collect_runs(spec, archive, backend, settings, lost, [(0, 1)])
+        collected = _collect_runs(spec, archive, backend, settings, lost, [(0, 1)], within)
         if collected is None:
             return None
         (lines, code, output), = collected
@@ -405,10 +414,10 @@ def collect_suite(
 
 def _collect_split(
     spec: SuiteSpec, archive: object, backend: ExecutionBackend, settings: Settings, lost: Callable[[], bool],
-    count: int,
+    count: int, within: dict[str, Any],
 ) -> tuple[list[dict[str, object]], int, str] | None:
     """One collection from `count` shards, or None (lost, or the shards do not add up to one)."""
-    runs = _collect_runs(spec, archive, backend, settings, lost, [(i, count) for i in range(count)])
+    runs = _collect_runs(spec, archive, backend, settings, lost, [(i, count) for i in range(count)], within)
     if runs is None:
         return None
     merged = collect_shards.merge([lines for lines, _, _ in runs], [code for _, code, _ in runs])
@@ -423,7 +432,7 @@ def _collect_split(
 
 def _collect_runs(
     spec: SuiteSpec, archive: object, backend: ExecutionBackend, settings: Settings, lost: Callable[[], bool],
-    shards: list[tuple[int, int]],
+    shards: list[tuple[int, int]], within: dict[str, Any],
 ) -> list[tuple[list[dict[str, object]], int, str]] | None:
     """Start a collecting runner per shard at once and read them to their ends: each one's lines,
     exit code and output tail; None once `lost` (every runner stopped)."""
@@ -440,6 +449,7 @@ def _collect_runs(
                 longrepr_cap=settings.longrepr_cap_bytes,
                 shard=shard,
                 env=spec.env,
+                **within,
             )))
         lines: list[list[dict[str, object]]] = [[] for _ in runs]
         codes: list[int | None] = [None for _ in runs]

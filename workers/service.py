@@ -30,6 +30,7 @@ from workers import stopping
 from workers.backends import ExecutionBackend, make_backend
 from workers.backends.ssh_hosts import load_hosts
 from workers.image import Image
+from workers.suite_envs import EnvCache
 from workers.tasks import WorkerContext, register
 
 log = logging.getLogger("farm.worker")
@@ -108,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         options["max_unpacked_bytes"] = settings.max_unpacked_bytes
         options["standby"] = settings.local_standby and not args.no_standby
         options["kept_trees"] = args.kept_trees
+        options["envs"] = EnvCache(settings.envs_root, settings.max_envs, settings.env_installer)
         slots = args.slots if args.slots is not None else os.cpu_count() or 1
     if slots < 1:
         raise UsageError("--slots must be at least 1")

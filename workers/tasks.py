@@ -33,12 +33,14 @@ from farm.model import Assignment, Collection, Completion, RecordBatch, Split, S
 from farm.protocol import decode
 from farm.signing import Keyring
 from farm.states import AttemptState
+from farm.suite_env import SuiteEnv
 from farm.transport import drop_unsigned
 from workers import lease, runner, stopping
 from workers.backends.base import ExecutionBackend
 from workers.bundles import BundleCache
 from workers.busy_slots import BusySlots
 from workers.collection_cache import CollectionCache, cache_key, collect_cached
+from workers.suite_envs import EnvBuildError, PreparedEnv
 
 log = logging.getLogger("farm.worker")
 
@@ -82,14 +84,29 @@ class WorkerContext:
     def collections(self) -> CollectionCache:
         return CollectionCache(self.store, self.settings.bundle_ttl_s)
 
-    def collection_key(self, bundle_digest: str, pytest_args: tuple[str, ...]) -> str:
-        """The collection cache's key for a bundle and arguments under this worker's interpreter;
-        "" when there is no caching (turned off, or a backend that cannot name its interpreter)."""
+    def collection_key(self, bundle_digest: str, pytest_args: tuple[str, ...], env_key: str = "") -> str:
+        """The collection cache's key for a bundle and arguments under this worker's interpreter,
+        in the suite environment `env_key` names if any (another pytest collects otherwise); ""
+        when there is no caching (turned off, or a backend that cannot name its interpreter)."""
         environment = getattr(self.backend, "environment", None)
         if not self.settings.collection_cache or environment is None:
             return ""
         fingerprint = environment()
+        if fingerprint and env_key:
+            fingerprint += f"\nsuite environment {env_key}"
         return cache_key(bundle_digest, pytest_args, fingerprint) if fingerprint else ""
+
+    def suite_environment(self, env: SuiteEnv, bundle_digest: str) -> PreparedEnv | None:
+        """The suite's environment, built or reused by the backend (None: the suite has none, it
+        runs under the backend's interpreter); EnvBuildError when it cannot be built."""
+        if not env:
+            return None
+        prepare = getattr(self.backend, "prepare_env", None)
+        if prepare is None:
+            raise EnvBuildError(f"could not build the suite's environment: the {self.backend.name} backend "
+                                "does not build suite environments")
+        prepared: PreparedEnv = prepare(env, self.bundles.path(bundle_digest), bundle_digest)
+        return prepared
 
     def planned_files(self, key: str) -> dict[str, int]:
         """The cached collection's item count per file ({}: none cached, or the store did not answer)."""
@@ -283,12 +300,18 @@ def register(ctx: WorkerContext) -> None:
         collection: Collection | None
         try:
             with keeper, ctx.busy.held():
+                prepared = ctx.suite_environment(spec.env, spec.bundle_digest)
+
                 def collect() -> Collection | None:
                     return runner.collect_suite(spec, backend=ctx.backend, bundle=ctx.bundles.path, worker=worker,
                                                 settings=ctx.settings, lost=keeper.lost,
-                                                collectors=ctx.collectors())
-                key = ctx.collection_key(spec.bundle_digest, spec.pytest_args)
+                                                collectors=ctx.collectors(), environment=prepared)
+                key = ctx.collection_key(spec.bundle_digest, spec.pytest_args, prepared.key if prepared else "")
                 collection = collect_cached(ctx.collections, key, spec.suite_id, worker, collect) if key else collect()
+        except EnvBuildError as exc:  # the suite ends with its one line; the installer's last lines are logged
+            log.error("collecting suite %s on %s: %s", spec.suite_id, worker, exc)
+            collection = Collection(spec.suite_id, worker, 3, (), (), str(exc),
+                                    infrastructure_error=f"{exc.summary} (on {worker})")
         except Exception as exc:  # whatever broke, the coordinator must hear of it, or the suite waits forever
             if not isinstance(exc, FarmError):
                 log.exception("collecting suite %s failed", spec.suite_id)
@@ -327,7 +350,7 @@ def register(ctx: WorkerContext) -> None:
         # cut link must not stop the renewals, nor a lost lease wait for the loop. A lost lease
         # stops the runner (is_stopping): the attempt completes `handback`.
         sink = AttemptSink(ctx, ctx.keeper(assignment))
-        key = ctx.collection_key(assignment.bundle_digest, assignment.pytest_args)
+        key = ""
 
         def stale(why: str) -> None:
             try:
@@ -337,6 +360,10 @@ def register(ctx: WorkerContext) -> None:
 
         try:
             with stopping.running(), sink.keeper, ctx.busy.held():
+                # Built at collection on this worker, or now (another worker collected): then reused.
+                prepared = ctx.suite_environment(assignment.env, assignment.bundle_digest)
+                key = ctx.collection_key(assignment.bundle_digest, assignment.pytest_args,
+                                         prepared.key if prepared else "")
                 hold = runner.start_hold(assignment, time.time())
                 if hold > 0:  # claimed, its lease kept: the critical assignment's runner starts first
                     time.sleep(hold)
@@ -347,7 +374,7 @@ def register(ctx: WorkerContext) -> None:
                     stop_reason=lambda: sink.stop_reason(assignment.suite_id),
                     split_request=lambda: sink.split_request(
                         assignment.suite_id, keys.attempt_key(assignment.assignment_id, assignment.attempt)),
-                    planned_files=ctx.planned_files(key), on_stale=stale,
+                    planned_files=ctx.planned_files(key), on_stale=stale, environment=prepared,
                 )
         except Exception as exc:  # as above: always send a completion
             if not isinstance(exc, FarmError):

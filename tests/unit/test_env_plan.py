@@ -16,6 +16,7 @@ from workers.env_plan import (
     static_dependencies,
     uninstall_argv,
 )
+from workers.suite_envs import CachedEntry, evictions
 
 PIP_INSTALLER = Installer(PIP, ("/w/python", "-m", "pip"))
 UV_INSTALLER = Installer(UV, ("/bin/uv",))
@@ -112,3 +113,10 @@ def test_uninstall_and_plain_command_lines() -> None:
     assert uninstall_argv(PIP_INSTALLER, "/e/py", ["a"])[-3:] == ("uninstall", "--yes", "a")
     argv = plain_argv(PIP_INSTALLER, "/e/py", "/t/p", "/c/plain/x")
     assert argv[-4:] == ("--no-deps", "--target", "/c/plain/x", "/t/p")
+
+
+def test_evictions_take_the_least_recently_used_beyond_the_bound_never_the_one_kept() -> None:
+    entries = [CachedEntry("a", 1.0), CachedEntry("b", 3.0), CachedEntry("c", 2.0), CachedEntry("d", 4.0)]
+    assert evictions(entries, 2) == ["a", "c"]
+    assert evictions(entries, 2, keep="a") == ["c", "b"]
+    assert evictions(entries, 4) == []

@@ -36,6 +36,11 @@ class RunRequest:
     # The suite's environment (empty: the backend's interpreter as it is). The ssh and libvirt
     # backends build it on the remote themselves (workers/remote_env.py).
     env: SuiteEnv = SuiteEnv()
+    # The suite's environment (workers/suite_envs.py): the interpreter runners use instead of the
+    # backend's own ("": the backend's), and PYTHONPATH entries after the plugin's (a relative one
+    # is in the run's project directory: an editable project's `src`; an absolute one: a plain install).
+    python: str = ""
+    paths: tuple[str, ...] = ()
 
 
 def tests_file_text(request: RunRequest) -> str:
@@ -51,12 +56,14 @@ def tests_file_text(request: RunRequest) -> str:
     return json.dumps(data)
 
 
-def runner_env(request: RunRequest, workdir: str, plugin_dir: str) -> dict[str, str]:
+def runner_env(request: RunRequest, workdir: str, plugin_dir: str, project: str = "") -> dict[str, str]:
     """The runner plugin's environment (docs/how-it-works.md, "The runner plugin's line protocol")
-    for a run whose tests file and stacks file are in `workdir` and whose plugin is in `plugin_dir`
-    (shared by every backend; each adds where the record lines go)."""
+    for a run whose tests file and stacks file are in `workdir`, whose plugin is in `plugin_dir`
+    and whose project is in `project` (where request.paths are taken from; shared by every
+    backend; each adds where the record lines go)."""
+    paths = [p if p.startswith("/") else f"{project or workdir + '/project'}/{p}" for p in request.paths]
     return {
-        "PYTHONPATH": plugin_dir,
+        "PYTHONPATH": ":".join([plugin_dir, *paths]),
         "PYTHONDONTWRITEBYTECODE": "1",
         "FARM_MODE": request.mode,
         "FARM_TESTS_FILE": f"{workdir}/tests.json",

@@ -26,6 +26,7 @@ from typing import Any
 
 from farm import counters
 from farm.errors import InfrastructureError
+from farm.suite_env import SuiteEnv
 from workers import remote_env
 from workers.backends.base import HealthCheck, RunRequest
 from workers.backends.local import plugin_digest
@@ -33,6 +34,7 @@ from workers.backends.ssh import SSHRun, upload_and_start
 from workers.backends.vm import VM, boot, destroy, destroy_owned, open_connection, wait_ready
 from workers.backends.vm_run import PYTHON, RUNNER_DIR, VM_RUNNER, VMRun, prime, send
 from workers.image import Image
+from workers.suite_envs import PreparedEnv
 
 #: How long the VM that collected a suite waits for the suite's first assignment.
 HOLD_S = 30.0
@@ -46,8 +48,11 @@ log = logging.getLogger("farm.worker")
 
 class LibvirtBackend:
     name = "libvirt"
-    #: It builds a suite's environment in the guest (workers/remote_env.py), not the worker.
-    remote_envs = True
+
+    def prepare_env(self, env: SuiteEnv, archive: Path, bundle_digest: str) -> PreparedEnv:
+        """Nothing on the worker: each run builds or reuses the suite's environment in its guest
+        (workers/remote_env.py), from wheels the worker fetched."""
+        return remote_env.prepared(env)
 
     def __init__(self, image: Image, *, uri: str = "qemu:///system", scratch: Path | None = None,
                  owner: str | None = None, memory_mb: int = 512, vcpus: int = 1, warm: int = 0,

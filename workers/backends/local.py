@@ -31,6 +31,7 @@ from farm.processes import (
     signal_all,
     signal_group,
 )
+from farm.suite_env import SuiteEnv
 from workers.backends import fence_files
 from workers.backends.base import RunRequest, Usage, WithoutLifecycle, runner_env, tests_file_text
 from workers.backends.tree_usage import TreeUsage, leftovers
@@ -39,6 +40,7 @@ from workers.fingerprint import FINGERPRINTS as _FINGERPRINTS
 from workers.fingerprint import probe_output as _probe_output
 from workers.fingerprint import runner_base_env as _runner_env
 from workers.fingerprint import start_fingerprint
+from workers.suite_envs import EnvBuildError, EnvCache, PreparedEnv
 
 PLUGIN_SOURCE = Path(__file__).resolve().parent.parent / "pytest_plugin"
 PLUGIN_MODULE = "farm_runner_plugin"
@@ -109,7 +111,7 @@ class LocalBackend(WithoutLifecycle):
 
     def __init__(self, python: str | None = None, scratch: Path | None = None,
                  max_unpacked_bytes: int = Settings.max_unpacked_bytes, standby: bool = Settings.local_standby,
-                 kept_trees: Path | None = None) -> None:
+                 kept_trees: Path | None = None, envs: EnvCache | None = None) -> None:
         self.python = python or sys.executable
         # Pre-started runners (FARM_LOCAL_STANDBY, `farm worker --no-standby`): one per pool process,
         # from process_started on; a backend whose process_started was never called starts fresh ones.
@@ -127,10 +129,20 @@ class LocalBackend(WithoutLifecycle):
         self.trees = (ProjectTrees(kept_trees, self.python, max_unpacked_bytes, bounds=TreeBounds())
                       if kept_trees is not None else ProjectTrees(self.scratch.parent / "trees", self.python,
                                                                    max_unpacked_bytes))
+        # The suite environments this worker builds and keeps (workers/suite_envs.py; by default beside the trees).
+        self.envs = envs if envs is not None else EnvCache(self.scratch.parent / "envs")
 
     def environment(self) -> str:
         """The fingerprint of the interpreter runners use (workers/collection_cache.py)."""
         return environment_fingerprint(self.python)
+
+    def prepare_env(self, env: SuiteEnv, archive: Path, bundle_digest: str) -> PreparedEnv:
+        """The suite environment of `env` for the bundle `archive`, built or reused
+        (workers/suite_envs.py): EnvBuildError when it cannot be built."""
+        fingerprint = self.environment()
+        if not fingerprint:
+            raise EnvBuildError(f"could not build the suite's environment: {self.python} does not run")
+        return self.envs.prepare(env, self.trees.tree(archive), bundle_digest, self.python, fingerprint)
 
     def start_environment(self) -> None:
         """Begin computing `environment()` in the background (the worker's main process, at its
@@ -188,9 +200,11 @@ class LocalBackend(WithoutLifecycle):
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)
             raise
-        use_standby = self.use_standby and self.pooled
+        # A standby is this backend's interpreter started ahead: a run in a suite environment (another
+        # interpreter, other packages) starts fresh, and leaves the standby for the next run without one.
+        use_standby = self.use_standby and self.pooled and not request.python
         try:
-            run = LocalRun(self.python, request, workdir, project, plugin_dir,
+            run = LocalRun(request.python or self.python, request, workdir, project, plugin_dir,
                            take_standby=self._take_standby if use_standby else None)
         except BaseException:
             if use_standby:
@@ -236,7 +250,7 @@ class LocalRun:
         self.before = {p.pid for p in descendants()}
         env = _runner_env(os.environ)
         env.update({
-            **runner_env(request, str(workdir), str(plugin_dir)),
+            **runner_env(request, str(workdir), str(plugin_dir), str(project)),
             **(fence_files.env(workdir) if request.mode == "run" else {}),
         })
         self.buffer = b""

@@ -24,10 +24,12 @@ import paramiko
 
 from farm import unpack
 from farm.errors import InfrastructureError
+from farm.suite_env import SuiteEnv
 from workers import remote_env
 from workers.backends.base import RunRequest, Usage, WithoutLifecycle, runner_env, tests_file_text
 from workers.backends.local import PLUGIN_MODULE, plugin_files, runner_argv
 from workers.backends.ssh_hosts import HostsFile, SSHHost
+from workers.suite_envs import PreparedEnv
 
 REMOTE_RUNNER = Path(__file__).resolve().parent.parent / "remote_runner.py"
 #: What the remote runner unpacks bundles with (stdlib only), uploaded beside it.
@@ -80,8 +82,11 @@ class SSHBackend(WithoutLifecycle):
     """Starts runners on the hosts of a hosts file."""
 
     name = "ssh"
-    #: It builds a suite's environment on the host (workers/remote_env.py), not the worker.
-    remote_envs = True
+
+    def prepare_env(self, env: SuiteEnv, archive: Path, bundle_digest: str) -> PreparedEnv:
+        """Nothing on the worker: each run builds or reuses the suite's environment on its host
+        (workers/remote_env.py), from wheels the worker fetched."""
+        return remote_env.prepared(env)
 
     def __init__(self, hosts: HostsFile, scratch: Path | None = None) -> None:
         self.hosts = hosts
