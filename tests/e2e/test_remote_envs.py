@@ -92,17 +92,26 @@ def test_ssh_host_builds_the_suite_environment_and_gives_pytest_9_outcomes(farm_
     assert (built / "farm-env.json").stat().st_ino == first
 
 
-def test_a_requirement_no_index_has_is_one_line_and_an_infrastructure_error(farm_up, host_in_namespace,
-                                                                           tmp_path: Path) -> None:
-    hosts, _ = host_in_namespace
+def test_a_requirement_no_index_has_ends_the_suite_in_one_line(farm_up, host_in_namespace, tmp_path: Path) -> None:
+    hosts, envs = host_in_namespace
     project = copy_fixture("correctness", tmp_path)
     running = farm_up("--backend", "ssh", "--hosts", str(hosts), "--workers", "1", "--slots", "1")
     requirements = _requirements(tmp_path, "farm-no-such-package-anywhere==1.0\n")
-    result = _submit(running.broker, project, requirements, tmp_path / "report.json")
-    assert result.returncode != 0
-    text = result.stdout + result.stderr
-    assert "suite environment" in text and "farm-no-such-package-anywhere" in text, text
-    assert "Traceback" not in text
+    report_path = tmp_path / "report.json"
+    result = _submit(running.broker, project, requirements, report_path)
+    assert result.returncode == 3, result.stdout + result.stderr  # an infrastructure error, not the tests'
+    assert "Traceback" not in result.stdout + result.stderr
+    report = load_report(report_path)
+    assert report["status"] == "error"
+    message = report["message"]
+    assert message.startswith(f"ssh:h2: could not build the suite's environment ({requirements}): cannot fetch "
+                              "wheels for cp311 x86_64: pip download exit 1: ERROR: No matching distribution found "
+                              "for farm-no-such-package-anywhere==1.0"), message
+    assert "\n" not in message and message in result.stdout.splitlines()
+    # pip's last lines are shown above it, without its progress and skipped locations.
+    assert "ERROR: Could not find a version that satisfies the requirement" in report["collection"]["output"]
+    assert "Looking in" not in report["collection"]["output"]
+    assert not envs.exists() or not list(envs.iterdir())  # nothing was shipped or built on the host
 
 
 def _libvirt_ready() -> None:
