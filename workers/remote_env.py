@@ -33,8 +33,7 @@ from workers.suite_envs import EnvBuildError, PreparedEnv
 BUILDER = Path(__file__).resolve().parent / "remote_env_build.py"
 #: Where a VM guest keeps its environments (on its root filesystem: an image bakes them there).
 VM_ENVS = "/opt/farm/envs"
-#: Where an SSH host keeps them (the remote user's home), and how many it keeps (least recently used go).
-HOST_ENVS = "~/.cache/farm/envs"
+#: How many an SSH host keeps (least recently used go; where: the hosts file's `envs`).
 HOST_MAX_KEPT = 4
 #: Wheel sets the worker keeps for remote targets (least recently used go).
 WHEELS_MAX_KEPT = 8
