@@ -6,11 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from farm.errors import FarmError
+from farm.errors import FarmError, UsageError
 from farm.submit_options import suite_env
 from farm.suite_env import EDITABLE
 from workers.image import DEFAULT_DIR, Image, build
 from workers.image_check import check_image
+from workers.remote_env import check_remote
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,6 +32,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "build":
             envs = (suite_env(tuple(args.requirements), tuple(args.install), EDITABLE),) \
                 if args.requirements or args.install else ()
+            for env in envs:
+                try:
+                    check_remote(env)
+                except FarmError as exc:
+                    raise UsageError(str(exc)) from None
             build(args.output, force=args.force, envs=envs)
             return 0
         seconds = check_image(Image.load(args.image), args.libvirt_uri)

@@ -158,3 +158,15 @@ def test_image_build_requirements_bakes_the_environment_so_vms_build_nothing(far
     assert result.returncode == code == 1, result.stdout + result.stderr
     assert _outcomes(load_report(report_path)) == expected
     assert _fetched(farm_tmp) == []  # every VM found it in the image: nothing fetched, shipped or built
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (("--install", ".[test]"), "farm image: --install .[test]: the bundle's own project cannot be installed"),
+    (("--requirements", "/nonexistent/requirements.txt"), "farm image: --requirements /nonexistent/requirements.txt: "
+                                                          "cannot read it"),
+])
+def test_image_build_refuses_what_it_cannot_bake_in_one_line(tmp_path: Path, args: tuple[str, ...], says: str) -> None:
+    result = farm("image", "build", "--output", str(tmp_path / "image"), *args)
+    assert result.returncode == 4, result.stderr
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()] and result.stderr.startswith(says)
+    assert not (tmp_path / "image").exists()
