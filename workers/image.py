@@ -7,11 +7,13 @@ An image is a directory:
     vmlinuz, initrd.img    the kernel booted directly (the host's linux-image-cloud-amd64)
     host_ed25519.pub       the guest's SSH host key, made at build time: known before any boot
     id_ed25519(.pub)       the key the worker logs in with (root, key only)
-    image.json             what it was built from (its inputs' digest, the kernel), and when
+    image.json             what it was built from (its inputs' digest, the kernel), when, and the
+                           suite environments baked into it ("envs": key, what it holds)
 
 `build` reuses an image whose recorded inputs digest matches (the package list, the init
-script, the kernel version, this format's version) unless asked to rebuild. Building needs root,
-mmdebstrap, mke2fs, qemu-img and a Debian mirror (the host's apt sources).
+script, the kernel version, this format's version) and that has every environment asked for
+baked in, unless asked to rebuild. Building needs root, mmdebstrap, mke2fs, qemu-img and a Debian
+mirror (the host's apt sources); baking environments needs the package index this host uses.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from farm.errors import InfrastructureError, UsageError
+from farm.suite_env import SuiteEnv
+from workers import remote_env
 
 FORMAT = 1
 SUITE = "bookworm"
@@ -151,17 +155,22 @@ def inputs_digest(kernel_version: str) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
-def build(output: Path = DEFAULT_DIR, *, force: bool = False, log=print) -> Image:  # type: ignore[no-untyped-def]
-    """Build the image into `output`, or reuse the one there if its inputs did not change."""
+def build(output: Path = DEFAULT_DIR, *, force: bool = False, log=print,  # type: ignore[no-untyped-def]
+          envs: tuple[SuiteEnv, ...] = (), wheels: Path | None = None) -> Image:
+    """Build the image into `output`, or reuse the one there if its inputs did not change and it
+    has `envs` baked in (each at the path the libvirt backend looks for, under the key a suite
+    with the same environment computes in a VM), their wheels fetched into `wheels`."""
     version, vmlinuz, initrd = host_kernel()
     digest = inputs_digest(version)
     meta_path = output / "image.json"
     if not force and meta_path.exists():
         try:
-            if json.loads(meta_path.read_text()).get("inputs") == digest:
+            meta = json.loads(meta_path.read_text())
+            have = {e.get("digest") for e in meta.get("envs", [])}
+            if meta.get("inputs") == digest and all(remote_env.named(e).digest() in have for e in envs):
                 log(f"image {output} is up to date (inputs {digest[:12]})")
                 return Image.load(output)
-        except (ValueError, UsageError):
+        except (ValueError, UsageError, AttributeError):
             pass
     for tool in ("mmdebstrap", "mke2fs", "qemu-img", "ssh-keygen"):
         if shutil.which(tool) is None:
@@ -188,6 +197,7 @@ def build(output: Path = DEFAULT_DIR, *, force: bool = False, log=print) -> Imag
         ssh_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         (ssh_dir / "authorized_keys").write_text((work / "id_ed25519.pub").read_text())
         (tree / "etc" / "hostname").write_text("farm-vm\n")
+        baked = [bake(tree, env, remote_env.WheelCache(wheels or DEFAULT_WHEELS), log) for env in envs]
         raw = work / "disk.raw"
         log("mke2fs + qemu-img convert")
         _run(["mke2fs", "-q", "-t", "ext4", "-d", str(tree), "-L", "farmroot", str(raw), DISK_SIZE])
@@ -200,10 +210,50 @@ def build(output: Path = DEFAULT_DIR, *, force: bool = False, log=print) -> Imag
         (output / "image.json").write_text(json.dumps({
             "format": FORMAT, "inputs": digest, "suite": SUITE, "packages": list(PACKAGES), "kernel": version,
             "built_at": time.time(), "build_s": round(time.monotonic() - started, 1),
-            "disk_bytes": (output / "base.qcow2").stat().st_size,
+            "disk_bytes": (output / "base.qcow2").stat().st_size, "envs": baked,
         }, indent=2))
     log(f"built {output} in {time.monotonic() - started:.1f}s")
     return Image.load(output)
+
+
+#: Where `farm image build` keeps the wheels it bakes (a worker keeps its own under its cache dir).
+DEFAULT_WHEELS = Path.home() / ".cache" / "farm" / "wheels"
+
+
+def bake(tree: Path, env: SuiteEnv, wheels: remote_env.WheelCache, log=print) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """Build `env` in the image's tree with the tree's python3, from wheels fetched here, where
+    VMs look for it (remote_env.VM_ENVS/KEY): what image.json records of it."""
+    started = time.monotonic()
+    builder = remote_env.BUILDER.read_text(encoding="utf-8")
+    probe = json.loads(_chroot(tree, ["python3", "-c", builder, "probe", remote_env.VM_ENVS]))
+    target = remote_env.Target.from_probe(probe)
+    key = remote_env.env_key(env, target)
+    log(f"baking the suite environment {env.describe()} (key {key[:12]}) for {target.abi}")
+    fetched, _ = wheels.wheels(key, env, target)
+    inside = f"/tmp/farm-wheels-{key[:24]}"
+    shutil.copytree(fetched, tree / inside.lstrip("/"), ignore=shutil.ignore_patterns("done"))
+    pip_wheel = next(p.name for p in sorted(fetched.glob("pip-*.whl")))
+    env_dir = f"{remote_env.VM_ENVS}/.{key[:24]}-image"
+    made = remote_env.remote_plan(env, target, env_dir=env_dir, wheels=inside, pip_wheel=pip_wheel)
+    spec = json.dumps({"env_dir": env_dir, "create": made.create, "requirement_files": made.requirement_files,
+                       "install": made.install})
+    answer = json.loads(_chroot(tree, ["python3", "-c", builder, "build", remote_env.VM_ENVS, key, inside, "99",
+                                       spec]))
+    if not answer.get("ok"):
+        raise remote_env.failure(f"cannot bake the suite environment {env.describe()}: pip install failed",
+                                 str(answer.get("tail", "")))
+    log(f"baked {env.describe()} in {time.monotonic() - started:.1f}s")
+    return {"key": key, "describe": env.describe(), "digest": remote_env.named(env).digest()}
+
+
+def _chroot(tree: Path, argv: list[str]) -> str:
+    """Run `argv` in the image's tree (chroot; root): its stdout, or InfrastructureError with its last lines."""
+    proc = subprocess.run(["chroot", str(tree), *argv], capture_output=True, text=True,
+                          env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LANG": "C.UTF-8"})
+    if proc.returncode != 0:
+        raise InfrastructureError(f"chroot {argv[0]} failed (exit {proc.returncode}):\n"
+                                  + remote_env.tail(proc.stdout + proc.stderr))
+    return proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
 
 
 def _run(argv: list[str]) -> None:

@@ -226,6 +226,7 @@ def run_assignment(
             test_timeout_s=assignment.test_timeout_s,
             positions=tuple(planned_at.get(t, (-1, 0)) for t in step.test_ids) if planned_at else (),
             planned_files=_files_of(step.test_ids, planned_files or {}),
+            env=assignment.env,
             **_in_environment(environment),
         )
         run = backend.start(request)
@@ -447,6 +448,7 @@ def _collect_runs(
                 output_cap=settings.output_cap_bytes,
                 longrepr_cap=settings.longrepr_cap_bytes,
                 shard=shard,
+                env=spec.env,
                 **within,
             )))
         lines: list[list[dict[str, object]]] = [[] for _ in runs]

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from farm.suite_env import SuiteEnv
+
 
 @dataclass(frozen=True)
 class RunRequest:
@@ -31,6 +33,9 @@ class RunRequest:
     # Collect mode: (i, K), collect only shard i of K of the files (workers/collect_shards.py);
     # (0, 1): the whole collection.
     shard: tuple[int, int] = (0, 1)
+    # The suite's environment (empty: the backend's interpreter as it is). The ssh and libvirt
+    # backends build it on the remote themselves (workers/remote_env.py).
+    env: SuiteEnv = SuiteEnv()
     # The suite's environment (workers/suite_envs.py): the interpreter runners use instead of the
     # backend's own ("": the backend's), and PYTHONPATH entries after the plugin's (a relative one
     # is in the run's project directory: an editable project's `src`; an absolute one: a plain install).

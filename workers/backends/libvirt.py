@@ -26,11 +26,15 @@ from typing import Any
 
 from farm import counters
 from farm.errors import InfrastructureError
+from farm.suite_env import SuiteEnv
+from workers import remote_env
 from workers.backends.base import HealthCheck, RunRequest
 from workers.backends.local import plugin_digest
+from workers.backends.ssh import SSHRun, upload_and_start
 from workers.backends.vm import VM, boot, destroy, destroy_owned, open_connection, wait_ready
-from workers.backends.vm_run import PYTHON, VM_RUNNER, VMRun, prime, send
+from workers.backends.vm_run import PYTHON, RUNNER_DIR, VM_RUNNER, VMRun, prime, send
 from workers.image import Image
+from workers.suite_envs import PreparedEnv
 
 #: How long the VM that collected a suite waits for the suite's first assignment.
 HOLD_S = 30.0
@@ -45,12 +49,18 @@ log = logging.getLogger("farm.worker")
 class LibvirtBackend:
     name = "libvirt"
 
+    def prepare_env(self, env: SuiteEnv, archive: Path, bundle_digest: str) -> PreparedEnv:
+        """Nothing on the worker: each run builds or reuses the suite's environment in its guest
+        (workers/remote_env.py), from wheels the worker fetched."""
+        return remote_env.prepared(env)
+
     def __init__(self, image: Image, *, uri: str = "qemu:///system", scratch: Path | None = None,
                  owner: str | None = None, memory_mb: int = 512, vcpus: int = 1, warm: int = 0,
                  slots: int = 1) -> None:
         self.image = image
         self.uri = uri
         self.vms = (scratch or Path.home() / ".cache" / "farm" / "runs") / "vms"
+        self.wheels = remote_env.WheelCache(self.vms.parent.parent / "wheels")
         self.owner = owner or str(self.vms.resolve())
         self.memory_mb, self.vcpus = memory_mb, vcpus
         self.warm_per_process = math.ceil(warm / max(1, slots)) if warm > 0 else 0
@@ -214,7 +224,7 @@ class LibvirtBackend:
             return vm, time.monotonic() - started
         return self._boot_ready(), time.monotonic() - started
 
-    def start(self, request: RunRequest) -> VMRun:
+    def start(self, request: RunRequest) -> SSHRun:
         key = (_suite_of(request), str(request.bundle), request.pytest_args)
         vm = self._take_held(key) if request.mode == "run" else None
         if vm is None:
@@ -227,6 +237,8 @@ class LibvirtBackend:
             return f"kernel panic or oops on the VM's console:\n{excerpt}" if excerpt else ""
 
         node = f"vm:{vm.name} ({self.image.name})"
+        if request.env:
+            return self._start_in_env(vm, request, node, key, diagnose)
         try:
             workdir = send(vm, request)
         except (OSError, EOFError, ConnectionError) as exc:
@@ -237,7 +249,36 @@ class LibvirtBackend:
                     diagnose=diagnose)
         return run
 
-    def _release(self, vm: VM, run: VMRun, mode: str, key: tuple[str, str, tuple[str, ...]]) -> None:
+    def _start_in_env(self, vm: VM, request: RunRequest, node: str, key: tuple[str, str, tuple[str, ...]],
+                      diagnose: Callable[[], str]) -> SSHRun:
+        """A run of a suite with an environment: the environment built in the guest unless it has it
+        (baked into the image, or built by this VM's collection), then a runner of its own under
+        the environment's python (the primed one runs the image's pytest)."""
+        try:
+            python = remote_env.ensure(vm.client, PYTHON, request.env, self.wheels, envs=remote_env.VM_ENVS,
+                                       scratch=RUNNER_DIR, max_kept=remote_env.HOST_MAX_KEPT, node=node,
+                                       where=f"image:{self.image.root}")
+        except InfrastructureError:
+            self._discard(vm)
+            self._refill()
+            raise
+        started: list[SSHRun] = []  # the run, once it exists: closing it hands the VM back
+
+        def hand_back() -> None:
+            if started:
+                self._release(vm, started[0], request.mode, key)
+
+        try:
+            run = upload_and_start(vm.client, PYTHON, python, RUNNER_DIR, request, node=node, on_close=hand_back,
+                                   diagnose=diagnose, close_client=False)
+        except InfrastructureError:
+            self._discard(vm)
+            self._refill()
+            raise
+        started.append(run)
+        return run
+
+    def _release(self, vm: VM, run: SSHRun, mode: str, key: tuple[str, str, tuple[str, ...]]) -> None:
         """A run closed: keep the VM of a collection for the suite's first run, else destroy it."""
         if mode == "collect" and run.reusable() and _usable(vm):
             with self._lock:

@@ -24,9 +24,12 @@ import paramiko
 
 from farm import unpack
 from farm.errors import InfrastructureError
+from farm.suite_env import SuiteEnv
+from workers import remote_env
 from workers.backends.base import RunRequest, Usage, WithoutLifecycle, runner_env, tests_file_text
 from workers.backends.local import PLUGIN_MODULE, plugin_files, runner_argv
 from workers.backends.ssh_hosts import HostsFile, SSHHost
+from workers.suite_envs import PreparedEnv
 
 REMOTE_RUNNER = Path(__file__).resolve().parent.parent / "remote_runner.py"
 #: What the remote runner unpacks bundles with (stdlib only), uploaded beside it.
@@ -80,9 +83,16 @@ class SSHBackend(WithoutLifecycle):
 
     name = "ssh"
 
+    def prepare_env(self, env: SuiteEnv, archive: Path, bundle_digest: str) -> PreparedEnv:
+        """Nothing on the worker: each run builds or reuses the suite's environment on its host
+        (workers/remote_env.py), from wheels the worker fetched."""
+        return remote_env.prepared(env)
+
     def __init__(self, hosts: HostsFile, scratch: Path | None = None) -> None:
         self.hosts = hosts
-        self.locks = (scratch or Path.home() / ".cache" / "farm" / "runs") / "ssh-slots"
+        runs = scratch or Path.home() / ".cache" / "farm" / "runs"
+        self.locks = runs / "ssh-slots"
+        self.wheels = remote_env.WheelCache(runs.parent / "wheels")
 
     def _acquire(self, timeout: float = 600.0) -> _Slot:
         """A free slot, the least loaded host first (every pool process shares the lock files)."""
@@ -107,20 +117,42 @@ class SSHBackend(WithoutLifecycle):
     def start(self, request: RunRequest) -> SSHRun:
         slot = self._acquire()
         return start_on(slot.host, self.hosts.known_hosts, request, node=f"ssh:{slot.host.name}",
-                        on_close=slot.release)
+                        on_close=slot.release, wheels=self.wheels)
 
 
 def start_on(host: SSHHost, known_hosts: Path, request: RunRequest, *, node: str,
-             on_close: Callable[[], None] = lambda: None, diagnose: Callable[[], str] = lambda: "") -> SSHRun:
-    """Upload a run to `host` and start the remote runner there (shared by the ssh and libvirt
-    backends). `on_close` runs once the run is closed, or at once if it could not start;
-    `diagnose` adds what the environment knows when the connection is lost (a VM's console)."""
+             on_close: Callable[[], None] = lambda: None, diagnose: Callable[[], str] = lambda: "",
+             wheels: remote_env.WheelCache | None = None) -> SSHRun:
+    """Upload a run to `host` and start the remote runner there. `on_close` runs once the run is
+    closed, or at once if it could not start; `diagnose` adds what the environment knows when the
+    connection is lost. With a suite environment, it is built on the host first (from `wheels`)
+    unless the host has it, and pytest runs under its interpreter."""
     try:
         client = connect(host, known_hosts)
     except BaseException:
         on_close()
         raise
-    workdir = f"{host.workdir.rstrip('/')}/{request.label}-{uuid.uuid4().hex[:8]}"
+    try:
+        python = host.python
+        if request.env:
+            python = remote_env.ensure(client, host.python, request.env, wheels or remote_env.WheelCache(
+                Path.home() / ".cache" / "farm" / "wheels"), envs=host.envs, scratch=host.workdir,
+                max_kept=remote_env.HOST_MAX_KEPT, node=node, where=f"ssh:{host.name}")
+    except BaseException:
+        client.close()
+        on_close()
+        raise
+    return upload_and_start(client, host.python, python, host.workdir, request, node=node, on_close=on_close,
+                            diagnose=diagnose)
+
+
+def upload_and_start(client: paramiko.SSHClient, runner_python: str, python: str, workdir_root: str,
+                     request: RunRequest, *, node: str, on_close: Callable[[], None],
+                     diagnose: Callable[[], str] = lambda: "", close_client: bool = True) -> SSHRun:
+    """Upload a run through `client` and start workers/remote_runner.py under `runner_python`,
+    pytest under `python` (shared by the ssh backend and the libvirt one's suites with an
+    environment). `close_client`: the run owns the connection (an SSH host's; a VM's stays)."""
+    workdir = f"{workdir_root.rstrip('/')}/{request.label}-{uuid.uuid4().hex[:8]}"
     try:
         _run(client, f"mkdir -p {shlex.quote(workdir)}/plugin/{PLUGIN_MODULE}")
         with client.open_sftp() as sftp:
@@ -132,25 +164,27 @@ def start_on(host: SSHHost, known_hosts: Path, request: RunRequest, *, node: str
             with sftp.open(f"{workdir}/tests.json", "w") as fh:
                 fh.write(tests_file_text(request))
             with sftp.open(f"{workdir}/request.json", "w") as fh:
-                fh.write(json.dumps({"argv": runner_argv(host.python, request),
+                fh.write(json.dumps({"argv": runner_argv(python, request),
                                      "env": runner_env(request, workdir, f"{workdir}/plugin"),
                                      "niceness": request.niceness}))
         channel = client.get_transport().open_session()  # type: ignore[union-attr]
-        channel.exec_command(f"{shlex.quote(host.python)} {shlex.quote(workdir + '/remote_runner.py')} "
+        channel.exec_command(f"{shlex.quote(runner_python)} {shlex.quote(workdir + '/remote_runner.py')} "
                              f"{shlex.quote(workdir)}")
     except (paramiko.SSHException, OSError, InfrastructureError) as exc:
-        _cleanup(client, workdir)
+        _cleanup(client, workdir, close=close_client)
         on_close()
         raise InfrastructureError(f"{node}: could not start the runner: {exc} {diagnose()}".strip()) from None
-    return SSHRun(client, channel, node, workdir, on_close, diagnose)
+    return SSHRun(client, channel, node, workdir, on_close, diagnose, close_client=close_client)
 
 
 class SSHRun:
     """A remote runner: its records on the channel's stdout, its stop requests on its stdin."""
 
     def __init__(self, client: paramiko.SSHClient, channel: paramiko.Channel, node: str, workdir: str,
-                 on_close: Callable[[], None], diagnose: Callable[[], str] = lambda: "") -> None:
+                 on_close: Callable[[], None], diagnose: Callable[[], str] = lambda: "", *,
+                 close_client: bool = True) -> None:
         self.client, self.channel, self.workdir = client, channel, workdir
+        self.close_client = close_client
         self.on_close, self.diagnose = on_close, diagnose
         self.node = node
         self.buffer = b""
@@ -197,6 +231,10 @@ class SSHRun:
 
     def poll(self) -> int | None:
         return self.exit_code
+
+    def reusable(self) -> bool:
+        """Whether the runner reported its end (its environment may serve another run)."""
+        return self.exit_code is not None and self.exit_code != -1
 
     def sample(self) -> int:
         """Not sampled from here (that would measure the ssh channel): 0, so --max-memory does not act."""
@@ -250,7 +288,7 @@ class SSHRun:
     def _release(self) -> None:
         """What a run gives back once it ended: its channel, and its directory on the host."""
         self.channel.close()
-        _cleanup(self.client, self.workdir)
+        _cleanup(self.client, self.workdir, close=self.close_client)
 
 
 def remote_usage(frame: dict[str, Any]) -> Usage:
@@ -269,11 +307,12 @@ def _run(client: paramiko.SSHClient, command: str) -> None:
         raise InfrastructureError(f"remote command failed: {command}: {stderr.read().decode(errors='replace')}")
 
 
-def _cleanup(client: paramiko.SSHClient, workdir: str) -> None:
+def _cleanup(client: paramiko.SSHClient, workdir: str, *, close: bool = True) -> None:
     try:
         _run(client, f"rm -rf {shlex.quote(workdir)}")
     except (InfrastructureError, paramiko.SSHException, OSError):
         pass
     finally:
-        client.close()
+        if close:
+            client.close()
 

@@ -11,6 +11,7 @@
     slots = 2                                  # assignments at once on this host, default 1
     python = "python3"                         # the interpreter with pytest, default python3
     workdir = "/tmp/farm-runs"                 # where runs are unpacked, default /tmp/farm-runs
+    envs = "~/.cache/farm/envs"                # where suite environments are kept on the host (default)
     key = "/etc/farm/build-1.key"              # optional, overrides the default key
     proxy = "ssh -W %h:%p bastion"             # optional ProxyCommand (%h, %p substituted)
 
@@ -36,6 +37,7 @@ class SSHHost:
     slots: int = 1
     python: str = "python3"
     workdir: str = "/tmp/farm-runs"
+    envs: str = "~/.cache/farm/envs"  # suite environments on the host (`~`: the remote user's home)
     key: Path | None = None
     proxy: str = ""
 
@@ -51,7 +53,7 @@ class HostsFile:
 
 
 _FIELDS = {"name": str, "address": str, "port": int, "user": str, "slots": int, "python": str, "workdir": str,
-           "key": str, "proxy": str}
+           "envs": str, "key": str, "proxy": str}
 
 
 def load_hosts(path: Path) -> HostsFile:

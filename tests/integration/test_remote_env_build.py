@@ -1,0 +1,69 @@
+"""workers/remote_env_build.py as a remote runs it (`python3 -c SOURCE ...`), on this machine: a build
+renamed into place whole, the least recently used environments evicted, a failed install's last
+lines, and a key that another build finished first."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from workers.remote_env import BUILDER
+
+
+def _builder(*args: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", BUILDER.read_text(), *args], capture_output=True, text=True,
+                         check=True).stdout
+    return json.loads(out)
+
+
+def _ready(envs: Path, key: str, age: int) -> None:
+    (envs / key / "bin").mkdir(parents=True)
+    marker = envs / key / "farm-env.json"
+    marker.write_text("{}")
+    os.utime(marker, (1_000_000 + age, 1_000_000 + age))
+
+
+def _plan(env_dir: Path, install: str = "pass") -> str:
+    return json.dumps({
+        "env_dir": str(env_dir),
+        "create": [sys.executable, "-c", "import os, sys; os.makedirs(sys.argv[1] + '/bin')", str(env_dir)],
+        "requirement_files": [[str(env_dir / "farm-requirements" / "0-requirements.txt"), "pytest>=9\n"]],
+        "install": [sys.executable, "-c", install],
+    })
+
+
+def test_a_build_is_renamed_into_place_and_the_least_recently_used_beyond_the_bound_go(tmp_path: Path) -> None:
+    envs, wheels = tmp_path / "envs", tmp_path / "wheels"
+    wheels.mkdir()
+    for age, key in enumerate(["oldest", "old", "recent"]):
+        _ready(envs, key, age)
+    answer = _builder("build", str(envs), "new", str(wheels), "3", _plan(envs / ".new-1"))
+    assert answer == {"ok": True, "python": str(envs / "new" / "bin" / "python"), "built": True,
+                      "built_s": answer["built_s"]}
+    assert sorted(p.name for p in envs.iterdir()) == ["new", "old", "recent"]
+    assert (envs / "new" / "farm-requirements" / "0-requirements.txt").read_text() == "pytest>=9\n"
+    assert not wheels.exists(), "the shipped wheels are removed once used"
+    probe = _builder("probe", str(envs), "old")
+    assert probe["ready"] == ["new", "old", "recent"] and probe["touched"] == "old"
+    assert (envs / "old" / "farm-env.json").stat().st_mtime > 1_000_010  # used now: the last to go
+
+
+def test_a_failed_install_leaves_nothing_and_says_its_last_lines(tmp_path: Path) -> None:
+    envs, wheels = tmp_path / "envs", tmp_path / "wheels"
+    wheels.mkdir()
+    fail = "import sys; print('ERROR: No matching distribution found for nope==1'); sys.exit(1)"
+    answer = _builder("build", str(envs), "k", str(wheels), "3", _plan(envs / ".k-1", fail))
+    assert answer == {"ok": False, "tail": "ERROR: No matching distribution found for nope==1"}
+    assert list(envs.iterdir()) == []
+
+
+def test_a_key_another_build_finished_first_is_used_as_it_is(tmp_path: Path) -> None:
+    envs, wheels = tmp_path / "envs", tmp_path / "wheels"
+    wheels.mkdir()
+    _ready(envs, "k", 0)
+    answer = _builder("build", str(envs), "k", str(wheels), "3", _plan(envs / ".k-2"))
+    assert answer == {"ok": True, "python": str(envs / "k" / "bin" / "python"), "built": False}
+    assert sorted(p.name for p in envs.iterdir()) == ["k"]
