@@ -182,7 +182,23 @@ def a_cancel_in_the_first_stage_leaves_the_rest_not_run(w: World) -> None:
     assert [s["status"] for s in report["stages"]] == ["failed", "not_started"]
 
 
+def a_quarantined_failure_does_not_fail_its_stage(w: World) -> None:
+    (a,) = _staged(w, "st-held", quarantine=("t.py::smoke_b",))
+    w.run(a, "w1@h", _fail("t.py::smoke_b"))
+    rest = _of(w, "st-held", "rest")
+    assert rest, "a quarantined failure stopped the next stage"
+    for r in rest:
+        w.run(r, "w1@h")
+    report = w.report("st-held")
+    assert report["exit_code"] == 0
+    assert _by_id(report)["t.py::smoke_b"]["outcome"] == "failed"  # its real outcome is kept
+    assert [(s["name"], s["status"], s["counts"]) for s in report["stages"]] == [
+        ("smoke", "passed", {"passed": 1}), ("rest", "passed", {"passed": 3})]
+    assert [q["test_id"] for q in report["quarantined"]] == ["t.py::smoke_b"]
+
+
 STAGE_SCENARIOS = [
+    a_quarantined_failure_does_not_fail_its_stage,
     maxfail_in_the_first_stage_leaves_the_rest_not_run,
     a_cancel_in_the_first_stage_leaves_the_rest_not_run,
     the_next_stage_starts_only_when_the_first_passed,
