@@ -102,13 +102,7 @@ def collect_cached(
     if cached is not None:
         log.info("collection of %s from the cache (%s): %d tests", suite_id, key[:12], len(cached.test_ids))
         return replace(cached, suite_id=suite_id, worker=worker, duration_s=0.0)
-    collection = collect()
-    if collection is not None:
-        try:
-            cache.put(key, collection)
-        except redis.RedisError as exc:
-            log.warning("could not cache the collection of %s: %s", suite_id, exc)
-    return collection
+    return collect_fresh(cache, key, suite_id, collect)
 
 
 def collect_fresh(cache: CollectionCache, key: str, suite_id: str,
