@@ -28,7 +28,7 @@ import paramiko
 
 from farm.suite_env import SuiteEnv
 from workers import env_plan
-from workers.suite_envs import EnvBuildError, PreparedEnv
+from workers.suite_envs import CachedEntry, EnvBuildError, PreparedEnv, evictions
 
 BUILDER = Path(__file__).resolve().parent / "remote_env_build.py"
 #: Where a VM guest keeps its environments (on its root filesystem: an image bakes them there).
@@ -173,10 +173,12 @@ class WheelCache:
         return final, True
 
     def _evict(self, keep: str) -> None:
-        kept = sorted((p for p in self.root.iterdir() if p.name != keep and (p / "done").exists()),
-                      key=lambda p: (p / "done").stat().st_mtime)
-        for old in kept[:max(0, len(kept) - (self.max_kept - 1))]:
-            shutil.rmtree(old, ignore_errors=True)
+        """The local cache's choice (suite_envs.evictions: least recently used past the bound, never
+        `keep`), each set's `done` file its last use."""
+        entries = [CachedEntry(p.name, (p / "done").stat().st_mtime) for p in self.root.iterdir()
+                   if (p / "done").exists()]
+        for name in evictions(entries, self.max_kept, keep):
+            shutil.rmtree(self.root / name, ignore_errors=True)
 
 
 #: pip's lines that say nothing about why it failed (progress bars, index locations it skipped).

@@ -66,6 +66,8 @@ def _tail(text: str, lines: int = 15) -> str:
 
 
 def _evict(envs: str, keep: str, max_kept: int) -> None:
+    """workers/suite_envs.py's `evictions` (least recently used past the bound, never `keep`), written
+    out again: this file runs alone on the remote, importing nothing of farm."""
     entries = []
     for key in os.listdir(envs):
         marker = os.path.join(envs, key, MARKER)

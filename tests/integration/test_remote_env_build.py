@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from workers.remote_env import BUILDER
+from workers.remote_env import BUILDER, WheelCache
 
 
 def _builder(*args: str) -> dict:
@@ -67,3 +67,22 @@ def test_a_key_another_build_finished_first_is_used_as_it_is(tmp_path: Path) -> 
     answer = _builder("build", str(envs), "k", str(wheels), "3", _plan(envs / ".k-2"))
     assert answer == {"ok": True, "python": str(envs / "k" / "bin" / "python"), "built": False}
     assert sorted(p.name for p in envs.iterdir()) == ["k"]
+
+
+def test_the_workers_wheel_cache_evicts_as_the_remote_does(tmp_path: Path) -> None:
+    """WheelCache (the worker's wheel sets) and the remote builder make the same choice: the least
+    recently used beyond the bound go, never the set just made, sets still being fetched untouched."""
+    root = tmp_path / "wheels"
+    for age, key in enumerate(["old", "older-used", "new", "made"]):
+        (root / key).mkdir(parents=True)
+        os.utime(_done(root / key), (1_000_000 + age, 1_000_000 + age))
+    os.utime(root / "older-used" / "done", (2_000_000, 2_000_000))  # used again since
+    (root / ".fetching-x").mkdir()  # a set being fetched: no `done` yet
+    os.utime(root / "made" / "done", (500, 500))  # oldest stamp, but the one just made
+    WheelCache(root, max_kept=2)._evict("made")
+    assert sorted(p.name for p in root.iterdir()) == [".fetching-x", "made", "older-used"]
+
+
+def _done(directory: Path) -> Path:
+    (directory / "done").write_text("{}")
+    return directory / "done"
