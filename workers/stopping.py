@@ -9,7 +9,10 @@ instead of waiting for the assignment to end or for its lease to lapse.
 
 The SIGTERM handler is ours only while an assignment runs: billiard installs its own (exit the
 child) after every initializer, so it is swapped in and out around each task. A second SIGTERM
-during the same task goes to billiard's handler, and ends the child as before.
+during the same task goes to billiard's handler, and ends the child as before. Only a second
+SIGTERM counts as one: a warm shutdown of the worker's process group (`farm up`, systemd) sends the
+child SIGTERM and, from the main process, SIGUSR2 at once, and Python runs pending handlers in
+signal-number order (SIGUSR2 first), so "already asked" must not read as "asked twice".
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import psutil
 
 _stop = threading.Event()
 _busy = False
+_termed = False  # a SIGTERM came during the running task
 _previous_term: Any = signal.SIG_DFL
 
 
@@ -35,7 +39,9 @@ def install() -> None:
 
 
 def _on_term(signum: int, frame: FrameType | None) -> None:
-    if _busy and not _stop.is_set():
+    global _termed
+    if _busy and not _termed:
+        _termed = True
         _stop.set()
         return
     signal.signal(signal.SIGTERM, _previous_term)  # a second one: the pool's own handling
@@ -53,8 +59,9 @@ def _on_usr2(signum: int, frame: FrameType | None) -> None:
 @contextlib.contextmanager
 def running() -> Iterator[None]:
     """Around one task: a stop request made before it started does not apply to it."""
-    global _busy, _previous_term
+    global _busy, _previous_term, _termed
     _stop.clear()
+    _termed = False
     main = threading.current_thread() is threading.main_thread()  # signals only reach the main thread
     if main:
         _previous_term = signal.signal(signal.SIGTERM, _on_term)

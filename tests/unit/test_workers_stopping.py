@@ -47,3 +47,20 @@ def test_sigusr2_asks_only_a_running_task_and_a_new_task_starts_unasked() -> Non
         assert stopping.requested()
     with stopping.running():
         assert not stopping.requested(), "a request made for an earlier task carried over"
+
+
+def test_a_sigterm_after_sigusr2_is_the_first_sigterm_not_a_second() -> None:
+    """A warm stop of the worker's process group: SIGTERM to the child and SIGUSR2 from the main
+    process, both pending when Python runs handlers (SIGUSR2 first, by number). The child must keep
+    running to hand its work back; a later SIGTERM still ends it."""
+    seen: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(signum))
+    stopping.install()
+    with stopping.running():
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGUSR2})
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGUSR2)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGUSR2})
+        assert stopping.requested() and seen == [], "the group's SIGTERM was taken for a second one"
+        os.kill(os.getpid(), signal.SIGTERM)
+    assert seen == [signal.SIGTERM]
