@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Callable
 from pathlib import Path
 
 from farm.errors import UsageError
@@ -17,24 +18,61 @@ MAX_REQUIREMENTS_BYTES = 256 * 1024
 
 
 def suite_env(requirements: tuple[Path, ...], install: tuple[str, ...], install_mode: str) -> SuiteEnv:
-    """The environment from --requirements files (read here) and --install specs."""
+    """The environment from --requirements files (read here, the files their `-r` lines name
+    inlined) and --install specs."""
     files = []
     for path in requirements:
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise UsageError(f"--requirements {path}: cannot read it: {exc.strerror or exc}") from None
-        if len(data) > MAX_REQUIREMENTS_BYTES:
-            raise UsageError(f"--requirements {path}: {len(data)} bytes, more than a requirement file holds "
-                             f"({MAX_REQUIREMENTS_BYTES})")
-        try:
-            files.append((str(path), data.decode("utf-8")))
-        except UnicodeDecodeError:
-            raise UsageError(f"--requirements {path}: not UTF-8 text") from None
+        text = _read_requirements(path, str(path))
+        files.append((str(path), expand_requirements(text, str(path), _read_requirements)))
     for spec in install:
         if not spec.strip():
             raise UsageError("--install: an empty spec")
     return SuiteEnv(requirements=tuple(files), install=tuple(s.strip() for s in install), install_mode=install_mode)
+
+
+#: A requirement-file line naming another file: `-r FILE`, `--requirement FILE`, `-c FILE`, `--constraint=FILE`.
+_INCLUDE = re.compile(r"(--requirement|--constraint|-r|-c)(?:\s*=\s*|\s+|(?<=-[rc]))(\S+)\s*(?:#.*)?\Z")
+
+
+def expand_requirements(text: str, origin: str, read: Callable[[Path, str], str], depth: int = 0) -> str:
+    """`text` (of the requirement file at `origin`) with each `-r FILE` line replaced by that
+    file's text, expanded in turn (`read(path, where)`: FILE relative to the file naming it, as
+    pip reads it): the worker gets only the text, not the files beside it. URLs are left to pip.
+    A `-c FILE` (constraints) line naming a file is a UsageError: constraints cannot be inlined,
+    and the worker would not have the file. Text without such lines is returned as it is."""
+    if depth > 8:
+        raise UsageError(f"--requirements {origin}: `-r` lines nest deeper than 8 files (a cycle?)")
+    out, included = [], False
+    for number, line in enumerate(text.splitlines(), 1):
+        match = _INCLUDE.match(line.strip())
+        if match is None or "://" in match.group(2):
+            out.append(line)
+            continue
+        option, name = match.groups()
+        where = f"{origin}, line {number}"
+        if option in ("-c", "--constraint"):
+            raise UsageError(f"--requirements {where}: `{line.strip()}`: constraint files are not followed "
+                             "(the worker gets requirement text only): put the pins in a requirement file")
+        path = Path(origin).parent / name
+        included = True
+        out.append(f"# farm: {line.strip()} ({path})")
+        out.append(expand_requirements(read(path, where), str(path), read, depth + 1).rstrip("\n"))
+    return "\n".join(out) + "\n" if included else text
+
+
+def _read_requirements(path: Path, what: str) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        it = "it" if what == str(path) else str(path)
+        raise UsageError(f"--requirements {what}: cannot read {it}: {exc.strerror or exc}") from None
+    if len(data) > MAX_REQUIREMENTS_BYTES:
+        raise UsageError(f"--requirements {what}: {len(data)} bytes, more than a requirement file holds "
+                         f"({MAX_REQUIREMENTS_BYTES})")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"--requirements {what}: not UTF-8 text") from None
 
 
 def stages(values: tuple[str, ...]) -> tuple[Stage, ...]:

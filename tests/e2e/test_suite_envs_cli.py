@@ -36,8 +36,11 @@ def _built(envs: Path) -> dict[str, str]:
 def test_the_suites_pytest_comes_from_its_environment_and_the_next_run_reuses_it(tmp_path: Path) -> None:
     need(0 < _pytest_major(DEBIAN_PYTHON) < 9, f"{DEBIAN_PYTHON} with a pytest older than 9 (python3-pytest)")
     project = copy_fixture("correctness", tmp_path)
+    # The pin is in a file the requirement file includes (`-r`, relative to it): followed, as pip would.
+    (tmp_path / "requirements").mkdir()
+    (tmp_path / "requirements" / "base.txt").write_text("pytest>=9  # built-in subtests\n")
     requirements = tmp_path / "requirements.txt"
-    requirements.write_text("pytest>=9\n")
+    requirements.write_text("-r requirements/base.txt\n")
     envs = tmp_path / "envs"
     args = [*LEAN, "tests"]
     pytest_code, expected = run_reference(project, args, tmp_path / "reference.json")  # plain pytest 9
@@ -120,3 +123,18 @@ def test_a_requirement_that_cannot_be_installed_ends_the_suite_in_one_line(tmp_p
     assert message in result.stdout.splitlines()
     # The installer's last lines are shown above it, as a failed collection's output is.
     assert "ERROR: Could not find a version that satisfies the requirement" in data["collection"]["output"]
+
+
+def test_a_constraint_file_line_is_refused_in_one_line_before_anything_is_built(tmp_path: Path) -> None:
+    project = copy_fixture("envproject", tmp_path)
+    (tmp_path / "constraints.txt").write_text("pytest<10\n")
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("pytest>=9\n-c constraints.txt\n")
+    result = farm("submit-suite", str(project), "--requirements", str(requirements),
+                  env={"FARM_ENVS_DIR": str(tmp_path / "envs")})
+    assert result.returncode == 4, result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    said = (f"farm: error: --requirements {requirements}, line 2: `-c constraints.txt`: constraint files are not "
+            "followed (the worker gets requirement text only): put the pins in a requirement file")
+    assert lines == [said], lines
+    assert not (tmp_path / "envs").exists()

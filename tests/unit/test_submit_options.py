@@ -8,7 +8,7 @@ import pytest
 
 from farm.errors import UsageError
 from farm.model import Stage
-from farm.submit_options import stages, suite_env
+from farm.submit_options import expand_requirements, stages, suite_env
 from farm.suite_env import SuiteEnv
 
 
@@ -48,3 +48,32 @@ def test_an_unreadable_requirement_file_is_a_usage_error(tmp_path: Path) -> None
         suite_env((tmp_path / "gone.txt",), (), "editable")
     with pytest.raises(UsageError, match="--install: an empty spec"):
         suite_env((), ("  ",), "editable")
+
+
+def test_r_lines_are_inlined_relative_to_the_file_naming_them_and_c_lines_refused() -> None:
+    files = {"/p/req/dev.txt": "-r base.txt\nflake8\n", "/p/req/base.txt": "--requirement=../common/pins.txt\nattrs\n",
+             "/p/req/../common/pins.txt": "pytest>=9  # pinned\n"}
+    read = lambda path, where: files[str(path)]  # noqa: E731
+    assert expand_requirements("attrs\n", "/p/req.txt", read) == "attrs\n"  # nothing to follow: the text as it is
+    assert expand_requirements("-r https://example.invalid/r.txt\n", "/p/req.txt", read) == \
+        "-r https://example.invalid/r.txt\n"  # pip fetches URLs itself
+    assert expand_requirements(files["/p/req/dev.txt"], "/p/req/dev.txt", read).splitlines() == [
+        "# farm: -r base.txt (/p/req/base.txt)",
+        "# farm: --requirement=../common/pins.txt (/p/req/../common/pins.txt)",
+        "pytest>=9  # pinned", "attrs", "flake8"]
+    with pytest.raises(UsageError, match=r"^--requirements /p/r.txt, line 2: `-c pins.txt`: constraint files"):
+        expand_requirements("attrs\n-c pins.txt\n", "/p/r.txt", read)
+    loop = {"/p/a.txt": "-r b.txt\n", "/p/b.txt": "-ra.txt\n"}
+    with pytest.raises(UsageError, match="nest deeper than 8 files"):
+        expand_requirements(loop["/p/a.txt"], "/p/a.txt", lambda path, where: loop[str(path)])
+
+
+def test_a_file_an_r_line_names_is_read_beside_it_and_a_missing_one_named(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "base.txt").write_text("pytest>=9\n")
+    req = tmp_path / "dev.txt"
+    req.write_text("-r sub/base.txt\n-r gone.txt\n")
+    with pytest.raises(UsageError, match=rf"^--requirements {req}, line 2: cannot read {tmp_path}/gone.txt: "):
+        suite_env((req,), (), "editable")
+    req.write_text("-r sub/base.txt\n")
+    assert suite_env((req,), (), "editable").requirements[0][1].splitlines()[1:] == ["pytest>=9"]
