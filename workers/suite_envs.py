@@ -5,6 +5,7 @@ install of its own project beside them."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import importlib.util
 import json
@@ -15,10 +16,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from farm.errors import InfrastructureError
 from farm.processes import die_with_parent
@@ -106,11 +108,13 @@ class CachedEntry:
     used_at: float
 
 
-def evictions(entries: Sequence[CachedEntry], bound: int, keep: str = "") -> list[str]:
-    """The entries to remove, least recently used first, until at most `bound` are left; never `keep`."""
+def evictions(entries: Sequence[CachedEntry], bound: int, keep: str = "",
+              busy: Collection[str] = ()) -> list[str]:
+    """The entries to remove, least recently used first, until at most `bound` are left; never
+    `keep`, nor one `busy` (in use): then more than `bound` may be left."""
     ordered = sorted(entries, key=lambda e: e.used_at)
     excess = len(ordered) - bound
-    return [e.name for e in ordered if e.name != keep][:max(0, excess)]
+    return [e.name for e in ordered if e.name != keep and e.name not in busy][:max(0, excess)]
 
 
 class EnvCache:
@@ -123,6 +127,7 @@ class EnvCache:
         self.max_envs = max_envs
         self.installer = installer  # FARM_ENV_INSTALLER's choice (find_installer), or the one to use
         self.builds = 0  # environments this object built (tests; the log says each)
+        self._uses: dict[str, list[IO[str]]] = {}  # key -> this process's holds on `locks/KEY.use`
 
     def prepare(self, env: SuiteEnv, tree: Path, bundle_digest: str, base_python: str,
                 interpreter: str) -> PreparedEnv:
@@ -132,16 +137,44 @@ class EnvCache:
         probe = plan(env, projects, interpreter, base_python=base_python, env_dir="", bundle_root=str(tree),
                      installer=installer)
         final = self.root / probe.key
-        with self._locked(probe.key):
-            if not (final / BUILT_FILE).is_file():
-                self._check_failed(probe.key)
-                self._build(env, projects, interpreter, base_python, tree, installer, final)
-            else:
-                _touch(final)
-            paths = probe.source_paths
-            if probe.plain:
-                paths = (*paths, *self._plain(probe, installer, final, tree, bundle_digest))
+        use = self._use(probe.key)  # before it is looked for: an eviction under way finishes first
+        try:
+            with self._locked(probe.key):
+                if not (final / BUILT_FILE).is_file():
+                    self._check_failed(probe.key)
+                    self._build(env, projects, interpreter, base_python, tree, installer, final)
+                else:
+                    _touch(final)
+                paths = probe.source_paths
+                if probe.plain:
+                    paths = (*paths, *self._plain(probe, installer, final, tree, bundle_digest))
+        except BaseException:
+            use.close()
+            raise
+        self._uses.setdefault(probe.key, []).append(use)
         return PreparedEnv(probe.key, str(final / "bin" / "python"), paths)
+
+    def release(self, key: str) -> None:
+        """The run that `prepare` returned `key` for has ended: the environment may be evicted again
+        (once no other run of any process uses it)."""
+        held = self._uses.get(key)
+        if held:
+            held.pop().close()  # closing the file drops its shared lock
+            if not held:
+                del self._uses[key]
+
+    def _use(self, key: str) -> IO[str]:
+        """A shared lock on `locks/KEY.use`, held while a run uses the environment: eviction,
+        which takes it exclusively, passes it over."""
+        locks = self.root / "locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        fh = open(locks / f"{key}.use", "a")  # noqa: SIM115 (held past this call: release() closes it)
+        try:
+            fcntl.flock(fh, fcntl.LOCK_SH)
+        except BaseException:
+            fh.close()
+            raise
+        return fh
 
     def _build(self, env: SuiteEnv, projects: list[LocalProject], interpreter: str, base_python: str, tree: Path,
                installer: Installer, final: Path) -> None:
@@ -236,13 +269,24 @@ class EnvCache:
         (self.root / "failed" / key).write_text(message, encoding="utf-8")
 
     def _evict(self, keep: str) -> None:
-        with self._locked(".evict"):
+        with self._locked(".evict"), contextlib.ExitStack() as idle:
             entries = [CachedEntry(e.name, e.stat(follow_symlinks=False).st_mtime) for e in os.scandir(self.root)
                        if len(e.name) == 64 and e.is_dir(follow_symlinks=False)]
-            for name in evictions(entries, self.max_envs, keep):
+            busy = set()
+            for entry in entries:  # in use by a run (a shared lock on it), or left locked till removed
+                fh = idle.enter_context(open(self.root / "locks" / f"{entry.name}.use", "a"))
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    busy.add(entry.name)
+            chosen = evictions(entries, self.max_envs, keep, busy)
+            for name in chosen:
                 _remove(self.root, name)
                 (self.root / "locks" / name).unlink(missing_ok=True)
                 log.warning("evicted the suite environment %s (more than %d kept)", name[:12], self.max_envs)
+            if len(entries) - len(chosen) > self.max_envs:
+                log.warning("%d suite environments kept, past the bound of %d: the others are in use",
+                            len(entries) - len(chosen), self.max_envs)
 
     def _evict_plain(self, keep: str) -> None:
         root = self.root / "plain"

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
@@ -97,17 +98,25 @@ class WorkerContext:
             fingerprint += f"\nsuite environment {env_key}"
         return cache_key(bundle_digest, pytest_args, fingerprint) if fingerprint else ""
 
-    def suite_environment(self, env: SuiteEnv, bundle_digest: str) -> PreparedEnv | None:
+    @contextlib.contextmanager
+    def suite_environment(self, env: SuiteEnv, bundle_digest: str) -> Iterator[PreparedEnv | None]:
         """The suite's environment, built or reused by the backend (None: the suite has none, it
-        runs under the backend's interpreter); EnvBuildError when it cannot be built."""
+        runs under the backend's interpreter), in use (not evicted) until the block ends;
+        EnvBuildError when it cannot be built."""
         if not env:
-            return None
+            yield None
+            return
         prepare = getattr(self.backend, "prepare_env", None)
         if prepare is None:
             raise EnvBuildError(f"could not build the suite's environment: the {self.backend.name} backend "
                                 "does not build suite environments")
         prepared: PreparedEnv = prepare(env, self.bundles.path(bundle_digest), bundle_digest)
-        return prepared
+        try:
+            yield prepared
+        finally:
+            release = getattr(self.backend, "release_env", None)
+            if release is not None:
+                release(prepared)
 
     def planned_files(self, key: str) -> dict[str, int]:
         """The cached collection's item count per file ({}: none cached, or the store did not answer)."""
@@ -300,9 +309,7 @@ def register(ctx: WorkerContext) -> None:
         keeper = ctx.lease_keeper(keys.lease(spec.suite_id, "collect"))
         collection: Collection | None
         try:
-            with keeper, ctx.busy.held():
-                prepared = ctx.suite_environment(spec.env, spec.bundle_digest)
-
+            with keeper, ctx.busy.held(), ctx.suite_environment(spec.env, spec.bundle_digest) as prepared:
                 def collect_with(args: tuple[str, ...], fresh: bool) -> tuple[Collection | None, bool]:
                     """A collection with these args: cached by them (a stage's too), or made now."""
                     made = [False]
@@ -371,9 +378,9 @@ def register(ctx: WorkerContext) -> None:
                 log.warning("could not drop the cached collection %s: %s", key[:12], exc)
 
         try:
-            with stopping.running(), sink.keeper, ctx.busy.held():
-                # Built at collection on this worker, or now (another worker collected): then reused.
-                prepared = ctx.suite_environment(assignment.env, assignment.bundle_digest)
+            # The environment: built at collection on this worker, or now (another worker collected).
+            with stopping.running(), sink.keeper, ctx.busy.held(), \
+                    ctx.suite_environment(assignment.env, assignment.bundle_digest) as prepared:
                 key = ctx.collection_key(assignment.bundle_digest, assignment.pytest_args,
                                          prepared.key if prepared else "")
                 hold = runner.start_hold(assignment, time.time())

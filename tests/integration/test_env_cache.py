@@ -49,10 +49,18 @@ def _env(text: str) -> SuiteEnv:
     return SuiteEnv(requirements=(("r.txt", text),))
 
 
-def _prepare(cache: EnvCache, env: SuiteEnv, tmp_path: Path) -> str:
+def _prepare(cache: EnvCache, env: SuiteEnv, tmp_path: Path, *, release: bool = True) -> str:
+    """A run's use of the environment: prepared, then (unless told not to) released as its run ends."""
     tree = tmp_path / "tree"
     tree.mkdir(exist_ok=True)
-    return cache.prepare(env, tree, "0" * 64, sys.executable, "fingerprint").key
+    key = cache.prepare(env, tree, "0" * 64, sys.executable, "fingerprint").key
+    if release:
+        cache.release(key)
+    return key
+
+
+def _kept(tmp_path: Path) -> set[str]:
+    return {p.name for p in (tmp_path / "envs").iterdir() if len(p.name) == 64}
 
 
 def test_a_second_use_reuses_the_environment_without_running_the_installer(tmp_path: Path, stub: Path) -> None:
@@ -89,6 +97,21 @@ def test_past_the_bound_the_least_recently_used_environment_is_evicted(tmp_path:
     assert kept == {first, third}
     assert second not in kept
     assert _runs(stub) == 3
+
+
+def test_an_environment_a_run_uses_is_not_evicted_and_goes_once_released(tmp_path: Path, stub: Path) -> None:
+    running, other = _cache(tmp_path, stub, max_envs=2), _cache(tmp_path, stub, max_envs=2)  # two slots
+    busy = _prepare(running, _env("busy\n"), tmp_path, release=False)  # the least recently used, but in use
+    two = _prepare(other, _env("two\n"), tmp_path)
+    three = _prepare(other, _env("three\n"), tmp_path)
+    assert _kept(tmp_path) == {busy, three}  # past the bound: `two` went, the one in use stayed
+    four = _prepare(other, _env("four\n"), tmp_path)
+    assert _kept(tmp_path) == {busy, four}
+    assert (tmp_path / "envs" / busy / "bin" / "python").exists()
+    running.release(busy)
+    five = _prepare(other, _env("five\n"), tmp_path)
+    assert _kept(tmp_path) == {four, five}
+    assert two not in _kept(tmp_path) and _runs(stub) == 5
 
 
 def test_a_failed_build_is_remembered_and_not_tried_again_for_a_while(tmp_path: Path, stub: Path) -> None:

@@ -79,6 +79,7 @@ def test_uv_builds_the_environment_when_it_is_on_path(tmp_path: Path, uv: str, m
 def test_past_the_bound_the_oldest_environment_is_removed(tmp_path: Path) -> None:
     cache = EnvCache(tmp_path / "envs", max_envs=1, installer="pip")
     one = cache.prepare(SuiteEnv(install=("iniconfig",)), _tree(tmp_path), "0" * 64, BASE, "fp")
+    cache.release(one.key)  # its run ended
     two = cache.prepare(SuiteEnv(install=("iniconfig", "pytest>=8")), _tree(tmp_path), "0" * 64, BASE, "fp")
     assert not Path(one.python).exists()
     assert Path(two.python).exists()

@@ -120,3 +120,5 @@ def test_evictions_take_the_least_recently_used_beyond_the_bound_never_the_one_k
     assert evictions(entries, 2) == ["a", "c"]
     assert evictions(entries, 2, keep="a") == ["c", "b"]
     assert evictions(entries, 4) == []
+    assert evictions(entries, 2, keep="a", busy={"c"}) == ["b", "d"]  # in use: passed over
+    assert evictions(entries, 2, busy={"a", "b", "c"}) == ["d"]  # one more than the bound left

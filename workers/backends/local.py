@@ -144,6 +144,10 @@ class LocalBackend(WithoutLifecycle):
             raise EnvBuildError(f"could not build the suite's environment: {self.python} does not run")
         return self.envs.prepare(env, self.trees.tree(archive), bundle_digest, self.python, fingerprint)
 
+    def release_env(self, prepared: PreparedEnv) -> None:
+        """The run `prepare_env` was for has ended: its environment may be evicted again."""
+        self.envs.release(prepared.key)
+
     def start_environment(self) -> None:
         """Begin computing `environment()` in the background (the worker's main process, at its
         start: see start_fingerprint)."""
