@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from farm.outcomes import FAILURES, Outcome
-from farm.report.schema import counted_run, expand
+from farm.report.schema import counted_run, expand, quarantined_of
 
 #: Characters XML 1.0 forbids (C0 controls but tab/LF/CR, surrogates, U+FFFE/U+FFFF), plus the
 #: DEL and C1 controls it discourages: all are dropped from every attribute and text.
@@ -76,12 +76,6 @@ def _hostname(report: Mapping[str, Any]) -> str:
     """The hosts that ran the suite, comma-separated (pytest gives its one host)."""
     hosts = {str(w.get("host") or "") for w in report.get("workers") or ()}
     return ",".join(sorted(h for h in hosts if h))
-
-
-def quarantined_of(report: Mapping[str, Any]) -> dict[str, str]:
-    """The report's quarantined tests: id -> why."""
-    return {str(q.get("test_id")): str(q.get("reason") or "") for q in report.get("quarantined") or ()
-            if isinstance(q, Mapping)}
 
 
 _FAILING = {o.value for o in FAILURES}

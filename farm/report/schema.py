@@ -105,6 +105,12 @@ def compact(report: Mapping[str, Any], *, expanded: bool = False) -> dict[str, A
     return doc
 
 
+def quarantined_of(report: Mapping[str, Any]) -> dict[str, str]:
+    """The report's quarantined tests (its `quarantined` list): id -> why."""
+    return {str(q.get("test_id")): str(q.get("reason") or "") for q in report.get("quarantined") or ()
+            if isinstance(q, Mapping)}
+
+
 def drop_empty_lists(doc: dict[str, Any]) -> None:
     """Leave out the top-level lists the lean document omits when empty (`suspect_workers`, `leaks`,
     `gates`, `quarantined`, `quarantine_unknown`, `stages`)."""
