@@ -9,7 +9,6 @@ from typing import Any
 from farm.outcomes import Outcome
 from farm.report.pytest_lines import head_line, pytest_major, run_note, separator
 
-
 #: What a quarantined test's banner (and short-summary line) says after its id: it does not fail the suite.
 QUARANTINED_MARK = " [quarantined]"
 
