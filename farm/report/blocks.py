@@ -3,36 +3,51 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from farm.outcomes import Outcome
 from farm.report.pytest_lines import head_line, pytest_major, run_note, separator
 
+#: What a quarantined test's banner (and short-summary line) says after its id: it does not fail the suite.
+QUARANTINED_MARK = " [quarantined]"
 
-def failure_sections(tests: Sequence[Mapping[str, Any]], tbstyle: str, pytest_version: str = "") -> list[str]:
-    """ERRORS, FAILURES and farm's TIMEOUTS AND CRASHES; under --tb=line a failure is its lines, no banner."""
+
+def failure_sections(tests: Sequence[Mapping[str, Any]], tbstyle: str, pytest_version: str = "",
+                     quarantined: Collection[str] = ()) -> list[str]:
+    """ERRORS, FAILURES and farm's TIMEOUTS AND CRASHES; under --tb=line a failure is its lines, no banner.
+
+    A test in `quarantined` (ids) has ` [quarantined]` at the end of its banner's title: it ran and
+    failed, but does not fail the suite."""
     lines: list[str] = []
+
+    def mark(test: Mapping[str, Any]) -> str:
+        return QUARANTINED_MARK if str(test.get("id", "")) in quarantined else ""
+
     errors = [t for t in tests if t.get("outcome") == Outcome.ERROR.value]
     failures = [t for t in tests if t.get("outcome") == Outcome.FAILED.value]
     if errors:
         lines.append(separator("=", "ERRORS"))
         for test in errors:
-            lines.extend(_test_block(_error_title(test), test))
+            lines.extend(_test_block(_error_title(test) + mark(test), test))
     if failures:
         lines.append(separator("=", "FAILURES"))
         for test in failures:
             if tbstyle == "line":
                 block = _line_block(test)
                 # Before pytest 9, --tb=line printed the crash line alone.
-                lines.extend(block if pytest_major(pytest_version) >= 9 else block[_crash_at(block):])
+                block = block if pytest_major(pytest_version) >= 9 else block[_crash_at(block):]
+                if mark(test) and block:  # no banner to mark: the crash line says it
+                    block[-1] += mark(test)
+                lines.extend(block)
             else:
-                lines.extend(_test_block(head_line(str(test.get("id", ""))) + run_note(test), test))
+                lines.extend(_test_block(head_line(str(test.get("id", ""))) + run_note(test) + mark(test), test))
     stopped = [t for t in tests if t.get("outcome") in (Outcome.TIMEOUT.value, Outcome.CRASHED.value)]
     if stopped:
         lines.append(separator("=", "TIMEOUTS AND CRASHES"))
         for test in stopped:
-            lines.extend(_test_block(f"{str(test['outcome']).upper()} {head_line(str(test.get('id', '')))}", test))
+            title = f"{str(test['outcome']).upper()} {head_line(str(test.get('id', '')))}{mark(test)}"
+            lines.extend(_test_block(title, test))
     return lines
 
 

@@ -52,7 +52,7 @@ def build_report(
     kept: list[dict[str, str]] = []
     # Consumed (once) by compact, before it reads summary and suspects.
     tests = _full_tests(((t, counted[t]) for t in order if t in counted), runs_by_test(runs), summary, suspect_list,
-                        quarantine or {}, kept)
+                        quarantine or {}, kept, stage_names(spec, collection))
     return compact(_document(spec=spec, status=status, exit_code=exit_code, message=message,
                              started_at=started_at, finished_at=finished_at, collection=collection,
                              summary=summary, tests=tests, attempts=attempts, workers=workers,
@@ -114,7 +114,8 @@ def report_text(
         pieces.append(((", " if pieces else "") + _ENCODE(lean)[1:-1]).encode())
         lean.clear()
 
-    for test in _full_tests(records, by_test, summary, suspect_list, quarantine or {}, kept):
+    for test in _full_tests(records, by_test, summary, suspect_list, quarantine or {}, kept,
+                            stage_names(spec, collection)):
         lean.append(lean_test(test, index, assignments, referenced))
         if len(lean) >= page:
             flush()
@@ -156,16 +157,34 @@ def runs_by_test(runs: Iterable[TestRun]) -> dict[str, TestRun | list[TestRun]]:
     return by_test
 
 
+def stage_names(spec: SuiteSpec, collection: Collection | None) -> list[str]:
+    """A staged suite's stage name for each of its runnable tests, in the collection's order
+    (`Collection.stage_of`, parallel to its `test_ids`, which the report's order starts with);
+    [] for a suite without stages, or a collection that does not say each test's stage (a worker
+    older than --stage, or an index outside the stages: farm ran them all in the first stage)."""
+    if not spec.stages or collection is None:
+        return []
+    names = [s.name for s in spec.stages]
+    stage_of = collection.stage_of
+    if collection.test_ids and len(stage_of) != len(collection.test_ids):
+        return []
+    if any(not 0 <= k < len(names) for k in stage_of):
+        return []
+    return [names[k] for k in stage_of]
+
+
 def _full_tests(records: Iterable[tuple[str, TestRecord]], by_test: Mapping[str, TestRun | list[TestRun]],
                 summary: dict[str, int], suspect_list: list[dict[str, Any]], quarantine: Mapping[str, str],
-                quarantined: list[dict[str, str]]) -> Iterator[dict[str, Any]]:
+                quarantined: list[dict[str, str]], stages: Sequence[str] = ()) -> Iterator[dict[str, Any]]:
     """Each test's full entry, one at a time: `compact` (or `lean_test`) makes it lean as it
     goes, so a large suite's report never holds every test's full view at once. Once all are
     given, the summary's total, the suspect workers and the quarantined tests' outcomes
-    (`quarantined`, in report order) are known."""
+    (`quarantined`, in report order) are known. `stages`: the stage of each of the first tests
+    (`stage_names`); the others (decided at collection) belong to none."""
     total = 0
     suspects: dict[str, list[str]] = {}
     for test_id, record in records:
+        stage = stages[total] if total < len(stages) else None
         total += 1
         summary[record.outcome.value] += 1
         if quarantine and test_id in quarantine:
@@ -189,6 +208,7 @@ def _full_tests(records: Iterable[tuple[str, TestRecord]], by_test: Mapping[str,
             "crashed_on": crashed_on,
             "blame": blame,
             "ran_as": record.ran_as or None,
+            "stage": stage,
             "longrepr": record.longrepr,
             "sections": [list(s) for s in record.sections],
             "attempts": [

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from farm.outcomes import FAILURES, Outcome
-from farm.report.schema import counted_run, expand
+from farm.report.schema import counted_run, expand, quarantined_of
 
 #: Characters XML 1.0 forbids (C0 controls but tab/LF/CR, surrogates, U+FFFE/U+FFFF), plus the
 #: DEL and C1 controls it discourages: all are dropped from every attribute and text.
@@ -65,11 +65,24 @@ def render_junit(report: Mapping[str, Any]) -> bytes:
         timestamp=xml_safe(report.get("started_at") or ""),
         hostname=xml_safe(_hostname(report)),
     )
+    if report.get("stages"):
+        suite.append(_stage_properties(report["stages"]))
     for test in tests:
         suite.append(_testcase(test, held.get(str(test.get("id", "")))))
     root = ET.Element("testsuites", name="pytest tests")
     root.append(suite)
     return _DECLARATION + ET.tostring(root, encoding="unicode").encode("utf-8") + b"\n"
+
+
+def _stage_properties(stages: Sequence[Mapping[str, Any]]) -> ET.Element:
+    """A staged suite's `<properties>` (the testsuite's first child, as the JUnit schema has it): a
+    `farm.stage.NAME` property per stage, in order, its status as the report's `stages` says it
+    (passed, failed, not_started)."""
+    props = ET.Element("properties")
+    for row in stages:
+        ET.SubElement(props, "property", name=xml_safe(f"farm.stage.{row.get('name', '')}"),
+                      value=xml_safe(row.get("status", "")))
+    return props
 
 
 def _hostname(report: Mapping[str, Any]) -> str:
@@ -78,20 +91,16 @@ def _hostname(report: Mapping[str, Any]) -> str:
     return ",".join(sorted(h for h in hosts if h))
 
 
-def quarantined_of(report: Mapping[str, Any]) -> dict[str, str]:
-    """The report's quarantined tests: id -> why."""
-    return {str(q.get("test_id")): str(q.get("reason") or "") for q in report.get("quarantined") or ()
-            if isinstance(q, Mapping)}
-
-
 _FAILING = {o.value for o in FAILURES}
 
 
 def _testcase(test: Mapping[str, Any], quarantined: str | None = None) -> ET.Element:
-    """A test's `<testcase>`. A quarantined one (`quarantined`: why) has a `farm.quarantined`
-    property; if it failed, its failure is written as a `<skipped type="farm.quarantined">` whose
-    message says so and keeps the failure's (its text: the traceback), which CI tools show beside
-    the test without failing the build, as pytest writes an xfail."""
+    """A test's `<testcase>`; its `<properties>` (when it has any) say its stage (`farm.stage`),
+    which run counted (`farm.run`), the id it ran as and why it is quarantined. A quarantined one
+    (`quarantined`: why) has a `farm.quarantined` property; if it failed, its failure is written
+    as a `<skipped type="farm.quarantined">` whose message says so and keeps the failure's (its
+    text: the traceback), which CI tools show beside the test without failing the build, as
+    pytest writes an xfail."""
     nodeid = str(test.get("id", ""))
     classname, name = classname_and_name(nodeid)
     case = ET.Element(
@@ -101,8 +110,10 @@ def _testcase(test: Mapping[str, Any], quarantined: str | None = None) -> ET.Ele
         time=f"{float(test.get('duration_s') or 0.0):.3f}",
     )
     counted = counted_run(test)
-    if counted is not None or test.get("ran_as") or quarantined is not None:
+    if counted is not None or test.get("ran_as") or quarantined is not None or test.get("stage"):
         props = ET.SubElement(case, "properties")
+        if test.get("stage"):  # a staged suite's (--stage): the stage the test belongs to, run or not
+            ET.SubElement(props, "property", name="farm.stage", value=xml_safe(test["stage"]))
         if counted is not None:
             ET.SubElement(props, "property", name="farm.run", value=f"{counted[0]} of {counted[1]}")
         if test.get("ran_as"):  # collected under another id on the runner (its parameter ids changed)

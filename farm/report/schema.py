@@ -30,13 +30,14 @@ TEST_DEFAULTS: dict[str, Any] = {
     "crashed_on": [],
     "blame": None,
     "ran_as": None,
+    "stage": None,
 }
 _DEFAULTS = tuple(TEST_DEFAULTS.items())
 #: An attempt entry's fields left out of a lean test when they equal the test's or its assignment's.
 ATTEMPT_FIELDS = ("assignment", "attempt", "worker", "node", "outcome", "duration_s", "started_at", "fenced")
 #: Order of a test's fields in the full view.
-TEST_FIELDS = ("id", "outcome", "phase", "duration_s", "message", "crashed_on", "blame", "ran_as", "longrepr",
-               "sections", "attempts")
+TEST_FIELDS = ("id", "outcome", "phase", "duration_s", "message", "crashed_on", "blame", "ran_as", "stage",
+               "longrepr", "sections", "attempts")
 _FULL_TEST_KEYS = frozenset(TEST_FIELDS)
 _LEAN_TEST_KEYS = _FULL_TEST_KEYS | {"assignment", "started_at"}
 
@@ -63,7 +64,7 @@ def expand(report: Mapping[str, Any]) -> dict[str, Any]:
             "id": test["id"], "outcome": get("outcome", "passed"), "phase": get("phase", "call"),
             "duration_s": get("duration_s", 0.0), "message": get("message", ""),
             "crashed_on": list(get("crashed_on", ())), "blame": get("blame"), "ran_as": get("ran_as"),
-            "longrepr": get("longrepr", ""), "sections": [list(x) for x in get("sections", ())],
+            "stage": get("stage"), "longrepr": get("longrepr", ""), "sections": [list(x) for x in get("sections", ())],
             "attempts": attempts,
         }
         for name in test.keys() - _LEAN_TEST_KEYS:  # a field this reader does not know: kept as is
@@ -103,6 +104,12 @@ def compact(report: Mapping[str, Any], *, expanded: bool = False) -> dict[str, A
     drop_empty_lists(doc)
     doc.pop("analysis", None)  # derived from the rest by expand
     return doc
+
+
+def quarantined_of(report: Mapping[str, Any]) -> dict[str, str]:
+    """The report's quarantined tests (its `quarantined` list): id -> why."""
+    return {str(q.get("test_id")): str(q.get("reason") or "") for q in report.get("quarantined") or ()
+            if isinstance(q, Mapping)}
 
 
 def drop_empty_lists(doc: dict[str, Any]) -> None:

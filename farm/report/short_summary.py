@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from farm.outcomes import Outcome
+from farm.report.blocks import QUARANTINED_MARK
 from farm.report.pytest_lines import run_note
 
 #: Word for an outcome in the short test summary (pytest's words; "NOT RUN" is farm's).
@@ -33,10 +34,11 @@ _FARM_FAILURES = (Outcome.TIMEOUT, Outcome.CRASHED, Outcome.FLAKY)
 
 
 def short_summary(tests: Sequence[Mapping[str, Any]], chars: str, *, not_run: bool = False,
-                   xpass_dash: bool = True, whole_messages: bool = False) -> list[str]:
+                   xpass_dash: bool = True, whole_messages: bool = False,
+                   quarantined: Collection[str] = ()) -> list[str]:
     """The short test summary in -r order: `WORD id - message` lines, skips (and not-run tests)
     folded by reason as pytest folds skips; farm's timeouts, crashes and flaky tests after them
-    when f or E is asked for."""
+    when f or E is asked for. A test in `quarantined` (ids) is `WORD id [quarantined] - message`."""
     outcomes: list[Outcome] = []
     for char in chars:
         outcome = _CHAR_OUTCOMES.get(char)
@@ -53,7 +55,8 @@ def short_summary(tests: Sequence[Mapping[str, Any]], chars: str, *, not_run: bo
             lines.extend(_folded(chosen, _SHORT_WORD[outcome]))
             continue
         for test in chosen:
-            line = f"{_SHORT_WORD[outcome]} {test.get('id', '')}"
+            test_id = str(test.get("id", ""))
+            line = f"{_SHORT_WORD[outcome]} {test_id}{QUARANTINED_MARK if test_id in quarantined else ''}"
             message = str(test.get("message") or "").strip()
             if message and outcome is not Outcome.PASSED:
                 dash = " - " if xpass_dash or outcome is not Outcome.XPASSED else " "  # pytest 7: `XPASS id reason`

@@ -12,6 +12,7 @@ from farm.report.blocks import failure_sections, passes
 from farm.report.gate_lines import gate_failed_lines, gate_lines, quarantine_lines
 from farm.report.pytest_lines import pytest_major, separator, summary_line
 from farm.report.resources import leak_lines, resource_lines
+from farm.report.schema import quarantined_of
 from farm.report.short_summary import running_on_ci, short_summary
 from farm.report.stage_lines import stage_lines
 
@@ -25,6 +26,7 @@ def render_summary(report: Mapping[str, Any], *, verbose: bool = False, session:
     `verbose` (farm's own -v) also lists skipped, xfailed, xpassed and not-run tests. `on_ci`
     (default: $CI or $BUILD_NUMBER set, as pytest decides) or -vv: the short summary carries each
     message whole, as pytest's does there; otherwise its first line.
+    A quarantined test's banner and short-summary line say ` [quarantined]` after its id.
     Sections in pytest's order: ERRORS, FAILURES (none under --tb=no), slowest durations, short
     test summary info, farm's failure analysis (the full view's `analysis`; its tests under -v),
     the quarantined tests and the quality gates' verdicts, then the stop or interruption banner,
@@ -35,8 +37,9 @@ def render_summary(report: Mapping[str, Any], *, verbose: bool = False, session:
     tests: Sequence[Mapping[str, Any]] = report.get("tests") or ()
     lines: list[str] = []
     chars = report_chars(options.reportchars) + ("sxX" if verbose else "")
+    held = quarantined_of(report)  # marked `[quarantined]` where listed as failing: they do not fail the suite
     if options.tbstyle != "no":
-        lines.extend(failure_sections(tests, options.tbstyle, options.pytest))
+        lines.extend(failure_sections(tests, options.tbstyle, options.pytest, held))
         lines.extend(passes(tests, report_chars(options.reportchars), options.pytest))
     lines.extend(renamed_warnings(tests))
     lines.extend(_durations(report, options))
@@ -44,7 +47,7 @@ def render_summary(report: Mapping[str, Any], *, verbose: bool = False, session:
         lines.extend(resource_lines(report))
     whole = (running_on_ci() if on_ci is None else on_ci) or options.verbose >= 2
     short = short_summary(tests, chars, not_run=verbose or "a" in options.reportchars or "A" in options.reportchars,
-                           xpass_dash=pytest_major(options.pytest) >= 8, whole_messages=whole)
+                           xpass_dash=pytest_major(options.pytest) >= 8, whole_messages=whole, quarantined=held)
     for suspect in report.get("suspect_workers") or ():
         names = list(suspect.get("tests") or ())
         short.append(f"SUSPECT WORKER {suspect.get('worker')} - {len(names)} test{'s' if len(names) != 1 else ''} "

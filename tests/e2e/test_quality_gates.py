@@ -23,6 +23,19 @@ FAILS = "tests/test_gates.py::test_fails_when_asked"
 FLAKY = "tests/test_gates.py::test_flaky_when_asked"
 
 
+def failure_banners(stdout: str) -> list[str]:
+    """The titles of the FAILURES section's banners (`___ test_x [quarantined] ___`) in the summary."""
+    lines = stdout.splitlines()
+    start = next((i for i, line in enumerate(lines) if re.fullmatch(r"=+ FAILURES =+", line)), len(lines))
+    titles = []
+    for line in lines[start + 1:]:
+        if line.startswith("="):  # the next section
+            break
+        if re.fullmatch(r"_+ .+ _+", line):
+            titles.append(line.strip("_ "))
+    return titles
+
+
 class Runs:
     """Suites of the `gates` fixture project on embedded farms sharing one history (XDG_CACHE_HOME)."""
 
@@ -158,6 +171,10 @@ def test_a_listed_quarantined_failure_passes_on_farm_up_in_every_report(tmp_path
         assert gates_of(report) == [("min-pass-rate", 100.0, 100.0, "passed"), ("max-failures", 0, 0, "passed")]
         lines = done.stdout.splitlines()
         assert f"QUARANTINED {FAILS} - failed (listed)" in lines
+        # Its failure is shown as pytest shows one, marked: its FAILURES banner and short-summary line.
+        assert failure_banners(done.stdout) == ["test_fails_when_asked [quarantined]"], done.stdout
+        assert any(line.startswith(f"FAILED {FAILS} [quarantined] - AssertionError: asked to fail")
+                   for line in lines), done.stdout
         assert "farm: warning: --quarantine tests/test_gates.py::test_nope: no such test in the collection " \
                "(ignored)" in lines
         case = next(c for c in ET.parse(paths["xml"]).iter("testcase") if c.get("name") == "test_fails_when_asked")
@@ -183,5 +200,7 @@ def test_a_listed_quarantined_failure_passes_on_farm_up_in_every_report(tmp_path
         plain = farm("submit-suite", str(project), "--broker", running.broker, "--max-failures", "0", "--", *LEAN)
         assert plain.returncode == 1, plain.stdout + plain.stderr
         assert plain.stdout.splitlines()[-1] == "gate failed: max-failures: 1 failing > 0"
+        assert failure_banners(plain.stdout) == ["test_fails_when_asked"], plain.stdout
+        assert "[quarantined]" not in plain.stdout
     finally:
         stop_farm_up(running.proc)

@@ -7,6 +7,7 @@ import html
 import os
 import re
 import subprocess
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from support.browser import dump_dom
 from support.helpers import LEAN, copy_fixture, farm, need
 from test_html_report import page_errors
 
+from farm.report.junit import classname_and_name
 from farm.report.schema import load_report
 
 STAGED = ("--stage", "smoke=-m smoke", "--stage", "rest=")
@@ -82,8 +84,22 @@ def test_embedded_smoke_passes_then_the_rest_runs_each_test_once(tmp_path: Path)
     assert _stages(report) == [("smoke", "passed", 4), ("rest", "passed", 6)] and len(_tests(report)) == 10
 
 
+def _junit_stages(path: Path) -> tuple[list[tuple[str, str]], dict[str, list[str]]]:
+    """A JUnit file's testsuite properties, and each testcase's `farm.stage` values by test id."""
+    suite = ET.parse(path).find("testsuite")
+    assert suite is not None
+    props = suite.find("properties")
+    listed = [(p.get("name", ""), p.get("value", "")) for p in props] if props is not None else []
+    ids = {classname_and_name(t): t for t in SMOKE | REST | {BROKEN}}
+    cases = {ids[(c.get("classname", ""), c.get("name", ""))]: c for c in suite.iter("testcase")}
+    return listed, {t: [p.get("value", "") for p in c.iterfind("properties/property[@name='farm.stage']")]
+                    for t, c in cases.items()}
+
+
 def test_embedded_smoke_fails_and_the_rest_is_not_run(tmp_path: Path) -> None:
-    result, report = _submit(_project(tmp_path, broken_smoke=True), tmp_path, "--local-workers", "2", *STAGED)
+    xml = tmp_path / "report.xml"
+    result, report = _submit(_project(tmp_path, broken_smoke=True), tmp_path, "--local-workers", "2", *STAGED,
+                             "--junit-xml", str(xml))
     assert result.returncode == 1, result.stdout + result.stderr
     tests = _tests(report)
     assert tests[BROKEN]["outcome"] == "failed"
@@ -93,6 +109,12 @@ def test_embedded_smoke_fails_and_the_rest_is_not_run(tmp_path: Path) -> None:
     assert not any("-s1a" in a["id"] for a in report["assignments"]), "an assignment of the rest was planned"
     assert "stage rest: 6 not run: not started" in result.stdout
     assert "infrastructure" not in result.stdout  # not run on purpose, not a farm failure
+    # Each test's stage, in the JSON and in JUnit XML: the rest's too, though it never started.
+    assert {t: tests[t]["stage"] for t in tests} == {**dict.fromkeys(SMOKE | {BROKEN}, "smoke"),
+                                                   **dict.fromkeys(REST, "rest")}
+    listed, stage_of = _junit_stages(xml)
+    assert listed == [("farm.stage.smoke", "failed"), ("farm.stage.rest", "not_started")]
+    assert stage_of == {**{t: ["smoke"] for t in SMOKE | {BROKEN}}, **{t: ["rest"] for t in REST}}
 
 
 def test_stages_under_debians_python3_and_pytest_7_2_1(tmp_path: Path) -> None:
@@ -121,11 +143,15 @@ def test_on_farm_up_a_gate_decides_whether_the_rest_runs(tmp_path: Path, running
     (verdict,) = report["stages"][0]["gates"]
     assert (verdict["gate"], verdict["value"], verdict["verdict"]) == ("max-failures", 1, "passed")
 
-    page = tmp_path / "report.html"
-    strict, report = _submit(project, tmp_path, *where, *STAGED, "--min-pass-rate", "100", "--html", str(page))
+    page, xml = tmp_path / "report.html", tmp_path / "report.xml"
+    strict, report = _submit(project, tmp_path, *where, *STAGED, "--min-pass-rate", "100", "--html", str(page),
+                             "--junit-xml", str(xml))
     assert strict.returncode == 1, strict.stdout
     tests = _tests(report)
     assert {(tests[t]["outcome"], tests[t]["message"]) for t in REST} == {("not_run", "stage smoke failed its gates")}
+    listed, stage_of = _junit_stages(xml)  # the stage of each test, as the coordinator's finish wrote the report
+    assert listed == [("farm.stage.smoke", "failed"), ("farm.stage.rest", "not_started")]
+    assert stage_of == {**{t: ["smoke"] for t in SMOKE | {BROKEN}}, **{t: ["rest"] for t in REST}}
     assert _stages(report) == [("smoke", "failed", 5), ("rest", "not_started", 6)]
     (verdict,) = report["stages"][0]["gates"]
     assert (verdict["gate"], verdict["value"], verdict["verdict"]) == ("min-pass-rate", 80.0, "failed")

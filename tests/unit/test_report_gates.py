@@ -11,6 +11,7 @@ from farm.gates import Gates, evaluate
 from farm.model import SessionInfo
 from farm.report.html import page_data
 from farm.report.junit import render_junit
+from farm.report.pytest_lines import separator
 from farm.report.terminal import render_summary
 
 SESSION = SessionInfo(pytest="8.3.4")
@@ -56,7 +57,38 @@ def test_the_summary_lists_quarantined_tests_with_their_outcome_and_warns_of_unk
         "QUARANTINED t.py::b - failed (flake rate 40% > 20%)",
         "farm: warning: --quarantine t.py::gone: no such test in the collection (ignored)",
     ]
-    assert "FAILED t.py::b - assert 1 == 2" in lines  # its real outcome, as pytest would show it
+    # Its real outcome, as pytest would show it, marked where it is listed as a failure.
+    assert "FAILED t.py::b [quarantined] - assert 1 == 2" in lines
+
+
+def test_a_quarantined_failure_is_marked_in_failures_and_the_short_summary_and_others_are_not() -> None:
+    tests = [make_test("t.py::a", "failed", message="assert 1 == 2", longrepr=FAIL_LONGREPR),
+             make_test("t.py::b", "failed", message="assert 1 == 2", longrepr=FAIL_LONGREPR),
+             make_test("t.py::c", "error", phase="setup", message="boom", longrepr="E   boom"),
+             make_test("t.py::d", "timeout", message="ran past 5s", longrepr="stacks"),
+             make_test("t.py::e", "passed")]
+    report = make_report(tests)
+    report["quarantined"] = [{"test_id": t, "outcome": o, "reason": "listed"}
+                             for t, o in (("t.py::b", "failed"), ("t.py::c", "error"), ("t.py::d", "timeout"),
+                                          ("t.py::e", "passed"))]
+    lines = render_summary(report, session=SESSION, on_ci=False).splitlines()
+    banners = [line.strip("_ ") for line in lines if line.startswith("_")]
+    assert banners == ["ERROR at setup of c [quarantined]", "a", "b [quarantined]", "TIMEOUT d [quarantined]"]
+    short = lines[lines.index(separator("=", "short test summary info")) + 1:]
+    assert [line for line in short if line.startswith(("FAILED", "ERROR", "TIMEOUT"))] == [
+        "FAILED t.py::a - assert 1 == 2", "FAILED t.py::b [quarantined] - assert 1 == 2",
+        "ERROR t.py::c [quarantined] - boom", "TIMEOUT t.py::d [quarantined] - ran past 5s"]
+    # Without quarantine nothing is marked.
+    assert "[quarantined]" not in render_summary(make_report(tests), session=SESSION, on_ci=False)
+
+
+def test_under_tb_line_a_quarantined_failure_marks_its_crash_line() -> None:
+    line = "t.py:3: AssertionError: boom"
+    report = make_report([make_test("t.py::a", "failed", message="boom", longrepr=line + "\n"),
+                          make_test("t.py::b", "failed", message="boom", longrepr=line.replace("3", "9") + "\n")])
+    report["quarantined"] = [{"test_id": "t.py::b", "outcome": "failed", "reason": "listed"}]
+    lines = render_summary(report, session=SessionInfo(pytest="8.3.4", tbstyle="line"), on_ci=False).splitlines()
+    assert line in lines and "t.py:9: AssertionError: boom [quarantined]" in lines
 
 
 def test_junit_writes_a_quarantined_failure_as_a_skip_that_says_so() -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _pytest.junitxml import mangle_test_address
@@ -14,6 +16,9 @@ from junitparser import Error, Failure, JUnitXml, Skipped, TestCase
 from report_samples import FAIL_LONGREPR, make_report, make_test, mixed_report, rerun_report
 
 from farm.errors import UsageError
+from farm.model import Collection, Stage, SuiteSpec, TestRecord
+from farm.outcomes import Outcome
+from farm.report.build import build_report, report_text
 from farm.report.jsonfile import write_json, write_junit
 from farm.report.junit import classname_and_name, render_junit, xml_safe
 from farm.report.schema import expand
@@ -241,3 +246,63 @@ def test_reruns_are_recorded_as_maven_surefire_does_each_saying_which_run_it_was
     assert runs_of("test_crash_once") == [("flakyError", "run 1 of 2: crashed on w1@host (s-1-a001)")]
     assert counted("test_ok") is None and runs_of("test_ok") == []
     assert list(cases["test_fail"])[0].tag == "properties"  # first, where pytest puts a testcase's properties
+
+
+def _staged_report(*, text: bool) -> dict[str, Any]:
+    """A staged suite (smoke failed, rest never started) as the coordinator builds it: each test's
+    stage from the collection's `stage_of`, a collection error after the runnable tests. `text`:
+    through `report_text` (the finish's path, the collection's ids left out) instead of `build_report`."""
+    smoke, rest, broken = ("t.py::test_a", "t.py::test_c"), ("t.py::test_b",), "u.py"
+    ids = ("t.py::test_a", "t.py::test_b", "t.py::test_c")
+    spec = SuiteSpec("s-1", "demo", "0" * 64, "default", "load", (), 0.0,
+                     stages=(Stage("smoke", ("-m", "smoke")), Stage("rest", ())))
+    collection = Collection("s-1", "w1", 2, ids, decided=(TestRecord(broken, Outcome.ERROR, phase="collect"),),
+                            stage_of=(0, 1, 0))
+    records = {"t.py::test_a": TestRecord("t.py::test_a", Outcome.PASSED),
+               "t.py::test_c": TestRecord("t.py::test_c", Outcome.FAILED, message="assert 1 == 2"),
+               "t.py::test_b": TestRecord("t.py::test_b", Outcome.NOT_RUN, phase="",
+                                          message="stage smoke had failures"),
+               broken: TestRecord(broken, Outcome.ERROR, phase="collect")}
+    assert set(records) == {*smoke, *rest, broken}
+    rows = [{"name": "smoke", "pytest_args": ["-m", "smoke"], "status": "failed", "counts": {"passed": 1, "failed": 1},
+             "tests": 2, "wall_s": 1.0, "gates": []},
+            {"name": "rest", "pytest_args": [], "status": "not_started", "counts": {"not_run": 1}, "tests": 1,
+             "wall_s": 0.0, "gates": []}]
+    order = [*ids, broken]
+    common: dict[str, Any] = {"spec": spec, "status": "finished", "exit_code": 1, "message": "stage smoke had failures",
+                              "started_at": 1.0, "finished_at": 2.0, "runs": [], "attempts": [], "workers": [],
+                              "stages": rows}
+    if text:
+        pieces = report_text(collection=replace(collection, test_ids=()),
+                             records=((t, records[t]) for t in order), **common)
+        return expand(json.loads(b"".join(pieces)))
+    return expand(build_report(collection=collection, order=order, counted=records, **common))
+
+
+def test_each_test_of_a_staged_suite_has_its_stage_in_the_report_and_in_junit_not_run_ones_too() -> None:
+    report = _staged_report(text=False)
+    assert report == _staged_report(text=True)  # the finish's path gives the same
+    assert [(t["id"], t["stage"]) for t in report["tests"]] == [
+        ("t.py::test_a", "smoke"), ("t.py::test_b", "rest"), ("t.py::test_c", "smoke"), ("u.py", None)]
+    suite = ET.fromstring(render_junit(report)).find("testsuite")
+    assert suite is not None
+    assert suite[0].tag == "properties"  # first, as the JUnit schema has it; then the testcases
+    assert [(p.get("name"), p.get("value")) for p in suite[0]] == [("farm.stage.smoke", "failed"),
+                                                                   ("farm.stage.rest", "not_started")]
+    assert [c.tag for c in suite[1:]] == ["testcase"] * 4
+    stage_of = {c.get("name"): [p.get("value") for p in c.iterfind("properties/property[@name='farm.stage']")]
+                for c in suite.iter("testcase")}
+    assert stage_of == {"test_a": ["smoke"], "test_b": ["rest"], "test_c": ["smoke"], "u": []}
+    b = next(c for c in suite.iter("testcase") if c.get("name") == "test_b")
+    skipped = b.find("skipped")
+    assert skipped is not None and skipped.get("type") == "farm.not_run"
+    assert [c.tag for c in b] == ["properties", "skipped"]  # properties first in a testcase too
+    assert len(cases_of(render_junit(report))) == 4  # junitparser reads it as before
+
+
+def test_a_suite_without_stages_has_no_stage_properties() -> None:
+    data = render_junit(mixed_report())
+    assert b"farm.stage" not in data
+    report = _staged_report(text=False)
+    unknown = {**report, "stages": [], "tests": [{**t, "stage": None} for t in report["tests"]]}
+    assert b"farm.stage" not in render_junit(unknown)

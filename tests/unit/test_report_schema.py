@@ -81,7 +81,7 @@ def test_the_written_report_reads_back_as_the_full_view_with_every_old_field(tmp
     assert json.loads(path.read_text())["schema"] == 2
     full = load_report(path)
     (first, *_rest) = full["tests"]
-    assert set(first) == OLD_TEST_FIELDS | {"ran_as"}
+    assert set(first) == OLD_TEST_FIELDS | {"ran_as", "stage"}
     (row,) = first["attempts"]
     assert set(row) == OLD_ATTEMPT_FIELDS | {"run", "runs"}
     assert row == {"assignment": f"{SID}-a000", "attempt": 1, "worker": WORKER, "node": "local:vm",
