@@ -13,7 +13,7 @@ from coordinator.advancing import stage_counts
 from coordinator.store import Finished, SuiteStore
 from farm import events
 from farm.model import Collection, SuiteSpec, TestRecord
-from farm.report.build import durations_limit, report_text, slowest_of
+from farm.report.build import durations_limit, report_text, slowest_of, stage_names
 from farm.run_history import RunTally
 
 #: Tests whose records the report reads from the store at once (one HMGET), in report order.
@@ -42,6 +42,7 @@ def finished(state: SuiteStore, spec: SuiteSpec, finish: machine.Finish, collect
     # Their test ids as the records and order hold them (interned): one string per test.
     attempts = [a.but(test_ids=tuple(map(intern, a.test_ids))) for a in state.attempts(sid)]
     collection_now = collection or state.collection(sid)
+    stage_of = stage_names(spec, collection_now)  # by test id: a staged suite's only use of them
     if collection_now is not None:  # the report needs none of its (100,000) test ids
         collection_now = replace(collection_now, test_ids=())
     used = {a.worker for a in attempts} | ({collection_now.worker} if collection_now else set())
@@ -95,7 +96,7 @@ def finished(state: SuiteStore, spec: SuiteSpec, finish: machine.Finish, collect
         spec=spec, status=finish.status, exit_code=finish.exit_code, message=finish.message, started_at=started,
         finished_at=now, collection=collection_now, records=in_order(), runs=state.test_runs(sid),
         attempts=attempts, workers=workers, stopped=stopped, durations=durations, gates=gates,
-        quarantine=held.tests, quarantine_unknown=held.unknown, stages=stage_rows,
+        quarantine=held.tests, quarantine_unknown=held.unknown, stages=stage_rows, stage_of=stage_of,
     )
     if seen != [state.records_count(sid), len(decided)]:
         timed = {}

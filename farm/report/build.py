@@ -86,6 +86,7 @@ def report_text(
     quarantine: Mapping[str, str] | None = None,
     quarantine_unknown: Sequence[str] = (),
     stages: Sequence[Mapping[str, Any]] = (),
+    stage_of: Mapping[str, str] | None = None,
 ) -> list[bytes]:
     """`build_report`'s document as its JSON text (`json.dumps(..., ensure_ascii=False)`, UTF-8),
     in pieces whose concatenation is that text byte for byte, made test by test: `records` are
@@ -93,7 +94,8 @@ def report_text(
     turned into text as it comes and dropped, so a large suite's finish never holds every test's
     record, entry and the report's text at once. `durations`: `slowest_phases`' list, computed by
     the caller over every counted record (None when not asked for); `gates`, `quarantine` and
-    `quarantine_unknown` as `build_report`'s."""
+    `quarantine_unknown` as `build_report`'s; `stage_of`: each test's stage (`stage_names`), given
+    by a caller whose `collection` no longer holds its test ids."""
     summary = {o.value: 0 for o in Outcome}
     suspect_list: list[dict[str, Any]] = []
     kept: list[dict[str, str]] = []
@@ -115,7 +117,7 @@ def report_text(
         lean.clear()
 
     for test in _full_tests(records, by_test, summary, suspect_list, quarantine or {}, kept,
-                            stage_names(spec, collection)):
+                            stage_names(spec, collection) if stage_of is None else stage_of):
         lean.append(lean_test(test, index, assignments, referenced))
         if len(lean) >= page:
             flush()
@@ -157,34 +159,34 @@ def runs_by_test(runs: Iterable[TestRun]) -> dict[str, TestRun | list[TestRun]]:
     return by_test
 
 
-def stage_names(spec: SuiteSpec, collection: Collection | None) -> list[str]:
-    """A staged suite's stage name for each of its runnable tests, in the collection's order
-    (`Collection.stage_of`, parallel to its `test_ids`, which the report's order starts with);
-    [] for a suite without stages, or a collection that does not say each test's stage (a worker
-    older than --stage, or an index outside the stages: farm ran them all in the first stage)."""
+def stage_names(spec: SuiteSpec, collection: Collection | None) -> dict[str, str]:
+    """A staged suite's stage name for each of its runnable tests (`Collection.stage_of`, parallel
+    to its `test_ids`); {} for a suite without stages, or a collection that does not say each
+    test's stage (a worker older than --stage, or an index outside the stages: farm ran them all
+    in the first stage)."""
     if not spec.stages or collection is None:
-        return []
+        return {}
     names = [s.name for s in spec.stages]
     stage_of = collection.stage_of
-    if collection.test_ids and len(stage_of) != len(collection.test_ids):
-        return []
+    if len(stage_of) != len(collection.test_ids):
+        return {}
     if any(not 0 <= k < len(names) for k in stage_of):
-        return []
-    return [names[k] for k in stage_of]
+        return {}
+    return {test_id: names[k] for test_id, k in zip(collection.test_ids, stage_of, strict=True)}
 
 
 def _full_tests(records: Iterable[tuple[str, TestRecord]], by_test: Mapping[str, TestRun | list[TestRun]],
                 summary: dict[str, int], suspect_list: list[dict[str, Any]], quarantine: Mapping[str, str],
-                quarantined: list[dict[str, str]], stages: Sequence[str] = ()) -> Iterator[dict[str, Any]]:
+                quarantined: list[dict[str, str]], stages: Mapping[str, str]) -> Iterator[dict[str, Any]]:
     """Each test's full entry, one at a time: `compact` (or `lean_test`) makes it lean as it
     goes, so a large suite's report never holds every test's full view at once. Once all are
     given, the summary's total, the suspect workers and the quarantined tests' outcomes
-    (`quarantined`, in report order) are known. `stages`: the stage of each of the first tests
+    (`quarantined`, in report order) are known. `stages`: each runnable test's stage
     (`stage_names`); the others (decided at collection) belong to none."""
     total = 0
     suspects: dict[str, list[str]] = {}
     for test_id, record in records:
-        stage = stages[total] if total < len(stages) else None
+        stage = stages.get(test_id)
         total += 1
         summary[record.outcome.value] += 1
         if quarantine and test_id in quarantine:

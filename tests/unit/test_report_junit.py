@@ -18,7 +18,7 @@ from report_samples import FAIL_LONGREPR, make_report, make_test, mixed_report, 
 from farm.errors import UsageError
 from farm.model import Collection, Stage, SuiteSpec, TestRecord
 from farm.outcomes import Outcome
-from farm.report.build import build_report, report_text
+from farm.report.build import build_report, report_text, stage_names
 from farm.report.jsonfile import write_json, write_junit
 from farm.report.junit import classname_and_name, render_junit, xml_safe
 from farm.report.schema import expand
@@ -248,10 +248,11 @@ def test_reruns_are_recorded_as_maven_surefire_does_each_saying_which_run_it_was
     assert list(cases["test_fail"])[0].tag == "properties"  # first, where pytest puts a testcase's properties
 
 
-def _staged_report(*, text: bool) -> dict[str, Any]:
+def _staged_report(*, text: bool, reverse: bool = False) -> dict[str, Any]:
     """A staged suite (smoke failed, rest never started) as the coordinator builds it: each test's
     stage from the collection's `stage_of`, a collection error after the runnable tests. `text`:
-    through `report_text` (the finish's path, the collection's ids left out) instead of `build_report`."""
+    through `report_text` (the finish's path: the collection's ids left out, each test's stage
+    given by id) instead of `build_report`."""
     smoke, rest, broken = ("t.py::test_a", "t.py::test_c"), ("t.py::test_b",), "u.py"
     ids = ("t.py::test_a", "t.py::test_b", "t.py::test_c")
     spec = SuiteSpec("s-1", "demo", "0" * 64, "default", "load", (), 0.0,
@@ -268,12 +269,12 @@ def _staged_report(*, text: bool) -> dict[str, Any]:
              "tests": 2, "wall_s": 1.0, "gates": []},
             {"name": "rest", "pytest_args": [], "status": "not_started", "counts": {"not_run": 1}, "tests": 1,
              "wall_s": 0.0, "gates": []}]
-    order = [*ids, broken]
+    order = [*ids, broken][::-1] if reverse else [*ids, broken]
     common: dict[str, Any] = {"spec": spec, "status": "finished", "exit_code": 1, "message": "stage smoke had failures",
                               "started_at": 1.0, "finished_at": 2.0, "runs": [], "attempts": [], "workers": [],
                               "stages": rows}
     if text:
-        pieces = report_text(collection=replace(collection, test_ids=()),
+        pieces = report_text(collection=replace(collection, test_ids=()), stage_of=stage_names(spec, collection),
                              records=((t, records[t]) for t in order), **common)
         return expand(json.loads(b"".join(pieces)))
     return expand(build_report(collection=collection, order=order, counted=records, **common))
@@ -298,6 +299,14 @@ def test_each_test_of_a_staged_suite_has_its_stage_in_the_report_and_in_junit_no
     assert skipped is not None and skipped.get("type") == "farm.not_run"
     assert [c.tag for c in b] == ["properties", "skipped"]  # properties first in a testcase too
     assert len(cases_of(render_junit(report))) == 4  # junitparser reads it as before
+
+
+def test_a_tests_stage_follows_its_id_not_its_place_in_the_report() -> None:
+    """The report's order need not be the collection's (a test without a record, the store's
+    order): each test still gets its own stage."""
+    report = _staged_report(text=True, reverse=True)
+    assert [(t["id"], t["stage"]) for t in report["tests"]] == [
+        ("u.py", None), ("t.py::test_c", "smoke"), ("t.py::test_b", "rest"), ("t.py::test_a", "smoke")]
 
 
 def test_a_suite_without_stages_has_no_stage_properties() -> None:
