@@ -259,6 +259,23 @@ def test_vm_builds_the_suite_environment_in_the_guest_and_gives_pytest_9_outcome
     assert len(_fetched(farm_tmp)) == 1  # fetched once on the worker, shipped from its cache to each VM
 
 
+def test_vm_installs_the_bundles_own_project_with_its_test_extra(farm_up, tmp_path: Path) -> None:
+    _libvirt_ready()
+    project, code, expected = _own_project(tmp_path)
+    farm_tmp = tmp_path / "farm-tmp"
+    farm_tmp.mkdir()
+    running = farm_up("--backend", "libvirt", "--workers", "1", "--slots", "2", "--image", str(DEFAULT_DIR),
+                      timeout=900, env={"TMPDIR": str(farm_tmp)})
+    result = _submit_own(running.broker, project, tmp_path / "report.json", "editable")
+    assert result.returncode == code == 1, result.stdout + result.stderr
+    report = load_report(tmp_path / "report.json")
+    assert _outcomes(report) == _expected_own(expected, "editable")  # the image's pytest is 7.2.1, docopt absent
+    ran = [a for a in report["assignments"] if a["node"]]
+    assert ran and all(a["node"].startswith("vm:farm-") for a in ran), report["assignments"]
+    (wheels,) = farm_tmp.glob("farm-cluster-*/worker-*/wheels/*/done")  # fetched once, shipped to each VM
+    assert (wheels.parent / "docopt-0.6.2-py2.py3-none-any.whl").exists()
+
+
 def test_image_build_requirements_bakes_the_environment_so_vms_build_nothing(farm_up, tmp_path: Path) -> None:
     _libvirt_ready()
     need(shutil.which("mmdebstrap") is not None, "mmdebstrap is not installed")
