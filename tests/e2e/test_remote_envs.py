@@ -237,6 +237,50 @@ def test_an_sdist_only_requirement_is_built_on_the_worker_for_the_ssh_host(farm_
     assert (wheels.parent / "docopt-0.6.2-py2.py3-none-any.whl").exists()
 
 
+def _compiled_sdist(where: Path) -> None:
+    """An sdist of a package with a C extension (`farm-compiled-demo` 1.0), absent from the index."""
+    import tarfile
+
+    tree = where / "src" / "farm_compiled_demo-1.0"
+    (tree / "farm_compiled_demo").mkdir(parents=True)
+    (tree / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: farm-compiled-demo\nVersion: 1.0\n")
+    (tree / "pyproject.toml").write_text('[build-system]\nrequires = ["setuptools>=61"]\n'
+                                         'build-backend = "setuptools.build_meta"\n')
+    (tree / "setup.py").write_text(
+        "from setuptools import Extension, setup\n"
+        "setup(name='farm-compiled-demo', version='1.0', packages=['farm_compiled_demo'],\n"
+        "      ext_modules=[Extension('farm_compiled_demo._speed', ['farm_compiled_demo/_speed.c'])])\n")
+    (tree / "farm_compiled_demo" / "__init__.py").write_text("")
+    (tree / "farm_compiled_demo" / "_speed.c").write_text(
+        "#include <Python.h>\nstatic struct PyModuleDef m = {PyModuleDef_HEAD_INIT, \"_speed\", 0, -1, 0};\n"
+        "PyMODINIT_FUNC PyInit__speed(void) { return PyModule_Create(&m); }\n")
+    with tarfile.open(where / "farm_compiled_demo-1.0.tar.gz", "w:gz") as tar:
+        tar.add(tree, arcname=tree.name)
+
+
+def test_an_sdist_only_requirement_that_compiles_ends_the_suite_in_one_line(farm_up, host_in_namespace,
+                                                                             tmp_path: Path) -> None:
+    need(shutil.which("cc") is not None, "no C compiler: the sdist would not build at all")
+    hosts, envs = host_in_namespace
+    links = tmp_path / "links"
+    links.mkdir()
+    _compiled_sdist(links)  # found through the worker host's own pip settings (PIP_FIND_LINKS)
+    project = copy_fixture("correctness", tmp_path)
+    running = farm_up("--backend", "ssh", "--hosts", str(hosts), "--workers", "1", "--slots", "1",
+                      env={"PIP_FIND_LINKS": f"{os.environ.get('PIP_FIND_LINKS', '')} {links}".strip()})
+    requirements = _requirements(tmp_path, "farm-compiled-demo==1.0\n")
+    result = _submit(running.broker, project, requirements, tmp_path / "report.json")
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    message = load_report(tmp_path / "report.json")["message"]
+    assert message.startswith(f"ssh:h2: could not build the suite's environment ({requirements}): "
+                              "farm-compiled-demo==1.0: no wheel for cp311 x86_64 on the index, and its sdist builds "
+                              "a compiled wheel (farm_compiled_demo-1.0-cp311-cp311-linux_x86_64.whl) that the worker "
+                              "cannot build for the remote"), message
+    assert "\n" not in message and message in result.stdout.splitlines()
+    assert not envs.exists() or not list(envs.iterdir())  # nothing was shipped or built on the host
+
+
 def _libvirt_ready() -> None:
     need(os.path.exists("/var/run/libvirt/libvirt-sock"), "libvirtd is not running (bash .ci/libvirt-setup)")
 
