@@ -1,7 +1,10 @@
 """Suite environments on SSH hosts and in VM guests, which reach no package index: the worker learns
 the remote interpreter (one command over the run's SSH session), fetches wheels for it from the
-index its own host is configured for (cached here per environment key), ships them over SFTP only
-when the remote lacks that environment, and has workers/remote_env_build.py build it there.
+index its own host is configured for (cached here per environment key; sdist-only packages built
+into pure wheels here, workers/sdist_wheels.py), ships them over SFTP only when the remote lacks
+that environment, and has workers/remote_env_build.py build it there. The bundle's own project
+(workers/remote_project.py) brings its static dependencies; in plain mode its wheel is unpacked
+beside the environment.
 
 `Target`, `env_key`, `remote_plan` and `download_argv` are pure (the plans are workers/env_plan.py's);
 `WheelCache` and `ensure` are the edges (pip on this host, paramiko to the remote).

@@ -28,8 +28,10 @@ WHEELS_KEPT = 16
 #: The longest a `pip wheel` of the bundle's project may take.
 BUILD_TIMEOUT_S = 900.0
 
-#: The projects of each bundle archive and suite environment read so far (archives are named by digest).
+#: The projects of the bundle archives and suite environments read last (archives are named by
+#: digest), at most READ_KEPT of them: a suite's runs read its archive once per worker process.
 _READ: dict[tuple[str, str], tuple[LocalProject, ...]] = {}
+READ_KEPT = 64
 
 
 def read(archive: Path, env: SuiteEnv) -> tuple[LocalProject, ...]:
@@ -68,6 +70,8 @@ def read(archive: Path, env: SuiteEnv) -> tuple[LocalProject, ...]:
             raise EnvBuildError(f"--install {spec}: no pyproject.toml, setup.cfg or setup.py in {path}")
         src = posixpath.normpath(posixpath.join(path, "src"))
         out.append(LocalProject(spec, path, extras, files, src in dirs))
+    while len(_READ) >= READ_KEPT:
+        del _READ[next(iter(_READ))]
     projects = _READ[(str(archive), env.digest())] = tuple(out)
     return projects
 
