@@ -30,7 +30,7 @@ from pathlib import Path
 
 from farm.errors import InfrastructureError, UsageError
 from farm.suite_env import SuiteEnv
-from workers import remote_env
+from workers import installer_output, remote_env
 
 FORMAT = 1
 SUITE = "bookworm"
@@ -240,7 +240,7 @@ def bake(tree: Path, env: SuiteEnv, wheels: remote_env.WheelCache, log=print) ->
     answer = json.loads(_chroot(tree, ["python3", "-c", builder, "build", remote_env.VM_ENVS, key, inside, "99",
                                        spec]))
     if not answer.get("ok"):
-        raise remote_env.failure(f"cannot bake the suite environment {env.describe()}: pip install failed",
+        raise installer_output.failure(f"cannot bake the suite environment {env.describe()}: pip install failed",
                                  str(answer.get("tail", "")))
     log(f"baked {env.describe()} in {time.monotonic() - started:.1f}s")
     return {"key": key, "describe": env.describe(), "digest": remote_env.named(env).digest()}
@@ -252,7 +252,7 @@ def _chroot(tree: Path, argv: list[str]) -> str:
                           env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LANG": "C.UTF-8"})
     if proc.returncode != 0:
         raise InfrastructureError(f"chroot {argv[0]} failed (exit {proc.returncode}):\n"
-                                  + remote_env.tail(proc.stdout + proc.stderr))
+                                  + installer_output.tail(proc.stdout + proc.stderr))
     return proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
 
 

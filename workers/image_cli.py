@@ -11,7 +11,7 @@ from farm.submit_options import suite_env
 from farm.suite_env import EDITABLE
 from workers.image import DEFAULT_DIR, Image, build
 from workers.image_check import check_image
-from workers.remote_env import check_remote
+from workers.remote_env import check_bakeable
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
                 if args.requirements or args.install else ()
             for env in envs:
                 try:
-                    check_remote(env)
+                    check_bakeable(env)
                 except FarmError as exc:
                     raise UsageError(str(exc)) from None
             build(args.output, force=args.force, envs=envs)

@@ -1,7 +1,10 @@
 """Suite environments on SSH hosts and in VM guests, which reach no package index: the worker learns
 the remote interpreter (one command over the run's SSH session), fetches wheels for it from the
-index its own host is configured for (cached here per environment key), ships them over SFTP only
-when the remote lacks that environment, and has workers/remote_env_build.py build it there.
+index its own host is configured for (cached here per environment key; sdist-only packages built
+into pure wheels here, workers/sdist_wheels.py), ships them over SFTP only when the remote lacks
+that environment, and has workers/remote_env_build.py build it there. The bundle's own project
+(workers/remote_project.py) brings its static dependencies; in plain mode its wheel is unpacked
+beside the environment.
 
 `Target`, `env_key`, `remote_plan` and `download_argv` are pure (the plans are workers/env_plan.py's);
 `WheelCache` and `ensure` are the edges (pip on this host, paramiko to the remote).
@@ -20,14 +23,17 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import paramiko
 
-from farm.suite_env import SuiteEnv
-from workers import env_plan
+from farm.suite_env import PLAIN, SuiteEnv
+from workers import env_plan, remote_project, sdist_wheels
+from workers.env_plan import LocalProject
+from workers.installer_output import failure
 from workers.suite_envs import CachedEntry, EnvBuildError, PreparedEnv, evictions
 
 BUILDER = Path(__file__).resolve().parent / "remote_env_build.py"
@@ -41,6 +47,8 @@ WHEELS_MAX_KEPT = 8
 OLDEST_GLIBC_MINOR = 17
 #: How long a remote build may take (a slow VM under TCG installs pytest in tens of seconds).
 BUILD_TIMEOUT_S = 900.0
+#: Where in a remote environment the plain installs of bundles' projects are (remote_env_build.py's).
+PLAIN_DIR = "farm-plain"
 
 log = logging.getLogger("farm.worker")
 
@@ -77,12 +85,13 @@ class Target:
         return tags + ["any"]
 
 
-def env_key(env: SuiteEnv, target: Target) -> str:
+def env_key(env: SuiteEnv, target: Target, projects: Sequence[LocalProject] = ()) -> str:
     """The environment's key on a remote (workers/env_plan.py's, the interpreter named by its
-    target): the same for a suite and for `farm image build` given the same requirements and the
-    image's python3. Requirement files count by their file names, not the paths typed (`-r
-    requirements.txt` in one directory and `-r /src/requirements.txt` are the same file)."""
-    return env_plan.env_key(named(env), (), target.identity())
+    target; the bundle's projects by their metadata files, as on the local backend): the same for
+    a suite and for `farm image build` given the same requirements and the image's python3.
+    Requirement files count by their file names, not the paths typed (`-r requirements.txt` in
+    one directory and `-r /src/requirements.txt` are the same file)."""
+    return env_plan.env_key(named(env), projects, target.identity())
 
 
 def named(env: SuiteEnv) -> SuiteEnv:
@@ -90,28 +99,35 @@ def named(env: SuiteEnv) -> SuiteEnv:
     return replace(env, requirements=tuple((posixpath.basename(name), text) for name, text in env.requirements))
 
 
-def prepared(env: SuiteEnv) -> PreparedEnv:
-    """What the worker prepares of a suite's environment for the ssh and libvirt backends: nothing
-    but its name (each run builds or reuses it on the remote, `ensure`); the key, the requirement
-    set's, is what the collection cache counts (the remote's interpreter is the backend's)."""
-    check_remote(env)
-    return PreparedEnv(key=named(env).digest(), python="")
+def prepared(env: SuiteEnv, archive: Path) -> PreparedEnv:
+    """What the worker prepares of a suite's environment for the ssh and libvirt backends: its
+    name and, for the bundle's own project in editable mode, its source paths in the run's tree
+    (each run builds or reuses the environment on the remote, `ensure`); the key, the requirement
+    set's, is what the collection cache counts (the remote's interpreter is the backend's, the
+    project's metadata is in the bundle's digest)."""
+    projects = remote_project.read(archive, env)
+    remote_project.check(projects)
+    made = env_plan.plan(env, projects, "", base_python="", env_dir="", bundle_root="",
+                         installer=env_plan.Installer(env_plan.PIP, ("pip",)))
+    return PreparedEnv(key=named(env).digest(), python="", paths=made.source_paths)
 
 
-def check_remote(env: SuiteEnv) -> None:
-    """EnvBuildError (one line) for what remote environments cannot hold yet: the bundle's own project."""
+def check_bakeable(env: SuiteEnv) -> None:
+    """EnvBuildError (one line) for what an image cannot bake: the bundle's own project (it comes with a suite)."""
     local = env_plan.local_projects(env)
     if local:
-        raise EnvBuildError(f"--install {local[0][0]}: the bundle's own project cannot be installed on SSH "
-                            "hosts or in VMs yet (only packages and requirement files)")
+        raise EnvBuildError(f"--install {local[0][0]}: the bundle's own project cannot be installed into an image "
+                            "(it comes with each suite: submit the suite with it)")
 
 
-def remote_plan(env: SuiteEnv, target: Target, *, env_dir: str, wheels: str, pip_wheel: str) -> env_plan.EnvPlan:
+def remote_plan(env: SuiteEnv, target: Target, *, env_dir: str, wheels: str, pip_wheel: str,
+                projects: Sequence[LocalProject] = ()) -> env_plan.EnvPlan:
     """The plan building `env` at `env_dir` on the remote from the wheels shipped to `wheels`, pip
-    run from its own wheel there (`python WHEEL/pip`), offline."""
-    check_remote(env)
+    run from its own wheel there (`python WHEEL/pip`), offline; the projects' static dependencies
+    go in with the rest (remote_project.check refused the others)."""
+    remote_project.check(projects)
     installer = env_plan.Installer(env_plan.PIP, (target.executable, f"{wheels}/{pip_wheel}/pip"))
-    made = env_plan.plan(env, (), target.identity(), base_python=target.executable, env_dir=env_dir,
+    made = env_plan.plan(env, projects, target.identity(), base_python=target.executable, env_dir=env_dir,
                          bundle_root="", installer=installer)
     return replace(made, install=(*made.install, "--no-index", "--find-links", wheels, "--no-cache-dir",
                                   "--no-warn-script-location", "--quiet"))
@@ -122,15 +138,17 @@ def package_args(made: env_plan.EnvPlan) -> tuple[str, ...]:
     return made.install[made.install.index("--no-input") + 1:]
 
 
-def download_argv(python: str, target: Target, env: SuiteEnv, dest: str) -> tuple[list[str], env_plan.EnvPlan]:
+def download_argv(python: str, target: Target, env: SuiteEnv, dest: str,
+                  projects: Sequence[LocalProject] = ()) -> tuple[list[str], env_plan.EnvPlan]:
     """`pip download` of the environment's wheels (and pip's own) for `target` into `dest`, and the
-    plan whose requirement files (under `dest`) it reads: write them first."""
-    check_remote(env)
-    made = env_plan.plan(env, (), target.identity(), base_python=python, env_dir=dest, bundle_root="",
+    plan whose requirement files (under `dest`) it reads: write them first. Wheels already in
+    `dest` count (`--find-links`: the ones built there from sdists, workers/sdist_wheels.py)."""
+    remote_project.check(projects)
+    made = env_plan.plan(env, projects, target.identity(), base_python=python, env_dir=dest, bundle_root="",
                          installer=env_plan.Installer(env_plan.PIP, (python, "-m", "pip")))
-    argv = [python, "-m", "pip", "download", "--only-binary=:all:", "--dest", dest, "--disable-pip-version-check",
-            "--no-input", "--python-version", target.version, "--implementation", target.implementation,
-            "--abi", target.abi]
+    argv = [python, "-m", "pip", "download", "--only-binary=:all:", "--dest", dest, "--find-links", dest,
+            "--disable-pip-version-check", "--no-input", "--python-version", target.version, "--implementation",
+            target.implementation, "--abi", target.abi]
     for platform in target.platforms():
         argv += ["--platform", platform]
     return argv + list(package_args(made)) + ["pip"], made
@@ -143,7 +161,8 @@ class WheelCache:
     def __init__(self, root: Path, python: str = sys.executable, max_kept: int = WHEELS_MAX_KEPT) -> None:
         self.root, self.python, self.max_kept = root, python, max_kept
 
-    def wheels(self, key: str, env: SuiteEnv, target: Target) -> tuple[Path, bool]:
+    def wheels(self, key: str, env: SuiteEnv, target: Target,
+               projects: Sequence[LocalProject] = ()) -> tuple[Path, bool]:
         """The directory of wheels for `key` (fetched now if missing) and whether it was fetched."""
         final = self.root / key
         if (final / "done").exists():
@@ -152,14 +171,11 @@ class WheelCache:
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=self.root))
         try:
-            argv, made = download_argv(self.python, target, env, str(tmp))
+            argv, made = download_argv(self.python, target, env, str(tmp), projects)
             for path, text in made.requirement_files:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
                 Path(path).write_text(text, encoding="utf-8")
-            proc = subprocess.run(argv, cwd=tmp, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
-            if proc.returncode != 0:
-                raise failure(f"cannot fetch wheels for {target.abi} {target.machine}: pip download exit "
-                              f"{proc.returncode}", proc.stdout + proc.stderr)
+            self._download(argv, tmp, target)
             shutil.rmtree(tmp / "farm-requirements", ignore_errors=True)
             (tmp / "done").write_text(json.dumps({"target": target.identity()}))
             try:
@@ -172,6 +188,29 @@ class WheelCache:
         self._evict(key)
         return final, True
 
+    def _download(self, argv: list[str], dest: Path, target: Target) -> None:
+        """Run `pip download` until it succeeds, each requirement it finds no wheel for built from
+        its sdist into `dest` (pure Python only: workers/sdist_wheels.py); EnvBuildError otherwise."""
+        built: list[str] = []
+        where = f"{target.abi} {target.machine}"
+        while True:
+            proc = subprocess.run(argv, cwd=dest, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
+            if proc.returncode == 0:
+                if built:
+                    log.info("built from sdists for %s: %s", where, ", ".join(built))
+                return
+            said = proc.stdout + proc.stderr
+            fetch_failed = failure(f"cannot fetch wheels for {where}: pip download exit {proc.returncode}", said)
+            requirement = sdist_wheels.to_build(said, built)
+            if requirement is None:
+                raise fetch_failed
+            verdict, why, output = sdist_wheels.build_pure(self.python, requirement, dest, where)
+            if verdict == sdist_wheels.NO_SDIST:
+                raise fetch_failed
+            if verdict != sdist_wheels.BUILT:
+                raise failure(why, output) if verdict == "failed" else EnvBuildError(why)
+            built.append(requirement)
+
     def _evict(self, keep: str) -> None:
         """The local cache's choice (suite_envs.evictions: least recently used past the bound, never
         `keep`), each set's `done` file its last use."""
@@ -179,24 +218,6 @@ class WheelCache:
                    if (p / "done").exists()]
         for name in evictions(entries, self.max_kept, keep):
             shutil.rmtree(self.root / name, ignore_errors=True)
-
-
-#: pip's lines that say nothing about why it failed (progress bars, index locations it skipped).
-_NOISE = ("━", "Looking in ", "WARNING: Location ", "Downloading ", "Collecting ")
-
-
-def tail(text: str, lines: int = 15) -> str:
-    """The installer's last lines, its noise left out."""
-    kept = [line for line in text.strip().splitlines() if not line.strip().startswith(_NOISE)]
-    return "\n".join(kept[-lines:])
-
-
-def failure(what: str, output: str) -> EnvBuildError:
-    """The error of an installer that failed: `what` and its last error line, then its last lines."""
-    last = tail(output)
-    said = [line.strip() for line in last.splitlines() if line.strip()]
-    why = next((line for line in reversed(said) if "error" in line.lower()), said[-1] if said else "")
-    return EnvBuildError(what + (f": {why[:300]}" if why else ""), last)
 
 
 def _builder(client: paramiko.SSHClient, python: str, args: list[str], timeout: float) -> dict[str, Any]:
@@ -217,60 +238,106 @@ def _builder(client: paramiko.SSHClient, python: str, args: list[str], timeout: 
 _TARGETS: dict[tuple[str, str], Target] = {}
 
 
+@dataclass(frozen=True)
+class RemoteEnv:
+    """A suite's environment on a remote, as its runs use it."""
+
+    python: str  # the environment's interpreter there
+    paths: tuple[str, ...] = ()  # absolute PYTHONPATH entries there: the plain installs of the bundle's projects
+
+
 def ensure(client: paramiko.SSHClient, python: str, env: SuiteEnv, cache: WheelCache, *, envs: str,
-           scratch: str, max_kept: int, node: str, where: str) -> str:
-    """The python of the suite's environment on the remote `client` reaches, built there first if it
-    lacks it; InfrastructureError with the installer's last lines if it cannot be built. `where`
-    names the remote's interpreter across runs (an SSH host's name, a VM image's)."""
+           scratch: str, max_kept: int, node: str, where: str, bundle: Path | None = None) -> RemoteEnv:
+    """The suite's environment on the remote `client` reaches, built there first if it lacks it
+    (with the dependencies of the projects its local specs name in the archive `bundle`, and in
+    plain mode their wheels unpacked beside it); InfrastructureError with the installer's last
+    lines if it cannot be built. `where` names the remote's interpreter across runs (an SSH
+    host's name, a VM image's)."""
     started = time.monotonic()
     try:
+        projects = remote_project.read(bundle, env) if bundle is not None else ()
+        if env_plan.local_projects(env) and bundle is None:
+            raise EnvBuildError("the bundle's own project needs the bundle")
+        remote_project.check(projects)
         known = _TARGETS.get((where, python))
-        probe = _builder(client, python, ["probe", envs, env_key(env, known) if known else ""], 60.0)
+        probe = _builder(client, python, ["probe", envs, env_key(env, known, projects) if known else ""], 60.0)
         target = _TARGETS[(where, python)] = Target.from_probe(probe)
-        key = env_key(env, target)
+        key = env_key(env, target, projects)
+        resolved = probe_envs(probe, envs)
         if key in probe.get("ready", []):
             if probe.get("touched") != key:
                 _builder(client, python, ["touch", envs, key], 60.0)
             log.info("%s: suite environment %s present (%s): reused in %.2fs", node, key, env.describe(),
                      time.monotonic() - started)
-            return f"{probe_envs(probe, envs)}/{key}/bin/python"
-        fetch_started = time.monotonic()
-        wheels, fetched = cache.wheels(key, env, target)
-        fetch_s = time.monotonic() - fetch_started
-        ship_started = time.monotonic()
-        remote = f"{scratch.rstrip('/')}/wheels-{uuid.uuid4().hex[:8]}"
-        _, stdout, stderr = client.exec_command(f"mkdir -p {shlex.quote(remote)}", timeout=60.0)
-        if stdout.channel.recv_exit_status() != 0:
-            raise EnvBuildError(f"cannot make {remote}: {stderr.read().decode(errors='replace').strip()}")
-        shipped = 0
-        with client.open_sftp() as sftp:
-            for path in sorted(wheels.iterdir()):
-                if path.name != "done":
-                    sftp.put(str(path), f"{remote}/{path.name}")
-                    shipped += path.stat().st_size
-        ship_s = time.monotonic() - ship_started
-        build_started = time.monotonic()
-        pip_wheel = next((p.name for p in sorted(wheels.glob("pip-*.whl"))), "")
-        if not pip_wheel:
-            raise EnvBuildError("no pip wheel among the fetched wheels")
-        resolved = probe_envs(probe, envs)
-        env_dir = f"{resolved}/.{key[:24]}-{uuid.uuid4().hex[:8]}"
-        made = remote_plan(env, target, env_dir=env_dir, wheels=remote, pip_wheel=pip_wheel)
-        spec = json.dumps({"env_dir": env_dir, "create": made.create,
-                           "requirement_files": made.requirement_files, "install": made.install})
-        answer = _builder(client, python, ["build", resolved, key, remote, str(max_kept), spec], BUILD_TIMEOUT_S)
+        else:
+            _build(client, python, env, cache, target, key, projects, resolved=resolved, scratch=scratch,
+                   max_kept=max_kept, node=node)
+        paths: list[str] = []
+        if env.install_mode == PLAIN and bundle is not None:
+            have = set(probe.get("plain", {}).get(key, []))
+            for project in projects:
+                name = remote_project.plain_name(bundle, project)
+                if name not in have:
+                    _plain(client, python, cache, bundle, project, resolved=resolved, key=key, scratch=scratch)
+                paths.append(f"{resolved}/{key}/{PLAIN_DIR}/{name}")
     except (paramiko.SSHException, OSError) as exc:
         raise EnvBuildError(f"{node}: could not build the suite's environment ({env.describe()}): {exc}") from None
     except EnvBuildError as exc:
         raise EnvBuildError(f"{node}: could not build the suite's environment ({env.describe()}): {exc.summary}",
                             exc.tail) from None
+    return RemoteEnv(f"{resolved}/{key}/bin/python", tuple(paths))
+
+
+def _build(client: paramiko.SSHClient, python: str, env: SuiteEnv, cache: WheelCache, target: Target, key: str,
+           projects: Sequence[LocalProject], *, resolved: str, scratch: str, max_kept: int, node: str) -> None:
+    """Fetch (or take from `cache`) the environment's wheels, ship them, and build it on the remote."""
+    fetch_started = time.monotonic()
+    wheels, fetched = cache.wheels(key, env, target, projects)
+    fetch_s = time.monotonic() - fetch_started
+    ship_started = time.monotonic()
+    remote = _mkdir(client, f"{scratch.rstrip('/')}/wheels-{uuid.uuid4().hex[:8]}")
+    shipped = 0
+    with client.open_sftp() as sftp:
+        for path in sorted(wheels.iterdir()):
+            if path.name != "done":
+                sftp.put(str(path), f"{remote}/{path.name}")
+                shipped += path.stat().st_size
+    ship_s = time.monotonic() - ship_started
+    build_started = time.monotonic()
+    pip_wheel = next((p.name for p in sorted(wheels.glob("pip-*.whl"))), "")
+    if not pip_wheel:
+        raise EnvBuildError("no pip wheel among the fetched wheels")
+    env_dir = f"{resolved}/.{key[:24]}-{uuid.uuid4().hex[:8]}"
+    made = remote_plan(env, target, env_dir=env_dir, wheels=remote, pip_wheel=pip_wheel, projects=projects)
+    spec = json.dumps({"env_dir": env_dir, "create": made.create,
+                       "requirement_files": made.requirement_files, "install": made.install})
+    answer = _builder(client, python, ["build", resolved, key, remote, str(max_kept), spec], BUILD_TIMEOUT_S)
     if not answer.get("ok"):
-        raise failure(f"{node}: could not build the suite's environment ({env.describe()}): pip install failed "
-                      "there", str(answer.get("tail", "")))
+        raise failure("pip install failed there", str(answer.get("tail", "")))
     log.info("%s: suite environment %s (%s) built: wheels %s in %.2fs, shipped %.1f MB in %.2fs, "
              "built remotely in %.2fs", node, key, env.describe(), "fetched" if fetched else "cached", fetch_s,
              shipped / 1e6, ship_s, time.monotonic() - build_started)
-    return str(answer["python"])
+
+
+def _plain(client: paramiko.SSHClient, python: str, cache: WheelCache, bundle: Path, project: LocalProject, *,
+           resolved: str, key: str, scratch: str) -> None:
+    """The project's wheel (built on the worker) shipped and unpacked into ENVS/KEY/PLAIN_DIR/NAME."""
+    wheel = remote_project.ProjectWheels(cache.root / "projects", cache.python).wheel(bundle, project)
+    remote = _mkdir(client, f"{scratch.rstrip('/')}/project-{uuid.uuid4().hex[:8]}")
+    with client.open_sftp() as sftp:
+        sftp.put(str(wheel), f"{remote}/{wheel.name}")
+    answer = _builder(client, python, ["plain", resolved, key, remote_project.plain_name(bundle, project),
+                                       f"{remote}/{wheel.name}"], 120.0)
+    if not answer.get("ok"):
+        raise failure(f"--install {project.spec}: the project's wheel could not be installed there",
+                      str(answer.get("tail", "")))
+
+
+def _mkdir(client: paramiko.SSHClient, path: str) -> str:
+    _, stdout, stderr = client.exec_command(f"mkdir -p {shlex.quote(path)}", timeout=60.0)
+    if stdout.channel.recv_exit_status() != 0:
+        raise EnvBuildError(f"cannot make {path}: {stderr.read().decode(errors='replace').strip()}")
+    return path
 
 
 def probe_envs(probe: dict[str, Any], envs: str) -> str:

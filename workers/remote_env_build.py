@@ -7,7 +7,8 @@ installed (Debian's has no pip, no ensurepip, no pytest). Commands, each printin
     probe ENVS [KEY]
         the interpreter: {"version": "3.11", "full": "3.11.2", "implementation": "cp", "abi": "cp311",
         "machine": "x86_64", "glibc": "2.36", "executable": REALPATH, "ready": [KEY, ...], "envs": ENVS}: the
-        environments ready in ENVS (each ENVS/KEY/farm-env.json), for the worker to pick its key;
+        environments ready in ENVS (each ENVS/KEY/farm-env.json), for the worker to pick its key,
+        and "plain": {KEY: [NAME, ...]}, the plain installs each has (see `plain`);
         with KEY (the worker's guess from an earlier probe of this interpreter), that one is marked
         used if ready ("touched": KEY), saving a second command.
     build ENVS KEY WHEELS MAX_KEPT PLAN
@@ -22,6 +23,13 @@ installed (Debian's has no pip, no ensurepip, no pytest). Commands, each printin
         or {"ok": false, "tail": "the installer's last lines"}.
     touch ENVS KEY
         mark ENVS/KEY used now (its farm-env.json's mtime orders eviction).
+    plain ENVS KEY NAME WHEEL
+        a plain install of a bundle's project (a pure-Python wheel the worker built and shipped):
+        WHEEL unpacked as `pip install --no-deps --target` lays a pure wheel out (its `.data`
+        purelib and platlib merged in, scripts, headers and data left out) into
+        ENVS/KEY/farm-plain/NAME, through a temporary directory renamed into place; the oldest
+        beyond PLAIN_KEPT there go. WHEEL's directory is removed either way.
+        {"ok": true, "path": PATH} or {"ok": false, "tail": why}.
 """
 
 from __future__ import annotations
@@ -32,9 +40,13 @@ import shutil
 import subprocess
 import sys
 import time
+import zipfile
 from typing import Any
 
 MARKER = "farm-env.json"
+#: Where in an environment the plain installs of bundles' projects are, and how many are kept.
+PLAIN = "farm-plain"
+PLAIN_KEPT = 4
 
 
 def _envs(path: str) -> str:
@@ -52,13 +64,19 @@ def probe(envs: str, key: str = "") -> dict[str, Any]:
     ready = []
     if os.path.isdir(envs):
         ready = sorted(k for k in os.listdir(envs) if os.path.isfile(os.path.join(envs, k, MARKER)))
+    plain = {}
+    for k in ready:
+        where = os.path.join(envs, k, PLAIN)
+        if os.path.isdir(where):
+            plain[k] = sorted(n for n in os.listdir(where) if not n.startswith("."))
     touched = ""
     if key and key in ready:
         os.utime(os.path.join(envs, key, MARKER))
         touched = key
     return {"touched": touched, "version": f"{major}.{minor}", "full": "{}.{}.{}".format(*sys.version_info[:3]),
             "implementation": short, "abi": f"{short}{major}{minor}", "machine": os.uname().machine,
-            "glibc": glibc, "executable": os.path.realpath(sys.executable), "ready": ready, "envs": envs}
+            "glibc": glibc, "executable": os.path.realpath(sys.executable), "ready": ready, "envs": envs,
+            "plain": plain}
 
 
 def _tail(text: str, lines: int = 15) -> str:
@@ -116,12 +134,63 @@ def build(envs: str, key: str, wheels: str, max_kept: int, plan: dict[str, Any])
         shutil.rmtree(wheels, ignore_errors=True)
 
 
+def _unpack_wheel(wheel: str, dest: str) -> None:
+    """Lay a pure wheel out in `dest` as `pip install --target` does: its `NAME.data/purelib` and
+    `platlib` merged into the top, its other `.data` parts left out; no member outside `dest`."""
+    with zipfile.ZipFile(wheel) as archive:
+        for info in archive.infolist():
+            parts = info.filename.split("/")
+            if parts[0].endswith(".data") and len(parts) > 2:
+                if parts[1] not in ("purelib", "platlib"):
+                    continue
+                parts = parts[2:]
+            if info.is_dir() or not parts[-1]:
+                continue
+            if any(p in ("", ".", "..") for p in parts) or info.filename.startswith("/"):
+                raise OSError(f"wheel member {info.filename!r} would land outside {dest}")
+            path = os.path.join(dest, *parts)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with archive.open(info) as src, open(path, "wb") as out:
+                shutil.copyfileobj(src, out)
+
+
+def plain(envs: str, key: str, name: str, wheel: str) -> dict[str, Any]:
+    """Unpack `wheel` into ENVS/KEY/PLAIN/NAME (see the module's docstring)."""
+    where = os.path.join(envs, key, PLAIN)
+    final = os.path.join(where, name)
+    tmp = os.path.join(where, f".{name}-{os.getpid()}")
+    try:
+        if not os.path.isfile(os.path.join(envs, key, MARKER)):
+            return {"ok": False, "tail": f"no environment {key} in {envs}"}
+        if os.path.isdir(final):
+            return {"ok": True, "path": final}
+        os.makedirs(tmp)
+        _unpack_wheel(wheel, tmp)
+        try:
+            os.rename(tmp, final)
+        except OSError:  # made meanwhile by another run: use that one
+            if not os.path.isdir(final):
+                raise
+        kept = sorted((os.path.getmtime(os.path.join(where, n)), n) for n in os.listdir(where)
+                      if not n.startswith(".") and n != name)
+        for _, old in kept[:max(0, len(kept) - (PLAIN_KEPT - 1))]:
+            shutil.rmtree(os.path.join(where, old), ignore_errors=True)
+        return {"ok": True, "path": final}
+    except (OSError, zipfile.BadZipFile) as exc:
+        return {"ok": False, "tail": f"{type(exc).__name__}: {exc}"}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(os.path.dirname(wheel), ignore_errors=True)
+
+
 def main(argv: list[str]) -> int:
     command, envs = argv[0], _envs(argv[1])
     if command == "probe":
         out: dict[str, Any] = probe(envs, argv[2] if len(argv) > 2 else "")
     elif command == "build":
         out = build(envs, argv[2], argv[3], int(argv[4]), json.loads(argv[5]))
+    elif command == "plain":
+        out = plain(envs, argv[2], argv[3], argv[4])
     elif command == "touch":
         marker = os.path.join(envs, argv[2], MARKER)
         try:

@@ -86,3 +86,48 @@ def test_the_workers_wheel_cache_evicts_as_the_remote_does(tmp_path: Path) -> No
 def _done(directory: Path) -> Path:
     (directory / "done").write_text("{}")
     return directory / "done"
+
+
+def _wheel(path: Path, members: dict[str, str]) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, text in members.items():
+            archive.writestr(name, text)
+    return path
+
+
+def test_a_plain_install_unpacks_the_projects_pure_wheel_beside_its_environment(tmp_path: Path) -> None:
+    envs, shipped = tmp_path / "envs", tmp_path / "shipped"
+    shipped.mkdir()
+    _ready(envs, "k", 0)
+    wheel = _wheel(shipped / "demo-1.0-py3-none-any.whl", {
+        "demo/__init__.py": "X = 1\n", "demo-1.0.dist-info/METADATA": "Name: demo\nVersion: 1.0\n",
+        "demo-1.0.data/purelib/extra.py": "Y = 2\n", "demo-1.0.data/scripts/demo": "#!python\n"})
+    answer = _builder("plain", str(envs), "k", "abc-root", str(wheel))
+    final = envs / "k" / "farm-plain" / "abc-root"
+    assert answer == {"ok": True, "path": str(final)}
+    assert sorted(str(p.relative_to(final)) for p in final.rglob("*") if p.is_file()) == [
+        "demo-1.0.dist-info/METADATA", "demo/__init__.py", "extra.py"]  # purelib merged, scripts left out
+    assert not shipped.exists(), "the shipped wheel is removed once used"
+    assert _builder("probe", str(envs))["plain"] == {"k": ["abc-root"]}
+
+
+def test_a_plain_install_keeps_the_newest_four_and_refuses_a_member_outside(tmp_path: Path) -> None:
+    envs = tmp_path / "envs"
+    _ready(envs, "k", 0)
+    for i in range(5):
+        shipped = tmp_path / f"shipped{i}"
+        shipped.mkdir()
+        wheel = _wheel(shipped / "demo-1.0-py3-none-any.whl", {"demo/__init__.py": f"X = {i}\n"})
+        assert _builder("plain", str(envs), "k", f"b{i}-root", str(wheel))["ok"]
+        os.utime(envs / "k" / "farm-plain" / f"b{i}-root", (1_000_000 + i, 1_000_000 + i))
+    assert sorted(p.name for p in (envs / "k" / "farm-plain").iterdir()) == ["b1-root", "b2-root", "b3-root",
+                                                                            "b4-root"]
+    shipped = tmp_path / "evil"
+    shipped.mkdir()
+    wheel = _wheel(shipped / "evil-1.0-py3-none-any.whl", {"../../outside.py": "x\n"})
+    answer = _builder("plain", str(envs), "k", "evil-root", str(wheel))
+    assert answer["ok"] is False and "outside" in answer["tail"]
+    assert not (envs / "k" / "farm-plain" / "evil-root").exists() and not (tmp_path / "outside.py").exists()
+    assert _builder("plain", str(envs), "nokey", "x", str(wheel))["ok"] is False  # no environment: no install

@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 
 from farm.errors import InfrastructureError
 from farm.suite_env import SuiteEnv
-from workers import remote_env
+from workers import installer_output, remote_env, remote_project
+from workers.env_plan import LocalProject
 from workers.remote_env import Target
 
 DEBIAN = Target("3.11", "3.11.2", "cp", "cp311", "x86_64", "2.36", "/usr/bin/python3.11")
@@ -56,15 +58,57 @@ def test_the_remote_plan_installs_offline_from_the_shipped_wheels_with_pip_from_
     assert made.python == "/opt/farm/envs/.k-1/bin/python"
 
 
-def test_the_bundles_own_project_is_refused_on_remotes_in_one_line() -> None:
-    with pytest.raises(InfrastructureError, match=r"--install \.\[test\]: the bundle's own project"):
-        remote_env.remote_plan(SuiteEnv(install=(".[test]",)), DEBIAN, env_dir="/e", wheels="/w", pip_wheel="p")
+OWN = LocalProject(".[test]", ".", ("test",), (("pyproject.toml", """\
+[project]
+name = "demo"
+dependencies = ["attrs"]
+[project.optional-dependencies]
+test = ["pytest>=9", "docopt==0.6.2"]
+"""),), has_src=True)
+OWN_ENV = SuiteEnv(install=(".[test]",))
+
+
+def test_the_bundles_project_brings_its_dependencies_and_extras_into_the_download_and_the_remote_install(
+        tmp_path) -> None:
+    argv, _ = remote_env.download_argv("/venv/bin/python", DEBIAN, OWN_ENV, str(tmp_path), (OWN,))
+    assert argv[-5:] == ["pytest", "attrs", "pytest>=9", "docopt==0.6.2", "pip"]
+    assert argv[argv.index("--find-links") + 1] == str(tmp_path)  # wheels built there from sdists count
+    made = remote_env.remote_plan(OWN_ENV, DEBIAN, env_dir="/e", wheels="/w", pip_wheel="p", projects=(OWN,))
+    assert remote_env.package_args(made)[:4] == ("pytest", "attrs", "pytest>=9", "docopt==0.6.2")
+    assert made.source_paths == ("src",) and made.strip == () and made.plain == ()
+    plain = remote_env.remote_plan(SuiteEnv(install=(".[test]",), install_mode="plain"), DEBIAN, env_dir="/e",
+                                   wheels="/w", pip_wheel="p", projects=(OWN,))
+    assert plain.source_paths == () and plain.plain == (".",)
+
+
+def test_the_remote_key_counts_the_projects_metadata_not_its_code() -> None:
+    key = remote_env.env_key(OWN_ENV, DEBIAN, (OWN,))
+    assert remote_env.env_key(OWN_ENV, DEBIAN, (replace(OWN, has_src=True),)) == key  # code is not in it
+    files = (("pyproject.toml", OWN.files[0][1].replace("attrs", "attrs>=23")),)
+    assert remote_env.env_key(OWN_ENV, DEBIAN, (replace(OWN, files=files),)) != key
+    assert remote_env.env_key(OWN_ENV, DEBIAN, ()) != key
+
+
+def test_a_project_whose_dependencies_are_not_static_is_refused_on_remotes_in_one_line() -> None:
+    dynamic = replace(OWN, files=(("pyproject.toml", '[project]\nname = "d"\ndynamic = ["dependencies"]\n'),))
+    with pytest.raises(InfrastructureError, match=r"^--install \.\[test\]: its dependencies are not static in "
+                                                  r"pyproject\.toml's \[project\] table .*requirements file$"):
+        remote_env.remote_plan(OWN_ENV, DEBIAN, env_dir="/e", wheels="/w", pip_wheel="p", projects=(dynamic,))
+    with pytest.raises(InfrastructureError, match="not static"):
+        remote_project.check((replace(OWN, files=(("setup.py", "setup()"),)),))
+
+
+def test_an_image_refuses_the_bundles_own_project_in_one_line() -> None:
+    with pytest.raises(InfrastructureError, match=r"--install \.\[test\]: the bundle's own project cannot be "
+                                                  "installed into an image"):
+        remote_env.check_bakeable(OWN_ENV)
+    remote_env.check_bakeable(ENV)
 
 
 def test_the_installers_tail_leaves_out_its_progress_and_skipped_locations() -> None:
     text = "Looking in links: /x\nCollecting a\n  ━━━━ 1/1 MB\nWARNING: Location 'file:///x' is ignored\n" \
            "ERROR: No matching distribution found for a==1\n"
-    assert remote_env.tail(text) == "ERROR: No matching distribution found for a==1"
+    assert installer_output.tail(text) == "ERROR: No matching distribution found for a==1"
 
 
 def test_the_builders_probe_names_this_interpreter(tmp_path) -> None:

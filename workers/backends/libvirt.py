@@ -21,6 +21,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,7 @@ class LibvirtBackend:
     def prepare_env(self, env: SuiteEnv, archive: Path, bundle_digest: str) -> PreparedEnv:
         """Nothing on the worker: each run builds or reuses the suite's environment in its guest
         (workers/remote_env.py), from wheels the worker fetched."""
-        return remote_env.prepared(env)
+        return remote_env.prepared(env, archive)
 
     def __init__(self, image: Image, *, uri: str = "qemu:///system", scratch: Path | None = None,
                  owner: str | None = None, memory_mb: int = 512, vcpus: int = 1, warm: int = 0,
@@ -255,9 +256,10 @@ class LibvirtBackend:
         (baked into the image, or built by this VM's collection), then a runner of its own under
         the environment's python (the primed one runs the image's pytest)."""
         try:
-            python = remote_env.ensure(vm.client, PYTHON, request.env, self.wheels, envs=remote_env.VM_ENVS,
-                                       scratch=RUNNER_DIR, max_kept=remote_env.HOST_MAX_KEPT, node=node,
-                                       where=f"image:{self.image.root}")
+            ready = remote_env.ensure(vm.client, PYTHON, request.env, self.wheels, envs=remote_env.VM_ENVS,
+                                      scratch=RUNNER_DIR, max_kept=remote_env.HOST_MAX_KEPT, node=node,
+                                      where=f"image:{self.image.root}", bundle=request.bundle)
+            python, request = ready.python, replace(request, paths=(*request.paths, *ready.paths))
         except InfrastructureError:
             self._discard(vm)
             self._refill()

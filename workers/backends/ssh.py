@@ -17,6 +17,7 @@ import shlex
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -86,7 +87,7 @@ class SSHBackend(WithoutLifecycle):
     def prepare_env(self, env: SuiteEnv, archive: Path, bundle_digest: str) -> PreparedEnv:
         """Nothing on the worker: each run builds or reuses the suite's environment on its host
         (workers/remote_env.py), from wheels the worker fetched."""
-        return remote_env.prepared(env)
+        return remote_env.prepared(env, archive)
 
     def __init__(self, hosts: HostsFile, scratch: Path | None = None) -> None:
         self.hosts = hosts
@@ -135,9 +136,10 @@ def start_on(host: SSHHost, known_hosts: Path, request: RunRequest, *, node: str
     try:
         python = host.python
         if request.env:
-            python = remote_env.ensure(client, host.python, request.env, wheels or remote_env.WheelCache(
+            ready = remote_env.ensure(client, host.python, request.env, wheels or remote_env.WheelCache(
                 Path.home() / ".cache" / "farm" / "wheels"), envs=host.envs, scratch=host.workdir,
-                max_kept=remote_env.HOST_MAX_KEPT, node=node, where=f"ssh:{host.name}")
+                max_kept=remote_env.HOST_MAX_KEPT, node=node, where=f"ssh:{host.name}", bundle=request.bundle)
+            python, request = ready.python, replace(request, paths=(*request.paths, *ready.paths))
     except BaseException:
         client.close()
         on_close()
