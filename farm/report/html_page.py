@@ -405,12 +405,19 @@ function pagerInto(where, page, per, total, go) {
   prev.onclick = function () { go(page - 1); }; next.onclick = function () { go(page + 1); };
   where.appendChild(prev); where.appendChild(document.createTextNode(" " + (page * per + 1) + "–" + Math.min(total, (page + 1) * per) + " of " + total + " ")); where.appendChild(next);
 }
+// a test's marks beside its id: QUARANTINED (it ran; its outcome does not count), its stage
+var QUARANTINED = {};
+(D.quarantined || []).forEach(function (q) { QUARANTINED[q.test_id] = true; });
+function marksInto(where, i) {
+  if (QUARANTINED[T.id[i]]) { where.appendChild(document.createTextNode(" ")); where.appendChild(el("span", {"class": "pill other", "data-mark": "quarantined", title: "quarantined: its outcome does not fail the suite"}, "QUARANTINED")); }
+  if (T.s && T.s[i]) where.appendChild(el("span", {"class": "muted", "data-stage": T.s[i]}, " stage " + T.s[i]));
+}
 function showFailures(page) {
   failPage = page; var list = $("fail-list"); list.textContent = "";
   failing.slice(page * FAIL_PAGE, (page + 1) * FAIL_PAGE).forEach(function (i) {
     var det = el("details", {"data-test": T.id[i]}), sum = el("summary");
     sum.appendChild(badge(OUT[T.o[i]])); sum.appendChild(document.createTextNode(" " + T.id[i] + "  " + secs(T.d[i])));
-    det.appendChild(sum); det.appendChild(detailsOf(i)); list.appendChild(det);
+    marksInto(sum, i); det.appendChild(sum); det.appendChild(detailsOf(i)); list.appendChild(det);
   });
   if (page === 0 && list.firstChild) list.firstChild.open = true;
   pagerInto($("fail-pager"), page, FAIL_PAGE, failing.length, showFailures);
@@ -446,7 +453,7 @@ function showRows(p) {
   page = p; var body = $("rows"); body.textContent = "";
   matches.slice(p * PER, (p + 1) * PER).forEach(function (i) {
     var tr = el("tr", {"class": "row", "data-test": T.id[i]});
-    tr.appendChild(el("td", {"class": "id"}, T.id[i]));
+    var ic = el("td", {"class": "id"}, T.id[i]); marksInto(ic, i); tr.appendChild(ic);
     var oc = el("td"); oc.appendChild(badge(OUT[T.o[i]])); tr.appendChild(oc);
     tr.appendChild(el("td", {"class": "num"}, secs(T.d[i]))); tr.appendChild(el("td", {"class": "num"}, T.n[i]));
     tr.appendChild(el("td", null, T.m[i].length > 160 ? T.m[i].slice(0, 160) + "…" : T.m[i]));

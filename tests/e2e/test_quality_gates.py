@@ -195,6 +195,10 @@ def test_a_listed_quarantined_failure_passes_on_farm_up_in_every_report(tmp_path
         assert re.search(r'<tr data-gate="max-failures" data-verdict="passed">.*?PASSED', dom, re.S), dom[:2000]
         assert re.search(rf'<tr data-quarantined="{re.escape(html.escape(FAILS))}">.*?failed.*?listed', dom, re.S)
         assert 'data-unknown="tests/test_gates.py::test_nope"' in dom
+        # The failure is marked where it is listed, in FAILURES and in the tests table, and no other test is.
+        failure = re.search(rf'<details data-test="{re.escape(html.escape(FAILS))}"[^>]*>(.*?)</summary>', dom, re.S)
+        assert failure and 'data-mark="quarantined"' in failure.group(1), dom[:3000]
+        assert dom.count('data-mark="quarantined"') == 2
 
         # Not quarantined, the same test fails the suite (the farm's workers still fail it).
         plain = farm("submit-suite", str(project), "--broker", running.broker, "--max-failures", "0", "--", *LEAN)

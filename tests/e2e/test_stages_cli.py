@@ -167,6 +167,11 @@ def test_on_farm_up_a_gate_decides_whether_the_rest_runs(tmp_path: Path, running
     smoke = html.unescape(" | ".join(rows[1]))
     assert "4 passed, 1 failed" in smoke and "min-pass-rate: pass rate 80.0% &lt; 100% (failed)" not in smoke
     assert "min-pass-rate: pass rate 80.0% < 100% (failed)" in smoke, smoke
+    # Each test names its stage: the failure (smoke) and the rows of the stage that never started.
+    failures = re.search(r'<section id="failures">(.*?)</section>', dom, re.S)
+    assert failures and 'data-stage="smoke"' in failures.group(1) and 'data-stage="rest"' not in failures.group(1)
+    table = re.findall(r'<tr class="row"[^>]*>(.*?)</tr>', dom, re.S)
+    assert len(table) == 11 and sum('data-stage="rest"' in r for r in table) == 6, table
 
     fine, report = _submit(_project(tmp_path / "ok"), tmp_path, *where, *STAGED, "--min-pass-rate", "100")
     assert fine.returncode == 0, fine.stdout
