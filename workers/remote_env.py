@@ -264,22 +264,25 @@ def ensure(client: paramiko.SSHClient, python: str, env: SuiteEnv, cache: WheelC
         target = _TARGETS[(where, python)] = Target.from_probe(probe)
         key = env_key(env, target, projects)
         resolved = probe_envs(probe, envs)
-        if key in probe.get("ready", []):
-            if probe.get("touched") != key:
-                _builder(client, python, ["touch", envs, key], 60.0)
+        reused = key in probe.get("ready", [])
+        have = set(probe.get("plain", {}).get(key, [])) if reused else set()
+        names = [remote_project.plain_name(bundle, p) for p in projects] \
+            if env.install_mode == PLAIN and bundle is not None else []
+        if reused:
+            used = [n for n in names if n in have]  # the plain installs this run reuses: marked used too
+            if probe.get("touched") != key or used:
+                _builder(client, python, ["touch", envs, key, *used], 60.0)
             log.info("%s: suite environment %s present (%s): reused in %.2fs", node, key, env.describe(),
                      time.monotonic() - started)
         else:
             _build(client, python, env, cache, target, key, projects, resolved=resolved, scratch=scratch,
                    max_kept=max_kept, node=node)
         paths: list[str] = []
-        if env.install_mode == PLAIN and bundle is not None:
-            have = set(probe.get("plain", {}).get(key, []))
-            for project in projects:
-                name = remote_project.plain_name(bundle, project)
-                if name not in have:
-                    _plain(client, python, cache, bundle, project, resolved=resolved, key=key, scratch=scratch)
-                paths.append(f"{resolved}/{key}/{PLAIN_DIR}/{name}")
+        for project, name in zip(projects, names, strict=False):
+            assert bundle is not None  # names only with a bundle
+            if name not in have:
+                _plain(client, python, cache, bundle, project, resolved=resolved, key=key, scratch=scratch)
+            paths.append(f"{resolved}/{key}/{PLAIN_DIR}/{name}")
     except (paramiko.SSHException, OSError) as exc:
         raise EnvBuildError(f"{node}: could not build the suite's environment ({env.describe()}): {exc}") from None
     except EnvBuildError as exc:

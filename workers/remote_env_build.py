@@ -21,14 +21,15 @@ installed (Debian's has no pip, no ensurepip, no pytest). Commands, each printin
         dropped). Then the least recently used environments beyond MAX_KEPT go. WHEELS is removed
         either way. {"ok": true, "python": PATH, "built": true}
         or {"ok": false, "tail": "the installer's last lines"}.
-    touch ENVS KEY
-        mark ENVS/KEY used now (its farm-env.json's mtime orders eviction).
+    touch ENVS KEY [NAME ...]
+        mark ENVS/KEY used now (its farm-env.json's mtime orders eviction), and the plain installs
+        ENVS/KEY/farm-plain/NAME (their directories' mtimes order theirs).
     plain ENVS KEY NAME WHEEL
         a plain install of a bundle's project (a pure-Python wheel the worker built and shipped):
         WHEEL unpacked as `pip install --no-deps --target` lays a pure wheel out (its `.data`
         purelib and platlib merged in, scripts, headers and data left out) into
-        ENVS/KEY/farm-plain/NAME, through a temporary directory renamed into place; the oldest
-        beyond PLAIN_KEPT there go. WHEEL's directory is removed either way.
+        ENVS/KEY/farm-plain/NAME, through a temporary directory renamed into place; the least
+        recently used beyond PLAIN_KEPT there go. WHEEL's directory is removed either way.
         {"ok": true, "path": PATH} or {"ok": false, "tail": why}.
 """
 
@@ -195,6 +196,8 @@ def main(argv: list[str]) -> int:
         marker = os.path.join(envs, argv[2], MARKER)
         try:
             os.utime(marker)
+            for name in argv[3:]:  # plain installs used now: the last used are the ones `plain` keeps
+                os.utime(os.path.join(envs, argv[2], PLAIN, name))
             out = {"ok": True}
         except OSError as exc:
             out = {"ok": False, "tail": str(exc)}

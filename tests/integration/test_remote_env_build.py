@@ -131,3 +131,24 @@ def test_a_plain_install_keeps_the_newest_four_and_refuses_a_member_outside(tmp_
     assert answer["ok"] is False and "outside" in answer["tail"]
     assert not (envs / "k" / "farm-plain" / "evil-root").exists() and not (tmp_path / "outside.py").exists()
     assert _builder("plain", str(envs), "nokey", "x", str(wheel))["ok"] is False  # no environment: no install
+
+
+def test_a_plain_install_a_run_touches_is_kept_over_newer_ones(tmp_path: Path) -> None:
+    """`touch ENVS KEY NAME`: the run reusing a plain install marks it used, so a fifth install
+    removes the least recently used one, not the oldest made."""
+    envs = tmp_path / "envs"
+    _ready(envs, "k", 0)
+    where = envs / "k" / "farm-plain"
+    for i in range(4):
+        shipped = tmp_path / f"shipped{i}"
+        shipped.mkdir()
+        assert _builder("plain", str(envs), "k", f"b{i}-root",
+                        str(_wheel(shipped / "demo-1.0-py3-none-any.whl", {"demo/__init__.py": "X = 1\n"})))["ok"]
+        os.utime(where / f"b{i}-root", (1_000_000 + i, 1_000_000 + i))
+    assert _builder("touch", str(envs), "k", "b0-root") == {"ok": True}  # b0, made first, used again now
+    shipped = tmp_path / "shipped4"
+    shipped.mkdir()
+    assert _builder("plain", str(envs), "k", "b4-root",
+                    str(_wheel(shipped / "demo-1.0-py3-none-any.whl", {"demo/__init__.py": "X = 1\n"})))["ok"]
+    assert sorted(p.name for p in where.iterdir()) == ["b0-root", "b2-root", "b3-root", "b4-root"]
+    assert _builder("touch", str(envs), "k", "gone-root")["ok"] is False
