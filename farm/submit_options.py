@@ -3,6 +3,7 @@ quarantine), read into the model's values; a bad one is a UsageError naming it."
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 from collections.abc import Callable
@@ -34,14 +35,16 @@ def suite_env(requirements: tuple[Path, ...], install: tuple[str, ...], install_
 _INCLUDE = re.compile(r"(--requirement|--constraint|-r|-c)(?:\s*=\s*|\s+|(?<=-[rc]))(\S+)\s*(?:#.*)?\Z")
 
 
-def expand_requirements(text: str, origin: str, read: Callable[[Path, str], str], depth: int = 0) -> str:
+def expand_requirements(text: str, origin: str, read: Callable[[Path, str], str],
+                        chain: tuple[str, ...] = ()) -> str:
     """`text` (of the requirement file at `origin`) with each `-r FILE` line replaced by that
     file's text, expanded in turn (`read(path, where)`: FILE relative to the file naming it, as
     pip reads it): the worker gets only the text, not the files beside it. URLs are left to pip.
     A `-c FILE` (constraints) line naming a file is a UsageError: constraints cannot be inlined,
-    and the worker would not have the file. Text without such lines is returned as it is."""
-    if depth > 8:
-        raise UsageError(f"--requirements {origin}: `-r` lines nest deeper than 8 files (a cycle?)")
+    and the worker would not have the file. Text without such lines is returned as it is; the
+    text made says each line it replaced as written, never where the file was (the environment's
+    key counts the text: the same files in another checkout give the same key)."""
+    chain = (*chain, os.path.normpath(origin))
     out, included = [], False
     for number, line in enumerate(text.splitlines(), 1):
         match = _INCLUDE.match(line.strip())
@@ -54,10 +57,18 @@ def expand_requirements(text: str, origin: str, read: Callable[[Path, str], str]
             raise UsageError(f"--requirements {where}: `{line.strip()}`: constraint files are not followed "
                              "(the worker gets requirement text only): put the pins in a requirement file")
         path = Path(origin).parent / name
+        if os.path.normpath(path) in chain:
+            raise UsageError(f"--requirements {where}: `{line.strip()}`: {path} includes itself")
+        if len(chain) > 8:
+            raise UsageError(f"--requirements {where}: `-r` lines nest deeper than 8 files")
         included = True
-        out.append(f"# farm: {line.strip()} ({path})")
-        out.append(expand_requirements(read(path, where), str(path), read, depth + 1).rstrip("\n"))
-    return "\n".join(out) + "\n" if included else text
+        out.append(f"# farm: {line.strip()}")
+        out.append(expand_requirements(read(path, where), str(path), read, chain).rstrip("\n"))
+    made = "\n".join(out) + "\n" if included else text
+    if len(made.encode()) > MAX_REQUIREMENTS_BYTES:
+        raise UsageError(f"--requirements {origin}: {len(made.encode())} bytes with the files its `-r` lines "
+                         f"name, more than a requirement file holds ({MAX_REQUIREMENTS_BYTES})")
+    return made
 
 
 def _read_requirements(path: Path, what: str) -> str:

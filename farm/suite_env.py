@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
 from dataclasses import dataclass
 
 #: How the bundle's own project (an --install spec naming a path in the bundle: `.`, `.[test]`,
@@ -36,8 +37,11 @@ class SuiteEnv:
 
     def digest(self) -> str:
         """sha256 of what decides the environment's contents (not of the bundle: its project's own
-        metadata is added by the worker, which reads it from the unpacked bundle)."""
-        text = json.dumps({"requirements": [list(r) for r in self.requirements], "install": list(self.install),
+        metadata is added by the worker, which reads it from the unpacked bundle). Requirement
+        files count by their file names and texts, not the paths typed: the same files in another
+        checkout (a CI job's new directory) make the same environment."""
+        files = [[posixpath.basename(name), text] for name, text in self.requirements]
+        text = json.dumps({"requirements": files, "install": list(self.install),
                            "install_mode": self.install_mode}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
 

@@ -34,7 +34,7 @@ from farm.suite_env import PLAIN, SuiteEnv
 from workers import env_plan, remote_project, sdist_wheels
 from workers.env_plan import LocalProject
 from workers.installer_output import failure
-from workers.suite_envs import CachedEntry, EnvBuildError, PreparedEnv, evictions
+from workers.suite_envs import EnvBuildError, PreparedEnv, evictions, stamped
 
 BUILDER = Path(__file__).resolve().parent / "remote_env_build.py"
 #: Where a VM guest keeps its environments (on its root filesystem: an image bakes them there).
@@ -194,7 +194,11 @@ class WheelCache:
         built: list[str] = []
         where = f"{target.abi} {target.machine}"
         while True:
-            proc = subprocess.run(argv, cwd=dest, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
+            try:
+                proc = subprocess.run(argv, cwd=dest, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                raise EnvBuildError(f"cannot fetch wheels for {where}: pip download ran longer than "
+                                    f"{BUILD_TIMEOUT_S:.0f}s") from None
             if proc.returncode == 0:
                 if built:
                     log.info("built from sdists for %s: %s", where, ", ".join(built))
@@ -214,8 +218,7 @@ class WheelCache:
     def _evict(self, keep: str) -> None:
         """The local cache's choice (suite_envs.evictions: least recently used past the bound, never
         `keep`), each set's `done` file its last use."""
-        entries = [CachedEntry(p.name, (p / "done").stat().st_mtime) for p in self.root.iterdir()
-                   if (p / "done").exists()]
+        entries = stamped(self.root.iterdir(), lambda p: p / "done")  # sets being fetched have none yet
         for name in evictions(entries, self.max_kept, keep):
             shutil.rmtree(self.root / name, ignore_errors=True)
 
@@ -268,10 +271,13 @@ def ensure(client: paramiko.SSHClient, python: str, env: SuiteEnv, cache: WheelC
         have = set(probe.get("plain", {}).get(key, [])) if reused else set()
         names = [remote_project.plain_name(bundle, p) for p in projects] \
             if env.install_mode == PLAIN and bundle is not None else []
+        used = [n for n in names if n in have]  # the plain installs this run reuses: marked used too
+        if reused and (probe.get("touched") != key or used) and \
+                not _builder(client, python, ["touch", envs, key, *used], 60.0).get("ok"):
+            # Removed since the probe by another run's eviction: the environment, or a plain install.
+            have = set()
+            reused = bool(used) and bool(_builder(client, python, ["touch", envs, key], 60.0).get("ok"))
         if reused:
-            used = [n for n in names if n in have]  # the plain installs this run reuses: marked used too
-            if probe.get("touched") != key or used:
-                _builder(client, python, ["touch", envs, key, *used], 60.0)
             log.info("%s: suite environment %s present (%s): reused in %.2fs", node, key, env.describe(),
                      time.monotonic() - started)
         else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import shutil
 import subprocess
 import tarfile
 import tempfile
@@ -21,9 +22,9 @@ from farm.suite_env import SuiteEnv
 from workers import env_plan, sdist_wheels
 from workers.env_plan import LocalProject
 from workers.installer_output import failure
-from workers.suite_envs import EnvBuildError
+from workers.suite_envs import EnvBuildError, evictions, slug, stamped
 
-#: Project wheels the worker keeps (newest by mtime; one per bundle and project directory).
+#: Project wheels the worker keeps (the most recently used; one per bundle and project directory).
 WHEELS_KEPT = 16
 #: The longest a `pip wheel` of the bundle's project may take.
 BUILD_TIMEOUT_S = 900.0
@@ -89,13 +90,12 @@ def check(projects: Sequence[LocalProject]) -> None:
 
 def plain_name(archive: Path, project: LocalProject) -> str:
     """What names one bundle's plain install of one project on a remote (`DIGEST16-DIR`)."""
-    slug = "root" if project.path in (".", "") else project.path.replace("/", "_")
-    return f"{archive.name.split('.')[0][:16]}-{slug}"
+    return f"{archive.name.split('.')[0][:16]}-{slug(project.path)}"
 
 
 class ProjectWheels:
     """The bundle projects' wheels (`pip wheel --no-deps` of the bundle's tree on the worker), one
-    per plain_name, under `root`; the newest WHEELS_KEPT are kept."""
+    per plain_name, under `root`; the WHEELS_KEPT most recently used are kept."""
 
     def __init__(self, root: Path, python: str) -> None:
         self.root, self.python = root, python
@@ -106,8 +106,11 @@ class ProjectWheels:
         name = plain_name(archive, project)
         kept = sorted((self.root / name).glob("*.whl"))
         if kept:
-            os.utime(self.root / name)  # used now: the newest are kept
-            return kept[0]
+            try:
+                os.utime(self.root / name)  # used now: the least recently used go
+                return kept[0]
+            except OSError:  # removed meanwhile by another process's prune: built again
+                pass
         self.root.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="farm-project-", dir=self.root) as tmp:
             tree = Path(tmp) / "tree"
@@ -140,10 +143,8 @@ class ProjectWheels:
         return sorted(final.glob("*.whl"))[0]
 
     def _prune(self, keep: str) -> None:
-        made = sorted((p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")
-                       and p.name != keep and not p.name.startswith("farm-project-")),
-                      key=lambda p: p.stat().st_mtime)
-        for old in made[:max(0, len(made) - (WHEELS_KEPT - 1))]:
-            for f in old.iterdir():
-                f.unlink(missing_ok=True)
-            old.rmdir()
+        """The least recently used wheels beyond WHEELS_KEPT go (suite_envs.evictions)."""
+        made = stamped(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")
+                       and not p.name.startswith("farm-project-"))
+        for name in evictions(made, WHEELS_KEPT, keep):
+            shutil.rmtree(self.root / name, ignore_errors=True)

@@ -38,6 +38,11 @@ def project_name(requirement: str) -> str:
     return match.group(0) if match else requirement
 
 
+def _canonical(name: str) -> str:
+    """A project name as the index compares them (PEP 503: `Foo_Bar` is `foo-bar`)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def is_pure(wheel: str) -> bool:
     """Whether a wheel file name's ABI and platform tags are `none` and `any` (`x-1-py3-none-any.whl`)."""
     parts = wheel.removesuffix(".whl").split("-")
@@ -52,8 +57,9 @@ def judge(requirement: str, target: str, returncode: int, output: str, wheels: l
     """What a `pip wheel` of `requirement`'s sdist came to: (BUILT, ""), (NO_SDIST, "") when the
     index has no sdist of it either, or ("failed" / "compiled", the one line saying why)."""
     if returncode != 0:
-        if _MISSING.search(output):
-            return NO_SDIST, ""
+        wanted = _canonical(project_name(requirement))
+        if any(_canonical(project_name(m)) == wanted for m in _MISSING.findall(output)):
+            return NO_SDIST, ""  # (not a build dependency of it missing: that is its build failing)
         return "failed", (f"{requirement}: no wheel for {target} on the index, and its sdist did not build on "
                           f"the worker: pip wheel exit {returncode}")
     if not wheels:

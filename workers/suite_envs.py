@@ -5,7 +5,6 @@ install of its own project beside them."""
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import importlib.util
 import json
@@ -15,8 +14,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,6 +108,18 @@ class CachedEntry:
     used_at: float
 
 
+def stamped(paths: Iterable[Path], stamp: Callable[[Path], Path] = lambda p: p) -> list[CachedEntry]:
+    """Each path as a CachedEntry, last used when `stamp(path)` was modified; one another process
+    removed meanwhile is left out (caches are shared by a worker's processes)."""
+    out = []
+    for path in paths:
+        try:
+            out.append(CachedEntry(path.name, stamp(path).stat().st_mtime))
+        except OSError:
+            continue
+    return out
+
+
 def evictions(entries: Sequence[CachedEntry], bound: int, keep: str = "",
               busy: Collection[str] = ()) -> list[str]:
     """The entries to remove, least recently used first, until at most `bound` are left; never
@@ -127,7 +139,9 @@ class EnvCache:
         self.max_envs = max_envs
         self.installer = installer  # FARM_ENV_INSTALLER's choice (find_installer), or the one to use
         self.builds = 0  # environments this object built (tests; the log says each)
-        self._uses: dict[str, list[IO[str]]] = {}  # key -> this process's holds on `locks/KEY.use`
+        # key -> this process's uses of it, each its holds on `locks/KEY.use` (and `locks/plain-NAME.use`)
+        self._uses: dict[str, list[list[IO[str]]]] = {}
+        self._uses_lock = threading.Lock()  # slots are processes, but a thread may prepare too
 
     def prepare(self, env: SuiteEnv, tree: Path, bundle_digest: str, base_python: str,
                 interpreter: str) -> PreparedEnv:
@@ -137,7 +151,7 @@ class EnvCache:
         probe = plan(env, projects, interpreter, base_python=base_python, env_dir="", bundle_root=str(tree),
                      installer=installer)
         final = self.root / probe.key
-        use = self._use(probe.key)  # before it is looked for: an eviction under way finishes first
+        holds = [self._use(probe.key)]  # before it is looked for: an eviction under way finishes first
         try:
             with self._locked(probe.key):
                 if not (final / BUILT_FILE).is_file():
@@ -147,28 +161,32 @@ class EnvCache:
                     _touch(final)
                 paths = probe.source_paths
                 if probe.plain:
-                    paths = (*paths, *self._plain(probe, installer, final, tree, bundle_digest))
+                    paths = (*paths, *self._plain(probe, installer, final, tree, bundle_digest, holds))
         except BaseException:
-            use.close()
+            for fh in holds:
+                fh.close()
             raise
-        self._uses.setdefault(probe.key, []).append(use)
+        with self._uses_lock:
+            self._uses.setdefault(probe.key, []).append(holds)
         return PreparedEnv(probe.key, str(final / "bin" / "python"), paths)
 
     def release(self, key: str) -> None:
-        """The run that `prepare` returned `key` for has ended: the environment may be evicted again
-        (once no other run of any process uses it)."""
-        held = self._uses.get(key)
-        if held:
-            held.pop().close()  # closing the file drops its shared lock
-            if not held:
+        """The run that `prepare` returned `key` for has ended: the environment (and its plain
+        installs) may be evicted again, once no other run of any process uses them."""
+        with self._uses_lock:
+            held = self._uses.get(key)
+            holds = held.pop() if held else []
+            if held == []:
                 del self._uses[key]
+        for fh in holds:
+            fh.close()  # closing the file drops its shared lock
 
-    def _use(self, key: str) -> IO[str]:
-        """A shared lock on `locks/KEY.use`, held while a run uses the environment: eviction,
-        which takes it exclusively, passes it over."""
+    def _use(self, name: str) -> IO[str]:
+        """A shared lock on `locks/NAME.use`, held while a run uses the environment (or plain
+        install) NAME: eviction, which takes it exclusively, passes it over."""
         locks = self.root / "locks"
         locks.mkdir(parents=True, exist_ok=True)
-        fh = open(locks / f"{key}.use", "a")  # noqa: SIM115 (held past this call: release() closes it)
+        fh = open(locks / f"{name}.use", "a")  # noqa: SIM115 (held past this call: release() closes it)
         try:
             fcntl.flock(fh, fcntl.LOCK_SH)
         except BaseException:
@@ -217,12 +235,15 @@ class EnvCache:
                     installer.kind, time.monotonic() - started)
         self._evict(keep=final.name)
 
-    def _plain(self, probe: EnvPlan, installer: Installer, final: Path, tree: Path, bundle_digest: str) -> list[str]:
-        """This bundle's projects installed plainly (no dependencies) into a directory of their own."""
+    def _plain(self, probe: EnvPlan, installer: Installer, final: Path, tree: Path, bundle_digest: str,
+               holds: list[IO[str]]) -> list[str]:
+        """This bundle's projects installed plainly (no dependencies) into a directory of their own,
+        each held in use (`holds`) for the run."""
         out = []
         plain_root = self.root / "plain"
         for path in probe.plain:
-            target = plain_root / f"{bundle_digest[:16]}-{probe.key[:16]}-{_slug(path)}"
+            target = plain_root / f"{bundle_digest[:16]}-{probe.key[:16]}-{slug(path)}"
+            holds.append(self._use(f"plain-{target.name}"))
             if not target.is_dir():
                 plain_root.mkdir(parents=True, exist_ok=True)
                 incoming = Path(tempfile.mkdtemp(dir=plain_root, prefix=".incoming-"))
@@ -269,32 +290,55 @@ class EnvCache:
         (self.root / "failed" / key).write_text(message, encoding="utf-8")
 
     def _evict(self, keep: str) -> None:
-        with self._locked(".evict"), contextlib.ExitStack() as idle:
+        with self._locked(".evict"):
             entries = [CachedEntry(e.name, e.stat(follow_symlinks=False).st_mtime) for e in os.scandir(self.root)
                        if len(e.name) == 64 and e.is_dir(follow_symlinks=False)]
-            busy = set()
-            for entry in entries:  # in use by a run (a shared lock on it), or left locked till removed
-                fh = idle.enter_context(open(self.root / "locks" / f"{entry.name}.use", "a"))
-                try:
-                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    busy.add(entry.name)
-            chosen = evictions(entries, self.max_envs, keep, busy)
-            for name in chosen:
+            for name in self._idle_evictions(entries, self.max_envs, keep, ""):
                 _remove(self.root, name)
                 (self.root / "locks" / name).unlink(missing_ok=True)
                 log.warning("evicted the suite environment %s (more than %d kept)", name[:12], self.max_envs)
-            if len(entries) - len(chosen) > self.max_envs:
-                log.warning("%d suite environments kept, past the bound of %d: the others are in use",
-                            len(entries) - len(chosen), self.max_envs)
 
     def _evict_plain(self, keep: str) -> None:
         root = self.root / "plain"
         with self._locked(".evict"):
             entries = [CachedEntry(e.name, e.stat(follow_symlinks=False).st_mtime) for e in os.scandir(root)
                        if not e.name.startswith(".")]
-            for name in evictions(entries, self.max_envs * PLAIN_PER_ENV, keep):
+            for name in self._idle_evictions(entries, self.max_envs * PLAIN_PER_ENV, keep, "plain-"):
                 _remove(root, name)
+
+    @contextmanager
+    def _idle(self, entries: Sequence[CachedEntry], prefix: str) -> Iterator[tuple[set[str], dict[str, IO[str]]]]:
+        """The entries in use (a run holds `locks/PREFIX+NAME.use` shared), and the others' lock
+        files, each locked exclusively (no run can start using it) until the block ends."""
+        busy: set[str] = set()
+        idle: dict[str, IO[str]] = {}
+        try:
+            for entry in entries:
+                fh = open(self.root / "locks" / f"{prefix}{entry.name}.use", "a")  # noqa: SIM115 (closed below)
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    fh.close()
+                    busy.add(entry.name)
+                    continue
+                idle[entry.name] = fh
+            yield busy, idle
+        finally:
+            for held in idle.values():
+                held.close()
+
+    def _idle_evictions(self, entries: Sequence[CachedEntry], bound: int, keep: str, prefix: str) -> Iterator[str]:
+        """`evictions` of the entries no run uses, each yielded while it stays locked (removed
+        then); the idle ones not chosen are unlocked first, so no prepare waits on the removals."""
+        (self.root / "locks").mkdir(parents=True, exist_ok=True)
+        with self._idle(entries, prefix) as (busy, idle):
+            chosen = evictions(entries, bound, keep, busy)
+            for name in [n for n in idle if n not in chosen]:
+                idle.pop(name).close()
+            yield from chosen
+            if len(entries) - len(chosen) > bound:
+                log.warning("%d suite environments kept under %s, past the bound of %d: the others are in use",
+                            len(entries) - len(chosen), self.root, bound)
 
     def _remove_leftovers(self) -> None:
         now = time.time()
@@ -393,5 +437,6 @@ def _touch(path: Path) -> None:
         pass
 
 
-def _slug(path: str) -> str:
+def slug(path: str) -> str:
+    """A project directory of the bundle as part of a file name (`.` -> `root`, `a/b` -> `a_b`)."""
     return "root" if path in (".", "") else path.replace("/", "_")

@@ -12,7 +12,7 @@ import pytest
 
 from farm.suite_env import SuiteEnv
 from workers.env_plan import PIP, Installer
-from workers.suite_envs import BUILT_FILE, FAILED_TTL_S, EnvBuildError, EnvCache
+from workers.suite_envs import BUILT_FILE, FAILED_TTL_S, PLAIN_PER_ENV, EnvBuildError, EnvCache
 
 #: Stands for `python -m pip --python ENV/bin/python install ...`: counts its runs, takes a while,
 #: fails when the requirements name `fail-me`.
@@ -23,6 +23,9 @@ with open(sys.argv[0] + ".runs", "a") as fh:
     fh.write(" ".join(args) + "\\n")
 time.sleep(0.3)
 files = [args[i + 1] for i, a in enumerate(args) if a == "-r"]
+if "--target" in args:  # a plain install: the project's files into the target
+    pathlib.Path(args[args.index("--target") + 1], "installed.txt").parent.mkdir(parents=True)
+    pathlib.Path(args[args.index("--target") + 1], "installed.txt").write_text(args[-1])
 if any("fail-me" in pathlib.Path(f).read_text() for f in files):
     print("ERROR: No matching distribution found for fail-me")
     sys.exit(1)
@@ -112,6 +115,36 @@ def test_an_environment_a_run_uses_is_not_evicted_and_goes_once_released(tmp_pat
     five = _prepare(other, _env("five\n"), tmp_path)
     assert _kept(tmp_path) == {four, five}
     assert two not in _kept(tmp_path) and _runs(stub) == 5
+
+
+def test_a_plain_install_a_run_uses_is_not_evicted(tmp_path: Path, stub: Path) -> None:
+    """Plain installs (one per bundle, PLAIN_PER_ENV per environment) are held for their run too."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "pyproject.toml").write_text('[project]\nname = "demo"\nversion = "1"\ndependencies = []\n')
+    env = SuiteEnv(install=(".",), install_mode="plain")
+    running, other = _cache(tmp_path, stub, max_envs=1), _cache(tmp_path, stub, max_envs=1)
+
+    keys: set[str] = set()
+
+    def plain(cache: EnvCache, bundle: int, *, release: bool = True) -> str:
+        prepared = cache.prepare(env, tree, f"{bundle:02d}".ljust(64, "0"), sys.executable, "fingerprint")
+        keys.add(prepared.key)
+        if release:
+            cache.release(prepared.key)
+        (where,) = prepared.paths
+        return Path(where).name
+
+    held = plain(running, 0, release=False)  # the oldest, but its run goes on
+    made = [plain(other, n) for n in range(1, PLAIN_PER_ENV + 2)]
+    kept = {p.name for p in (tmp_path / "envs" / "plain").iterdir() if not p.name.startswith(".")}
+    assert held in kept and len(kept) == PLAIN_PER_ENV
+    assert kept == {held, *made[-(PLAIN_PER_ENV - 1):]}
+    (key,) = keys  # one environment: the bundles differ, their requirements do not
+    running.release(key)
+    plain(other, 99)
+    kept = {p.name for p in (tmp_path / "envs" / "plain").iterdir() if not p.name.startswith(".")}
+    assert held not in kept and len(kept) == PLAIN_PER_ENV
 
 
 def test_a_failed_build_is_remembered_and_not_tried_again_for_a_while(tmp_path: Path, stub: Path) -> None:

@@ -82,9 +82,29 @@ def test_what_building_an_sdist_comes_to() -> None:
         sdist_wheels.BUILT, "")
     assert sdist_wheels.judge("nope", target, 1, "ERROR: No matching distribution found for nope", []) == (
         sdist_wheels.NO_SDIST, "")  # no sdist either: pip download's own failure is reported
+    assert sdist_wheels.judge("Foo_Bar>=1", target, 1, "No matching distribution found for foo-bar>=1", [])[0] == \
+        sdist_wheels.NO_SDIST  # names compared as the index does
+    missing_build_dep = sdist_wheels.judge("old==1", target, 1, "No matching distribution found for setuptools>=61",
+                                           [])
+    assert missing_build_dep[0] == "failed"  # its build failed: not "the index has no sdist"
     verdict, why = sdist_wheels.judge("fast==1", target, 0, "", ["fast-1-cp311-cp311-linux_x86_64.whl"])
     assert verdict == "compiled" and why == ("fast==1: no wheel for cp311 x86_64 on the index, and its sdist builds a "
                                              "compiled wheel (fast-1-cp311-cp311-linux_x86_64.whl) that the worker "
                                              "cannot build for the remote")
     verdict, why = sdist_wheels.judge("broken", target, 1, "error: subprocess-exited-with-error", [])
     assert verdict == "failed" and why.endswith("its sdist did not build on the worker: pip wheel exit 1")
+
+
+def test_a_change_of_code_keeps_the_remote_key_and_a_change_of_dependencies_makes_a_new_one(tmp_path: Path) -> None:
+    env = SuiteEnv(install=(".[test]",))
+    keys = []
+    for n, (code, pyproject) in enumerate([("X = 1\n", PYPROJECT), ("X = 2\n", PYPROJECT),
+                                           ("X = 2\n", PYPROJECT.replace('"attrs"', '"attrs>=23"'))]):
+        archive = _archive(tmp_path / str(n), {"pyproject.toml": pyproject, "src/demo/__init__.py": code})
+        keys.append(remote_env.env_key(env, remote_env_target(), remote_project.read(archive, env)))
+    assert keys[0] == keys[1] != keys[2]
+
+
+def remote_env_target() -> remote_env.Target:
+    return remote_env.Target.from_probe({"version": "3.11", "full": "3.11.2", "implementation": "cp", "abi": "cp311",
+                                         "machine": "x86_64", "glibc": "2.36", "executable": "/usr/bin/python3.11"})

@@ -10,6 +10,7 @@ from farm.errors import UsageError
 from farm.model import Stage
 from farm.submit_options import expand_requirements, stages, suite_env
 from farm.suite_env import SuiteEnv
+from workers.remote_env import named
 
 
 def test_stages_keep_their_order_and_split_their_args_as_a_shell_does() -> None:
@@ -58,14 +59,30 @@ def test_r_lines_are_inlined_relative_to_the_file_naming_them_and_c_lines_refuse
     assert expand_requirements("-r https://example.invalid/r.txt\n", "/p/req.txt", read) == \
         "-r https://example.invalid/r.txt\n"  # pip fetches URLs itself
     assert expand_requirements(files["/p/req/dev.txt"], "/p/req/dev.txt", read).splitlines() == [
-        "# farm: -r base.txt (/p/req/base.txt)",
-        "# farm: --requirement=../common/pins.txt (/p/req/../common/pins.txt)",
+        "# farm: -r base.txt",
+        "# farm: --requirement=../common/pins.txt",
         "pytest>=9  # pinned", "attrs", "flake8"]
     with pytest.raises(UsageError, match=r"^--requirements /p/r.txt, line 2: `-c pins.txt`: constraint files"):
         expand_requirements("attrs\n-c pins.txt\n", "/p/r.txt", read)
     loop = {"/p/a.txt": "-r b.txt\n", "/p/b.txt": "-ra.txt\n"}
-    with pytest.raises(UsageError, match="nest deeper than 8 files"):
+    with pytest.raises(UsageError, match=r"^--requirements /p/b.txt, line 1: `-ra.txt`: /p/a.txt includes itself"):
         expand_requirements(loop["/p/a.txt"], "/p/a.txt", lambda path, where: loop[str(path)])
+    deep = {f"/p/{i}.txt": f"-r {i + 1}.txt\n" for i in range(20)}
+    with pytest.raises(UsageError, match="nest deeper than 8 files"):
+        expand_requirements(deep["/p/0.txt"], "/p/0.txt", lambda path, where: deep[str(path)])
+    wide = {"/p/w.txt": "-r big.txt\n" * 3, "/p/big.txt": "x" * 100_000 + "\n"}  # 300 kB made of one file
+    with pytest.raises(UsageError, match=r"^--requirements /p/w.txt: 300\d+ bytes with the files its `-r` lines"):
+        expand_requirements(wide["/p/w.txt"], "/p/w.txt", lambda path, where: wide[str(path)])
+
+
+def test_the_same_files_in_another_checkout_make_the_same_environment(tmp_path: Path) -> None:
+    for where in ("one", "two"):
+        (tmp_path / where / "req").mkdir(parents=True)
+        (tmp_path / where / "req" / "base.txt").write_text("pytest>=9\n")
+        (tmp_path / where / "req" / "dev.txt").write_text("-r base.txt\n")
+    one, two = (suite_env((tmp_path / w / "req" / "dev.txt",), (), "editable") for w in ("one", "two"))
+    assert one.requirements[0][1] == two.requirements[0][1] == "# farm: -r base.txt\npytest>=9\n"
+    assert one.digest() == two.digest() and named(one).digest() == named(two).digest()
 
 
 def test_a_file_an_r_line_names_is_read_beside_it_and_a_missing_one_named(tmp_path: Path) -> None:
