@@ -16,7 +16,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -209,15 +209,16 @@ class EnvCache:
                 p = plan(env, projects, interpreter, base_python=base_python, env_dir=str(incoming / "env"),
                          bundle_root=str(bundle_root), installer=installer)
                 log_path = incoming / "install.log"
-                _run(p.create, log_path, "making the virtualenv")
+                _run(p.create, log_path, "making the virtualenv", installer)
                 for path, text in p.requirement_files:
                     Path(path).parent.mkdir(parents=True, exist_ok=True)
                     Path(path).write_text(text, encoding="utf-8")
-                _run(_no_compile(p.install, installer), log_path, "installing")
+                _run(_no_compile(p.install, installer), log_path, "installing", installer)
                 if p.strip:
                     names = installed_from(Path(p.python), p.strip)
                     if names:
-                        _run(_uninstall_argv(installer, p.python, names), log_path, "removing the project")
+                        _run(_uninstall_argv(installer, p.python, names), log_path, "removing the project",
+                             installer)
             seconds = time.monotonic() - started
             _relocate(incoming / "env", final)
             (incoming / "env" / BUILT_FILE).write_text(json.dumps(
@@ -252,7 +253,8 @@ class EnvCache:
                         source = Path(copy) / "project"
                         shutil.copytree(tree / path, source, symlinks=True)
                         argv = plain_argv(installer, str(final / "bin" / "python"), str(source), str(incoming / "site"))
-                        _run(_no_compile(argv, installer), incoming / "install.log", "installing the project")
+                        _run(_no_compile(argv, installer), incoming / "install.log", "installing the project",
+                             installer)
                     os.rename(incoming / "site", target)
                 finally:
                     shutil.rmtree(incoming, ignore_errors=True)
@@ -378,13 +380,25 @@ def _no_compile(argv: tuple[str, ...], installer: Installer) -> tuple[str, ...]:
     return (*argv[:at], "--no-compile", *argv[at:])
 
 
-def _run(argv: Sequence[str], log_path: Path, what: str) -> None:
+def installer_env(kind: str, environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment an installer of `kind` runs in: `environ`, and for uv the host's own
+    certificate store (UV_SYSTEM_CERTS, UV_NATIVE_TLS, its older name), as pip uses it, unless the
+    host says otherwise: uv's built-in roots do not know a CA the host added (a proxy's), and a
+    host whose pip reaches the index must not fail with uv."""
+    env = dict(environ)
+    if kind == UV and not any(k in env for k in ("UV_SYSTEM_CERTS", "UV_NATIVE_TLS", "SSL_CERT_FILE")):
+        env["UV_SYSTEM_CERTS"] = env["UV_NATIVE_TLS"] = "1"
+    return env
+
+
+def _run(argv: Sequence[str], log_path: Path, what: str, installer: Installer | None = None) -> None:
     """Run an installer command, its output appended to `log_path`; EnvBuildError with its last lines."""
     with open(log_path, "ab") as out:
         out.write(("$ " + " ".join(argv) + "\n").encode())
         out.flush()
         try:
             code = subprocess.run(list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                  env=installer_env(installer.kind if installer else PIP, os.environ),
                                   timeout=INSTALL_TIMEOUT_S, preexec_fn=die_with_parent, check=False).returncode
         except subprocess.TimeoutExpired:
             code = -1

@@ -76,6 +76,20 @@ def test_uv_builds_the_environment_when_it_is_on_path(tmp_path: Path, uv: str, m
     assert built.read_text() == first
 
 
+def test_uv_trusts_the_hosts_certificates_as_pip_does(tmp_path: Path, uv: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host whose pip reaches the index through a CA it added (pip.conf's `cert`, the system
+    store), with no SSL_CERT_FILE in the environment: uv's built-in roots alone refuse the index
+    (seen on a fresh Debian root: "invalid peer certificate: UnknownIssuer"); farm has uv use the
+    host's store. Where the index needs no such CA, the build passes either way."""
+    for name in ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "UV_SYSTEM_CERTS",
+                 "UV_NATIVE_TLS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path / "uv-cache"))  # fetched now, not from a cache
+    cache = EnvCache(tmp_path / "envs", installer=Installer(UV, (uv,)))
+    prepared = cache.prepare(SuiteEnv(install=("iniconfig",)), _tree(tmp_path), "0" * 64, BASE, "fp")
+    assert _run(prepared.python, "import iniconfig; print('ok')") == "ok"
+
+
 def test_past_the_bound_the_oldest_environment_is_removed(tmp_path: Path) -> None:
     cache = EnvCache(tmp_path / "envs", max_envs=1, installer="pip")
     one = cache.prepare(SuiteEnv(install=("iniconfig",)), _tree(tmp_path), "0" * 64, BASE, "fp")

@@ -16,7 +16,7 @@ from workers.env_plan import (
     static_dependencies,
     uninstall_argv,
 )
-from workers.suite_envs import CachedEntry, evictions
+from workers.suite_envs import CachedEntry, evictions, installer_env
 
 PIP_INSTALLER = Installer(PIP, ("/w/python", "-m", "pip"))
 UV_INSTALLER = Installer(UV, ("/bin/uv",))
@@ -122,3 +122,10 @@ def test_evictions_take_the_least_recently_used_beyond_the_bound_never_the_one_k
     assert evictions(entries, 4) == []
     assert evictions(entries, 2, keep="a", busy={"c"}) == ["b", "d"]  # in use: passed over
     assert evictions(entries, 2, busy={"a", "b", "c"}) == ["d"]  # one more than the bound left
+
+
+def test_uv_runs_with_the_hosts_certificate_store_unless_the_host_chose() -> None:
+    assert installer_env(UV, {"PATH": "/bin"}) == {"PATH": "/bin", "UV_SYSTEM_CERTS": "1", "UV_NATIVE_TLS": "1"}
+    assert installer_env(UV, {"SSL_CERT_FILE": "/ca.pem"}) == {"SSL_CERT_FILE": "/ca.pem"}
+    assert installer_env(UV, {"UV_SYSTEM_CERTS": "0"}) == {"UV_SYSTEM_CERTS": "0"}
+    assert installer_env(PIP, {"PATH": "/bin"}) == {"PATH": "/bin"}
