@@ -167,7 +167,7 @@ def build(output: Path = DEFAULT_DIR, *, force: bool = False, log=print,  # type
         try:
             meta = json.loads(meta_path.read_text())
             have = {e.get("digest") for e in meta.get("envs", [])}
-            if meta.get("inputs") == digest and all(remote_env.named(e).digest() in have for e in envs):
+            if meta.get("inputs") == digest and all(e.digest() in have for e in envs):
                 log(f"image {output} is up to date (inputs {digest[:12]})")
                 return Image.load(output)
         except (ValueError, UsageError, AttributeError):
@@ -243,7 +243,7 @@ def bake(tree: Path, env: SuiteEnv, wheels: remote_env.WheelCache, log=print) ->
         raise installer_output.failure(f"cannot bake the suite environment {env.describe()}: pip install failed",
                                  str(answer.get("tail", "")))
     log(f"baked {env.describe()} in {time.monotonic() - started:.1f}s")
-    return {"key": key, "describe": env.describe(), "digest": remote_env.named(env).digest()}
+    return {"key": key, "describe": env.describe(), "digest": env.digest()}
 
 
 def _chroot(tree: Path, argv: list[str]) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import posixpath
 import shlex
 import shutil
 import subprocess
@@ -89,14 +88,9 @@ def env_key(env: SuiteEnv, target: Target, projects: Sequence[LocalProject] = ()
     """The environment's key on a remote (workers/env_plan.py's, the interpreter named by its
     target; the bundle's projects by their metadata files, as on the local backend): the same for
     a suite and for `farm image build` given the same requirements and the image's python3.
-    Requirement files count by their file names, not the paths typed (`-r requirements.txt` in
+    Requirement files count by their file names, not the paths typed (SuiteEnv.digest: `-r requirements.txt` in
     one directory and `-r /src/requirements.txt` are the same file)."""
-    return env_plan.env_key(named(env), projects, target.identity())
-
-
-def named(env: SuiteEnv) -> SuiteEnv:
-    """`env` with its requirement files named by their file names only (what the remote key counts)."""
-    return replace(env, requirements=tuple((posixpath.basename(name), text) for name, text in env.requirements))
+    return env_plan.env_key(env, projects, target.identity())
 
 
 def prepared(env: SuiteEnv, archive: Path) -> PreparedEnv:
@@ -109,7 +103,7 @@ def prepared(env: SuiteEnv, archive: Path) -> PreparedEnv:
     remote_project.check(projects)
     made = env_plan.plan(env, projects, "", base_python="", env_dir="", bundle_root="",
                          installer=env_plan.Installer(env_plan.PIP, ("pip",)))
-    return PreparedEnv(key=named(env).digest(), python="", paths=made.source_paths)
+    return PreparedEnv(key=env.digest(), python="", paths=made.source_paths)
 
 
 def check_bakeable(env: SuiteEnv) -> None:
